@@ -1,0 +1,74 @@
+# claims-worker: `make run` and `make test` do all the set-up on a fresh machine.
+# Tools run from the project venv as `python -m ...`; the Kafka broker runs from Maven-fetched jars.
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+KAFKA_LIBS := .cache/kafka/libs
+JARS     := $(KAFKA_LIBS)/.fetched
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration \
+        bench lint format typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## create the venv and install the worker with its dev tools (idempotent)
+
+$(JARS): deploy/kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "error: mvn not found: install Maven (and Java 17+) to fetch the Kafka broker"; exit 1; }
+	rm -rf $(KAFKA_LIBS)
+	mvn -B -q -f deploy/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $@
+
+broker-jars: $(JARS) ## fetch the Apache Kafka broker jars with Maven, once
+
+promtool: ## install promtool and prometheus (Debian package) when missing
+	@bash deploy/prometheus/install-promtool.sh
+
+broker-up: install broker-jars ## start the local single-node KRaft broker; prints its address
+	@$(PY) -m worker.devtools.broker up
+
+broker-down: install ## stop the local broker
+	@$(PY) -m worker.devtools.broker down
+
+run: install broker-jars ## start a broker if none is configured, feed the sample claims, run the worker, show its decisions
+	@$(PY) -m worker.devtools.demo
+
+test: install broker-jars promtool ## run every test (starts and stops its own broker unless KAFKA_BOOTSTRAP_SERVERS is set)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## run the tests that need no broker
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install broker-jars ## run the tests against a real broker
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+bench: install broker-jars ## print throughput and latency figures (policy, codec, end to end)
+	$(PY) tests/bench/bench_policy.py
+	$(PY) tests/bench/bench_codec.py
+	$(PY) tests/bench/bench_pipeline.py
+
+lint: install ## ruff check, ruff format --check, mypy --strict
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install ## apply ruff's fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+typecheck: install ## mypy --strict on worker/
+	$(PY) -m mypy
+
+clean: broker-down ## remove the venv and caches (the jar cache too)
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

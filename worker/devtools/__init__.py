@@ -1,0 +1,3 @@
+"""Developer tools: the local Kafka broker launcher."""
+
+__all__: list[str] = []

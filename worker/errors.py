@@ -1,0 +1,60 @@
+"""The project's exceptions: one root, bad-input errors that go to the dead-letter topic, infra errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "ClaimsWorkerError",
+    "ConfigError",
+    "DeadLetterClass",
+    "DecodeError",
+    "InvalidClaim",
+    "BadRecord",
+    "TransactionFailed",
+]
+
+
+class DeadLetterClass(StrEnum):
+    """Why a record went to the dead-letter topic: a closed set, safe as a metric label."""
+
+    NOT_AVRO = "NOT_AVRO"
+    UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"
+    TRUNCATED = "TRUNCATED"
+    CORRUPT = "CORRUPT"
+    INVALID_FIELD = "INVALID_FIELD"
+    MISSING_FIELD = "MISSING_FIELD"
+    KEY_MISMATCH = "KEY_MISMATCH"
+    DUPLICATE_EVENT = "DUPLICATE_EVENT"
+
+
+class ClaimsWorkerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class BadRecord(ClaimsWorkerError):
+    """A record that cannot be judged; it goes to the dead-letter topic with its class and reason.
+
+    The message (``reason``) names fields and rules only, never a field's value: values may be PHI.
+    """
+
+    def __init__(self, error_class: DeadLetterClass, reason: str) -> None:
+        super().__init__(f"{error_class}: {reason}")
+        self.error_class = error_class
+        self.reason = reason
+
+
+class DecodeError(BadRecord):
+    """The bytes are not a claim we can read (framing, schema, truncation, corruption)."""
+
+
+class InvalidClaim(BadRecord):
+    """The claim decoded but breaks a field rule (format, range, required-with)."""
+
+
+class ConfigError(ClaimsWorkerError):
+    """A setting is missing or wrong; the CLI prints it and exits non-zero."""
+
+
+class TransactionFailed(ClaimsWorkerError):
+    """A Kafka transaction could not be committed; the batch is aborted and replayed."""

@@ -1,0 +1,252 @@
+"""Validated claim and decision types: the vocabulary shared by the codec, the policy and the pipeline.
+
+Field names follow NCPDP Telecommunication D.0 where one exists (see shared/policy/DOMAIN.md §4).
+PHI (member id, names, date of birth) lives only in ``Patient``, whose fields are hidden from
+``repr`` and whose validation errors never carry input values (``hide_input_in_errors``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Claim",
+    "ClinicalAttestation",
+    "Consultation",
+    "CriterionResult",
+    "CriterionStatus",
+    "Decision",
+    "Diagnosis",
+    "DiseaseStatus",
+    "Outcome",
+    "Patient",
+    "Prescriber",
+    "Product",
+    "TransactionCode",
+    "TriState",
+    "npi_is_valid",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+# NUCC taxonomy codes are 10 characters: 9 alphanumerics and a closing "X" (DOMAIN.md §3).
+_TAXONOMY = r"^[0-9A-Z]{9}X$"
+# ICD-10-CM as sent on claims: letter, digit, alnum, then up to 4 more, dot optional (DOMAIN.md §2).
+_ICD10 = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
+
+
+class TransactionCode(StrEnum):
+    """NCPDP 103-A3: B1 billing, B2 reversal, B3 rebill."""
+
+    BILLING = "B1"
+    REVERSAL = "B2"
+    REBILL = "B3"
+
+
+class DiseaseStatus(StrEnum):
+    """Disease status attested on a PA request."""
+
+    RECURRENT = "RECURRENT"
+    METASTATIC = "METASTATIC"
+    LOCALLY_ADVANCED = "LOCALLY_ADVANCED"
+    EARLY = "EARLY"
+    UNKNOWN = "UNKNOWN"
+
+
+class TriState(StrEnum):
+    """Yes, no, or not known: absence of an answer is not a "no"."""
+
+    YES = "YES"
+    NO = "NO"
+    UNKNOWN = "UNKNOWN"
+
+
+class Outcome(StrEnum):
+    """What the worker decided for a claim."""
+
+    APPROVED = "APPROVED"
+    DENIED = "DENIED"
+    PENDED = "PENDED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+    REVERSED = "REVERSED"
+
+
+class CriterionStatus(StrEnum):
+    """How one policy criterion evaluated."""
+
+    MET = "MET"
+    NOT_MET = "NOT_MET"
+    UNKNOWN = "UNKNOWN"
+
+
+def npi_is_valid(npi: str) -> bool:
+    """Tell whether a 10-digit NPI passes the Luhn check with the 80840 prefix (DOMAIN.md §5)."""
+    if len(npi) != 10 or not npi.isdigit() or npi[0] not in "12":  # noqa: PLR2004 - NPI length
+        return False
+    total = 24  # the constant that stands for the "80840" prefix
+    for i, ch in enumerate(reversed(npi[:-1])):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d  # noqa: PLR2004 - digit sum of a doubled digit
+        total += d
+    return (10 - total % 10) % 10 == int(npi[-1])
+
+
+Npi = Annotated[str, Field(pattern=r"^[12][0-9]{9}$")]
+Taxonomy = Annotated[str, Field(pattern=_TAXONOMY)]
+
+
+class Patient(BaseModel):
+    """Patient identifiers as the claim carries them. All PHI: decoded, never logged or published."""
+
+    model_config = _FROZEN
+
+    member_id: str = Field(min_length=1, max_length=20, repr=False)
+    first_name: str | None = Field(default=None, max_length=35, repr=False)
+    last_name: str = Field(min_length=1, max_length=35, repr=False)
+    date_of_birth: date = Field(repr=False)
+
+
+class Product(BaseModel):
+    """Product/Service ID (407-D7) and its qualifier (436-E1; 03 = NDC)."""
+
+    model_config = _FROZEN
+
+    product_id: str = Field(min_length=1, max_length=19)
+    qualifier: str = Field(pattern=r"^[0-9A-Z]{2}$")
+
+    @model_validator(mode="after")
+    def _ndc_shape(self) -> Product:
+        """An NDC (qualifier 03) is 10 or 11 digits, optionally hyphenated."""
+        if self.qualifier == "03":
+            digits = self.product_id.replace("-", "")
+            if not digits.isdigit() or len(digits) not in (10, 11):
+                msg = "product_id with qualifier 03 must be a 10- or 11-digit NDC"
+                raise ValueError(msg)
+        return self
+
+
+class Diagnosis(BaseModel):
+    """Diagnosis Code (424-DO) and qualifier (492-WE; 02 = ICD-10)."""
+
+    model_config = _FROZEN
+
+    code: str = Field(min_length=1, max_length=15)
+    qualifier: str = Field(pattern=r"^[0-9]{2}$")
+
+    @field_validator("code")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @model_validator(mode="after")
+    def _icd10_shape(self) -> Diagnosis:
+        """An ICD-10 code (qualifier 02) must look like one."""
+        if self.qualifier == "02" and not _ICD10.match(self.code):
+            msg = "code with qualifier 02 must be an ICD-10 code"
+            raise ValueError(msg)
+        return self
+
+
+class Prescriber(BaseModel):
+    """Prescriber ID (411-DB, NPI) and, when known, the prescriber's NUCC taxonomy (specialty)."""
+
+    model_config = _FROZEN
+
+    npi: Npi
+    taxonomy: Taxonomy | None = None
+
+    @field_validator("npi")
+    @classmethod
+    def _luhn(cls, value: str) -> str:
+        if not npi_is_valid(value):
+            msg = "npi fails the NPI check digit"
+            raise ValueError(msg)
+        return value
+
+
+class Consultation(BaseModel):
+    """Whether the drug is prescribed in consultation with an oncologist, and who that is."""
+
+    model_config = _FROZEN
+
+    status: TriState = TriState.UNKNOWN
+    consultant_npi: Npi | None = None
+    consultant_taxonomy: Taxonomy | None = None
+
+
+class ClinicalAttestation(BaseModel):
+    """What a PA request adds to a claim: attested disease status and oncology consultation."""
+
+    model_config = _FROZEN
+
+    disease_status: DiseaseStatus = DiseaseStatus.UNKNOWN
+    consultation: Consultation = Consultation()
+
+
+class Claim(BaseModel):
+    """A validated pharmacy claim event (NCPDP D.0 vocabulary)."""
+
+    model_config = _FROZEN
+
+    event_id: str = Field(min_length=1, max_length=64)
+    event_time: datetime
+    transaction_code: TransactionCode
+    claim_id: str = Field(min_length=1, max_length=64)
+    original_claim_id: str | None = Field(default=None, min_length=1, max_length=64)
+    service_provider_id: str = Field(min_length=1, max_length=15)
+    prescription_reference_number: str = Field(min_length=1, max_length=12)
+    fill_number: int = Field(ge=0, le=99)
+    date_of_service: date
+    patient: Patient = Field(repr=False)
+    product: Product
+    quantity: float = Field(ge=0)
+    days_supply: int = Field(ge=0, le=999)
+    diagnoses: tuple[Diagnosis, ...] = ()
+    prescriber: Prescriber
+    attestation: ClinicalAttestation | None = None
+    prior_authorization_number: str | None = Field(default=None, max_length=11)
+    # v2 of the claim schema: Prior Authorization Type Code (461-EU).
+    prior_authorization_type_code: str | None = Field(default=None, max_length=2)
+
+    @model_validator(mode="after")
+    def _original_claim_for_b2_b3(self) -> Claim:
+        """A reversal or rebill must name the claim it reverses or rebills."""
+        if self.transaction_code != TransactionCode.BILLING and self.original_claim_id is None:
+            msg = "original_claim_id is required for B2 and B3"
+            raise ValueError(msg)
+        return self
+
+
+class CriterionResult(BaseModel):
+    """One evaluated policy criterion: its status, the evidence that decided it, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    criterion_id: str
+    status: CriterionStatus
+    reason_code: str
+    evidence: tuple[str, ...] = ()
+    explanation: str
+
+
+class Decision(BaseModel):
+    """The policy's answer for one claim. Carries no PHI by construction."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Outcome
+    criteria: tuple[CriterionResult, ...] = ()
+    reject_codes: tuple[str, ...] = ()
+    authorization_effective: date | None = None
+    authorization_expiration: date | None = None
+    policy_id: str
+    policy_version: str
+    decided_at: datetime
+    summary: str
