@@ -1,0 +1,936 @@
+"""Codec tests: round trips, framing, schema evolution, resolvers, and hostile bytes that must become BadRecord."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import json
+import shutil
+import threading
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import fastavro
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from worker.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, ClaimCodec, Framing, invalid_claim_from
+from worker.errors import BadRecord, ConfigError, DeadLetterClass, DecodeError, InvalidClaim
+from worker.model import (
+    Claim,
+    ClinicalAttestation,
+    Consultation,
+    CriterionResult,
+    CriterionStatus,
+    Decision,
+    Diagnosis,
+    DiseaseStatus,
+    Outcome,
+    Patient,
+    Prescriber,
+    Product,
+    TransactionCode,
+    TriState,
+)
+from worker.registry import (
+    SCHEMAS_DIR,
+    HttpSchemaResolver,
+    RegistryUnavailable,
+    check_arrays_bounded,
+    load_schemas,
+    single_object_fingerprint,
+)
+from worker.results import SourceCoordinates, build_dead_letter, build_result
+from worker.samples import sample_claims
+
+HYPOTHESIS = settings(
+    deadline=timedelta(milliseconds=500),
+    max_examples=300,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+CLAIMS = {sample.label: sample.claim for sample in sample_claims()}
+VERSIONS = {sample.label: sample.schema_version for sample in sample_claims()}
+CLAIM = CLAIMS["approve-attested-recurrent"]
+SOURCE = SourceCoordinates("claims", 2, 41)
+
+# Sentinel PHI values: no reason string may ever contain them.
+PHI_MEMBER = "PHIMEMBERSENTINEL"
+PHI_FIRST = "PHIFIRSTSENTINEL"
+PHI_LAST = "PHILASTSENTINEL"
+PHI_DOB = date(1901, 2, 3)
+PHI_VALUES = (PHI_MEMBER, PHI_FIRST, PHI_LAST, "1901", "PHI")
+
+
+@pytest.fixture(scope="module")
+def codec():
+    """One codec for the module: schemas are parsed once, as in production."""
+    return ClaimCodec()
+
+
+@pytest.fixture(scope="module")
+def raw_schemas():
+    """The schema files as plain JSON, by file name."""
+    return {path.name: json.loads(path.read_text()) for path in SCHEMAS_DIR.glob("*.avsc")}
+
+
+def _decision(outcome=Outcome.APPROVED):
+    """Return a hand-built decision (the policy engine is not a dependency of these tests)."""
+    return Decision(
+        outcome=outcome,
+        criteria=(
+            CriterionResult(
+                criterion_id="A",
+                status=CriterionStatus.MET,
+                reason_code="RECURRENT_ATTESTED",
+                evidence=("C50.912",),
+                explanation="Recurrent breast cancer attested.",
+            ),
+        ),
+        reject_codes=(),
+        authorization_effective=date(2025, 3, 10),
+        authorization_expiration=date(2026, 3, 9),
+        policy_id="000_da38be68fa2ba257",
+        policy_version="1",
+        decided_at=datetime(2025, 3, 10, 14, 30, 1, 123000, tzinfo=UTC),
+        summary="Approved for one year.",
+    )
+
+
+def _phi_record(**overrides):
+    """Return the sample claim's record with sentinel PHI in every patient field, plus ``overrides``."""
+    record = CLAIM.model_dump()
+    record["patient"] = {
+        "member_id": PHI_MEMBER,
+        "first_name": PHI_FIRST,
+        "last_name": PHI_LAST,
+        "date_of_birth": PHI_DOB,
+    }
+    record.update(overrides)
+    return record
+
+
+def _crc64_avro(data: bytes) -> int:
+    """Compute CRC-64-AVRO as the Avro specification writes it, independently of fastavro."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def _assert_bad_record(action, value):
+    """Run ``action(value)`` and return the BadRecord it must raise, checking it carries a class and a reason."""
+    with pytest.raises(BadRecord) as info:
+        action(value)
+    assert isinstance(info.value.error_class, DeadLetterClass)
+    assert info.value.reason
+    return info.value
+
+
+def _outcome(action, value, error_type):
+    """Return what ``action(value)`` returns, or the ``error_type`` it raises; anything else propagates."""
+    try:
+        return action(value)
+    except error_type as exc:
+        return exc
+
+
+def _assert_dict_or_error(action, value, error_type):
+    """Check that ``action(value)`` returns a dict or raises ``error_type`` carrying an error class."""
+    outcome = _outcome(action, value, error_type)
+    assert isinstance(outcome, dict) or isinstance(outcome.error_class, DeadLetterClass)
+
+
+def _assert_claim_or_bad_record(codec, value):
+    """Check that decoding ``value`` returns a Claim or raises BadRecord carrying an error class."""
+    outcome = _outcome(codec.decode_claim, value, BadRecord)
+    assert isinstance(outcome, Claim) or isinstance(outcome.error_class, DeadLetterClass)
+
+
+def _field_names(cls):
+    """Return the field names of a pydantic model or a dataclass, in declaration order."""
+    if dataclasses.is_dataclass(cls):
+        return [field.name for field in dataclasses.fields(cls)]
+    return list(cls.model_fields)
+
+
+def _record_type(schema, field_name):
+    """Return the record schema of field ``field_name`` of ``schema``, looking through a nullable union."""
+    (field,) = [f for f in schema["fields"] if f["name"] == field_name]
+    kind = field["type"]
+    if isinstance(kind, list):
+        (kind,) = [branch for branch in kind if branch != "null"]
+    if kind.get("type") == "array":
+        kind = kind["items"]
+    return kind
+
+
+def _enum_symbols(schema, name):
+    """Return the symbols of the enum called ``name`` anywhere in ``schema``."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("type") == "enum" and node.get("name") == name:
+                found.append(node["symbols"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(schema)
+    assert found, name
+    return found[0]
+
+
+# -- round trips and wire format ------------------------------------------------------------------
+
+
+class TestRoundTrip:
+    """Every record type survives encode then decode unchanged."""
+
+    @pytest.mark.parametrize("label", list(CLAIMS))
+    def test_claim_round_trip(self, codec, label):
+        """Each sample claim decodes to an equal, validated Claim."""
+        claim = CLAIMS[label]
+        assert codec.decode_claim(codec.encode_claim(claim)) == claim
+
+    def test_claim_round_trip_from_dict(self, codec):
+        """An unvalidated record dict encodes like the Claim it describes."""
+        assert codec.encode_claim(CLAIM.model_dump()) == codec.encode_claim(CLAIM)
+
+    def test_result_round_trip(self, codec):
+        """A built result record decodes to the same record."""
+        record = build_result(CLAIM, _decision(), source=SOURCE, worker_version="0.0.test")
+        decoded = codec.decode_result(codec.encode_result(record))
+        assert decoded == {**record, "criteria": [{**record["criteria"][0]}]}
+
+    def test_dead_letter_round_trip(self, codec):
+        """A built dead-letter record decodes to the same record, original bytes included."""
+        record = build_dead_letter(
+            key=b"k",
+            value=b"\x00\xff not avro",
+            headers=[("trace", b"abc"), ("empty", None)],
+            source=SOURCE,
+            error=DecodeError(DeadLetterClass.NOT_AVRO, "no single-object or Confluent header"),
+            worker_version="0.0.test",
+            dead_lettered_at=datetime(2025, 3, 10, 14, 30, 2, tzinfo=UTC),
+        )
+        assert codec.decode_dead_letter(codec.encode_dead_letter(record)) == record
+
+    def test_confluent_round_trip(self):
+        """Confluent framing writes magic 0 and the local id, and reads back through the local resolver."""
+        codec = ClaimCodec(wire_format=Framing.CONFLUENT)
+        ids = json.loads((SCHEMAS_DIR / "registry-ids.json").read_text())
+        value = codec.encode_claim(CLAIM)
+        assert value[:1] == CONFLUENT_MAGIC
+        assert int.from_bytes(value[1:5], "big") == ids["claim.v2.avsc"]
+        assert codec.decode_claim(value) == CLAIM
+        record = build_result(CLAIM, _decision(), source=SOURCE, worker_version="t")
+        assert codec.decode_result(codec.encode_result(record))["claim_id"] == CLAIM.claim_id
+
+    def test_reading_autodetects_framing(self, codec):
+        """A single-object codec reads Confluent-framed bytes and vice versa."""
+        confluent = ClaimCodec(wire_format="confluent")
+        assert codec.decode_claim(confluent.encode_claim(CLAIM)) == CLAIM
+        assert confluent.decode_claim(codec.encode_claim(CLAIM)) == CLAIM
+
+    def test_encode_rejects_a_record_that_does_not_fit(self, codec):
+        """Encoding a record that does not fit its schema raises ValueError."""
+        with pytest.raises(ValueError, match="result"):
+            codec.encode_result({"claim_id": 5})
+
+
+class TestWireFormat:
+    """The single-object header follows the Avro specification byte for byte."""
+
+    def test_crc64_avro_known_vector(self):
+        """The fingerprint of the schema "null" is the specification's 0x63dd24e7cc258f8a, little-endian."""
+        assert _crc64_avro(b'"null"') == 0x63DD24E7CC258F8A
+        assert single_object_fingerprint("null") == (0x63DD24E7CC258F8A).to_bytes(8, "little")
+
+    @pytest.mark.parametrize("version", [1, 2])
+    def test_single_object_header(self, codec, raw_schemas, version):
+        """Bytes start C3 01 then the little-endian CRC-64-AVRO of the writer's canonical form."""
+        canonical = fastavro.schema.to_parsing_canonical_form(raw_schemas[f"claim.v{version}.avsc"])
+        claim = CLAIM.model_copy(update={"prior_authorization_type_code": None})
+        value = codec.encode_claim(claim, version=version)
+        assert value[:2] == SINGLE_OBJECT_MARKER == b"\xc3\x01"
+        assert value[2:10] == _crc64_avro(canonical.encode()).to_bytes(8, "little")
+
+    def test_body_is_plain_avro(self, codec, raw_schemas):
+        """After the 10-byte header the body is what fastavro's schemaless writer produces."""
+        buffer = io.BytesIO()
+        schema = fastavro.parse_schema(raw_schemas["claim.v2.avsc"])
+        fastavro.schemaless_writer(buffer, schema, CLAIM.model_dump())
+        assert codec.encode_claim(CLAIM)[10:] == buffer.getvalue()
+
+
+# -- schema evolution -----------------------------------------------------------------------------
+
+
+class TestEvolution:
+    """Old writers keep working after the reader moves to the newest version."""
+
+    def test_v1_record_decodes_with_v2_reader(self, codec):
+        """A claim written with claim.v1 decodes, with the v2-only field set to None."""
+        claim = CLAIMS["approve-v1-writer"]
+        value = codec.encode_claim(claim, version=1)
+        decoded = codec.decode_claim(value)
+        assert decoded.prior_authorization_type_code is None
+        assert decoded == claim
+
+    def test_v1_fast_path_matches_fastavro_resolution(self, codec):
+        """Reading v1 without resolution plus a null default gives what fastavro's own resolution gives."""
+        versions = {v.file_name: v.parsed for v in load_schemas()}
+        value = codec.encode_claim(
+            CLAIM.model_copy(update={"prior_authorization_type_code": None}), version=1
+        )
+        expected = fastavro.schemaless_reader(
+            io.BytesIO(value[10:]), versions["claim.v1.avsc"], versions["claim.v2.avsc"]
+        )
+        assert codec.decode_claim_record(value) == expected
+
+    def test_v1_cannot_carry_a_v2_field(self, codec):
+        """Encoding with v1 refuses a claim that sets the v2-only field instead of dropping it."""
+        with pytest.raises(ValueError, match="prior_authorization_type_code"):
+            codec.encode_claim(CLAIM, version=1)
+
+    def test_unknown_version_is_refused(self, codec):
+        """Encoding with a schema version that is not kept raises ValueError."""
+        with pytest.raises(ValueError, match="version 7"):
+            codec.encode_claim(CLAIM, version=7)
+
+    def test_v2_adds_exactly_one_optional_field(self, raw_schemas):
+        """claim.v2 is claim.v1 plus prior_authorization_type_code, nullable with default null."""
+        v1, v2 = raw_schemas["claim.v1.avsc"], raw_schemas["claim.v2.avsc"]
+        assert v2["fields"][:-1] == v1["fields"]
+        added = v2["fields"][-1]
+        assert added["name"] == "prior_authorization_type_code"
+        assert added["type"] == ["null", "string"]
+        assert added["default"] is None
+        assert "461-EU" in added["doc"]
+
+
+# -- schemas mirror the model -------------------------------------------------------------------------
+
+
+class TestSchemasMirrorModel:
+    """Schema field names and enum symbols match worker.model and worker.errors exactly."""
+
+    def test_claim_fields_mirror_model(self, raw_schemas):
+        """claim.v2 has Claim's fields in order, and each nested record mirrors its model."""
+        schema = raw_schemas["claim.v2.avsc"]
+        assert [f["name"] for f in schema["fields"]] == _field_names(Claim)
+        nested = {
+            "patient": Patient,
+            "product": Product,
+            "diagnoses": Diagnosis,
+            "prescriber": Prescriber,
+            "attestation": ClinicalAttestation,
+        }
+        for field_name, model in nested.items():
+            record = _record_type(schema, field_name)
+            assert [f["name"] for f in record["fields"]] == _field_names(model), field_name
+        consultation = _record_type(_record_type(schema, "attestation"), "consultation")
+        assert [f["name"] for f in consultation["fields"]] == _field_names(Consultation)
+
+    @pytest.mark.parametrize(
+        ("file_name", "enum_name", "members"),
+        [
+            ("claim.v2.avsc", "TransactionCode", TransactionCode),
+            ("claim.v2.avsc", "DiseaseStatus", DiseaseStatus),
+            ("claim.v2.avsc", "TriState", TriState),
+            ("result.avsc", "TransactionCode", TransactionCode),
+            ("result.avsc", "Outcome", Outcome),
+            ("result.avsc", "CriterionStatus", CriterionStatus),
+            ("dead_letter.avsc", "DeadLetterClass", DeadLetterClass),
+        ],
+    )
+    def test_enum_symbols_mirror_python_enums(self, raw_schemas, file_name, enum_name, members):
+        """Each Avro enum lists exactly the values of its Python enum, in order."""
+        assert _enum_symbols(raw_schemas[file_name], enum_name) == [m.value for m in members]
+
+    def test_result_fields_mirror_decision(self, raw_schemas):
+        """The result carries every Decision field and CriterionResult field under the same name."""
+        schema = raw_schemas["result.avsc"]
+        names = [f["name"] for f in schema["fields"]]
+        assert set(_field_names(Decision)) <= set(names)
+        criteria = _record_type(schema, "criteria")
+        assert [f["name"] for f in criteria["fields"]] == _field_names(CriterionResult)
+
+    def test_result_schema_has_no_phi_fields(self, raw_schemas):
+        """No result field, at any depth, is a patient field or is documented as PHI."""
+        fields = []
+
+        def walk(node):
+            if isinstance(node, dict):
+                fields.extend(node.get("fields", []))
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item)
+
+        walk(raw_schemas["result.avsc"])
+        assert fields
+        for field in fields:
+            assert field["name"] not in {"patient", "member_id", "first_name", "last_name", "date_of_birth"}
+            assert not field["doc"].startswith("PHI")
+
+    def test_every_claim_field_is_documented_and_phi_is_marked(self, raw_schemas):
+        """Every claim field has a doc, and every patient field's doc says PHI."""
+        schema = raw_schemas["claim.v2.avsc"]
+
+        def fields(record):
+            for field in record["fields"]:
+                yield field
+                kind = field["type"]
+                for branch in kind if isinstance(kind, list) else [kind]:
+                    if isinstance(branch, dict) and branch.get("type") == "array":
+                        branch = branch["items"]  # noqa: PLW2901 - look inside the array
+                    if isinstance(branch, dict) and branch.get("type") == "record":
+                        yield from fields(branch)
+
+        for field in fields(schema):
+            assert field.get("doc"), field["name"]
+        for field in _record_type(schema, "patient")["fields"]:
+            assert field["doc"].startswith("PHI."), field["name"]
+
+    def test_local_schemas_have_bounded_arrays(self):
+        """No kept schema has an array whose items can be zero bytes (which could make a reader spin)."""
+        for version in load_schemas():
+            check_arrays_bounded(version.parsed)
+
+
+# -- bad input becomes BadRecord --------------------------------------------------------------------
+
+
+class TestBadInput:
+    """Every undecodable or invalid record raises the codec's own error, with the right class."""
+
+    @pytest.mark.parametrize(
+        ("value", "error_class"),
+        [
+            (None, DeadLetterClass.NOT_AVRO),
+            (b"", DeadLetterClass.NOT_AVRO),
+            (b"not avro", DeadLetterClass.NOT_AVRO),
+            (b'{"claim_id": "x"}', DeadLetterClass.NOT_AVRO),
+            (b"\xc3", DeadLetterClass.TRUNCATED),
+            (b"\xc3\x01\x00\x01", DeadLetterClass.TRUNCATED),
+            (b"\x00\x00\x00", DeadLetterClass.TRUNCATED),
+            (b"\xc3\x01" + bytes(8) + b"\x02a", DeadLetterClass.UNKNOWN_SCHEMA),
+            (b"\x00\x00\x00\x03\xe7\x02a", DeadLetterClass.UNKNOWN_SCHEMA),
+        ],
+        ids=[
+            "none",
+            "empty",
+            "text",
+            "json",
+            "marker-half",
+            "short-fp",
+            "short-id",
+            "unknown-fp",
+            "unknown-id",
+        ],
+    )
+    def test_framing_errors(self, codec, value, error_class):
+        """Missing, unknown or cut framing raises DecodeError with the matching class."""
+        error = _assert_bad_record(codec.decode_claim, value)
+        assert isinstance(error, DecodeError)
+        assert error.error_class is error_class
+
+    def test_other_family_fingerprint_is_unknown_schema(self, codec):
+        """A result's fingerprint (or registry id) is no claim schema, and a claim's is no result schema."""
+        record = build_result(CLAIM, _decision(), source=SOURCE, worker_version="t")
+        result_value = codec.encode_result(record)
+        assert (
+            _assert_bad_record(codec.decode_claim, result_value).error_class is DeadLetterClass.UNKNOWN_SCHEMA
+        )
+        claim_value = codec.encode_claim(CLAIM)
+        assert (
+            _assert_bad_record(codec.decode_result, claim_value).error_class is DeadLetterClass.UNKNOWN_SCHEMA
+        )
+        confluent = ClaimCodec(wire_format="confluent")
+        value = confluent.encode_result(record)
+        assert _assert_bad_record(codec.decode_claim, value).error_class is DeadLetterClass.UNKNOWN_SCHEMA
+
+    @pytest.mark.parametrize("label", list(CLAIMS))
+    def test_every_prefix_is_truncated(self, codec, label):
+        """Every non-empty proper prefix of a valid record raises TRUNCATED; the empty one NOT_AVRO."""
+        claim = CLAIMS[label]
+        value = codec.encode_claim(claim, version=VERSIONS[label])
+        assert _assert_bad_record(codec.decode_claim, value[:0]).error_class is DeadLetterClass.NOT_AVRO
+        for end in range(1, len(value)):
+            error = _assert_bad_record(codec.decode_claim, value[:end])
+            assert error.error_class is DeadLetterClass.TRUNCATED, end
+
+    def test_trailing_bytes_are_corrupt(self, codec):
+        """A valid record followed by extra bytes raises CORRUPT."""
+        error = _assert_bad_record(codec.decode_claim, codec.encode_claim(CLAIM) + b"\x00")
+        assert error.error_class is DeadLetterClass.CORRUPT
+
+    def test_oversized_record_is_refused_before_reading(self):
+        """A record longer than max_record_bytes raises CORRUPT without being parsed."""
+        codec = ClaimCodec(max_record_bytes=64)
+        error = _assert_bad_record(codec.decode_claim, codec.encode_claim(CLAIM))
+        assert error.error_class is DeadLetterClass.CORRUPT
+        assert "64" in error.reason
+
+    @pytest.mark.parametrize("family", ["result", "dead_letter"])
+    def test_body_from_another_schema_under_claim_framing(self, codec, family):
+        """A result or dead-letter body framed with the claim fingerprint raises BadRecord."""
+        if family == "result":
+            value = codec.encode_result(build_result(CLAIM, _decision(), source=SOURCE, worker_version="t"))
+        else:
+            value = codec.encode_dead_letter(
+                build_dead_letter(
+                    key=None,
+                    value=codec.encode_claim(CLAIM),
+                    headers=[],
+                    source=SOURCE,
+                    error=DecodeError(DeadLetterClass.CORRUPT, "x"),
+                    worker_version="t",
+                    dead_lettered_at=datetime(2025, 1, 1, tzinfo=UTC),
+                )
+            )
+        claim_header = codec.encode_claim(CLAIM)[:10]
+        _assert_bad_record(codec.decode_claim, claim_header + value[10:])
+
+    @pytest.mark.parametrize(
+        ("field", "avro_type", "value"),
+        [
+            ("event_id", "int", 5),
+            ("event_id", "long", -1),
+            ("fill_number", "string", "seven"),
+            ("quantity", "string", "1.0"),
+            ("transaction_code", "string", "B1"),
+            ("date_of_service", "string", "2025-03-10"),
+            ("patient", "string", PHI_MEMBER),
+            ("diagnoses", "int", 3),
+            ("attestation", "boolean", True),
+            ("prior_authorization_type_code", "double", 1.0),
+        ],
+    )
+    def test_wrong_types_under_valid_framing(self, codec, raw_schemas, field, avro_type, value):
+        """A body written with a field of the wrong type, framed as claim.v2, raises BadRecord without PHI."""
+        error = _assert_bad_record(codec.decode_claim, _mistyped(codec, raw_schemas, field, avro_type, value))
+        assert not any(phi in error.reason for phi in PHI_VALUES)
+
+    def test_registry_id_of_wrong_record_type(self, codec):
+        """A Confluent id whose schema is another record type raises UNKNOWN_SCHEMA."""
+        error = _assert_bad_record(codec.decode_claim, b"\x00\x00\x00\x00\x04" + b"\x00" * 20)
+        assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
+
+
+def _mistyped(codec, raw_schemas, field, avro_type, value):
+    """Return a claim body written with ``field`` retyped as ``avro_type``, framed as a claim.v2 record."""
+    schema = copy.deepcopy(raw_schemas["claim.v2.avsc"])
+    for entry in schema["fields"]:
+        if entry["name"] == field:
+            entry["type"] = avro_type
+            entry.pop("default", None)
+    record = _phi_record(**{field: value})
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), record)
+    return codec.encode_claim(CLAIM)[:10] + buffer.getvalue()
+
+
+class TestProperties:
+    """Hypothesis: nothing but BadRecord ever leaves decode, and every decode finishes."""
+
+    @HYPOTHESIS
+    @given(value=st.binary(max_size=512))
+    def test_random_bytes_raise_bad_record(self, codec, value):
+        """Arbitrary bytes raise BadRecord with an error class."""
+        _assert_bad_record(codec.decode_claim, value)
+
+    @HYPOTHESIS
+    @given(body=st.binary(max_size=512), version=st.sampled_from([1, 2]), confluent=st.booleans())
+    def test_valid_header_random_body_raises_bad_record(self, codec, body, version, confluent):
+        """A known claim header followed by arbitrary bytes raises BadRecord (decoding alone raises DecodeError)."""
+        writer = ClaimCodec(wire_format="confluent") if confluent else codec
+        claim = CLAIM.model_copy(update={"prior_authorization_type_code": None})
+        header = writer.encode_claim(claim, version=version)[: 5 if confluent else 10]
+        _assert_bad_record(codec.decode_claim, header + body)
+        _assert_dict_or_error(codec.decode_claim_record, header + body, DecodeError)
+
+    @HYPOTHESIS
+    @given(body=st.binary(max_size=512), family=st.sampled_from(["result", "dead_letter"]))
+    def test_result_and_dead_letter_random_bodies(self, codec, body, family):
+        """Arbitrary bodies under result and dead-letter headers raise DecodeError or decode to a dict."""
+        if family == "result":
+            header = codec.encode_result(build_result(CLAIM, _decision(), source=SOURCE, worker_version="t"))[
+                :10
+            ]
+            action = codec.decode_result
+        else:
+            header = codec.encode_dead_letter(
+                build_dead_letter(
+                    key=None,
+                    value=None,
+                    headers=[],
+                    source=SOURCE,
+                    error=DecodeError(DeadLetterClass.CORRUPT, "x"),
+                    worker_version="t",
+                    dead_lettered_at=datetime(2025, 1, 1, tzinfo=UTC),
+                )
+            )[:10]
+            action = codec.decode_dead_letter
+        _assert_dict_or_error(action, header + body, DecodeError)
+
+    @HYPOTHESIS
+    @given(data=st.data(), label=st.sampled_from(sorted(CLAIMS)))
+    def test_mutated_records_decode_or_raise_bad_record(self, codec, data, label):
+        """Flipping, inserting or deleting bytes in a valid record yields a Claim or BadRecord, nothing else."""
+        value = bytearray(codec.encode_claim(CLAIMS[label], version=VERSIONS[label]))
+        for _ in range(data.draw(st.integers(1, 4))):
+            position = data.draw(st.integers(0, len(value) - 1))
+            operation = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+            if operation == "flip":
+                value[position] ^= data.draw(st.integers(1, 255))
+            elif operation == "insert":
+                value[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+            elif len(value) > 1:
+                del value[position]
+        _assert_claim_or_bad_record(codec, bytes(value))
+
+    @HYPOTHESIS
+    @given(fingerprint=st.binary(min_size=8, max_size=8), body=st.binary(max_size=64))
+    def test_wrong_fingerprints_are_unknown_schema(self, codec, fingerprint, body):
+        """Any fingerprint that is not a kept claim version raises UNKNOWN_SCHEMA."""
+        known = {v.fingerprint for v in load_schemas() if v.family == "claim"}
+        if fingerprint in known:
+            return
+        error = _assert_bad_record(codec.decode_claim, SINGLE_OBJECT_MARKER + fingerprint + body)
+        assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
+
+    @HYPOTHESIS
+    @given(
+        field=st.sampled_from([f for f in _field_names(Claim) if f != "prior_authorization_type_code"]),
+        replacement=st.one_of(
+            st.tuples(st.just("int"), st.integers(-(2**31), 2**31 - 1)),
+            st.tuples(st.just("long"), st.integers(-(2**63), 2**63 - 1)),
+            st.tuples(st.just("double"), st.floats()),
+            st.tuples(st.just("boolean"), st.booleans()),
+            st.tuples(st.just("string"), st.text(max_size=40)),
+            st.tuples(st.just("bytes"), st.binary(max_size=40)),
+            st.tuples(st.just("null"), st.none()),
+        ),
+    )
+    def test_wrong_types_decode_or_raise_bad_record(self, codec, raw_schemas, field, replacement):
+        """A field written as any other primitive type yields a Claim or BadRecord, nothing else."""
+        avro_type, value = replacement
+        _assert_claim_or_bad_record(codec, _mistyped(codec, raw_schemas, field, avro_type, value))
+
+    @HYPOTHESIS
+    @given(count=st.integers(2**20, 2**62))
+    def test_huge_declared_lengths_finish(self, codec, count):
+        """A claim whose first string or array declares a giant length fails fast as TRUNCATED."""
+        zigzag = count << 1
+        varint = bytearray()
+        while zigzag > 0x7F:
+            varint.append((zigzag & 0x7F) | 0x80)
+            zigzag >>= 7
+        varint.append(zigzag)
+        header = codec.encode_claim(CLAIM)[:10]
+        error = _assert_bad_record(codec.decode_claim, header + bytes(varint) + b"x")
+        assert error.error_class is DeadLetterClass.TRUNCATED
+
+
+# -- reasons carry no PHI --------------------------------------------------------------------------
+
+
+class TestReasonsCarryNoPhi:
+    """Dead-letter reasons name fields and rules, never values."""
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            {
+                "patient": {
+                    "member_id": PHI_MEMBER * 3,
+                    "first_name": PHI_FIRST * 3,
+                    "last_name": PHI_LAST * 3,
+                    "date_of_birth": PHI_DOB,
+                }
+            },
+            {"patient": {"member_id": "", "first_name": None, "last_name": "", "date_of_birth": PHI_DOB}},
+            {"prescriber": {"npi": "1234567890", "taxonomy": PHI_LAST}},
+            {"product": {"product_id": PHI_MEMBER, "qualifier": "03"}},
+            {"diagnoses": [{"code": PHI_LAST, "qualifier": "02"}]},
+            {"transaction_code": "B2", "original_claim_id": None},
+            {"fill_number": 1901, "days_supply": -1901, "quantity": -1901.0},
+        ],
+        ids=[
+            "phi-too-long",
+            "phi-empty",
+            "npi-check-digit",
+            "bad-ndc",
+            "bad-icd10",
+            "b2-no-original",
+            "ranges",
+        ],
+    )
+    def test_invalid_claim_reason_has_no_values(self, codec, overrides):
+        """An invalid claim raises InvalidClaim whose reason and message contain no input value."""
+        record = _phi_record(**overrides)
+        error = _assert_bad_record(codec.decode_claim, codec.encode_claim(record))
+        assert isinstance(error, InvalidClaim)
+        assert error.error_class is DeadLetterClass.INVALID_FIELD
+        for text in (error.reason, str(error), repr(error)):
+            for value in (*PHI_VALUES, "1234567890"):
+                assert value not in text
+
+    def test_reason_names_field_path_and_rule(self, codec):
+        """The reason is a dotted field path and a pydantic error type."""
+        record = _phi_record(prescriber={"npi": "1234567890", "taxonomy": None})
+        error = _assert_bad_record(codec.decode_claim, codec.encode_claim(record))
+        assert error.reason == "prescriber.npi: value_error"
+
+    def test_missing_field_class(self):
+        """A missing field gives MISSING_FIELD."""
+        record = _phi_record()
+        del record["claim_id"]
+        with pytest.raises(ValidationError) as info:
+            Claim.model_validate(record)
+        error = invalid_claim_from(info.value)
+        assert error.error_class is DeadLetterClass.MISSING_FIELD
+        assert error.reason == "claim_id: missing"
+
+    def test_unexpected_keys_are_masked(self):
+        """A location part that is not a plain field name (it may be input) is shown as '?'."""
+        with pytest.raises(ValidationError) as info:
+            Claim.model_validate(_phi_record(**{f"{PHI_LAST} x": 1}))
+        error = invalid_claim_from(info.value)
+        assert PHI_LAST not in error.reason
+        assert "?: extra_forbidden" in error.reason
+
+    def test_reason_lists_at_most_eight_errors(self):
+        """Many errors are summarised with a count instead of an ever-longer reason."""
+        with pytest.raises(ValidationError) as info:
+            Claim.model_validate({f"extra_{i}": i for i in range(20)})
+        reason = invalid_claim_from(info.value).reason
+        assert reason.count(";") == 8
+        assert reason.endswith("more")
+
+    @HYPOTHESIS
+    @given(cut=st.integers(min_value=1, max_value=400))
+    def test_decode_error_reasons_have_no_phi(self, codec, cut):
+        """Truncated or corrupt records carrying sentinel PHI produce reasons without it."""
+        value = codec.encode_claim(_phi_record())
+        for candidate in (value[: cut % len(value)], value + bytes([cut % 256])):
+            error = _assert_bad_record(codec.decode_claim, candidate)
+            assert not any(phi in error.reason or phi in str(error) for phi in PHI_VALUES)
+
+
+# -- schema sources --------------------------------------------------------------------------------
+
+
+class TestSchemaSources:
+    """The schema folder override, configuration errors and the unbounded-array guard."""
+
+    def test_schema_folder_override(self, tmp_path):
+        """A codec built on a copy of the schema folder reads the default codec's bytes."""
+        shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
+        codec = ClaimCodec(tmp_path / "schemas")
+        assert codec.decode_claim(ClaimCodec().encode_claim(CLAIM)) == CLAIM
+
+    def test_missing_family_is_a_config_error(self, tmp_path):
+        """A schema folder without the dead-letter schema raises ConfigError."""
+        shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
+        (tmp_path / "schemas" / "dead_letter.avsc").unlink()
+        with pytest.raises(ConfigError):
+            ClaimCodec(tmp_path / "schemas")
+
+    def test_confluent_writing_needs_ids(self, tmp_path):
+        """Confluent framing without registry-ids.json raises ConfigError; single-object does not need it."""
+        shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
+        (tmp_path / "schemas" / "registry-ids.json").unlink()
+        ClaimCodec(tmp_path / "schemas")
+        with pytest.raises(ConfigError):
+            ClaimCodec(tmp_path / "schemas", wire_format="confluent")
+
+    def test_zero_byte_array_items_are_refused(self, tmp_path):
+        """A schema with an array of nulls (or of empty records) is refused at load time."""
+        for items in ("null", {"type": "record", "name": "Empty", "fields": []}):
+            schema = {
+                "type": "record",
+                "name": "Bad",
+                "fields": [{"name": "a", "type": {"type": "array", "items": items}}],
+            }
+            (tmp_path / "bad.avsc").write_text(json.dumps(schema))
+            with pytest.raises(ValueError, match="zero bytes"):
+                load_schemas(tmp_path)
+
+    def test_badly_named_schema_file_is_refused(self, tmp_path):
+        """A schema file not named <family>[.v<N>].avsc is refused."""
+        (tmp_path / "Claim-2.avsc").write_text(json.dumps({"type": "record", "name": "X", "fields": []}))
+        with pytest.raises(ValueError, match="not <family>"):
+            load_schemas(tmp_path)
+
+
+# -- HTTP schema registry (local server only) --------------------------------------------------
+
+
+class _Registry:
+    """A tiny in-process schema registry: fixed answers by path, and a request log."""
+
+    def __init__(self):
+        self.answers = {}
+        self.requests = []
+        self.authorizations = []
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                registry.requests.append(self.path)
+                registry.authorizations.append(self.headers.get("Authorization"))
+                status, body = registry.answers.get(self.path, (404, {"error_code": 40403}))
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def register(self, schema_id, schema, **extra):
+        """Serve ``schema`` under ``schema_id``."""
+        self.answers[f"/schemas/ids/{schema_id}"] = (200, {"schema": json.dumps(schema), **extra})
+
+    def close(self):
+        """Stop the server."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def registry():
+    """A local schema registry on 127.0.0.1, stopped after the test."""
+    server = _Registry()
+    yield server
+    server.close()
+
+
+def _confluent(schema_id, body):
+    """Frame an Avro body with Confluent's magic byte and ``schema_id``."""
+    return b"\x00" + schema_id.to_bytes(4, "big") + body
+
+
+class TestHttpSchemaResolver:
+    """The urllib resolver against a local server: caching, unknown ids, outages, evolution."""
+
+    def test_resolves_and_caches(self, registry, raw_schemas):
+        """A registered id decodes, and a second record with that id makes no second request."""
+        registry.register(42, raw_schemas["claim.v2.avsc"])
+        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        value = _confluent(42, ClaimCodec().encode_claim(CLAIM)[10:])
+        assert codec.decode_claim(value) == CLAIM
+        assert codec.decode_claim(value) == CLAIM
+        assert registry.requests == ["/schemas/ids/42"]
+
+    def test_resolver_caches_by_itself(self, registry, raw_schemas):
+        """The resolver asks the registry once per id."""
+        registry.register(7, raw_schemas["result.avsc"])
+        resolver = HttpSchemaResolver(registry.url + "/")
+        assert resolver.schema_for_id(7) is resolver.schema_for_id(7)
+        assert registry.requests == ["/schemas/ids/7"]
+
+    def test_unknown_id_is_unknown_schema_and_remembered(self, registry):
+        """A 404 from the registry is UNKNOWN_SCHEMA, a bad record, and is not asked for again."""
+        codec = ClaimCodec(registry_url=registry.url)
+        for _ in range(3):
+            error = _assert_bad_record(codec.decode_claim, _confluent(9, b"\x02a"))
+            assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
+        assert registry.requests == ["/schemas/ids/9"]
+
+    def test_basic_authentication(self, registry, raw_schemas):
+        """With a username and password every request carries HTTP basic authorization."""
+        registry.register(1, raw_schemas["claim.v1.avsc"])
+        HttpSchemaResolver(registry.url, username="svc", password="s3cret").schema_for_id(1)  # noqa: S106 - test value
+        HttpSchemaResolver(registry.url).schema_for_id(1)
+        assert registry.authorizations == ["Basic c3ZjOnMzY3JldA==", None]
+
+    def test_resolver_and_url_together_are_refused(self, registry):
+        """Giving both a resolver and a registry URL is a configuration error."""
+        with pytest.raises(ConfigError):
+            ClaimCodec(resolver=HttpSchemaResolver(registry.url), registry_url=registry.url)
+
+    def test_non_avro_and_unbounded_schemas_are_unknown(self, registry):
+        """A Protobuf schema or one with zero-byte array items is UNKNOWN_SCHEMA."""
+        registry.register(10, {"syntax": "proto3"}, schemaType="PROTOBUF")
+        bad = {
+            "type": "record",
+            "name": "com.claimsworker.ClaimEvent",
+            "fields": [{"name": "spin", "type": {"type": "array", "items": "null"}}],
+        }
+        registry.register(11, bad)
+        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        for schema_id in (10, 11):
+            error = _assert_bad_record(codec.decode_claim, _confluent(schema_id, b"\x02a"))
+            assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
+
+    def test_server_error_is_infrastructure_not_bad_record(self, registry):
+        """A 5xx is RegistryUnavailable: the record is not dead-lettered for an outage."""
+        registry.answers["/schemas/ids/5"] = (503, {"message": "down"})
+        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        with pytest.raises(RegistryUnavailable):
+            codec.decode_claim(_confluent(5, b"\x02a"))
+
+    def test_unreachable_registry_is_infrastructure(self, registry):
+        """A registry that refuses connections raises RegistryUnavailable."""
+        url = registry.url
+        registry.close()
+        registry.close = lambda: None
+        with pytest.raises(RegistryUnavailable):
+            HttpSchemaResolver(url, timeout=2).schema_for_id(1)
+
+    def test_newer_writer_decodes_with_current_reader(self, registry, raw_schemas):
+        """A future v3 writer with an extra field decodes into the current version, the field dropped."""
+        v3 = copy.deepcopy(raw_schemas["claim.v2.avsc"])
+        v3["fields"].append({"name": "future_field", "type": "string", "default": ""})
+        registry.register(300, v3)
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(
+            buffer, fastavro.parse_schema(v3), {**CLAIM.model_dump(), "future_field": "x"}
+        )
+        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        assert codec.decode_claim(_confluent(300, buffer.getvalue())) == CLAIM
+
+    def test_incompatible_writer_is_unknown_schema(self, registry, raw_schemas):
+        """A writer whose field type cannot resolve to the reader's is UNKNOWN_SCHEMA."""
+        broken = copy.deepcopy(raw_schemas["claim.v2.avsc"])
+        for entry in broken["fields"]:
+            if entry["name"] == "transaction_code":
+                entry["type"] = {"type": "enum", "name": "TransactionCode", "symbols": ["X9"]}
+        registry.register(301, broken)
+        record = {**CLAIM.model_dump(), "transaction_code": "X9"}
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, fastavro.parse_schema(broken), record)
+        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        error = _assert_bad_record(codec.decode_claim, _confluent(301, buffer.getvalue()))
+        assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
+
+    def test_only_http_urls(self):
+        """A non-HTTP registry URL is refused at construction."""
+        with pytest.raises(ValueError, match="http"):
+            HttpSchemaResolver("file:///etc/passwd")

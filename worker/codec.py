@@ -1,0 +1,381 @@
+"""Avro codec for claim, result and dead-letter records: framing, schema evolution and bad-input errors.
+
+Wire formats (the first bytes tell them apart when reading):
+
+* Avro single-object encoding (default for writing): ``C3 01``, the 8-byte little-endian
+  CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form, then the Avro binary body.
+* Confluent framing: byte ``00``, a 4-byte big-endian schema id, then the Avro binary body. Ids are
+  resolved through a ``SchemaResolver`` (default: the fixed map in ``schemas/registry-ids.json``).
+
+Every kept version of a record family (``claim.v1.avsc``, ``claim.v2.avsc``, ...) is a valid writer
+schema; records are always read into the family's newest version, so old claims decode (v2's added
+field comes back as its default).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from io import BytesIO
+from typing import TYPE_CHECKING, Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from pydantic import ValidationError
+
+from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim
+from worker.model import Claim
+from worker.registry import (
+    HttpSchemaResolver,
+    LocalSchemaResolver,
+    ParsedSchema,
+    SchemaResolver,
+    SchemaVersion,
+    check_arrays_bounded,
+    load_registry_ids,
+    load_schemas,
+    single_object_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "DEFAULT_MAX_RECORD_BYTES",
+    "SINGLE_OBJECT_MARKER",
+    "ClaimCodec",
+    "Codec",
+    "Framing",
+    "invalid_claim_from",
+]
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+_SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MARKER) + 8
+_CONFLUENT_HEADER = len(CONFLUENT_MAGIC) + 4
+# Kafka's default max.message.bytes; a larger value is refused before fastavro sees it.
+DEFAULT_MAX_RECORD_BYTES = 1 << 20
+# How many field errors a reason lists before it summarises the rest as a count.
+_MAX_REASON_ERRORS = 8
+_SAFE_LOC_PART = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+_SAFE_ERROR_TYPE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+
+# What fastavro (compiled or pure-Python) raises on a body that does not fit its writer schema:
+# bad UTF-8, an enum/union index out of range, a date or timestamp out of range, a giant length.
+_CORRUPT_BODY_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    MemoryError,
+    RecursionError,
+    struct.error,
+)
+
+
+class Framing(StrEnum):
+    """How ``encode_*`` frames the Avro body; decoding accepts both."""
+
+    SINGLE_OBJECT = "single-object"
+    CONFLUENT = "confluent"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    """How to read one writer schema into the current version.
+
+    ``reader`` is None when no resolution is needed: the writer is the current version, or differs
+    from it only by ``added_nulls``, top-level fields with a null default that are then set to None
+    (twice as fast as fastavro's general resolution, and the same result).
+    """
+
+    writer: ParsedSchema
+    reader: ParsedSchema | None
+    added_nulls: tuple[str, ...] = ()
+
+
+# Schema keys that do not change how a writer's bytes are read when names and symbols already match.
+_READ_NEUTRAL_KEYS = frozenset({"doc", "default", "aliases"})
+
+
+def _reading_form(node: object) -> object:
+    """Return ``node`` without documentation, defaults, aliases and fastavro's bookkeeping keys."""
+    if isinstance(node, dict):
+        return {
+            key: _reading_form(value)
+            for key, value in node.items()
+            if key not in _READ_NEUTRAL_KEYS and not key.startswith("__")
+        }
+    if isinstance(node, list):
+        return [_reading_form(item) for item in node]
+    return node
+
+
+def _plan(writer: ParsedSchema, current: ParsedSchema) -> _ReadPlan:
+    """Return the cheapest plan that reads ``writer`` into ``current``."""
+    if writer is current:
+        return _ReadPlan(writer, None)
+    writer_names = {field["name"] for field in writer["fields"]}
+    added = [field for field in current["fields"] if field["name"] not in writer_names]
+    if all("default" in field and field["default"] is None for field in added):
+        kept = [field for field in current["fields"] if field["name"] in writer_names]
+        if _reading_form(writer) == _reading_form({**current, "fields": kept}):
+            return _ReadPlan(writer, None, tuple(field["name"] for field in added))
+    return _ReadPlan(writer, current)
+
+
+class _Family:
+    """All kept versions of one record type, their read plans by fingerprint and by registry id."""
+
+    __slots__ = ("by_fingerprint", "by_id", "current", "field_names", "name", "record_name", "versions")
+
+    def __init__(self, name: str, versions: Iterable[SchemaVersion]) -> None:
+        self.name = name
+        self.versions = {version.version: version for version in versions}
+        self.current = self.versions[max(self.versions)]
+        self.record_name = self.current.record_name
+        self.by_fingerprint = {
+            v.fingerprint: _plan(v.parsed, self.current.parsed) for v in self.versions.values()
+        }
+        self.by_id: dict[int, _ReadPlan] = {}
+        self.field_names = {
+            number: frozenset(field["name"] for field in version.parsed["fields"])
+            for number, version in self.versions.items()
+        }
+
+
+class ClaimCodec:
+    """Encodes and decodes claim, result and dead-letter records; parses every schema once, at construction.
+
+    ``schemas_dir`` overrides the ``schemas/`` folder; ``wire_format`` selects the framing ``encode_*``
+    writes; ``resolver`` resolves Confluent ids when reading, default an ``HttpSchemaResolver`` on
+    ``registry_url`` when given, else the local id map; ``max_record_bytes`` bounds a decode's input.
+    Raises ``ConfigError`` for a schema folder that lacks a family or, with Confluent framing, an id.
+    """
+
+    __slots__ = ("_families", "_headers", "_max_record_bytes", "_resolver")
+
+    def __init__(
+        self,
+        schemas_dir: Path | None = None,
+        *,
+        wire_format: Framing | str = Framing.SINGLE_OBJECT,
+        resolver: SchemaResolver | None = None,
+        registry_url: str | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    ) -> None:
+        if resolver is not None and registry_url is not None:
+            raise ConfigError("give either a schema resolver or a registry url, not both")
+        versions = load_schemas(schemas_dir)
+        ids = load_registry_ids(schemas_dir)
+        by_family: dict[str, list[SchemaVersion]] = {}
+        for version in versions:
+            by_family.setdefault(version.family, []).append(version)
+        missing = {"claim", "result", "dead_letter"} - by_family.keys()
+        if missing:
+            raise ConfigError(f"schema folder lacks the families {sorted(missing)}")
+        self._families = {name: _Family(name, family) for name, family in by_family.items()}
+        if resolver is None:
+            resolver = (
+                LocalSchemaResolver(versions, ids)
+                if registry_url is None
+                else HttpSchemaResolver(registry_url)
+            )
+        self._resolver = resolver
+        self._max_record_bytes = max_record_bytes
+        if Framing(wire_format) is Framing.CONFLUENT:
+            unassigned = sorted(v.file_name for v in versions if v.file_name not in ids)
+            if unassigned:
+                raise ConfigError(f"Confluent framing needs registry ids for {unassigned}")
+            self._headers = {
+                v.file_name: CONFLUENT_MAGIC + ids[v.file_name].to_bytes(4, "big") for v in versions
+            }
+        else:
+            self._headers = {v.file_name: SINGLE_OBJECT_MARKER + v.fingerprint for v in versions}
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def decode_claim(self, value: bytes | None) -> Claim:
+        """Decode and validate one claim event.
+
+        Raises ``DecodeError`` (NOT_AVRO, UNKNOWN_SCHEMA, TRUNCATED or CORRUPT) when the bytes cannot
+        be read, and ``InvalidClaim`` (INVALID_FIELD or MISSING_FIELD) when they break a field rule.
+        """
+        record = self.decode_claim_record(value)
+        try:
+            return Claim.model_validate(record)
+        except ValidationError as exc:
+            raise invalid_claim_from(exc) from exc
+
+    def decode_claim_record(self, value: bytes | None) -> dict[str, Any]:
+        """Decode one claim event to its newest-version Avro record, unvalidated; raises like decode_claim."""
+        return self._decode(self._families["claim"], value)
+
+    def encode_claim(self, claim: Claim | Mapping[str, Any], *, version: int | None = None) -> bytes:
+        """Encode a ``Claim`` or an unvalidated record dict with claim schema ``version`` (default: newest).
+
+        Raises ``ValueError`` when the version does not exist, when the claim sets a field that
+        version lacks, or when the record does not fit the schema.
+        """
+        family = self._families["claim"]
+        number = family.current.version if version is None else version
+        if number not in family.versions:
+            raise ValueError(f"no claim schema version {number}")
+        record = claim.model_dump() if isinstance(claim, Claim) else dict(claim)
+        extra = sorted(key for key in record.keys() - family.field_names[number] if record[key] is not None)
+        if extra:
+            raise ValueError(f"claim schema v{number} has no fields {extra}")
+        return self._encode(family.versions[number], record)
+
+    # -- results and dead letters ---------------------------------------------------------------
+
+    def encode_result(self, record: Mapping[str, Any]) -> bytes:
+        """Encode an ``AdjudicationResult`` (``results.build_result``); ValueError if it does not fit."""
+        return self._encode(self._families["result"].current, record)
+
+    def decode_result(self, value: bytes | None) -> dict[str, Any]:
+        """Decode an ``AdjudicationResult`` record; raises ``DecodeError`` like ``decode_claim``."""
+        return self._decode(self._families["result"], value)
+
+    def encode_dead_letter(self, record: Mapping[str, Any]) -> bytes:
+        """Encode a ``DeadLetter`` record (``results.build_dead_letter``); ValueError if it does not fit."""
+        return self._encode(self._families["dead_letter"].current, record)
+
+    def decode_dead_letter(self, value: bytes | None) -> dict[str, Any]:
+        """Decode a ``DeadLetter`` record; raises ``DecodeError`` like ``decode_claim``."""
+        return self._decode(self._families["dead_letter"], value)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _encode(self, version: SchemaVersion, record: Mapping[str, Any]) -> bytes:
+        """Frame and write one record with ``version`` as the writer schema."""
+        buffer = BytesIO()
+        buffer.write(self._headers[version.file_name])
+        try:
+            schemaless_writer(buffer, version.parsed, record, disable_tuple_notation=True)
+        except (*_CORRUPT_BODY_ERRORS, AttributeError) as exc:
+            raise ValueError(f"record does not fit schema {version.file_name}") from exc
+        return buffer.getvalue()
+
+    def _decode(self, family: _Family, value: bytes | None) -> dict[str, Any]:
+        """Read the framing, pick the read plan for the writer schema and read the body."""
+        if value is None:
+            raise DecodeError(DeadLetterClass.NOT_AVRO, "record value is null")
+        size = len(value)
+        if size > self._max_record_bytes:
+            raise DecodeError(
+                DeadLetterClass.CORRUPT, f"record is longer than {self._max_record_bytes} bytes"
+            )
+        if value[:2] == SINGLE_OBJECT_MARKER:
+            if size < _SINGLE_OBJECT_HEADER:
+                raise DecodeError(DeadLetterClass.TRUNCATED, "single-object header ends early")
+            plan = family.by_fingerprint.get(value[2:_SINGLE_OBJECT_HEADER])
+            if plan is None:
+                raise DecodeError(
+                    DeadLetterClass.UNKNOWN_SCHEMA,
+                    f"fingerprint {value[2:_SINGLE_OBJECT_HEADER].hex()} is no known {family.name} schema",
+                )
+            start = _SINGLE_OBJECT_HEADER
+        elif value[:1] == CONFLUENT_MAGIC:
+            if size < _CONFLUENT_HEADER:
+                raise DecodeError(DeadLetterClass.TRUNCATED, "Confluent header ends early")
+            plan = self._plan_for_id(family, int.from_bytes(value[1:_CONFLUENT_HEADER], "big"))
+            start = _CONFLUENT_HEADER
+        elif value == SINGLE_OBJECT_MARKER[:1]:
+            raise DecodeError(DeadLetterClass.TRUNCATED, "single-object header ends early")
+        else:
+            raise DecodeError(DeadLetterClass.NOT_AVRO, "no single-object or Confluent header")
+        return _read_body(plan, value, start, family.name)
+
+    def _plan_for_id(self, family: _Family, schema_id: int) -> _ReadPlan:
+        """Resolve a Confluent schema id to a read plan, once per id and family."""
+        plan = family.by_id.get(schema_id)
+        if plan is not None:
+            return plan
+        try:
+            writer = self._resolver.schema_for_id(schema_id)
+        except KeyError as exc:
+            raise DecodeError(
+                DeadLetterClass.UNKNOWN_SCHEMA, f"schema id {schema_id} is not registered"
+            ) from exc
+        if writer.get("name") != family.record_name:
+            raise DecodeError(
+                DeadLetterClass.UNKNOWN_SCHEMA, f"schema id {schema_id} is no {family.name} schema"
+            )
+        # A registered copy of a local version reuses that version's plan (and its no-resolution fast path).
+        plan = family.by_fingerprint.get(single_object_fingerprint(writer))
+        if plan is None:
+            try:
+                check_arrays_bounded(writer)
+            except ValueError as exc:
+                raise DecodeError(
+                    DeadLetterClass.UNKNOWN_SCHEMA, f"schema id {schema_id} has unbounded arrays"
+                ) from exc
+            plan = _plan(writer, family.current.parsed)
+        family.by_id[schema_id] = plan
+        return plan
+
+
+# The name the pipeline and the CLI use.
+Codec = ClaimCodec
+
+
+def _read_body(plan: _ReadPlan, value: bytes, start: int, family: str) -> dict[str, Any]:
+    """Read the Avro body at ``value[start:]``, turning every reader failure into a ``DecodeError``."""
+    buffer = BytesIO(value)
+    buffer.seek(start)
+    try:
+        record = schemaless_reader(buffer, plan.writer, plan.reader)
+    except EOFError as exc:
+        raise DecodeError(DeadLetterClass.TRUNCATED, f"{family} body ends early") from exc
+    except SchemaResolutionError as exc:
+        raise DecodeError(
+            DeadLetterClass.UNKNOWN_SCHEMA, f"{family} writer schema does not resolve to the current version"
+        ) from exc
+    except (IndexError, struct.error) as exc:
+        # The compiled reader reads a varint byte by byte and fails with IndexError at the end of input.
+        if buffer.tell() >= len(value):
+            raise DecodeError(DeadLetterClass.TRUNCATED, f"{family} body ends early") from exc
+        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body does not fit its writer schema") from exc
+    except _CORRUPT_BODY_ERRORS as exc:
+        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body does not fit its writer schema") from exc
+    if buffer.tell() != len(value):
+        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body has trailing bytes")
+    if not isinstance(record, dict):
+        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body is not a record")
+    for name in plan.added_nulls:
+        record[name] = None
+    return record
+
+
+def _loc_text(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as a dotted field path, masking any part that is not a field name."""
+    parts = [str(p) if isinstance(p, int) or _SAFE_LOC_PART.match(p) else "?" for p in loc]
+    return ".".join(parts) or "claim"
+
+
+def invalid_claim_from(exc: ValidationError) -> InvalidClaim:
+    """Build an ``InvalidClaim`` from a pydantic error using only each error's ``loc`` and ``type``.
+
+    ``input``, ``ctx`` and the message can hold field values (PHI), so they are never read. The
+    class is MISSING_FIELD when any error is a missing field, INVALID_FIELD otherwise.
+    """
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    parts: list[str] = []
+    missing = False
+    for error in errors:
+        kind = error["type"] if _SAFE_ERROR_TYPE.match(error["type"]) else "?"
+        missing = missing or kind == "missing"
+        part = f"{_loc_text(error['loc'])}: {kind}"
+        if part not in parts:
+            parts.append(part)
+    reason = "; ".join(parts[:_MAX_REASON_ERRORS]) or "claim: invalid"
+    if len(parts) > _MAX_REASON_ERRORS:
+        reason += f"; and {len(parts) - _MAX_REASON_ERRORS} more"
+    error_class = DeadLetterClass.MISSING_FIELD if missing else DeadLetterClass.INVALID_FIELD
+    return InvalidClaim(error_class, reason)

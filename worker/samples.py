@@ -1,0 +1,181 @@
+"""Obviously synthetic sample claims and poison records for demos, ``seed-samples`` and tests.
+
+Every person here is fake: members are ``SYNTH0001``..., every last name is ``TEST``, and the NPIs
+are made-up numbers that merely pass the check digit. The products, diagnosis codes and taxonomies
+are real so that the policy sees realistic input (DOMAIN.md sections 1-3).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
+
+from worker.codec import SINGLE_OBJECT_MARKER, ClaimCodec
+from worker.model import Claim
+
+__all__ = [
+    "CAPECITABINE_NDC",
+    "IXEMPRA_15MG_NDC",
+    "IXEMPRA_45MG_NDC_HYPHENATED",
+    "Sample",
+    "poison_records",
+    "sample_claims",
+    "sample_records",
+]
+
+IXEMPRA_15MG_NDC = "70020191001"
+IXEMPRA_45MG_NDC_HYPHENATED = "70020-1911-01"
+CAPECITABINE_NDC = "00093747489"  # look-alike that must not match (DOMAIN.md section 1)
+
+_ONCOLOGY = "207RX0202X"  # Medical Oncology
+_FAMILY_MEDICINE = "207Q00000X"
+# Made-up NPIs that pass the Luhn check with the 80840 prefix (worker.model.npi_is_valid).
+_ONCOLOGIST_NPI = "1234567893"
+_FAMILY_PHYSICIAN_NPI = "1987654328"
+_CONSULTANT_NPI = "1555000011"
+_PHARMACY_NPI = "1666000025"
+_BAD_CHECK_DIGIT_NPI = "1234567890"
+
+_EVENT_TIME = datetime(2025, 3, 10, 14, 30, tzinfo=UTC)
+_DATE_OF_SERVICE = date(2025, 3, 10)
+
+
+class Sample(NamedTuple):
+    """One labelled sample claim and the claim schema version to write it with (None: the newest)."""
+
+    label: str
+    claim: Claim
+    schema_version: int | None = None
+
+
+def _dx(*codes: str) -> list[dict[str, str]]:
+    """Return ICD-10 diagnosis entries (qualifier 02) for ``codes``."""
+    return [{"code": code, "qualifier": "02"} for code in codes]
+
+
+def _attestation(status: str, consultation: str = "UNKNOWN", *, consultant: bool = False) -> dict[str, Any]:
+    """Return an attestation; ``consultant`` names the synthetic oncologist as the consulted physician."""
+    return {
+        "disease_status": status,
+        "consultation": {
+            "status": consultation,
+            "consultant_npi": _CONSULTANT_NPI if consultant else None,
+            "consultant_taxonomy": _ONCOLOGY if consultant else None,
+        },
+    }
+
+
+def _record(number: int, **overrides: object) -> dict[str, Any]:
+    """Return the record of synthetic claim ``number`` (an Ixempra B1 by an oncologist) with ``overrides``."""
+    record: dict[str, Any] = {
+        "event_id": f"SYNTH-EVT-{number:04d}",
+        "event_time": _EVENT_TIME,
+        "transaction_code": "B1",
+        "claim_id": f"SYNTH-CLM-{number:04d}",
+        "original_claim_id": None,
+        "service_provider_id": _PHARMACY_NPI,
+        "prescription_reference_number": f"90{number:05d}",
+        "fill_number": 0,
+        "date_of_service": _DATE_OF_SERVICE,
+        "patient": {
+            "member_id": f"SYNTH{number:04d}",
+            "first_name": "SAMPLE",
+            "last_name": "TEST",
+            "date_of_birth": date(1970, 1, 1),
+        },
+        "product": {"product_id": IXEMPRA_15MG_NDC, "qualifier": "03"},
+        "quantity": 1.0,
+        "days_supply": 21,
+        "diagnoses": _dx("C50.911", "C78.7"),
+        "prescriber": {"npi": _ONCOLOGIST_NPI, "taxonomy": _ONCOLOGY},
+        "attestation": None,
+        "prior_authorization_number": None,
+        "prior_authorization_type_code": None,
+    }
+    record.update(overrides)
+    return record
+
+
+_FAMILY_PHYSICIAN = {"npi": _FAMILY_PHYSICIAN_NPI, "taxonomy": _FAMILY_MEDICINE}
+
+
+def sample_claims() -> list[Sample]:
+    """Return the labelled synthetic sample claims, one per policy path worth demonstrating.
+
+    ``approve-v1-writer`` is to be written with claim schema v1, to exercise schema evolution.
+    """
+    records = [
+        ("approve-codes", _record(1)),
+        (
+            "approve-attested-recurrent",
+            _record(
+                2,
+                diagnoses=_dx("C50.912"),
+                prescriber=_FAMILY_PHYSICIAN,
+                attestation=_attestation("RECURRENT", "YES", consultant=True),
+                prior_authorization_number="SYNTHPA0002",
+                prior_authorization_type_code="1",
+            ),
+        ),
+        (
+            "deny-locally-advanced",
+            _record(3, diagnoses=_dx("C50.911"), attestation=_attestation("LOCALLY_ADVANCED")),
+        ),
+        (
+            "deny-non-oncologist-no-consult",
+            _record(4, prescriber=_FAMILY_PHYSICIAN, attestation=_attestation("METASTATIC", "NO")),
+        ),
+        ("deny-metastasis-to-breast", _record(5, diagnoses=_dx("C34.90", "C79.81"))),
+        ("pend-no-diagnosis", _record(6, diagnoses=[])),
+        ("pend-non-oncologist-consult-unknown", _record(7, prescriber=_FAMILY_PHYSICIAN)),
+        (
+            "not-applicable-capecitabine",
+            _record(
+                8, product={"product_id": CAPECITABINE_NDC, "qualifier": "03"}, quantity=120.0, days_supply=30
+            ),
+        ),
+        (
+            "approve-ixempra-45mg-hyphenated",
+            _record(9, product={"product_id": IXEMPRA_45MG_NDC_HYPHENATED, "qualifier": "03"}),
+        ),
+        ("reversal-b2", _record(10, transaction_code="B2", original_claim_id="SYNTH-CLM-0001")),
+        ("rebill-b3", _record(11, transaction_code="B3", original_claim_id="SYNTH-CLM-0001", quantity=2.0)),
+        ("approve-v1-writer", _record(12)),
+    ]
+    old_versions = {"approve-v1-writer": 1}
+    return [Sample(label, Claim.model_validate(record), old_versions.get(label)) for label, record in records]
+
+
+def sample_records(codec: ClaimCodec | None = None) -> list[tuple[str, bytes, bytes]]:
+    """Return ``(label, key, value)`` for every sample claim, encoded as a producer would send it.
+
+    The key is the claim id; each claim is written with its sample's schema version.
+    """
+    codec = codec or ClaimCodec()
+    return [
+        (
+            sample.label,
+            sample.claim.claim_id.encode(),
+            codec.encode_claim(sample.claim, version=sample.schema_version),
+        )
+        for sample in sample_claims()
+    ]
+
+
+def poison_records(codec: ClaimCodec | None = None) -> list[tuple[bytes | None, bytes]]:
+    """Return ``(key, value)`` records the worker must dead-letter; the key names what is wrong.
+
+    They are: bytes that are not Avro, a truncated claim, an unknown fingerprint, a claim whose NPI
+    fails the check digit, and a B2 reversal that names no original claim.
+    """
+    codec = codec or ClaimCodec()
+    valid = codec.encode_claim(_record(90))
+    body = valid[len(SINGLE_OBJECT_MARKER) + 8 :]
+    bad_npi = _record(91, prescriber={"npi": _BAD_CHECK_DIGIT_NPI, "taxonomy": _ONCOLOGY})
+    return [
+        (b"SYNTH-POISON-NOT-AVRO", b"not avro"),
+        (b"SYNTH-POISON-TRUNCATED", valid[: len(valid) // 2]),
+        (b"SYNTH-POISON-UNKNOWN-FINGERPRINT", SINGLE_OBJECT_MARKER + bytes(8) + body),
+        (b"SYNTH-POISON-BAD-NPI", codec.encode_claim(bad_npi)),
+        (b"SYNTH-POISON-B2-NO-ORIGINAL", codec.encode_claim(_record(92, transaction_code="B2"))),
+    ]
