@@ -1,0 +1,309 @@
+"""A prior-authorization policy loaded from its JSON data file, validated once and compiled for fast use."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from worker.errors import ConfigError
+from worker.policy.criteria import DiseaseStageRule, SpecialistRule
+from worker.policy.diagnoses import CodeFamily, DiagnosisCodes, normalise_code
+from worker.policy.ndc import ndc_candidates, product_key
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping
+
+    from worker.model import Product
+
+__all__ = ["DEFAULT_POLICY_FILE", "Policy", "default_policy", "load_policy"]
+
+DEFAULT_POLICY_FILE = "ixempra.json"
+"""The policy ``default_policy`` loads from the ``worker.policies`` package."""
+
+_MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, matches are computed every time
+
+_DOC = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+_Text = Annotated[str, Field(min_length=1, max_length=500)]
+_Notes = tuple[_Text, ...]
+_Taxonomy = Annotated[str, Field(pattern=r"^[0-9A-Z]{9}X$")]
+_CodePrefix = Annotated[str, Field(pattern=r"^[A-Z][0-9A-Z]{0,2}(\.?[0-9A-Z]{1,4})?$")]
+_Prefixes = tuple[_CodePrefix, ...]
+_TwoChar = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
+
+
+class _ProductDoc(BaseModel):
+    """The ``product`` section: which claims the policy applies to."""
+
+    model_config = _DOC
+
+    name: _Text
+    product_qualifier: _TwoChar
+    ndc_products: dict[Annotated[str, Field(pattern=r"^[0-9]{5}-[0-9]{4}$")], _Text] = Field(min_length=1)
+    notes: _Notes = ()
+
+
+class _CodesDoc(BaseModel):
+    """ICD-10 code families of a disease criterion (dots optional; a full code is its own prefix)."""
+
+    model_config = _DOC
+
+    primary_prefixes: _Prefixes = Field(min_length=1)
+    history_prefixes: _Prefixes = ()
+    regional_node_prefixes: _Prefixes = ()
+    distant_secondary_prefixes: _Prefixes = Field(min_length=1)
+    secondary_of_site_prefixes: _Prefixes = ()
+    in_situ_prefixes: _Prefixes = ()
+    informational_prefixes: _Prefixes = ()
+    other_malignant_prefixes: _Prefixes = ()
+
+
+class _DiseaseCriterionDoc(BaseModel):
+    """A "recurrent or metastatic <condition>" criterion."""
+
+    model_config = _DOC
+
+    id: _Text
+    kind: Literal["RECURRENT_OR_METASTATIC_DISEASE"]
+    clause: _Text
+    text: _Text
+    condition: _Text
+    site: _Text
+    diagnosis_qualifier: _TwoChar
+    codes: _CodesDoc
+    notes: _Notes = ()
+
+
+class _SpecialistCriterionDoc(BaseModel):
+    """A "prescribed by or in consultation with a <specialist>" criterion."""
+
+    model_config = _DOC
+
+    id: _Text
+    kind: Literal["PRESCRIBED_BY_OR_WITH_SPECIALIST"]
+    clause: _Text
+    text: _Text
+    specialist: _Text
+    specialist_taxonomies: dict[_Taxonomy, _Text] = Field(min_length=1)
+    named_other_taxonomies: dict[_Taxonomy, _Text] = Field(default_factory=dict)
+    notes: _Notes = ()
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> _SpecialistCriterionDoc:
+        """Refuse a taxonomy listed both as a qualifying specialty and as a named other one."""
+        both = sorted(self.specialist_taxonomies.keys() & self.named_other_taxonomies.keys())
+        if both:
+            msg = f"taxonomies listed both as specialist and as other: {', '.join(both)}"
+            raise ValueError(msg)
+        return self
+
+
+class _RejectCodesDoc(BaseModel):
+    """NCPDP reject codes (511-FB) a non-approval carries."""
+
+    model_config = _DOC
+
+    not_approved: _TwoChar
+    missing_diagnosis: _TwoChar
+
+
+class _PolicyDoc(BaseModel):
+    """The whole policy file."""
+
+    model_config = _DOC
+
+    policy_id: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
+    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")]
+    title: _Text
+    source_document: _Text
+    notes: _Notes = ()
+    product: _ProductDoc
+    criteria: tuple[
+        Annotated[_DiseaseCriterionDoc | _SpecialistCriterionDoc, Field(discriminator="kind")], ...
+    ] = Field(min_length=1)
+    approval_duration_years: int = Field(ge=1, le=10)
+    reject_codes: _RejectCodesDoc
+
+    @model_validator(mode="after")
+    def _unique_criteria(self) -> _PolicyDoc:
+        """Refuse duplicate criterion ids: they name the results in a Decision."""
+        ids = [criterion.id for criterion in self.criteria]
+        if len(ids) != len(set(ids)):
+            msg = f"criterion ids must be unique, got {ids}"
+            raise ValueError(msg)
+        return self
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Policy:
+    """A loaded policy: identity, product match set, compiled criteria, approval length, reject codes.
+
+    Build it with ``load_policy`` (or ``default_policy``); every set and prefix tuple is ready to use.
+    ``criterion_ids`` and ``reason_codes`` are the closed sets its Decisions can carry (metric labels).
+    Compared and hashed by identity: it carries memos, and two loads of one file are two policies.
+    """
+
+    policy_id: str
+    version: str
+    title: str
+    source_document: str
+    product_name: str
+    product_qualifier: str
+    ndc_products: Mapping[str, str]
+    criteria: tuple[DiseaseStageRule | SpecialistRule, ...]
+    criterion_ids: tuple[str, ...]
+    reason_codes: tuple[str, ...]
+    approval_duration_years: int
+    reject_not_approved: str
+    reject_missing_diagnosis: str
+    _product_memo: dict[str, tuple[str, str] | None] = field(default_factory=dict, repr=False, compare=False)
+
+    def match_product(self, product: Product) -> tuple[str, str] | None:
+        """Return ``(ndc11, form)`` when the product is one of the policy's NDCs, else ``None``."""
+        if product.qualifier != self.product_qualifier:
+            return None
+        product_id = product.product_id
+        memo = self._product_memo
+        if product_id in memo:
+            return memo[product_id]
+        matched = None
+        for ndc11, form in ndc_candidates(product_id):
+            if product_key(ndc11) in self.ndc_products:
+                matched = (ndc11, form)
+                break
+        if len(memo) < _MEMO_LIMIT:
+            memo[product_id] = matched
+        return matched
+
+
+def _prefixes(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(normalise_code(value) for value in values))
+
+
+def _compile_codes(qualifier: str, codes: _CodesDoc) -> DiagnosisCodes:
+    # Precedence matters: C79.81 must be read before the C79 distant-secondary prefix, C80.0 before "C".
+    ordered = (
+        (CodeFamily.SECONDARY_OF_SITE, codes.secondary_of_site_prefixes),
+        (CodeFamily.PRIMARY, codes.primary_prefixes),
+        (CodeFamily.HISTORY, codes.history_prefixes),
+        (CodeFamily.REGIONAL_NODE, codes.regional_node_prefixes),
+        (CodeFamily.DISTANT_SECONDARY, codes.distant_secondary_prefixes),
+        (CodeFamily.IN_SITU, codes.in_situ_prefixes),
+        (CodeFamily.INFORMATIONAL, codes.informational_prefixes),
+        (CodeFamily.OTHER_MALIGNANT, codes.other_malignant_prefixes),
+    )
+    return DiagnosisCodes(
+        qualifier=qualifier,
+        prefixes=tuple((family, _prefixes(values)) for family, values in ordered if values),
+    )
+
+
+def _code_hint(codes: _CodesDoc) -> str:
+    """Return a short reminder of which codes show the condition, e.g. "C50* or Z85.3"."""
+    return " or ".join([f"{prefix}*" for prefix in codes.primary_prefixes] + list(codes.history_prefixes))
+
+
+def _with_article(noun: str) -> str:
+    """Return the noun with its indefinite article ("an oncologist", "a rheumatologist")."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _compile(doc: _PolicyDoc) -> Policy:
+    criteria: list[DiseaseStageRule | SpecialistRule] = []
+    for criterion in doc.criteria:
+        if isinstance(criterion, _DiseaseCriterionDoc):
+            criteria.append(
+                DiseaseStageRule(
+                    criterion_id=criterion.id,
+                    clause=criterion.clause,
+                    condition=criterion.condition,
+                    site=criterion.site,
+                    codes=_compile_codes(criterion.diagnosis_qualifier, criterion.codes),
+                    code_hint=_code_hint(criterion.codes),
+                )
+            )
+        else:
+            criteria.append(
+                SpecialistRule(
+                    criterion_id=criterion.id,
+                    clause=criterion.clause,
+                    specialist=criterion.specialist,
+                    a_specialist=_with_article(criterion.specialist),
+                    specialist_taxonomies=MappingProxyType(dict(criterion.specialist_taxonomies)),
+                    named_other_taxonomies=MappingProxyType(dict(criterion.named_other_taxonomies)),
+                )
+            )
+    return Policy(
+        policy_id=doc.policy_id,
+        version=doc.version,
+        title=doc.title,
+        source_document=doc.source_document,
+        product_name=doc.product.name,
+        product_qualifier=doc.product.product_qualifier,
+        ndc_products=MappingProxyType(
+            {key.replace("-", ""): name for key, name in doc.product.ndc_products.items()}
+        ),
+        criteria=tuple(criteria),
+        criterion_ids=tuple(rule.criterion_id for rule in criteria),
+        reason_codes=tuple(dict.fromkeys(str(code) for rule in criteria for code in rule.reason_codes)),
+        approval_duration_years=doc.approval_duration_years,
+        reject_not_approved=doc.reject_codes.not_approved,
+        reject_missing_diagnosis=doc.reject_codes.missing_diagnosis,
+    )
+
+
+def _parse(text: str, source: str) -> Policy:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"policy file {source} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+        raise ConfigError(msg) from exc
+    try:
+        doc = _PolicyDoc.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        msg = f"policy file {source} is invalid: {problems}"
+        raise ConfigError(msg) from exc
+    return _compile(doc)
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read, validate and compile a policy JSON file.
+
+    Takes the file's path and returns the compiled ``Policy``. Raises ``ConfigError`` naming the file
+    and every problem (field path and rule) when the file is missing, unreadable, not JSON, or not a
+    valid policy.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"policy file {source} cannot be read: {exc.__class__.__name__}"
+        raise ConfigError(msg) from exc
+    return _parse(text, str(source))
+
+
+@functools.cache
+def default_policy() -> Policy:
+    """Return the packaged Ixempra policy (``worker/policies/ixempra.json``), loaded once and cached.
+
+    Raises ``ConfigError`` if the packaged file is missing or invalid.
+    """
+    resource = resources.files("worker.policies").joinpath(DEFAULT_POLICY_FILE)
+    try:
+        text = resource.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"packaged policy {DEFAULT_POLICY_FILE} cannot be read: {exc.__class__.__name__}"
+        raise ConfigError(msg) from exc
+    return _parse(text, f"worker.policies/{DEFAULT_POLICY_FILE}")

@@ -1,0 +1,97 @@
+"""ICD-10 diagnosis codes on a claim, sorted into the code families a disease criterion reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from worker.model import Diagnosis
+
+__all__ = ["CodeFamily", "DiagnosisCodes", "DiagnosisFindings", "display_code", "normalise_code"]
+
+_CATEGORY_LENGTH = 3  # ICD-10 category (e.g. C50) before the optional dot
+_MEMO_LIMIT = 65_536  # ICD-10-CM has about 75k codes; real claims use a small fraction
+
+
+class CodeFamily(StrEnum):
+    """Which part of a disease criterion a diagnosis code speaks to; precedence is the declaration order."""
+
+    SECONDARY_OF_SITE = "SECONDARY_OF_SITE"
+    PRIMARY = "PRIMARY"
+    HISTORY = "HISTORY"
+    REGIONAL_NODE = "REGIONAL_NODE"
+    DISTANT_SECONDARY = "DISTANT_SECONDARY"
+    IN_SITU = "IN_SITU"
+    INFORMATIONAL = "INFORMATIONAL"
+    OTHER_MALIGNANT = "OTHER_MALIGNANT"
+    UNRELATED = "UNRELATED"
+
+
+def normalise_code(code: str) -> str:
+    """Return an ICD-10 code without its dot (C50.911 and C50911 are the same code)."""
+    return code.replace(".", "")
+
+
+def display_code(code: str) -> str:
+    """Return a dotless ICD-10 code in its dotted display form (C50911 -> C50.911)."""
+    if len(code) > _CATEGORY_LENGTH:
+        return f"{code[:_CATEGORY_LENGTH]}.{code[_CATEGORY_LENGTH:]}"
+    return code
+
+
+@dataclass(slots=True)
+class DiagnosisFindings:
+    """A claim's diagnosis codes grouped by family (dotted display form), plus the codes not read."""
+
+    families: dict[CodeFamily, list[str]]
+    ignored: list[str]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DiagnosisCodes:
+    """Compiled code families for one disease criterion: dotless prefix tuples in precedence order.
+
+    Built once when the policy loads. Each distinct submitted code is classified once and remembered
+    (up to ``_MEMO_LIMIT`` codes, so odd input cannot grow it without bound).
+    """
+
+    qualifier: str
+    prefixes: tuple[tuple[CodeFamily, tuple[str, ...]], ...]
+    _memo: dict[str, tuple[CodeFamily, str]] = field(default_factory=dict, repr=False, compare=False)
+
+    def family(self, code: str) -> CodeFamily:
+        """Return the family of a dotless, upper-case ICD-10 code: the first family whose prefix it has."""
+        for family, prefixes in self.prefixes:
+            if code.startswith(prefixes):
+                return family
+        return CodeFamily.UNRELATED
+
+    def _lookup(self, code: str) -> tuple[CodeFamily, str]:
+        """Return the family and dotted display form of a submitted code (dot optional), memoised."""
+        known = self._memo.get(code)
+        if known is None:
+            dotless = normalise_code(code)
+            known = (self.family(dotless), display_code(dotless))
+            if len(self._memo) < _MEMO_LIMIT:
+                self._memo[code] = known
+        return known
+
+    def read(self, diagnoses: Iterable[Diagnosis]) -> DiagnosisFindings:
+        """Sort every submitted diagnosis (any order) into families; other qualifiers are only listed."""
+        families: dict[CodeFamily, list[str]] = {}
+        ignored: list[str] = []
+        for diagnosis in diagnoses:
+            if diagnosis.qualifier != self.qualifier:
+                ignored.append(f"{diagnosis.code} (qualifier {diagnosis.qualifier})")
+                continue
+            family, shown = self._lookup(diagnosis.code)
+            bucket = families.get(family)
+            if bucket is None:
+                families[family] = [shown]
+            elif shown not in bucket:
+                bucket.append(shown)
+        return DiagnosisFindings(families, ignored)
