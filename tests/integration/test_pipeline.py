@@ -1,0 +1,218 @@
+"""The worker end to end on a real broker: outcomes, dead letters, duplicates, crashes, fencing, rebalances."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from kafka import KafkaProducer
+
+from tests.integration import streams
+from worker.codec import Codec
+from worker.pipeline import ExitCode
+from worker.policy import decide
+from worker.samples import poison_records, sample_claims
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture
+def topics(make_topics, unique):
+    """Fresh claims/results/dead-letter topics (2 partitions) and a fresh group for one test."""
+    names = {
+        "claims": f"claims-{unique}",
+        "results": f"results-{unique}",
+        "dead_letter": f"dlq-{unique}",
+        "group": f"grp-{unique}",
+    }
+    make_topics(names["claims"], names["results"], names["dead_letter"], partitions=2)
+    return names
+
+
+def _assert_exactly_once(outputs: streams.Outputs, produced: int) -> None:
+    """Every input offset is accounted for exactly once, by a result or a dead letter."""
+    sources = outputs.sources()
+    assert len(sources) == produced, f"{len(sources)} outputs for {produced} inputs"
+    assert len(set(sources)) == produced, "an input offset has two outputs"
+    per_partition = Counter(p for p, _ in sources)
+    for partition, count in per_partition.items():
+        offsets = sorted(o for p, o in sources if p == partition)
+        assert offsets == list(range(count)), f"gap or duplicate on partition {partition}"
+
+
+def _assigned_lines(log) -> str:
+    """The worker log's non-empty partition assignments, one JSON line each (order-insensitive check)."""
+    lines = [json.loads(x) for x in streams.iter_log(log) if x.startswith("{")] if log.exists() else []
+    return "\n".join(
+        f'"partitions_assigned", "partitions": {line["partitions"]}' for line in lines if line.get("event") == "partitions_assigned" and line["partitions"]
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout_s)
+
+
+def test_every_outcome_end_to_end(kafka_bootstrap, topics, tmp_path):
+    """The bundled samples produce every outcome, each as the policy decides it; poison is dead-lettered."""
+    codec = Codec()
+    samples = sample_claims()
+    records = [(s.claim.claim_id.encode(), codec.encode_claim(s.claim, version=s.schema_version)) for s in samples]
+    poison = poison_records()
+    streams.produce(kafka_bootstrap, topics["claims"], records + poison)
+    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3")
+    proc = streams.start_worker(env, tmp_path / "worker.log")
+    assert proc.wait(timeout=120) == ExitCode.OK, (tmp_path / "worker.log").read_text()[-3000:]
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    _assert_exactly_once(outputs, len(records) + len(poison))
+    by_claim = {r["claim_id"]: r for r in outputs.results}
+    now = datetime.now(UTC)
+    for sample in samples:
+        expected = decide(sample.claim, now).outcome.value
+        assert by_claim[sample.claim.claim_id]["outcome"] == expected, sample.label
+    assert {r["outcome"] for r in outputs.results} == {"APPROVED", "DENIED", "PENDED", "NOT_APPLICABLE", "REVERSED"}
+    assert len(outputs.dead_letters) == len(poison)
+    assert all(d["error_class"] and d["reason"] for d in outputs.dead_letters)
+    originals = {(d["original_key"], d["original_value"]) for d in outputs.dead_letters}
+    assert originals == set(poison), "dead letters must carry the original bytes untouched"
+
+
+def test_poison_does_not_stop_the_worker(kafka_bootstrap, topics, tmp_path):
+    """A poison record between good claims is dead-lettered while the worker keeps running; SIGTERM exits 0."""
+    codec = Codec()
+    good = [streams.claim(i) for i in range(3)]
+    values = [(good[0].claim_id.encode(), codec.encode_claim(good[0])), (b"poison", b"not avro at all")]
+    values += [(c.claim_id.encode(), codec.encode_claim(c)) for c in good[1:]]
+    proc = streams.start_worker(streams.worker_env(kafka_bootstrap, topics), tmp_path / "worker.log")
+    try:
+        streams.produce(kafka_bootstrap, topics["claims"], values)
+        done = streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 4, 60
+        )
+        assert done, (tmp_path / "worker.log").read_text()[-3000:]
+        assert proc.poll() is None, "the worker must still be running after a poison record"
+    finally:
+        code = _stop(proc)
+    assert code == ExitCode.OK
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    _assert_exactly_once(outputs, 4)
+    assert [d["error_class"] for d in outputs.dead_letters] == ["NOT_AVRO"]
+
+
+def test_duplicate_event_yields_one_result_across_restart(kafka_bootstrap, topics, tmp_path):
+    """The same event delivered twice (in one batch, and again after a restart) gets one result."""
+    codec = Codec()
+    original = streams.claim(1)
+    record = (original.claim_id.encode(), codec.encode_claim(original))
+    streams.produce(kafka_bootstrap, topics["claims"], [record, record])
+    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="2")
+    assert streams.start_worker(env, tmp_path / "w1.log").wait(timeout=120) == ExitCode.OK
+    streams.produce(kafka_bootstrap, topics["claims"], [record])
+    assert streams.start_worker(env, tmp_path / "w2.log").wait(timeout=120) == ExitCode.OK
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    _assert_exactly_once(outputs, 3)
+    assert [r["source_event_id"] for r in outputs.results] == [original.event_id]
+    assert [d["error_class"] for d in outputs.dead_letters] == ["DUPLICATE_EVENT", "DUPLICATE_EVENT"]
+
+
+def test_kill_9_midstream_then_restart_is_exactly_once(kafka_bootstrap, topics, tmp_path):
+    """kill -9 in the middle of 10k claims, then a restart: one result per event, poison in dead letters."""
+    codec = Codec()
+    total_claims, poison_every = 10_000, 1_000
+    values: list[tuple[bytes | None, bytes | None]] = []
+    for i in range(total_claims):
+        c = streams.claim(i)
+        values.append((c.claim_id.encode(), codec.encode_claim(c)))
+        if i % poison_every == 0:
+            values.append((f"poison-{i}".encode(), b"garbage" + bytes([i % 256])))
+    streams.produce(kafka_bootstrap, topics["claims"], values)
+    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_BATCH_MAX_RECORDS="200")
+    proc = streams.start_worker(env, tmp_path / "w1.log")
+    progressed = streams.wait_for(
+        lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) >= 2_000, 120, 0.2
+    )
+    proc.kill()  # SIGKILL: no clean-up at all, a transaction may be open
+    proc.wait(timeout=30)
+    assert progressed, (tmp_path / "w1.log").read_text()[-3000:]
+    done_before = streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"])
+    assert done_before < len(values), "the kill must land mid-stream"
+    proc = streams.start_worker(env, tmp_path / "w2.log")
+    try:
+        finished = streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == len(values), 300, 1.0
+        )
+        assert finished, (tmp_path / "w2.log").read_text()[-3000:]
+    finally:
+        assert _stop(proc) == ExitCode.OK
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    _assert_exactly_once(outputs, len(values))
+    event_ids = [r["source_event_id"] for r in outputs.results]
+    assert len(event_ids) == total_claims
+    assert len(set(event_ids)) == total_claims
+    assert len(outputs.dead_letters) == total_claims // poison_every
+
+
+def test_fenced_worker_stops_cleanly(kafka_bootstrap, topics, tmp_path):
+    """A newer producer with the worker's transactional id fences it: the zombie exits with FENCED."""
+    codec = Codec()
+    env = streams.worker_env(kafka_bootstrap, topics)
+    log = tmp_path / "worker.log"
+    proc = streams.start_worker(env, log)
+    try:
+        first = streams.claim(1)
+        streams.produce(kafka_bootstrap, topics["claims"], [(first.claim_id.encode(), codec.encode_claim(first))])
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 1, 60
+        ), log.read_text()[-3000:]
+        usurper = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{topics['group']}-0")
+        usurper.init_transactions()
+        second = streams.claim(2)
+        streams.produce(kafka_bootstrap, topics["claims"], [(second.claim_id.encode(), codec.encode_claim(second))])
+        code = proc.wait(timeout=60)
+        usurper.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == ExitCode.FENCED
+    events = [json.loads(line).get("event") for line in streams.iter_log(log) if line.startswith("{")]
+    assert "producer_fenced" in events
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    assert [r["claim_id"] for r in outputs.results] == [first.claim_id], "the fenced batch must not be visible"
+
+
+def test_rebalance_between_two_workers_loses_and_duplicates_nothing(kafka_bootstrap, make_topics, unique, tmp_path):
+    """A second worker joining mid-stream takes partitions over without loss or double publish."""
+    names = {"claims": f"rb-claims-{unique}", "results": f"rb-results-{unique}", "dead_letter": f"rb-dlq-{unique}", "group": f"rb-{unique}"}
+    make_topics(names["claims"], names["results"], names["dead_letter"], partitions=4)
+    codec = Codec()
+    claims = [streams.claim(i) for i in range(4_000)]
+    streams.produce(kafka_bootstrap, names["claims"], streams.encoded(claims[:2_000], codec))
+    first = streams.start_worker(
+        streams.worker_env(kafka_bootstrap, names, CLAIMS_INSTANCE="0", CLAIMS_BATCH_MAX_RECORDS="50"), tmp_path / "a.log"
+    )
+    second = None
+    try:
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) >= 500, 120, 0.2
+        ), (tmp_path / "a.log").read_text()[-3000:]
+        second = streams.start_worker(
+            streams.worker_env(kafka_bootstrap, names, CLAIMS_INSTANCE="1", CLAIMS_BATCH_MAX_RECORDS="50"), tmp_path / "b.log"
+        )
+        # The second half arrives only once the second worker holds partitions, so both must work on it.
+        assert streams.wait_for(lambda: '"partitions_assigned", "partitions": [' in _assigned_lines(tmp_path / "b.log"), 60)
+        streams.produce(kafka_bootstrap, names["claims"], streams.encoded(claims[2_000:], codec))
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) == len(claims), 300, 1.0
+        ), (tmp_path / "b.log").read_text()[-3000:]
+    finally:
+        codes = [_stop(p) for p in (first, second) if p is not None]
+    assert codes == [ExitCode.OK, ExitCode.OK]
+    outputs = streams.read_outputs(kafka_bootstrap, names["results"], names["dead_letter"])
+    _assert_exactly_once(outputs, len(claims))
+    assert sorted(r["source_event_id"] for r in outputs.results) == sorted(c.event_id for c in claims)
+    b_log = (tmp_path / "b.log").read_text()
+    assert "batch_committed" in b_log, "the second worker must have taken over some partitions"

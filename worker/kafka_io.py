@@ -1,0 +1,200 @@
+"""The only kafka-python importer: client factories, bounded transaction calls, topic checks, read-back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerrors
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.structs import OffsetAndMetadata
+
+from worker.errors import ClaimsWorkerError, ConfigError
+from worker.settings import Settings
+
+__all__ = [
+    "EVENT_ID_HEADER",
+    "FATAL_ERRORS",
+    "IndefiniteOutcome",
+    "KafkaConsumer",
+    "KafkaProducer",
+    "OffsetAndMetadata",
+    "TopicPartition",
+    "bounded",
+    "check_topics",
+    "create_topics",
+    "make_consumer",
+    "make_producer",
+    "read_event_ids",
+    "rewind_to_committed",
+]
+
+# Results carry the source event id as a header so a restarted worker rebuilds its duplicate
+# filter from the output topic without decoding Avro (see README, "Duplicates").
+EVENT_ID_HEADER = "claims-worker.event-id"
+
+# Errors after which this producer must never be used again (KAFKA_NOTES §2).
+FATAL_ERRORS: tuple[type[Exception], ...] = (
+    kerrors.ProducerFencedError,
+    kerrors.TransactionalIdAuthorizationFailedError,
+    kerrors.UnsupportedVersionError,
+)
+
+T = TypeVar("T")
+
+
+class IndefiniteOutcome(ClaimsWorkerError):
+    """A commit, abort or send_offsets did not answer in time: its outcome is unknown."""
+
+
+def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
+    """Run ``call`` on a helper thread and wait at most ``timeout_s``.
+
+    kafka-python's commit/abort wait on a latch with no timeout (transaction_manager ``wait()``), so a
+    lost broker could block the worker forever. Raises ``IndefiniteOutcome`` when time runs out (the
+    thread is abandoned with its producer) and re-raises whatever ``call`` raised.
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"bounded-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise IndefiniteOutcome(f"{what} did not complete within {timeout_s:.0f}s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")  # type: ignore[return-value]
+
+
+def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    """A group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.require_bootstrap().split(","),
+        "group_id": settings.group_id,
+        "client_id": f"{settings.transactional_id}-consumer",
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        "auto_offset_reset": "earliest",
+        "max_poll_records": settings.batch_max_records,
+        "fetch_max_wait_ms": 100,
+    }
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """A transactional producer with this instance's stable transactional id, transactions initialised.
+
+    ``init_transactions`` fences any older producer with the same id and aborts its open transaction.
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.require_bootstrap().split(","),
+        "client_id": f"{settings.transactional_id}-producer",
+        "transactional_id": settings.transactional_id,
+        "transaction_timeout_ms": settings.transaction_timeout_ms,
+        "linger_ms": settings.linger_ms,
+        "batch_size": 256 * 1024,
+        "max_block_ms": int(settings.commit_timeout_s * 1000),
+    }
+    config.update(overrides)
+    producer = KafkaProducer(**config)
+    try:
+        producer.init_transactions()
+    except Exception:
+        producer.close(timeout=1)
+        raise
+    return producer
+
+
+def check_topics(consumer: KafkaConsumer, settings: Settings) -> dict[str, int]:
+    """Return each topic's partition count; raise ``ConfigError`` when one is missing or too small.
+
+    Results and dead letters are written to the input's partition number, so both output topics need
+    at least as many partitions as the claims topic.
+    """
+    counts: dict[str, int] = {}
+    for topic in (settings.claims_topic, settings.results_topic, settings.dead_letter_topic):
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            raise ConfigError(f"topic {topic!r} does not exist (create it, or run `make run` for a demo)")
+        counts[topic] = len(parts)
+    need = counts[settings.claims_topic]
+    for topic in (settings.results_topic, settings.dead_letter_topic):
+        if counts[topic] < need:
+            raise ConfigError(
+                f"topic {topic!r} has {counts[topic]} partitions; it needs at least {need} "
+                f"(as many as {settings.claims_topic!r})"
+            )
+    return counts
+
+
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1) -> None:
+    """Create topics that do not exist yet (for demos and tests); existing ones are left alone."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="claims-worker-admin")
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if new:
+            admin.create_topics(new)
+    finally:
+        admin.close()
+
+
+def rewind_to_committed(consumer: KafkaConsumer) -> None:
+    """Seek every assigned partition back to its committed offset (or the beginning when none)."""
+    for tp in consumer.assignment():
+        committed = consumer.committed(tp)
+        if committed is None:
+            consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
+def read_event_ids(
+    settings: Settings,
+    topic: str,
+    partition: int,
+    window: int,
+    timeout_s: float,
+) -> list[str]:
+    """Read back the event-id headers of the last ``window`` committed records of one partition.
+
+    Reads with ``read_committed`` up to the end offset at call time. Gives up after ``timeout_s``
+    (an open transaction of another producer can hold the last stable offset) and returns what it has.
+    """
+    if window <= 0:
+        return []
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.require_bootstrap().split(","),
+        client_id=f"{settings.transactional_id}-readback",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_poll_records=5000,
+    )
+    ids: list[str] = []
+    try:
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        start = max(0, end - window)
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + timeout_s
+        while consumer.position(tp) < end and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    for key, value in record.headers or ():
+                        if key == EVENT_ID_HEADER and value is not None:
+                            ids.append(value.decode("utf-8", "replace"))
+    finally:
+        consumer.close()
+    return ids

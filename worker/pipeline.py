@@ -1,0 +1,417 @@
+"""The consume → decode → decide → publish loop: one Kafka transaction per batch, results and offsets together."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kafka import errors as kerrors
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+from worker import __version__
+from worker.codec import Codec
+from worker.dedupe import SeenEvents
+from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, DecodeError
+from worker.kafka_io import (
+    EVENT_ID_HEADER,
+    FATAL_ERRORS,
+    IndefiniteOutcome,
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+    TopicPartition,
+    bounded,
+    rewind_to_committed,
+)
+from worker.metrics import RebalanceKind, WorkerMetrics
+from worker.model import CriterionStatus, Outcome
+from worker.policy import Policy, decide
+from worker.results import SourceCoordinates, build_dead_letter, build_result
+from worker.settings import Settings
+
+__all__ = ["BatchReport", "ExitCode", "Outgoing", "Pipeline", "adjudicate"]
+
+
+class ExitCode:
+    """Process exit codes: 0 clean stop, others name the reason."""
+
+    OK = 0
+    BAD_SETTINGS = 2
+    FENCED = 3
+    KAFKA_FATAL = 4
+
+
+class _Record(Protocol):
+    """What the pipeline reads from a consumed record (kafka-python's ConsumerRecord has it all)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to publish for one consumed record: a result or a dead letter."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    outcome: Outcome | None = None
+    error_class: DeadLetterClass | None = None
+    reason_codes: tuple[str, ...] = ()
+    criteria: tuple[tuple[str, CriterionStatus], ...] = ()
+    claim_id: str | None = None
+    event_time: datetime | None = None
+
+
+@dataclass
+class BatchReport:
+    """What one committed batch did, for the batch log line and tests."""
+
+    records: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    duration_s: float = 0.0
+    decide_s: float = 0.0
+
+
+class _DuplicateEvent(BadRecord):
+    """The event id was already published for this partition: the redelivery is dead-lettered."""
+
+    def __init__(self) -> None:
+        super().__init__(DeadLetterClass.DUPLICATE_EVENT, "event_id: already adjudicated (redelivered event)")
+
+
+def adjudicate(
+    record: _Record,
+    *,
+    codec: Codec,
+    settings: Settings,
+    seen: SeenEvents,
+    policy: Policy | None,
+    decided_at: datetime,
+) -> Outgoing:
+    """Turn one consumed record into the one record to publish for it; never raises for bad input.
+
+    The output goes to the input's partition number, so the results of partition p can be read back
+    from partition p after a restart. Bad records become dead letters carrying the original bytes.
+    """
+    source = SourceCoordinates(record.topic, record.partition, record.offset)
+    try:
+        claim = codec.decode_claim(record.value)
+        if seen.seen(record.partition, claim.event_id):
+            raise _DuplicateEvent  # noqa: TRY301 - a dead letter, handled just below
+    except BadRecord as error:
+        letter = build_dead_letter(
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers or ()),
+            source=source,
+            error=error,
+            worker_version=__version__,
+            dead_lettered_at=decided_at,
+        )
+        return Outgoing(
+            topic=settings.dead_letter_topic,
+            partition=record.partition,
+            key=record.key,
+            value=codec.encode_dead_letter(letter),
+            headers=[("claims-worker.error-class", error.error_class.value.encode())],
+            error_class=error.error_class,
+        )
+    decision = decide(claim, decided_at, policy)
+    seen.stage(record.partition, claim.event_id)
+    result = build_result(claim, decision, source=source, worker_version=__version__)
+    reasons = tuple(c.reason_code for c in decision.criteria if c.status != CriterionStatus.MET)
+    return Outgoing(
+        topic=settings.results_topic,
+        partition=record.partition,
+        key=claim.claim_id.encode(),
+        value=codec.encode_result(result),
+        headers=[(EVENT_ID_HEADER, claim.event_id.encode())],
+        outcome=decision.outcome,
+        reason_codes=reasons if decision.outcome in (Outcome.DENIED, Outcome.PENDED) else (),
+        criteria=tuple((c.criterion_id, c.status) for c in decision.criteria),
+        claim_id=claim.claim_id,
+        event_time=claim.event_time,
+    )
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps the duplicate filter and gauges in step with the group's assignment.
+
+    Runs inside ``poll()``, when no transaction is open, so it never touches the producer.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self._pipeline.partitions_gone(revoked, RebalanceKind.REVOKED)
+
+    def on_partitions_lost(self, lost: Sequence[TopicPartition]) -> None:
+        self._pipeline.partitions_gone(lost, RebalanceKind.LOST)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._pipeline.partitions_assigned(assigned)
+
+
+class Pipeline:
+    """Reads claims in batches and publishes one result or dead letter per record, exactly once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: KafkaConsumer,
+        producer_factory: Callable[[], KafkaProducer],
+        codec: Codec,
+        metrics: WorkerMetrics,
+        log: Any,
+        *,
+        policy: Policy | None = None,
+        readback: Callable[[int], list[str]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer
+        self._producer_factory = producer_factory
+        self.producer: KafkaProducer | None = None
+        self.codec = codec
+        self.metrics = metrics
+        self.log = log
+        self.policy = policy
+        self._readback = readback
+        self._clock = clock
+        self.seen = SeenEvents(settings.dedup_window)
+        self._assigned: set[TopicPartition] = set()
+        self._last_poll_ok = 0.0
+        self._committed: dict[TopicPartition, int] = {}
+
+    # --- health -----------------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when partitions are assigned and the last poll reached the brokers recently."""
+        if not self._assigned:
+            return False, "no partitions assigned"
+        if time.monotonic() - self._last_poll_ok > max(30.0, self.settings.poll_timeout_ms / 250):
+            return False, "brokers not reached recently"
+        return True, f"{len(self._assigned)} partitions assigned"
+
+    # --- rebalance hooks --------------------------------------------------------------------------
+    def partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Note new partitions; their duplicate filters load lazily before their first batch."""
+        self._assigned.update(assigned)
+        self.metrics.rebalance(RebalanceKind.ASSIGNED, len(assigned))
+        self.metrics.set_assigned(len(self._assigned))
+        self.log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    def partitions_gone(self, partitions: Sequence[TopicPartition], kind: RebalanceKind) -> None:
+        """Forget revoked or lost partitions' state."""
+        for tp in partitions:
+            self._assigned.discard(tp)
+            self._committed.pop(tp, None)
+            self.seen.forget(tp.partition)
+            self.metrics.clear_lag(tp.partition)
+        self.metrics.rebalance(kind, len(partitions))
+        self.metrics.set_assigned(len(self._assigned))
+        self.log.info(f"partitions_{kind.value}", partitions=sorted(tp.partition for tp in partitions))
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def subscribe(self) -> None:
+        """Join the group on the claims topic with this pipeline's rebalance listener."""
+        self.consumer.subscribe([self.settings.claims_topic], listener=_Listener(self))
+
+    def run(self, stop: threading.Event) -> int:
+        """Process batches until ``stop`` is set (or the idle limit passes); return the exit code."""
+        self.producer = self._producer_factory()
+        self.subscribe()
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                try:
+                    batch = self.consumer.poll(
+                        timeout_ms=self.settings.poll_timeout_ms,
+                        max_records=self.settings.batch_max_records,
+                    )
+                except kerrors.KafkaError as exc:
+                    if not getattr(exc, "retriable", False):
+                        raise
+                    self.log.warning("poll_failed", error=type(exc).__name__)
+                    time.sleep(0.5)
+                    continue
+                self._last_poll_ok = time.monotonic()
+                if not batch:
+                    limit = self.settings.exit_when_idle_s
+                    if limit is not None and self._assigned and time.monotonic() - idle_since > limit:
+                        self.log.info("idle_exit", idle_s=limit)
+                        break
+                    continue
+                idle_since = time.monotonic()
+                self.process(batch)
+        except FATAL_ERRORS as exc:
+            self.log.error("producer_fenced", error=type(exc).__name__, transactional_id=self.settings.transactional_id)  # noqa: TRY400 - no traceback: it can carry record data
+            return ExitCode.FENCED
+        except kerrors.KafkaError as exc:
+            self.log.error("kafka_fatal", error=type(exc).__name__)  # noqa: TRY400 - as above
+            return ExitCode.KAFKA_FATAL
+        finally:
+            self.close()
+        return ExitCode.OK
+
+    def close(self) -> None:
+        """Close the consumer (leaving the group) and the producer; safe to call twice."""
+        if self.producer is not None:
+            self.producer.close(timeout=5)
+            self.producer = None
+        self.consumer.close(autocommit=False)
+
+    def _load_seen(self, partitions: Sequence[TopicPartition]) -> None:
+        for tp in partitions:
+            if self.seen.is_loaded(tp.partition):
+                continue
+            ids = self._readback(tp.partition) if self._readback is not None else []
+            self.seen.load(tp.partition, ids)
+            self.log.info("dedup_loaded", partition=tp.partition, n=len(ids))
+
+    def process(self, batch: Mapping[TopicPartition, Sequence[_Record]]) -> BatchReport | None:
+        """Adjudicate one polled batch and commit it with its offsets in one transaction.
+
+        Returns the report, or ``None`` when the batch was aborted and the consumer rewound (its
+        records come again). Raises the fatal Kafka errors (fenced producer) to the caller.
+        """
+        started = time.perf_counter()
+        self._load_seen(list(batch))
+        decided_at = self._clock()
+        report = BatchReport()
+        outgoing: list[Outgoing] = []
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, records in batch.items():
+            for record in records:
+                outgoing.append(
+                    adjudicate(
+                        record,
+                        codec=self.codec,
+                        settings=self.settings,
+                        seen=self.seen,
+                        policy=self.policy,
+                        decided_at=decided_at,
+                    )
+                )
+            first, last = records[0].offset, records[-1].offset
+            previous = self._committed.get(tp)
+            if previous is not None and first < previous:
+                # Invariant on the path that decides what is committed: offsets only move forward.
+                msg = f"offset went back on {tp.topic}[{tp.partition}]: {first} < {previous}"
+                raise ClaimsWorkerError(msg)
+            offsets[tp] = OffsetAndMetadata(last + 1, "", getattr(records[-1], "leader_epoch", -1))
+            report.offsets[f"{tp.topic}[{tp.partition}]"] = (first, last)
+            report.records += len(records)
+        report.decide_s = time.perf_counter() - started
+        if not self._commit(outgoing, offsets):
+            return None
+        now = self._clock()
+        for out in outgoing:
+            if out.outcome is not None:
+                report.outcomes[out.outcome.value] += 1
+                self.metrics.record_outcome(out.outcome)
+                for criterion_id, status in out.criteria:
+                    self.metrics.record_criterion(criterion_id, status)
+                for reason in out.reason_codes:
+                    self.metrics.record_reason(reason)
+                if out.event_time is not None:
+                    self.metrics.observe_e2e_latency(max(0.0, (now - out.event_time).total_seconds()))
+                if out.outcome in (Outcome.DENIED, Outcome.PENDED):
+                    self.log.debug("not_approved", claim_id=out.claim_id, outcome=out.outcome.value, reasons=list(out.reason_codes))
+            elif out.error_class is not None:
+                report.dead_letters[out.error_class.value] += 1
+                self.metrics.record_dead_letter(out.error_class)
+        for tp, offset in offsets.items():
+            self._committed[tp] = offset.offset
+        report.duration_s = time.perf_counter() - started
+        self.metrics.record_consumed(report.records)
+        self.metrics.observe_batch(report.records, report.duration_s)
+        self.metrics.observe_decision_latency(report.decide_s / max(1, report.records))
+        self._update_lag()
+        self.log.info(
+            "batch_committed",
+            batch_size=report.records,
+            counts=dict(report.outcomes),
+            dead_letters=dict(report.dead_letters),
+            offsets=report.offsets,
+            duration_ms=round(report.duration_s * 1000, 2),
+        )
+        return report
+
+    def _commit(self, outgoing: list[Outgoing], offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+        """Publish ``outgoing`` and ``offsets`` in one transaction; on failure abort or replace and rewind."""
+        producer = self.producer
+        if producer is None:
+            msg = "pipeline producer is not started"
+            raise ClaimsWorkerError(msg)
+        timeout = self.settings.commit_timeout_s
+        try:
+            producer.begin_transaction()
+            for out in outgoing:
+                producer.send(out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers)
+            bounded(
+                lambda: producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata()),
+                timeout,
+                "send_offsets_to_transaction",
+            )
+            bounded(producer.commit_transaction, timeout, "commit_transaction")
+        except FATAL_ERRORS:
+            self.seen.discard()
+            raise
+        except IndefiniteOutcome as exc:
+            self._replace_producer(str(exc))
+            return False
+        except (kerrors.KafkaError, DecodeError) as exc:
+            self.log.warning("transaction_aborting", error=type(exc).__name__)
+            self.seen.discard()
+            try:
+                bounded(producer.abort_transaction, timeout, "abort_transaction")
+            except FATAL_ERRORS:
+                raise
+            except (IndefiniteOutcome, kerrors.KafkaError) as abort_exc:
+                self._replace_producer(f"abort failed: {type(abort_exc).__name__}")
+                return False
+            self.metrics.transaction_aborted()
+            rewind_to_committed(self.consumer)
+            time.sleep(0.2)
+            return False
+        self.seen.commit()
+        self.metrics.transaction_committed()
+        return True
+
+    def _replace_producer(self, why: str) -> None:
+        """After an indefinite outcome, never reuse the producer (KAFKA-17754): fence it with a new one.
+
+        The new producer's ``init_transactions`` bumps the epoch and aborts or completes whatever the
+        old one left open; then the consumer rewinds to what the group really committed.
+        """
+        self.log.warning("producer_replaced", error=why, transactional_id=self.settings.transactional_id)
+        self.metrics.transaction_aborted()
+        self.metrics.producer_recreated()
+        old, self.producer = self.producer, None
+        if old is not None:
+            threading.Thread(target=old.close, kwargs={"timeout": 0}, daemon=True).start()
+        self.seen.forget_all()
+        self.producer = self._producer_factory()
+        rewind_to_committed(self.consumer)
+
+    def _update_lag(self) -> None:
+        for tp in self._assigned:
+            high = self.consumer.highwater(tp)
+            committed = self._committed.get(tp)
+            if high is not None and committed is not None:
+                self.metrics.set_lag(tp.partition, max(0, high - committed))

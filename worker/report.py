@@ -1,0 +1,74 @@
+"""Read the committed results and dead letters back from Kafka and print them as a table for people."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from worker.codec import Codec
+from worker.kafka_io import KafkaConsumer, TopicPartition
+from worker.settings import Settings
+
+__all__ = ["print_results", "read_topic"]
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> Iterator[Any]:
+    """Yield every committed record of ``topic`` (all partitions) up to its end offsets at call time."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.require_bootstrap().split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                yield from records
+                if consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+    finally:
+        consumer.close()
+
+
+def _why(result: dict[str, Any]) -> str:
+    if result["outcome"] == "APPROVED":
+        return f"authorized {result['authorization_effective']} to {result['authorization_expiration']}"
+    failing = [c for c in result["criteria"] if c["status"] != "MET"]
+    if not failing:
+        return result["summary"]
+    return "; ".join(f"{c['criterion_id']} {c['status']}: {c['reason_code']}" for c in failing)
+
+
+def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
+    """Print results and dead letters as an aligned table; returns 0, or 1 when there are none."""
+    codec = Codec()
+    rows: list[tuple[str, ...]] = []
+    for record in read_topic(settings, settings.results_topic, timeout_s):
+        result = codec.decode_result(record.value)
+        rejects = ",".join(result["reject_codes"]) or "-"
+        source = f"{result['source']['partition']}:{result['source']['offset']}"
+        rows.append((source, result["claim_id"], result["transaction_code"], result["outcome"], rejects, _why(result)))
+    for record in read_topic(settings, settings.dead_letter_topic, timeout_s):
+        letter = codec.decode_dead_letter(record.value)
+        key = (letter["original_key"] or b"").decode("utf-8", "replace") or "(no key)"
+        source = f"{letter['source']['partition']}:{letter['source']['offset']}"
+        rows.append((source, key, "-", f"DEAD LETTER {letter['error_class']}", "-", letter["reason"]))
+    rows.sort(key=lambda r: tuple(int(x) for x in r[0].split(":")))
+    header = ("src", "claim", "txn", "outcome", "rejects", "why")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths[-1] = len(header[-1])
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    print(line)
+    print("-" * max(len(line), 100))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    print(f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic} (read_committed)")
+    return 0 if rows else 1
