@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Claim",
@@ -127,8 +128,7 @@ class Product(BaseModel):
         if self.qualifier == "03":
             digits = self.product_id.replace("-", "")
             if not digits.isdigit() or len(digits) not in (10, 11):
-                msg = "product_id with qualifier 03 must be a 10- or 11-digit NDC"
-                raise ValueError(msg)
+                raise PydanticCustomError("ndc_format", "product_id with qualifier 03 must be a 10- or 11-digit NDC")
         return self
 
 
@@ -149,8 +149,7 @@ class Diagnosis(BaseModel):
     def _icd10_shape(self) -> Diagnosis:
         """An ICD-10 code (qualifier 02) must look like one."""
         if self.qualifier == "02" and not _ICD10.match(self.code):
-            msg = "code with qualifier 02 must be an ICD-10 code"
-            raise ValueError(msg)
+            raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
         return self
 
 
@@ -166,8 +165,7 @@ class Prescriber(BaseModel):
     @classmethod
     def _luhn(cls, value: str) -> str:
         if not npi_is_valid(value):
-            msg = "npi fails the NPI check digit"
-            raise ValueError(msg)
+            raise PydanticCustomError("npi_check_digit", "npi fails the NPI check digit")
         return value
 
 
@@ -206,7 +204,7 @@ class Claim(BaseModel):
     date_of_service: date
     patient: Patient = Field(repr=False)
     product: Product
-    quantity: float = Field(ge=0)
+    quantity: float = Field(ge=0, allow_inf_nan=False)
     days_supply: int = Field(ge=0, le=999)
     diagnoses: tuple[Diagnosis, ...] = ()
     prescriber: Prescriber
@@ -219,8 +217,7 @@ class Claim(BaseModel):
     def _original_claim_for_b2_b3(self) -> Claim:
         """A reversal or rebill must name the claim it reverses or rebills."""
         if self.transaction_code != TransactionCode.BILLING and self.original_claim_id is None:
-            msg = "original_claim_id is required for B2 and B3"
-            raise ValueError(msg)
+            raise PydanticCustomError("original_claim_id_required", "original_claim_id is required for B2 and B3")
         return self
 
 

@@ -696,7 +696,7 @@ class TestReasonsCarryNoPhi:
         """The reason is a dotted field path and a pydantic error type."""
         record = _phi_record(prescriber={"npi": "1234567890", "taxonomy": None})
         error = _assert_bad_record(codec.decode_claim, codec.encode_claim(record))
-        assert error.reason == "prescriber.npi: value_error"
+        assert error.reason == "prescriber.npi: npi_check_digit"
 
     def test_missing_field_class(self):
         """A missing field gives MISSING_FIELD."""
