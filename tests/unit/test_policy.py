@@ -6,7 +6,7 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from claims import CONSULTANT_NPI, NPIS, make_claim
+from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from claims import make_claim
+from tests.unit.claims import make_claim
 
 import worker.policy
 from worker.errors import ConfigError

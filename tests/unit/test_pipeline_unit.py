@@ -1,0 +1,179 @@
+"""The pipeline's per-record step and batch bookkeeping, driven with small fakes (no broker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from tests.unit.claims import make_claim
+from worker.codec import Codec
+from worker.dedupe import SeenEvents
+from worker.errors import DeadLetterClass
+from worker.kafka_io import EVENT_ID_HEADER, TopicPartition
+from worker.metrics import WorkerMetrics
+from worker.model import Outcome
+from worker.pipeline import Pipeline, adjudicate
+from worker.policy import default_policy
+from worker.settings import load_settings
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SETTINGS = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+PHI = ("PHIMEMBER8675309", "ZZPHIFIRST", "ZZPHILAST", "1937-04-23")
+
+
+@dataclass
+class Rec:
+    """A consumed record as the pipeline sees it."""
+
+    value: bytes | None
+    offset: int = 0
+    partition: int = 1
+    key: bytes | None = b"k"
+    topic: str = "pharmacy.claims"
+    headers: list = field(default_factory=list)
+    leader_epoch: int = 0
+
+
+class FakeProducer:
+    """Records what a transactional producer was asked to do."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+        self.calls: list[str] = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send(self, topic, value=None, key=None, partition=None, headers=None) -> None:
+        self.sent.append((topic, partition, key, value, headers))
+
+    def send_offsets_to_transaction(self, offsets, group_metadata) -> None:
+        self.calls.append(f"offsets:{sorted((tp.partition, o.offset) for tp, o in offsets.items())}")
+
+    def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+    def close(self, timeout=None) -> None:
+        self.calls.append("close")
+
+
+class FakeConsumer:
+    """Just enough consumer for ``Pipeline.process``."""
+
+    def group_metadata(self) -> str:
+        return "group"
+
+    def highwater(self, tp) -> int:
+        return 10
+
+    def assignment(self) -> set:
+        return set()
+
+
+@pytest.fixture
+def codec() -> Codec:
+    """One codec for the module's tests."""
+    return Codec()
+
+
+def _phi_claim(**overrides):
+    return make_claim(
+        patient={"member_id": PHI[0], "first_name": PHI[1], "last_name": PHI[2], "date_of_birth": "1937-04-23"},
+        **overrides,
+    )
+
+
+class TestAdjudicate:
+    def test_good_claim_becomes_a_result_on_the_same_partition(self, codec):
+        """A decodable claim yields a result keyed by claim id, on the input's partition, with the event id header."""
+        claim = make_claim()
+        out = adjudicate(Rec(codec.encode_claim(claim), partition=3), codec=codec, settings=SETTINGS, seen=SeenEvents(10), policy=None, decided_at=NOW)
+        assert (out.topic, out.partition, out.key) == (SETTINGS.results_topic, 3, claim.claim_id.encode())
+        assert (EVENT_ID_HEADER, claim.event_id.encode()) in out.headers
+        assert out.outcome is not None
+        assert codec.decode_result(out.value)["source"] == {"topic": "pharmacy.claims", "partition": 3, "offset": 0}
+
+    def test_poison_becomes_a_dead_letter_with_original_bytes(self, codec):
+        """Undecodable bytes go to the dead-letter topic untouched, with their error class."""
+        out = adjudicate(Rec(b"garbage", key=b"orig"), codec=codec, settings=SETTINGS, seen=SeenEvents(10), policy=None, decided_at=NOW)
+        letter = codec.decode_dead_letter(out.value)
+        assert out.topic == SETTINGS.dead_letter_topic
+        assert (letter["original_key"], letter["original_value"]) == (b"orig", b"garbage")
+        assert out.error_class is DeadLetterClass.NOT_AVRO
+
+    def test_second_delivery_of_an_event_is_a_duplicate(self, codec):
+        """The same event id on the same partition is dead-lettered as DUPLICATE_EVENT the second time."""
+        seen = SeenEvents(10)
+        value = codec.encode_claim(make_claim())
+        first = adjudicate(Rec(value), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW)
+        second = adjudicate(Rec(value, offset=1), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW)
+        assert first.outcome is not None
+        assert second.error_class is DeadLetterClass.DUPLICATE_EVENT
+
+
+class TestProcess:
+    def _pipeline(self, producer: FakeProducer) -> tuple[Pipeline, CollectorRegistry]:
+        registry = CollectorRegistry()
+        policy = default_policy()
+        metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
+        import structlog  # noqa: PLC0415
+
+        pipeline = Pipeline(SETTINGS, FakeConsumer(), lambda: producer, Codec(), metrics, structlog.get_logger(), policy=policy, clock=lambda: NOW)
+        pipeline.producer = producer
+        return pipeline, registry
+
+    def test_one_transaction_per_batch_with_offsets_after_the_last_record(self, codec):
+        """A batch is sent inside one transaction whose offsets point past each partition's last record."""
+        producer = FakeProducer()
+        pipeline, registry = self._pipeline(producer)
+        tp = TopicPartition("pharmacy.claims", 1)
+        batch = {tp: [Rec(codec.encode_claim(make_claim(event_id=f"e{i}", claim_id=f"c{i}")), offset=i) for i in range(3)] + [Rec(b"junk", offset=3)]}
+        report = pipeline.process(batch)
+        assert report is not None
+        assert producer.calls == ["begin", "offsets:[(1, 4)]", "commit"]
+        assert len(producer.sent) == 4
+        assert registry.get_sample_value("claims_worker_claims_consumed_total") == 4
+        assert registry.get_sample_value("claims_worker_dead_letters_total", {"error_class": "NOT_AVRO"}) == 1
+
+    def test_offsets_going_backwards_are_refused(self, codec):
+        """Committing an offset below the last committed one is an invariant violation, not a silent rewind."""
+        producer = FakeProducer()
+        pipeline, _ = self._pipeline(producer)
+        tp = TopicPartition("pharmacy.claims", 1)
+        pipeline.process({tp: [Rec(codec.encode_claim(make_claim()), offset=5)]})
+        with pytest.raises(Exception, match="offset went back"):
+            pipeline.process({tp: [Rec(codec.encode_claim(make_claim(event_id="other")), offset=2)]})
+
+    def test_no_phi_in_log_events_or_metric_labels(self, codec):
+        """Sentinel PHI in every outcome's claims appears in no log event, no metric and no result."""
+        producer = FakeProducer()
+        pipeline, registry = self._pipeline(producer)
+        tp = TopicPartition("pharmacy.claims", 1)
+        claims = [
+            _phi_claim(event_id="a", claim_id="a"),
+            _phi_claim(event_id="b", claim_id="b", diagnoses=()),
+            _phi_claim(event_id="c", claim_id="c", product={"product_id": "00093747489", "qualifier": "03"}),
+            _phi_claim(event_id="d", claim_id="d", prescriber={"npi": "1234567893", "taxonomy": "207Q00000X"}),
+        ]
+        bad = codec.encode_claim({**_phi_claim().model_dump(), "prescriber": {"npi": "1234567890", "taxonomy": None}})
+        batch = {tp: [Rec(codec.encode_claim(c), offset=i) for i, c in enumerate(claims)] + [Rec(bad, offset=len(claims))]}
+        with capture_logs() as events:
+            assert pipeline.process(batch) is not None
+        from prometheus_client import generate_latest  # noqa: PLC0415
+
+        texts = [repr(e) for e in events] + [generate_latest(registry).decode()]
+        texts += [repr(codec.decode_result(v)) for (t, _, _, v, _) in producer.sent if t == SETTINGS.results_topic]
+        texts += [codec.decode_dead_letter(v)["reason"] for (t, _, _, v, _) in producer.sent if t == SETTINGS.dead_letter_topic]
+        assert len(texts) >= 6
+        for text in texts:
+            for value in (*PHI, "19370423"):
+                assert value not in text
+        outcomes = {Outcome(codec.decode_result(v)["outcome"]) for (t, _, _, v, _) in producer.sent if t == SETTINGS.results_topic}
+        assert {Outcome.APPROVED, Outcome.PENDED, Outcome.NOT_APPLICABLE} <= outcomes
