@@ -33,7 +33,9 @@ def _docker_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kafka_bootstrap(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Bootstrap address of a real broker: $KAFKA_BOOTSTRAP_SERVERS, else testcontainers, else local jars."""
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
@@ -54,7 +56,9 @@ def kafka_bootstrap(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         yield started.bootstrap
     finally:
         if request.session.testsfailed:
-            print(f"\n--- broker log tail ({started.log_file}) ---\n{local_broker._tail(Path(started.log_file), 60)}")
+            print(
+                f"\n--- broker log tail ({started.log_file}) ---\n{local_broker._tail(Path(started.log_file), 60)}"
+            )
         local_broker.stop_broker(state)
 
 

@@ -46,12 +46,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"claims-worker {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the worker until SIGTERM/SIGINT", epilog=_settings_help(),
-                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub.add_parser(
+        "run",
+        help="run the worker until SIGTERM/SIGINT",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub.add_parser("print-settings", help="print the effective settings (secrets masked) as JSON")
     topics = sub.add_parser("create-topics", help="create the claims, results and dead-letter topics")
     topics.add_argument("--partitions", type=int, default=1)
-    sub.add_parser("seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic")
+    sub.add_parser(
+        "seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic"
+    )
     show = sub.add_parser("show-results", help="print the committed results and dead letters as a table")
     show.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for more records")
     return parser
@@ -123,7 +129,9 @@ def _run(settings: Settings) -> int:
         raise
 
     def producer_factory() -> kafka_io.KafkaProducer:
-        return _with_retries("producer", settings.startup_retries, lambda: kafka_io.make_producer(settings), log)
+        return _with_retries(
+            "producer", settings.startup_retries, lambda: kafka_io.make_producer(settings), log
+        )
 
     def readback(partition: int) -> list[str]:
         return kafka_io.read_event_ids(
@@ -134,8 +142,12 @@ def _run(settings: Settings) -> int:
             timeout_s=settings.transaction_timeout_ms / 1000 + 5,
         )
 
-    pipeline = Pipeline(settings, consumer, producer_factory, codec, metrics, log, policy=policy, readback=readback)
-    health = HealthServer(registry, pipeline.readiness, host=settings.metrics_host, port=settings.metrics_port)
+    pipeline = Pipeline(
+        settings, consumer, producer_factory, codec, metrics, log, policy=policy, readback=readback
+    )
+    health = HealthServer(
+        registry, pipeline.readiness, host=settings.metrics_host, port=settings.metrics_port
+    )
     port = health.start()
     log.info("metrics_serving", port=port)
     metrics.set_running(True)
@@ -195,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except kerrors.KafkaError as exc:
-        print(f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr)
+        print(
+            f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
+        )
         return 4
 
 

@@ -128,7 +128,9 @@ class Product(BaseModel):
         if self.qualifier == "03":
             digits = self.product_id.replace("-", "")
             if not digits.isdigit() or len(digits) not in (10, 11):
-                raise PydanticCustomError("ndc_format", "product_id with qualifier 03 must be a 10- or 11-digit NDC")
+                raise PydanticCustomError(
+                    "ndc_format", "product_id with qualifier 03 must be a 10- or 11-digit NDC"
+                )
         return self
 
 
@@ -217,7 +219,9 @@ class Claim(BaseModel):
     def _original_claim_for_b2_b3(self) -> Claim:
         """A reversal or rebill must name the claim it reverses or rebills."""
         if self.transaction_code != TransactionCode.BILLING and self.original_claim_id is None:
-            raise PydanticCustomError("original_claim_id_required", "original_claim_id is required for B2 and B3")
+            raise PydanticCustomError(
+                "original_claim_id_required", "original_claim_id is required for B2 and B3"
+            )
         return self
 
 

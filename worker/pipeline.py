@@ -16,7 +16,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from worker import __version__
 from worker.codec import Codec
 from worker.dedupe import SeenEvents
-from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, DecodeError
+from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass
 from worker.kafka_io import (
     EVENT_ID_HEADER,
     FATAL_ERRORS,
@@ -72,6 +72,7 @@ class Outgoing:
     criteria: tuple[tuple[str, CriterionStatus], ...] = ()
     claim_id: str | None = None
     event_time: datetime | None = None
+    decide_s: float = 0.0
 
 
 @dataclass
@@ -83,7 +84,6 @@ class BatchReport:
     dead_letters: Counter[str] = field(default_factory=Counter)
     offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
     duration_s: float = 0.0
-    decide_s: float = 0.0
 
 
 class _DuplicateEvent(BadRecord):
@@ -130,7 +130,9 @@ def adjudicate(
             headers=[("claims-worker.error-class", error.error_class.value.encode())],
             error_class=error.error_class,
         )
+    tick = time.perf_counter()
     decision = decide(claim, decided_at, policy)
+    decide_s = time.perf_counter() - tick
     seen.stage(record.partition, claim.event_id)
     result = build_result(claim, decision, source=source, worker_version=__version__)
     reasons = tuple(c.reason_code for c in decision.criteria if c.status != CriterionStatus.MET)
@@ -145,6 +147,7 @@ def adjudicate(
         criteria=tuple((c.criterion_id, c.status) for c in decision.criteria),
         claim_id=claim.claim_id,
         event_time=claim.event_time,
+        decide_s=decide_s,
     )
 
 
@@ -197,6 +200,7 @@ class Pipeline:
         self._assigned: set[TopicPartition] = set()
         self._last_poll_ok = 0.0
         self._committed: dict[TopicPartition, int] = {}
+        self._lag_updated = 0.0
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -217,6 +221,8 @@ class Pipeline:
 
     def partitions_gone(self, partitions: Sequence[TopicPartition], kind: RebalanceKind) -> None:
         """Forget revoked or lost partitions' state."""
+        if not partitions:  # kafka-python reports an empty revoke on the first join
+            return
         for tp in partitions:
             self._assigned.discard(tp)
             self._committed.pop(tp, None)
@@ -250,6 +256,7 @@ class Pipeline:
                     time.sleep(0.5)
                     continue
                 self._last_poll_ok = time.monotonic()
+                self._update_lag()
                 if not batch:
                     limit = self.settings.exit_when_idle_s
                     if limit is not None and self._assigned and time.monotonic() - idle_since > limit:
@@ -259,7 +266,9 @@ class Pipeline:
                 idle_since = time.monotonic()
                 self.process(batch)
         except FATAL_ERRORS as exc:
-            self.log.error("producer_fenced", error=type(exc).__name__, transactional_id=self.settings.transactional_id)  # noqa: TRY400 - no traceback: it can carry record data
+            self.log.error(
+                "producer_fenced", error=type(exc).__name__, transactional_id=self.settings.transactional_id
+            )  # noqa: TRY400 - no traceback: it can carry record data
             return ExitCode.FENCED
         except kerrors.KafkaError as exc:
             self.log.error("kafka_fatal", error=type(exc).__name__)  # noqa: TRY400 - as above
@@ -286,19 +295,25 @@ class Pipeline:
     def process(self, batch: Mapping[TopicPartition, Sequence[_Record]]) -> BatchReport | None:
         """Adjudicate one polled batch and commit it with its offsets in one transaction.
 
-        Returns the report, or ``None`` when the batch was aborted and the consumer rewound (its
-        records come again). Raises the fatal Kafka errors (fenced producer) to the caller.
+        Each record is sent as soon as it is decided, so the producer's I/O overlaps the next
+        record's work; nothing is visible to read_committed readers until the commit. Returns the
+        report, or ``None`` when the batch was aborted and the consumer rewound (its records come
+        again). Raises the fatal Kafka errors (fenced producer) to the caller.
         """
         started = time.perf_counter()
         self._load_seen(list(batch))
+        offsets = self._next_offsets(batch)
+        producer = self.producer
+        if producer is None:
+            msg = "pipeline producer is not started"
+            raise ClaimsWorkerError(msg)
         decided_at = self._clock()
-        report = BatchReport()
         outgoing: list[Outgoing] = []
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        for tp, records in batch.items():
-            for record in records:
-                outgoing.append(
-                    adjudicate(
+        try:
+            producer.begin_transaction()
+            for records in batch.values():
+                for record in records:
+                    out = adjudicate(
                         record,
                         codec=self.codec,
                         settings=self.settings,
@@ -306,42 +321,77 @@ class Pipeline:
                         policy=self.policy,
                         decided_at=decided_at,
                     )
-                )
+                    producer.send(
+                        out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
+                    )
+                    outgoing.append(out)
+        except FATAL_ERRORS:
+            self.seen.discard()
+            raise
+        except (kerrors.KafkaError, ClaimsWorkerError) as exc:
+            # A send failed or the schema registry is unreachable: nothing of this batch may land.
+            self._abort(producer, exc)
+            return None
+        if not self._commit(producer, offsets):
+            return None
+        return self._committed_batch(batch, outgoing, offsets, started)
+
+    def _next_offsets(
+        self, batch: Mapping[TopicPartition, Sequence[_Record]]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The offsets to commit with ``batch``: one past each partition's last record.
+
+        Checks the invariant on the path that decides what is committed: offsets only move forward.
+        """
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, records in batch.items():
             first, last = records[0].offset, records[-1].offset
             previous = self._committed.get(tp)
             if previous is not None and first < previous:
-                # Invariant on the path that decides what is committed: offsets only move forward.
                 msg = f"offset went back on {tp.topic}[{tp.partition}]: {first} < {previous}"
                 raise ClaimsWorkerError(msg)
             offsets[tp] = OffsetAndMetadata(last + 1, "", getattr(records[-1], "leader_epoch", -1))
-            report.offsets[f"{tp.topic}[{tp.partition}]"] = (first, last)
-            report.records += len(records)
-        report.decide_s = time.perf_counter() - started
-        if not self._commit(outgoing, offsets):
-            return None
+        return offsets
+
+    def _committed_batch(
+        self,
+        batch: Mapping[TopicPartition, Sequence[_Record]],
+        outgoing: list[Outgoing],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        started: float,
+    ) -> BatchReport:
+        """Count a committed batch in metrics and the batch log line."""
+        report = BatchReport(records=len(outgoing))
         now = self._clock()
+        metrics = self.metrics
         for out in outgoing:
             if out.outcome is not None:
                 report.outcomes[out.outcome.value] += 1
-                self.metrics.record_outcome(out.outcome)
+                metrics.record_outcome(out.outcome)
+                metrics.observe_decision_latency(out.decide_s)
                 for criterion_id, status in out.criteria:
-                    self.metrics.record_criterion(criterion_id, status)
+                    metrics.record_criterion(criterion_id, status)
                 for reason in out.reason_codes:
-                    self.metrics.record_reason(reason)
+                    metrics.record_reason(reason)
                 if out.event_time is not None:
-                    self.metrics.observe_e2e_latency(max(0.0, (now - out.event_time).total_seconds()))
+                    metrics.observe_e2e_latency(max(0.0, (now - out.event_time).total_seconds()))
                 if out.outcome in (Outcome.DENIED, Outcome.PENDED):
-                    self.log.debug("not_approved", claim_id=out.claim_id, outcome=out.outcome.value, reasons=list(out.reason_codes))
+                    self.log.debug(
+                        "not_approved",
+                        claim_id=out.claim_id,
+                        outcome=out.outcome.value,
+                        reasons=list(out.reason_codes),
+                    )
             elif out.error_class is not None:
                 report.dead_letters[out.error_class.value] += 1
-                self.metrics.record_dead_letter(out.error_class)
-        for tp, offset in offsets.items():
-            self._committed[tp] = offset.offset
+                metrics.record_dead_letter(out.error_class)
+        for tp, records in batch.items():
+            self._committed[tp] = offsets[tp].offset
+            report.offsets[f"{tp.topic}[{tp.partition}]"] = (records[0].offset, records[-1].offset)
         report.duration_s = time.perf_counter() - started
-        self.metrics.record_consumed(report.records)
-        self.metrics.observe_batch(report.records, report.duration_s)
-        self.metrics.observe_decision_latency(report.decide_s / max(1, report.records))
-        self._update_lag()
+        metrics.record_consumed(report.records)
+        metrics.observe_batch(report.records, report.duration_s)
+        self._update_lag(force=True)
         self.log.info(
             "batch_committed",
             batch_size=report.records,
@@ -352,17 +402,10 @@ class Pipeline:
         )
         return report
 
-    def _commit(self, outgoing: list[Outgoing], offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
-        """Publish ``outgoing`` and ``offsets`` in one transaction; on failure abort or replace and rewind."""
-        producer = self.producer
-        if producer is None:
-            msg = "pipeline producer is not started"
-            raise ClaimsWorkerError(msg)
+    def _commit(self, producer: KafkaProducer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
+        """Add ``offsets`` to the open transaction and commit it; on failure abort or replace, and rewind."""
         timeout = self.settings.commit_timeout_s
         try:
-            producer.begin_transaction()
-            for out in outgoing:
-                producer.send(out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers)
             bounded(
                 lambda: producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata()),
                 timeout,
@@ -375,23 +418,27 @@ class Pipeline:
         except IndefiniteOutcome as exc:
             self._replace_producer(str(exc))
             return False
-        except (kerrors.KafkaError, DecodeError) as exc:
-            self.log.warning("transaction_aborting", error=type(exc).__name__)
-            self.seen.discard()
-            try:
-                bounded(producer.abort_transaction, timeout, "abort_transaction")
-            except FATAL_ERRORS:
-                raise
-            except (IndefiniteOutcome, kerrors.KafkaError) as abort_exc:
-                self._replace_producer(f"abort failed: {type(abort_exc).__name__}")
-                return False
-            self.metrics.transaction_aborted()
-            rewind_to_committed(self.consumer)
-            time.sleep(0.2)
+        except kerrors.KafkaError as exc:
+            self._abort(producer, exc)
             return False
         self.seen.commit()
         self.metrics.transaction_committed()
         return True
+
+    def _abort(self, producer: KafkaProducer, cause: Exception) -> None:
+        """Abort the open transaction (bounded), forget the batch's staged ids and rewind the consumer."""
+        self.log.warning("transaction_aborting", error=type(cause).__name__)
+        self.seen.discard()
+        try:
+            bounded(producer.abort_transaction, self.settings.commit_timeout_s, "abort_transaction")
+        except FATAL_ERRORS:
+            raise
+        except (IndefiniteOutcome, kerrors.KafkaError) as abort_exc:
+            self._replace_producer(f"abort failed: {type(abort_exc).__name__}")
+            return
+        self.metrics.transaction_aborted()
+        rewind_to_committed(self.consumer)
+        time.sleep(0.2)  # back off a little before the batch comes again
 
     def _replace_producer(self, why: str) -> None:
         """After an indefinite outcome, never reuse the producer (KAFKA-17754): fence it with a new one.
@@ -409,9 +456,23 @@ class Pipeline:
         self.producer = self._producer_factory()
         rewind_to_committed(self.consumer)
 
-    def _update_lag(self) -> None:
-        for tp in self._assigned:
-            high = self.consumer.highwater(tp)
-            committed = self._committed.get(tp)
-            if high is not None and committed is not None:
-                self.metrics.set_lag(tp.partition, max(0, high - committed))
+    def _update_lag(self, force: bool = False) -> None:
+        """Set each assigned partition's lag: high watermark minus committed (or current) position.
+
+        Runs after every commit and, at most once a second, on every loop pass, so a worker that
+        stops committing still shows its lag growing (the no-progress alert needs it).
+        """
+        now = time.monotonic()
+        if not force and now - self._lag_updated < 1.0:
+            return
+        self._lag_updated = now
+        for tp in list(self._assigned):
+            try:
+                high = self.consumer.highwater(tp)
+                done = self._committed.get(tp)
+                if done is None:
+                    done = self.consumer.position(tp, timeout_ms=100)
+            except kerrors.KafkaError:
+                continue
+            if high is not None and done is not None:
+                self.metrics.set_lag(tp.partition, max(0, high - done))

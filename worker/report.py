@@ -55,7 +55,9 @@ def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
         result = codec.decode_result(record.value)
         rejects = ",".join(result["reject_codes"]) or "-"
         source = f"{result['source']['partition']}:{result['source']['offset']}"
-        rows.append((source, result["claim_id"], result["transaction_code"], result["outcome"], rejects, _why(result)))
+        rows.append(
+            (source, result["claim_id"], result["transaction_code"], result["outcome"], rejects, _why(result))
+        )
     for record in read_topic(settings, settings.dead_letter_topic, timeout_s):
         letter = codec.decode_dead_letter(record.value)
         key = (letter["original_key"] or b"").decode("utf-8", "replace") or "(no key)"
@@ -70,5 +72,7 @@ def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
     print("-" * max(len(line), 100))
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic} (read_committed)")
+    print(
+        f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic} (read_committed)"
+    )
     return 0 if rows else 1

@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     )
     schema_registry_password: SecretStr | None = Field(None, description="Registry password, if any.")
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
-    metrics_port: int = Field(9400, ge=0, le=65535, description="Port of the metrics server; 0 = any free port.")
+    metrics_port: int = Field(
+        9400, ge=0, le=65535, description="Port of the metrics server; 0 = any free port."
+    )
     log_format: LogFormat = Field(LogFormat.AUTO, description="auto (console on a TTY), json or console.")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
     exit_when_idle_s: float | None = Field(

@@ -85,7 +85,9 @@ class Outputs:
 
 def read_all(bootstrap: str, topic: str, codec: Codec, kind: str, idle_s: float = 3.0) -> list[dict]:
     """Read every committed record of ``topic`` until its end offsets, decoding results or dead letters."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(parts)
@@ -105,7 +107,10 @@ def read_all(bootstrap: str, topic: str, codec: Codec, kind: str, idle_s: float 
 def read_outputs(bootstrap: str, results_topic: str, dlq_topic: str) -> Outputs:
     """Read both output topics with read_committed."""
     codec = Codec()
-    return Outputs(read_all(bootstrap, results_topic, codec, "result"), read_all(bootstrap, dlq_topic, codec, "dead_letter"))
+    return Outputs(
+        read_all(bootstrap, results_topic, codec, "result"),
+        read_all(bootstrap, dlq_topic, codec, "dead_letter"),
+    )
 
 
 def worker_env(bootstrap: str, topics: dict[str, str], **extra: str) -> dict[str, str]:
@@ -131,12 +136,19 @@ def worker_env(bootstrap: str, topics: dict[str, str], **extra: str) -> dict[str
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """Start ``python -m worker run`` with stdout+stderr to ``log_path``."""
     with log_path.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker", "run"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
 
 
 def committed_total(bootstrap: str, group: str, topic: str) -> int:
     """Sum of the group's committed offsets on ``topic`` (records fully processed)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return sum(consumer.committed(tp) or 0 for tp in parts)

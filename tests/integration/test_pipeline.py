@@ -48,7 +48,9 @@ def _assigned_lines(log) -> str:
     """The worker log's non-empty partition assignments, one JSON line each (order-insensitive check)."""
     lines = [json.loads(x) for x in streams.iter_log(log) if x.startswith("{")] if log.exists() else []
     return "\n".join(
-        f'"partitions_assigned", "partitions": {line["partitions"]}' for line in lines if line.get("event") == "partitions_assigned" and line["partitions"]
+        f'"partitions_assigned", "partitions": {line["partitions"]}'
+        for line in lines
+        if line.get("event") == "partitions_assigned" and line["partitions"]
     )
 
 
@@ -61,7 +63,9 @@ def test_every_outcome_end_to_end(kafka_bootstrap, topics, tmp_path):
     """The bundled samples produce every outcome, each as the policy decides it; poison is dead-lettered."""
     codec = Codec()
     samples = sample_claims()
-    records = [(s.claim.claim_id.encode(), codec.encode_claim(s.claim, version=s.schema_version)) for s in samples]
+    records = [
+        (s.claim.claim_id.encode(), codec.encode_claim(s.claim, version=s.schema_version)) for s in samples
+    ]
     poison = poison_records()
     streams.produce(kafka_bootstrap, topics["claims"], records + poison)
     env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3")
@@ -74,7 +78,13 @@ def test_every_outcome_end_to_end(kafka_bootstrap, topics, tmp_path):
     for sample in samples:
         expected = decide(sample.claim, now).outcome.value
         assert by_claim[sample.claim.claim_id]["outcome"] == expected, sample.label
-    assert {r["outcome"] for r in outputs.results} == {"APPROVED", "DENIED", "PENDED", "NOT_APPLICABLE", "REVERSED"}
+    assert {r["outcome"] for r in outputs.results} == {
+        "APPROVED",
+        "DENIED",
+        "PENDED",
+        "NOT_APPLICABLE",
+        "REVERSED",
+    }
     assert len(outputs.dead_letters) == len(poison)
     assert all(d["error_class"] and d["reason"] for d in outputs.dead_letters)
     originals = {(d["original_key"], d["original_value"]) for d in outputs.dead_letters}
@@ -143,7 +153,11 @@ def test_kill_9_midstream_then_restart_is_exactly_once(kafka_bootstrap, topics, 
     proc = streams.start_worker(env, tmp_path / "w2.log")
     try:
         finished = streams.wait_for(
-            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == len(values), 300, 1.0
+            lambda: (
+                streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == len(values)
+            ),
+            300,
+            1.0,
         )
         assert finished, (tmp_path / "w2.log").read_text()[-3000:]
     finally:
@@ -164,14 +178,18 @@ def test_fenced_worker_stops_cleanly(kafka_bootstrap, topics, tmp_path):
     proc = streams.start_worker(env, log)
     try:
         first = streams.claim(1)
-        streams.produce(kafka_bootstrap, topics["claims"], [(first.claim_id.encode(), codec.encode_claim(first))])
+        streams.produce(
+            kafka_bootstrap, topics["claims"], [(first.claim_id.encode(), codec.encode_claim(first))]
+        )
         assert streams.wait_for(
             lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 1, 60
         ), log.read_text()[-3000:]
         usurper = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"{topics['group']}-0")
         usurper.init_transactions()
         second = streams.claim(2)
-        streams.produce(kafka_bootstrap, topics["claims"], [(second.claim_id.encode(), codec.encode_claim(second))])
+        streams.produce(
+            kafka_bootstrap, topics["claims"], [(second.claim_id.encode(), codec.encode_claim(second))]
+        )
         code = proc.wait(timeout=60)
         usurper.close()
     finally:
@@ -181,18 +199,28 @@ def test_fenced_worker_stops_cleanly(kafka_bootstrap, topics, tmp_path):
     events = [json.loads(line).get("event") for line in streams.iter_log(log) if line.startswith("{")]
     assert "producer_fenced" in events
     outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
-    assert [r["claim_id"] for r in outputs.results] == [first.claim_id], "the fenced batch must not be visible"
+    assert [r["claim_id"] for r in outputs.results] == [first.claim_id], (
+        "the fenced batch must not be visible"
+    )
 
 
-def test_rebalance_between_two_workers_loses_and_duplicates_nothing(kafka_bootstrap, make_topics, unique, tmp_path):
+def test_rebalance_between_two_workers_loses_and_duplicates_nothing(
+    kafka_bootstrap, make_topics, unique, tmp_path
+):
     """A second worker joining mid-stream takes partitions over without loss or double publish."""
-    names = {"claims": f"rb-claims-{unique}", "results": f"rb-results-{unique}", "dead_letter": f"rb-dlq-{unique}", "group": f"rb-{unique}"}
+    names = {
+        "claims": f"rb-claims-{unique}",
+        "results": f"rb-results-{unique}",
+        "dead_letter": f"rb-dlq-{unique}",
+        "group": f"rb-{unique}",
+    }
     make_topics(names["claims"], names["results"], names["dead_letter"], partitions=4)
     codec = Codec()
     claims = [streams.claim(i) for i in range(4_000)]
     streams.produce(kafka_bootstrap, names["claims"], streams.encoded(claims[:2_000], codec))
     first = streams.start_worker(
-        streams.worker_env(kafka_bootstrap, names, CLAIMS_INSTANCE="0", CLAIMS_BATCH_MAX_RECORDS="50"), tmp_path / "a.log"
+        streams.worker_env(kafka_bootstrap, names, CLAIMS_INSTANCE="0", CLAIMS_BATCH_MAX_RECORDS="50"),
+        tmp_path / "a.log",
     )
     second = None
     try:
@@ -200,13 +228,18 @@ def test_rebalance_between_two_workers_loses_and_duplicates_nothing(kafka_bootst
             lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) >= 500, 120, 0.2
         ), (tmp_path / "a.log").read_text()[-3000:]
         second = streams.start_worker(
-            streams.worker_env(kafka_bootstrap, names, CLAIMS_INSTANCE="1", CLAIMS_BATCH_MAX_RECORDS="50"), tmp_path / "b.log"
+            streams.worker_env(kafka_bootstrap, names, CLAIMS_INSTANCE="1", CLAIMS_BATCH_MAX_RECORDS="50"),
+            tmp_path / "b.log",
         )
         # The second half arrives only once the second worker holds partitions, so both must work on it.
-        assert streams.wait_for(lambda: '"partitions_assigned", "partitions": [' in _assigned_lines(tmp_path / "b.log"), 60)
+        assert streams.wait_for(
+            lambda: '"partitions_assigned", "partitions": [' in _assigned_lines(tmp_path / "b.log"), 60
+        )
         streams.produce(kafka_bootstrap, names["claims"], streams.encoded(claims[2_000:], codec))
         assert streams.wait_for(
-            lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) == len(claims), 300, 1.0
+            lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) == len(claims),
+            300,
+            1.0,
         ), (tmp_path / "b.log").read_text()[-3000:]
     finally:
         codes = [_stop(p) for p in (first, second) if p is not None]

@@ -85,7 +85,12 @@ def codec() -> Codec:
 
 def _phi_claim(**overrides):
     return make_claim(
-        patient={"member_id": PHI[0], "first_name": PHI[1], "last_name": PHI[2], "date_of_birth": "1937-04-23"},
+        patient={
+            "member_id": PHI[0],
+            "first_name": PHI[1],
+            "last_name": PHI[2],
+            "date_of_birth": "1937-04-23",
+        },
         **overrides,
     )
 
@@ -94,15 +99,33 @@ class TestAdjudicate:
     def test_good_claim_becomes_a_result_on_the_same_partition(self, codec):
         """A decodable claim yields a result keyed by claim id, on the input's partition, with the event id header."""
         claim = make_claim()
-        out = adjudicate(Rec(codec.encode_claim(claim), partition=3), codec=codec, settings=SETTINGS, seen=SeenEvents(10), policy=None, decided_at=NOW)
+        out = adjudicate(
+            Rec(codec.encode_claim(claim), partition=3),
+            codec=codec,
+            settings=SETTINGS,
+            seen=SeenEvents(10),
+            policy=None,
+            decided_at=NOW,
+        )
         assert (out.topic, out.partition, out.key) == (SETTINGS.results_topic, 3, claim.claim_id.encode())
         assert (EVENT_ID_HEADER, claim.event_id.encode()) in out.headers
         assert out.outcome is not None
-        assert codec.decode_result(out.value)["source"] == {"topic": "pharmacy.claims", "partition": 3, "offset": 0}
+        assert codec.decode_result(out.value)["source"] == {
+            "topic": "pharmacy.claims",
+            "partition": 3,
+            "offset": 0,
+        }
 
     def test_poison_becomes_a_dead_letter_with_original_bytes(self, codec):
         """Undecodable bytes go to the dead-letter topic untouched, with their error class."""
-        out = adjudicate(Rec(b"garbage", key=b"orig"), codec=codec, settings=SETTINGS, seen=SeenEvents(10), policy=None, decided_at=NOW)
+        out = adjudicate(
+            Rec(b"garbage", key=b"orig"),
+            codec=codec,
+            settings=SETTINGS,
+            seen=SeenEvents(10),
+            policy=None,
+            decided_at=NOW,
+        )
         letter = codec.decode_dead_letter(out.value)
         assert out.topic == SETTINGS.dead_letter_topic
         assert (letter["original_key"], letter["original_value"]) == (b"orig", b"garbage")
@@ -113,7 +136,9 @@ class TestAdjudicate:
         seen = SeenEvents(10)
         value = codec.encode_claim(make_claim())
         first = adjudicate(Rec(value), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW)
-        second = adjudicate(Rec(value, offset=1), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW)
+        second = adjudicate(
+            Rec(value, offset=1), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW
+        )
         assert first.outcome is not None
         assert second.error_class is DeadLetterClass.DUPLICATE_EVENT
 
@@ -122,10 +147,21 @@ class TestProcess:
     def _pipeline(self, producer: FakeProducer) -> tuple[Pipeline, CollectorRegistry]:
         registry = CollectorRegistry()
         policy = default_policy()
-        metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
+        metrics = WorkerMetrics(
+            registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
+        )
         import structlog  # noqa: PLC0415
 
-        pipeline = Pipeline(SETTINGS, FakeConsumer(), lambda: producer, Codec(), metrics, structlog.get_logger(), policy=policy, clock=lambda: NOW)
+        pipeline = Pipeline(
+            SETTINGS,
+            FakeConsumer(),
+            lambda: producer,
+            Codec(),
+            metrics,
+            structlog.get_logger(),
+            policy=policy,
+            clock=lambda: NOW,
+        )
         pipeline.producer = producer
         return pipeline, registry
 
@@ -134,7 +170,13 @@ class TestProcess:
         producer = FakeProducer()
         pipeline, registry = self._pipeline(producer)
         tp = TopicPartition("pharmacy.claims", 1)
-        batch = {tp: [Rec(codec.encode_claim(make_claim(event_id=f"e{i}", claim_id=f"c{i}")), offset=i) for i in range(3)] + [Rec(b"junk", offset=3)]}
+        batch = {
+            tp: [
+                Rec(codec.encode_claim(make_claim(event_id=f"e{i}", claim_id=f"c{i}")), offset=i)
+                for i in range(3)
+            ]
+            + [Rec(b"junk", offset=3)]
+        }
         report = pipeline.process(batch)
         assert report is not None
         assert producer.calls == ["begin", "offsets:[(1, 4)]", "commit"]
@@ -160,20 +202,37 @@ class TestProcess:
             _phi_claim(event_id="a", claim_id="a"),
             _phi_claim(event_id="b", claim_id="b", diagnoses=()),
             _phi_claim(event_id="c", claim_id="c", product={"product_id": "00093747489", "qualifier": "03"}),
-            _phi_claim(event_id="d", claim_id="d", prescriber={"npi": "1234567893", "taxonomy": "207Q00000X"}),
+            _phi_claim(
+                event_id="d", claim_id="d", prescriber={"npi": "1234567893", "taxonomy": "207Q00000X"}
+            ),
         ]
-        bad = codec.encode_claim({**_phi_claim().model_dump(), "prescriber": {"npi": "1234567890", "taxonomy": None}})
-        batch = {tp: [Rec(codec.encode_claim(c), offset=i) for i, c in enumerate(claims)] + [Rec(bad, offset=len(claims))]}
+        bad = codec.encode_claim(
+            {**_phi_claim().model_dump(), "prescriber": {"npi": "1234567890", "taxonomy": None}}
+        )
+        batch = {
+            tp: [Rec(codec.encode_claim(c), offset=i) for i, c in enumerate(claims)]
+            + [Rec(bad, offset=len(claims))]
+        }
         with capture_logs() as events:
             assert pipeline.process(batch) is not None
         from prometheus_client import generate_latest  # noqa: PLC0415
 
         texts = [repr(e) for e in events] + [generate_latest(registry).decode()]
-        texts += [repr(codec.decode_result(v)) for (t, _, _, v, _) in producer.sent if t == SETTINGS.results_topic]
-        texts += [codec.decode_dead_letter(v)["reason"] for (t, _, _, v, _) in producer.sent if t == SETTINGS.dead_letter_topic]
+        texts += [
+            repr(codec.decode_result(v)) for (t, _, _, v, _) in producer.sent if t == SETTINGS.results_topic
+        ]
+        texts += [
+            codec.decode_dead_letter(v)["reason"]
+            for (t, _, _, v, _) in producer.sent
+            if t == SETTINGS.dead_letter_topic
+        ]
         assert len(texts) >= 6
         for text in texts:
             for value in (*PHI, "19370423"):
                 assert value not in text
-        outcomes = {Outcome(codec.decode_result(v)["outcome"]) for (t, _, _, v, _) in producer.sent if t == SETTINGS.results_topic}
+        outcomes = {
+            Outcome(codec.decode_result(v)["outcome"])
+            for (t, _, _, v, _) in producer.sent
+            if t == SETTINGS.results_topic
+        }
         assert {Outcome.APPROVED, Outcome.PENDED, Outcome.NOT_APPLICABLE} <= outcomes

@@ -21,7 +21,9 @@ class TestLoadSettings:
 
     def test_prefixed_values_override(self):
         """CLAIMS_* variables set the matching fields, converted to their types."""
-        s = load_settings({"CLAIMS_BATCH_MAX_RECORDS": "50", "CLAIMS_INSTANCE": "7", "CLAIMS_EXIT_WHEN_IDLE_S": "2.5"})
+        s = load_settings(
+            {"CLAIMS_BATCH_MAX_RECORDS": "50", "CLAIMS_INSTANCE": "7", "CLAIMS_EXIT_WHEN_IDLE_S": "2.5"}
+        )
         assert (s.batch_max_records, s.transactional_id, s.exit_when_idle_s) == (50, "claims-worker-7", 2.5)
 
     @pytest.mark.parametrize(
@@ -65,22 +67,43 @@ class TestCommandLine:
     def test_bad_setting_exits_2_with_a_message_not_a_traceback(self):
         """`claims-worker run` with a bad setting prints one clear line and exits 2."""
         env = {"CLAIMS_BATCH_MAX_RECORDS": "lots", "PATH": "/usr/bin:/bin"}
-        proc = subprocess.run([sys.executable, "-m", "worker", "run"], env=env, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 2
         assert "CLAIMS_BATCH_MAX_RECORDS" in proc.stderr
         assert "Traceback" not in proc.stderr
 
     def test_help_documents_every_setting(self):
         """`--help` lists every environment variable the worker reads."""
-        proc = subprocess.run([sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, timeout=60, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, timeout=60, check=True
+        )
         for name in Settings.model_fields:
             env = "KAFKA_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" else f"CLAIMS_{name.upper()}"
             assert env in proc.stdout
 
     def test_unreachable_broker_exits_4(self):
         """With no broker at the address the worker retries, then exits 4 with a clear message."""
-        env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "CLAIMS_STARTUP_RETRIES": "0", "CLAIMS_METRICS_PORT": "0", "PATH": "/usr/bin:/bin"}
-        proc = subprocess.run([sys.executable, "-m", "worker", "run"], env=env, capture_output=True, text=True, timeout=120, check=False)
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "CLAIMS_STARTUP_RETRIES": "0",
+            "CLAIMS_METRICS_PORT": "0",
+            "PATH": "/usr/bin:/bin",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 4
         assert "cannot reach Kafka" in proc.stderr or "no Kafka broker" in proc.stderr
         assert "Traceback" not in proc.stderr

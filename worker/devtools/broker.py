@@ -194,7 +194,15 @@ def start_broker(
     # "=" form: a random id may start with "-", which argparse4j would read as an option.
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
     fmt = subprocess.run(
-        [*jvm, "kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}", "-c", str(props)],
+        [
+            *jvm,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(props),
+        ],
         capture_output=True,
         text=True,
         check=False,
