@@ -52,6 +52,7 @@ def _settings(bootstrap: str, tag: str, batch: int):
             "CLAIMS_TRANSACTIONAL_ID_PREFIX": f"bench-{tag}",
             "CLAIMS_BATCH_MAX_RECORDS": str(batch),
             "CLAIMS_DEDUP_WINDOW": "100000",
+            "CLAIMS_LINGER_MS": os.environ.get("CLAIMS_LINGER_MS", "5"),
         }
     )
 
@@ -199,8 +200,13 @@ def main() -> int:
         for n in range(args.rounds):
             s_pass = _prepare(bootstrap, args.batch, values)
             s_work = _prepare(bootstrap, args.batch, values)
-            p = _drain("passthrough", s_pass, len(values), None)
-            w = _drain("worker", s_work, len(values), None)
+            # Alternate which goes first, so neither always gets the warmer broker.
+            if n % 2:
+                w = _drain("worker", s_work, len(values), None)
+                p = _drain("passthrough", s_pass, len(values), None)
+            else:
+                p = _drain("passthrough", s_pass, len(values), None)
+                w = _drain("worker", s_work, len(values), None)
             pass_rates.append(p)
             worker_rates.append(w)
             ratios.append(w / p)
@@ -209,6 +215,7 @@ def main() -> int:
                 flush=True,
             )
         paced = [streams.claim(i) for i in range(args.paced_claims)]
+        _paced("worker", bootstrap, args.batch, paced[:500], args.rate)  # warm-up, discarded
         lat_w = _paced("worker", bootstrap, args.batch, paced, args.rate)
         lat_p = _paced("passthrough", bootstrap, args.batch, paced, args.rate)
     finally:
