@@ -6,12 +6,15 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from worker.devtools import broker as local_broker
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 # Transaction state topics on the testcontainers image need RF/ISR 1 like the local broker.
 _CONTAINER_ENV = {

@@ -1,4 +1,7 @@
-"""Command line: wires settings, logs, metrics, Kafka clients and the pipeline, and maps failures to exit codes."""
+"""Command line: wires settings, logs, metrics, Kafka clients and the pipeline.
+
+It also maps failures to the process exit codes listed in ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kafka import errors as kerrors
 from prometheus_client import CollectorRegistry
@@ -17,6 +19,11 @@ from prometheus_client import CollectorRegistry
 from worker import __version__
 from worker.errors import ConfigError
 from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = ["main"]
 
@@ -63,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_retries(what: str, attempts: int, call: Callable[[], T], log: Any) -> T:
+def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogger) -> T:
     """Call ``call``, retrying transient Kafka errors with exponential backoff (capped at 10 s)."""
     delay = 0.5
     for attempt in range(attempts + 1):
@@ -115,9 +122,7 @@ def _run(settings: Settings) -> int:
         transactional_id=settings.transactional_id,
     )
     try:
-        consumer = _with_retries(
-            "consumer", settings.startup_retries, lambda: kafka_io.make_consumer(settings), log
-        )
+        consumer = _with_retries(settings.startup_retries, lambda: kafka_io.make_consumer(settings), log)
     except kerrors.KafkaError as exc:
         log.error("kafka_unreachable_giving_up", error=type(exc).__name__, bootstrap_servers=bootstrap)  # noqa: TRY400
         print(f"error: cannot reach Kafka at {bootstrap} ({type(exc).__name__})", file=sys.stderr)
@@ -129,9 +134,7 @@ def _run(settings: Settings) -> int:
         raise
 
     def producer_factory() -> kafka_io.KafkaProducer:
-        return _with_retries(
-            "producer", settings.startup_retries, lambda: kafka_io.make_producer(settings), log
-        )
+        return _with_retries(settings.startup_retries, lambda: kafka_io.make_producer(settings), log)
 
     def readback(partition: int) -> list[str]:
         return kafka_io.read_event_ids(
@@ -181,28 +184,32 @@ def _seed(settings: Settings) -> int:
     return 0
 
 
+def _command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the sub-command named in ``args`` and return its exit code."""
+    if args.command == "print-settings":
+        print(json.dumps(settings.masked(), indent=2))
+        return 0
+    if args.command == "create-topics":
+        from worker.kafka_io import create_topics  # noqa: PLC0415
+
+        topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
+        create_topics(settings.require_bootstrap(), topics, args.partitions)
+        print("topics ready: " + ", ".join(topics))
+        return 0
+    if args.command == "seed-samples":
+        return _seed(settings)
+    if args.command == "show-results":
+        from worker.report import print_results  # noqa: PLC0415
+
+        return print_results(settings, timeout_s=args.timeout)
+    return _run(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``claims-worker`` console script; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
-        if args.command == "print-settings":
-            print(json.dumps(settings.masked(), indent=2))
-            return 0
-        if args.command == "create-topics":
-            from worker.kafka_io import create_topics  # noqa: PLC0415
-
-            topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
-            create_topics(settings.require_bootstrap(), topics, args.partitions)
-            print("topics ready: " + ", ".join(topics))
-            return 0
-        if args.command == "seed-samples":
-            return _seed(settings)
-        if args.command == "show-results":
-            from worker.report import print_results  # noqa: PLC0415
-
-            return print_results(settings, timeout_s=args.timeout)
-        return _run(settings)
+        return _command(args, load_settings())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

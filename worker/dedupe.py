@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["SeenEvents"]
 
@@ -55,11 +58,11 @@ class SeenEvents:
         self._remember(partition, event_id)
 
     def commit(self) -> None:
-        """The batch committed: its staged ids stay."""
+        """Keep the committed batch's staged ids."""
         self._staged.clear()
 
     def discard(self) -> None:
-        """The batch aborted: forget its staged ids."""
+        """Forget the aborted batch's staged ids."""
         for partition, event_id in self._staged:
             self._seen.get(partition, {}).pop(event_id, None)
         self._staged.clear()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "BadRecord",
     "ClaimsWorkerError",
     "ConfigError",
     "DeadLetterClass",
     "DecodeError",
     "InvalidClaim",
-    "BadRecord",
     "TransactionFailed",
 ]
 
@@ -32,7 +32,7 @@ class ClaimsWorkerError(Exception):
     """Root of every error this project raises on purpose."""
 
 
-class BadRecord(ClaimsWorkerError):
+class BadRecord(ClaimsWorkerError):  # noqa: N818 - established public name, used by codec, pipeline and tests
     """A record that cannot be judged; it goes to the dead-letter topic with its class and reason.
 
     The message (``reason``) names fields and rules only, never a field's value: values may be PHI.
@@ -56,5 +56,5 @@ class ConfigError(ClaimsWorkerError):
     """A setting is missing or wrong; the CLI prints it and exits non-zero."""
 
 
-class TransactionFailed(ClaimsWorkerError):
+class TransactionFailed(ClaimsWorkerError):  # noqa: N818 - established public name, used by tests
     """A Kafka transaction could not be committed; the batch is aborted and replayed."""

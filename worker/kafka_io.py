@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
@@ -13,7 +12,11 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from worker.errors import ClaimsWorkerError, ConfigError
-from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from worker.settings import Settings
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -46,7 +49,7 @@ FATAL_ERRORS: tuple[type[Exception], ...] = (
 T = TypeVar("T")
 
 
-class IndefiniteOutcome(ClaimsWorkerError):
+class IndefiniteOutcome(ClaimsWorkerError):  # noqa: N818 - established public name, used by the pipeline
     """A commit, abort or send_offsets did not answer in time: its outcome is unknown."""
 
 
@@ -75,8 +78,8 @@ def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
     return box.get("value")  # type: ignore[return-value]
 
 
-def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
-    """A group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets."""
+def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
+    """Return a group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.require_bootstrap().split(","),
         "group_id": settings.group_id,
@@ -91,8 +94,8 @@ def make_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
     return KafkaConsumer(**config)
 
 
-def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A transactional producer with this instance's stable transactional id, transactions initialised.
+def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
+    """Return a transactional producer with this instance's stable transactional id, transactions initialised.
 
     ``init_transactions`` fences any older producer with the same id and aborts its open transaction.
     """

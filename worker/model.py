@@ -124,7 +124,7 @@ class Product(BaseModel):
 
     @model_validator(mode="after")
     def _ndc_shape(self) -> Product:
-        """An NDC (qualifier 03) is 10 or 11 digits, optionally hyphenated."""
+        """Require an NDC (qualifier 03) to be 10 or 11 digits, optionally hyphenated."""
         if self.qualifier == "03":
             digits = self.product_id.replace("-", "")
             if not digits.isdigit() or len(digits) not in (10, 11):
@@ -149,7 +149,7 @@ class Diagnosis(BaseModel):
 
     @model_validator(mode="after")
     def _icd10_shape(self) -> Diagnosis:
-        """An ICD-10 code (qualifier 02) must look like one."""
+        """Require an ICD-10 code (qualifier 02) to look like one."""
         if self.qualifier == "02" and not _ICD10.match(self.code):
             raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
         return self
@@ -217,7 +217,7 @@ class Claim(BaseModel):
 
     @model_validator(mode="after")
     def _original_claim_for_b2_b3(self) -> Claim:
-        """A reversal or rebill must name the claim it reverses or rebills."""
+        """Require a reversal or rebill to name the claim it reverses or rebills."""
         if self.transaction_code != TransactionCode.BILLING and self.original_claim_id is None:
             raise PydanticCustomError(
                 "original_claim_id_required", "original_claim_id is required for B2 and B3"

@@ -1,20 +1,21 @@
-"""The consume → decode → decide → publish loop: one Kafka transaction per batch, results and offsets together."""
+"""The consume → decode → decide → publish loop.
+
+One Kafka transaction per batch carries the batch's results and its consumer offsets together.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kafka import errors as kerrors
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from worker import __version__
-from worker.codec import Codec
 from worker.dedupe import SeenEvents
 from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass
 from worker.kafka_io import (
@@ -32,7 +33,14 @@ from worker.metrics import RebalanceKind, WorkerMetrics
 from worker.model import CriterionStatus, Outcome
 from worker.policy import Policy, decide
 from worker.results import SourceCoordinates, build_dead_letter, build_result
-from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from structlog.typing import FilteringBoundLogger
+
+    from worker.codec import Codec
+    from worker.settings import Settings
 
 __all__ = ["BatchReport", "ExitCode", "Outgoing", "Pipeline", "adjudicate"]
 
@@ -111,7 +119,7 @@ def adjudicate(
     try:
         claim = codec.decode_claim(record.value)
         if seen.seen(record.partition, claim.event_id):
-            raise _DuplicateEvent  # noqa: TRY301 - a dead letter, handled just below
+            raise _DuplicateEvent
     except BadRecord as error:
         letter = build_dead_letter(
             key=record.key,
@@ -173,14 +181,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class Pipeline:
     """Reads claims in batches and publishes one result or dead letter per record, exactly once."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - cli, tests and the bench pass the collaborators positionally
         self,
         settings: Settings,
         consumer: KafkaConsumer,
         producer_factory: Callable[[], KafkaProducer],
         codec: Codec,
         metrics: WorkerMetrics,
-        log: Any,
+        log: FilteringBoundLogger,
         *,
         policy: Policy | None = None,
         readback: Callable[[int], list[str]] | None = None,
@@ -230,7 +238,10 @@ class Pipeline:
             self.metrics.clear_lag(tp.partition)
         self.metrics.rebalance(kind, len(partitions))
         self.metrics.set_assigned(len(self._assigned))
-        self.log.info(f"partitions_{kind.value}", partitions=sorted(tp.partition for tp in partitions))
+        self.log.info(
+            f"partitions_{kind.value}",  # noqa: G004 - a structlog event name, not a %-format message
+            partitions=sorted(tp.partition for tp in partitions),
+        )
 
     # --- the loop ---------------------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -266,9 +277,9 @@ class Pipeline:
                 idle_since = time.monotonic()
                 self.process(batch)
         except FATAL_ERRORS as exc:
-            self.log.error(
+            self.log.error(  # noqa: TRY400 - no traceback: it can carry record data
                 "producer_fenced", error=type(exc).__name__, transactional_id=self.settings.transactional_id
-            )  # noqa: TRY400 - no traceback: it can carry record data
+            )
             return ExitCode.FENCED
         except kerrors.KafkaError as exc:
             self.log.error("kafka_fatal", error=type(exc).__name__)  # noqa: TRY400 - as above
@@ -339,7 +350,7 @@ class Pipeline:
     def _next_offsets(
         self, batch: Mapping[TopicPartition, Sequence[_Record]]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The offsets to commit with ``batch``: one past each partition's last record.
+        """Return the offsets to commit with ``batch``: one past each partition's last record.
 
         Checks the invariant on the path that decides what is committed: offsets only move forward.
         """

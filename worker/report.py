@@ -1,14 +1,17 @@
-"""Read the committed results and dead letters back from Kafka and print them as a table for people."""
+"""Read the committed results and dead letters back from Kafka and print them as a table."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.codec import Codec
 from worker.kafka_io import KafkaConsumer, TopicPartition
-from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from worker.settings import Settings
 
 __all__ = ["print_results", "read_topic"]
 
@@ -43,7 +46,8 @@ def _why(result: dict[str, Any]) -> str:
         return f"authorized {result['authorization_effective']} to {result['authorization_expiration']}"
     failing = [c for c in result["criteria"] if c["status"] != "MET"]
     if not failing:
-        return result["summary"]
+        summary: str = result["summary"]
+        return summary
     return "; ".join(f"{c['criterion_id']} {c['status']}: {c['reason_code']}" for c in failing)
 
 
@@ -73,6 +77,7 @@ def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     print(
-        f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic} (read_committed)"
+        f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic}"
+        " (read_committed)"
     )
     return 0 if rows else 1

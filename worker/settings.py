@@ -118,7 +118,7 @@ class Settings(BaseSettings):
         return self.bootstrap_servers
 
     def masked(self) -> dict[str, Any]:
-        """The settings as a dict with secrets masked, for `print-settings` and the start-up log."""
+        """Return the settings as a dict with secrets masked, for `print-settings` and the start-up log."""
         return self.model_dump(mode="json")
 
 
@@ -140,15 +140,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     try:
         # Pass values as init kwargs by alias so tests need not touch os.environ.
         kwargs: dict[str, Any] = {}
-        for name, field in Settings.model_fields.items():
-            env_name = _env_name(name)
+        for field_name, field_info in Settings.model_fields.items():
+            env_name = _env_name(field_name)
             if env_name in keys:
-                kwargs[name if field.validation_alias is None else env_name] = keys[env_name]
-        return Settings(_env_file=None, **kwargs)  # type: ignore[call-arg]
+                kwargs[field_name if field_info.validation_alias is None else env_name] = keys[env_name]
+        return Settings(_env_file=None, **kwargs)
     except ValidationError as exc:
-        problems = []
+        problems: list[str] = []
         for error in exc.errors(include_input=False, include_url=False):
-            field = str(error["loc"][0]) if error["loc"] else "settings"
-            name = _env_name(field) if field in Settings.model_fields else field
-            problems.append(f"{name}: {error['msg']}")
+            where = str(error["loc"][0]) if error["loc"] else "settings"
+            variable = _env_name(where) if where in Settings.model_fields else where
+            problems.append(f"{variable}: {error['msg']}")
         raise ConfigError("bad settings: " + "; ".join(problems)) from None

@@ -18,22 +18,25 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.integration import streams  # noqa: E402
-from worker import kafka_io  # noqa: E402
-from worker.codec import Codec  # noqa: E402
-from worker.devtools import broker as local_broker  # noqa: E402
-from worker.logs import get_logger  # noqa: E402
-from worker.metrics import WorkerMetrics  # noqa: E402
-from worker.pipeline import Pipeline  # noqa: E402
-from worker.policy import default_policy  # noqa: E402
-from worker.settings import load_settings  # noqa: E402
+from tests.integration import streams
+from worker import kafka_io
+from worker.codec import Codec
+from worker.devtools import broker as local_broker
+from worker.logs import get_logger
+from worker.metrics import WorkerMetrics
+from worker.pipeline import Pipeline
+from worker.policy import default_policy
+from worker.settings import load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class _NullLog:

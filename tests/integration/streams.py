@@ -6,15 +6,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from worker.codec import Codec
 from worker.model import Claim
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 ONCOLOGY = "207RX0202X"
@@ -156,7 +159,7 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-def wait_for(predicate, timeout_s: float, interval_s: float = 0.5) -> bool:  # noqa: ANN001
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.5) -> bool:
     """Poll ``predicate`` until it is true or ``timeout_s`` passes; returns its last value."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
@@ -18,10 +18,15 @@ from worker.pipeline import ExitCode, Pipeline
 from worker.policy import default_policy
 from worker.settings import load_settings
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def _run_pipeline(settings, patch_first: Callable[[kafka_io.KafkaProducer], None]) -> tuple[int, CollectorRegistry, int]:
+def _run_pipeline(
+    settings, patch_first: Callable[[kafka_io.KafkaProducer], None]
+) -> tuple[int, CollectorRegistry, int]:
     """Run the real pipeline in this process until idle; the first producer gets ``patch_first`` applied."""
     registry = CollectorRegistry()
     policy = default_policy()
@@ -36,7 +41,9 @@ def _run_pipeline(settings, patch_first: Callable[[kafka_io.KafkaProducer], None
         return producer
 
     def readback(partition: int) -> list[str]:
-        return kafka_io.read_event_ids(settings, settings.results_topic, partition, settings.dedup_window, timeout_s=15)
+        return kafka_io.read_event_ids(
+            settings, settings.results_topic, partition, settings.dedup_window, timeout_s=15
+        )
 
     pipeline = Pipeline(
         settings,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pytest
 from kafka import KafkaProducer
@@ -16,6 +16,9 @@ from worker.codec import Codec
 from worker.pipeline import ExitCode
 from worker.policy import decide
 from worker.samples import poison_records, sample_claims
+
+if TYPE_CHECKING:
+    import subprocess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -51,7 +51,7 @@ class FakeProducer:
     def send(self, topic, value=None, key=None, partition=None, headers=None) -> None:
         self.sent.append((topic, partition, key, value, headers))
 
-    def send_offsets_to_transaction(self, offsets, group_metadata) -> None:
+    def send_offsets_to_transaction(self, offsets, group_metadata) -> None:  # noqa: ARG002 - kafka-python's signature
         self.calls.append(f"offsets:{sorted((tp.partition, o.offset) for tp, o in offsets.items())}")
 
     def commit_transaction(self) -> None:
@@ -60,7 +60,7 @@ class FakeProducer:
     def abort_transaction(self) -> None:
         self.calls.append("abort")
 
-    def close(self, timeout=None) -> None:
+    def close(self, timeout=None) -> None:  # noqa: ARG002 - kafka-python's signature
         self.calls.append("close")
 
 
@@ -70,7 +70,7 @@ class FakeConsumer:
     def group_metadata(self) -> str:
         return "group"
 
-    def highwater(self, tp) -> int:
+    def highwater(self, tp) -> int:  # noqa: ARG002 - kafka-python's signature
         return 10
 
     def assignment(self) -> set:

@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from tests.unit.claims import make_claim
 
 import worker.policy
+from tests.unit.claims import make_claim
 from worker.errors import ConfigError
 from worker.model import Outcome
 from worker.policy import Policy, decide, default_policy, load_policy

@@ -59,7 +59,7 @@ class TestLoadSettings:
     def test_settings_are_frozen(self):
         """Settings cannot change after start-up."""
         s = Settings()
-        with pytest.raises(Exception):  # noqa: B017, PT011 - pydantic's frozen error type
+        with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error type
             s.batch_max_records = 3  # type: ignore[misc]
 
 

@@ -213,7 +213,7 @@ def start_broker(
         raise BrokerError(msg)
     with log_file.open("wb") as out:
         # A new session: the broker outlives this process (make broker-up) and ignores our Ctrl-C.
-        proc = subprocess.Popen(  # noqa: S603 - our own java command line
+        proc = subprocess.Popen(
             [*jvm, "kafka.Kafka", str(props)],
             stdout=out,
             stderr=subprocess.STDOUT,

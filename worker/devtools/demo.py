@@ -1,4 +1,4 @@
-"""`make run`: broker (unless configured), topics, sample claims, the worker, then a table of its decisions."""
+"""`make run`: broker (unless configured), topics, sample claims, the worker, then a table of decisions."""
 
 from __future__ import annotations
 
