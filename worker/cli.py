@@ -6,6 +6,7 @@ It also maps failures to the process exit codes listed in ``--help``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from structlog.typing import FilteringBoundLogger
+
+    from worker.registry import SchemaResolver
 
 __all__ = ["main"]
 
@@ -86,6 +89,20 @@ def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogge
     raise AssertionError(msg)
 
 
+def _schema_resolver(settings: Settings) -> SchemaResolver | None:
+    """Return the HTTP schema registry resolver when a URL is set, else ``None`` (local schema files)."""
+    if not settings.schema_registry_url:
+        return None
+    from worker.registry import HttpSchemaResolver  # noqa: PLC0415 - only with a registry
+
+    password = settings.schema_registry_password
+    return HttpSchemaResolver(
+        settings.schema_registry_url,
+        username=settings.schema_registry_username,
+        password=password.get_secret_value() if password is not None else None,
+    )
+
+
 def _run(settings: Settings) -> int:
     """Start metrics and health, connect to Kafka, and run the pipeline until told to stop."""
     from worker import kafka_io  # noqa: PLC0415 - keeps `--help` and print-settings fast
@@ -103,8 +120,11 @@ def _run(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
     metrics.set_policy_info(policy.policy_id, policy.version, __version__)
-    codec = Codec(registry_url=settings.schema_registry_url, wire_format=settings.wire_format.value)
+    codec = Codec(resolver=_schema_resolver(settings), wire_format=settings.wire_format.value)
     stop = threading.Event()
+    # Everything loaded so far lives for the whole run: keep it out of the collector's way.
+    gc.collect()
+    gc.freeze()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         None, description="Confluent schema registry URL (only for confluent framing)."
     )
-    schema_registry_password: SecretStr | None = Field(None, description="Registry password, if any.")
+    schema_registry_username: str | None = Field(None, description="Registry basic-auth user, if any.")
+    schema_registry_password: SecretStr | None = Field(
+        None, description="Registry basic-auth password, if any."
+    )
     metrics_host: str = Field("0.0.0.0", description="Address of /metrics, /healthz and /readyz.")  # noqa: S104
     metrics_port: int = Field(
         9400, ge=0, le=65535, description="Port of the metrics server; 0 = any free port."

@@ -107,3 +107,21 @@ class TestCommandLine:
         assert proc.returncode == 4
         assert "cannot reach Kafka" in proc.stderr or "no Kafka broker" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+class TestSchemaResolver:
+    def test_registry_url_builds_an_http_resolver_with_credentials(self):
+        """A registry URL with user and password gives an HTTP resolver that carries basic auth."""
+        from worker.cli import _schema_resolver  # noqa: PLC0415
+        from worker.registry import HttpSchemaResolver  # noqa: PLC0415
+
+        s = load_settings(
+            {
+                "CLAIMS_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081",
+                "CLAIMS_SCHEMA_REGISTRY_USERNAME": "svc",
+                "CLAIMS_SCHEMA_REGISTRY_PASSWORD": "pw-sentinel",
+            }
+        )
+        resolver = _schema_resolver(s)
+        assert isinstance(resolver, HttpSchemaResolver)
+        assert _schema_resolver(load_settings({})) is None
