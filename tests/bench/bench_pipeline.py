@@ -200,6 +200,9 @@ def main() -> int:
         claims = [streams.claim(i) for i in range(args.claims)]
         values = streams.encoded(claims, codec)
         worker_rates, pass_rates, ratios = [], [], []
+        # Warm-up, discarded: the broker's JIT and page cache make the very first drain slow.
+        for kind in ("passthrough", "worker"):
+            _drain(kind, _prepare(bootstrap, args.batch, values[:5_000]), 5_000, None)
         for n in range(args.rounds):
             s_pass = _prepare(bootstrap, args.batch, values)
             s_work = _prepare(bootstrap, args.batch, values)

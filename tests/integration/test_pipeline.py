@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import pytest
 from kafka import KafkaProducer
@@ -16,9 +17,6 @@ from worker.codec import Codec
 from worker.pipeline import ExitCode
 from worker.policy import decide
 from worker.samples import poison_records, sample_claims
-
-if TYPE_CHECKING:
-    import subprocess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -252,3 +250,49 @@ def test_rebalance_between_two_workers_loses_and_duplicates_nothing(
     assert sorted(r["source_event_id"] for r in outputs.results) == sorted(c.event_id for c in claims)
     b_log = (tmp_path / "b.log").read_text()
     assert "batch_committed" in b_log, "the second worker must have taken over some partitions"
+
+
+def test_missing_topic_is_a_clear_error_and_exit_2(kafka_bootstrap, unique, tmp_path):
+    """With auto-create off, a missing input topic stops the worker with a message naming it and exit 2."""
+    names = {
+        "claims": f"absent-{unique}",
+        "results": f"absent-r-{unique}",
+        "dead_letter": f"absent-d-{unique}",
+        "group": f"g-{unique}",
+    }
+    log = tmp_path / "worker.log"
+    proc = streams.start_worker(streams.worker_env(kafka_bootstrap, names), log)
+    assert proc.wait(timeout=120) == 2
+    text = log.read_text()
+    assert f"absent-{unique}" in text
+    assert "does not exist" in text
+    assert "Traceback" not in text
+
+
+def test_make_run_demo_shows_every_outcome(kafka_bootstrap, tmp_path):
+    """The `make run` demo, pointed at the session broker, prints a table with every outcome and the dead letters."""
+    env = streams.worker_env(
+        kafka_bootstrap, {"claims": "x", "results": "y", "dead_letter": "z", "group": "g"}
+    )
+    for name in (
+        "CLAIMS_CLAIMS_TOPIC",
+        "CLAIMS_RESULTS_TOPIC",
+        "CLAIMS_DEAD_LETTER_TOPIC",
+        "CLAIMS_GROUP_ID",
+        "CLAIMS_TRANSACTIONAL_ID_PREFIX",
+    ):
+        env.pop(name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.devtools.demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=streams.ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = proc.stdout.split("what the worker decided", 1)[1]
+    for outcome in ("APPROVED", "DENIED", "PENDED", "NOT_APPLICABLE", "REVERSED", "DEAD LETTER NOT_AVRO"):
+        assert outcome in table
+    assert "17 records from" in table
