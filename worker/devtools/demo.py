@@ -37,6 +37,7 @@ def main() -> int:
     env.setdefault("CLAIMS_RESULTS_TOPIC", f"demo-{run_id}.results")
     env.setdefault("CLAIMS_DEAD_LETTER_TOPIC", f"demo-{run_id}.dead-letter")
     env.setdefault("CLAIMS_GROUP_ID", f"demo-{run_id}")
+    env.setdefault("CLAIMS_TRANSACTIONAL_ID_PREFIX", f"demo-{run_id}")
     env.setdefault("CLAIMS_EXIT_WHEN_IDLE_S", "3")
     env.setdefault("CLAIMS_METRICS_PORT", "0")
     env.setdefault("CLAIMS_LOG_FORMAT", "console")
