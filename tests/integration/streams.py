@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from worker.codec import Codec
 from worker.model import Claim
+from worker.report import read_topic
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -86,25 +87,10 @@ class Outputs:
         )
 
 
-def read_all(bootstrap: str, topic: str, codec: Codec, kind: str, idle_s: float = 3.0) -> list[dict]:
-    """Read every committed record of ``topic`` until its end offsets, decoding results or dead letters."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        decode = codec.decode_result if kind == "result" else codec.decode_dead_letter
-        out: list[dict] = []
-        deadline = time.monotonic() + max(idle_s, 30.0)
-        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=300).values():
-                out.extend(decode(r.value) for r in records)
-        return out
-    finally:
-        consumer.close()
+def read_all(bootstrap: str, topic: str, codec: Codec, kind: str) -> list[dict]:
+    """Read every committed record of ``topic`` up to its end offsets, decoding results or dead letters."""
+    decode = codec.decode_result if kind == "result" else codec.decode_dead_letter
+    return [decode(record.value) for record in read_topic(bootstrap, topic, timeout_s=30)]
 
 
 def read_outputs(bootstrap: str, results_topic: str, dlq_topic: str) -> Outputs:

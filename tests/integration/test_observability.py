@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import streams
@@ -26,6 +25,7 @@ from worker.errors import DeadLetterClass
 from worker.model import Claim, CriterionStatus, Outcome
 from worker.pipeline import ExitCode
 from worker.policy import decide, default_policy
+from worker.report import read_topic
 
 pytestmark = [pytest.mark.kafka]
 
@@ -47,19 +47,6 @@ PHI_SENTINELS = (
     "04/23/1937",
 )
 BAD_CHECK_DIGIT_NPI = "1234567890"
-
-
-@pytest.fixture
-def topics(make_topics, unique):
-    """Fresh claims/results/dead-letter topics (2 partitions) and a fresh group for one test."""
-    names = {
-        "claims": f"claims-{unique}",
-        "results": f"results-{unique}",
-        "dead_letter": f"dlq-{unique}",
-        "group": f"grp-{unique}",
-    }
-    make_topics(names["claims"], names["results"], names["dead_letter"], partitions=2)
-    return names
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -102,22 +89,7 @@ def _produce_to(bootstrap: str, topic: str, records: list[tuple[int, bytes | Non
 
 def _read_raw(bootstrap: str, topic: str) -> list:
     """Every committed record of ``topic`` (all partitions, read_committed), with keys and headers."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out: list = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=300).values():
-                out.extend(records)
-        return out
-    finally:
-        consumer.close()
+    return list(read_topic(bootstrap, topic, timeout_s=30))
 
 
 def _log_events(log: Path) -> list[dict]:

@@ -21,19 +21,6 @@ from worker.samples import poison_records, sample_claims
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-@pytest.fixture
-def topics(make_topics, unique):
-    """Fresh claims/results/dead-letter topics (2 partitions) and a fresh group for one test."""
-    names = {
-        "claims": f"claims-{unique}",
-        "results": f"results-{unique}",
-        "dead_letter": f"dlq-{unique}",
-        "group": f"grp-{unique}",
-    }
-    make_topics(names["claims"], names["results"], names["dead_letter"], partitions=2)
-    return names
-
-
 def _assert_exactly_once(outputs: streams.Outputs, produced: int) -> None:
     """Every input offset is accounted for exactly once, by a result or a dead letter."""
     sources = outputs.sources()
