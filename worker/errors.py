@@ -26,6 +26,7 @@ class DeadLetterClass(StrEnum):
     MISSING_FIELD = "MISSING_FIELD"
     KEY_MISMATCH = "KEY_MISMATCH"
     DUPLICATE_EVENT = "DUPLICATE_EVENT"
+    TOO_LARGE = "TOO_LARGE"
 
 
 class ClaimsWorkerError(Exception):

@@ -159,6 +159,41 @@ def adjudicate(
     )
 
 
+def _send(producer: KafkaProducer, out: Outgoing) -> None:
+    producer.send(out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers)
+
+
+def _too_large(
+    record: _Record, rejected: Outgoing, *, codec: Codec, settings: Settings, at: datetime
+) -> Outgoing:
+    """Return a dead letter, without the original bytes, for a record whose output is too large to send.
+
+    The original stays readable in the input topic at the source coordinates the dead letter names.
+    """
+    error = BadRecord(
+        DeadLetterClass.TOO_LARGE,
+        f"output of {len(rejected.value)} bytes exceeds the producer's max_request_size; "
+        "original value omitted, read it at the source coordinates",
+    )
+    letter = build_dead_letter(
+        key=record.key,
+        value=None,
+        headers=[],
+        source=SourceCoordinates(record.topic, record.partition, record.offset),
+        error=error,
+        worker_version=__version__,
+        dead_lettered_at=at,
+    )
+    return Outgoing(
+        topic=settings.dead_letter_topic,
+        partition=record.partition,
+        key=record.key,
+        value=codec.encode_dead_letter(letter),
+        headers=[("claims-worker.error-class", error.error_class.value.encode())],
+        error_class=error.error_class,
+    )
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Keeps the duplicate filter and gauges in step with the group's assignment.
 
@@ -332,9 +367,12 @@ class Pipeline:
                         policy=self.policy,
                         decided_at=decided_at,
                     )
-                    producer.send(
-                        out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
-                    )
+                    try:
+                        _send(producer, out)
+                    except kerrors.MessageSizeTooLargeError:
+                        # Retrying would fail the same way forever: publish a small dead letter instead.
+                        out = _too_large(record, out, codec=self.codec, settings=self.settings, at=decided_at)
+                        _send(producer, out)
                     outgoing.append(out)
         except FATAL_ERRORS:
             self.seen.discard()

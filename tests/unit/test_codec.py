@@ -354,7 +354,7 @@ class TestSchemasMirrorModel:
             ("result.avsc", "TransactionCode", TransactionCode),
             ("result.avsc", "Outcome", Outcome),
             ("result.avsc", "CriterionStatus", CriterionStatus),
-            ("dead_letter.avsc", "DeadLetterClass", DeadLetterClass),
+            ("dead_letter.v2.avsc", "DeadLetterClass", DeadLetterClass),
         ],
     )
     def test_enum_symbols_mirror_python_enums(self, raw_schemas, file_name, enum_name, members):
@@ -749,7 +749,8 @@ class TestSchemaSources:
     def test_missing_family_is_a_config_error(self, tmp_path):
         """A schema folder without the dead-letter schema raises ConfigError."""
         shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
-        (tmp_path / "schemas" / "dead_letter.avsc").unlink()
+        for version in (tmp_path / "schemas").glob("dead_letter*.avsc"):
+            version.unlink()
         with pytest.raises(ConfigError):
             ClaimCodec(tmp_path / "schemas")
 
@@ -934,3 +935,27 @@ class TestHttpSchemaResolver:
         """A non-HTTP registry URL is refused at construction."""
         with pytest.raises(ValueError, match="http"):
             HttpSchemaResolver("file:///etc/passwd")
+
+
+class TestDeadLetterEvolution:
+    def test_v1_dead_letters_still_decode_after_v2(self):
+        """Dead letters written with v1 (before TOO_LARGE existed) decode with the current reader."""
+        import fastavro  # noqa: PLC0415
+
+        from worker.registry import load_schemas  # noqa: PLC0415
+
+        v1 = next(v for v in load_schemas() if v.file_name == "dead_letter.avsc")
+        record = {
+            "original_key": b"k",
+            "original_value": b"v",
+            "original_headers": [],
+            "source": {"topic": "t", "partition": 0, "offset": 7},
+            "error_class": "NOT_AVRO",
+            "reason": "no header",
+            "worker_version": "0.0.1",
+            "dead_lettered_at": datetime(2026, 1, 1, tzinfo=UTC),
+        }
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, v1.parsed, record)
+        framed = b"\xc3\x01" + v1.fingerprint + body.getvalue()
+        assert ClaimCodec().decode_dead_letter(framed)["source"]["offset"] == 7

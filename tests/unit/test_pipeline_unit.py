@@ -236,3 +236,49 @@ class TestProcess:
             if t == SETTINGS.results_topic
         }
         assert {Outcome.APPROVED, Outcome.PENDED, Outcome.NOT_APPLICABLE} <= outcomes
+
+
+class SizeLimitedProducer(FakeProducer):
+    """Refuses any value over ``limit`` bytes, as kafka-python does past max_request_size."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def send(self, topic, value=None, key=None, partition=None, headers=None) -> None:
+        if value is not None and len(value) > self.limit:
+            from kafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
+
+            raise MessageSizeTooLargeError
+        super().send(topic, value=value, key=key, partition=partition, headers=headers)
+
+
+class TestTooLarge:
+    def test_an_output_too_large_to_send_becomes_a_small_dead_letter(self, codec):
+        """A record whose dead letter exceeds the request size gets a TOO_LARGE dead letter and the batch commits."""
+        producer = SizeLimitedProducer(limit=2_000)
+        pipeline, registry = TestProcess()._pipeline(producer)
+        tp = TopicPartition("pharmacy.claims", 0)
+        huge = b"x" * 5_000  # not Avro, and its dead letter would carry all 5,000 bytes
+        report = pipeline.process(
+            {
+                tp: [
+                    Rec(huge, offset=0, partition=0),
+                    Rec(codec.encode_claim(make_claim()), offset=1, partition=0),
+                ]
+            }
+        )
+        assert report is not None
+        assert producer.calls[-1] == "commit"
+        letters = [
+            codec.decode_dead_letter(v)
+            for (t, _, _, v, _) in producer.sent
+            if t == SETTINGS.dead_letter_topic
+        ]
+        assert [d["error_class"] for d in letters] == ["TOO_LARGE"]
+        assert letters[0]["original_value"] is None
+        assert letters[0]["source"] == {"topic": "pharmacy.claims", "partition": 0, "offset": 0}
+        assert (
+            registry.get_sample_value("claims_worker_dead_letters_total", {"error_class": "TOO_LARGE"}) == 1
+        )
+        assert report.outcomes == {"APPROVED": 1}

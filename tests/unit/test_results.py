@@ -176,7 +176,7 @@ class TestBuildDeadLetter:
             worker_version="1.2.3",
             dead_lettered_at=NOW,
         )
-        assert list(record) == _schema_fields("dead_letter.avsc")
+        assert list(record) == _schema_fields("dead_letter.v2.avsc")
         assert record["original_key"] == b"\x00key"
         assert record["original_value"] == b"\xc3\x01raw"
         assert record["original_headers"] == [{"key": k, "value": v} for k, v in headers]
