@@ -55,6 +55,7 @@ def kafka_bootstrap(
         return
     state = tmp_path_factory.mktemp("kafka")
     started = local_broker.start_broker(state_dir=state)
+    _OWN_BROKER.append(started)
     try:
         yield started.bootstrap
     finally:
@@ -63,6 +64,17 @@ def kafka_bootstrap(
                 f"\n--- broker log tail ({started.log_file}) ---\n{local_broker._tail(Path(started.log_file), 60)}"
             )
         local_broker.stop_broker(state)
+
+
+_OWN_BROKER: list[local_broker.Broker] = []
+
+
+@pytest.fixture
+def own_broker(kafka_bootstrap: str) -> local_broker.Broker:
+    """The session broker's process, for fault injection; skips when the broker is not ours to pause."""
+    if not _OWN_BROKER or _OWN_BROKER[0].bootstrap != kafka_bootstrap:
+        pytest.skip("the broker is external (KAFKA_BOOTSTRAP_SERVERS or a container): not ours to pause")
+    return _OWN_BROKER[0]
 
 
 @pytest.fixture

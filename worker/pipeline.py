@@ -5,6 +5,7 @@ One Kafka transaction per batch carries the batch's results and its consumer off
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -159,6 +160,17 @@ def adjudicate(
     )
 
 
+def _abandon(producer: KafkaProducer) -> None:
+    """Close a producer that must not be used again, without waiting and without a traceback."""
+    with contextlib.suppress(Exception):  # it is being discarded because it failed; nothing to report
+        producer.close(timeout=0)
+
+
+def _transient(exc: Exception) -> bool:
+    """Tell whether a Kafka error may go away by itself (timeouts, lost connections, leader moves)."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(exc, kerrors.KafkaConnectionError)
+
+
 def _send(producer: KafkaProducer, out: Outgoing) -> None:
     producer.send(out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers)
 
@@ -244,6 +256,7 @@ class Pipeline:
         self._last_poll_ok = 0.0
         self._committed: dict[TopicPartition, int] = {}
         self._lag_updated = 0.0
+        self._recovery_pending = False
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -284,33 +297,53 @@ class Pipeline:
         self.consumer.subscribe([self.settings.claims_topic], listener=_Listener(self))
 
     def run(self, stop: threading.Event) -> int:
-        """Process batches until ``stop`` is set (or the idle limit passes); return the exit code."""
+        """Process batches until ``stop`` is set (or the idle limit passes); return the exit code.
+
+        A transient Kafka error (timeout, lost connection) anywhere in the loop leaves the state of the
+        open batch unknown: the worker backs off, replaces its producer and rewinds to the committed
+        offsets, and keeps doing so until the brokers answer again or ``outage_limit_s`` has passed.
+        """
         self.producer = self._producer_factory()
         self.subscribe()
         idle_since = time.monotonic()
+        outage_since: float | None = None
+        attempt = 0
         try:
             while not stop.is_set():
                 try:
+                    self._recover_if_pending()
                     batch = self.consumer.poll(
                         timeout_ms=self.settings.poll_timeout_ms,
                         max_records=self.settings.batch_max_records,
                     )
+                    self._last_poll_ok = time.monotonic()
+                    self._update_lag()
+                    if not batch:
+                        limit = self.settings.exit_when_idle_s
+                        if limit is not None and self._assigned and time.monotonic() - idle_since > limit:
+                            self.log.info("idle_exit", idle_s=limit)
+                            break
+                        continue
+                    idle_since = time.monotonic()
+                    self.process(batch)
+                    outage_since, attempt = None, 0
+                except FATAL_ERRORS:
+                    raise
                 except kerrors.KafkaError as exc:
-                    if not getattr(exc, "retriable", False):
+                    if not _transient(exc):
                         raise
-                    self.log.warning("poll_failed", error=type(exc).__name__)
-                    time.sleep(0.5)
-                    continue
-                self._last_poll_ok = time.monotonic()
-                self._update_lag()
-                if not batch:
-                    limit = self.settings.exit_when_idle_s
-                    if limit is not None and self._assigned and time.monotonic() - idle_since > limit:
-                        self.log.info("idle_exit", idle_s=limit)
-                        break
-                    continue
-                idle_since = time.monotonic()
-                self.process(batch)
+                    now = time.monotonic()
+                    outage_since = now if outage_since is None else outage_since
+                    if now - outage_since > self.settings.outage_limit_s:
+                        raise
+                    attempt += 1
+                    delay = min(0.5 * 2 ** (attempt - 1), 10.0)
+                    self.log.warning(
+                        "kafka_transient", error=type(exc).__name__, attempt=attempt, backoff_s=delay
+                    )
+                    self.seen.discard()
+                    self._recovery_pending = True
+                    stop.wait(delay)
         except FATAL_ERRORS as exc:
             self.log.error(  # noqa: TRY400 - no traceback: it can carry record data
                 "producer_fenced", error=type(exc).__name__, transactional_id=self.settings.transactional_id
@@ -490,20 +523,30 @@ class Pipeline:
         time.sleep(0.2)  # back off a little before the batch comes again
 
     def _replace_producer(self, why: str) -> None:
-        """After an indefinite outcome, never reuse the producer (KAFKA-17754): fence it with a new one.
-
-        The new producer's ``init_transactions`` bumps the epoch and aborts or completes whatever the
-        old one left open; then the consumer rewinds to what the group really committed.
-        """
+        """After an indefinite outcome, never reuse the producer (KAFKA-17754): fence it with a new one."""
         self.log.warning("producer_replaced", error=why, transactional_id=self.settings.transactional_id)
         self.metrics.transaction_aborted()
-        self.metrics.producer_recreated()
+        self._recovery_pending = True
+        self._recover_if_pending()
+
+    def _recover_if_pending(self) -> None:
+        """Swap in a fresh producer and rewind the consumer, if an earlier failure left that to do.
+
+        The new producer's ``init_transactions`` bumps the epoch and completes or aborts whatever the
+        old one left open; then the consumer rewinds to what the group really committed. Either step
+        may raise a transient error: the work stays pending and is tried again on the next pass.
+        """
+        if not self._recovery_pending:
+            return
         old, self.producer = self.producer, None
         if old is not None:
-            threading.Thread(target=old.close, kwargs={"timeout": 0}, daemon=True).start()
+            threading.Thread(target=_abandon, args=(old,), daemon=True).start()
         self.seen.forget_all()
         self.producer = self._producer_factory()
+        self.metrics.producer_recreated()
         rewind_to_committed(self.consumer)
+        self._recovery_pending = False
+        self.log.info("recovered", transactional_id=self.settings.transactional_id)
 
     def _update_lag(self, force: bool = False) -> None:
         """Set each assigned partition's lag: high watermark minus committed (or current) position.

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         None, gt=0, description="Stop after this long with nothing to read (for demos and batch runs)."
     )
     startup_retries: int = Field(10, ge=0, le=1000, description="Attempts to reach the brokers at start.")
+    outage_limit_s: float = Field(
+        300.0, gt=0, le=86_400, description="How long a running worker retries lost brokers before exiting 4."
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -282,3 +282,69 @@ class TestTooLarge:
             registry.get_sample_value("claims_worker_dead_letters_total", {"error_class": "TOO_LARGE"}) == 1
         )
         assert report.outcomes == {"APPROVED": 1}
+
+
+class FlakyConsumer(FakeConsumer):
+    """A consumer whose poll fails with a transient Kafka error ``failures`` times, then returns ``batches``."""
+
+    def __init__(self, failures: int, batches: list) -> None:
+        self.failures, self.batches, self.polls, self.stop = failures, batches, 0, None
+
+    def subscribe(self, topics, listener=None) -> None:  # noqa: ARG002 - kafka-python's signature
+        self.listener = listener
+
+    def poll(self, timeout_ms=0, max_records=None) -> dict:  # noqa: ARG002 - kafka-python's signature
+        from kafka.errors import KafkaTimeoutError  # noqa: PLC0415
+
+        self.polls += 1
+        if self.polls <= self.failures:
+            raise KafkaTimeoutError
+        if self.batches:
+            return self.batches.pop(0)
+        self.stop.set()
+        return {}
+
+    def close(self, autocommit=True) -> None:  # noqa: ARG002 - kafka-python's signature
+        self.closed = True
+
+
+class TestTransientErrors:
+    def _run(self, consumer, outage_limit_s: str) -> tuple[int, list[FakeProducer]]:
+        import threading  # noqa: PLC0415
+
+        import structlog  # noqa: PLC0415
+
+        settings = load_settings(
+            {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_OUTAGE_LIMIT_S": outage_limit_s}
+        )
+        policy = default_policy()
+        metrics = WorkerMetrics(
+            CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
+        )
+        producers: list[FakeProducer] = []
+
+        def factory() -> FakeProducer:
+            producers.append(FakeProducer())
+            return producers[-1]
+
+        stop = threading.Event()
+        consumer.stop = stop
+        pipeline = Pipeline(
+            settings, consumer, factory, Codec(), metrics, structlog.get_logger(), policy=policy
+        )
+        return pipeline.run(stop), producers
+
+    def test_transient_errors_back_off_recover_and_go_on(self, codec):
+        """Two timeouts in a row are retried with a fresh producer, then the batch is processed and committed."""
+        tp = TopicPartition("pharmacy.claims", 0)
+        batch = {tp: [Rec(codec.encode_claim(make_claim()), offset=0, partition=0)]}
+        consumer = FlakyConsumer(failures=2, batches=[batch])
+        code, producers = self._run(consumer, outage_limit_s="60")
+        assert code == 0
+        assert len(producers) == 3, "one producer at start, then a fresh one after each failed pass"
+        assert producers[-1].calls[:3] == ["begin", "offsets:[(0, 1)]", "commit"]
+
+    def test_an_outage_longer_than_the_limit_exits_4(self):
+        """When the brokers stay unreachable past outage_limit_s the worker stops with exit code 4."""
+        code, _ = self._run(FlakyConsumer(failures=10_000, batches=[]), outage_limit_s="1")
+        assert code == 4
