@@ -260,12 +260,23 @@ class Pipeline:
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        """Ready when partitions are assigned and the last poll reached the brokers recently."""
+        """Ready when partitions are assigned, the loop polls, and a broker connection is open."""
         if not self._assigned:
             return False, "no partitions assigned"
         if time.monotonic() - self._last_poll_ok > max(30.0, self.settings.poll_timeout_ms / 250):
-            return False, "brokers not reached recently"
+            return False, "the consumer has not polled recently"
+        if self._broker_connections() == 0:
+            return False, "no open connection to any broker"
         return True, f"{len(self._assigned)} partitions assigned"
+
+    def _broker_connections(self) -> float | None:
+        """Open broker connections per the consumer's own metrics; ``None`` when they cannot be read."""
+        try:
+            # Read from the health server's thread while the IO thread may add metrics: tolerate races.
+            value = self.consumer.metrics().get("consumer-metrics", {}).get("connection-count")
+        except Exception:  # noqa: BLE001 - a health probe must answer, not crash
+            return None
+        return None if value is None else float(value)
 
     # --- rebalance hooks --------------------------------------------------------------------------
     def partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:

@@ -348,3 +348,40 @@ class TestTransientErrors:
         """When the brokers stay unreachable past outage_limit_s the worker stops with exit code 4."""
         code, _ = self._run(FlakyConsumer(failures=10_000, batches=[]), outage_limit_s="1")
         assert code == 4
+
+
+class TestReadiness:
+    def _pipeline(self, connections):
+        import structlog  # noqa: PLC0415
+
+        consumer = FakeConsumer()
+        consumer.metrics = lambda: {"consumer-metrics": {"connection-count": connections}}
+        policy = default_policy()
+        metrics = WorkerMetrics(
+            CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
+        )
+        return Pipeline(
+            SETTINGS, consumer, FakeProducer, Codec(), metrics, structlog.get_logger(), policy=policy
+        )
+
+    def test_not_ready_without_partitions(self):
+        """A worker with no assigned partitions is not ready."""
+        assert self._pipeline(1.0).readiness()[0] is False
+
+    def test_ready_with_partitions_recent_poll_and_a_connection(self):
+        """Assigned partitions, a recent poll and an open broker connection make the worker ready."""
+        import time  # noqa: PLC0415
+
+        pipeline = self._pipeline(1.0)
+        pipeline._assigned.add(TopicPartition("pharmacy.claims", 0))
+        pipeline._last_poll_ok = time.monotonic()
+        assert pipeline.readiness() == (True, "1 partitions assigned")
+
+    def test_not_ready_when_no_broker_connection_is_open(self):
+        """With every broker connection gone the worker reports not ready, naming why."""
+        import time  # noqa: PLC0415
+
+        pipeline = self._pipeline(0.0)
+        pipeline._assigned.add(TopicPartition("pharmacy.claims", 0))
+        pipeline._last_poll_ok = time.monotonic()
+        assert pipeline.readiness() == (False, "no open connection to any broker")
