@@ -42,7 +42,8 @@ def _settings_help() -> str:
     lines += [
         "",
         "exit codes: 0 stopped cleanly, 2 bad settings or missing topic, 3 producer fenced by a newer",
-        "instance with the same transactional id, 4 Kafka unreachable or a permanent Kafka error.",
+        "instance with the same transactional id, 4 Kafka or the schema registry unreachable past the",
+        "limits (CLAIMS_STARTUP_RETRIES, CLAIMS_OUTAGE_LIMIT_S) or a permanent Kafka error.",
     ]
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ __all__ = [
     "DeadLetterClass",
     "DecodeError",
     "InvalidClaim",
+    "RegistryUnavailable",
     "TransactionFailed",
 ]
 
@@ -55,6 +56,10 @@ class InvalidClaim(BadRecord):
 
 class ConfigError(ClaimsWorkerError):
     """A setting is missing or wrong; the CLI prints it and exits non-zero."""
+
+
+class RegistryUnavailable(ClaimsWorkerError):  # noqa: N818 - named like TransactionFailed
+    """The schema registry could not be asked (network, timeout, 5xx): infrastructure, not bad input."""
 
 
 class TransactionFailed(ClaimsWorkerError):  # noqa: N818 - established public name, used by tests

@@ -18,7 +18,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from worker import __version__
 from worker.dedupe import SeenEvents
-from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass
+from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, RegistryUnavailable
 from worker.kafka_io import (
     EVENT_ID_HEADER,
     FATAL_ERRORS,
@@ -167,8 +167,10 @@ def _abandon(producer: KafkaProducer) -> None:
 
 
 def _transient(exc: Exception) -> bool:
-    """Tell whether a Kafka error may go away by itself (timeouts, lost connections, leader moves)."""
-    return bool(getattr(exc, "retriable", False)) or isinstance(exc, kerrors.KafkaConnectionError)
+    """Tell whether an infrastructure error may go away by itself (timeouts, lost connections, registry)."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(
+        exc, (kerrors.KafkaConnectionError, RegistryUnavailable)
+    )
 
 
 def _send(producer: KafkaProducer, out: Outgoing) -> None:
@@ -340,7 +342,7 @@ class Pipeline:
                     outage_since, attempt = None, 0
                 except FATAL_ERRORS:
                     raise
-                except kerrors.KafkaError as exc:
+                except (kerrors.KafkaError, RegistryUnavailable) as exc:
                     if not _transient(exc):
                         raise
                     now = time.monotonic()
@@ -360,7 +362,7 @@ class Pipeline:
                 "producer_fenced", error=type(exc).__name__, transactional_id=self.settings.transactional_id
             )
             return ExitCode.FENCED
-        except kerrors.KafkaError as exc:
+        except (kerrors.KafkaError, RegistryUnavailable) as exc:
             self.log.error("kafka_fatal", error=type(exc).__name__)  # noqa: TRY400 - as above
             return ExitCode.KAFKA_FATAL
         finally:
@@ -421,8 +423,12 @@ class Pipeline:
         except FATAL_ERRORS:
             self.seen.discard()
             raise
+        except RegistryUnavailable as exc:
+            # Infrastructure, not bad input: abort, then let the loop back off like a broker outage.
+            self._abort(producer, exc)
+            raise
         except (kerrors.KafkaError, ClaimsWorkerError) as exc:
-            # A send failed or the schema registry is unreachable: nothing of this batch may land.
+            # A send failed: nothing of this batch may land.
             self._abort(producer, exc)
             return None
         if not self._commit(producer, offsets):

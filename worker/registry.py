@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
-from worker.errors import ClaimsWorkerError
+from worker.errors import RegistryUnavailable
 
 __all__ = [
     "SCHEMAS_DIR",
@@ -55,10 +55,6 @@ _PRIMITIVE_MIN_BYTES = {
     "bytes": 1,
     "string": 1,
 }
-
-
-class RegistryUnavailable(ClaimsWorkerError):  # noqa: N818 - named like errors.TransactionFailed
-    """The schema registry could not be asked (network, timeout, 5xx): infrastructure, not bad input."""
 
 
 @dataclass(frozen=True, slots=True)

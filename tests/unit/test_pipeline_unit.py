@@ -385,3 +385,66 @@ class TestReadiness:
         pipeline._assigned.add(TopicPartition("pharmacy.claims", 0))
         pipeline._last_poll_ok = time.monotonic()
         assert pipeline.readiness() == (False, "no open connection to any broker")
+
+
+class OutageCodec(Codec):
+    """A codec whose schema registry is down for the first ``failures`` decodes."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def decode_claim(self, value):
+        from worker.errors import RegistryUnavailable  # noqa: PLC0415
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise RegistryUnavailable("schema registry unreachable")
+        return super().decode_claim(value)
+
+
+class TestRegistryOutage:
+    def _run(self, codec, batches, outage_limit_s):
+        import threading  # noqa: PLC0415
+
+        import structlog  # noqa: PLC0415
+
+        settings = load_settings(
+            {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_OUTAGE_LIMIT_S": outage_limit_s}
+        )
+        policy = default_policy()
+        metrics = WorkerMetrics(
+            CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
+        )
+        producers: list[FakeProducer] = []
+
+        def factory() -> FakeProducer:
+            producers.append(FakeProducer())
+            return producers[-1]
+
+        consumer = FlakyConsumer(failures=0, batches=batches)
+        consumer.stop = threading.Event()
+        pipeline = Pipeline(
+            settings, consumer, factory, codec, metrics, structlog.get_logger(), policy=policy
+        )
+        return pipeline.run(consumer.stop), producers
+
+    def test_a_registry_outage_is_retried_not_dead_lettered(self):
+        """While the registry is down the batch is aborted and retried; the claim then gets a result, no dead letter."""
+        codec = Codec()
+        tp = TopicPartition("pharmacy.claims", 0)
+        batch = {tp: [Rec(codec.encode_claim(make_claim()), offset=0, partition=0)]}
+        code, producers = self._run(OutageCodec(failures=1), [batch, batch], outage_limit_s="60")
+        assert code == 0
+        sent = [t for p in producers for (t, *_rest) in p.sent]
+        assert SETTINGS.dead_letter_topic not in sent
+        assert "abort" in producers[0].calls
+        assert producers[-1].calls[-2:] == ["commit", "close"]
+
+    def test_a_registry_outage_past_the_limit_exits_4(self):
+        """A registry that stays down past outage_limit_s stops the worker with exit code 4."""
+        codec = Codec()
+        tp = TopicPartition("pharmacy.claims", 0)
+        batch = {tp: [Rec(codec.encode_claim(make_claim()), offset=0, partition=0)]}
+        code, _ = self._run(OutageCodec(failures=10_000), [batch] * 100, outage_limit_s="1")
+        assert code == 4
