@@ -122,22 +122,8 @@ def adjudicate(
         if seen.seen(record.partition, claim.event_id):
             raise _DuplicateEvent
     except BadRecord as error:
-        letter = build_dead_letter(
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
-            source=source,
-            error=error,
-            worker_version=__version__,
-            dead_lettered_at=decided_at,
-        )
-        return Outgoing(
-            topic=settings.dead_letter_topic,
-            partition=record.partition,
-            key=record.key,
-            value=codec.encode_dead_letter(letter),
-            headers=[("claims-worker.error-class", error.error_class.value.encode())],
-            error_class=error.error_class,
+        return _dead_letter(
+            record, error, record.value, list(record.headers or ()), codec, settings, decided_at
         )
     tick = time.perf_counter()
     decision = decide(claim, decided_at, policy)
@@ -189,10 +175,23 @@ def _too_large(
         f"output of {len(rejected.value)} bytes exceeds the producer's max_request_size; "
         "original value omitted, read it at the source coordinates",
     )
+    return _dead_letter(record, error, None, [], codec, settings, at)
+
+
+def _dead_letter(  # noqa: PLR0917 - private, called from two places with the same order
+    record: _Record,
+    error: BadRecord,
+    value: bytes | None,
+    headers: list[tuple[str, bytes | None]],
+    codec: Codec,
+    settings: Settings,
+    at: datetime,
+) -> Outgoing:
+    """Return the dead letter for ``record`` (on its partition number), carrying ``value`` and ``headers``."""
     letter = build_dead_letter(
         key=record.key,
-        value=None,
-        headers=[],
+        value=value,
+        headers=headers,
         source=SourceCoordinates(record.topic, record.partition, record.offset),
         error=error,
         worker_version=__version__,

@@ -308,31 +308,33 @@ class FlakyConsumer(FakeConsumer):
         self.closed = True
 
 
+def _run_until_drained(consumer, codec, outage_limit_s: str) -> tuple[int, list[FakeProducer]]:
+    """Run a real Pipeline loop over ``consumer`` (which sets its ``stop`` when drained); return exit code and producers."""
+    import threading  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
+    settings = load_settings(
+        {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_OUTAGE_LIMIT_S": outage_limit_s}
+    )
+    policy = default_policy()
+    metrics = WorkerMetrics(
+        CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
+    )
+    producers: list[FakeProducer] = []
+
+    def factory() -> FakeProducer:
+        producers.append(FakeProducer())
+        return producers[-1]
+
+    consumer.stop = threading.Event()
+    pipeline = Pipeline(settings, consumer, factory, codec, metrics, structlog.get_logger(), policy=policy)
+    return pipeline.run(consumer.stop), producers
+
+
 class TestTransientErrors:
     def _run(self, consumer, outage_limit_s: str) -> tuple[int, list[FakeProducer]]:
-        import threading  # noqa: PLC0415
-
-        import structlog  # noqa: PLC0415
-
-        settings = load_settings(
-            {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_OUTAGE_LIMIT_S": outage_limit_s}
-        )
-        policy = default_policy()
-        metrics = WorkerMetrics(
-            CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
-        )
-        producers: list[FakeProducer] = []
-
-        def factory() -> FakeProducer:
-            producers.append(FakeProducer())
-            return producers[-1]
-
-        stop = threading.Event()
-        consumer.stop = stop
-        pipeline = Pipeline(
-            settings, consumer, factory, Codec(), metrics, structlog.get_logger(), policy=policy
-        )
-        return pipeline.run(stop), producers
+        return _run_until_drained(consumer, Codec(), outage_limit_s)
 
     def test_transient_errors_back_off_recover_and_go_on(self, codec):
         """Two timeouts in a row are retried with a fresh producer, then the batch is processed and committed."""
@@ -405,29 +407,7 @@ class OutageCodec(Codec):
 
 class TestRegistryOutage:
     def _run(self, codec, batches, outage_limit_s):
-        import threading  # noqa: PLC0415
-
-        import structlog  # noqa: PLC0415
-
-        settings = load_settings(
-            {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_OUTAGE_LIMIT_S": outage_limit_s}
-        )
-        policy = default_policy()
-        metrics = WorkerMetrics(
-            CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
-        )
-        producers: list[FakeProducer] = []
-
-        def factory() -> FakeProducer:
-            producers.append(FakeProducer())
-            return producers[-1]
-
-        consumer = FlakyConsumer(failures=0, batches=batches)
-        consumer.stop = threading.Event()
-        pipeline = Pipeline(
-            settings, consumer, factory, codec, metrics, structlog.get_logger(), policy=policy
-        )
-        return pipeline.run(consumer.stop), producers
+        return _run_until_drained(FlakyConsumer(failures=0, batches=batches), codec, outage_limit_s)
 
     def test_a_registry_outage_is_retried_not_dead_lettered(self):
         """While the registry is down the batch is aborted and retried; the claim then gets a result, no dead letter."""
