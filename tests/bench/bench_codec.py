@@ -11,10 +11,10 @@ import time
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.codec import ClaimCodec, Framing
-from worker.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
-from worker.results import SourceCoordinates, build_result
-from worker.samples import sample_claims
+from worker.contracts.codec import ClaimCodec, Framing
+from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
+from worker.contracts.results import SourceCoordinates, build_result
+from worker.devtools.samples import sample_claims
 
 if TYPE_CHECKING:
     from collections.abc import Callable

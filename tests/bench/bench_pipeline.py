@@ -27,14 +27,14 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.integration import streams
-from worker import kafka_io
-from worker.codec import Codec
+from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
 from worker.devtools import broker as local_broker
-from worker.logs import get_logger
-from worker.metrics import WorkerMetrics
-from worker.pipeline import Pipeline
+from worker.ops.logs import get_logger
+from worker.ops.metrics import WorkerMetrics
 from worker.policy import default_policy
-from worker.settings import load_settings
+from worker.runtime import kafka_io
+from worker.runtime.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable

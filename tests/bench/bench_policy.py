@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from worker.model import Claim
+from worker.contracts.model import Claim
 from worker.policy import decide, default_policy, load_policy
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from worker.codec import Codec
-from worker.model import Claim
-from worker.report import read_topic
+from worker.contracts.codec import Codec
+from worker.contracts.model import Claim
+from worker.ops.report import read_topic
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -11,12 +11,12 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from tests.integration import streams
-from worker import kafka_io
-from worker.codec import Codec
-from worker.metrics import WorkerMetrics
-from worker.pipeline import ExitCode, Pipeline
+from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
+from worker.ops.metrics import WorkerMetrics
 from worker.policy import default_policy
-from worker.settings import load_settings
+from worker.runtime import kafka_io
+from worker.runtime.pipeline import ExitCode, Pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import streams
 from worker import __version__
-from worker.codec import Codec
+from worker.contracts.codec import Codec
+from worker.contracts.model import Claim, CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
-from worker.model import Claim, CriterionStatus, Outcome
-from worker.pipeline import ExitCode
+from worker.ops.report import read_topic
 from worker.policy import decide, default_policy
-from worker.report import read_topic
+from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka]
 

@@ -13,10 +13,10 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.integration import streams
-from worker.codec import Codec
-from worker.pipeline import ExitCode
+from worker.contracts.codec import Codec
+from worker.devtools.samples import poison_records, sample_claims
 from worker.policy import decide
-from worker.samples import poison_records, sample_claims
+from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

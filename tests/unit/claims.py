@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.model import Claim
+from worker.contracts.model import Claim
 
 if TYPE_CHECKING:
     from datetime import date
 
 __all__ = ["CONSULTANT_NPI", "NPIS", "make_claim"]
 
-# Valid NPIs (Luhn with the 80840 prefix; checked by worker.model.npi_is_valid). Synthetic, not issued.
+# Valid NPIs (Luhn with the 80840 prefix; checked by worker.contracts.model.npi_is_valid). Synthetic, not issued.
 NPIS = ("1234567893", "1987654328", "1111111112", "2222222228", "1555555550", "1333333338")
 CONSULTANT_NPI = "1987654328"
 

@@ -17,9 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from worker.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, ClaimCodec, Framing, invalid_claim_from
-from worker.errors import BadRecord, ConfigError, DeadLetterClass, DecodeError, InvalidClaim
-from worker.model import (
+from worker.contracts.codec import (
+    CONFLUENT_MAGIC,
+    SINGLE_OBJECT_MARKER,
+    ClaimCodec,
+    Framing,
+    invalid_claim_from,
+)
+from worker.contracts.model import (
     Claim,
     ClinicalAttestation,
     Consultation,
@@ -35,7 +40,7 @@ from worker.model import (
     TransactionCode,
     TriState,
 )
-from worker.registry import (
+from worker.contracts.registry import (
     SCHEMAS_DIR,
     HttpSchemaResolver,
     RegistryUnavailable,
@@ -43,8 +48,9 @@ from worker.registry import (
     load_schemas,
     single_object_fingerprint,
 )
-from worker.results import SourceCoordinates, build_dead_letter, build_result
-from worker.samples import sample_claims
+from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
+from worker.devtools.samples import sample_claims
+from worker.errors import BadRecord, ConfigError, DeadLetterClass, DecodeError, InvalidClaim
 
 HYPOTHESIS = settings(
     deadline=timedelta(milliseconds=500),
@@ -326,7 +332,7 @@ class TestEvolution:
 
 
 class TestSchemasMirrorModel:
-    """Schema field names and enum symbols match worker.model and worker.errors exactly."""
+    """Schema field names and enum symbols match worker.contracts.model and worker.errors exactly."""
 
     def test_claim_fields_mirror_model(self, raw_schemas):
         """claim.v2 has Claim's fields in order, and each nested record mirrors its model."""
@@ -942,7 +948,7 @@ class TestDeadLetterEvolution:
         """Dead letters written with v1 (before TOO_LARGE existed) decode with the current reader."""
         import fastavro  # noqa: PLC0415
 
-        from worker.registry import load_schemas  # noqa: PLC0415
+        from worker.contracts.registry import load_schemas  # noqa: PLC0415
 
         v1 = next(v for v in load_schemas() if v.file_name == "dead_letter.avsc")
         record = {

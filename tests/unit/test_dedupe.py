@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.dedupe import SeenEvents
+from worker.state.dedupe import SeenEvents
 
 
 class TestSeenEvents:

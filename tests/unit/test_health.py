@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.health import HealthServer
-from worker.metrics import WorkerMetrics
-from worker.model import Outcome
+from worker.contracts.model import Outcome
+from worker.ops.health import HealthServer
+from worker.ops.metrics import WorkerMetrics
 
 
 def _get(port: int, path: str, accept: str | None = None) -> tuple[int, str, str]:

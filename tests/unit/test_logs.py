@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from worker.errors import DeadLetterClass, DecodeError, TransactionFailed
-from worker.logs import ALLOWED_KEYS, configure_logging, get_logger, keep_allowed_keys, reset_logging
+from worker.ops.logs import ALLOWED_KEYS, configure_logging, get_logger, keep_allowed_keys, reset_logging
 
 WORKER = Path(__file__).resolve().parents[2] / "worker"
 
@@ -152,7 +152,7 @@ class TestAllowlist:
                             used.setdefault(kw.arg, f"{path.name}:{node.lineno}")
         missing = {key: where for key, where in used.items() if key not in ALLOWED_KEYS}
         assert not missing, (
-            f"add to ALLOWED_KEYS in worker/logs.py (if the value can never be PHI): {missing}"
+            f"add to ALLOWED_KEYS in worker/ops/logs.py (if the value can never be PHI): {missing}"
         )
 
     def test_processor_is_a_plain_function(self):
@@ -271,8 +271,8 @@ class TestConfigure:
 
     def test_get_logger_names_the_logger(self, out):
         """get_logger(name) adds logger=name to every event."""
-        get_logger("worker.pipeline").info("hello")
-        assert _lines(out)[0]["logger"] == "worker.pipeline"
+        get_logger("worker.runtime.pipeline").info("hello")
+        assert _lines(out)[0]["logger"] == "worker.runtime.pipeline"
 
     def test_loggers_are_cached(self):
         """cache_logger_on_first_use is on, per the structlog performance guide."""

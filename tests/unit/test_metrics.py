@@ -7,9 +7,9 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
+from worker.contracts.model import CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
-from worker.metrics import OTHER, RebalanceKind, WorkerMetrics
-from worker.model import CriterionStatus, Outcome
+from worker.ops.metrics import OTHER, RebalanceKind, WorkerMetrics
 
 CRITERIA = ("A", "B")
 REASONS = ("DX_NOT_COVERED", "NO_ONCOLOGY_CONSULT")

@@ -10,15 +10,15 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from tests.unit.claims import make_claim
-from worker.codec import Codec
-from worker.dedupe import SeenEvents
+from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
+from worker.contracts.model import Outcome
 from worker.errors import DeadLetterClass
-from worker.kafka_io import EVENT_ID_HEADER, TopicPartition
-from worker.metrics import WorkerMetrics
-from worker.model import Outcome
-from worker.pipeline import Pipeline, adjudicate
+from worker.ops.metrics import WorkerMetrics
 from worker.policy import default_policy
-from worker.settings import load_settings
+from worker.runtime.kafka_io import EVENT_ID_HEADER, TopicPartition
+from worker.runtime.pipeline import Pipeline, adjudicate
+from worker.state.dedupe import SeenEvents
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
-from worker.model import CriterionStatus, Decision, Outcome
+from worker.contracts.model import CriterionStatus, Decision, Outcome
 from worker.policy import decide, default_policy
 from worker.policy.criteria import (
     DiseaseStageRule,

@@ -15,8 +15,8 @@ import pytest
 
 import worker.policy
 from tests.unit.claims import make_claim
+from worker.contracts.model import Outcome
 from worker.errors import ConfigError
-from worker.model import Outcome
 from worker.policy import Policy, decide, default_policy, load_policy
 
 DECIDED_AT = datetime(2025, 3, 11, 8, 15, tzinfo=UTC)

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from worker.codec import ClaimCodec
+from worker.contracts.codec import ClaimCodec
+from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
+from worker.contracts.registry import SCHEMAS_DIR
+from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
+from worker.devtools.samples import poison_records, sample_claims
 from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim
-from worker.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
-from worker.registry import SCHEMAS_DIR
-from worker.results import SourceCoordinates, build_dead_letter, build_result
-from worker.samples import poison_records, sample_claims
 
 CLAIMS = {sample.label: sample.claim for sample in sample_claims()}
 SOURCE = SourceCoordinates("claims.v1", 5, 9_000_000_001)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from worker.codec import ClaimCodec
+from worker.contracts.codec import ClaimCodec
+from worker.contracts.model import Claim, TransactionCode, npi_is_valid
+from worker.contracts.registry import load_schemas
+from worker.devtools.samples import Sample, poison_records, sample_claims, sample_records
 from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim
-from worker.model import Claim, TransactionCode, npi_is_valid
-from worker.registry import load_schemas
-from worker.samples import Sample, poison_records, sample_claims, sample_records
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from worker.config.settings import Settings, load_settings
 from worker.errors import ConfigError
-from worker.settings import Settings, load_settings
 
 
 class TestLoadSettings:
@@ -113,7 +113,7 @@ class TestSchemaResolver:
     def test_registry_url_builds_an_http_resolver_with_credentials(self):
         """A registry URL with user and password gives an HTTP resolver that carries basic auth."""
         from worker.cli import _schema_resolver  # noqa: PLC0415
-        from worker.registry import HttpSchemaResolver  # noqa: PLC0415
+        from worker.contracts.registry import HttpSchemaResolver  # noqa: PLC0415
 
         s = load_settings(
             {

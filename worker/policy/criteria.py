@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
-from worker.model import CriterionResult, CriterionStatus, DiseaseStatus, TriState
+from worker.contracts.model import CriterionResult, CriterionStatus, DiseaseStatus, TriState
 from worker.policy.diagnoses import CodeFamily, DiagnosisCodes
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from worker.model import Claim
+    from worker.contracts.model import Claim
 
 __all__ = [
     "DiseaseStageRule",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from worker.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome, TransactionCode
+from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome, TransactionCode
 from worker.policy.criteria import ReasonCode
 from worker.policy.definition import Policy, default_policy
 from worker.policy.window import approval_window

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
 
-    from worker.model import Product
+    from worker.contracts.model import Product
 
 __all__ = ["DEFAULT_POLICY_FILE", "Policy", "default_policy", "load_policy"]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from worker.model import Diagnosis
+    from worker.contracts.model import Diagnosis
 
 __all__ = ["CodeFamily", "DiagnosisCodes", "DiagnosisFindings", "display_code", "normalise_code"]
 

@@ -25,9 +25,8 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
-from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim
-from worker.model import Claim
-from worker.registry import (
+from worker.contracts.model import Claim
+from worker.contracts.registry import (
     HttpSchemaResolver,
     LocalSchemaResolver,
     ParsedSchema,
@@ -38,6 +37,7 @@ from worker.registry import (
     load_schemas,
     single_object_fingerprint,
 )
+from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    from worker.contracts.model import Claim, CriterionResult, Decision
     from worker.errors import BadRecord
-    from worker.model import Claim, CriterionResult, Decision
 
 __all__ = ["SourceCoordinates", "build_dead_letter", "build_result"]
 

@@ -18,15 +18,15 @@ from kafka import errors as kerrors
 from prometheus_client import CollectorRegistry
 
 from worker import __version__
+from worker.config.settings import Settings, load_settings
 from worker.errors import ConfigError
-from worker.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from structlog.typing import FilteringBoundLogger
 
-    from worker.registry import SchemaResolver
+    from worker.contracts.registry import SchemaResolver
 
 __all__ = ["main"]
 
@@ -71,7 +71,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     show = sub.add_parser("show-results", help="print the committed results and dead letters as a table")
     show.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for more records")
+    for register in _feature_commands():
+        register(sub)
     return parser
+
+
+def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Return each feature's ``register(subparsers)``; a feature's parser sets ``handler=fn(args, settings)``.
+
+    A feature (directory, replay, authorizations, access checks...) lives in its own ``worker/cli/<name>.py``
+    and adds one line here, so features do not edit each other's commands.
+    """
+    return []
 
 
 def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogger) -> T:
@@ -94,7 +105,7 @@ def _schema_resolver(settings: Settings) -> SchemaResolver | None:
     """Return the HTTP schema registry resolver when a URL is set, else ``None`` (local schema files)."""
     if not settings.schema_registry_url:
         return None
-    from worker.registry import HttpSchemaResolver  # noqa: PLC0415 - only with a registry
+    from worker.contracts.registry import HttpSchemaResolver  # noqa: PLC0415 - only with a registry
 
     password = settings.schema_registry_password
     return HttpSchemaResolver(
@@ -106,13 +117,13 @@ def _schema_resolver(settings: Settings) -> SchemaResolver | None:
 
 def _run(settings: Settings) -> int:
     """Start metrics and health, connect to Kafka, and run the pipeline until told to stop."""
-    from worker import kafka_io  # noqa: PLC0415 - keeps `--help` and print-settings fast
-    from worker.codec import Codec  # noqa: PLC0415
-    from worker.health import HealthServer  # noqa: PLC0415
-    from worker.logs import configure_logging, get_logger  # noqa: PLC0415
-    from worker.metrics import WorkerMetrics  # noqa: PLC0415
-    from worker.pipeline import ExitCode, Pipeline  # noqa: PLC0415
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.ops.health import HealthServer  # noqa: PLC0415
+    from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
+    from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
     from worker.policy import default_policy  # noqa: PLC0415
+    from worker.runtime import kafka_io  # noqa: PLC0415 - keeps `--help` and print-settings fast
+    from worker.runtime.pipeline import ExitCode, Pipeline  # noqa: PLC0415
 
     configure_logging(settings.log_format.value, settings.log_level)
     log = get_logger("claims_worker")
@@ -185,9 +196,9 @@ def _run(settings: Settings) -> int:
 
 
 def _seed(settings: Settings) -> int:
-    from worker.codec import Codec  # noqa: PLC0415
-    from worker.kafka_io import KafkaProducer  # noqa: PLC0415
-    from worker.samples import poison_records, sample_claims  # noqa: PLC0415
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.devtools.samples import poison_records, sample_claims  # noqa: PLC0415
+    from worker.runtime.kafka_io import KafkaProducer  # noqa: PLC0415
 
     codec = Codec()
     producer = KafkaProducer(bootstrap_servers=settings.require_bootstrap().split(","), acks="all")
@@ -207,11 +218,14 @@ def _seed(settings: Settings) -> int:
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the sub-command named in ``args`` and return its exit code."""
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args, settings))
     if args.command == "print-settings":
         print(json.dumps(settings.masked(), indent=2))
         return 0
     if args.command == "create-topics":
-        from worker.kafka_io import create_topics  # noqa: PLC0415
+        from worker.runtime.kafka_io import create_topics  # noqa: PLC0415
 
         topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
         create_topics(settings.require_bootstrap(), topics, args.partitions)
@@ -220,7 +234,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "seed-samples":
         return _seed(settings)
     if args.command == "show-results":
-        from worker.report import print_results  # noqa: PLC0415
+        from worker.ops.report import print_results  # noqa: PLC0415
 
         return print_results(settings, timeout_s=args.timeout)
     return _run(settings)

@@ -35,7 +35,7 @@ ParsedSchema = dict[str, Any]
 # Any node of a parsed schema: a type name, a union, or a complex type.
 _Node = str | list[Any] | dict[str, Any]
 
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 _REGISTRY_IDS_FILE = "registry-ids.json"
 # "claim.v2.avsc" -> family "claim", version 2; "result.avsc" -> family "result", version 1.
 _FILE_NAME = re.compile(r"^(?P<family>[a-z][a-z0-9_]*)(?:\.v(?P<version>[0-9]+))?\.avsc$")

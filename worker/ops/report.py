@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from worker.codec import Codec
-from worker.kafka_io import KafkaConsumer, TopicPartition
+from worker.contracts.codec import Codec
+from worker.runtime.kafka_io import KafkaConsumer, TopicPartition
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from worker.settings import Settings
+    from worker.config.settings import Settings
 
 __all__ = ["print_results", "read_topic"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from worker.codec import SINGLE_OBJECT_MARKER, ClaimCodec
-from worker.model import Claim
+from worker.contracts.codec import SINGLE_OBJECT_MARKER, ClaimCodec
+from worker.contracts.model import Claim
 
 __all__ = [
     "CAPECITABINE_NDC",
@@ -29,7 +29,7 @@ CAPECITABINE_NDC = "00093747489"  # look-alike that must not match (DOMAIN.md se
 
 _ONCOLOGY = "207RX0202X"  # Medical Oncology
 _FAMILY_MEDICINE = "207Q00000X"
-# Made-up NPIs that pass the Luhn check with the 80840 prefix (worker.model.npi_is_valid).
+# Made-up NPIs that pass the Luhn check with the 80840 prefix (worker.contracts.model.npi_is_valid).
 _ONCOLOGIST_NPI = "1234567893"
 _FAMILY_PHYSICIAN_NPI = "1987654328"
 _CONSULTANT_NPI = "1555000011"

@@ -17,9 +17,12 @@ from kafka import errors as kerrors
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from worker import __version__
-from worker.dedupe import SeenEvents
+from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
 from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, RegistryUnavailable
-from worker.kafka_io import (
+from worker.ops.metrics import RebalanceKind, WorkerMetrics
+from worker.policy import Policy, decide
+from worker.runtime.kafka_io import (
     EVENT_ID_HEADER,
     FATAL_ERRORS,
     IndefiniteOutcome,
@@ -30,18 +33,15 @@ from worker.kafka_io import (
     bounded,
     rewind_to_committed,
 )
-from worker.metrics import RebalanceKind, WorkerMetrics
-from worker.model import CriterionStatus, Outcome
-from worker.policy import Policy, decide
-from worker.results import SourceCoordinates, build_dead_letter, build_result
+from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from structlog.typing import FilteringBoundLogger
 
-    from worker.codec import Codec
-    from worker.settings import Settings
+    from worker.config.settings import Settings
+    from worker.contracts.codec import Codec
 
 __all__ = ["BatchReport", "ExitCode", "Outgoing", "Pipeline", "adjudicate"]
 

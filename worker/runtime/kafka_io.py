@@ -16,7 +16,7 @@ from worker.errors import ClaimsWorkerError, ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from worker.settings import Settings
+    from worker.config.settings import Settings
 
 __all__ = [
     "EVENT_ID_HEADER",

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from worker.contracts.model import CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
-from worker.model import CriterionStatus, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -1,0 +1,3 @@
+"""Configuration: the one ``Settings`` object, read once from the environment."""
+
+__all__: list[str] = []
