@@ -11,6 +11,7 @@ __all__ = [
     "DeadLetterClass",
     "DecodeError",
     "InvalidClaim",
+    "MalformedClaim",
     "RegistryUnavailable",
     "TransactionFailed",
 ]
@@ -52,6 +53,32 @@ class DecodeError(BadRecord):
 
 class InvalidClaim(BadRecord):
     """The claim decoded but breaks a field rule (format, range, required-with)."""
+
+
+class MalformedClaim(InvalidClaim):
+    """A decodable claim that names its claim id but breaks a field rule: it gets a REJECTED result.
+
+    The pharmacy is answered with NCPDP M/I reject codes (25 M/I Prescriber ID, 39 M/I Diagnosis Code,
+    21 M/I Product/Service ID, ...) naming the failed fields; it is not a dead letter. ``fields`` are
+    field paths and ``reject_codes`` NCPDP codes: neither ever holds a value (values may be PHI).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        claim_id: str,
+        event_id: str | None,
+        transaction_code: str | None,
+        fields: tuple[str, ...],
+        reject_codes: tuple[str, ...],
+    ) -> None:
+        super().__init__(DeadLetterClass.INVALID_FIELD, reason)
+        self.claim_id = claim_id
+        self.event_id = event_id
+        self.transaction_code = transaction_code
+        self.fields = fields
+        self.reject_codes = reject_codes
 
 
 class ConfigError(ClaimsWorkerError):
