@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,6 +17,17 @@ from worker.ops.report import read_topic
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+_NOT_SOURCE = (
+    ".git",
+    ".venv",
+    ".cache",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+)
 
 
 def _call(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -39,9 +51,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     base = tmp_path_factory.mktemp("wheel-install")
     assert not base.resolve().is_relative_to(ROOT)
+    # Build from a copy: setuptools leaves build/ behind, and a stale build/lib would leak into later wheels.
+    source = base / "source"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
     wheels = base / "wheels"
     _call(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)], cwd=base
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(source)],
+        cwd=base,
     )
     (wheel,) = wheels.glob("claims_worker-*.whl")
     venv = base / "venv"
