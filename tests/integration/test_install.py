@@ -128,4 +128,4 @@ def test_wheel_outside_the_checkout_decides_the_bundled_samples(installed, kafka
 
 
 # The session broker is a single node: a real cluster's replication defaults do not fit it.
-_LOCAL_BROKER_TOPIC_ARGS: list[str] = []
+_LOCAL_BROKER_TOPIC_ARGS = ["--replication-factor", "1", "--min-insync-replicas", "1"]

@@ -140,3 +140,16 @@ class TestLifecycle:
         _get(server.port, "/healthz")
         _get(server.port, "/nope")
         assert capfd.readouterr() == ("", "")
+
+
+def test_port_in_use_is_a_config_error_naming_the_port():
+    """Binding a port that is already taken raises ConfigError (exit 2) naming the port, not an OSError trace."""
+    from worker.errors import ConfigError  # noqa: PLC0415
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = HealthServer(CollectorRegistry(), lambda: (True, "ok"), host="127.0.0.1", port=port)
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}.*CLAIMS_METRICS_PORT"):
+            server.start()

@@ -56,6 +56,40 @@ class TestLoadSettings:
         assert "hunter2-sentinel" not in str(s.masked())
         assert "hunter2-sentinel" not in repr(s)
 
+    def test_an_explicit_mapping_never_reads_the_process_environment(self, monkeypatch):
+        """With an explicit env mapping, variables in os.environ are ignored (hermetic)."""
+        monkeypatch.setenv("CLAIMS_BATCH_MAX_RECORDS", "7")
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "leak:9092")
+        s = load_settings({})
+        assert (s.batch_max_records, s.bootstrap_servers) == (500, "")
+
+    def test_default_source_is_the_process_environment(self, monkeypatch):
+        """Without a mapping, load_settings reads the process environment."""
+        monkeypatch.setenv("CLAIMS_BATCH_MAX_RECORDS", "7")
+        assert load_settings().batch_max_records == 7
+
+    def test_claims_prefixed_bootstrap_alias_is_read(self):
+        """CLAIMS_BOOTSTRAP_SERVERS works as an alias when KAFKA_BOOTSTRAP_SERVERS is not set."""
+        assert load_settings({"CLAIMS_BOOTSTRAP_SERVERS": "b:9092"}).bootstrap_servers == "b:9092"
+        both = {"CLAIMS_BOOTSTRAP_SERVERS": "b:9092", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}
+        assert load_settings(both).bootstrap_servers == "k:9092"
+
+    def test_misspelled_variable_is_refused_with_the_closest_name(self):
+        """An unknown CLAIMS_* variable is a ConfigError that suggests the nearest real setting."""
+        with pytest.raises(ConfigError) as info:
+            load_settings({"CLAIMS_DEDUPE_WINDOW": "0"})
+        assert "CLAIMS_DEDUPE_WINDOW: did you mean CLAIMS_DEDUP_WINDOW?" in str(info.value)
+
+    def test_unknown_variable_far_from_any_setting_points_to_help(self):
+        """An unknown CLAIMS_* variable with no near match is still refused, pointing to --help."""
+        with pytest.raises(ConfigError, match=r"CLAIMS_ZZZ: no such setting \(see claims-worker --help\)"):
+            load_settings({"CLAIMS_ZZZ": "1"})
+
+    def test_variables_without_the_prefix_are_not_checked(self):
+        """Other programs' variables (PATH, KAFKA_* other than the bootstrap) are not the worker's business."""
+        s = load_settings({"PATH": "/bin", "KAFKA_HEAP_OPTS": "-Xmx1g", "CLAIMSX": "1"})
+        assert s.batch_max_records == 500
+
     def test_settings_are_frozen(self):
         """Settings cannot change after start-up."""
         s = Settings()
@@ -78,6 +112,78 @@ class TestCommandLine:
         assert proc.returncode == 2
         assert "CLAIMS_BATCH_MAX_RECORDS" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+    def test_misspelled_variable_exits_2_with_one_line(self):
+        """`claims-worker print-settings` with CLAIMS_DEDUPE_WINDOW exits 2 with one line naming the fix."""
+        env = {"CLAIMS_DEDUPE_WINDOW": "0", "PATH": "/usr/bin:/bin"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker", "print-settings"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            "error: unknown settings: CLAIMS_DEDUPE_WINDOW: did you mean CLAIMS_DEDUP_WINDOW?"
+        ]
+
+    def test_help_lists_the_fixed_exit_codes(self):
+        """`--help` documents exit codes 0, 2, 3, 4, 5, 6 and 70 with their meaning."""
+        from worker.cli import EXIT_CODES  # noqa: PLC0415
+
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert [code for code, _ in EXIT_CODES] == [0, 2, 3, 4, 5, 6, 70]
+        for code, meaning in EXIT_CODES:
+            assert f"  {code:<3} {meaning}" in proc.stdout
+        assert "not authorized" in proc.stdout
+
+    def test_admin_commands_are_registered_through_the_feature_hook(self):
+        """print-settings, create-topics, seed-samples and show-results each set a handler from cli/admin.py."""
+        from worker.cli import _parser, admin  # noqa: PLC0415
+
+        parser = _parser()
+        for argv, handler in (
+            (["print-settings"], admin.print_settings),
+            (["create-topics"], admin.create_topics),
+            (["seed-samples"], admin.seed_samples),
+            (["show-results"], admin.show_results),
+        ):
+            assert parser.parse_args(argv).handler is handler
+        assert getattr(parser.parse_args(["run"]), "handler", None) is None
+
+    def test_create_topics_defaults_suit_a_real_cluster(self):
+        """create-topics defaults to replication factor 3 and min.insync.replicas 2."""
+        from worker.cli import _parser  # noqa: PLC0415
+
+        args = _parser().parse_args(["create-topics"])
+        assert (args.partitions, args.replication_factor, args.min_insync_replicas) == (1, 3, 2)
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            pytest.param(["--replication-factor", "1", "--min-insync-replicas", "2"], id="isr-above-rf"),
+            pytest.param(["--replication-factor", "0"], id="rf-zero"),
+            pytest.param(["--partitions", "-1"], id="negative-partitions"),
+        ],
+    )
+    def test_create_topics_refuses_impossible_replication_before_contacting_kafka(self, argv):
+        """Impossible create-topics numbers exit 2 with a message, without reaching for a broker."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "worker", "create-topics", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2
+        assert "Traceback" not in proc.stderr
+        assert "replica" in proc.stderr or "at least 1" in proc.stderr
 
     def test_help_documents_every_setting(self):
         """`--help` lists every environment variable the worker reads."""

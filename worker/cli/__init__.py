@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import signal
 import sys
 import threading
@@ -32,6 +31,17 @@ __all__ = ["main"]
 
 T = TypeVar("T")
 
+# The process exit codes, fixed for every command; `--help` prints them.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "stopped cleanly (SIGTERM/SIGINT, or idle past CLAIMS_EXIT_WHEN_IDLE_S)"),
+    (2, "bad settings or arguments, a missing or mis-sized topic, the metrics port in use"),
+    (3, "fenced: another live instance owns the transactional id or the static member id"),
+    (4, "Kafka or the schema registry unreachable past CLAIMS_STARTUP_RETRIES / CLAIMS_OUTAGE_LIMIT_S"),
+    (5, "not authorized: authentication failed or an ACL is missing (the topic, group or id is named)"),
+    (6, "unsupported broker version"),
+    (70, "unexpected internal error (one log line with its type and the record's coordinates)"),
+)
+
 
 def _settings_help() -> str:
     lines = ["settings (environment variables):"]
@@ -39,12 +49,7 @@ def _settings_help() -> str:
         env = "KAFKA_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" else f"CLAIMS_{name.upper()}"
         default = "" if field.default in (None, "") else f" [default: {field.default}]"
         lines.append(f"  {env:<36} {field.description}{default}")
-    lines += [
-        "",
-        "exit codes: 0 stopped cleanly, 2 bad settings or missing topic, 3 producer fenced by a newer",
-        "instance with the same transactional id, 4 Kafka or the schema registry unreachable past the",
-        "limits (CLAIMS_STARTUP_RETRIES, CLAIMS_OUTAGE_LIMIT_S) or a permanent Kafka error.",
-    ]
+    lines += ["", "exit codes:", *(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)]
     return "\n".join(lines)
 
 
@@ -63,14 +68,6 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub.add_parser("print-settings", help="print the effective settings (secrets masked) as JSON")
-    topics = sub.add_parser("create-topics", help="create the claims, results and dead-letter topics")
-    topics.add_argument("--partitions", type=int, default=1)
-    sub.add_parser(
-        "seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic"
-    )
-    show = sub.add_parser("show-results", help="print the committed results and dead letters as a table")
-    show.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for more records")
     for register in _feature_commands():
         register(sub)
     return parser
@@ -82,7 +79,9 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
     A feature (directory, replay, authorizations, access checks...) lives in its own ``worker/cli/<name>.py``
     and adds one line here, so features do not edit each other's commands.
     """
-    return []
+    from worker.cli import admin  # noqa: PLC0415 - the hook imports each feature's module
+
+    return [admin.register]
 
 
 def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogger) -> T:
@@ -195,48 +194,11 @@ def _run(settings: Settings) -> int:
     return code
 
 
-def _seed(settings: Settings) -> int:
-    from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.devtools.samples import poison_records, sample_claims  # noqa: PLC0415
-    from worker.runtime.kafka_io import KafkaProducer  # noqa: PLC0415
-
-    codec = Codec()
-    producer = KafkaProducer(bootstrap_servers=settings.require_bootstrap().split(","), acks="all")
-    n = 0
-    for sample in sample_claims():
-        value = codec.encode_claim(sample.claim, version=sample.schema_version)
-        producer.send(settings.claims_topic, key=sample.claim.claim_id.encode(), value=value)
-        n += 1
-    for key, value in poison_records():
-        producer.send(settings.claims_topic, key=key, value=value)
-        n += 1
-    producer.flush()
-    producer.close()
-    print(f"produced {n} records to {settings.claims_topic}")
-    return 0
-
-
 def _command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the sub-command named in ``args`` and return its exit code."""
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args, settings))
-    if args.command == "print-settings":
-        print(json.dumps(settings.masked(), indent=2))
-        return 0
-    if args.command == "create-topics":
-        from worker.runtime.kafka_io import create_topics  # noqa: PLC0415
-
-        topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
-        create_topics(settings.require_bootstrap(), topics, args.partitions)
-        print("topics ready: " + ", ".join(topics))
-        return 0
-    if args.command == "seed-samples":
-        return _seed(settings)
-    if args.command == "show-results":
-        from worker.ops.report import print_results  # noqa: PLC0415
-
-        return print_results(settings, timeout_s=args.timeout)
     return _run(settings)
 
 

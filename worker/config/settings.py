@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
 
-__all__ = ["LogFormat", "Settings", "WireFormat", "load_settings"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pydantic_settings import PydanticBaseSettingsSource
+
+__all__ = ["LogFormat", "Settings", "WireFormat", "env_names", "load_settings"]
 
 
 class LogFormat(StrEnum):
@@ -93,6 +99,19 @@ class Settings(BaseSettings):
         300.0, gt=0, le=86_400, description="How long a running worker retries lost brokers before exiting 4."
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read only what the caller passes: ``load_settings`` decides which environment is read."""
+        del settings_cls, env_settings, dotenv_settings, file_secret_settings
+        return (init_settings,)
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_ports(cls, value: str) -> str:
@@ -128,31 +147,57 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+_BOOTSTRAP_ALIAS = "CLAIMS_BOOTSTRAP_SERVERS"
+
+
 def _env_name(field: str) -> str:
     if field == "bootstrap_servers":
-        return "KAFKA_BOOTSTRAP_SERVERS"
+        return _BOOTSTRAP_ENV
     return f"CLAIMS_{field.upper()}"
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Build ``Settings`` from ``env`` (default: the process environment).
+def env_names() -> tuple[str, ...]:
+    """Return every environment variable the settings read, in field order."""
+    return tuple(_env_name(field) for field in Settings.model_fields)
 
-    Raises ``ConfigError`` naming each bad variable and its rule; never echoes secret values.
+
+def _unknown_variables(names: Mapping[str, str]) -> list[str]:
+    """Describe each unknown ``CLAIMS_*`` variable, with the closest valid name when one is near."""
+    known = {*env_names(), _BOOTSTRAP_ALIAS}
+    claims_names = [name for name in known if name.startswith("CLAIMS_")]
+    problems = []
+    for name in sorted(names):
+        if not name.startswith("CLAIMS_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, claims_names, n=1, cutoff=0.8)
+        hint = f"did you mean {close[0]}?" if close else "no such setting (see claims-worker --help)"
+        problems.append(f"{name}: {hint}")
+    return problems
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build ``Settings`` from ``env`` only (default: the process environment); nothing else is read.
+
+    Raises ``ConfigError`` naming each bad variable and its rule, and each unknown ``CLAIMS_*``
+    variable with the closest valid name; never echoes a value (values may be secrets).
     """
     source = os.environ if env is None else env
-    keys = {name: value for name, value in source.items() if name.startswith("CLAIMS_")}
-    if "KAFKA_BOOTSTRAP_SERVERS" in source:
-        keys["KAFKA_BOOTSTRAP_SERVERS"] = source["KAFKA_BOOTSTRAP_SERVERS"]
+    problems = _unknown_variables(source)
+    if problems:
+        raise ConfigError("unknown settings: " + "; ".join(problems))
+    kwargs: dict[str, Any] = {}
+    for field_name, field_info in Settings.model_fields.items():
+        env_name = _env_name(field_name)
+        value = source.get(env_name)
+        if value is None and field_name == "bootstrap_servers":
+            value = source.get(_BOOTSTRAP_ALIAS)
+        if value is not None:
+            kwargs[field_name if field_info.validation_alias is None else env_name] = value
     try:
-        # Pass values as init kwargs by alias so tests need not touch os.environ.
-        kwargs: dict[str, Any] = {}
-        for field_name, field_info in Settings.model_fields.items():
-            env_name = _env_name(field_name)
-            if env_name in keys:
-                kwargs[field_name if field_info.validation_alias is None else env_name] = keys[env_name]
-        return Settings(_env_file=None, **kwargs)
+        return Settings(**kwargs)
     except ValidationError as exc:
-        problems: list[str] = []
+        problems = []
         for error in exc.errors(include_input=False, include_url=False):
             where = str(error["loc"][0]) if error["loc"] else "settings"
             variable = _env_name(where) if where in Settings.model_fields else where

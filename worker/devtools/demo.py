@@ -44,7 +44,18 @@ def main() -> int:
     cli = [sys.executable, "-m", "worker"]
     try:
         for title, args in (
-            ("creating topics", ["create-topics", "--partitions", "2"]),
+            (
+                "creating topics (one local broker: one copy of each partition)",
+                [
+                    "create-topics",
+                    "--partitions",
+                    "2",
+                    "--replication-factor",
+                    "1",
+                    "--min-insync-replicas",
+                    "1",
+                ],
+            ),
             ("producing the bundled sample claims and poison records", ["seed-samples"]),
             ("running the worker until the topic is drained (idle 3 s)", ["run"]),
             ("what the worker decided (read back from the output topics)", ["show-results"]),

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Self, TypeAlias
 
 from prometheus_client.exposition import choose_encoder
 
+from worker.errors import ConfigError
+
 if TYPE_CHECKING:
     from types import TracebackType
 
@@ -115,12 +117,21 @@ class HealthServer:
     def start(self) -> int:
         """Bind, start serving on a daemon thread and return the bound port.
 
-        Raises ``OSError`` when the address cannot be bound and ``RuntimeError`` when already started.
+        Raises ``ConfigError`` (exit 2) when the address cannot be bound, e.g. the port is in use, and
+        ``RuntimeError`` when already started.
         """
         if self._server is not None:
             msg = "health server already started"
             raise RuntimeError(msg)
-        self._server = _Server((self._host, self._port), self._registry, self._readiness)
+        try:
+            self._server = _Server((self._host, self._port), self._registry, self._readiness)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            msg = (
+                f"cannot serve metrics on {self._host}:{self._port}: {reason}"
+                " (set CLAIMS_METRICS_HOST / CLAIMS_METRICS_PORT; 0 picks a free port)"
+            )
+            raise ConfigError(msg) from None
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL_S},

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
 from worker.errors import ClaimsWorkerError, ConfigError
@@ -140,14 +140,37 @@ def check_topics(consumer: KafkaConsumer, settings: Settings) -> dict[str, int]:
     return counts
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1) -> None:
-    """Create topics that do not exist yet (for demos and tests); existing ones are left alone."""
+def create_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int = 1,
+    *,
+    replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
+) -> None:
+    """Create topics that do not exist yet; existing ones are left alone.
+
+    ``min_insync_replicas`` is set as the topic's ``min.insync.replicas`` config. Raises ``ConfigError``
+    when the cluster refuses the replication factor or the config (e.g. more replicas than brokers).
+    """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="claims-worker-admin")
+    configs = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        new = {
+            t: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
+            for t in topics
+            if t not in existing
+        }
         if new:
             admin.create_topics(new)
+    except kerrors.InvalidReplicationFactorError as exc:
+        raise ConfigError(
+            f"the cluster refused replication factor {replication_factor} ({type(exc).__name__}):"
+            " it may have fewer brokers (a single local broker needs --replication-factor 1)"
+        ) from None
+    except (kerrors.InvalidConfigurationError, kerrors.PolicyViolationError) as exc:
+        raise ConfigError(f"the cluster refused the topic settings ({type(exc).__name__})") from None
     finally:
         admin.close()
 

@@ -1,0 +1,123 @@
+"""Operator sub-commands beside `run`: print-settings, create-topics, seed-samples and show-results.
+
+Each one is registered through ``register(subparsers)`` and runs as ``handler(args, settings)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.config.settings import Settings
+
+__all__ = ["register"]
+
+# Defaults that suit a production cluster: three copies, and a write needs two in sync, so one
+# broker can be down without losing acknowledged records or stopping writes. One local broker needs 1 and 1.
+DEFAULT_REPLICATION_FACTOR = 3
+DEFAULT_MIN_INSYNC_REPLICAS = 2
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the admin sub-commands to the ``claims-worker`` parser."""
+    sub.add_parser(
+        "print-settings", help="print the effective settings (secrets masked) as JSON"
+    ).set_defaults(handler=print_settings)
+    topics = sub.add_parser(
+        "create-topics",
+        help="create the claims, results and dead-letter topics (existing ones are left alone)",
+    )
+    topics.add_argument("--partitions", type=_positive, default=1, help="partitions per topic [default: 1]")
+    topics.add_argument(
+        "--replication-factor",
+        type=_positive,
+        default=DEFAULT_REPLICATION_FACTOR,
+        help=f"copies of each partition [default: {DEFAULT_REPLICATION_FACTOR}; 1 for a single broker]",
+    )
+    topics.add_argument(
+        "--min-insync-replicas",
+        type=_positive,
+        default=DEFAULT_MIN_INSYNC_REPLICAS,
+        help="the topics' min.insync.replicas: copies that must have a write before it is acknowledged"
+        f" [default: {DEFAULT_MIN_INSYNC_REPLICAS}; 1 for a single broker]",
+    )
+    topics.set_defaults(handler=create_topics)
+    sub.add_parser(
+        "seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic"
+    ).set_defaults(handler=seed_samples)
+    show = sub.add_parser("show-results", help="print the committed results and dead letters as a table")
+    show.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for more records")
+    show.set_defaults(handler=show_results)
+
+
+def _positive(text: str) -> int:
+    """Parse a whole number of at least 1 for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a whole number of at least 1, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def print_settings(_args: argparse.Namespace, settings: Settings) -> int:
+    """Print the effective settings as JSON with secrets masked."""
+    print(json.dumps(settings.masked(), indent=2))
+    return 0
+
+
+def create_topics(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the three topics with the asked partitions, replication factor and min.insync.replicas."""
+    if args.min_insync_replicas > args.replication_factor:
+        msg = (
+            f"--min-insync-replicas {args.min_insync_replicas} exceeds --replication-factor"
+            f" {args.replication_factor}: no write could ever be acknowledged"
+        )
+        raise ConfigError(msg)
+    from worker.runtime.kafka_io import create_topics as create  # noqa: PLC0415 - keeps --help fast
+
+    topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
+    create(
+        settings.require_bootstrap(),
+        topics,
+        args.partitions,
+        replication_factor=args.replication_factor,
+        min_insync_replicas=args.min_insync_replicas,
+    )
+    print("topics ready: " + ", ".join(topics))
+    return 0
+
+
+def seed_samples(_args: argparse.Namespace, settings: Settings) -> int:
+    """Produce the bundled sample claims and poison records to the claims topic."""
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.devtools.samples import poison_records, sample_claims  # noqa: PLC0415
+    from worker.runtime.kafka_io import KafkaProducer  # noqa: PLC0415
+
+    codec = Codec()
+    producer = KafkaProducer(bootstrap_servers=settings.require_bootstrap().split(","), acks="all")
+    n = 0
+    for sample in sample_claims():
+        value = codec.encode_claim(sample.claim, version=sample.schema_version)
+        producer.send(settings.claims_topic, key=sample.claim.claim_id.encode(), value=value)
+        n += 1
+    for key, value in poison_records():
+        producer.send(settings.claims_topic, key=key, value=value)
+        n += 1
+    producer.flush()
+    producer.close()
+    print(f"produced {n} records to {settings.claims_topic}")
+    return 0
+
+
+def show_results(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the committed results and dead letters as a table."""
+    from worker.ops.report import print_results  # noqa: PLC0415
+
+    return print_results(settings, timeout_s=args.timeout)
