@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 __all__ = [
     "BadRecord",
@@ -10,11 +10,27 @@ __all__ = [
     "ConfigError",
     "DeadLetterClass",
     "DecodeError",
+    "ExitCode",
     "InvalidClaim",
     "MalformedClaim",
     "RegistryUnavailable",
-    "TransactionFailed",
 ]
+
+# Symbols the dead-letter schemas still list (an Avro enum only grows, or old records stop reading)
+# but the worker never writes any more: KEY_MISMATCH was declared and never produced.
+RETIRED_DEAD_LETTER_CLASSES = ("KEY_MISMATCH",)
+
+
+class ExitCode(IntEnum):
+    """The process exit codes, the same for every command; ``worker.cli.EXIT_CODES`` says what each means."""
+
+    OK = 0
+    BAD_SETTINGS = 2
+    FENCED = 3
+    KAFKA_FATAL = 4
+    NOT_AUTHORIZED = 5
+    UNSUPPORTED_VERSION = 6
+    INTERNAL_ERROR = 70
 
 
 class DeadLetterClass(StrEnum):
@@ -26,7 +42,6 @@ class DeadLetterClass(StrEnum):
     CORRUPT = "CORRUPT"
     INVALID_FIELD = "INVALID_FIELD"
     MISSING_FIELD = "MISSING_FIELD"
-    KEY_MISMATCH = "KEY_MISMATCH"
     DUPLICATE_EVENT = "DUPLICATE_EVENT"
     TOO_LARGE = "TOO_LARGE"
 
@@ -85,9 +100,5 @@ class ConfigError(ClaimsWorkerError):
     """A setting is missing or wrong; the CLI prints it and exits non-zero."""
 
 
-class RegistryUnavailable(ClaimsWorkerError):  # noqa: N818 - named like TransactionFailed
+class RegistryUnavailable(ClaimsWorkerError):  # noqa: N818 - established public name
     """The schema registry could not be asked (network, timeout, 5xx): infrastructure, not bad input."""
-
-
-class TransactionFailed(ClaimsWorkerError):  # noqa: N818 - established public name, used by tests
-    """A Kafka transaction could not be committed; the batch is aborted and replayed."""

@@ -11,7 +11,8 @@ import time
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.contracts.codec import ClaimCodec, Framing
+from worker.config.settings import WireFormat
+from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
 from worker.contracts.results import SourceCoordinates, build_result
 from worker.devtools.samples import sample_claims
@@ -60,9 +61,9 @@ def _rate(action: Callable[[Any], object], payload: object, count: int, rounds: 
     return statistics.median(rates)
 
 
-def _bench_framing(framing: Framing, claim: Claim, count: int, rounds: int) -> None:
+def _bench_framing(framing: WireFormat, claim: Claim, count: int, rounds: int) -> None:
     """Print the figures for one framing."""
-    codec = ClaimCodec(wire_format=framing)
+    codec = Codec(wire_format=framing)
     value = codec.encode_claim(claim)
     old_value = codec.encode_claim(
         claim.model_copy(update={"prior_authorization_type_code": None}), version=1
@@ -93,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     claim = next(s.claim for s in sample_claims() if s.label == "approve-attested-recurrent")
     print(f"median of {args.rounds} rounds x {args.count} records")
-    for framing in Framing:
+    for framing in WireFormat:
         _bench_framing(framing, claim, args.count, args.rounds)
 
 

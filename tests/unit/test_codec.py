@@ -7,9 +7,7 @@ import dataclasses
 import io
 import json
 import shutil
-import threading
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import fastavro
 import pytest
@@ -17,11 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.unit.fake_registry import FakeRegistry
+from worker.config.settings import WireFormat
 from worker.contracts.codec import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MARKER,
-    ClaimCodec,
-    Framing,
+    Codec,
     invalid_claim_from,
 )
 from worker.contracts.model import (
@@ -50,7 +49,14 @@ from worker.contracts.registry import (
 )
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
 from worker.devtools.samples import sample_claims
-from worker.errors import BadRecord, ConfigError, DeadLetterClass, DecodeError, InvalidClaim
+from worker.errors import (
+    RETIRED_DEAD_LETTER_CLASSES,
+    BadRecord,
+    ConfigError,
+    DeadLetterClass,
+    DecodeError,
+    InvalidClaim,
+)
 
 HYPOTHESIS = settings(
     deadline=timedelta(milliseconds=500),
@@ -73,7 +79,7 @@ PHI_VALUES = (PHI_MEMBER, PHI_FIRST, PHI_LAST, "1901", "PHI")
 @pytest.fixture(scope="module")
 def codec():
     """One codec for the module: schemas are parsed once, as in production."""
-    return ClaimCodec()
+    return Codec()
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +242,7 @@ class TestRoundTrip:
 
     def test_confluent_round_trip(self):
         """Confluent framing writes magic 0 and the local id, and reads back through the local resolver."""
-        codec = ClaimCodec(wire_format=Framing.CONFLUENT)
+        codec = Codec(wire_format=WireFormat.CONFLUENT)
         ids = json.loads((SCHEMAS_DIR / "registry-ids.json").read_text())
         value = codec.encode_claim(CLAIM)
         assert value[:1] == CONFLUENT_MAGIC
@@ -247,7 +253,7 @@ class TestRoundTrip:
 
     def test_reading_autodetects_framing(self, codec):
         """A single-object codec reads Confluent-framed bytes and vice versa."""
-        confluent = ClaimCodec(wire_format="confluent")
+        confluent = Codec(wire_format="confluent")
         assert codec.decode_claim(confluent.encode_claim(CLAIM)) == CLAIM
         assert confluent.decode_claim(codec.encode_claim(CLAIM)) == CLAIM
 
@@ -364,8 +370,16 @@ class TestSchemasMirrorModel:
         ],
     )
     def test_enum_symbols_mirror_python_enums(self, raw_schemas, file_name, enum_name, members):
-        """Each Avro enum lists exactly the values of its Python enum, in order."""
-        assert _enum_symbols(raw_schemas[file_name], enum_name) == [m.value for m in members]
+        """Each Avro enum lists exactly the values of its Python enum in order, besides retired symbols."""
+        symbols = _enum_symbols(raw_schemas[file_name], enum_name)
+        assert [s for s in symbols if s not in RETIRED_DEAD_LETTER_CLASSES] == [m.value for m in members]
+
+    def test_retired_dead_letter_classes_stay_in_the_schemas_only(self, raw_schemas):
+        """A retired class is still a symbol of every dead-letter schema but no DeadLetterClass member."""
+        for file_name in ("dead_letter.avsc", "dead_letter.v2.avsc"):
+            symbols = _enum_symbols(raw_schemas[file_name], "DeadLetterClass")
+            assert set(RETIRED_DEAD_LETTER_CLASSES) <= set(symbols)
+        assert not set(RETIRED_DEAD_LETTER_CLASSES) & {m.value for m in DeadLetterClass}
 
     def test_result_fields_mirror_decision(self, raw_schemas):
         """The result carries every Decision field and CriterionResult field under the same name."""
@@ -467,7 +481,7 @@ class TestBadInput:
         assert (
             _assert_bad_record(codec.decode_result, claim_value).error_class is DeadLetterClass.UNKNOWN_SCHEMA
         )
-        confluent = ClaimCodec(wire_format="confluent")
+        confluent = Codec(wire_format="confluent")
         value = confluent.encode_result(record)
         assert _assert_bad_record(codec.decode_claim, value).error_class is DeadLetterClass.UNKNOWN_SCHEMA
 
@@ -488,7 +502,7 @@ class TestBadInput:
 
     def test_oversized_record_is_refused_before_reading(self):
         """A record longer than max_record_bytes raises CORRUPT without being parsed."""
-        codec = ClaimCodec(max_record_bytes=64)
+        codec = Codec(max_record_bytes=64)
         error = _assert_bad_record(codec.decode_claim, codec.encode_claim(CLAIM))
         assert error.error_class is DeadLetterClass.CORRUPT
         assert "64" in error.reason
@@ -565,7 +579,7 @@ class TestProperties:
     @given(body=st.binary(max_size=512), version=st.sampled_from([1, 2]), confluent=st.booleans())
     def test_valid_header_random_body_raises_bad_record(self, codec, body, version, confluent):
         """A known claim header followed by arbitrary bytes raises BadRecord (decoding alone raises DecodeError)."""
-        writer = ClaimCodec(wire_format="confluent") if confluent else codec
+        writer = Codec(wire_format="confluent") if confluent else codec
         claim = CLAIM.model_copy(update={"prior_authorization_type_code": None})
         header = writer.encode_claim(claim, version=version)[: 5 if confluent else 10]
         _assert_bad_record(codec.decode_claim, header + body)
@@ -749,8 +763,8 @@ class TestSchemaSources:
     def test_schema_folder_override(self, tmp_path):
         """A codec built on a copy of the schema folder reads the default codec's bytes."""
         shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
-        codec = ClaimCodec(tmp_path / "schemas")
-        assert codec.decode_claim(ClaimCodec().encode_claim(CLAIM)) == CLAIM
+        codec = Codec(tmp_path / "schemas")
+        assert codec.decode_claim(Codec().encode_claim(CLAIM)) == CLAIM
 
     def test_missing_family_is_a_config_error(self, tmp_path):
         """A schema folder without the dead-letter schema raises ConfigError."""
@@ -758,15 +772,15 @@ class TestSchemaSources:
         for version in (tmp_path / "schemas").glob("dead_letter*.avsc"):
             version.unlink()
         with pytest.raises(ConfigError):
-            ClaimCodec(tmp_path / "schemas")
+            Codec(tmp_path / "schemas")
 
     def test_confluent_writing_needs_ids(self, tmp_path):
         """Confluent framing without registry-ids.json raises ConfigError; single-object does not need it."""
         shutil.copytree(SCHEMAS_DIR, tmp_path / "schemas")
         (tmp_path / "schemas" / "registry-ids.json").unlink()
-        ClaimCodec(tmp_path / "schemas")
+        Codec(tmp_path / "schemas")
         with pytest.raises(ConfigError):
-            ClaimCodec(tmp_path / "schemas", wire_format="confluent")
+            Codec(tmp_path / "schemas", wire_format="confluent")
 
     def test_zero_byte_array_items_are_refused(self, tmp_path):
         """A schema with an array of nulls (or of empty records) is refused at load time."""
@@ -790,50 +804,10 @@ class TestSchemaSources:
 # -- HTTP schema registry (local server only) --------------------------------------------------
 
 
-class _Registry:
-    """A tiny in-process schema registry: fixed answers by path, and a request log."""
-
-    def __init__(self):
-        self.answers = {}
-        self.requests = []
-        self.authorizations = []
-        registry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                registry.requests.append(self.path)
-                registry.authorizations.append(self.headers.get("Authorization"))
-                status, body = registry.answers.get(self.path, (404, {"error_code": 40403}))
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def register(self, schema_id, schema, **extra):
-        """Serve ``schema`` under ``schema_id``."""
-        self.answers[f"/schemas/ids/{schema_id}"] = (200, {"schema": json.dumps(schema), **extra})
-
-    def close(self):
-        """Stop the server."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
 @pytest.fixture
 def registry():
     """A local schema registry on 127.0.0.1, stopped after the test."""
-    server = _Registry()
+    server = FakeRegistry()
     yield server
     server.close()
 
@@ -849,8 +823,8 @@ class TestHttpSchemaResolver:
     def test_resolves_and_caches(self, registry, raw_schemas):
         """A registered id decodes, and a second record with that id makes no second request."""
         registry.register(42, raw_schemas["claim.v2.avsc"])
-        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
-        value = _confluent(42, ClaimCodec().encode_claim(CLAIM)[10:])
+        codec = Codec(resolver=HttpSchemaResolver(registry.url))
+        value = _confluent(42, Codec().encode_claim(CLAIM)[10:])
         assert codec.decode_claim(value) == CLAIM
         assert codec.decode_claim(value) == CLAIM
         assert registry.requests == ["/schemas/ids/42"]
@@ -864,7 +838,7 @@ class TestHttpSchemaResolver:
 
     def test_unknown_id_is_unknown_schema_and_remembered(self, registry):
         """A 404 from the registry is UNKNOWN_SCHEMA, a bad record, and is not asked for again."""
-        codec = ClaimCodec(registry_url=registry.url)
+        codec = Codec(registry_url=registry.url)
         for _ in range(3):
             error = _assert_bad_record(codec.decode_claim, _confluent(9, b"\x02a"))
             assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
@@ -880,7 +854,18 @@ class TestHttpSchemaResolver:
     def test_resolver_and_url_together_are_refused(self, registry):
         """Giving both a resolver and a registry URL is a configuration error."""
         with pytest.raises(ConfigError):
-            ClaimCodec(resolver=HttpSchemaResolver(registry.url), registry_url=registry.url)
+            Codec(resolver=HttpSchemaResolver(registry.url), registry_url=registry.url)
+
+    def test_unknown_id_memory_keeps_the_newest_ids_when_full(self, registry, monkeypatch):
+        """Past its bound the resolver still remembers the newest unknown id (it used to stop learning)."""
+        import worker.contracts.registry as registry_module  # noqa: PLC0415
+
+        monkeypatch.setattr(registry_module, "_MAX_REMEMBERED_UNKNOWN_IDS", 2)
+        resolver = HttpSchemaResolver(registry.url)
+        for schema_id in (1, 2, 3, 3):
+            with pytest.raises(KeyError):
+                resolver.schema_for_id(schema_id)
+        assert registry.requests == ["/schemas/ids/1", "/schemas/ids/2", "/schemas/ids/3"]
 
     def test_non_avro_and_unbounded_schemas_are_unknown(self, registry):
         """A Protobuf schema or one with zero-byte array items is UNKNOWN_SCHEMA."""
@@ -891,7 +876,7 @@ class TestHttpSchemaResolver:
             "fields": [{"name": "spin", "type": {"type": "array", "items": "null"}}],
         }
         registry.register(11, bad)
-        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        codec = Codec(resolver=HttpSchemaResolver(registry.url))
         for schema_id in (10, 11):
             error = _assert_bad_record(codec.decode_claim, _confluent(schema_id, b"\x02a"))
             assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
@@ -899,7 +884,7 @@ class TestHttpSchemaResolver:
     def test_server_error_is_infrastructure_not_bad_record(self, registry):
         """A 5xx is RegistryUnavailable: the record is not dead-lettered for an outage."""
         registry.answers["/schemas/ids/5"] = (503, {"message": "down"})
-        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        codec = Codec(resolver=HttpSchemaResolver(registry.url))
         with pytest.raises(RegistryUnavailable):
             codec.decode_claim(_confluent(5, b"\x02a"))
 
@@ -920,7 +905,7 @@ class TestHttpSchemaResolver:
         fastavro.schemaless_writer(
             buffer, fastavro.parse_schema(v3), {**CLAIM.model_dump(), "future_field": "x"}
         )
-        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        codec = Codec(resolver=HttpSchemaResolver(registry.url))
         assert codec.decode_claim(_confluent(300, buffer.getvalue())) == CLAIM
 
     def test_incompatible_writer_is_unknown_schema(self, registry, raw_schemas):
@@ -933,7 +918,7 @@ class TestHttpSchemaResolver:
         record = {**CLAIM.model_dump(), "transaction_code": "X9"}
         buffer = io.BytesIO()
         fastavro.schemaless_writer(buffer, fastavro.parse_schema(broken), record)
-        codec = ClaimCodec(resolver=HttpSchemaResolver(registry.url))
+        codec = Codec(resolver=HttpSchemaResolver(registry.url))
         error = _assert_bad_record(codec.decode_claim, _confluent(301, buffer.getvalue()))
         assert error.error_class is DeadLetterClass.UNKNOWN_SCHEMA
 
@@ -964,4 +949,4 @@ class TestDeadLetterEvolution:
         body = io.BytesIO()
         fastavro.schemaless_writer(body, v1.parsed, record)
         framed = b"\xc3\x01" + v1.fingerprint + body.getvalue()
-        assert ClaimCodec().decode_dead_letter(framed)["source"]["offset"] == 7
+        assert Codec().decode_dead_letter(framed)["source"]["offset"] == 7

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from worker.errors import DeadLetterClass, DecodeError, TransactionFailed
+from worker.errors import DeadLetterClass, DecodeError, RegistryUnavailable
 from worker.ops.logs import ALLOWED_KEYS, configure_logging, get_logger, keep_allowed_keys, reset_logging
 
 WORKER = Path(__file__).resolve().parents[2] / "worker"
@@ -196,9 +196,9 @@ class TestExceptions:
 
     def test_exception_given_as_exc_info_value(self, out):
         """exc_info=<exception> is rendered the same way as log.exception."""
-        structlog.get_logger().error("commit_failed", exc_info=TransactionFailed("commit timed out"))
+        structlog.get_logger().error("commit_failed", exc_info=RegistryUnavailable("commit timed out"))
         (line,) = _lines(out)
-        assert line["error_type"] == "TransactionFailed"
+        assert line["error_type"] == "RegistryUnavailable"
         assert line["error"] == "commit timed out"
 
     def test_exception_as_a_keyword_value(self, out):

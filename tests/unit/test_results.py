@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from worker.contracts.codec import ClaimCodec
+from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
 from worker.contracts.registry import SCHEMAS_DIR
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
@@ -27,7 +27,7 @@ PHI_DOB = date(1901, 2, 3)
 @pytest.fixture(scope="module")
 def codec():
     """One codec for the module."""
-    return ClaimCodec()
+    return Codec()
 
 
 def _schema_fields(file_name):

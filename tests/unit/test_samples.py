@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.contracts.codec import ClaimCodec
+from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, TransactionCode, npi_is_valid
 from worker.contracts.registry import load_schemas
 from worker.devtools.samples import Sample, poison_records, sample_claims, sample_records
@@ -14,7 +14,7 @@ from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim
 @pytest.fixture(scope="module")
 def codec():
     """One codec for the module."""
-    return ClaimCodec()
+    return Codec()
 
 
 def test_labels_are_unique_and_cover_a_dozen_paths():

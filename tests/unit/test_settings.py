@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 
 import pytest
 
 from worker.config.settings import Settings, load_settings
+from worker.devtools.samples import sample_claims
 from worker.errors import ConfigError
 
 
@@ -136,9 +139,11 @@ class TestCommandLine:
         proc = subprocess.run(
             [sys.executable, "-m", "worker", "--help"], capture_output=True, text=True, timeout=60, check=True
         )
-        assert [code for code, _ in EXIT_CODES] == [0, 2, 3, 4, 5, 6, 70]
+        from worker.errors import ExitCode  # noqa: PLC0415
+
+        assert [code for code, _ in EXIT_CODES] == [0, 2, 3, 4, 5, 6, 70] == sorted(ExitCode)
         for code, meaning in EXIT_CODES:
-            assert f"  {code:<3} {meaning}" in proc.stdout
+            assert f"  {code.value:<3} {meaning}" in proc.stdout
         assert "not authorized" in proc.stdout
 
     def test_admin_commands_are_registered_through_the_feature_hook(self):
@@ -216,18 +221,43 @@ class TestCommandLine:
 
 
 class TestSchemaResolver:
-    def test_registry_url_builds_an_http_resolver_with_credentials(self):
-        """A registry URL with user and password gives an HTTP resolver that carries basic auth."""
+    def test_registry_credentials_reach_the_registry_as_basic_auth(self, raw_claim_schema):
+        """Registry user and password from the settings arrive at the registry as one basic-auth header."""
+        from tests.unit.fake_registry import FakeRegistry  # noqa: PLC0415
         from worker.cli import _schema_resolver  # noqa: PLC0415
-        from worker.contracts.registry import HttpSchemaResolver  # noqa: PLC0415
+        from worker.contracts.codec import Codec  # noqa: PLC0415
 
-        s = load_settings(
-            {
-                "CLAIMS_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081",
-                "CLAIMS_SCHEMA_REGISTRY_USERNAME": "svc",
-                "CLAIMS_SCHEMA_REGISTRY_PASSWORD": "pw-sentinel",
-            }
-        )
-        resolver = _schema_resolver(s)
-        assert isinstance(resolver, HttpSchemaResolver)
+        registry = FakeRegistry()
+        try:
+            registry.register(5, raw_claim_schema)
+            s = load_settings(
+                {
+                    "CLAIMS_SCHEMA_REGISTRY_URL": registry.url,
+                    "CLAIMS_SCHEMA_REGISTRY_USERNAME": "svc",
+                    "CLAIMS_SCHEMA_REGISTRY_PASSWORD": "pw-sentinel",
+                    "CLAIMS_WIRE_FORMAT": "confluent",
+                }
+            )
+            codec = Codec(resolver=_schema_resolver(s), wire_format=s.wire_format)
+            claim = sample_claims()[0].claim
+            body = Codec().encode_claim(claim)[10:]  # single-object header is 10 bytes
+            assert codec.decode_claim(b"\x00" + (5).to_bytes(4, "big") + body) == claim
+        finally:
+            registry.close()
+        expected = "Basic " + base64.b64encode(b"svc:pw-sentinel").decode("ascii")
+        assert registry.requests == ["/schemas/ids/5"]
+        assert registry.authorizations == [expected]
+
+    def test_no_registry_url_means_local_schemas(self):
+        """Without a registry URL no HTTP resolver is built: ids resolve from the bundled schemas."""
+        from worker.cli import _schema_resolver  # noqa: PLC0415
+
         assert _schema_resolver(load_settings({})) is None
+
+
+@pytest.fixture
+def raw_claim_schema():
+    """The bundled newest claim schema as JSON."""
+    from worker.contracts.registry import SCHEMAS_DIR  # noqa: PLC0415
+
+    return json.loads((SCHEMAS_DIR / "claim.v2.avsc").read_text(encoding="utf-8"))

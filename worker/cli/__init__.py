@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from worker import __version__
 from worker.config.settings import Settings, load_settings
-from worker.errors import ConfigError
+from worker.errors import ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -32,14 +32,26 @@ __all__ = ["main"]
 T = TypeVar("T")
 
 # The process exit codes, fixed for every command; `--help` prints them.
-EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (0, "stopped cleanly (SIGTERM/SIGINT, or idle past CLAIMS_EXIT_WHEN_IDLE_S)"),
-    (2, "bad settings or arguments, a missing or mis-sized topic, the metrics port in use"),
-    (3, "fenced: another live instance owns the transactional id or the static member id"),
-    (4, "Kafka or the schema registry unreachable past CLAIMS_STARTUP_RETRIES / CLAIMS_OUTAGE_LIMIT_S"),
-    (5, "not authorized: authentication failed or an ACL is missing (the topic, group or id is named)"),
-    (6, "unsupported broker version"),
-    (70, "unexpected internal error (one log line with its type and the record's coordinates)"),
+EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
+    (ExitCode.OK, "stopped cleanly (SIGTERM/SIGINT, or idle past CLAIMS_EXIT_WHEN_IDLE_S)"),
+    (
+        ExitCode.BAD_SETTINGS,
+        "bad settings or arguments, a missing or mis-sized topic, the metrics port in use",
+    ),
+    (ExitCode.FENCED, "fenced: another live instance owns the transactional id or the static member id"),
+    (
+        ExitCode.KAFKA_FATAL,
+        "Kafka or the schema registry unreachable past CLAIMS_STARTUP_RETRIES / CLAIMS_OUTAGE_LIMIT_S",
+    ),
+    (
+        ExitCode.NOT_AUTHORIZED,
+        "not authorized: authentication failed or an ACL is missing (the topic, group or id is named)",
+    ),
+    (ExitCode.UNSUPPORTED_VERSION, "unsupported broker version"),
+    (
+        ExitCode.INTERNAL_ERROR,
+        "unexpected internal error (one log line with its type and the record's coordinates)",
+    ),
 )
 
 
@@ -49,7 +61,7 @@ def _settings_help() -> str:
         env = "KAFKA_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" else f"CLAIMS_{name.upper()}"
         default = "" if field.default in (None, "") else f" [default: {field.default}]"
         lines.append(f"  {env:<36} {field.description}{default}")
-    lines += ["", "exit codes:", *(f"  {code:<3} {meaning}" for code, meaning in EXIT_CODES)]
+    lines += ["", "exit codes:", *(f"  {code.value:<3} {meaning}" for code, meaning in EXIT_CODES)]
     return "\n".join(lines)
 
 
@@ -122,7 +134,7 @@ def _run(settings: Settings) -> int:
     from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
     from worker.policy import default_policy  # noqa: PLC0415
     from worker.runtime import kafka_io  # noqa: PLC0415 - keeps `--help` and print-settings fast
-    from worker.runtime.pipeline import ExitCode, Pipeline  # noqa: PLC0415
+    from worker.runtime.pipeline import Pipeline  # noqa: PLC0415
 
     configure_logging(settings.log_format.value, settings.log_level)
     log = get_logger("claims_worker")
@@ -209,12 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command(args, load_settings())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_SETTINGS
     except kerrors.KafkaError as exc:
         print(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
         )
-        return 4
+        return ExitCode.KAFKA_FATAL
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class LogFormat(StrEnum):
 
 
 class WireFormat(StrEnum):
-    """How Avro records are framed on the wire."""
+    """How ``Codec.encode_*`` frames Avro records on the wire; decoding accepts both."""
 
     SINGLE_OBJECT = "single-object"
     CONFLUENT = "confluent"

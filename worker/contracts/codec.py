@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
+from worker.config.settings import WireFormat
 from worker.contracts.model import Claim
 from worker.contracts.registry import (
     HttpSchemaResolver,
@@ -47,9 +47,7 @@ __all__ = [
     "CONFLUENT_MAGIC",
     "DEFAULT_MAX_RECORD_BYTES",
     "SINGLE_OBJECT_MARKER",
-    "ClaimCodec",
     "Codec",
-    "Framing",
     "invalid_claim_from",
 ]
 
@@ -76,13 +74,6 @@ _CORRUPT_BODY_ERRORS = (
     RecursionError,
     struct.error,
 )
-
-
-class Framing(StrEnum):
-    """How ``encode_*`` frames the Avro body; decoding accepts both."""
-
-    SINGLE_OBJECT = "single-object"
-    CONFLUENT = "confluent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +140,7 @@ class _Family:
         }
 
 
-class ClaimCodec:
+class Codec:
     """Encodes and decodes claim, result and dead-letter records; parses every schema once, at construction.
 
     ``schemas_dir`` overrides the ``schemas/`` folder; ``wire_format`` selects the framing ``encode_*``
@@ -164,7 +155,7 @@ class ClaimCodec:
         self,
         schemas_dir: Path | None = None,
         *,
-        wire_format: Framing | str = Framing.SINGLE_OBJECT,
+        wire_format: WireFormat | str = WireFormat.SINGLE_OBJECT,
         resolver: SchemaResolver | None = None,
         registry_url: str | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
@@ -188,7 +179,7 @@ class ClaimCodec:
             )
         self._resolver = resolver
         self._max_record_bytes = max_record_bytes
-        if Framing(wire_format) is Framing.CONFLUENT:
+        if WireFormat(wire_format) is WireFormat.CONFLUENT:
             unassigned = sorted(v.file_name for v in versions if v.file_name not in ids)
             if unassigned:
                 raise ConfigError(f"Confluent framing needs registry ids for {unassigned}")
@@ -319,10 +310,6 @@ class ClaimCodec:
             plan = _plan(writer, family.current.parsed)
         family.by_id[schema_id] = plan
         return plan
-
-
-# The name the pipeline and the CLI use.
-Codec = ClaimCodec
 
 
 def _read_body(plan: _ReadPlan, value: bytes, start: int, family: str) -> dict[str, Any]:

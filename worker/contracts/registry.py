@@ -16,6 +16,7 @@ from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, fingerprint, to_parsing_canonical_form
 
 from worker.errors import RegistryUnavailable
+from worker.lru import LruMemo
 
 __all__ = [
     "SCHEMAS_DIR",
@@ -44,6 +45,8 @@ _MAX_REGISTRY_RESPONSE_BYTES = 1 << 20
 # Unknown ids remembered so a flood of bad records does not become a flood of requests; bounded
 # because the ids come from input bytes. Producers register before they send, so a miss stays a miss.
 _MAX_REMEMBERED_UNKNOWN_IDS = 4096
+# Parsed schemas kept; a topic carries a handful of writer schemas, so this bound is never near in practice.
+_MAX_CACHED_SCHEMAS = 1024
 # Fewest bytes each Avro primitive takes in the binary encoding.
 _PRIMITIVE_MIN_BYTES = {
     "null": 0,
@@ -232,23 +235,22 @@ class HttpSchemaResolver:
         if username is not None or password is not None:
             token = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode("ascii")
             self._authorization = f"Basic {token}"
-        self._cache: dict[int, ParsedSchema] = {}
-        self._unknown: set[int] = set()
+        self._cache: LruMemo[int, ParsedSchema] = LruMemo(_MAX_CACHED_SCHEMAS)
+        self._unknown: LruMemo[int, int] = LruMemo(_MAX_REMEMBERED_UNKNOWN_IDS)
 
     def schema_for_id(self, schema_id: int) -> ParsedSchema:
         """Return the parsed schema registered under ``schema_id`` (cached after the first fetch)."""
         cached = self._cache.get(schema_id)
         if cached is not None:
             return cached
-        if schema_id in self._unknown:
+        if self._unknown.get(schema_id) is not None:
             raise KeyError(schema_id)
         try:
             parsed = self._fetch_schema(schema_id)
         except KeyError:
-            if len(self._unknown) < _MAX_REMEMBERED_UNKNOWN_IDS:
-                self._unknown.add(schema_id)
+            self._unknown.put(schema_id, schema_id)
             raise
-        self._cache[schema_id] = parsed
+        self._cache.put(schema_id, parsed)
         return parsed
 
     def _fetch_schema(self, schema_id: int) -> ParsedSchema:

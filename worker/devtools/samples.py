@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from worker.contracts.codec import SINGLE_OBJECT_MARKER, ClaimCodec
+from worker.contracts.codec import SINGLE_OBJECT_MARKER, Codec
 from worker.contracts.model import Claim
 
 __all__ = [
@@ -146,12 +146,12 @@ def sample_claims() -> list[Sample]:
     return [Sample(label, Claim.model_validate(record), old_versions.get(label)) for label, record in records]
 
 
-def sample_records(codec: ClaimCodec | None = None) -> list[tuple[str, bytes, bytes]]:
+def sample_records(codec: Codec | None = None) -> list[tuple[str, bytes, bytes]]:
     """Return ``(label, key, value)`` for every sample claim, encoded as a producer would send it.
 
     The key is the claim id; each claim is written with its sample's schema version.
     """
-    codec = codec or ClaimCodec()
+    codec = codec or Codec()
     return [
         (
             sample.label,
@@ -162,13 +162,13 @@ def sample_records(codec: ClaimCodec | None = None) -> list[tuple[str, bytes, by
     ]
 
 
-def poison_records(codec: ClaimCodec | None = None) -> list[tuple[bytes | None, bytes]]:
+def poison_records(codec: Codec | None = None) -> list[tuple[bytes | None, bytes]]:
     """Return ``(key, value)`` records the worker must dead-letter; the key names what is wrong.
 
     They are: bytes that are not Avro, a truncated claim, an unknown fingerprint, a claim whose NPI
     fails the check digit, and a B2 reversal that names no original claim.
     """
-    codec = codec or ClaimCodec()
+    codec = codec or Codec()
     valid = codec.encode_claim(_record(90))
     body = valid[len(SINGLE_OBJECT_MARKER) + 8 :]
     bad_npi = _record(91, prescriber={"npi": _BAD_CHECK_DIGIT_NPI, "taxonomy": _ONCOLOGY})

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from worker.errors import ConfigError
+from worker.lru import LruMemo
 from worker.policy.criteria import DiseaseStageRule, SpecialistRule
 from worker.policy.diagnoses import CodeFamily, DiagnosisCodes, normalise_code
 from worker.policy.ndc import ndc_candidates, product_key
@@ -28,7 +29,7 @@ __all__ = ["DEFAULT_POLICY_FILE", "Policy", "default_policy", "load_policy"]
 DEFAULT_POLICY_FILE = "ixempra.json"
 """The policy ``default_policy`` loads from the ``worker.policies`` package."""
 
-_MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, matches are computed every time
+_MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, the least recently used is forgotten
 
 _DOC = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
@@ -164,7 +165,9 @@ class Policy:
     approval_duration_years: int
     reject_not_approved: str
     reject_missing_diagnosis: str
-    _product_memo: dict[str, tuple[str, str] | None] = field(default_factory=dict, repr=False, compare=False)
+    _product_memo: LruMemo[str, tuple[str, str] | None] = field(
+        default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
+    )
 
     def match_product(self, product: Product) -> tuple[str, str] | None:
         """Return ``(ndc11, form)`` when the product is one of the policy's NDCs, else ``None``."""
@@ -173,14 +176,13 @@ class Policy:
         product_id = product.product_id
         memo = self._product_memo
         if product_id in memo:
-            return memo[product_id]
+            return memo.get(product_id)
         matched = None
         for ndc11, form in ndc_candidates(product_id):
             if product_key(ndc11) in self.ndc_products:
                 matched = (ndc11, form)
                 break
-        if len(memo) < _MEMO_LIMIT:
-            memo[product_id] = matched
+        memo.put(product_id, matched)
         return matched
 
 

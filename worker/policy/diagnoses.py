@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from worker.lru import LruMemo
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -56,12 +58,14 @@ class DiagnosisCodes:
     """Compiled code families for one disease criterion: dotless prefix tuples in precedence order.
 
     Built once when the policy loads. Each distinct submitted code is classified once and remembered
-    (up to ``_MEMO_LIMIT`` codes, so odd input cannot grow it without bound).
+    (the ``_MEMO_LIMIT`` most recently used codes, so odd input cannot grow it without bound).
     """
 
     qualifier: str
     prefixes: tuple[tuple[CodeFamily, tuple[str, ...]], ...]
-    _memo: dict[str, tuple[CodeFamily, str]] = field(default_factory=dict, repr=False, compare=False)
+    _memo: LruMemo[str, tuple[CodeFamily, str]] = field(
+        default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
+    )
 
     def family(self, code: str) -> CodeFamily:
         """Return the family of a dotless, upper-case ICD-10 code: the first family whose prefix it has."""
@@ -76,8 +80,7 @@ class DiagnosisCodes:
         if known is None:
             dotless = normalise_code(code)
             known = (self.family(dotless), display_code(dotless))
-            if len(self._memo) < _MEMO_LIMIT:
-                self._memo[code] = known
+            self._memo.put(code, known)
         return known
 
     def read(self, diagnoses: Iterable[Diagnosis]) -> DiagnosisFindings:

@@ -19,7 +19,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from worker import __version__
 from worker.contracts.model import CriterionStatus, Outcome
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
-from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, RegistryUnavailable
+from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, ExitCode, RegistryUnavailable
 from worker.ops.metrics import RebalanceKind, WorkerMetrics
 from worker.policy import Policy, decide
 from worker.runtime.kafka_io import (
@@ -44,15 +44,6 @@ if TYPE_CHECKING:
     from worker.contracts.codec import Codec
 
 __all__ = ["BatchReport", "ExitCode", "Outgoing", "Pipeline", "adjudicate"]
-
-
-class ExitCode:
-    """Process exit codes: 0 clean stop, others name the reason."""
-
-    OK = 0
-    BAD_SETTINGS = 2
-    FENCED = 3
-    KAFKA_FATAL = 4
 
 
 class _Record(Protocol):
