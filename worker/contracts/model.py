@@ -1,6 +1,6 @@
 """Validated claim and decision types: the vocabulary shared by the codec, the policy and the pipeline.
 
-Field names follow NCPDP Telecommunication D.0 where one exists (see shared/policy/DOMAIN.md §4).
+Field names follow NCPDP Telecommunication D.0 where one exists (see docs/policy.md §4).
 PHI (member id, names, date of birth) lives only in ``Patient``, whose fields are hidden from
 ``repr`` and whose validation errors never carry input values (``hide_input_in_errors``).
 """
@@ -35,9 +35,9 @@ __all__ = [
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-# NUCC taxonomy codes are 10 characters: 9 alphanumerics and a closing "X" (DOMAIN.md §3).
+# NUCC taxonomy codes are 10 characters: 9 alphanumerics and a closing "X" (docs/policy.md §3).
 _TAXONOMY = r"^[0-9A-Z]{9}X$"
-# ICD-10-CM as sent on claims: letter, digit, alnum, then up to 4 more, dot optional (DOMAIN.md §2).
+# ICD-10-CM as sent on claims: letter, digit, alnum, then up to 4 more, dot optional (docs/policy.md §2).
 _ICD10 = re.compile(r"^[A-Z][0-9][0-9A-Z](\.?[0-9A-Z]{1,4})?$")
 
 
@@ -86,7 +86,7 @@ class CriterionStatus(StrEnum):
 
 
 def npi_is_valid(npi: str) -> bool:
-    """Tell whether a 10-digit NPI passes the Luhn check with the 80840 prefix (DOMAIN.md §5)."""
+    """Tell whether a 10-digit NPI passes the Luhn check with the 80840 prefix (docs/policy.md §5)."""
     if len(npi) != 10 or not npi.isdigit() or npi[0] not in "12":  # noqa: PLR2004 - NPI length
         return False
     total = 24  # the constant that stands for the "80840" prefix

@@ -40,7 +40,8 @@ JVM_FLAGS = (
     "-XX:TieredStopAtLevel=1",  # starts faster; a test broker never runs long enough for C2 to pay off
     "-Djava.awt.headless=true",
 )
-# Settings a single node needs for transactions and fast tests (see shared/KAFKA_NOTES.md §1).
+# Settings a single node needs for transactions (internal topics with one replica and min ISR 1)
+# and for fast tests.
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1

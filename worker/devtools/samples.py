@@ -2,7 +2,7 @@
 
 Every person here is fake: members are ``SYNTH0001``..., every last name is ``TEST``, and the NPIs
 are made-up numbers that merely pass the check digit. The products, diagnosis codes and taxonomies
-are real so that the policy sees realistic input (DOMAIN.md sections 1-3).
+are real so that the policy sees realistic input (docs/policy.md §1-3).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = [
 
 IXEMPRA_15MG_NDC = "70020191001"
 IXEMPRA_45MG_NDC_HYPHENATED = "70020-1911-01"
-CAPECITABINE_NDC = "00093747489"  # look-alike that must not match (DOMAIN.md section 1)
+CAPECITABINE_NDC = "00093747489"  # look-alike that must not match (docs/policy.md §1)
 
 _ONCOLOGY = "207RX0202X"  # Medical Oncology
 _FAMILY_MEDICINE = "207Q00000X"

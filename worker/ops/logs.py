@@ -31,7 +31,7 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
         "level",
         "timestamp",
         "logger",
-        # record coordinates (HOUSE_STYLE section 5)
+        # record coordinates: where a record is, never what it holds (values may be PHI)
         "claim_id",
         "event_id",
         "topic",

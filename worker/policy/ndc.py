@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["ndc_candidates", "product_key"]
 
-# Segment lengths of a hyphenated NDC -> which segment gets the leading zero (DOMAIN.md §1).
+# Segment lengths of a hyphenated NDC -> which segment gets the leading zero (docs/policy.md §1).
 _PAD_SEGMENT: dict[tuple[int, int, int], int | None] = {
     (5, 4, 2): None,
     (4, 4, 2): 0,

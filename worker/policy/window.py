@@ -14,7 +14,7 @@ def approval_window(effective: date, years: int) -> tuple[date, date]:
     """Return ``(effective, expiration)`` for an approval of ``years`` years, both ends inclusive.
 
     The expiration is the day before the anniversary (2025-03-10 -> 2026-03-09). The anniversary of
-    29 February in a non-leap year is 1 March, so 2024-02-29 -> 2025-02-28 (DOMAIN.md §6). A window
+    29 February in a non-leap year is 1 March, so 2024-02-29 -> 2025-02-28 (docs/policy.md §6). A window
     that would end after 9999-12-31 ends on 9999-12-31. Never raises for ``years >= 1``.
     """
     year = effective.year + years

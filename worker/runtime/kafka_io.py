@@ -39,7 +39,8 @@ __all__ = [
 # filter from the output topic without decoding Avro (see README, "Duplicates").
 EVENT_ID_HEADER = "claims-worker.event-id"
 
-# Errors after which this producer must never be used again (KAFKA_NOTES §2).
+# Errors after which this producer must never be used again: kafka-python leaves its transaction
+# manager in a fatal state, and only a new producer (or a new instance) can go on.
 FATAL_ERRORS: tuple[type[Exception], ...] = (
     kerrors.ProducerFencedError,
     kerrors.TransactionalIdAuthorizationFailedError,
