@@ -7,13 +7,13 @@ the compacted updates topic and overlays it. See docs/directory.md.
 
 from __future__ import annotations
 
-from worker.directory.index import Directory, Entry, IndexError_, build_index, status_of
+from worker.directory.index import Directory, DirectoryIndexError, Entry, build_index, status_of
 from worker.directory.nppes import NppesFormatError, NppesRecord, read_nppes
 
 __all__ = [
     "Directory",
+    "DirectoryIndexError",
     "Entry",
-    "IndexError_",
     "NppesFormatError",
     "NppesRecord",
     "build_index",

@@ -33,7 +33,7 @@ from array import array
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from worker.directory.nppes import ENTITY_ORGANISATION, NppesRecord
 from worker.errors import ClaimsWorkerError
@@ -42,7 +42,17 @@ from worker.policy.facts import ProviderFacts, ProviderStatus
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "Directory", "Entry", "IndexError_", "build_index", "status_of"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "BuildSummary",
+    "Directory",
+    "DirectoryIndexError",
+    "Entry",
+    "build_index",
+    "facts_of",
+    "status_of",
+]
 
 MAGIC = b"CWNPIDX1"
 FORMAT_VERSION = 1
@@ -56,7 +66,7 @@ if sys.byteorder != "little":  # pragma: no cover - the sections are read throug
     raise ImportError(msg)
 
 
-class IndexError_(ClaimsWorkerError):  # noqa: N801 - IndexError is a builtin
+class DirectoryIndexError(ClaimsWorkerError):
     """The index file is missing, not an index, of another format version, or damaged."""
 
 
@@ -125,7 +135,7 @@ class BuildSummary:
     skipped: int
 
 
-def build_index(  # noqa: PLR0915 - one pass: collect, sort, check duplicates, write
+def build_index(  # noqa: C901, PLR0912, PLR0915 - one pass: collect, sort, check duplicates, write
     records: Iterable[NppesRecord],
     out: Path,
     *,
@@ -137,7 +147,7 @@ def build_index(  # noqa: PLR0915 - one pass: collect, sort, check duplicates, w
 ) -> BuildSummary:
     """Write the index of ``records`` to ``out`` (atomically: a temporary file renamed over it).
 
-    Raises ``NppesFormatError`` (from the records) or ``IndexError_`` on a duplicate NPI.
+    Raises ``NppesFormatError`` (from the records) or ``DirectoryIndexError`` on a duplicate NPI.
     """
     npis = array("I")
     lines = array("I")
@@ -161,7 +171,7 @@ def build_index(  # noqa: PLR0915 - one pass: collect, sort, check duplicates, w
             code_id = codes.get(code)
             if code_id is None:
                 if len(codes) >= _MAX_CODES:
-                    raise IndexError_(f"more than {_MAX_CODES} distinct taxonomy codes")
+                    raise DirectoryIndexError(f"more than {_MAX_CODES} distinct taxonomy codes")
                 code_id = codes[code] = len(codes)
             taxes.append(code_id)
         deact.append(_ordinal(rec.deactivation))
@@ -184,14 +194,18 @@ def build_index(  # noqa: PLR0915 - one pass: collect, sort, check duplicates, w
     for i in order:
         npi = npis[i]
         if npi == last:
-            raise IndexError_(f"line {lines[i]}: NPI listed twice (first at line {last_line})")
+            raise DirectoryIndexError(f"line {lines[i]}: NPI listed twice (first at line {last_line})")
         last, last_line = npi, lines[i]
         sorted_npis.append(npi)
         m = meta[4 * i : 4 * i + 4]
         _RECORD.pack_into(record_bytes, offset, first[i], deact[i], react[i], m[0], m[1], m[2], 0)
         offset += _RECORD.size
     del npis, first, deact, react, meta, lines
-    sections = {"npis": sorted_npis.tobytes(), "records": record_bytes, "taxonomies": taxes.tobytes()}
+    sections: dict[str, bytes | bytearray] = {
+        "npis": sorted_npis.tobytes(),
+        "records": record_bytes,
+        "taxonomies": taxes.tobytes(),
+    }
     digest = hashlib.sha256()
     for body in sections.values():
         digest.update(body)
@@ -265,35 +279,26 @@ class Directory:
         self._taxes = taxes.cast("H")
         self._views = [self._npis, self._taxes, npis, records, taxes, view]
         if len(self._npis) != self.rows or len(self._records) != self.rows * _RECORD.size:
-            raise IndexError_(f"{path}: section sizes do not match the header's {self.rows} rows")
+            raise DirectoryIndexError(f"{path}: section sizes do not match the header's {self.rows} rows")
         self._overlay: dict[int, Entry] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, verify: bool = False) -> Directory:
-        """Map the index at ``path`` read-only; ``verify`` also checks the sections' SHA-256 (reads it all)."""
+        """Map the index at ``path`` read-only; ``verify`` also checks the sections' SHA-256 (reads all)."""
         location = Path(path)
         try:
             with location.open("rb") as handle:
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
-            raise IndexError_(f"{location}: no such directory index") from None
+            raise DirectoryIndexError(f"{location}: no such directory index") from None
         except (OSError, ValueError) as exc:
-            raise IndexError_(f"{location}: cannot map the directory index ({exc})") from None
+            raise DirectoryIndexError(f"{location}: cannot map the directory index ({exc})") from None
         try:
-            magic, length, _ = _PREFIX.unpack_from(mapped, 0)
-            if magic != MAGIC:
-                raise IndexError_(f"{location}: not a claims-worker directory index")
-            header = json.loads(bytes(mapped[_PREFIX.size : _PREFIX.size + length]))
-            if header.get("format_version") != FORMAT_VERSION:
-                raise IndexError_(
-                    f"{location}: index format {header.get('format_version')}, this worker reads "
-                    f"{FORMAT_VERSION}: rebuild it with `claims-worker directory build`"
-                )
-            directory = cls(location, mapped, header)
+            directory = cls(location, mapped, _header(location, mapped))
         except (struct.error, ValueError, KeyError, TypeError) as exc:
             mapped.close()
-            raise IndexError_(f"{location}: damaged directory index ({type(exc).__name__})") from None
-        except IndexError_:
+            raise DirectoryIndexError(f"{location}: damaged directory index ({type(exc).__name__})") from None
+        except DirectoryIndexError:
             mapped.close()
             raise
         if verify:
@@ -301,14 +306,14 @@ class Directory:
         return directory
 
     def verify(self) -> None:
-        """Check the sections against the header's SHA-256; raise ``IndexError_`` when they differ."""
+        """Check the sections against the header's SHA-256; raise ``DirectoryIndexError`` when they differ."""
         digest = hashlib.sha256()
         with memoryview(self._map) as view:
             for name in ("npis", "records", "taxonomies"):
                 with _section(view, self.header, name) as body:
                     digest.update(body)
         if digest.hexdigest() != self.header["sha256"]:
-            raise IndexError_(f"{self.path}: the sections do not match their SHA-256 (damaged file)")
+            raise DirectoryIndexError(f"{self.path}: the sections do not match their SHA-256 (damaged file)")
 
     def close(self) -> None:
         """Release the mapping (lookups fail afterwards)."""
@@ -316,7 +321,7 @@ class Directory:
             view.release()
         self._map.close()
 
-    def __enter__(self) -> Directory:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -384,8 +389,21 @@ class Directory:
         return len(self._overlay)
 
 
+def _header(location: Path, mapped: mmap.mmap) -> dict[str, Any]:
+    magic, length, _ = _PREFIX.unpack_from(mapped, 0)
+    if magic != MAGIC:
+        raise DirectoryIndexError(f"{location}: not a claims-worker directory index")
+    header: dict[str, Any] = json.loads(bytes(mapped[_PREFIX.size : _PREFIX.size + length]))
+    if header.get("format_version") != FORMAT_VERSION:
+        raise DirectoryIndexError(
+            f"{location}: index format {header.get('format_version')}, this worker reads "
+            f"{FORMAT_VERSION}: rebuild it with `claims-worker directory build`"
+        )
+    return header
+
+
 def _section(view: memoryview, header: dict[str, Any], name: str) -> memoryview:
     offset, length = header["sections"][name]
     if offset < 0 or length < 0 or offset + length > len(view):
-        raise IndexError_(f"section {name} lies outside the file (truncated index?)")
+        raise DirectoryIndexError(f"section {name} lies outside the file (truncated index?)")
     return view[offset : offset + length]
