@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -92,6 +93,26 @@ class Settings(BaseSettings):
     outage_limit_s: float = Field(
         300.0, gt=0, le=86_400, description="How long a running worker retries lost brokers before exiting 4."
     )
+
+    # -- prescriber directory (worker/directory, docs/directory.md) --------------------------------------
+    directory_path: Path | None = Field(
+        None, description="Prescriber directory index (`claims-worker directory build`); unset: no lookups."
+    )
+    directory_updates_topic: Topic | None = Field(
+        None, description="Compacted topic of directory updates the worker follows over the index."
+    )
+    directory_catch_up_timeout_s: float = Field(
+        120.0, gt=0, le=3_600, description="Longest read of the updates topic at start before exiting 4."
+    )
+
+    @model_validator(mode="after")
+    def _directory_topic_distinct(self) -> Settings:
+        if self.directory_updates_topic in {self.claims_topic, self.results_topic, self.dead_letter_topic}:
+            msg = "the directory updates topic must differ from the claims, results and dead-letter topics"
+            raise ValueError(msg)
+        return self
+
+    # -- end of prescriber directory ---------------------------------------------------------------------
 
     @field_validator("bootstrap_servers")
     @classmethod
