@@ -272,6 +272,10 @@ class Directory:
         self.built_at: str = header["built_at"]
         self.rows: int = header["rows"]
         self._codes: tuple[str, ...] = tuple(sys.intern(c) for c in header["codes"])
+        for name in ("npis", "records", "taxonomies"):
+            offset, length = header["sections"][name]
+            if offset < 0 or length < 0 or offset + length > len(handle):
+                raise DirectoryIndexError(f"{path}: section {name} lies outside the file (truncated?)")
         view = memoryview(handle)
         npis, records, taxes = (_section(view, header, name) for name in ("npis", "records", "taxonomies"))
         self._npis = npis.cast("I")
@@ -279,6 +283,8 @@ class Directory:
         self._taxes = taxes.cast("H")
         self._views = [self._npis, self._taxes, npis, records, taxes, view]
         if len(self._npis) != self.rows or len(self._records) != self.rows * _RECORD.size:
+            for held in self._views:
+                held.release()
             raise DirectoryIndexError(f"{path}: section sizes do not match the header's {self.rows} rows")
         self._overlay: dict[int, Entry] = {}
 
