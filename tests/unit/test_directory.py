@@ -7,9 +7,7 @@ from datetime import date
 
 import pytest
 
-from worker.directory import Directory, DirectoryIndexError, Entry, build_index, read_nppes
-from worker.directory.index import FORMAT_VERSION, MAGIC
-from worker.directory.nppes import open_text
+from worker.contracts.model import npi_is_valid
 from worker.devtools.nppes_sample import (
     SAMPLE_PATH,
     SampleRow,
@@ -18,7 +16,9 @@ from worker.devtools.nppes_sample import (
     with_check_digit,
     write_nppes,
 )
-from worker.contracts.model import npi_is_valid
+from worker.directory import Directory, DirectoryIndexError, Entry, build_index, read_nppes
+from worker.directory.index import FORMAT_VERSION, MAGIC
+from worker.directory.nppes import open_text
 from worker.policy.facts import ProviderStatus
 
 ONCOLOGY = "207RX0202X"
@@ -198,7 +198,7 @@ def test_truncated_index_is_refused(tmp_path):
     """A truncated index is refused on open (its sections lie outside the file)."""
     path = _build(tmp_path, sample_rows())
     path.write_bytes(path.read_bytes()[:-40])
-    with pytest.raises(DirectoryIndexError, match="outside the file|damaged"):
+    with pytest.raises(DirectoryIndexError, match=r"outside the file|damaged"):
         Directory.open(path)
 
 

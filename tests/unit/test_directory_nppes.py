@@ -8,8 +8,8 @@ from datetime import date
 import pytest
 
 from worker.cli import main
-from worker.directory import Directory, NppesFormatError, read_nppes
 from worker.devtools.nppes_sample import SAMPLE_PATH, SampleRow, header, sample_rows, write_nppes
+from worker.directory import Directory, NppesFormatError, read_nppes
 
 ONCOLOGY = "207RX0202X"
 

@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from worker.cli.directory import release_of
+from worker.devtools.nppes_sample import SampleRow, sample_rows, write_nppes
 from worker.directory import Directory, Entry, build_index, read_nppes
 from worker.directory.updates import BadUpdate, DirectoryUpdates, decode_update, diff, encode_update
-from worker.devtools.nppes_sample import SampleRow, sample_rows, write_nppes
+from worker.errors import ConfigError
 from worker.policy.facts import ProviderStatus
 
 ONCOLOGY = "207RX0202X"
@@ -120,7 +121,7 @@ class _FakeConsumer:
         self.records = records
         self.closed = False
 
-    def partitions_for_topic(self, topic):
+    def partitions_for_topic(self, _topic):
         return {0}
 
     def assign(self, partitions):
@@ -129,7 +130,7 @@ class _FakeConsumer:
     def seek_to_beginning(self, *partitions):
         self.sought = partitions
 
-    def poll(self, timeout_ms, max_records):
+    def poll(self, timeout_ms, max_records):  # noqa: ARG002 - KafkaConsumer's signature
         batch, self.records = self.records[:max_records], self.records[max_records:]
         return {"tp": batch} if batch else {}
 
@@ -158,10 +159,8 @@ def test_follower_applies_updates_and_skips_bad_ones(tmp_path):
 
 def test_follower_refuses_a_missing_topic(tmp_path):
     """A follower of a topic that does not exist fails with a settings error (exit 2), naming the topic."""
-    from worker.errors import ConfigError
-
     consumer = _FakeConsumer([])
-    consumer.partitions_for_topic = lambda topic: None
+    consumer.partitions_for_topic = lambda _topic: None
     with _index(tmp_path, sample_rows(), "base") as directory, pytest.raises(ConfigError, match="t-missing"):
         DirectoryUpdates(directory, consumer, "t-missing")
     assert consumer.closed
