@@ -51,9 +51,9 @@ def index(tmp_path, capsys):
     return out
 
 
-def test_update_while_running_and_catch_up_after_restart(
+def test_update_while_running_and_catch_up_after_restart(  # noqa: PLR0917 - pytest fixtures
     kafka_bootstrap, unique, index, tmp_path, monkeypatch, capsys
-):  # noqa: PLR0917
+):
     """A diff published while a follower runs changes its facts; a restarted follower reads it back first."""
     topic = f"directory-{unique}"
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
