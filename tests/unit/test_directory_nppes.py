@@ -6,10 +6,14 @@ import io
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker.cli import main
+from worker.contracts.model import npi_is_valid
 from worker.devtools.nppes_sample import SAMPLE_PATH, SampleRow, header, sample_rows, write_nppes
 from worker.directory import Directory, NppesFormatError, read_nppes
+from worker.directory.nppes import npi_ok
 
 ONCOLOGY = "207RX0202X"
 
@@ -182,3 +186,16 @@ def test_cli_build_without_an_output_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CLAIMS_DIRECTORY_PATH", raising=False)
     assert main(["directory", "build", str(SAMPLE_PATH)]) == 2
     assert "CLAIMS_DIRECTORY_PATH" in capsys.readouterr().err
+
+
+@given(st.integers(min_value=0, max_value=9_999_999_999))
+def test_fast_npi_check_agrees_with_the_claim_rule(number):
+    """The build's unrolled check digit rule accepts exactly the NPIs the claim model accepts."""
+    npi = f"{number:010d}"
+    assert npi_ok(npi) == npi_is_valid(npi)
+
+
+def test_fast_npi_check_refuses_non_ascii_digits():
+    """Full-width or other Unicode digits are not an NPI, even when str.isdigit() says digits."""
+    assert not npi_ok("１234567893")
+    assert npi_ok("1234567893")
