@@ -197,5 +197,5 @@ def test_fast_npi_check_agrees_with_the_claim_rule(number):
 
 def test_fast_npi_check_refuses_non_ascii_digits():
     """Full-width or other Unicode digits are not an NPI, even when str.isdigit() says digits."""
-    assert not npi_ok("１234567893")
+    assert not npi_ok("\uff11234567893")
     assert npi_ok("1234567893")
