@@ -45,12 +45,13 @@ def status():
 
 from worker.directory import Directory
 from worker.policy.facts import ProviderFacts
-before = status()
-directory = Directory.open(sys.argv[1])
-opened = status()
 lookups = json.load(open(sys.argv[2]))
 npis = [str(n) for n in lookups["hits"]]
 misses = [str(n) for n in lookups["misses"]]
+del lookups
+before = status()  # the interpreter, the worker's modules and the bench's own NPI lists
+directory = Directory.open(sys.argv[1])
+opened = status()
 dos = date(2025, 3, 10)
 for npi in npis[:1000]:
     directory.facts(npi, dos)
@@ -199,6 +200,7 @@ def main() -> int:
         lookups = work / "lookups.json"
         lookups.write_text(json.dumps({"hits": hits, "misses": misses}))
         opened = _child(_CHILD_OPEN, str(index), str(lookups))
+        print("RSS of a fresh process (\"before\" holds the interpreter, modules and the bench's NPI lists):")
         for phase in ("before", "opened", "after_lookups", "all_pages"):
             f = opened[phase]
             print(
