@@ -200,7 +200,7 @@ def main() -> int:
         lookups = work / "lookups.json"
         lookups.write_text(json.dumps({"hits": hits, "misses": misses}))
         opened = _child(_CHILD_OPEN, str(index), str(lookups))
-        print("RSS of a fresh process (\"before\" holds the interpreter, modules and the bench's NPI lists):")
+        print('RSS of a fresh process ("before" holds the interpreter, modules and the bench\'s NPI lists):')
         for phase in ("before", "opened", "after_lookups", "all_pages"):
             f = opened[phase]
             print(

@@ -271,9 +271,11 @@ class DirectoryUpdates:
             self._log.info(
                 "directory_updates_caught_up",
                 topic=self.topic,
-                applied=applied,
-                overlay=self.directory.overlay_size,
-                rejected=self.rejected,
+                counts={
+                    "applied": applied,
+                    "overlay": self.directory.overlay_size,
+                    "rejected": self.rejected,
+                },
             )
         return applied
 
@@ -293,7 +295,7 @@ class DirectoryUpdates:
                             topic=record.topic,
                             partition=record.partition,
                             offset=record.offset,
-                            reason=exc.args[0],
+                            error=exc,  # BadUpdate names the rule, never the record's content
                         )
                     continue
                 self.directory.apply(npi, entry, release_date)
