@@ -63,7 +63,8 @@ start = time.perf_counter()
 for npi in misses:
     directory.facts(npi, dos)
 misses_s = time.perf_counter() - start
-busy = npis[:5000] * (len(npis) // 5000)
+working = npis[:5000]
+busy = working * max(1, len(npis) // len(working))
 for npi in busy[:5000]:
     directory.facts(npi, dos)
 start = time.perf_counter()

@@ -10,7 +10,9 @@ import pytest
 from worker.contracts.model import npi_is_valid
 from worker.devtools.nppes_sample import (
     SAMPLE_PATH,
+    SAMPLE_RELEASE,
     SampleRow,
+    build_sample_index,
     generated_rows,
     sample_rows,
     with_check_digit,
@@ -250,3 +252,10 @@ def test_unknown_npi_can_be_added_by_an_update(directory):
 def test_index_bytes_start_with_the_magic(tmp_path):
     """The file starts with the magic so `publish` can tell an index from a CSV."""
     assert _build(tmp_path, sample_rows()).read_bytes()[: len(MAGIC)] == MAGIC
+
+
+def test_sample_index_for_demos(tmp_path):
+    """build_sample_index writes the bundled sample as release nppes-sample-20240708, ready to open."""
+    with Directory.open(build_sample_index(tmp_path / "demo.idx"), verify=True) as directory:
+        assert directory.version == SAMPLE_RELEASE
+        assert directory.facts("1234567893", DOS).primary_taxonomy == ONCOLOGY

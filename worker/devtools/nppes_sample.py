@@ -11,6 +11,7 @@ import csv
 import random
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SAMPLE_PATH",
+    "SAMPLE_RELEASE",
+    "SAMPLE_RELEASE_DATE",
     "SampleRow",
+    "build_sample_index",
     "generated_rows",
     "header",
     "sample_rows",
@@ -206,6 +210,25 @@ def write_nppes(target: Path | IO[str], rows: Iterable[SampleRow], *, pad_column
         writer.writerow(row.cells(names))
         n += 1
     return n
+
+
+SAMPLE_RELEASE = "nppes-sample-20240708"
+SAMPLE_RELEASE_DATE = date(2024, 7, 8)
+
+
+def build_sample_index(out: Path) -> Path:
+    """Build the bundled sample's index at ``out`` (release ``SAMPLE_RELEASE``) for ``make run`` and demos."""
+    from worker.directory.index import build_index  # noqa: PLC0415 - devtools import the worker lazily
+    from worker.directory.nppes import open_text, read_nppes  # noqa: PLC0415
+
+    build_index(
+        read_nppes(open_text(str(SAMPLE_PATH), [0])),
+        out,
+        release=SAMPLE_RELEASE,
+        release_date=SAMPLE_RELEASE_DATE,
+        source=SAMPLE_PATH.name,
+    )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
