@@ -259,3 +259,15 @@ def test_sample_index_for_demos(tmp_path):
     with Directory.open(build_sample_index(tmp_path / "demo.idx"), verify=True) as directory:
         assert directory.version == SAMPLE_RELEASE
         assert directory.facts("1234567893", DOS).primary_taxonomy == ONCOLOGY
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"CWNPIDX1\x05\x00\x00\x00\x00\x00\x00\x00[1,2]", b"CWNPIDX1\xff\xff\x00\x00\x00\x00\x00\x00{"],
+)
+def test_garbage_files_are_refused_cleanly(tmp_path, payload):
+    """An empty file, a header that is not an object, or a cut-off header all give DirectoryIndexError."""
+    path = tmp_path / "bad.idx"
+    path.write_bytes(payload)
+    with pytest.raises(DirectoryIndexError):
+        Directory.open(path)

@@ -301,7 +301,7 @@ class Directory:
             raise DirectoryIndexError(f"{location}: cannot map the directory index ({exc})") from None
         try:
             directory = cls(location, mapped, _header(location, mapped))
-        except (struct.error, ValueError, KeyError, TypeError) as exc:
+        except (struct.error, ValueError, KeyError, TypeError, AttributeError) as exc:
             mapped.close()
             raise DirectoryIndexError(f"{location}: damaged directory index ({type(exc).__name__})") from None
         except DirectoryIndexError:
