@@ -4,9 +4,9 @@ Run: ``.venv/bin/python tests/bench/bench_directory.py [--rows N] [--lookups L] 
 It writes N generated rows (default 1M) in the NPPES layout (only the directory's columns plus a few
 others), builds the index in a child process (its peak RSS is the build's), then opens the index in a
 fresh child process and reports its RSS split into anonymous (private) and file-backed (shared page
-cache) memory, before and after lookups, and lookups/s (median of 3 passes) for hits and misses. A second, small file with
-the real file's ~330 columns measures the parse rate of the wide layout, from which the 10 GB real file's
-build time is extrapolated. ``--sqlite`` also builds and queries the same rows in SQLite, for comparison.
+cache) memory, before and after lookups, and lookups/s (median of 3 passes) for hits and misses.
+A second, small file with the real file's ~330 columns measures the parse rate of the wide layout, from
+which the 10 GB real file's build time is extrapolated. ``--sqlite`` also builds and queries the same rows in SQLite, for comparison.
 """
 
 from __future__ import annotations
@@ -55,8 +55,7 @@ opened = status()
 dos = date(2025, 3, 10)
 import statistics
 
-def timed(keys, rounds=3):
-    """Median seconds of ``rounds`` passes of facts() over ``keys``."""
+def timed(keys, rounds=3):  # median seconds of `rounds` passes of facts() over `keys`
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
