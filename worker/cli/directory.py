@@ -33,7 +33,12 @@ _RELEASE = re.compile(r"npidata_pfile_(\d{8})-(\d{8})")
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``directory`` and its sub-commands to the ``claims-worker`` parser."""
-    parser = sub.add_parser("directory", help="build, publish and query the prescriber directory (NPPES)")
+    parser = sub.add_parser(
+        "directory",
+        help="build, publish and query the prescriber directory (NPPES)",
+        epilog="exit codes: 0 done; 2 bad input (a malformed NPPES row, named by line; a missing or damaged "
+        "index; a missing path or topic); 4 Kafka unreachable. See docs/directory.md.",
+    )
     commands = parser.add_subparsers(dest="directory_command", required=True)
 
     build = commands.add_parser("build", help="build the memory-mapped index from an NPPES file")
