@@ -132,3 +132,32 @@ def test_follower_of_a_missing_topic_exits_with_a_settings_error(kafka_bootstrap
     settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
     with Directory.open(index) as directory, pytest.raises(ConfigError, match=f"missing-{unique}"):
         DirectoryUpdates.connect(settings, directory, f"missing-{unique}")
+
+
+def test_publish_every_npi_of_a_file(kafka_bootstrap, unique, index, monkeypatch, capsys):
+    """`directory publish FILE` without --since writes one record per NPI, and a follower applies them all."""
+    topic = f"directory-{unique}"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    code = main(
+        [
+            "directory",
+            "publish",
+            str(SAMPLE_PATH),
+            "--topic",
+            topic,
+            "--release",
+            "full",
+            "--release-date",
+            "2024-08-01",
+        ]
+    )
+    assert code == 0
+    assert f"published 11 records (every NPI, release full) to {topic} (created)" in capsys.readouterr().out
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    with Directory.open(index) as directory:
+        follower = DirectoryUpdates.connect(settings, directory, topic)
+        assert follower.catch_up(timeout_s=60) == 11
+        assert directory.overlay_size == 11
+        assert directory.facts("1111111112", DOS).directory_version == "full"
+        assert directory.facts("2222222228", DOS).status is ProviderStatus.ORGANISATION
+        follower.close()
