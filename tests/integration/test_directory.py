@@ -161,3 +161,14 @@ def test_publish_every_npi_of_a_file(kafka_bootstrap, unique, index, monkeypatch
         assert directory.facts("1111111112", DOS).directory_version == "full"
         assert directory.facts("2222222228", DOS).status is ProviderStatus.ORGANISATION
         follower.close()
+
+
+def test_publish_refuses_a_topic_that_is_not_compacted(
+    kafka_bootstrap, unique, make_topics, monkeypatch, capsys
+):
+    """Publishing to an existing topic with cleanup.policy=delete exits 2 and says it must be compact."""
+    topic = f"directory-{unique}"
+    make_topics(topic)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    assert main(["directory", "publish", str(SAMPLE_PATH), "--topic", topic]) == 2
+    assert f"{topic} has cleanup.policy=delete: it must be compact" in capsys.readouterr().err

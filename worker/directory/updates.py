@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from worker.directory.clients import client_config
 from worker.directory.index import Directory, Entry
@@ -154,7 +154,11 @@ def diff(old: Directory, new: Directory) -> Iterator[tuple[int, Entry]]:
 
 
 def ensure_topic(settings: Settings, topic: str, partitions: int = 1, replication_factor: int = 1) -> bool:
-    """Create ``topic`` compacted when it is missing; return whether it was created."""
+    """Create ``topic`` compacted when it is missing; return whether it was created.
+
+    Raises ``ConfigError`` (exit 2) when the topic exists without ``compact`` in its cleanup policy: the
+    follower's catch-up would then read every record ever published instead of one per NPI.
+    """
     admin = KafkaAdminClient(**client_config(settings, "directory-admin"))
     try:
         admin.create_topics(
@@ -168,6 +172,14 @@ def ensure_topic(settings: Settings, topic: str, partitions: int = 1, replicatio
             ]
         )
     except kerrors.TopicAlreadyExistsError:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})
+        found = admin.describe_configs([resource], config_filter="all")
+        policy = found.get("topic", {}).get(topic, {}).get("cleanup.policy", {}).get("value") or ""
+        if "compact" not in policy.split(","):
+            msg = (
+                f"the directory updates topic {topic} has cleanup.policy={policy or '?'}: it must be compact"
+            )
+            raise ConfigError(msg) from None
         return False
     finally:
         admin.close()
