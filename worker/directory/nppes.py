@@ -52,7 +52,7 @@ ENTITY_UNKNOWN = 0  # blank entity type: a deactivated NPI's row
 ENTITY_INDIVIDUAL = 1
 ENTITY_ORGANISATION = 2
 
-_TAXONOMY = re.compile(r"^[0-9]{3}[0-9A-Z]{6}X$")
+_TAXONOMY = re.compile(r"^[0-9A-Z]{9}X$")  # NUCC codes: 10 characters ending in X
 _SWITCHES = frozenset({"Y", "N", "X", ""})
 
 
