@@ -53,10 +53,11 @@ test-unit: install ## run the tests that need no broker
 test-integration: install broker-jars ## run the tests against a real broker
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-bench: install broker-jars ## print throughput and latency figures (policy, codec, end to end)
+bench: install broker-jars ## print throughput and latency figures (policy, codec, end to end, directory)
 	$(PY) tests/bench/bench_policy.py
 	$(PY) tests/bench/bench_codec.py
 	$(PY) tests/bench/bench_pipeline.py
+	$(PY) tests/bench/bench_directory.py
 
 lint: install ## ruff check, ruff format --check, mypy --strict
 	$(PY) -m ruff check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -111,6 +112,26 @@ class Settings(BaseSettings):
         """Read only what the caller passes: ``load_settings`` decides which environment is read."""
         del settings_cls, env_settings, dotenv_settings, file_secret_settings
         return (init_settings,)
+
+    # -- prescriber directory (worker/directory, docs/directory.md) --------------------------------------
+    directory_path: Path | None = Field(
+        None, description="Prescriber directory index (`claims-worker directory build`); unset: no lookups."
+    )
+    directory_updates_topic: Topic | None = Field(
+        None, description="Compacted topic of directory updates the worker follows over the index."
+    )
+    directory_catch_up_timeout_s: float = Field(
+        120.0, gt=0, le=3_600, description="Longest read of the updates topic at start before exiting 4."
+    )
+
+    @model_validator(mode="after")
+    def _directory_topic_distinct(self) -> Settings:
+        if self.directory_updates_topic in {self.claims_topic, self.results_topic, self.dead_letter_topic}:
+            msg = "the directory updates topic must differ from the claims, results and dead-letter topics"
+            raise ValueError(msg)
+        return self
+
+    # -- end of prescriber directory ---------------------------------------------------------------------
 
     @field_validator("bootstrap_servers")
     @classmethod
