@@ -112,7 +112,14 @@ def _schema_resolver(settings: Settings) -> SchemaResolver | None:
         settings.schema_registry_url,
         username=settings.schema_registry_username,
         password=password.get_secret_value() if password is not None else None,
+        ca_file=_path(settings.schema_registry_ca_file),
+        cert_file=_path(settings.schema_registry_cert_file),
+        key_file=_path(settings.schema_registry_key_file),
     )
+
+
+def _path(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _run(settings: Settings) -> int:
@@ -198,10 +205,10 @@ def _run(settings: Settings) -> int:
 def _seed(settings: Settings) -> int:
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.devtools.samples import poison_records, sample_claims  # noqa: PLC0415
-    from worker.runtime.kafka_io import KafkaProducer  # noqa: PLC0415
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
 
     codec = Codec()
-    producer = KafkaProducer(bootstrap_servers=settings.require_bootstrap().split(","), acks="all")
+    producer = new_producer(settings, Role.SEEDER, acks="all")
     n = 0
     for sample in sample_claims():
         value = codec.encode_claim(sample.claim, version=sample.schema_version)
@@ -228,7 +235,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
         from worker.runtime.kafka_io import create_topics  # noqa: PLC0415
 
         topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
-        create_topics(settings.require_bootstrap(), topics, args.partitions)
+        create_topics(settings, topics, args.partitions)
         print("topics ready: " + ", ".join(topics))
         return 0
     if args.command == "seed-samples":

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from worker.errors import ClaimsWorkerError, ConfigError
+from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -81,9 +82,7 @@ def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
 def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
     """Return a group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.require_bootstrap().split(","),
         "group_id": settings.group_id,
-        "client_id": f"{settings.transactional_id}-consumer",
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
@@ -91,7 +90,7 @@ def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
         "fetch_max_wait_ms": 100,
     }
     config.update(overrides)
-    return KafkaConsumer(**config)
+    return new_consumer(settings, Role.CONSUMER, **config)
 
 
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
@@ -100,8 +99,6 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     ``init_transactions`` fences any older producer with the same id and aborts its open transaction.
     """
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.require_bootstrap().split(","),
-        "client_id": f"{settings.transactional_id}-producer",
         "transactional_id": settings.transactional_id,
         "transaction_timeout_ms": settings.transaction_timeout_ms,
         "linger_ms": settings.linger_ms,
@@ -109,7 +106,7 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "max_block_ms": int(settings.commit_timeout_s * 1000),
     }
     config.update(overrides)
-    producer = KafkaProducer(**config)
+    producer = new_producer(settings, Role.PRODUCER, **config)
     try:
         producer.init_transactions()
     except Exception:
@@ -140,9 +137,9 @@ def check_topics(consumer: KafkaConsumer, settings: Settings) -> dict[str, int]:
     return counts
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1) -> None:
+def create_topics(settings: Settings, topics: Iterable[str], partitions: int = 1) -> None:
     """Create topics that do not exist yet (for demos and tests); existing ones are left alone."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="claims-worker-admin")
+    admin = new_admin(settings, Role.ADMIN)
     try:
         existing = set(admin.list_topics())
         new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
@@ -177,9 +174,9 @@ def read_event_ids(
     if window <= 0:
         return []
     tp = TopicPartition(topic, partition)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.require_bootstrap().split(","),
-        client_id=f"{settings.transactional_id}-readback",
+    consumer = new_consumer(
+        settings,
+        Role.READBACK,
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
