@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from worker import __version__
 from worker.config.settings import Settings, load_settings
-from worker.errors import ConfigError
+from worker.errors import ConfigError, NotAuthorized
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -43,7 +43,8 @@ def _settings_help() -> str:
         "",
         "exit codes: 0 stopped cleanly, 2 bad settings or missing topic, 3 producer fenced by a newer",
         "instance with the same transactional id, 4 Kafka or the schema registry unreachable past the",
-        "limits (CLAIMS_STARTUP_RETRIES, CLAIMS_OUTAGE_LIMIT_S) or a permanent Kafka error.",
+        "limits (CLAIMS_STARTUP_RETRIES, CLAIMS_OUTAGE_LIMIT_S) or a permanent Kafka error, 5 not",
+        "authorized: login refused, broker certificate not trusted or an ACL missing (docs/security.md).",
     ]
     return "\n".join(lines)
 
@@ -225,6 +226,14 @@ def _seed(settings: Settings) -> int:
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the sub-command named in ``args`` and return its exit code."""
+    if args.command != "print-settings":
+        from worker.runtime.clients import check_login  # noqa: PLC0415
+
+        check_login(settings)  # a refused login or untrusted certificate: NotAuthorized, exit 5
+    if args.command == "run":
+        from worker.runtime.access import require_worker_access  # noqa: PLC0415
+
+        require_worker_access(settings)  # a missing topic or group ACL: exit 5 before consuming
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args, settings))
@@ -255,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NotAuthorized as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 5
     except kerrors.KafkaError as exc:
         print(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from kafka import errors as kerrors
 from kafka.admin import (
     ACL,
     ACLOperation,
@@ -21,10 +22,25 @@ from kafka.admin import (
     ResourceType,
 )
 
+from worker.config.settings import SecurityProtocol
+from worker.errors import NotAuthorized
+from worker.runtime.clients import Role, new_admin, new_producer
+
 if TYPE_CHECKING:
     from worker.config.settings import Settings
 
-__all__ = ["Need", "Operation", "Resource", "acl_bindings", "worker_needs"]
+__all__ = [
+    "Finding",
+    "Need",
+    "Operation",
+    "Resource",
+    "Verdict",
+    "acl_bindings",
+    "check_topics_and_group",
+    "probe_transactional_id",
+    "require_worker_access",
+    "worker_needs",
+]
 
 
 class Resource(StrEnum):
@@ -100,3 +116,126 @@ def acl_bindings(needs: list[Need], principal: str) -> list[ACL]:
         )
         for need in needs
     ]
+
+
+class Verdict(StrEnum):
+    """What a check found for one need."""
+
+    GRANTED = "ok"
+    MISSING = "MISSING"
+    NO_TOPIC = "NO TOPIC"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The verdict on one ``Need`` and how it was established (``method``)."""
+
+    need: Need
+    verdict: Verdict
+    method: str
+
+
+_TOPIC_AUTHORIZATION_FAILED = 29
+_UNKNOWN_TOPIC = 3
+_IMPLIED = {
+    "READ": {"READ", "ALL"},
+    "WRITE": {"WRITE", "ALL"},
+    "DESCRIBE": {"DESCRIBE", "READ", "WRITE", "ALL"},
+}
+
+
+def _granted(operation: Operation, authorized: list[str] | None) -> Verdict:
+    if authorized is None:
+        return Verdict.UNKNOWN
+    return Verdict.GRANTED if _IMPLIED[operation.value] & set(authorized) else Verdict.MISSING
+
+
+def check_topics_and_group(settings: Settings, needs: list[Need]) -> list[Finding]:
+    """Ask the broker's authorizer for our operations on each topic and the group (KIP-430).
+
+    Metadata and DescribeGroups return the caller's authorized operations on each resource it may
+    describe; nothing is read, written or joined. Transactional-id needs are not answered here.
+    """
+    method = "authorized operations (Metadata/DescribeGroups)"
+    admin = new_admin(settings, Role.ACCESS)
+    findings: list[Finding] = []
+    try:
+        topic_names = sorted({n.name for n in needs if n.resource is Resource.TOPIC})
+        described = {t["name"]: t for t in admin.describe_topics(topic_names)} if topic_names else {}
+        groups = sorted({n.name for n in needs if n.resource is Resource.GROUP})
+        group_ops: dict[str, list[str] | None] = {}
+        for group in groups:
+            try:
+                answer = admin.describe_groups([group])[group]
+            except kerrors.AuthorizationError:
+                group_ops[group] = []
+            except kerrors.KafkaError:  # e.g. no coordinator yet on a fresh cluster: cannot tell
+                group_ops[group] = None
+            else:
+                denied = answer.get("error") and "GroupAuthorizationFailed" in str(answer.get("error"))
+                group_ops[group] = [] if denied else answer.get("authorized_operations")
+    finally:
+        admin.close()
+    for need in needs:
+        if need.resource is Resource.TOPIC:
+            topic = described.get(need.name, {})
+            error = topic.get("error_code", _UNKNOWN_TOPIC)
+            if error == _TOPIC_AUTHORIZATION_FAILED:
+                findings.append(Finding(need, Verdict.MISSING, method))
+            elif error == _UNKNOWN_TOPIC:
+                findings.append(Finding(need, Verdict.NO_TOPIC, method))
+            else:
+                findings.append(
+                    Finding(need, _granted(need.operation, topic.get("authorized_operations")), method)
+                )
+        elif need.resource is Resource.GROUP:
+            findings.append(Finding(need, _granted(need.operation, group_ops.get(need.name)), method))
+    return findings
+
+
+def probe_transactional_id(settings: Settings, need: Need, timeout_s: float = 15.0) -> Finding:
+    """Probe WRITE on the transactional-id prefix: ``init_transactions`` under a probe id of that prefix.
+
+    The probe id (``<transactional id>-check-access``) never collides with a live worker's id, so no
+    worker is fenced; no record is written. The broker keeps the probe id's state until
+    ``transactional.id.expiration.ms`` (7 days by default).
+    """
+    probe_id = f"{settings.transactional_id}-check-access"
+    method = f"probe: InitProducerId for {probe_id!r}"
+    producer = None
+    try:
+        producer = new_producer(
+            settings, Role.ACCESS, transactional_id=probe_id, max_block_ms=int(timeout_s * 1000)
+        )
+        producer.init_transactions()
+    except (kerrors.TransactionalIdAuthorizationFailedError, kerrors.AuthorizationError):
+        return Finding(need, Verdict.MISSING, method)
+    except kerrors.KafkaError:
+        return Finding(need, Verdict.UNKNOWN, method)
+    finally:
+        if producer is not None:
+            producer.close(timeout=2)
+    return Finding(need, Verdict.GRANTED, method)
+
+
+def require_worker_access(settings: Settings) -> None:
+    """Raise ``NotAuthorized`` naming the first missing topic or group right the worker needs.
+
+    A cheap start-up check (one Metadata and one DescribeGroups request): the worker stops with exit
+    5 before it consumes anything, instead of failing a transaction per batch. Rights the broker does
+    not report (no authorizer answers) pass; the transactional id is checked by ``init_transactions``.
+    """
+    if settings.kafka_security_protocol is SecurityProtocol.PLAINTEXT:
+        return  # no principal to authorize but ANONYMOUS: the run loop reports a refusal
+    needs = [n for n in worker_needs(settings) if n.resource is not Resource.TRANSACTIONAL_ID]
+    try:
+        findings = check_topics_and_group(settings, needs)
+    except kerrors.AuthorizationError:
+        raise
+    except kerrors.KafkaError:
+        return  # unreachable or busy: the start-up retries decide what that means
+    for finding in findings:
+        if finding.verdict is Verdict.MISSING:
+            msg = f"not authorized: {finding.need.describe()} is missing (needed to {finding.need.why})"
+            raise NotAuthorized(msg)
