@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING
 from kafka import errors as kerrors
 from kafka.admin import (
     ACL,
+    ACLFilter,
     ACLOperation,
     ACLPermissionType,
     ACLResourcePatternType,
     ResourcePattern,
+    ResourcePatternFilter,
     ResourceType,
 )
 
@@ -37,6 +39,7 @@ __all__ = [
     "Verdict",
     "acl_bindings",
     "check_topics_and_group",
+    "list_own_acls",
     "probe_transactional_id",
     "require_worker_access",
     "worker_needs",
@@ -192,6 +195,29 @@ def check_topics_and_group(settings: Settings, needs: list[Need]) -> list[Findin
         elif need.resource is Resource.GROUP:
             findings.append(Finding(need, _granted(need.operation, group_ops.get(need.name)), method))
     return findings
+
+
+def list_own_acls(settings: Settings) -> int | None:
+    """Return how many ACLs name this principal, or ``None`` when DescribeAcls is denied to it."""
+    principal = f"User:{settings.kafka_username or 'ANONYMOUS'}"
+    admin = new_admin(settings, Role.ACCESS)
+    try:
+        acls, error = admin.describe_acls(
+            ACLFilter(
+                principal=principal,
+                host="*",
+                operation=ACLOperation.ANY,
+                permission_type=ACLPermissionType.ANY,
+                resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
+            )
+        )
+    except (kerrors.AuthorizationError, kerrors.SecurityDisabledError):
+        return None
+    finally:
+        admin.close()
+    if error is not kerrors.NoError:
+        return None
+    return len(acls)
 
 
 def probe_transactional_id(settings: Settings, need: Need, timeout_s: float = 15.0) -> Finding:
