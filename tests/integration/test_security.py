@@ -104,7 +104,11 @@ def _grant_documented(secured: Secured, user: str, group: str, *, without=()) ->
 def secured(tmp_path_factory) -> Secured:
     """A SASL_SSL broker with users worker/nowrite, the module's topics (2 partitions) and seeded samples."""
     tag = uuid.uuid4().hex[:8]
-    passwords = {"worker": f"w-{uuid.uuid4().hex}", "nowrite": f"n-{uuid.uuid4().hex}"}
+    passwords = {
+        "worker": f"w-{uuid.uuid4().hex}",
+        "nowrite": f"n-{uuid.uuid4().hex}",
+        "notxn": f"t-{uuid.uuid4().hex}",
+    }
     state = tmp_path_factory.mktemp("secure-kafka")
     broker = local_broker.start_broker(state_dir=state, secure=True, users=passwords)
     passwords["admin"] = Path(broker.password_files["admin"]).read_text()
@@ -114,6 +118,10 @@ def secured(tmp_path_factory) -> Secured:
         results = secured.topics["CLAIMS_RESULTS_TOPIC"]
         _grant_documented(
             secured, "nowrite", f"grp-nowrite-{tag}", without={(Resource.TOPIC, Operation.WRITE, results)}
+        )
+        notxn = f"grp-notxn-{tag}"
+        _grant_documented(
+            secured, "notxn", notxn, without={(Resource.TRANSACTIONAL_ID, Operation.WRITE, f"{notxn}-")}
         )
         admin_env = secured.env("admin", f"grp-admin-{tag}")
         made = secured.cli(admin_env, "create-topics", "--partitions", "2")
@@ -202,6 +210,20 @@ def test_missing_write_on_results_consumes_nothing(secured):
     assert done.returncode == EXIT_NOT_AUTHORIZED, done.stdout[-2000:] + done.stderr
     _assert_one_clear_line(done, "WRITE", secured.topics["CLAIMS_RESULTS_TOPIC"])
     assert secured.committed(group) == before == {0: None, 1: None}
+
+
+def test_missing_transactional_id_right_consumes_nothing(secured):
+    """Without WRITE on the transactional-id prefix the worker exits 5 naming it and commits no offset."""
+    group = f"grp-notxn-{secured.tag}"
+    done = secured.cli(secured.env("notxn", group, CLAIMS_OUTAGE_LIMIT_S="15"), "run")
+    assert done.returncode == EXIT_NOT_AUTHORIZED, done.stdout[-2000:] + done.stderr
+    _assert_one_clear_line(done, "WRITE on the transactional id")
+    assert secured.committed(group) == {0: None, 1: None}
+    checked = secured.cli(secured.env("notxn", group), "check-access")
+    assert checked.returncode == EXIT_NOT_AUTHORIZED
+    missing = [line for line in checked.stdout.splitlines() if line.strip().startswith("MISSING")]
+    assert len(missing) == 1
+    assert f"WRITE on transactional-id prefix '{group}-'" in missing[0]
 
 
 def test_check_access_names_the_missing_right(secured):

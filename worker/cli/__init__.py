@@ -269,6 +269,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotAuthorized as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 5
+    except kerrors.TransactionalIdAuthorizationFailedError:
+        print(
+            "error: not authorized: WRITE on the transactional id (prefix CLAIMS_TRANSACTIONAL_ID_PREFIX-) "
+            "is missing; `claims-worker check-access` lists every right",
+            file=sys.stderr,
+        )
+        return 5
+    except kerrors.AuthorizationError as exc:
+        print(
+            f"error: not authorized ({type(exc).__name__}); `claims-worker check-access` names the right",
+            file=sys.stderr,
+        )
+        return 5
     except kerrors.KafkaError as exc:
         print(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
