@@ -144,6 +144,17 @@ class TestSecuritySettings:
         with pytest.raises(ConfigError, match=needle):
             load_settings(env)
 
+    def test_registry_tls_needs_https(self, tmp_path):
+        """A registry CA file with an http registry URL is refused at load, not at the first record."""
+        ca = tmp_path / "ca.pem"
+        ca.write_text("x")
+        env = {
+            "CLAIMS_SCHEMA_REGISTRY_URL": "http://registry:8081",
+            "CLAIMS_SCHEMA_REGISTRY_CA_FILE": str(ca),
+        }
+        with pytest.raises(ConfigError, match="https"):
+            load_settings(env)
+
     def test_password_from_file_drops_one_newline(self, tmp_path):
         """CLAIMS_KAFKA_PASSWORD_FILE supplies the password; the trailing newline of the file is not part of it."""
         secret = tmp_path / "password"

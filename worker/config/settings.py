@@ -210,6 +210,10 @@ class Settings(BaseSettings):
         if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
             msg = "CLAIMS_KAFKA_SSL_KEYFILE needs CLAIMS_KAFKA_SSL_CERTFILE"
             raise ValueError(msg)
+        registry_tls = self.schema_registry_ca_file or self.schema_registry_cert_file
+        if registry_tls and not (self.schema_registry_url or "").startswith("https://"):
+            msg = "schema registry TLS files need an https:// CLAIMS_SCHEMA_REGISTRY_URL"
+            raise ValueError(msg)
         if self.schema_registry_key_file and not self.schema_registry_cert_file:
             msg = "CLAIMS_SCHEMA_REGISTRY_KEY_FILE needs CLAIMS_SCHEMA_REGISTRY_CERT_FILE"
             raise ValueError(msg)
