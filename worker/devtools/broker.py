@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _secure_demo_broker(libs: Path, state_dir: Path) -> Broker:
+def _secure_demo_broker(libs: Path = DEFAULT_LIBS, state_dir: Path = DEFAULT_STATE) -> Broker:
     """Start a secure broker with a ``claims-worker`` user granted exactly the default worker's ACLs."""
     from worker.config.settings import load_settings  # noqa: PLC0415
     from worker.runtime.access import acl_bindings, worker_needs  # noqa: PLC0415

@@ -29,6 +29,8 @@ from worker.errors import NotAuthorized
 from worker.runtime.clients import Role, new_admin, new_producer
 
 if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+
     from worker.config.settings import Settings
 
 __all__ = [
@@ -154,6 +156,25 @@ def _granted(operation: Operation, authorized: list[str] | None) -> Verdict:
     return Verdict.GRANTED if _IMPLIED[operation.value] & set(authorized) else Verdict.MISSING
 
 
+def _describe_group(admin: KafkaAdminClient, group: str) -> tuple[list[str] | None, str | None]:
+    """Return our authorized operations on ``group`` (``None``: cannot tell) and a note on why not."""
+    try:
+        answer = admin.describe_groups([group])[group]
+    except kerrors.AuthorizationError:
+        return [], None
+    except kerrors.KafkaError:  # e.g. no coordinator yet on a fresh cluster
+        return None, "DescribeGroups: no answer from the group coordinator"
+    if "GroupAuthorizationFailed" in str(answer.get("error") or ""):
+        return [], None
+    operations: list[str] | None = answer.get("authorized_operations")
+    if operations is None:
+        return (
+            None,
+            "DescribeGroups: the group does not exist yet; DESCRIBE is granted, READ shows once it does",
+        )
+    return operations, None
+
+
 def check_topics_and_group(settings: Settings, needs: list[Need]) -> list[Finding]:
     """Ask the broker's authorizer for our operations on each topic and the group (KIP-430).
 
@@ -166,18 +187,7 @@ def check_topics_and_group(settings: Settings, needs: list[Need]) -> list[Findin
     try:
         topic_names = sorted({n.name for n in needs if n.resource is Resource.TOPIC})
         described = {t["name"]: t for t in admin.describe_topics(topic_names)} if topic_names else {}
-        groups = sorted({n.name for n in needs if n.resource is Resource.GROUP})
-        group_ops: dict[str, list[str] | None] = {}
-        for group in groups:
-            try:
-                answer = admin.describe_groups([group])[group]
-            except kerrors.AuthorizationError:
-                group_ops[group] = []
-            except kerrors.KafkaError:  # e.g. no coordinator yet on a fresh cluster: cannot tell
-                group_ops[group] = None
-            else:
-                denied = answer.get("error") and "GroupAuthorizationFailed" in str(answer.get("error"))
-                group_ops[group] = [] if denied else answer.get("authorized_operations")
+        groups = {n.name: _describe_group(admin, n.name) for n in needs if n.resource is Resource.GROUP}
     finally:
         admin.close()
     for need in needs:
@@ -193,7 +203,8 @@ def check_topics_and_group(settings: Settings, needs: list[Need]) -> list[Findin
                     Finding(need, _granted(need.operation, topic.get("authorized_operations")), method)
                 )
         elif need.resource is Resource.GROUP:
-            findings.append(Finding(need, _granted(need.operation, group_ops.get(need.name)), method))
+            operations, note = groups[need.name]
+            findings.append(Finding(need, _granted(need.operation, operations), note or method))
     return findings
 
 
