@@ -348,8 +348,9 @@ def test_write_revoked_while_running_exits_5_naming_the_topic(revoked_run):
 
 
 def test_no_output_shows_a_password_or_key_material(secured):
-    """No captured stdout or stderr of this module's runs holds a password, the keystore password or key bytes."""
+    """No stdout/stderr of this module's runs, nor the broker log, holds a password, the keystore password or key bytes."""
     assert len(secured.outputs) >= 4  # at least create-topics and seed-samples; with the module, every run
-    everything = "\n".join(secured.outputs)
+    broker_log = Path(secured.broker.log_file).read_text(errors="replace")
+    everything = "\n".join([*secured.outputs, broker_log])
     leaked = [i for i, secret in enumerate(_secrets(secured)) if secret in everything]
     assert leaked == []

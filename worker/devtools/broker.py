@@ -461,6 +461,7 @@ def stop_broker(state_dir: Path = DEFAULT_STATE, grace_s: float = 20.0) -> bool:
     info.unlink(missing_ok=True)
     for private in ("data", "secrets", "tls"):
         shutil.rmtree(state_dir / private, ignore_errors=True)
+    (state_dir / "server.properties").unlink(missing_ok=True)  # a secure broker's holds passwords
     return found
 
 
