@@ -151,7 +151,7 @@ def _secrets(secured: Secured) -> list[str]:
     tls = Path(secured.broker.state_dir) / "tls"
     keys = [
         line
-        for name in ("broker.key", "ca.key")
+        for name in ("broker.key", "ca.key", "client.key")
         for line in (tls / name).read_text().splitlines()
         if line and not line.startswith("-----")
     ]
@@ -159,7 +159,8 @@ def _secrets(secured: Secured) -> list[str]:
     store_password = next(
         line.split("=", 1)[1] for line in store.splitlines() if line.startswith("ssl.keystore.password=")
     )
-    return [*secured.passwords.values(), store_password, *keys]
+    client_key_password = Path(secured.broker.mtls_env()["CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE"]).read_text()
+    return [*secured.passwords.values(), store_password, client_key_password, *keys]
 
 
 def test_documented_acls_are_enough_end_to_end(secured):
@@ -238,6 +239,52 @@ def test_check_access_names_the_missing_right(secured):
     missing = [line for line in done.stdout.splitlines() if line.strip().startswith("MISSING")]
     assert len(missing) == 1
     assert f"WRITE on topic '{secured.topics['CLAIMS_RESULTS_TOPIC']}'" in missing[0]
+
+
+def test_mutual_tls_with_documented_acls_end_to_end(secured):
+    """Over mutual TLS (encrypted client key) the certificate's principal with the documented ACLs decides every claim."""
+    tag = f"mt{secured.tag}"
+    topics = {
+        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
+        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
+        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
+    }
+    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
+    assert secured.cli(admin_env, "create-topics", "--partitions", "2").returncode == 0
+    assert secured.cli(admin_env, "seed-samples").returncode == 0
+    base = {k: v for k, v in secured.env("admin", f"grp-{tag}").items() if not k.startswith("CLAIMS_KAFKA_")}
+    env = {**base, **topics, **secured.broker.mtls_env()}
+    principal = f"User:CN={local_broker.MTLS_USER}"
+    local_broker.grant(secured.broker, principal, acl_bindings(worker_needs(load_settings(env)), principal))
+    checked = secured.cli(env, "check-access")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    done = secured.cli({**env, "CLAIMS_EXIT_WHEN_IDLE_S": "3"}, "run")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    admin = load_settings(admin_env)
+    results = list(read_topic(admin, topics["CLAIMS_RESULTS_TOPIC"], 30))
+    letters = list(read_topic(admin, topics["CLAIMS_DEAD_LETTER_TOPIC"], 30))
+    assert len(results) + len(letters) == SAMPLES
+
+
+def test_mutual_tls_without_certificate_or_with_wrong_key_password(secured):
+    """No client certificate is exit 5 saying one is required; a wrong key password is exit 2 naming the setting."""
+    env = {**secured.env("admin", f"grp-mt-{secured.tag}"), **secured.broker.mtls_env()}
+    env = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith(("CLAIMS_KAFKA_USERNAME", "CLAIMS_KAFKA_PASSWORD", "CLAIMS_KAFKA_SASL"))
+    }
+    without = {
+        k: v for k, v in env.items() if not k.startswith(("CLAIMS_KAFKA_SSL_CERT", "CLAIMS_KAFKA_SSL_KEY"))
+    }
+    done = secured.cli(without, "run")
+    assert done.returncode == EXIT_NOT_AUTHORIZED
+    _assert_one_clear_line(done, "requires a client certificate", "CLAIMS_KAFKA_SSL_CERTFILE")
+    wrong = {k: v for k, v in env.items() if k != "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE"}
+    wrong["CLAIMS_KAFKA_SSL_KEY_PASSWORD"] = secured.passwords["wrong-key"] = f"wrong-{uuid.uuid4().hex}"
+    done = secured.cli(wrong, "run")
+    assert done.returncode == 2
+    _assert_one_clear_line(done, "CLAIMS_KAFKA_SSL_KEY_PASSWORD")
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,9 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
     )
 
     needs = worker_needs(settings)
-    who = settings.kafka_username or "ANONYMOUS"
+    who = settings.kafka_username or (
+        "<client certificate subject>" if settings.kafka_ssl_certfile else "ANONYMOUS"
+    )
     print(
         f"check-access as User:{who} at {settings.require_bootstrap()} "
         f"({settings.kafka_security_protocol.value}); login ok"

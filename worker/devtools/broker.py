@@ -84,10 +84,11 @@ transaction.max.timeout.ms=900000
 """
 # Replaces the listener lines above for --secure: clients on SASL_SSL, the controller on PLAINTEXT.
 SECURE_PROPERTIES = """\
-listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+listeners=SASL_SSL://127.0.0.1:{port},SSL://127.0.0.1:{sport},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=SASL_SSL://127.0.0.1:{port},SSL://127.0.0.1:{sport},CONTROLLER://127.0.0.1:{cport}
 inter.broker.listener.name=SASL_SSL
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+listener.name.ssl.ssl.client.auth=required
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
@@ -105,6 +106,7 @@ super.users=User:{admin};User:ANONYMOUS
 allow.everyone.if.no.acl.found=false
 """
 ADMIN_USER = "admin"
+MTLS_USER = "claims-worker-mtls"  # the client certificate's CN; its principal is User:CN=<this>
 SCRAM_ITERATIONS = 8192
 LOG4J2 = """\
 appender.console.type=Console
@@ -136,6 +138,8 @@ class Broker:
     ca_file: str | None = None
     # user name -> file holding that user's password (mode 0600), for CLAIMS_KAFKA_PASSWORD_FILE.
     password_files: dict[str, str] = field(default_factory=dict)
+    # The SSL listener that requires a client certificate (secure brokers only).
+    mtls_bootstrap: str | None = None
 
     def client_env(self, user: str = ADMIN_USER) -> dict[str, str]:
         """Return the ``KAFKA_BOOTSTRAP_SERVERS``/``CLAIMS_KAFKA_*`` settings that connect as ``user``."""
@@ -150,23 +154,46 @@ class Broker:
             }
         return env
 
+    def mtls_env(self) -> dict[str, str]:
+        """Return the settings that connect over mutual TLS as ``User:CN=claims-worker-mtls``."""
+        if not self.secure or self.mtls_bootstrap is None or self.ca_file is None:
+            msg = "mutual TLS needs a broker started with secure=True"
+            raise BrokerError(msg)
+        tls = Path(self.ca_file).parent
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.mtls_bootstrap,
+            "CLAIMS_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "CLAIMS_KAFKA_SSL_CAFILE": self.ca_file,
+            "CLAIMS_KAFKA_SSL_CERTFILE": str(tls / "client.pem"),
+            "CLAIMS_KAFKA_SSL_KEYFILE": str(tls / "client.key"),
+            "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE": str(
+                Path(self.state_dir) / "secrets" / f"{MTLS_USER}.key-password"
+            ),
+        }
+
 
 @dataclass(frozen=True)
 class Certificates:
-    """Files made by ``make_certificates``: the CA, and the broker's PKCS12 keystore and its password."""
+    """Files made by ``make_certificates``: the CA, the broker's PKCS12 keystore, a client certificate."""
 
     ca_file: Path
     ca_key: Path
     keystore: Path
     keystore_password: str
+    # A client certificate (CN=claims-worker-mtls) with an encrypted key, for mutual TLS.
+    client_cert: Path
+    client_key: Path
+    client_key_password: str
 
 
-def _openssl(*args: str) -> None:
+def _openssl(*args: str, password: str | None = None) -> None:
+    """Run openssl; ``password`` reaches it as ``env:CLAIMS_TLS_PASSWORD``, never in argv."""
     openssl = shutil.which("openssl")
     if openssl is None:
         msg = "openssl not found: install it to generate the test certificates"
         raise BrokerError(msg)
-    done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False, timeout=60)
+    env = {**os.environ, "CLAIMS_TLS_PASSWORD": password} if password is not None else None
+    done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False, timeout=60, env=env)
     if done.returncode != 0:
         msg = f"openssl {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}"
         raise BrokerError(msg)
@@ -214,11 +241,29 @@ def make_certificates(folder: Path) -> Certificates:
     keystore = folder / "broker.p12"
     _openssl(
         "pkcs12", "-export", "-in", str(cert), "-inkey", str(key), "-certfile", str(ca), "-name", "broker",
-        "-out", str(keystore), "-passout", f"pass:{password}",
+        "-out", str(keystore), "-passout", "env:CLAIMS_TLS_PASSWORD", password=password,
     )  # fmt: skip
-    for private in (key, keystore):
+    client_cert, client_key, client_password = _client_certificate(folder, ca, ca_key)
+    for private in (key, keystore, client_key):
         private.chmod(0o600)
-    return Certificates(ca, ca_key, keystore, password)
+    return Certificates(ca, ca_key, keystore, password, client_cert, client_key, client_password)
+
+
+def _client_certificate(folder: Path, ca: Path, ca_key: Path) -> tuple[Path, Path, str]:
+    """Sign a client certificate ``CN=claims-worker-mtls`` whose PEM key is encrypted with a new password."""
+    password = secrets.token_urlsafe(18)
+    key, csr, cert = folder / "client.key", folder / "client.csr", folder / "client.pem"
+    extensions = folder / "client.ext"
+    extensions.write_text("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-subj", f"/CN={MTLS_USER}", "-keyout", str(key), "-out", str(csr),
+        "-passout", "env:CLAIMS_TLS_PASSWORD", password=password,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-out", str(cert), "-extfile", str(extensions),
+    )  # fmt: skip
+    return cert, key, password
 
 
 def _scram_credential(user: str, password: str) -> str:
@@ -235,6 +280,16 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _free_ports(n: int) -> list[int]:
+    """Return ``n`` distinct free ports on 127.0.0.1."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _alive(pid: int) -> bool:
@@ -299,7 +354,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def _secure_setup(
-    state_dir: Path, text: str, port: int, cport: int, users: dict[str, str]
+    state_dir: Path, text: str, ports: tuple[int, int, int], users: dict[str, str]
 ) -> tuple[str, list[str], dict[str, str], Certificates]:
     """Make certificates and password files; return the properties, ``--add-scram`` options and files."""
     certs = make_certificates(state_dir / "tls")
@@ -319,12 +374,17 @@ def _secure_setup(
         for line in text.splitlines()
         if not line.startswith(("listeners=", "advertised.listeners=", "inter.broker", "listener.security"))
     ]
+    key_password = secret_dir / f"{MTLS_USER}.key-password"
+    key_password.write_text(certs.client_key_password)
+    key_password.chmod(0o600)
+    port, cport, sport = ports
     text = (
         "\n".join(kept)
         + "\n"
         + SECURE_PROPERTIES.format(
             port=port,
             cport=cport,
+            sport=sport,
             admin=ADMIN_USER,
             admin_password=passwords[ADMIN_USER],
             keystore=certs.keystore,
@@ -361,16 +421,14 @@ def start_broker(
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
-    port, cport = _free_port(), _free_port()
-    while cport == port:
-        cport = _free_port()
+    port, cport, sport = _free_ports(3)
     props = state_dir / "server.properties"
     text = SERVER_PROPERTIES.format(port=port, cport=cport, data=state_dir / "data")
     scram: list[str] = []
     password_files: dict[str, str] = {}
     certs: Certificates | None = None
     if secure:
-        text, scram, password_files, certs = _secure_setup(state_dir, text, port, cport, users or {})
+        text, scram, password_files, certs = _secure_setup(state_dir, text, (port, cport, sport), users or {})
     props.write_text(text)
     props.chmod(0o600)
     log4j = state_dir / "log4j2.properties"
@@ -422,6 +480,7 @@ def start_broker(
         secure=secure,
         ca_file=str(certs.ca_file) if certs else None,
         password_files=password_files,
+        mtls_bootstrap=f"127.0.0.1:{sport}" if certs else None,
     )
     (state_dir / "broker.json").write_text(json.dumps(asdict(broker)))
     deadline = time.monotonic() + timeout_s

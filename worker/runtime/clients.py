@@ -42,6 +42,7 @@ _TLS = frozenset({SecurityProtocol.SSL, SecurityProtocol.SASL_SSL})
 _SASL = frozenset({SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL})
 _SASL_HANDSHAKE = 17
 _SASL_AUTHENTICATE = 36
+_API_VERSIONS = 18
 
 
 class Role(StrEnum):
@@ -220,11 +221,30 @@ def check_login(settings: Settings, timeout_s: float = 10.0) -> None:
             sock = raw if context is None else _tls(context, raw, host, server)
             if protocol in _SASL:
                 _sasl_login(sock, settings, server)
+            else:  # TLS 1.3 reports a refused client certificate only on the first read
+                _exchange(
+                    sock, _frame(_API_VERSIONS, 0, 1, client_config(settings, Role.ACCESS)["client_id"], b"")
+                )
+        except ssl.SSLError as exc:
+            raise NotAuthorized(_refused_tls(server, exc, settings.kafka_ssl_certfile is not None)) from None
         except (OSError, struct.error):
             continue
         finally:
             raw.close()
         return
+
+
+def _refused_tls(server: str, exc: ssl.SSLError, has_certificate: bool) -> str:
+    """Name what the broker's TLS alert most likely means."""
+    if not has_certificate:
+        return (
+            f"TLS: the broker at {server} refused the connection ({exc.reason}): it requires a client "
+            "certificate (set CLAIMS_KAFKA_SSL_CERTFILE and CLAIMS_KAFKA_SSL_KEYFILE)"
+        )
+    return (
+        f"TLS: the broker at {server} refused the client certificate ({exc.reason}); "
+        "is it signed by a CA the broker trusts?"
+    )
 
 
 def _tls(context: ssl.SSLContext, raw: socket.socket, host: str, server: str) -> ssl.SSLSocket:
