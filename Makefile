@@ -41,8 +41,8 @@ broker-up: install broker-jars ## start the local single-node KRaft broker; prin
 broker-down: install ## stop the local broker
 	@$(PY) -m worker.devtools.broker down
 
-run: install broker-jars ## start a broker if none is configured, feed the sample claims, run the worker, show its decisions
-	@$(PY) -m worker.devtools.demo
+run: install broker-jars ## start a broker if none is configured, feed the sample claims, run the worker, show its decisions (SECURE=1: SASL_SSL, SCRAM, ACLs)
+	@$(PY) -m worker.devtools.demo $(if $(SECURE),--secure)
 
 test: install broker-jars promtool ## run every test (starts and stops its own broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(PY) -m pytest $(PYTEST_ARGS)

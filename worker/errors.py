@@ -13,6 +13,7 @@ __all__ = [
     "ExitCode",
     "InvalidClaim",
     "MalformedClaim",
+    "NotAuthorized",
     "RegistryUnavailable",
 ]
 
@@ -98,6 +99,13 @@ class MalformedClaim(InvalidClaim):
 
 class ConfigError(ClaimsWorkerError):
     """A setting is missing or wrong; the CLI prints it and exits non-zero."""
+
+
+class NotAuthorized(ClaimsWorkerError):  # noqa: N818 - reads as the outcome, like RegistryUnavailable
+    """Kafka refused us: a failed login, an untrusted broker certificate, or a missing ACL (exit 5).
+
+    The message names the broker, topic, group or transactional id, never a secret.
+    """
 
 
 class RegistryUnavailable(ClaimsWorkerError):  # noqa: N818 - established public name

@@ -65,7 +65,7 @@ def _prepare(bootstrap: str, batch: int, values: list[tuple[bytes | None, bytes 
     tag = uuid.uuid4().hex[:8]
     settings = _settings(bootstrap, tag, batch)
     kafka_io.create_topics(
-        bootstrap, [settings.claims_topic, settings.results_topic, settings.dead_letter_topic], 1
+        settings, [settings.claims_topic, settings.results_topic, settings.dead_letter_topic], 1
     )
     if values:
         streams.produce(bootstrap, settings.claims_topic, values)

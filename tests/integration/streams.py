@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Claim
 from worker.ops.report import read_topic
@@ -90,7 +91,10 @@ class Outputs:
 def read_all(bootstrap: str, topic: str, codec: Codec, kind: str) -> list[dict]:
     """Read every committed record of ``topic`` up to its end offsets, decoding results or dead letters."""
     decode = codec.decode_result if kind == "result" else codec.decode_dead_letter
-    return [decode(record.value) for record in read_topic(bootstrap, topic, timeout_s=30)]
+    return [
+        decode(record.value)
+        for record in read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), topic, timeout_s=30)
+    ]
 
 
 def read_outputs(bootstrap: str, results_topic: str, dlq_topic: str) -> Outputs:

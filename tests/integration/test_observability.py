@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import streams
 from worker import __version__
+from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
@@ -89,7 +90,7 @@ def _produce_to(bootstrap: str, topic: str, records: list[tuple[int, bytes | Non
 
 def _read_raw(bootstrap: str, topic: str) -> list:
     """Every committed record of ``topic`` (all partitions, read_committed), with keys and headers."""
-    return list(read_topic(bootstrap, topic, timeout_s=30))
+    return list(read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), topic, timeout_s=30))
 
 
 def _log_events(log: Path) -> list[dict]:

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from worker import __version__
 from worker.config.settings import Settings, load_settings
-from worker.errors import ConfigError, ExitCode
+from worker.errors import ConfigError, ExitCode, NotAuthorized
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -91,9 +91,9 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
     A feature (directory, replay, authorizations, access checks...) lives in its own ``worker/cli/<name>.py``
     and adds one line here, so features do not edit each other's commands.
     """
-    from worker.cli import admin, directory  # noqa: PLC0415 - the hook imports each feature's module
+    from worker.cli import access, admin, directory  # noqa: PLC0415 - the hook imports each feature's module
 
-    return [admin.register, directory.register]
+    return [admin.register, directory.register, access.register]
 
 
 def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogger) -> T:
@@ -123,7 +123,14 @@ def _schema_resolver(settings: Settings) -> SchemaResolver | None:
         settings.schema_registry_url,
         username=settings.schema_registry_username,
         password=password.get_secret_value() if password is not None else None,
+        ca_file=_path(settings.schema_registry_ca_file),
+        cert_file=_path(settings.schema_registry_cert_file),
+        key_file=_path(settings.schema_registry_key_file),
     )
+
+
+def _path(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _run(settings: Settings) -> int:
@@ -208,6 +215,14 @@ def _run(settings: Settings) -> int:
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
     """Run the sub-command named in ``args`` and return its exit code."""
+    if args.command != "print-settings":
+        from worker.runtime.clients import check_login  # noqa: PLC0415
+
+        check_login(settings)  # a refused login or untrusted certificate: NotAuthorized, exit 5
+    if args.command == "run":
+        from worker.runtime.access import require_worker_access  # noqa: PLC0415
+
+        require_worker_access(settings)  # a missing topic or group ACL: exit 5 before consuming
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args, settings))
@@ -222,6 +237,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_SETTINGS
+    except NotAuthorized as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.NOT_AUTHORIZED
+    except kerrors.TransactionalIdAuthorizationFailedError:
+        print(
+            "error: not authorized: WRITE on the transactional id (prefix CLAIMS_TRANSACTIONAL_ID_PREFIX-) "
+            "is missing; `claims-worker check-access` lists every right",
+            file=sys.stderr,
+        )
+        return ExitCode.NOT_AUTHORIZED
+    except kerrors.AuthorizationError as exc:
+        print(
+            f"error: not authorized ({type(exc).__name__}); `claims-worker check-access` names the right",
+            file=sys.stderr,
+        )
+        return ExitCode.NOT_AUTHORIZED
     except kerrors.KafkaError as exc:
         print(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr

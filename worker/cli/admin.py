@@ -84,7 +84,7 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
 
     topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
     create(
-        settings.require_bootstrap(),
+        settings,
         topics,
         args.partitions,
         replication_factor=args.replication_factor,
@@ -98,10 +98,10 @@ def seed_samples(_args: argparse.Namespace, settings: Settings) -> int:
     """Produce the bundled sample claims and poison records to the claims topic."""
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.devtools.samples import poison_records, sample_claims  # noqa: PLC0415
-    from worker.runtime.kafka_io import KafkaProducer  # noqa: PLC0415
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
 
     codec = Codec()
-    producer = KafkaProducer(bootstrap_servers=settings.require_bootstrap().split(","), acks="all")
+    producer = new_producer(settings, Role.SEEDER, acks="all")
     n = 0
     for sample in sample_claims():
         value = codec.encode_claim(sample.claim, version=sample.schema_version)

@@ -8,7 +8,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
@@ -18,7 +26,17 @@ if TYPE_CHECKING:
 
     from pydantic_settings import PydanticBaseSettingsSource
 
-__all__ = ["LogFormat", "Settings", "WireFormat", "env_names", "load_settings"]
+__all__ = [
+    "SECRET_FILE_VARIABLES",
+    "LogFormat",
+    "SaslMechanism",
+    "SecurityProtocol",
+    "Settings",
+    "WireFormat",
+    "env_names",
+    "load_settings",
+    "read_secret_files",
+]
 
 
 class LogFormat(StrEnum):
@@ -35,6 +53,33 @@ class WireFormat(StrEnum):
     SINGLE_OBJECT = "single-object"
     CONFLUENT = "confluent"
 
+
+class SecurityProtocol(StrEnum):
+    """How the worker talks to the brokers (Kafka's ``security.protocol``)."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    """SASL mechanisms the worker can authenticate with (Kafka's ``sasl.mechanism``)."""
+
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+# Secrets that may also come from a file (a mounted Kubernetes secret): CLAIMS_<NAME>_FILE=/path.
+SECRET_FILE_VARIABLES: dict[str, str] = {
+    "CLAIMS_KAFKA_PASSWORD_FILE": "CLAIMS_KAFKA_PASSWORD",
+    "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE": "CLAIMS_KAFKA_SSL_KEY_PASSWORD",
+    "CLAIMS_SCHEMA_REGISTRY_PASSWORD_FILE": "CLAIMS_SCHEMA_REGISTRY_PASSWORD",
+}
+# A folder of secret files named after the variables (pydantic-settings' secrets directory).
+SECRETS_DIR_VARIABLE = "CLAIMS_SECRETS_DIR"
+_MAX_SECRET_FILE_BYTES = 64 * 1024
 
 _TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
 Topic = Annotated[str, Field(pattern=_TOPIC)]
@@ -99,6 +144,39 @@ class Settings(BaseSettings):
     outage_limit_s: float = Field(
         300.0, gt=0, le=86_400, description="How long a running worker retries lost brokers before exiting 4."
     )
+    # --- Kafka and registry security (docs/security.md). Secrets are SecretStr: masked everywhere. ---
+    kafka_security_protocol: SecurityProtocol = Field(
+        SecurityProtocol.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        SaslMechanism.SCRAM_SHA_512, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* only)."
+    )
+    kafka_username: str | None = Field(None, description="SASL user name (SASL_* only).")
+    kafka_password: SecretStr | None = Field(
+        None, description="SASL password (or CLAIMS_KAFKA_PASSWORD_FILE=path)."
+    )
+    kafka_ssl_cafile: FilePath | None = Field(
+        None, description="PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL)."
+    )
+    kafka_ssl_certfile: FilePath | None = Field(
+        None, description="PEM client certificate, for brokers that require one (mutual TLS)."
+    )
+    kafka_ssl_keyfile: FilePath | None = Field(None, description="PEM private key of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key (or CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE=path)."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that the broker certificate names the host (leave on in production)."
+    )
+    schema_registry_ca_file: FilePath | None = Field(
+        None, description="PEM CA file that signed the schema registry's certificate (https)."
+    )
+    schema_registry_cert_file: FilePath | None = Field(
+        None, description="PEM client certificate for the schema registry (mutual TLS)."
+    )
+    schema_registry_key_file: FilePath | None = Field(
+        None, description="PEM private key of the schema-registry client certificate."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -151,6 +229,33 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
+    @model_validator(mode="after")
+    def _security_consistent(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        sasl = protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
+        tls = protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+        if sasl and (not self.kafka_username or self.kafka_password is None):
+            msg = f"{protocol} needs CLAIMS_KAFKA_USERNAME and CLAIMS_KAFKA_PASSWORD (or its _FILE)"
+            raise ValueError(msg)
+        if not sasl and (self.kafka_username or self.kafka_password is not None):
+            msg = "a Kafka user name or password is set but CLAIMS_KAFKA_SECURITY_PROTOCOL is not SASL_*"
+            raise ValueError(msg)
+        tls_files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if not tls and (any(tls_files) or self.kafka_ssl_key_password is not None):
+            msg = "Kafka TLS files are set but CLAIMS_KAFKA_SECURITY_PROTOCOL is not SSL or SASL_SSL"
+            raise ValueError(msg)
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            msg = "CLAIMS_KAFKA_SSL_KEYFILE needs CLAIMS_KAFKA_SSL_CERTFILE"
+            raise ValueError(msg)
+        registry_tls = self.schema_registry_ca_file or self.schema_registry_cert_file
+        if registry_tls and not (self.schema_registry_url or "").startswith("https://"):
+            msg = "schema registry TLS files need an https:// CLAIMS_SCHEMA_REGISTRY_URL"
+            raise ValueError(msg)
+        if self.schema_registry_key_file and not self.schema_registry_cert_file:
+            msg = "CLAIMS_SCHEMA_REGISTRY_KEY_FILE needs CLAIMS_SCHEMA_REGISTRY_CERT_FILE"
+            raise ValueError(msg)
+        return self
+
     @property
     def transactional_id(self) -> str:
         """The producer's transactional id: stable per instance slot, unique among live workers."""
@@ -185,7 +290,7 @@ def env_names() -> tuple[str, ...]:
 
 def _unknown_variables(names: Mapping[str, str]) -> list[str]:
     """Describe each unknown ``CLAIMS_*`` variable, with the closest valid name when one is near."""
-    known = {*env_names(), _BOOTSTRAP_ALIAS}
+    known = {*env_names(), _BOOTSTRAP_ALIAS, *SECRET_FILE_VARIABLES, SECRETS_DIR_VARIABLE}
     claims_names = [name for name in known if name.startswith("CLAIMS_")]
     problems = []
     for name in sorted(names):
@@ -203,10 +308,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     Raises ``ConfigError`` naming each bad variable and its rule, and each unknown ``CLAIMS_*``
     variable with the closest valid name; never echoes a value (values may be secrets).
     """
-    source = os.environ if env is None else env
+    source = dict(os.environ if env is None else env)
     problems = _unknown_variables(source)
     if problems:
         raise ConfigError("unknown settings: " + "; ".join(problems))
+    source.update(read_secret_files(source))
+    secrets_dir = source.get(SECRETS_DIR_VARIABLE) or None
+    if secrets_dir is not None:
+        if not Path(secrets_dir).is_dir():
+            raise ConfigError(f"bad settings: {SECRETS_DIR_VARIABLE}: {secrets_dir} is not a directory")
+        source.update(_read_secrets_dir(Path(secrets_dir), source))
     kwargs: dict[str, Any] = {}
     for field_name, field_info in Settings.model_fields.items():
         env_name = _env_name(field_name)
@@ -224,3 +335,53 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             variable = _env_name(where) if where in Settings.model_fields else where
             problems.append(f"{variable}: {error['msg']}")
         raise ConfigError("bad settings: " + "; ".join(problems)) from None
+
+
+def _read_secret(path: Path, label: str) -> str:
+    """Return one secret file's text, one trailing newline dropped; errors name ``label``, never content."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"bad settings: {label}: cannot read {path} ({type(exc).__name__})") from None
+    if len(raw) > _MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"bad settings: {label}: {path} is larger than a secret can be")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"bad settings: {label}: {path} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")
+
+
+def read_secret_files(env: Mapping[str, str]) -> dict[str, str]:
+    """Return ``CLAIMS_<NAME>`` values read from the files named by ``CLAIMS_<NAME>_FILE`` in ``env``.
+
+    One trailing newline is dropped (``echo`` and Kubernetes secrets add one). Raises ``ConfigError``
+    naming the variable (never the content) when a file cannot be read or both forms are set.
+    """
+    values: dict[str, str] = {}
+    for file_variable, variable in SECRET_FILE_VARIABLES.items():
+        path = env.get(file_variable)
+        if not path:
+            continue
+        if env.get(variable):
+            raise ConfigError(f"bad settings: set {variable} or {file_variable}, not both")
+        values[variable] = _read_secret(Path(path), file_variable)
+    return values
+
+
+def _read_secrets_dir(directory: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """Return secrets from files named after their variables (``claims_kafka_password`` or upper case).
+
+    This is a mounted Kubernetes secret; a value set in the environment (or by a ``_FILE``) wins.
+    """
+    values: dict[str, str] = {}
+    for variable in SECRET_FILE_VARIABLES.values():
+        if env.get(variable):
+            continue
+        for name in (variable.lower(), variable):
+            path = directory / name
+            if path.is_file():
+                values[variable] = _read_secret(path, f"{SECRETS_DIR_VARIABLE} ({name})")
+                break
+    return values

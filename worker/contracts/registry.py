@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -217,13 +218,22 @@ class HttpSchemaResolver:
 
     A 404 or a non-Avro/unparseable schema raises ``KeyError`` (the record is bad); any other
     failure raises ``RegistryUnavailable`` (the infrastructure is). Only a cache miss does I/O.
-    ``username``/``password`` add HTTP basic authentication.
+    ``username``/``password`` add HTTP basic authentication; ``ca_file`` trusts a private CA and
+    ``cert_file``/``key_file`` present a client certificate (https only).
     """
 
-    __slots__ = ("_authorization", "_base_url", "_cache", "_timeout", "_unknown")
+    __slots__ = ("_authorization", "_base_url", "_cache", "_context", "_timeout", "_unknown")
 
     def __init__(
-        self, base_url: str, *, timeout: float = 5.0, username: str | None = None, password: str | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
     ) -> None:
         scheme = urllib.parse.urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
@@ -235,6 +245,14 @@ class HttpSchemaResolver:
         if username is not None or password is not None:
             token = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode("ascii")
             self._authorization = f"Basic {token}"
+        self._context: ssl.SSLContext | None = None
+        if ca_file is not None or cert_file is not None:
+            if scheme != "https":
+                msg = "schema registry TLS files need an https url"
+                raise ValueError(msg)
+            self._context = ssl.create_default_context(cafile=ca_file)
+            if cert_file is not None:
+                self._context.load_cert_chain(cert_file, key_file)
         self._cache: LruMemo[int, ParsedSchema] = LruMemo(_MAX_CACHED_SCHEMAS)
         self._unknown: LruMemo[int, int] = LruMemo(_MAX_REMEMBERED_UNKNOWN_IDS)
 
@@ -276,7 +294,9 @@ class HttpSchemaResolver:
             headers["Authorization"] = self._authorization
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked in __init__
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310 - same
+            with urllib.request.urlopen(  # noqa: S310 - same
+                request, timeout=self._timeout, context=self._context
+            ) as response:
                 body: bytes = response.read(_MAX_REGISTRY_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:  # noqa: PLR2004 - HTTP Not Found: the id does not exist

@@ -4,8 +4,15 @@ The jars come from ``deploy/kafka/pom.xml`` (``make broker-jars``). One broker p
 ``broker.json`` records the pid and bootstrap address so ``down`` (or another process) can find it.
 
     python -m worker.devtools.broker up      # prints the bootstrap address
+    python -m worker.devtools.broker up --secure   # SASL_SSL + SCRAM + ACLs; prints the CLAIMS_* settings
     python -m worker.devtools.broker down
     python -m worker.devtools.broker status
+
+``--secure`` (``start_broker(..., secure=True)``) generates a CA and a broker certificate for
+127.0.0.1/localhost with ``openssl``, serves clients on a SASL_SSL listener with SCRAM-SHA-512 users
+created at format time, and authorizes with KRaft's ``StandardAuthorizer``. The controller listener
+stays PLAINTEXT on 127.0.0.1; the broker reaches its own controller as ``User:ANONYMOUS``, which is
+therefore a super user: acceptable for a loopback test broker only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,10 +31,20 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Broker", "BrokerError", "find_running", "start_broker", "stop_broker"]
+__all__ = [
+    "ADMIN_USER",
+    "Broker",
+    "BrokerError",
+    "Certificates",
+    "find_running",
+    "make_ca",
+    "make_certificates",
+    "start_broker",
+    "stop_broker",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBS = ROOT / ".cache" / "kafka" / "libs"
@@ -64,6 +83,32 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 transaction.max.timeout.ms=900000
 """
+# Replaces the listener lines above for --secure: clients on SASL_SSL, the controller on PLAINTEXT.
+SECURE_PROPERTIES = """\
+listeners=SASL_SSL://127.0.0.1:{port},SSL://127.0.0.1:{sport},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=SASL_SSL://127.0.0.1:{port},SSL://127.0.0.1:{sport},CONTROLLER://127.0.0.1:{cport}
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required \
+username="{admin}" password="{admin_password}";
+ssl.keystore.type=PKCS12
+ssl.keystore.location={keystore}
+ssl.keystore.password={store_password}
+ssl.key.password={store_password}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+ssl.client.auth=none
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:{admin};User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+"""
+ADMIN_USER = "admin"
+MTLS_USER = "claims-worker-mtls"  # the client certificate's CN; its principal is User:CN=<this>
+SCRAM_ITERATIONS = 8192
 LOG4J2 = """\
 appender.console.type=Console
 appender.console.name=STDOUT
@@ -90,12 +135,162 @@ class Broker:
     pid: int
     state_dir: str
     log_file: str
+    secure: bool = False
+    ca_file: str | None = None
+    # user name -> file holding that user's password (mode 0600), for CLAIMS_KAFKA_PASSWORD_FILE.
+    password_files: dict[str, str] = field(default_factory=dict)
+    # The SSL listener that requires a client certificate (secure brokers only).
+    mtls_bootstrap: str | None = None
+
+    def client_env(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """Return the ``KAFKA_BOOTSTRAP_SERVERS``/``CLAIMS_KAFKA_*`` settings that connect as ``user``."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        if self.secure:
+            env |= {
+                "CLAIMS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "CLAIMS_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "CLAIMS_KAFKA_USERNAME": user,
+                "CLAIMS_KAFKA_PASSWORD_FILE": self.password_files[user],
+                "CLAIMS_KAFKA_SSL_CAFILE": str(self.ca_file),
+            }
+        return env
+
+    def mtls_env(self) -> dict[str, str]:
+        """Return the settings that connect over mutual TLS as ``User:CN=claims-worker-mtls``."""
+        if not self.secure or self.mtls_bootstrap is None or self.ca_file is None:
+            msg = "mutual TLS needs a broker started with secure=True"
+            raise BrokerError(msg)
+        tls = Path(self.ca_file).parent
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.mtls_bootstrap,
+            "CLAIMS_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "CLAIMS_KAFKA_SSL_CAFILE": self.ca_file,
+            "CLAIMS_KAFKA_SSL_CERTFILE": str(tls / "client.pem"),
+            "CLAIMS_KAFKA_SSL_KEYFILE": str(tls / "client.key"),
+            "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE": str(
+                Path(self.state_dir) / "secrets" / f"{MTLS_USER}.key-password"
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """Files made by ``make_certificates``: the CA, the broker's PKCS12 keystore, a client certificate."""
+
+    ca_file: Path
+    ca_key: Path
+    keystore: Path
+    keystore_password: str
+    # A client certificate (CN=claims-worker-mtls) with an encrypted key, for mutual TLS.
+    client_cert: Path
+    client_key: Path
+    client_key_password: str
+
+
+def _openssl(*args: str, password: str | None = None) -> None:
+    """Run openssl; ``password`` reaches it as ``env:CLAIMS_TLS_PASSWORD``, never in argv."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        msg = "openssl not found: install it to generate the test certificates"
+        raise BrokerError(msg)
+    env = {**os.environ, "CLAIMS_TLS_PASSWORD": password} if password is not None else None
+    done = subprocess.run([openssl, *args], capture_output=True, text=True, check=False, timeout=60, env=env)
+    if done.returncode != 0:
+        msg = f"openssl {args[0]} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}"
+        raise BrokerError(msg)
+
+
+def make_ca(folder: Path, name: str = "claims-worker test CA") -> tuple[Path, Path]:
+    """Create a self-signed CA (2 days) in ``folder``; return its certificate and key files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "ca.pem", folder / "ca.key"
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+        "-keyout", str(key), "-out", str(cert),
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    key.chmod(0o600)
+    return cert, key
+
+
+def make_certificates(folder: Path) -> Certificates:
+    """Create a CA and a broker certificate for 127.0.0.1 and localhost, packed in a PKCS12 keystore."""
+    ca, ca_key = make_ca(folder)
+    key, csr, cert = folder / "broker.key", folder / "broker.csr", folder / "broker.pem"
+    extensions = folder / "broker.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-out", str(cert), "-extfile", str(extensions),
+    )  # fmt: skip
+    password = secrets.token_urlsafe(18)
+    keystore = folder / "broker.p12"
+    _openssl(
+        "pkcs12", "-export", "-in", str(cert), "-inkey", str(key), "-certfile", str(ca), "-name", "broker",
+        "-out", str(keystore), "-passout", "env:CLAIMS_TLS_PASSWORD", password=password,
+    )  # fmt: skip
+    client_cert, client_key, client_password = _client_certificate(folder, ca, ca_key)
+    for private in (key, keystore, client_key):
+        private.chmod(0o600)
+    return Certificates(ca, ca_key, keystore, password, client_cert, client_key, client_password)
+
+
+def _client_certificate(folder: Path, ca: Path, ca_key: Path) -> tuple[Path, Path, str]:
+    """Sign a client certificate ``CN=claims-worker-mtls`` whose PEM key is encrypted with a new password."""
+    password = secrets.token_urlsafe(18)
+    key, csr, cert = folder / "client.key", folder / "client.csr", folder / "client.pem"
+    extensions = folder / "client.ext"
+    extensions.write_text("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n")
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-subj", f"/CN={MTLS_USER}", "-keyout", str(key), "-out", str(csr),
+        "-passout", "env:CLAIMS_TLS_PASSWORD", password=password,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+        "-days", "2", "-out", str(cert), "-extfile", str(extensions),
+    )  # fmt: skip
+    return cert, key, password
+
+
+def _scram_credential(user: str, password: str) -> str:
+    """Return a ``--add-scram`` value holding the salted password, so no password appears in argv."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, SCRAM_ITERATIONS)
+    return (
+        f"SCRAM-SHA-512=[name={user},iterations={SCRAM_ITERATIONS},"
+        f'salt="{base64.b64encode(salt).decode()}",saltedpassword="{base64.b64encode(salted).decode()}"]'
+    )
 
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _free_ports(n: int) -> list[int]:
+    """Return ``n`` distinct free ports on 127.0.0.1."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _alive(pid: int) -> bool:
@@ -159,28 +354,84 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no broker log)"
 
 
+def _secure_setup(
+    state_dir: Path, text: str, ports: tuple[int, int, int], users: dict[str, str]
+) -> tuple[str, list[str], dict[str, str], Certificates]:
+    """Make certificates and password files; return the properties, ``--add-scram`` options and files."""
+    certs = make_certificates(state_dir / "tls")
+    passwords = {ADMIN_USER: secrets.token_urlsafe(18), **users}
+    secret_dir = state_dir / "secrets"
+    secret_dir.mkdir(mode=0o700)
+    scram: list[str] = []
+    password_files: dict[str, str] = {}
+    for user, password in passwords.items():
+        path = secret_dir / user
+        path.write_text(password)
+        path.chmod(0o600)
+        password_files[user] = str(path)
+        scram.append(f"--add-scram={_scram_credential(user, password)}")
+    kept = [
+        line
+        for line in text.splitlines()
+        if not line.startswith(("listeners=", "advertised.listeners=", "inter.broker", "listener.security"))
+    ]
+    key_password = secret_dir / f"{MTLS_USER}.key-password"
+    key_password.write_text(certs.client_key_password)
+    key_password.chmod(0o600)
+    port, cport, sport = ports
+    text = (
+        "\n".join(kept)
+        + "\n"
+        + SECURE_PROPERTIES.format(
+            port=port,
+            cport=cport,
+            sport=sport,
+            admin=ADMIN_USER,
+            admin_password=passwords[ADMIN_USER],
+            keystore=certs.keystore,
+            store_password=certs.keystore_password,
+            ca=certs.ca_file,
+        )
+    )
+    return text, scram, password_files, certs
+
+
 def start_broker(
     libs: Path = DEFAULT_LIBS,
     state_dir: Path = DEFAULT_STATE,
     timeout_s: float = 120.0,
+    *,
+    secure: bool = False,
+    users: dict[str, str] | None = None,
 ) -> Broker:
     """Format fresh KRaft storage and start a combined broker+controller; wait until it serves.
 
-    Reuses a broker already running from ``state_dir``. Raises ``BrokerError`` with the log's tail
-    when the broker exits or does not become ready within ``timeout_s``.
+    With ``secure``, clients must use SASL_SSL with SCRAM-SHA-512 and are authorized by ACLs;
+    ``users`` (name -> password) are created at format time besides the super user ``admin``, whose
+    password is generated. Each password is written to ``<state>/secrets/<user>`` (mode 0600).
+
+    Reuses a broker already running from ``state_dir`` (if it is as secure as asked). Raises
+    ``BrokerError`` with the log's tail when the broker exits or is not ready within ``timeout_s``.
     """
     running = find_running(state_dir)
-    if running is not None:
+    if running is not None and running.secure == secure:
         return running
+    if running is not None:
+        stop_broker(state_dir)
     java, classpath = _java(), _classpath(libs)
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
-    port, cport = _free_port(), _free_port()
-    while cport == port:
-        cport = _free_port()
+    port, cport, sport = _free_ports(3)
     props = state_dir / "server.properties"
-    props.write_text(SERVER_PROPERTIES.format(port=port, cport=cport, data=state_dir / "data"))
+    text = SERVER_PROPERTIES.format(port=port, cport=cport, data=state_dir / "data")
+    scram: list[str] = []
+    password_files: dict[str, str] = {}
+    certs: Certificates | None = None
+    if secure:
+        text, scram, password_files, certs = _secure_setup(state_dir, text, (port, cport, sport), users or {})
+    props.write_text(text)
+    props.chmod(0o600)
     log4j = state_dir / "log4j2.properties"
     log4j.write_text(LOG4J2)
     log_file = state_dir / "broker.log"
@@ -201,6 +452,7 @@ def start_broker(
             "format",
             "--standalone",
             f"--cluster-id={cluster_id}",
+            *scram,
             "-c",
             str(props),
         ],
@@ -221,7 +473,16 @@ def start_broker(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    broker = Broker(f"127.0.0.1:{port}", proc.pid, str(state_dir), str(log_file))
+    broker = Broker(
+        f"127.0.0.1:{port}",
+        proc.pid,
+        str(state_dir),
+        str(log_file),
+        secure=secure,
+        ca_file=str(certs.ca_file) if certs else None,
+        password_files=password_files,
+        mtls_bootstrap=f"127.0.0.1:{sport}" if certs else None,
+    )
     (state_dir / "broker.json").write_text(json.dumps(asdict(broker)))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -258,8 +519,25 @@ def stop_broker(state_dir: Path = DEFAULT_STATE, grace_s: float = 20.0) -> bool:
             while _alive(broker.pid):
                 time.sleep(0.05)
     info.unlink(missing_ok=True)
-    shutil.rmtree(state_dir / "data", ignore_errors=True)
+    for private in ("data", "secrets", "tls"):
+        shutil.rmtree(state_dir / private, ignore_errors=True)
+    (state_dir / "server.properties").unlink(missing_ok=True)  # a secure broker's holds passwords
     return found
+
+
+def grant(broker: Broker, principal: str, acls: list[object]) -> None:
+    """Create ``acls`` (kafka-python ``ACL`` objects for ``principal``) as the super user."""
+    from worker.config.settings import load_settings  # noqa: PLC0415 - only for secure brokers
+    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415
+
+    admin = new_admin(load_settings(broker.client_env(ADMIN_USER)), Role.ADMIN)
+    try:
+        result = admin.create_acls(acls)
+    finally:
+        admin.close()
+    if result["failed"]:
+        msg = f"creating ACLs for {principal} failed: {result['failed']}"
+        raise BrokerError(msg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,9 +546,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--libs", type=Path, default=DEFAULT_LIBS, help="folder of Kafka jars")
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="folder for data and logs")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="SASL_SSL/SCRAM-SHA-512, StandardAuthorizer, user claims-worker granted the worker's ACLs",
+    )
     args = parser.parse_args(argv)
     try:
-        if args.command == "up":
+        if args.command == "up" and args.secure:
+            broker = _secure_demo_broker(args.libs, args.state)
+            for name, value in broker.client_env("claims-worker").items():
+                print(f"export {name}={value}")
+        elif args.command == "up":
             broker = start_broker(args.libs, args.state)
             print(broker.bootstrap)
         elif args.command == "down":
@@ -283,6 +570,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _secure_demo_broker(libs: Path = DEFAULT_LIBS, state_dir: Path = DEFAULT_STATE) -> Broker:
+    """Start a secure broker with a ``claims-worker`` user granted exactly the default worker's ACLs."""
+    from worker.config.settings import load_settings  # noqa: PLC0415
+    from worker.runtime.access import acl_bindings, worker_needs  # noqa: PLC0415
+
+    broker = start_broker(libs, state_dir, secure=True, users={"claims-worker": secrets.token_urlsafe(18)})
+    if "claims-worker" in broker.password_files:
+        settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap})
+        grant(broker, "User:claims-worker", list(acl_bindings(worker_needs(settings), "User:claims-worker")))
+    return broker
 
 
 if __name__ == "__main__":

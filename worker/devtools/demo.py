@@ -1,4 +1,9 @@
-"""`make run`: broker (unless configured), topics, sample claims, the worker, then a table of decisions."""
+"""`make run`: broker (unless configured), topics, sample claims, the worker, then a table of decisions.
+
+`make run SECURE=1` (``--secure``) starts the broker with SASL_SSL, SCRAM and ACLs instead: set-up
+and the table run as the super user ``admin``, the worker as ``claims-worker`` holding exactly the
+ACLs of docs/security.md, after ``check-access`` has confirmed them.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +21,23 @@ def _step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end and return the worker's exit code (non-zero if any step fails)."""
+    secure = "--secure" in (sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
+    worker_env: dict[str, str] = {}
     started = False
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        _step("starting a local single-node Kafka broker (KRaft, 127.0.0.1)")
+        kind = "SASL_SSL + SCRAM + ACLs" if secure else "PLAINTEXT"
+        _step(f"starting a local single-node Kafka broker (KRaft, 127.0.0.1, {kind})")
         try:
-            env["KAFKA_BOOTSTRAP_SERVERS"] = local_broker.start_broker().bootstrap
+            broker = local_broker._secure_demo_broker() if secure else local_broker.start_broker()  # noqa: SLF001
         except local_broker.BrokerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        env |= broker.client_env(local_broker.ADMIN_USER)
+        if secure:
+            worker_env = broker.client_env("claims-worker")
         started = True
         print(f"broker at {env['KAFKA_BOOTSTRAP_SERVERS']}")
     else:
@@ -42,26 +53,23 @@ def main() -> int:
     env.setdefault("CLAIMS_METRICS_PORT", "0")
     env.setdefault("CLAIMS_LOG_FORMAT", "console")
     cli = [sys.executable, "-m", "worker"]
+    steps: list[tuple[str, list[str], dict[str, str]]] = [
+        (
+            "creating topics (one local broker: one copy of each partition)",
+            ["create-topics", "--partitions", "2", "--replication-factor", "1", "--min-insync-replicas", "1"],
+            env,
+        ),
+        ("producing the bundled sample claims and poison records", ["seed-samples"], env),
+        ("running the worker until the topic is drained (idle 3 s)", ["run"], env | worker_env),
+        ("what the worker decided (read back from the output topics)", ["show-results"], env),
+    ]
+    if worker_env:
+        _grant_worker(broker, env | worker_env)
+        steps.insert(2, ("checking the worker's rights", ["check-access"], env | worker_env))
     try:
-        for title, args in (
-            (
-                "creating topics (one local broker: one copy of each partition)",
-                [
-                    "create-topics",
-                    "--partitions",
-                    "2",
-                    "--replication-factor",
-                    "1",
-                    "--min-insync-replicas",
-                    "1",
-                ],
-            ),
-            ("producing the bundled sample claims and poison records", ["seed-samples"]),
-            ("running the worker until the topic is drained (idle 3 s)", ["run"]),
-            ("what the worker decided (read back from the output topics)", ["show-results"]),
-        ):
+        for title, args, step_env in steps:
             _step(title)
-            code = subprocess.run([*cli, *args], env=env, check=False).returncode
+            code = subprocess.run([*cli, *args], env=step_env, check=False).returncode
             if code != 0:
                 print(f"error: `claims-worker {' '.join(args)}` exited {code}", file=sys.stderr)
                 return code
@@ -70,6 +78,15 @@ def main() -> int:
             _step("stopping the local broker")
             local_broker.stop_broker()
     return 0
+
+
+def _grant_worker(broker: local_broker.Broker, env: dict[str, str]) -> None:
+    """Grant ``claims-worker`` the documented ACLs for this run's topic, group and transactional id names."""
+    from worker.config.settings import load_settings  # noqa: PLC0415 - only for --secure
+    from worker.runtime.access import acl_bindings, worker_needs  # noqa: PLC0415
+
+    needs = worker_needs(load_settings({k: v for k, v in env.items() if k.startswith(("CLAIMS_", "KAFKA_"))}))
+    local_broker.grant(broker, "User:claims-worker", list(acl_bindings(needs, "User:claims-worker")))
 
 
 if __name__ == "__main__":

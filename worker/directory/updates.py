@@ -18,18 +18,19 @@ import time
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka import errors as kerrors
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
-from worker.directory.clients import client_config
 from worker.directory.index import Directory, Entry
 from worker.directory.nppes import SLOTS, NppesRecord
 from worker.errors import ClaimsWorkerError, ConfigError
+from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    from kafka import KafkaConsumer
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
@@ -159,7 +160,7 @@ def ensure_topic(settings: Settings, topic: str, partitions: int = 1, replicatio
     Raises ``ConfigError`` (exit 2) when the topic exists without ``compact`` in its cleanup policy: the
     follower's catch-up would then read every record ever published instead of one per NPI.
     """
-    admin = KafkaAdminClient(**client_config(settings, "directory-admin"))
+    admin = new_admin(settings, Role.DIRECTORY)
     try:
         admin.create_topics(
             [
@@ -198,8 +199,9 @@ def publish(
 
     Re-running a publish is harmless: the topic is compacted by NPI and a record carries the whole entry.
     """
-    producer = KafkaProducer(
-        **client_config(settings, "directory-publisher"),
+    producer = new_producer(
+        settings,
+        Role.DIRECTORY,
         enable_idempotence=True,
         acks="all",
         linger_ms=50,
@@ -255,8 +257,9 @@ class DirectoryUpdates:
         cls, settings: Settings, directory: Directory, topic: str, log: FilteringBoundLogger | None = None
     ) -> DirectoryUpdates:
         """Return a follower of ``topic`` for ``directory`` with a consumer built from ``settings``."""
-        consumer = KafkaConsumer(
-            **client_config(settings, "directory-follower"),
+        consumer = new_consumer(
+            settings,
+            Role.DIRECTORY,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

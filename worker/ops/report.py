@@ -6,7 +6,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.codec import Codec
-from worker.runtime.kafka_io import KafkaConsumer, TopicPartition
+from worker.runtime.clients import Role, new_consumer
+from worker.runtime.kafka_io import TopicPartition
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -16,10 +17,11 @@ if TYPE_CHECKING:
 __all__ = ["print_results", "read_topic"]
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 5.0) -> Iterator[Any]:
+def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> Iterator[Any]:
     """Yield every committed record of ``topic`` (all partitions) up to its end offsets at call time."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
+    consumer = new_consumer(
+        settings,
+        Role.REPORT,
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -55,14 +57,14 @@ def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
     """Print results and dead letters as an aligned table; returns 0, or 1 when there are none."""
     codec = Codec()
     rows: list[tuple[str, ...]] = []
-    for record in read_topic(settings.require_bootstrap(), settings.results_topic, timeout_s):
+    for record in read_topic(settings, settings.results_topic, timeout_s):
         result = codec.decode_result(record.value)
         rejects = ",".join(result["reject_codes"]) or "-"
         source = f"{result['source']['partition']}:{result['source']['offset']}"
         rows.append(
             (source, result["claim_id"], result["transaction_code"], result["outcome"], rejects, _why(result))
         )
-    for record in read_topic(settings.require_bootstrap(), settings.dead_letter_topic, timeout_s):
+    for record in read_topic(settings, settings.dead_letter_topic, timeout_s):
         letter = codec.decode_dead_letter(record.value)
         key = (letter["original_key"] or b"").decode("utf-8", "replace") or "(no key)"
         source = f"{letter['source']['partition']}:{letter['source']['offset']}"

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
-from kafka.admin import KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
 from worker.errors import ClaimsWorkerError, ConfigError
+from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -82,9 +82,7 @@ def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
 def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
     """Return a group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.require_bootstrap().split(","),
         "group_id": settings.group_id,
-        "client_id": f"{settings.transactional_id}-consumer",
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
@@ -92,7 +90,7 @@ def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
         "fetch_max_wait_ms": 100,
     }
     config.update(overrides)
-    return KafkaConsumer(**config)
+    return new_consumer(settings, Role.CONSUMER, **config)
 
 
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
@@ -101,8 +99,6 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     ``init_transactions`` fences any older producer with the same id and aborts its open transaction.
     """
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.require_bootstrap().split(","),
-        "client_id": f"{settings.transactional_id}-producer",
         "transactional_id": settings.transactional_id,
         "transaction_timeout_ms": settings.transaction_timeout_ms,
         "linger_ms": settings.linger_ms,
@@ -110,7 +106,7 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "max_block_ms": int(settings.commit_timeout_s * 1000),
     }
     config.update(overrides)
-    producer = KafkaProducer(**config)
+    producer = new_producer(settings, Role.PRODUCER, **config)
     try:
         producer.init_transactions()
     except Exception:
@@ -142,7 +138,7 @@ def check_topics(consumer: KafkaConsumer, settings: Settings) -> dict[str, int]:
 
 
 def create_topics(
-    bootstrap: str,
+    settings: Settings,
     topics: Iterable[str],
     partitions: int = 1,
     *,
@@ -154,7 +150,7 @@ def create_topics(
     ``min_insync_replicas`` is set as the topic's ``min.insync.replicas`` config. Raises ``ConfigError``
     when the cluster refuses the replication factor or the config (e.g. more replicas than brokers).
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="claims-worker-admin")
+    admin = new_admin(settings, Role.ADMIN)
     configs = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
     try:
         existing = set(admin.list_topics())
@@ -201,9 +197,9 @@ def read_event_ids(
     if window <= 0:
         return []
     tp = TopicPartition(topic, partition)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.require_bootstrap().split(","),
-        client_id=f"{settings.transactional_id}-readback",
+    consumer = new_consumer(
+        settings,
+        Role.READBACK,
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",

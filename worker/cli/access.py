@@ -1,0 +1,98 @@
+"""``claims-worker check-access``: tell whether the configured principal holds every right the worker needs.
+
+Exit 0 when every right is there, 5 when one is missing (or the login is refused), 2 when a topic
+does not exist. The rights are those of docs/security.md (``worker.runtime.access.worker_needs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worker.config.settings import Settings
+
+__all__ = ["register"]
+
+EXIT_OK = 0
+EXIT_NO_TOPIC = 2
+EXIT_NOT_AUTHORIZED = 5
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``check-access`` sub-command."""
+    parser = sub.add_parser(
+        "check-access",
+        help="report, for each topic, group and transactional id the worker needs, whether it is granted",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--no-transaction-probe",
+        action="store_true",
+        help="skip the InitProducerId probe of the transactional-id prefix",
+    )
+    parser.set_defaults(handler=check_access)
+
+
+def check_access(args: argparse.Namespace, settings: Settings) -> int:
+    """Print one line per needed right and return the exit code (0, 2 or 5)."""
+    from worker.runtime.access import (  # noqa: PLC0415 - keeps --help fast
+        Finding,
+        Resource,
+        Verdict,
+        check_topics_and_group,
+        list_own_acls,
+        probe_transactional_id,
+        worker_needs,
+    )
+
+    needs = worker_needs(settings)
+    who = settings.kafka_username or (
+        "<client certificate subject>" if settings.kafka_ssl_certfile else "ANONYMOUS"
+    )
+    print(
+        f"check-access as User:{who} at {settings.require_bootstrap()} "
+        f"({settings.kafka_security_protocol.value}); login ok"
+    )
+    listed = list_own_acls(settings)
+    if listed is None:
+        print(
+            "DescribeAcls: denied (it needs DESCRIBE on the cluster, which a worker should not hold); "
+            "asking the broker's authorizer for this principal's operations and probing instead"
+        )
+    else:
+        print(
+            f"DescribeAcls: {listed} ACL(s) name User:{who}; the verdicts below still come from the "
+            "broker's authorizer (it applies DENY, prefix and wildcard rules)"
+        )
+    findings: list[Finding] = check_topics_and_group(settings, needs)
+    for need in needs:
+        if need.resource is Resource.TRANSACTIONAL_ID:
+            if args.no_transaction_probe:
+                findings.append(Finding(need, Verdict.UNKNOWN, "not probed (--no-transaction-probe)"))
+            else:
+                findings.append(probe_transactional_id(settings, need))
+    width = max(len(f.need.describe()) for f in findings)
+    for finding in findings:
+        print(
+            f"  {finding.verdict.value:<8} {finding.need.describe():<{width}}  "
+            f"to {finding.need.why}  [{finding.method}]"
+        )
+    missing = [f for f in findings if f.verdict is Verdict.MISSING]
+    absent = [f for f in findings if f.verdict is Verdict.NO_TOPIC]
+    unknown = [f for f in findings if f.verdict is Verdict.UNKNOWN]
+    if missing:
+        print(
+            f"{len(missing)} right(s) missing (a topic this principal may not describe looks the same as "
+            "one that does not exist): grant them as docs/security.md lists, then run this again"
+        )
+        return EXIT_NOT_AUTHORIZED
+    if absent:
+        print(f"{len(absent)} topic(s) do not exist: create them (claims-worker create-topics)")
+        return EXIT_NO_TOPIC
+    if unknown:
+        print(f"{len(unknown)} right(s) could not be established; the others are granted")
+        return EXIT_OK
+    print("every right the worker needs is granted")
+    return EXIT_OK
