@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.config.settings import Settings, load_settings
 from worker.contracts.codec import Codec
 from worker.devtools.samples import poison_records, sample_claims
 from worker.ops.report import read_topic
@@ -119,8 +120,12 @@ def test_wheel_outside_the_checkout_decides_the_bundled_samples(installed, kafka
     table = _call([cli, "show-results"], cwd=tmp_path, env=env)
 
     codec = Codec()
-    results = [codec.decode_result(r.value) for r in read_topic(kafka_bootstrap, f"results-{unique}")]
-    dead = [codec.decode_dead_letter(r.value) for r in read_topic(kafka_bootstrap, f"dlq-{unique}")]
+    results = [
+        codec.decode_result(r.value) for r in read_topic(_settings(kafka_bootstrap), f"results-{unique}")
+    ]
+    dead = [
+        codec.decode_dead_letter(r.value) for r in read_topic(_settings(kafka_bootstrap), f"dlq-{unique}")
+    ]
     decided = {r["claim_id"] for r in results}
     assert {s.claim.claim_id for s in sample_claims()} <= decided
     assert len(results) + len(dead) == inputs
@@ -129,3 +134,7 @@ def test_wheel_outside_the_checkout_decides_the_bundled_samples(installed, kafka
 
 # The session broker is a single node: a real cluster's replication defaults do not fit it.
 _LOCAL_BROKER_TOPIC_ARGS = ["--replication-factor", "1", "--min-insync-replicas", "1"]
+
+
+def _settings(bootstrap: str) -> Settings:
+    return load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})

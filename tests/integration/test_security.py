@@ -129,7 +129,16 @@ def secured(tmp_path_factory) -> Secured:
             secured, "notxn", notxn, without={(Resource.TRANSACTIONAL_ID, Operation.WRITE, f"{notxn}-")}
         )
         admin_env = secured.env("admin", f"grp-admin-{tag}")
-        made = secured.cli(admin_env, "create-topics", "--partitions", "2")
+        made = secured.cli(
+            admin_env,
+            "create-topics",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--min-insync-replicas",
+            "1",
+        )
         assert made.returncode == 0, made.stderr
         seeded = secured.cli(admin_env, "seed-samples")
         assert seeded.returncode == 0, seeded.stderr
@@ -250,7 +259,19 @@ def test_mutual_tls_with_documented_acls_end_to_end(secured):
         "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
     }
     admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    assert secured.cli(admin_env, "create-topics", "--partitions", "2").returncode == 0
+    assert (
+        secured.cli(
+            admin_env,
+            "create-topics",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--min-insync-replicas",
+            "1",
+        ).returncode
+        == 0
+    )
     assert secured.cli(admin_env, "seed-samples").returncode == 0
     base = {k: v for k, v in secured.env("admin", f"grp-{tag}").items() if not k.startswith("CLAIMS_KAFKA_")}
     env = {**base, **topics, **secured.broker.mtls_env()}
@@ -303,7 +324,19 @@ def revoked_run(secured):
         "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
     }
     admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    assert secured.cli(admin_env, "create-topics", "--partitions", "2").returncode == 0
+    assert (
+        secured.cli(
+            admin_env,
+            "create-topics",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--min-insync-replicas",
+            "1",
+        ).returncode
+        == 0
+    )
     assert secured.cli(admin_env, "seed-samples").returncode == 0
     worker_env = {**secured.env("revoked", group, CLAIMS_OUTAGE_LIMIT_S="10"), **topics}
     needs = worker_needs(load_settings(worker_env))
