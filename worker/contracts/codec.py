@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from worker.contracts.registry import (
     load_schemas,
     single_object_fingerprint,
 )
-from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim
+from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -51,6 +52,8 @@ __all__ = [
     "Codec",
     "Framing",
     "invalid_claim_from",
+    "malformed_claim_from",
+    "reject_code_for",
 ]
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
@@ -204,13 +207,15 @@ class ClaimCodec:
         """Decode and validate one claim event.
 
         Raises ``DecodeError`` (NOT_AVRO, UNKNOWN_SCHEMA, TRUNCATED or CORRUPT) when the bytes cannot
-        be read, and ``InvalidClaim`` (INVALID_FIELD or MISSING_FIELD) when they break a field rule.
+        be read. When they break a field rule, raises ``MalformedClaim`` (answered with a REJECTED
+        result and NCPDP M/I reject codes) if the claim id can be read, else ``InvalidClaim``
+        (INVALID_FIELD or MISSING_FIELD, a dead letter).
         """
         record = self.decode_claim_record(value)
         try:
             return Claim.model_validate(record)
         except ValidationError as exc:
-            raise invalid_claim_from(exc) from exc
+            raise malformed_claim_from(exc, record) from exc
 
     def decode_claim_record(self, value: bytes | None) -> dict[str, Any]:
         """Decode one claim event to its newest-version Avro record, unvalidated; raises like decode_claim."""
@@ -379,3 +384,90 @@ def invalid_claim_from(exc: ValidationError) -> InvalidClaim:
         reason += f"; and {len(parts) - _MAX_REASON_ERRORS} more"
     error_class = DeadLetterClass.MISSING_FIELD if missing else DeadLetterClass.INVALID_FIELD
     return InvalidClaim(error_class, reason)
+
+
+# NCPDP reject code for a malformed claim field (field path without indexes). 25, 39 and 21 are [V]
+# (DOMAIN.md §4, §8); the other M/I codes follow the public NCPDP reject list and are [U] until checked
+# against the licensed External Code List. A field with no NCPDP counterpart gets 85 Claim Not Processed.
+_REJECT_FOR_FIELD = {
+    "transaction_code": "03",
+    "original_claim_id": "85",
+    "service_provider_id": "05",
+    "prescription_reference_number": "16",
+    "fill_number": "17",
+    "date_of_service": "15",
+    "patient.member_id": "07",
+    "patient.first_name": "CA",
+    "patient.last_name": "CB",
+    "patient.date_of_birth": "09",
+    "product.product_id": "21",
+    "product.qualifier": "E1",
+    "quantity": "E7",
+    "days_supply": "19",
+    "diagnoses.code": "39",
+    "diagnoses.qualifier": "WE",
+    "diagnoses": "39",
+    "prescriber.npi": "25",
+    "prescriber.taxonomy": "25",
+    "prescriber": "25",
+    "prior_authorization_number": "EV",
+    "prior_authorization_type_code": "EU",
+}
+_CLAIM_NOT_PROCESSED = "85"
+# Model-level rules report at the model's location; these name the field they are about.
+_FIELD_FOR_RULE = {
+    "ndc_format": "product_id",
+    "icd10_format": "code",
+    "original_claim_id_required": "original_claim_id",
+}
+_MAX_CLAIM_ID = 64
+_MAX_EVENT_ID = 64
+
+
+def reject_code_for(field: str) -> str:
+    """Return the NCPDP reject code for a malformed claim field path (``diagnoses.2.code`` -> 39)."""
+    key = ".".join(part for part in field.split(".") if not part.isdigit())
+    return _REJECT_FOR_FIELD.get(key, _CLAIM_NOT_PROCESSED)
+
+
+def _text(record: Mapping[str, Any], name: str, longest: int, bad: set[str]) -> str | None:
+    value = record.get(name)
+    if name in bad or not isinstance(value, str) or not 1 <= len(value) <= longest:
+        return None
+    return value
+
+
+def malformed_claim_from(exc: ValidationError, record: Mapping[str, Any]) -> InvalidClaim:
+    """Build the error for a decoded claim that breaks field rules, from each error's ``loc`` and ``type``.
+
+    Returns a ``MalformedClaim`` (a REJECTED result) when the record's claim id can be read, with one
+    NCPDP reject code per failed field path; otherwise the ``InvalidClaim`` of ``invalid_claim_from``
+    (a dead letter). Values are never read into the error, only identifiers the result carries anyway.
+    """
+    invalid = invalid_claim_from(exc)
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    bad_top = {str(error["loc"][0]) for error in errors if error["loc"]}
+    claim_id = _text(record, "claim_id", _MAX_CLAIM_ID, bad_top)
+    if claim_id is None:
+        return invalid
+    fields: list[str] = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        rule_field = _FIELD_FOR_RULE.get(error["type"])
+        if rule_field is not None:
+            loc = (*loc, rule_field)
+        field = _loc_text(loc)
+        if field not in fields:
+            fields.append(field)
+    fields = fields[:_MAX_REASON_ERRORS]
+    transaction_code = _text(record, "transaction_code", 2, bad_top)
+    event_time = record.get("event_time") if "event_time" not in bad_top else None
+    return MalformedClaim(
+        invalid.reason,
+        claim_id=claim_id,
+        event_id=_text(record, "event_id", _MAX_EVENT_ID, bad_top),
+        transaction_code=transaction_code,
+        fields=tuple(fields),
+        reject_codes=tuple(reject_code_for(field) for field in fields),
+        event_time=event_time if isinstance(event_time, datetime) else None,
+    )
