@@ -393,12 +393,15 @@ def _without_condition_code(  # noqa: PLR0911 - one return per branch of the cla
 class _Who:
     """What the rule knows of one person's specialty (prescriber or consultant)."""
 
-    __slots__ = ("evidence", "is_specialist", "problem")
+    __slots__ = ("evidence", "is_specialist", "problem", "shown")
 
-    def __init__(self, is_specialist: bool | None, evidence: str, problem: str | None = None) -> None:
+    def __init__(
+        self, is_specialist: bool | None, evidence: str, problem: str | None = None, shown: str | None = None
+    ) -> None:
         self.is_specialist = is_specialist  # None: not known
-        self.evidence = evidence
+        self.evidence = evidence  # codes only, for the evidence list
         self.problem = problem  # why the NPI does not resolve to an active individual, if it does not
+        self.shown = shown or evidence  # the same with taxonomy names, for explanations
 
 
 def _source(provider: ProviderFacts, facts: Facts) -> str:
@@ -421,15 +424,20 @@ def _from_directory(rule: SpecialistRule, role: str, provider: ProviderFacts, fa
     listed = ", ".join(
         f"{code}{' primary' if code == provider.primary_taxonomy else ''}" for code in provider.taxonomies
     )
+    named = ", ".join(rule.describe(code) for code in provider.taxonomies)
     hits = [code for code in provider.taxonomies if code in rule.specialist_taxonomies]
-    return _Who(bool(hits), f"{role} taxonomies {listed} ({source})")
+    return _Who(bool(hits), f"{role} taxonomies {listed} ({source})", shown=f"{role} taxonomies {named} ({source})")
 
 
 def _prescriber(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who:
     """The prescriber's specialty: the claim's taxonomy as sent, else the directory, else unknown."""
     taxonomy = claim.prescriber.taxonomy
     if taxonomy is not None:
-        return _Who(taxonomy in rule.specialist_taxonomies, f"prescriber taxonomy {taxonomy} (source=claim)")
+        return _Who(
+            taxonomy in rule.specialist_taxonomies,
+            f"prescriber taxonomy {taxonomy} (source=claim)",
+            shown=f"prescriber taxonomy {rule.describe(taxonomy)} (source=claim)",
+        )
     if facts.prescriber is None:
         return _Who(None, "prescriber taxonomy unknown (no directory lookup)")
     return _from_directory(rule, "prescriber", facts.prescriber, facts)
@@ -442,7 +450,11 @@ def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None
         return None
     taxonomy, npi = consultation.consultant_taxonomy, consultation.consultant_npi
     if taxonomy is not None:
-        return _Who(taxonomy in rule.specialist_taxonomies, f"consultant taxonomy {taxonomy} (source=claim)")
+        return _Who(
+            taxonomy in rule.specialist_taxonomies,
+            f"consultant taxonomy {taxonomy} (source=claim)",
+            shown=f"consultant taxonomy {rule.describe(taxonomy)} (source=claim)",
+        )
     if npi is None:
         return None
     if not npi_is_valid(npi):
@@ -488,7 +500,7 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
     evidence = [prescriber.evidence]
     a_specialist, specialist = rule.a_specialist, rule.specialist
     if prescriber.is_specialist:
-        why = f"Prescribed by {a_specialist}: {prescriber.evidence}."
+        why = f"Prescribed by {a_specialist}: {prescriber.shown}."
         return _result(rule, _MET, ReasonCode.PRESCRIBER_IS_SPECIALIST, evidence, why)
     if prescriber.problem is not None:
         why = (
@@ -517,7 +529,7 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
         if consultant is not None and consultant.is_specialist and not is_self:
             why = (
                 f"Consultation is attested NO, yet {a_specialist} is named as consultant "
-                f"({consultant.evidence}); need the consultation status clarified."
+                f"({consultant.shown}); need the consultation status clarified."
             )
             return _result(
                 rule,
@@ -542,12 +554,12 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
         )
     if consulted is TriState.NO:
         why = (
-            f"The prescriber is not a physician {specialist} ({prescriber.evidence}), and "
+            f"The prescriber is not a physician {specialist} ({prescriber.shown}), and "
             f"consultation with {a_specialist} is attested as NO."
         )
         return _result(rule, _NOT_MET, ReasonCode.PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION, evidence, why)
     why = (
-        f"The prescriber is not a physician {specialist} ({prescriber.evidence}); need whether it is "
+        f"The prescriber is not a physician {specialist} ({prescriber.shown}); need whether it is "
         f"prescribed in consultation with {a_specialist}."
     )
     return _result(
@@ -588,7 +600,7 @@ def _consultation_yes(
             (InformationNeed.CONSULTANT_IDENTITY,),
         )
     if consultant.is_specialist:
-        why = f"Prescribed in consultation with {a_specialist}: {consultant.evidence}."
+        why = f"Prescribed in consultation with {a_specialist}: {consultant.shown}."
         return _result(rule, _MET, ReasonCode.CONSULTANT_IS_SPECIALIST, evidence, why)
     if consultant.is_specialist is None:
         problem = consultant.problem or "lists no taxonomy"
@@ -606,7 +618,7 @@ def _consultation_yes(
         )
     why = (
         f"Consultation with {a_specialist} is attested, but the consultant's specialty does not identify "
-        f"a physician {specialist} ({consultant.evidence}; taxonomies are self-reported); need the "
+        f"a physician {specialist} ({consultant.shown}; taxonomies are self-reported); need the "
         "consultant's specialty confirmed."
     )
     return _result(
