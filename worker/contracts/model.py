@@ -84,12 +84,12 @@ class Outcome(StrEnum):
     """
 
     APPROVED = "APPROVED"
-    REFERRED = "REFERRED"
-    PENDED = "PENDED"
     DENIED = "DENIED"
-    REJECTED = "REJECTED"
+    PENDED = "PENDED"
     NOT_APPLICABLE = "NOT_APPLICABLE"
     REVERSED = "REVERSED"
+    REFERRED = "REFERRED"
+    REJECTED = "REJECTED"
 
 
 class ReasonCode(StrEnum):
