@@ -991,7 +991,12 @@ class TestMalformedClaim:
                 id="25:NPI-check-digit-fails",
             ),
             pytest.param(
-                {"diagnoses": [{"code": "C50.911", "qualifier": "02"}, {"code": "50.911", "qualifier": "02"}]},
+                {
+                    "diagnoses": [
+                        {"code": "C50.911", "qualifier": "02"},
+                        {"code": "50.911", "qualifier": "02"},
+                    ]
+                },
                 ("diagnoses.1.code",),
                 ("39",),
                 id="39:second-diagnosis-not-ICD-10",
@@ -1044,7 +1049,9 @@ class TestMalformedClaim:
         [
             pytest.param({"claim_id": ""}, id="empty-claim-id"),
             pytest.param({"claim_id": "x" * 65}, id="claim-id-too-long"),
-            pytest.param({"claim_id": "", "prescriber": {"npi": "1234567890", "taxonomy": None}}, id="no-id+bad-npi"),
+            pytest.param(
+                {"claim_id": "", "prescriber": {"npi": "1234567890", "taxonomy": None}}, id="no-id+bad-npi"
+            ),
         ],
     )
     def test_without_a_readable_claim_id_it_stays_a_dead_letter(self, codec, overrides):

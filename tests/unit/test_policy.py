@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
-from worker.contracts.model import CriterionStatus, Decision, DecisionSource, InformationNeed, Outcome, Recommendation
+from worker.contracts.model import (
+    CriterionStatus,
+    Decision,
+    DecisionSource,
+    InformationNeed,
+    Outcome,
+    Recommendation,
+)
 from worker.policy import Facts, ProviderFacts, ProviderStatus, decide, default_policy
 from worker.policy.criteria import (
     DiseaseStageRule,
@@ -58,7 +65,13 @@ CRITERION_A_CASES = [
     _a(("C50911", "C787"), None, MET, "METASTATIC_BY_CODES", "A-met:undotted-C50911+C787-normalised"),
     _a((" c50.911 ", "c79.9"), None, MET, "METASTATIC_BY_CODES", "A-met:lower-case-and-spaces-normalised"),
     _a(("C50.921", "C79.52"), None, MET, "METASTATIC_BY_CODES", "A-met:male-breast-C50.921+bone-marrow"),
-    _a(("C50.911", "C77.2"), None, MET, "METASTATIC_BY_CODES", "A-met:C50+C77.2-intra-abdominal-node-is-distant"),
+    _a(
+        ("C50.911", "C77.2"),
+        None,
+        MET,
+        "METASTATIC_BY_CODES",
+        "A-met:C50+C77.2-intra-abdominal-node-is-distant",
+    ),
     _a(("C50.911", "C77.4"), None, MET, "METASTATIC_BY_CODES", "A-met:C50+C77.4-inguinal-node-is-distant"),
     _a(("C77.5", "C50.912"), None, MET, "METASTATIC_BY_CODES", "A-met:C50+C77.5-pelvic-node-is-distant"),
     _a(("Z85.3", "C77.5"), None, MET, "METASTATIC_BY_CODES", "A-met:Z85.3+C77.5-pelvic-node-is-distant"),
@@ -549,13 +562,19 @@ def test_outcome_and_reject_codes(overrides, outcome, rejects, a_status, b_statu
 
 
 NEEDS_CASES = [
-    pytest.param({"dx": ("C50.911",)}, (InformationNeed.DISEASE_STATUS,), id="needs:C50-alone-disease-status"),
+    pytest.param(
+        {"dx": ("C50.911",)}, (InformationNeed.DISEASE_STATUS,), id="needs:C50-alone-disease-status"
+    ),
     pytest.param(
         {"dx": ("Z85.3", "C50.911")}, (InformationNeed.DISEASE_STATUS,), id="needs:Z85.3+C50-disease-status"
     ),
     pytest.param({"dx": ()}, (InformationNeed.DIAGNOSIS_CODE,), id="needs:no-code-diagnosis-code"),
-    pytest.param({"dx": ("C79.51",)}, (InformationNeed.PRIMARY_DIAGNOSIS,), id="needs:secondary-only-primary"),
-    pytest.param({"taxonomy": None}, (InformationNeed.PRESCRIBER_SPECIALTY,), id="needs:prescriber-specialty"),
+    pytest.param(
+        {"dx": ("C79.51",)}, (InformationNeed.PRIMARY_DIAGNOSIS,), id="needs:secondary-only-primary"
+    ),
+    pytest.param(
+        {"taxonomy": None}, (InformationNeed.PRESCRIBER_SPECIALTY,), id="needs:prescriber-specialty"
+    ),
     pytest.param(
         {"taxonomy": "207Q00000X"}, (InformationNeed.CONSULTATION_STATUS,), id="needs:consultation-status"
     ),
@@ -602,7 +621,9 @@ def test_referred_carries_recommendation_and_the_criteria_that_referred_it():
     ("overrides", "outcome"),
     [
         pytest.param({"dx": ("C34.90", "C78.7")}, Outcome.DENIED, id="opt-in:A-not-met-is-denied-3Y"),
-        pytest.param({"taxonomy": "207Q00000X", "consult": {"status": "NO"}}, Outcome.DENIED, id="opt-in:B-not-met"),
+        pytest.param(
+            {"taxonomy": "207Q00000X", "consult": {"status": "NO"}}, Outcome.DENIED, id="opt-in:B-not-met"
+        ),
         pytest.param({"dx": ("C50.911",)}, Outcome.PENDED, id="opt-in:missing-information-still-pends"),
         pytest.param({}, Outcome.APPROVED, id="opt-in:approval-unchanged"),
     ],
@@ -672,13 +693,28 @@ def test_not_applicable_products(ndc, qualifier):
         pytest.param("j9207", "09", "J9207", "HCPCS", "HCPCS", id="in-scope:HCPCS-lower-case"),
         pytest.param("J9207", "00", "J9207", "HCPCS", "HCPCS", id="in-scope:HCPCS-J9207-qualifier-00"),
         pytest.param(
-            "70020191001", "00", "70020191001", "NDC11", "NDC_11_DIGIT", id="in-scope:Ixempra-NDC-qualifier-00"
+            "70020191001",
+            "00",
+            "70020191001",
+            "NDC11",
+            "NDC_11_DIGIT",
+            id="in-scope:Ixempra-NDC-qualifier-00",
         ),
         pytest.param(
-            "7002019101", "03", "70020191001", "NDC11", "NDC_10_DIGIT_AS_5_4_1", id="in-scope:10-digit-read-5-4-1"
+            "7002019101",
+            "03",
+            "70020191001",
+            "NDC11",
+            "NDC_10_DIGIT_AS_5_4_1",
+            id="in-scope:10-digit-read-5-4-1",
         ),
         pytest.param(
-            "70020-1911-1", "03", "70020191101", "NDC11", "NDC_5_4_1_HYPHENATED", id="in-scope:5-4-1-hyphenated"
+            "70020-1911-1",
+            "03",
+            "70020191101",
+            "NDC11",
+            "NDC_5_4_1_HYPHENATED",
+            id="in-scope:5-4-1-hyphenated",
         ),
     ],
 )
@@ -918,7 +954,11 @@ DIRECTORY_VERSION = "nppes-2025-03-01"
 
 def _provider(npi, status=ProviderStatus.ACTIVE, taxonomies=(), primary=None):
     return ProviderFacts(
-        npi=npi, status=status, taxonomies=taxonomies, primary_taxonomy=primary, directory_version=DIRECTORY_VERSION
+        npi=npi,
+        status=status,
+        taxonomies=taxonomies,
+        primary_taxonomy=primary,
+        directory_version=DIRECTORY_VERSION,
     )
 
 
@@ -929,7 +969,9 @@ def facts(draw):
     providers = [
         st.none(),
         *(
-            st.builds(_provider, st.just(npi), st.sampled_from(list(ProviderStatus)), taxonomy_lists.map(tuple))
+            st.builds(
+                _provider, st.just(npi), st.sampled_from(list(ProviderStatus)), taxonomy_lists.map(tuple)
+            )
             for npi in (NPIS[0],)
         ),
     ]
@@ -938,7 +980,10 @@ def facts(draw):
         st.one_of(
             st.none(),
             st.builds(
-                _provider, st.just(CONSULTANT_NPI), st.sampled_from(list(ProviderStatus)), taxonomy_lists.map(tuple)
+                _provider,
+                st.just(CONSULTANT_NPI),
+                st.sampled_from(list(ProviderStatus)),
+                taxonomy_lists.map(tuple),
             ),
         )
     )
@@ -992,7 +1037,9 @@ def test_decision_invariants(claim, found, denials):
     decision = _decide(claim, found, automated_denials=denials)
     assert decision.decided_at == DECIDED_AT
     assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
-    assert decision.reference_versions == (() if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),))
+    assert decision.reference_versions == (
+        () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
+    )
     assert decision.outcome is not Outcome.REJECTED
     assert (decision.outcome is Outcome.DENIED) <= denials
     if decision.outcome in {Outcome.REVERSED, Outcome.NOT_APPLICABLE}:
@@ -1045,7 +1092,7 @@ ACTIVE, NOT_FOUND = ProviderStatus.ACTIVE, ProviderStatus.NOT_FOUND
 DEACTIVATED, ORGANISATION = ProviderStatus.DEACTIVATED, ProviderStatus.ORGANISATION
 
 
-def _dir(
+def _dir(  # noqa: PLR0917 - a table row, read positionally like _a and _b
     taxonomy,
     consult,
     prescriber,

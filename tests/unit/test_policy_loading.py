@@ -212,7 +212,9 @@ def test_catalog_lists_every_version_and_names_them():
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        pytest.param("IXEMPRA-PA/1999.01-1", "not in the catalog (known: IXEMPRA-PA/2020.09-1", id="unknown-version"),
+        pytest.param(
+            "IXEMPRA-PA/1999.01-1", "not in the catalog (known: IXEMPRA-PA/2020.09-1", id="unknown-version"
+        ),
         pytest.param("NOPE/1", "not in the catalog", id="unknown-policy-id"),
         pytest.param("ixempra", "must be <POLICY-ID>/<version>", id="malformed-reference"),
         pytest.param("IXEMPRA-PA/../x", "must be <POLICY-ID>/<version>", id="path-traversal-refused"),

@@ -175,7 +175,7 @@ def _decide(claim, **options):
 class TestResultV2:
     """The v2 record carries the PA number, product match, NCPDP answer, needs, source and versions."""
 
-    def test_approval_carries_pa_number_product_and_answer_A(self, codec):
+    def test_approval_carries_pa_number_product_and_answer_a(self, codec):
         """An approval has an 11-digit PA number, the matched NDC-11 and how it was read, and status A."""
         claim = CLAIMS["approve-ixempra-45mg-hyphenated"]
         record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
@@ -207,7 +207,7 @@ class TestResultV2:
         assert answer["messages"] == [NEED_MESSAGES[InformationNeed.DIAGNOSIS_CODE]]
         assert codec.decode_result(codec.encode_result(record)) == record
 
-    def test_referred_recommends_deny_with_3W(self, codec):
+    def test_referred_recommends_deny_with_3w(self, codec):
         """A referral answers R with 3W (PA in process) and carries the DENY recommendation for the reviewer."""
         claim = CLAIMS["deny-locally-advanced"]
         record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
@@ -231,7 +231,9 @@ class TestResultV2:
         assert set(NEED_MESSAGES) == set(InformationNeed)
         for outcome in Outcome:
             answer = ncpdp_answer(outcome, (Reject(code="ZZ"),), tuple(InformationNeed))
-            for line in [] if answer is None else [*answer["messages"], *(r["message"] for r in answer["rejects"])]:
+            for line in (
+                [] if answer is None else [*answer["messages"], *(r["message"] for r in answer["rejects"])]
+            ):
                 assert len(line) <= MESSAGE_MAX_CHARS
 
     def test_v1_result_reads_as_v2_with_defaults(self, codec):
@@ -264,9 +266,11 @@ class TestResultV2:
         }
         for framing in Framing:
             writer = ClaimCodec(wire_format=framing)
-            v1_schema = writer._families["result"].versions[1]  # noqa: SLF001 - write as an old producer did
-            decoded = codec.decode_result(writer._encode(v1_schema, v1))  # noqa: SLF001
-            assert {k: decoded[k] for k in v1 if k != "criteria"} == {k: v for k, v in v1.items() if k != "criteria"}
+            v1_schema = writer._families["result"].versions[1]
+            decoded = codec.decode_result(writer._encode(v1_schema, v1))
+            assert {k: decoded[k] for k in v1 if k != "criteria"} == {
+                k: v for k, v in v1.items() if k != "criteria"
+            }
             assert decoded["criteria"][0]["needs"] == []
             assert decoded["needs"] == []
             assert decoded["ncpdp"] is None
@@ -305,7 +309,9 @@ class TestBuildRejected:
         assert record["decision_source"] == "FIELD_EDIT"
         assert record["reject_codes"] == ["25", "39"]
         assert record["ncpdp"]["response_status"] == "R"
-        assert [(r["code"], r["occurrence"], r["field"], r["message"]) for r in record["ncpdp"]["rejects"]] == [
+        assert [
+            (r["code"], r["occurrence"], r["field"], r["message"]) for r in record["ncpdp"]["rejects"]
+        ] == [
             ("25", None, "prescriber.npi", "M/I PRESCRIBER ID"),
             ("39", 2, "diagnoses.1.code", "M/I DIAGNOSIS CODE"),
         ]
@@ -322,7 +328,11 @@ class TestBuildRejected:
             decided_at=NOW,
             worker_version="1",
         )
-        assert (record["source_event_id"], record["transaction_code"], record["event_time"]) == (None, None, None)
+        assert (record["source_event_id"], record["transaction_code"], record["event_time"]) == (
+            None,
+            None,
+            None,
+        )
         assert codec.decode_result(codec.encode_result(record))["outcome"] == "REJECTED"
 
 

@@ -95,11 +95,11 @@ class Settings(BaseSettings):
     policy: str = Field(
         "IXEMPRA-PA/2020.09-2",
         pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}/[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$",
-        description="Active policy from the catalog, <POLICY-ID>/<version> (worker/policies/<id>/<version>.json).",
+        description="Active catalog policy <POLICY-ID>/<version> (worker/policies/<id>/<version>.json).",
     )
     automated_denials: bool = Field(
         False,  # noqa: FBT003 - pydantic Field default
-        description="Allow final automated denials (DENIED) where the plan permits them; off: REFERRED to review.",
+        description="Allow final automated denials (DENIED) where the plan permits; off: REFERRED to review.",
     )
 
     @field_validator("bootstrap_servers")

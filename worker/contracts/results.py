@@ -184,7 +184,7 @@ def build_result(
     }
 
 
-def build_rejected(  # noqa: PLR0913 - every argument named at the call
+def build_rejected(
     error: MalformedClaim,
     *,
     source: SourceCoordinates,

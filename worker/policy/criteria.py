@@ -300,7 +300,13 @@ def _with_condition_code(  # noqa: PLR0911 - one return per branch of the clause
             f"History of {rule.condition} ({_joined(history)}) with nodes {_joined(nodes)} beside another "
             f"active primary ({_joined(other)}): the nodes may come from it; need the disease status."
         )
-        return _UNKNOWN, ReasonCode.HISTORY_WITH_OTHER_ACTIVE_PRIMARY, history + other + nodes, why, _NEEDS_STATUS
+        return (
+            _UNKNOWN,
+            ReasonCode.HISTORY_WITH_OTHER_ACTIVE_PRIMARY,
+            history + other + nodes,
+            why,
+            _NEEDS_STATUS,
+        )
     if history and nodes:
         why = (
             f"History of {rule.condition} ({_joined(history)}) with new nodal disease {_joined(nodes)}: "
@@ -426,11 +432,13 @@ def _from_directory(rule: SpecialistRule, role: str, provider: ProviderFacts, fa
     )
     named = ", ".join(rule.describe(code) for code in provider.taxonomies)
     hits = [code for code in provider.taxonomies if code in rule.specialist_taxonomies]
-    return _Who(bool(hits), f"{role} taxonomies {listed} ({source})", shown=f"{role} taxonomies {named} ({source})")
+    return _Who(
+        bool(hits), f"{role} taxonomies {listed} ({source})", shown=f"{role} taxonomies {named} ({source})"
+    )
 
 
 def _prescriber(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who:
-    """The prescriber's specialty: the claim's taxonomy as sent, else the directory, else unknown."""
+    """Read the prescriber's specialty: the claim's taxonomy as sent, else the directory, else unknown."""
     taxonomy = claim.prescriber.taxonomy
     if taxonomy is not None:
         return _Who(
@@ -444,7 +452,7 @@ def _prescriber(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who:
 
 
 def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None:
-    """The named consultant's specialty, or ``None`` when no consultant is named."""
+    """Read the named consultant's specialty; ``None`` when no consultant is named."""
     consultation = None if claim.attestation is None else claim.attestation.consultation
     if consultation is None:
         return None
@@ -464,7 +472,7 @@ def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None
     return _from_directory(rule, "consultant", facts.consultant, facts)
 
 
-def _result(  # noqa: PLR0913, PLR0917 - private, one call shape for every branch
+def _result(  # noqa: PLR0917 - private, one call shape for every branch
     rule: SpecialistRule,
     status: CriterionStatus,
     reason: ReasonCode,
@@ -578,7 +586,7 @@ def _consultation_yes(
     """Clause 1.B when consultation is attested YES and the prescriber is not known to be a specialist."""
     a_specialist, specialist = rule.a_specialist, rule.specialist
     if is_self:
-        needs = (InformationNeed.CONSULTANT_IDENTITY,)
+        needs: tuple[InformationNeed, ...] = (InformationNeed.CONSULTANT_IDENTITY,)
         if prescriber.is_specialist is None:
             needs = (InformationNeed.CONSULTANT_IDENTITY, InformationNeed.PRESCRIBER_SPECIALTY)
         why = (

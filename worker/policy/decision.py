@@ -1,4 +1,4 @@
-"""The pure decision for one claim: transaction, product match, criteria, outcome, window, PA number, rejects."""
+"""The pure decision for one claim: transaction, product, criteria, outcome, window, PA number, rejects."""
 
 from __future__ import annotations
 
@@ -94,7 +94,11 @@ def decide(  # noqa: PLR0911 - one return per outcome
     scope, matched = policy.match_product(claim.product)
     if scope is ProductScope.OTHER_PRODUCT:
         return _decision(
-            policy, decided_at, Outcome.NOT_APPLICABLE, _not_applicable_summary(policy, claim), versions=versions
+            policy,
+            decided_at,
+            Outcome.NOT_APPLICABLE,
+            _not_applicable_summary(policy, claim),
+            versions=versions,
         )
     if scope is ProductScope.UNIDENTIFIED:
         return _decision(
@@ -163,7 +167,9 @@ def decide(  # noqa: PLR0911 - one return per outcome
         criteria=results,
         authorization_effective=effective,
         authorization_expiration=expiration,
-        authorization_number=authorization_number(policy.policy_id, claim.service_provider_id, claim.claim_id),
+        authorization_number=authorization_number(
+            policy.policy_id, claim.service_provider_id, claim.claim_id
+        ),
         matched_product=matched,
         policy_id=policy.policy_id,
         policy_version=policy.version,
@@ -196,7 +202,7 @@ def _pend_rejects(
     return tuple(rejects)
 
 
-def _decision(  # noqa: PLR0913 - private builder, every argument named at the call
+def _decision(
     policy: Policy,
     decided_at: datetime,
     outcome: Outcome,

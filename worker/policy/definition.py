@@ -50,6 +50,7 @@ class ProductScope(StrEnum):
     OTHER_PRODUCT = "OTHER_PRODUCT"
     UNIDENTIFIED = "UNIDENTIFIED"
 
+
 _MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, matches are computed every time
 
 _DOC = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)

@@ -126,7 +126,13 @@ def adjudicate(
         # A decodable claim with a readable claim id and a malformed field: answer it (REJECTED, M/I codes).
         if error.event_id is not None and seen.seen(record.partition, error.event_id):
             return _dead_letter(
-                record, _DuplicateEvent(), record.value, list(record.headers or ()), codec, settings, decided_at
+                record,
+                _DuplicateEvent(),
+                record.value,
+                list(record.headers or ()),
+                codec,
+                settings,
+                decided_at,
             )
         rejected = build_rejected(
             error,
