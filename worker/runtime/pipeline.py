@@ -509,7 +509,7 @@ class Pipeline:
                     metrics.record_reason(reason)
                 if out.event_time is not None:
                     metrics.observe_e2e_latency(max(0.0, (now - out.event_time).total_seconds()))
-                if out.outcome in (Outcome.DENIED, Outcome.PENDED):
+                if out.outcome in (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED):
                     self.log.debug(
                         "not_approved",
                         claim_id=out.claim_id,
