@@ -115,7 +115,7 @@ def test_v1_result_on_the_topic_still_reads(kafka_bootstrap, topics):
     values = []
     for framing in Framing:
         writer = Codec(wire_format=framing)
-        values.append((b"clm-v1", writer._encode(writer._families["result"].versions[1], v1)))  # noqa: SLF001
+        values.append((b"clm-v1", writer._encode(writer._families["result"].versions[1], v1)))
     streams.produce(kafka_bootstrap, topics["results"], values)
     outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
     assert len(outputs.results) == len(Framing)
