@@ -125,6 +125,6 @@ def test_v1_result_on_the_topic_still_reads(kafka_bootstrap, topics):
             "DENIED",
             ["75"],
         )
-        assert decoded["ncpdp"] is None
+        assert decoded["ncpdp"]["response_status"] is None
         assert decoded["needs"] == []
         assert decoded["decision_source"] == "AUTOMATED_RULE"

@@ -218,10 +218,11 @@ class TestResultV2:
         assert codec.decode_result(codec.encode_result(record))["outcome"] == "REFERRED"
 
     def test_not_applicable_has_no_ncpdp_answer(self):
-        """NOT_APPLICABLE leaves the pharmacy answer to downstream adjudication: ncpdp is null."""
+        """NOT_APPLICABLE leaves the pharmacy answer to downstream adjudication: no status, rejects or text."""
         claim = CLAIMS["not-applicable-capecitabine"]
         record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
-        assert (record["outcome"], record["ncpdp"]) == ("NOT_APPLICABLE", None)
+        assert record["outcome"] == "NOT_APPLICABLE"
+        assert record["ncpdp"] == {"response_status": None, "rejects": [], "messages": []}
 
     def test_every_fixed_message_is_short(self):
         """Every pharmacy message fits one 40-character line and is upper case."""
@@ -231,9 +232,7 @@ class TestResultV2:
         assert set(NEED_MESSAGES) == set(InformationNeed)
         for outcome in Outcome:
             answer = ncpdp_answer(outcome, (Reject(code="ZZ"),), tuple(InformationNeed))
-            for line in (
-                [] if answer is None else [*answer["messages"], *(r["message"] for r in answer["rejects"])]
-            ):
+            for line in [*answer["messages"], *(r["message"] for r in answer["rejects"])]:
                 assert len(line) <= MESSAGE_MAX_CHARS
 
     def test_v1_result_reads_as_v2_with_defaults(self, codec):
@@ -273,7 +272,8 @@ class TestResultV2:
             }
             assert decoded["criteria"][0]["needs"] == []
             assert decoded["needs"] == []
-            assert decoded["ncpdp"] is None
+            assert decoded["ncpdp"] == {"response_status": None, "rejects": [], "messages": []}
+            assert decoded["event_time"] is None
             assert decoded["authorization_number"] is None
             assert decoded["decision_source"] == "AUTOMATED_RULE"
             assert decoded["reference_versions"] == {}
@@ -318,21 +318,17 @@ class TestBuildRejected:
         assert record["event_time"] == NOW
         assert codec.decode_result(codec.encode_result(record)) == record
 
-    def test_unreadable_identifiers_become_nulls(self, codec):
-        """A REJECTED claim whose event id and transaction code could not be read still encodes, with nulls."""
+    def test_unreadable_event_id_becomes_empty(self, codec):
+        """A REJECTED claim whose event id is malformed still encodes, with an empty source_event_id."""
         record = build_rejected(
-            self._error(event_id=None, transaction_code="Z9", event_time=None),
+            self._error(event_id=None),
             source=SOURCE,
             policy_id="IXEMPRA-PA",
             policy_version="2020.09-2",
             decided_at=NOW,
             worker_version="1",
         )
-        assert (record["source_event_id"], record["transaction_code"], record["event_time"]) == (
-            None,
-            None,
-            None,
-        )
+        assert (record["source_event_id"], record["transaction_code"]) == ("", "B1")
         assert codec.decode_result(codec.encode_result(record))["outcome"] == "REJECTED"
 
 

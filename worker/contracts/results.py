@@ -121,16 +121,17 @@ def _reject_record(reject: Reject) -> dict[str, Any]:
 
 def ncpdp_answer(
     outcome: Outcome, rejects: Sequence[Reject], needs: Sequence[InformationNeed]
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """Return the Avro ``NcpdpAnswer`` for an outcome: 112-AN status, rejects with messages, messages.
 
     APPROVED and REVERSED answer A (approved; the reversal value is [U] in DOMAIN.md §4); every
-    other outcome of the PA step answers R with its reject codes. NOT_APPLICABLE gives ``None``:
-    the policy does not apply and the downstream adjudication answers. Messages are fixed texts of
-    at most ``MESSAGE_MAX_CHARS`` characters: one per outcome, then one per need.
+    other outcome of the PA step answers R with its reject codes. NOT_APPLICABLE has no status, no
+    rejects and no messages: the policy does not apply and the downstream adjudication answers.
+    Messages are fixed texts of at most ``MESSAGE_MAX_CHARS`` characters: one per outcome, then one
+    per need.
     """
     if outcome is Outcome.NOT_APPLICABLE:
-        return None
+        return {"response_status": None, "rejects": [], "messages": []}
     status = "A" if outcome in (Outcome.APPROVED, Outcome.REVERSED) else "R"
     messages = [_OUTCOME_MESSAGES[outcome]] if outcome in _OUTCOME_MESSAGES else []
     messages.extend(NEED_MESSAGES[need] for need in needs)
@@ -198,17 +199,18 @@ def build_rejected(
     The NCPDP answer is R with the error's M/I reject codes (each with its 546-4F occurrence and
     field path) and a fixed message per code. Identifiers come from the error, which holds field
     paths and codes only, never a value; the policy named is the active one (it was not applied).
+    An unreadable event id is written as "" (the codec guarantees claim id, transaction code and
+    event time).
     """
     rejects = [
         Reject(code=code, occurrence=_occurrence(field), field=field)
         for code, field in zip(error.reject_codes, error.fields, strict=False)
     ]
-    transaction_code = error.transaction_code if error.transaction_code in ("B1", "B2", "B3") else None
     fields = ", ".join(error.fields) or "claim"
     return {
         "claim_id": error.claim_id,
-        "source_event_id": error.event_id,
-        "transaction_code": transaction_code,
+        "source_event_id": error.event_id or "",
+        "transaction_code": error.transaction_code,
         "outcome": Outcome.REJECTED.value,
         "criteria": [],
         "reject_codes": [reject.code for reject in rejects],
