@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,16 @@ _MET = CriterionStatus.MET
 _NOT_MET = CriterionStatus.NOT_MET
 _UNKNOWN = CriterionStatus.UNKNOWN
 _PA_DIGITS = 10  # 498-PY is 9(11): ten digits from the claim plus one check digit
+_PA_MODULUS = 10**_PA_DIGITS
+# Luhn: the digit sum of twice each digit, by digit.
+_DOUBLED = {str(d): (2 * d) // 10 + (2 * d) % 10 for d in range(10)}
+_SINGLE = {str(d): d for d in range(10)}
+
+
+@functools.cache
+def _reject(code: str, field: str | None = None) -> Reject:
+    """Return the (immutable, shared) Reject for a code and field; policies name few of them."""
+    return Reject(code=code, field=field)
 
 
 def authorization_number(policy_id: str, service_provider_id: str, claim_id: str) -> str:
@@ -47,15 +58,11 @@ def authorization_number(policy_id: str, service_provider_id: str, claim_id: str
     number under every version of a policy (a replay compares like with like).
     """
     text = f"{policy_id}|{service_provider_id}|{claim_id}".encode()
-    number = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % 10**_PA_DIGITS
+    number = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % _PA_MODULUS
     base = f"{number:0{_PA_DIGITS}d}"
-    total = 0
-    for i, ch in enumerate(reversed(base)):
-        digit = int(ch)
-        if i % 2 == 0:
-            digit *= 2
-            digit = digit - 9 if digit > 9 else digit  # noqa: PLR2004 - digit sum of a doubled digit
-        total += digit
+    # The check digit makes the whole 11 digits pass Luhn: double every second digit from the right
+    # of ``base`` + check, i.e. ``base``'s last digit and every second one before it.
+    total = sum([_DOUBLED[ch] for ch in base[::-2]]) + sum([_SINGLE[ch] for ch in base[-2::-2]])
     return base + str((10 - total % 10) % 10)
 
 
@@ -109,7 +116,7 @@ def decide(  # noqa: PLR0911 - one return per outcome
             f"{claim.product.qualifier} with this ID cannot be identified; it may be {policy.product_name}, "
             "so it is not waved through; need the product's identity (an NDC with qualifier "
             f"{policy.product_qualifier}).",
-            rejects=(Reject(code=policy.reject_product_not_identified, field="product.product_id"),),
+            rejects=(_reject(policy.reject_product_not_identified, "product.product_id"),),
             needs=(InformationNeed.PRODUCT_IDENTITY,),
             source=DecisionSource.PRODUCT_NOT_IDENTIFIED,
             versions=versions,
@@ -124,7 +131,7 @@ def decide(  # noqa: PLR0911 - one return per outcome
                 Outcome.DENIED,
                 _summary("Denied (automated denials allowed by the plan)", policy, results, _NOT_MET),
                 criteria=results,
-                rejects=(Reject(code=policy.reject_denied),),
+                rejects=(_reject(policy.reject_denied),),
                 matched=matched,
                 recommendation=Recommendation.DENY,
                 source=DecisionSource.AUTOMATED_RULE,
@@ -137,7 +144,7 @@ def decide(  # noqa: PLR0911 - one return per outcome
             Outcome.REFERRED,
             _summary("Referred to clinical review, recommendation deny", policy, results, _NOT_MET),
             criteria=results,
-            rejects=(Reject(code=policy.reject_in_review),),
+            rejects=(_reject(policy.reject_in_review),),
             matched=matched,
             recommendation=Recommendation.DENY,
             source=DecisionSource.CRITERIA_NOT_MET,
@@ -194,11 +201,11 @@ def _reference_versions(facts: Facts) -> tuple[tuple[str, str], ...]:
 def _pend_rejects(
     policy: Policy, results: tuple[CriterionResult, ...], needs: tuple[InformationNeed, ...]
 ) -> tuple[Reject, ...]:
-    rejects = [Reject(code=policy.reject_not_approved)]
+    rejects = [_reject(policy.reject_not_approved)]
     if InformationNeed.DIAGNOSIS_CODE in needs:
-        rejects.append(Reject(code=policy.reject_missing_diagnosis, field="diagnoses"))
+        rejects.append(_reject(policy.reject_missing_diagnosis, "diagnoses"))
     if any(r.reason_code is ReasonCode.PRESCRIBER_NOT_RESOLVED for r in results):
-        rejects.append(Reject(code=policy.reject_prescriber_not_matched, field="prescriber.npi"))
+        rejects.append(_reject(policy.reject_prescriber_not_matched, "prescriber.npi"))
     return tuple(rejects)
 
 
@@ -217,20 +224,31 @@ def _decision(
     source_criteria: tuple[str, ...] = (),
     versions: tuple[tuple[str, str], ...] = (),
 ) -> Decision:
+    # Only what differs from the defaults is passed: pydantic validates each passed field.
+    fields: dict[str, object] = {}
+    if criteria:
+        fields["criteria"] = criteria
+    if rejects:
+        fields["rejects"] = rejects
+    if matched is not None:
+        fields["matched_product"] = matched
+    if needs:
+        fields["needs"] = needs
+    if recommendation is not None:
+        fields["recommendation"] = recommendation
+    if source is not DecisionSource.AUTOMATED_RULE:
+        fields["decision_source"] = source
+    if source_criteria:
+        fields["source_criteria"] = source_criteria
+    if versions:
+        fields["reference_versions"] = versions
     return Decision(
         outcome=outcome,
-        criteria=criteria,
-        rejects=rejects,
-        matched_product=matched,
-        needs=needs,
-        recommendation=recommendation,
-        decision_source=source,
-        source_criteria=source_criteria,
-        reference_versions=versions,
         policy_id=policy.policy_id,
         policy_version=policy.version,
         decided_at=decided_at,
         summary=summary,
+        **fields,  # type: ignore[arg-type]
     )
 
 
