@@ -248,7 +248,7 @@ def _decision(
         policy_version=policy.version,
         decided_at=decided_at,
         summary=summary,
-        **fields,  # type: ignore[arg-type]
+        **fields,
     )
 
 
