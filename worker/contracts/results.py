@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -98,8 +99,24 @@ class SourceCoordinates:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
+# The policy memoises criterion results, so the same objects recur: their records are built once.
+# Keyed by identity, holding the object so its id cannot be reused; bounded like the policy's memos.
+_CRITERION_RECORDS: dict[int, tuple[CriterionResult, dict[str, Any]]] = {}
+_CRITERION_RECORDS_LIMIT = 8_192
+
+
 def _criterion_record(criterion: CriterionResult) -> dict[str, Any]:
-    """Return the Avro ``CriterionResult`` record for one evaluated criterion."""
+    """Return the Avro ``CriterionResult`` record for one evaluated criterion (shared: do not mutate)."""
+    known = _CRITERION_RECORDS.get(id(criterion))
+    if known is not None and known[0] is criterion:
+        return known[1]
+    record = _new_criterion_record(criterion)
+    if len(_CRITERION_RECORDS) < _CRITERION_RECORDS_LIMIT:
+        _CRITERION_RECORDS[id(criterion)] = (criterion, record)
+    return record
+
+
+def _new_criterion_record(criterion: CriterionResult) -> dict[str, Any]:
     return {
         "criterion_id": criterion.criterion_id,
         "status": criterion.status.value,
@@ -121,6 +138,14 @@ def _reject_record(reject: Reject) -> dict[str, Any]:
 
 def ncpdp_answer(
     outcome: Outcome, rejects: Sequence[Reject], needs: Sequence[InformationNeed]
+) -> dict[str, Any]:
+    """Return the Avro ``NcpdpAnswer`` for an outcome (see ``_ncpdp_answer``); shared: do not mutate."""
+    return _ncpdp_answer(outcome, tuple(rejects), tuple(needs))
+
+
+@functools.lru_cache(maxsize=1024)
+def _ncpdp_answer(
+    outcome: Outcome, rejects: tuple[Reject, ...], needs: tuple[InformationNeed, ...]
 ) -> dict[str, Any]:
     """Return the Avro ``NcpdpAnswer`` for an outcome: 112-AN status, rejects with messages, messages.
 
