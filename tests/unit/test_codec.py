@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.unit.test_policy import claims as policy_claims
+from tests.unit.test_policy import facts as policy_facts
 from worker.contracts.codec import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MARKER,
@@ -1097,3 +1099,99 @@ class TestMalformedClaim:
     def test_reject_code_for_field_paths(self, field, code):
         """Field paths map to NCPDP codes whatever the index; a field without an NCPDP counterpart gets 85."""
         assert reject_code_for(field) == code
+
+
+class TestFastResultWriter:
+    """The compiled result writer produces exactly fastavro's bytes, and falls back to fastavro otherwise."""
+
+    @staticmethod
+    def _fastavro_body(record):
+        from fastavro import schemaless_writer  # noqa: PLC0415
+
+        from worker.contracts.registry import load_schemas  # noqa: PLC0415
+
+        schema = next(v for v in load_schemas() if v.file_name == "result.v2.avsc").parsed
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, schema, record, disable_tuple_notation=True)
+        return buffer.getvalue()
+
+    @staticmethod
+    def _records():
+        from tests.unit.claims import NPIS, make_claim  # noqa: PLC0415
+        from worker.contracts.results import build_rejected, build_result  # noqa: PLC0415
+        from worker.policy import Facts, ProviderFacts, ProviderStatus, decide, default_policy  # noqa: PLC0415
+
+        policy = default_policy()
+        at = datetime(2025, 3, 11, 8, 15, 30, 123456, tzinfo=UTC)
+        directory = Facts(
+            prescriber=ProviderFacts(NPIS[0], ProviderStatus.NOT_FOUND, directory_version="d-1"),
+            directory_version="d-1",
+        )
+        cases = [
+            ({}, Facts()),
+            ({"dx": ()}, Facts()),
+            ({"dx": ("C34.90", "C78.7")}, Facts()),
+            ({"ndc": "00093-7474-89"}, Facts()),
+            ({"tx": "B2"}, Facts()),
+            ({"ndc": "XYZ", "qualifier": "07"}, Facts()),
+            ({"taxonomy": None}, directory),
+            ({"ndc": "J9207", "qualifier": "09", "claim_id": "clm-é-ünïcode"}, Facts()),
+            ({"dos": date(1969, 12, 31)}, Facts()),
+        ]
+        records = []
+        for overrides, facts in cases:
+            claim = make_claim(**overrides)
+            records.append(
+                build_result(claim, decide(claim, facts, policy, at), source=SOURCE, worker_version="t")
+            )
+        error = MalformedClaim(
+            "r",
+            claim_id="c",
+            event_id=None,
+            transaction_code="B3",
+            fields=("diagnoses.200.code", "prescriber.npi"),
+            reject_codes=("39", "25"),
+            event_time=datetime(1960, 1, 1, 0, 0, 0, 999, tzinfo=UTC),
+        )
+        records.append(
+            build_rejected(
+                error, source=SOURCE, policy_id="P", policy_version="1", decided_at=at, worker_version="t"
+            )
+        )
+        return records
+
+    def test_bytes_equal_fastavro_for_every_outcome(self, codec):
+        """For every outcome, unicode, pre-epoch dates and large occurrences the bytes equal fastavro's, twice."""
+        header = len(SINGLE_OBJECT_MARKER) + 8
+        for record in self._records():
+            for _ in range(2):  # the second time from the fragment caches
+                assert codec.encode_result(record)[header:] == self._fastavro_body(record), record["outcome"]
+
+    def test_values_it_does_not_cover_fall_back_to_fastavro(self, codec):
+        """An enum member instead of its value, or a naive datetime, is written by fastavro, still correctly."""
+        record = self._records()[0]
+        odd = {**record, "outcome": Outcome.APPROVED, "decided_at": datetime(2025, 3, 11, 8, 15)}  # noqa: DTZ001
+        decoded = codec.decode_result(codec.encode_result(odd))
+        assert decoded["outcome"] == "APPROVED"
+        assert decoded["claim_id"] == record["claim_id"]
+
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.nested_given],
+    )
+    @given(
+        claim=policy_claims(),
+        found=policy_facts(),
+        decided_at=st.datetimes(timezones=st.just(UTC)),
+    )
+    def test_bytes_equal_fastavro_for_random_decisions(self, codec, claim, found, decided_at):
+        """For random claims and directory facts, the compiled writer's bytes equal fastavro's."""
+        from worker.contracts.results import build_result  # noqa: PLC0415
+        from worker.policy import decide, default_policy  # noqa: PLC0415
+
+        record = build_result(
+            claim, decide(claim, found, default_policy(), decided_at), source=SOURCE, worker_version="t"
+        )
+        header = len(SINGLE_OBJECT_MARKER) + 8
+        assert codec.encode_result(record)[header:] == self._fastavro_body(record)

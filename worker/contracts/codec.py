@@ -26,6 +26,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
+from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.model import Claim
 from worker.contracts.registry import (
     HttpSchemaResolver,
@@ -171,7 +172,7 @@ class ClaimCodec:
     Raises ``ConfigError`` for a schema folder that lacks a family or, with Confluent framing, an id.
     """
 
-    __slots__ = ("_families", "_headers", "_max_record_bytes", "_resolver")
+    __slots__ = ("_families", "_headers", "_max_record_bytes", "_resolver", "_result_writer")
 
     def __init__(
         self,
@@ -193,6 +194,7 @@ class ClaimCodec:
         if missing:
             raise ConfigError(f"schema folder lacks the families {sorted(missing)}")
         self._families = {name: _Family(name, family) for name, family in by_family.items()}
+        self._result_writer = compile_writer(self._families["result"].current.parsed)
         if resolver is None:
             resolver = (
                 LocalSchemaResolver(versions, ids)
@@ -252,11 +254,19 @@ class ClaimCodec:
     def encode_result(self, record: Mapping[str, Any]) -> bytes:
         """Encode an ``AdjudicationResult`` (``results.build_result``); ValueError if it does not fit.
 
-        Every top-level ``["null", T]`` value is written through fastavro's tuple notation with its
-        branch named: that skips fastavro's validation of each branch, which made a v2 result
-        (nested records in unions) about twice as slow to write as a v1 one.
+        The compiled writer (``fastwrite``) writes it when it covers the values, byte-identical to
+        fastavro and about twice as fast. Otherwise fastavro writes it, with every top-level
+        ``["null", T]`` value in tuple notation (its branch named), which skips fastavro's validation
+        of each branch.
         """
         family = self._families["result"]
+        if self._result_writer is not None:
+            try:
+                body = self._result_writer(record)
+            except Unsupported:
+                pass  # written by fastavro below
+            else:
+                return self._headers[family.current.file_name] + body
         tagged = dict(record)
         for name, branch in family.nullable_branches:
             value = tagged.get(name)

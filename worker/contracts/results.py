@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from worker.contracts.fastwrite import share
 from worker.contracts.model import DecisionSource, InformationNeed, Outcome, Reject
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from worker.contracts.model import Claim, CriterionResult, Decision
+    from worker.contracts.model import Claim, CriterionResult, Decision, ProductMatch
     from worker.errors import BadRecord, MalformedClaim
 
 __all__ = [
@@ -113,6 +114,27 @@ def _criterion_record(criterion: CriterionResult) -> dict[str, Any]:
     record = _new_criterion_record(criterion)
     if len(_CRITERION_RECORDS) < _CRITERION_RECORDS_LIMIT:
         _CRITERION_RECORDS[id(criterion)] = (criterion, record)
+        share(record)
+    return record
+
+
+_PRODUCT_RECORDS: dict[int, tuple[ProductMatch, dict[str, Any]]] = {}
+
+
+def _product_record(matched: ProductMatch) -> dict[str, Any]:
+    """Return the Avro ``ProductMatch`` record (shared per policy product match: do not mutate)."""
+    known = _PRODUCT_RECORDS.get(id(matched))
+    if known is not None and known[0] is matched:
+        return known[1]
+    record = {
+        "code": matched.code,
+        "system": matched.system.value,
+        "reading": matched.reading.value,
+        "name": matched.name,
+    }
+    if len(_PRODUCT_RECORDS) < _CRITERION_RECORDS_LIMIT:
+        _PRODUCT_RECORDS[id(matched)] = (matched, record)
+        share(record)
     return record
 
 
@@ -156,15 +178,19 @@ def _ncpdp_answer(
     per need.
     """
     if outcome is Outcome.NOT_APPLICABLE:
-        return {"response_status": None, "rejects": [], "messages": []}
+        answer: dict[str, Any] = {"response_status": None, "rejects": [], "messages": []}
+        share(answer)
+        return answer
     status = "A" if outcome in (Outcome.APPROVED, Outcome.REVERSED) else "R"
     messages = [_OUTCOME_MESSAGES[outcome]] if outcome in _OUTCOME_MESSAGES else []
     messages.extend(NEED_MESSAGES[need] for need in needs)
-    return {
+    answer = {
         "response_status": status,
         "rejects": [_reject_record(reject) for reject in rejects],
         "messages": messages,
     }
+    share(answer)
+    return answer
 
 
 def build_result(
@@ -190,14 +216,7 @@ def build_result(
         "policy_version": decision.policy_version,
         "event_time": claim.event_time,
         "authorization_number": decision.authorization_number,
-        "matched_product": None
-        if matched is None
-        else {
-            "code": matched.code,
-            "system": matched.system.value,
-            "reading": matched.reading.value,
-            "name": matched.name,
-        },
+        "matched_product": None if matched is None else _product_record(matched),
         "ncpdp": ncpdp_answer(decision.outcome, decision.rejects, decision.needs),
         "decision_source": decision.decision_source.value,
         "source_criteria": list(decision.source_criteria),
