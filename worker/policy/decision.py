@@ -168,7 +168,8 @@ def decide(  # noqa: PLR0911 - one return per outcome
             versions=versions,
         )
     effective, expiration = approval_window(claim.date_of_service, policy.approval_duration_years)
-    met = ", ".join([f"{r.criterion_id} met ({r.reason_code})" for r in results])
+    met = ", ".join([f"{r.criterion_id} met ({r.reason_code.value})" for r in results])
+    approval: dict[str, object] = {"reference_versions": versions} if versions else {}
     return Decision(
         outcome=Outcome.APPROVED,
         criteria=results,
@@ -180,21 +181,21 @@ def decide(  # noqa: PLR0911 - one return per outcome
         matched_product=matched,
         policy_id=policy.policy_id,
         policy_version=policy.version,
-        reference_versions=versions,
         decided_at=decided_at,
         summary=f"Approved under {policy.policy_id} {policy.version} from {effective.isoformat()} "
         f"through {expiration.isoformat()}: {met}.",
+        **approval,
     )
 
 
 def _reference_versions(facts: Facts) -> tuple[tuple[str, str], ...]:
     """Return the reference data versions the facts came from (the directory's, when one was read)."""
+    if facts.prescriber is None and facts.consultant is None:  # no directory was read
+        return ()
     version = facts.directory_version
     for provider in (facts.prescriber, facts.consultant):
         if version is None and provider is not None:
             version = provider.directory_version
-    if version is None and facts.prescriber is None and facts.consultant is None:
-        return ()
     return ((DIRECTORY_REFERENCE, version or "unversioned"),)
 
 
