@@ -279,3 +279,24 @@ def test_policy_modules_declare_all_and_docstring():
         text = source.read_text(encoding="utf-8")
         assert text.startswith('"""'), source.name
         assert "\n__all__" in text, source.name
+
+
+def test_worker_exits_2_naming_the_catalog_for_an_unknown_policy():
+    """`run` with CLAIMS_POLICY naming no catalog entry prints one line listing the catalog and exits 2."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "CLAIMS_POLICY": "IXEMPRA-PA/1999.01-1",
+        "CLAIMS_LOG_FORMAT": "json",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "worker", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(worker.policy.__file__).parents[2],
+    )
+    assert run.returncode == 2
+    assert "IXEMPRA-PA/1999.01-1 is not in the catalog (known: IXEMPRA-PA/2020.09-1" in run.stderr
