@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = [
     "BadRecord",
@@ -76,7 +80,8 @@ class MalformedClaim(InvalidClaim):
 
     The pharmacy is answered with NCPDP M/I reject codes (25 M/I Prescriber ID, 39 M/I Diagnosis Code,
     21 M/I Product/Service ID, ...) naming the failed fields; it is not a dead letter. ``fields`` are
-    field paths and ``reject_codes`` NCPDP codes: neither ever holds a value (values may be PHI).
+    field paths and ``reject_codes`` NCPDP codes, one per field (same order): neither ever holds a
+    value (values may be PHI). ``event_time`` is the claim's, when it could be read.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class MalformedClaim(InvalidClaim):
         transaction_code: str | None,
         fields: tuple[str, ...],
         reject_codes: tuple[str, ...],
+        event_time: datetime | None = None,
     ) -> None:
         super().__init__(DeadLetterClass.INVALID_FIELD, reason)
         self.claim_id = claim_id
@@ -95,6 +101,7 @@ class MalformedClaim(InvalidClaim):
         self.transaction_code = transaction_code
         self.fields = fields
         self.reject_codes = reject_codes
+        self.event_time = event_time
 
 
 class ConfigError(ClaimsWorkerError):

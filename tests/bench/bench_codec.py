@@ -8,46 +8,36 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from worker.config.settings import WireFormat
 from worker.contracts.codec import Codec
-from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
 from worker.contracts.results import SourceCoordinates, build_result
 from worker.devtools.samples import sample_claims
+from worker.policy import Facts, decide, default_policy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from worker.contracts.model import Claim
+
 __all__: list[str] = []
 
 SOURCE = SourceCoordinates("claims", 3, 123_456)
-DECISION = Decision(
-    outcome=Outcome.APPROVED,
-    criteria=(
-        CriterionResult(
-            criterion_id="A",
-            status=CriterionStatus.MET,
-            reason_code="RECURRENT_ATTESTED",
-            evidence=("C50.912",),
-            explanation="Recurrent breast cancer attested on the PA request.",
-        ),
-        CriterionResult(
-            criterion_id="B",
-            status=CriterionStatus.MET,
-            reason_code="ONCOLOGIST_CONSULTED",
-            evidence=("207RX0202X",),
-            explanation="Prescribed in consultation with an oncologist.",
-        ),
-    ),
-    authorization_effective=date(2025, 3, 10),
-    authorization_expiration=date(2026, 3, 9),
-    policy_id="000_da38be68fa2ba257",
-    policy_version="1",
-    decided_at=datetime(2025, 3, 10, 14, 30, 1, tzinfo=UTC),
-    summary="Approved for one year.",
-)
+DECIDED_AT = datetime(2025, 3, 10, 14, 30, 1, tzinfo=UTC)
+
+
+def _v1_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Return the v1 shape of a v2 result record (the fields v1 had), as the v1 worker wrote it."""
+    v1_fields = (
+        "claim_id", "source_event_id", "transaction_code", "outcome", "criteria", "reject_codes",
+        "authorization_effective", "authorization_expiration", "summary", "policy_id", "policy_version",
+        "decided_at", "worker_version", "source",
+    )  # fmt: skip
+    out = {name: record[name] for name in v1_fields}
+    out["criteria"] = [{k: v for k, v in c.items() if k != "needs"} for c in record["criteria"]]
+    return out
 
 
 def _rate(action: Callable[[Any], object], payload: object, count: int, rounds: int) -> float:
@@ -68,20 +58,30 @@ def _bench_framing(framing: WireFormat, claim: Claim, count: int, rounds: int) -
     old_value = codec.encode_claim(
         claim.model_copy(update={"prior_authorization_type_code": None}), version=1
     )
-    result = build_result(claim, DECISION, source=SOURCE, worker_version="bench")
+    decision = decide(claim, Facts(), default_policy(), DECIDED_AT)
+    result = build_result(claim, decision, source=SOURCE, worker_version="bench")
+    v1_schema = codec._families["result"].versions[1]  # the v1 writer, for the v1-beside-v2 figure
+    v1_result = _v1_record(result)
 
     def build_and_encode(c: Claim) -> bytes:
-        return codec.encode_result(build_result(c, DECISION, source=SOURCE, worker_version="bench"))
+        return codec.encode_result(build_result(c, decision, source=SOURCE, worker_version="bench"))
+
+    def encode_v1(record: dict[str, Any]) -> bytes:
+        return codec._encode(v1_schema, record)
 
     figures = {
         "decode only (v2 writer)": _rate(codec.decode_claim_record, value, count, rounds),
         "decode only (v1 writer)": _rate(codec.decode_claim_record, old_value, count, rounds),
         "decode + validate (v2 writer)": _rate(codec.decode_claim, value, count, rounds),
         "decode + validate (v1 writer)": _rate(codec.decode_claim, old_value, count, rounds),
-        "encode_result": _rate(codec.encode_result, result, count, rounds),
+        "encode_result v1 record+schema": _rate(encode_v1, v1_result, count, rounds),
+        "encode_result v2 record+schema": _rate(codec.encode_result, result, count, rounds),
         "build_result + encode_result": _rate(build_and_encode, claim, count, rounds),
     }
-    print(f"[{framing}] claim {len(value)} bytes, result {len(codec.encode_result(result))} bytes")
+    print(
+        f"[{framing}] claim {len(value)} bytes, {decision.outcome} result v1 {len(encode_v1(v1_result))} bytes, "
+        f"v2 {len(codec.encode_result(result))} bytes"
+    )
     for name, rate in figures.items():
         print(f"  {name:32s} {rate:>10,.0f} records/s")
 

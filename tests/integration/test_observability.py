@@ -25,7 +25,7 @@ from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
 from worker.ops.report import read_topic
-from worker.policy import decide, default_policy
+from worker.policy import Facts, decide, default_policy
 from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka]
@@ -57,7 +57,7 @@ def _outcome_claims(first: int, **overrides: object) -> dict[Outcome, Claim]:
     """One claim per outcome, numbered from ``first``; ``overrides`` apply to every claim."""
     return {
         Outcome.APPROVED: streams.claim(first, **overrides),
-        Outcome.DENIED: streams.claim(
+        Outcome.REFERRED: streams.claim(
             first + 1,
             diagnoses=[{"code": "C50.911", "qualifier": "02"}],
             attestation={"disease_status": "LOCALLY_ADVANCED"},
@@ -210,7 +210,7 @@ def test_metrics_move_as_claims_flow(kafka_bootstrap, topics, tmp_path):
     enc = {o: (c.claim_id.encode(), codec.encode_claim(c)) for o, c in claims.items()}
     records: list[tuple[int, bytes | None, bytes | None]] = [
         (0, *enc[Outcome.APPROVED]),
-        (0, *enc[Outcome.DENIED]),
+        (0, *enc[Outcome.REFERRED]),
         (0, *enc[Outcome.PENDED]),
         (0, *enc[Outcome.APPROVED]),  # same event again: a DUPLICATE_EVENT dead letter
         (1, *enc[Outcome.NOT_APPLICABLE]),
@@ -223,11 +223,11 @@ def test_metrics_move_as_claims_flow(kafka_bootstrap, topics, tmp_path):
     criteria: Counter[tuple[str, str]] = Counter()
     reasons: Counter[str] = Counter()
     for claim in claims.values():
-        decision = decide(claim, now)
+        decision = decide(claim, Facts(), default_policy(), now)
         criteria.update((c.criterion_id, c.status.value) for c in decision.criteria)
-        if decision.outcome in (Outcome.DENIED, Outcome.PENDED):
+        if decision.outcome in (Outcome.REFERRED, Outcome.PENDED):
             reasons.update(c.reason_code for c in decision.criteria if c.status != CriterionStatus.MET)
-    assert [o for o, c in claims.items() if decide(c, now).outcome != o] == [], (
+    assert [o for o, c in claims.items() if decide(c, Facts(), default_policy(), now).outcome != o] == [], (
         "the mix must cover every outcome"
     )
     assert reasons, "the mix must include non-approval reasons"
@@ -266,7 +266,12 @@ def test_metrics_move_as_claims_flow(kafka_bootstrap, topics, tmp_path):
 
     assert _delta(before, after, "claims_worker_claims_consumed_total") == len(records)
     for outcome in Outcome:
-        assert _delta(before, after, "claims_worker_results_total", outcome=outcome.value) == 1, outcome
+        expected_results = (
+            1 if outcome in claims else 0
+        )  # DENIED needs the plan's opt-in; REJECTED: not in this mix
+        assert (
+            _delta(before, after, "claims_worker_results_total", outcome=outcome.value) == expected_results
+        ), outcome
     expected_dead = {DeadLetterClass.NOT_AVRO: 1, DeadLetterClass.DUPLICATE_EVENT: 1}
     for error_class in DeadLetterClass:
         moved = _delta(before, after, "claims_worker_dead_letters_total", error_class=error_class.value)
@@ -319,23 +324,25 @@ def test_metrics_move_as_claims_flow(kafka_bootstrap, topics, tmp_path):
     assert after[_key("claims_worker_policy_info", **info)] == 1
     assert after[_key("claims_worker_up")] == 1
     not_approved = {e["claim_id"] for e in _log_events(log) if e.get("event") == "not_approved"}
-    assert not_approved == {claims[Outcome.DENIED].claim_id, claims[Outcome.PENDED].claim_id}
+    assert not_approved == {claims[Outcome.REFERRED].claim_id, claims[Outcome.PENDED].claim_id}
 
 
 def test_no_phi_in_logs_metrics_or_results(kafka_bootstrap, topics, tmp_path):
-    """Sentinel PHI in every outcome and in an invalid claim reaches no log line, metric or result.
+    """Sentinel PHI in every outcome, a malformed claim and an invalid one reaches no log line, metric or result.
 
     Dead letters carry the original bytes on purpose (nothing may be lost), so only their reason,
-    error class and headers are checked for PHI.
+    error class and headers are checked for PHI. The malformed claim (bad NPI) is answered REJECTED.
     """
     codec = Codec()
     claims = _outcome_claims(100, patient=PHI_PATIENT)
-    invalid = streams.claim(200, patient=PHI_PATIENT).model_dump()
-    invalid["prescriber"]["npi"] = BAD_CHECK_DIGIT_NPI
+    malformed = streams.claim(201, patient=PHI_PATIENT).model_dump()
+    malformed["prescriber"]["npi"] = BAD_CHECK_DIGIT_NPI
+    invalid = {**malformed, "claim_id": ""}  # no claim id to answer: a dead letter
     invalid_value = codec.encode_claim(invalid)
     assert b"PHIMEMBER8675309" in invalid_value, "the invalid claim must carry the sentinel PHI"
     records = [(c.claim_id.encode(), codec.encode_claim(c)) for c in claims.values()]
-    records.append((invalid["claim_id"].encode(), invalid_value))
+    records.append((malformed["claim_id"].encode(), codec.encode_claim(malformed)))
+    records.append((b"no-claim-id", invalid_value))
 
     log = tmp_path / "worker.log"
     env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_LOG_LEVEL="DEBUG", CLAIMS_LOG_FORMAT="json")
@@ -351,7 +358,7 @@ def test_no_phi_in_logs_metrics_or_results(kafka_bootstrap, topics, tmp_path):
 
     # The per-claim debug lines were really emitted, so the log scan covers them.
     not_approved = {e["claim_id"] for e in _log_events(log) if e.get("event") == "not_approved"}
-    assert not_approved == {claims[Outcome.DENIED].claim_id, claims[Outcome.PENDED].claim_id}
+    assert not_approved == {claims[Outcome.REFERRED].claim_id, claims[Outcome.PENDED].claim_id}
 
     log_lines = streams.iter_log(log)
     leaks = {i: _phi_hits(line) for i, line in enumerate(log_lines) if _phi_hits(line)}
@@ -359,7 +366,9 @@ def test_no_phi_in_logs_metrics_or_results(kafka_bootstrap, topics, tmp_path):
     assert not _phi_hits(metrics_text), "PHI in /metrics"
 
     results = _read_raw(kafka_bootstrap, topics["results"])
-    assert sorted(codec.decode_result(r.value)["outcome"] for r in results) == sorted(o.value for o in claims)
+    assert sorted(codec.decode_result(r.value)["outcome"] for r in results) == sorted(
+        [*(o.value for o in claims), "REJECTED"]
+    )
     for record in results:
         decoded = codec.decode_result(record.value)
         assert not _phi_hits(json.dumps(decoded, default=str)), decoded["claim_id"]

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from tests.integration import streams
 from worker.contracts.codec import Codec
 from worker.devtools.samples import poison_records, sample_claims
-from worker.policy import decide
+from worker.policy import Facts, decide, default_policy
 from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -48,7 +48,10 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
 
 
 def test_every_outcome_end_to_end(kafka_bootstrap, topics, tmp_path):
-    """The bundled samples produce every outcome, each as the policy decides it; poison is dead-lettered."""
+    """The bundled samples produce every outcome, each as the policy decides it; malformed claims are REJECTED.
+
+    Poison that cannot be answered (not Avro, truncated, unknown schema) is dead-lettered.
+    """
     codec = Codec()
     samples = sample_claims()
     records = [
@@ -64,19 +67,25 @@ def test_every_outcome_end_to_end(kafka_bootstrap, topics, tmp_path):
     by_claim = {r["claim_id"]: r for r in outputs.results}
     now = datetime.now(UTC)
     for sample in samples:
-        expected = decide(sample.claim, now).outcome.value
+        expected = decide(sample.claim, Facts(), default_policy(), now).outcome.value
         assert by_claim[sample.claim.claim_id]["outcome"] == expected, sample.label
     assert {r["outcome"] for r in outputs.results} == {
         "APPROVED",
-        "DENIED",
+        "REFERRED",
         "PENDED",
         "NOT_APPLICABLE",
         "REVERSED",
+        "REJECTED",
     }
-    assert len(outputs.dead_letters) == len(poison)
+    answered = [(k, v) for k, v in poison if k in {b"SYNTH-POISON-BAD-NPI", b"SYNTH-POISON-B2-NO-ORIGINAL"}]
+    assert sorted(r["reject_codes"] for r in outputs.results if r["outcome"] == "REJECTED") == [
+        ["25"],
+        ["85"],
+    ]
+    assert len(outputs.dead_letters) == len(poison) - len(answered)
     assert all(d["error_class"] and d["reason"] for d in outputs.dead_letters)
     originals = {(d["original_key"], d["original_value"]) for d in outputs.dead_letters}
-    assert originals == set(poison), "dead letters must carry the original bytes untouched"
+    assert originals == set(poison) - set(answered), "dead letters must carry the original bytes untouched"
 
 
 def test_poison_does_not_stop_the_worker(kafka_bootstrap, topics, tmp_path):
@@ -280,6 +289,6 @@ def test_make_run_demo_shows_every_outcome(kafka_bootstrap, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = proc.stdout.split("what the worker decided", 1)[1]
-    for outcome in ("APPROVED", "DENIED", "PENDED", "NOT_APPLICABLE", "REVERSED", "DEAD LETTER NOT_AVRO"):
+    for outcome in ("APPROVED", "REFERRED", "PENDED", "NOT_APPLICABLE", "REVERSED", "DEAD LETTER NOT_AVRO"):
         assert outcome in table
     assert "17 records from" in table

@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tests.unit.fake_registry import FakeRegistry
+from tests.unit.test_policy import claims as policy_claims
+from tests.unit.test_policy import facts as policy_facts
 from worker.config.settings import WireFormat
 from worker.contracts.codec import (
     CONFLUENT_MAGIC,
     SINGLE_OBJECT_MARKER,
     Codec,
     invalid_claim_from,
+    reject_code_for,
 )
 from worker.contracts.model import (
     Claim,
@@ -30,12 +33,17 @@ from worker.contracts.model import (
     CriterionResult,
     CriterionStatus,
     Decision,
+    DecisionSource,
     Diagnosis,
     DiseaseStatus,
+    InformationNeed,
     Outcome,
     Patient,
     Prescriber,
     Product,
+    ProductCodeSystem,
+    ProductReading,
+    Recommendation,
     TransactionCode,
     TriState,
 )
@@ -56,6 +64,7 @@ from worker.errors import (
     DeadLetterClass,
     DecodeError,
     InvalidClaim,
+    MalformedClaim,
 )
 
 HYPOTHESIS = settings(
@@ -96,12 +105,11 @@ def _decision(outcome=Outcome.APPROVED):
             CriterionResult(
                 criterion_id="A",
                 status=CriterionStatus.MET,
-                reason_code="RECURRENT_ATTESTED",
+                reason_code="ATTESTED_RECURRENT",
                 evidence=("C50.912",),
                 explanation="Recurrent breast cancer attested.",
             ),
         ),
-        reject_codes=(),
         authorization_effective=date(2025, 3, 10),
         authorization_expiration=date(2026, 3, 9),
         policy_id="000_da38be68fa2ba257",
@@ -363,9 +371,14 @@ class TestSchemasMirrorModel:
             ("claim.v2.avsc", "TransactionCode", TransactionCode),
             ("claim.v2.avsc", "DiseaseStatus", DiseaseStatus),
             ("claim.v2.avsc", "TriState", TriState),
-            ("result.avsc", "TransactionCode", TransactionCode),
-            ("result.avsc", "Outcome", Outcome),
-            ("result.avsc", "CriterionStatus", CriterionStatus),
+            ("result.v2.avsc", "TransactionCode", TransactionCode),
+            ("result.v2.avsc", "Outcome", Outcome),
+            ("result.v2.avsc", "CriterionStatus", CriterionStatus),
+            ("result.v2.avsc", "InformationNeed", InformationNeed),
+            ("result.v2.avsc", "DecisionSource", DecisionSource),
+            ("result.v2.avsc", "Recommendation", Recommendation),
+            ("result.v2.avsc", "ProductCodeSystem", ProductCodeSystem),
+            ("result.v2.avsc", "ProductReading", ProductReading),
             ("dead_letter.v2.avsc", "DeadLetterClass", DeadLetterClass),
         ],
     )
@@ -382,10 +395,11 @@ class TestSchemasMirrorModel:
         assert not set(RETIRED_DEAD_LETTER_CLASSES) & {m.value for m in DeadLetterClass}
 
     def test_result_fields_mirror_decision(self, raw_schemas):
-        """The result carries every Decision field and CriterionResult field under the same name."""
-        schema = raw_schemas["result.avsc"]
+        """The v2 result carries every Decision field (rejects as reject_codes and ncpdp) and CriterionResult field."""
+        schema = raw_schemas["result.v2.avsc"]
         names = [f["name"] for f in schema["fields"]]
-        assert set(_field_names(Decision)) <= set(names)
+        assert set(_field_names(Decision)) - {"rejects"} <= set(names)
+        assert {"reject_codes", "ncpdp", "event_time"} <= set(names)
         criteria = _record_type(schema, "criteria")
         assert [f["name"] for f in criteria["fields"]] == _field_names(CriterionResult)
 
@@ -950,3 +964,220 @@ class TestDeadLetterEvolution:
         fastavro.schemaless_writer(body, v1.parsed, record)
         framed = b"\xc3\x01" + v1.fingerprint + body.getvalue()
         assert Codec().decode_dead_letter(framed)["source"]["offset"] == 7
+
+
+class TestMalformedClaim:
+    """A decodable claim with a readable claim id and a malformed field raises MalformedClaim (a REJECTED answer)."""
+
+    @pytest.mark.parametrize(
+        ("overrides", "fields", "codes"),
+        [
+            pytest.param(
+                {"prescriber": {"npi": "1234567890", "taxonomy": None}},
+                ("prescriber.npi",),
+                ("25",),
+                id="25:NPI-check-digit-fails",
+            ),
+            pytest.param(
+                {
+                    "diagnoses": [
+                        {"code": "C50.911", "qualifier": "02"},
+                        {"code": "50.911", "qualifier": "02"},
+                    ]
+                },
+                ("diagnoses.1.code",),
+                ("39",),
+                id="39:second-diagnosis-not-ICD-10",
+            ),
+            pytest.param(
+                {"product": {"product_id": "7002019", "qualifier": "03"}},
+                ("product.product_id",),
+                ("21",),
+                id="21:NDC-too-short",
+            ),
+            pytest.param(
+                {"product": {"product_id": "70020191001", "qualifier": "3"}},
+                ("product.qualifier",),
+                ("E1",),
+                id="E1:product-qualifier-malformed",
+            ),
+            pytest.param({"days_supply": -1}, ("days_supply",), ("19",), id="19:negative-days-supply"),
+            pytest.param({"fill_number": 100}, ("fill_number",), ("17",), id="17:fill-number-out-of-range"),
+            pytest.param(
+                {"transaction_code": "B2", "original_claim_id": None},
+                ("original_claim_id",),
+                ("85",),
+                id="85:B2-without-original-claim",
+            ),
+            pytest.param(
+                {
+                    "prescriber": {"npi": "1234567890", "taxonomy": None},
+                    "diagnoses": [{"code": "XYZ", "qualifier": "02"}],
+                },
+                ("diagnoses.0.code", "prescriber.npi"),
+                ("39", "25"),
+                id="39+25:two-fields-one-code-each",
+            ),
+        ],
+    )
+    def test_malformed_field_maps_to_its_ncpdp_reject(self, codec, overrides, fields, codes):
+        """Each malformed field is named by path with its NCPDP M/I reject code, one code per field."""
+        record = {**CLAIM.model_dump(), **overrides}
+        with pytest.raises(MalformedClaim) as info:
+            codec.decode_claim(codec.encode_claim(record))
+        error = info.value
+        assert (error.fields, error.reject_codes) == (fields, codes)
+        assert error.claim_id == CLAIM.claim_id
+        assert error.event_id == CLAIM.event_id
+        assert error.event_time == CLAIM.event_time
+        assert error.error_class is DeadLetterClass.INVALID_FIELD
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [
+            pytest.param({"claim_id": ""}, id="empty-claim-id"),
+            pytest.param({"claim_id": "x" * 65}, id="claim-id-too-long"),
+            pytest.param(
+                {"claim_id": "", "prescriber": {"npi": "1234567890", "taxonomy": None}}, id="no-id+bad-npi"
+            ),
+        ],
+    )
+    def test_without_a_readable_claim_id_it_stays_a_dead_letter(self, codec, overrides):
+        """With no usable claim id there is nobody to answer: InvalidClaim (dead letter), not MalformedClaim."""
+        record = {**CLAIM.model_dump(), **overrides}
+        with pytest.raises(InvalidClaim) as info:
+            codec.decode_claim(codec.encode_claim(record))
+        assert not isinstance(info.value, MalformedClaim)
+
+    def test_unreadable_event_id_is_left_out(self, codec):
+        """A malformed event id is not carried (None) while the claim is still answered."""
+        record = {**CLAIM.model_dump(), "event_id": "", "fill_number": 100}
+        with pytest.raises(MalformedClaim) as info:
+            codec.decode_claim(codec.encode_claim(record))
+        assert info.value.event_id is None
+        assert info.value.fields == ("event_id", "fill_number")
+        assert info.value.reject_codes == ("85", "17")
+
+    def test_no_phi_in_malformed_claim(self, codec):
+        """A malformed PHI field is named by path (07/CB) but its value appears nowhere in the error."""
+        record = _phi_record(patient={"member_id": "", "last_name": PHI_LAST * 3, "date_of_birth": PHI_DOB})
+        with pytest.raises(MalformedClaim) as info:
+            codec.decode_claim(codec.encode_claim(record))
+        error = info.value
+        assert error.fields == ("patient.member_id", "patient.last_name")
+        assert error.reject_codes == ("07", "CB")
+        text = " ".join([str(error), error.reason, *error.fields, *error.reject_codes, repr(vars(error))])
+        for value in PHI_VALUES:
+            assert value not in text
+
+    @pytest.mark.parametrize(
+        ("field", "code"),
+        [
+            ("prescriber.npi", "25"),
+            ("diagnoses.12.code", "39"),
+            ("diagnoses.3.qualifier", "WE"),
+            ("product.product_id", "21"),
+            ("date_of_service", "15"),
+            ("attestation.consultation.consultant_npi", "85"),
+            ("something_new", "85"),
+        ],
+    )
+    def test_reject_code_for_field_paths(self, field, code):
+        """Field paths map to NCPDP codes whatever the index; a field without an NCPDP counterpart gets 85."""
+        assert reject_code_for(field) == code
+
+
+class TestFastResultWriter:
+    """The compiled result writer produces exactly fastavro's bytes, and falls back to fastavro otherwise."""
+
+    @staticmethod
+    def _fastavro_body(record):
+        from fastavro import schemaless_writer  # noqa: PLC0415
+
+        from worker.contracts.registry import load_schemas  # noqa: PLC0415
+
+        schema = next(v for v in load_schemas() if v.file_name == "result.v2.avsc").parsed
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, schema, record, disable_tuple_notation=True)
+        return buffer.getvalue()
+
+    @staticmethod
+    def _records():
+        from tests.unit.claims import NPIS, make_claim  # noqa: PLC0415
+        from worker.contracts.results import build_rejected, build_result  # noqa: PLC0415
+        from worker.policy import Facts, ProviderFacts, ProviderStatus, decide, default_policy  # noqa: PLC0415
+
+        policy = default_policy()
+        at = datetime(2025, 3, 11, 8, 15, 30, 123456, tzinfo=UTC)
+        directory = Facts(
+            prescriber=ProviderFacts(NPIS[0], ProviderStatus.NOT_FOUND, directory_version="d-1"),
+            directory_version="d-1",
+        )
+        cases = [
+            ({}, Facts()),
+            ({"dx": ()}, Facts()),
+            ({"dx": ("C34.90", "C78.7")}, Facts()),
+            ({"ndc": "00093-7474-89"}, Facts()),
+            ({"tx": "B2"}, Facts()),
+            ({"ndc": "XYZ", "qualifier": "07"}, Facts()),
+            ({"taxonomy": None}, directory),
+            ({"ndc": "J9207", "qualifier": "09", "claim_id": "clm-é-ünïcode"}, Facts()),
+            ({"dos": date(1969, 12, 31)}, Facts()),
+        ]
+        records = []
+        for overrides, facts in cases:
+            claim = make_claim(**overrides)
+            records.append(
+                build_result(claim, decide(claim, facts, policy, at), source=SOURCE, worker_version="t")
+            )
+        error = MalformedClaim(
+            "r",
+            claim_id="c",
+            event_id=None,
+            transaction_code="B3",
+            fields=("diagnoses.200.code", "prescriber.npi"),
+            reject_codes=("39", "25"),
+            event_time=datetime(1960, 1, 1, 0, 0, 0, 999, tzinfo=UTC),
+        )
+        records.append(
+            build_rejected(
+                error, source=SOURCE, policy_id="P", policy_version="1", decided_at=at, worker_version="t"
+            )
+        )
+        return records
+
+    def test_bytes_equal_fastavro_for_every_outcome(self, codec):
+        """For every outcome, unicode, pre-epoch dates and large occurrences the bytes equal fastavro's, twice."""
+        header = len(SINGLE_OBJECT_MARKER) + 8
+        for record in self._records():
+            for _ in range(2):  # the second time from the fragment caches
+                assert codec.encode_result(record)[header:] == self._fastavro_body(record), record["outcome"]
+
+    def test_values_it_does_not_cover_fall_back_to_fastavro(self, codec):
+        """An enum member instead of its value, or a naive datetime, is written by fastavro, still correctly."""
+        record = self._records()[0]
+        odd = {**record, "outcome": Outcome.APPROVED, "decided_at": datetime(2025, 3, 11, 8, 15)}  # noqa: DTZ001
+        decoded = codec.decode_result(codec.encode_result(odd))
+        assert decoded["outcome"] == "APPROVED"
+        assert decoded["claim_id"] == record["claim_id"]
+
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.nested_given],
+    )
+    @given(
+        claim=policy_claims(),
+        found=policy_facts(),
+        decided_at=st.datetimes(timezones=st.just(UTC)),
+    )
+    def test_bytes_equal_fastavro_for_random_decisions(self, codec, claim, found, decided_at):
+        """For random claims and directory facts, the compiled writer's bytes equal fastavro's."""
+        from worker.contracts.results import build_result  # noqa: PLC0415
+        from worker.policy import decide, default_policy  # noqa: PLC0415
+
+        record = build_result(
+            claim, decide(claim, found, default_policy(), decided_at), source=SOURCE, worker_version="t"
+        )
+        header = len(SINGLE_OBJECT_MARKER) + 8
+        assert codec.encode_result(record)[header:] == self._fastavro_body(record)

@@ -49,15 +49,15 @@ def test_policy_product_memo_keeps_learning_when_full(monkeypatch, tmp_path):
     """Past its bound the product memo still remembers the newest product ids (it used to freeze)."""
     monkeypatch.setattr(definition, "_MEMO_LIMIT", 2)
     source = tmp_path / "policy.json"
-    source.write_text(
-        (definition.resources.files("worker.policies") / "ixempra.json").read_text(encoding="utf-8")
-    )
+    catalog = definition.resources.files("worker.policies") / "IXEMPRA-PA" / "2020.09-2.json"
+    source.write_text(catalog.read_text(encoding="utf-8"))
     policy = load_policy(source)
     ids = ["70020191001", "00093747489", "68817013450"]
     for product_id in ids:
         policy.match_product(Product(product_id=product_id, qualifier="03"))
     memo = policy._product_memo
-    assert (ids[0] in memo, ids[2] in memo, len(memo)) == (False, True, 2)
+    first, last = ("03", ids[0]), ("03", ids[2])
+    assert (first in memo, last in memo, len(memo)) == (False, True, 2)
 
 
 def test_diagnosis_memo_keeps_learning_when_full(monkeypatch):

@@ -10,8 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
-from worker.contracts.model import CriterionStatus, Decision, Outcome
-from worker.policy import decide, default_policy
+from worker.contracts.model import (
+    CriterionStatus,
+    Decision,
+    DecisionSource,
+    InformationNeed,
+    Outcome,
+    Recommendation,
+)
+from worker.policy import Facts, ProviderFacts, ProviderStatus, decide, default_policy
 from worker.policy.criteria import (
     DiseaseStageRule,
     SpecialistRule,
@@ -23,7 +30,14 @@ from worker.policy.window import approval_window
 DECIDED_AT = datetime(2025, 3, 11, 8, 15, tzinfo=UTC)
 ONCOLOGY = ("207RX0202X", "207RH0003X", "2086X0206X", "2085R0001X", "207VX0201X", "2080P0207X")
 MET, NOT_MET, UNKNOWN = CriterionStatus.MET, CriterionStatus.NOT_MET, CriterionStatus.UNKNOWN
-OUTCOME_FOR_A = {MET: Outcome.APPROVED, NOT_MET: Outcome.DENIED, UNKNOWN: Outcome.PENDED}
+OUTCOME_FOR_A = {MET: Outcome.APPROVED, NOT_MET: Outcome.REFERRED, UNKNOWN: Outcome.PENDED}
+NO_DIRECTORY = Facts()
+POLICY = default_policy()
+
+
+def _decide(claim, facts=NO_DIRECTORY, policy=POLICY, at=DECIDED_AT, **options) -> Decision:
+    """Decide under the catalog's default policy with no directory unless told otherwise."""
+    return decide(claim, facts, policy, at, **options)
 
 
 def _criterion(decision: Decision, criterion_id: str) -> tuple[CriterionStatus, str]:
@@ -52,7 +66,28 @@ CRITERION_A_CASES = [
     _a((" c50.911 ", "c79.9"), None, MET, "METASTATIC_BY_CODES", "A-met:lower-case-and-spaces-normalised"),
     _a(("C50.921", "C79.52"), None, MET, "METASTATIC_BY_CODES", "A-met:male-breast-C50.921+bone-marrow"),
     _a(
-        ("C34.90", "C50.911", "C78.7"), None, MET, "METASTATIC_BY_CODES", "A-met:other-primary-does-not-block"
+        ("C50.911", "C77.2"),
+        None,
+        MET,
+        "METASTATIC_BY_CODES",
+        "A-met:C50+C77.2-intra-abdominal-node-is-distant",
+    ),
+    _a(("C50.911", "C77.4"), None, MET, "METASTATIC_BY_CODES", "A-met:C50+C77.4-inguinal-node-is-distant"),
+    _a(("C77.5", "C50.912"), None, MET, "METASTATIC_BY_CODES", "A-met:C50+C77.5-pelvic-node-is-distant"),
+    _a(("Z85.3", "C77.5"), None, MET, "METASTATIC_BY_CODES", "A-met:Z85.3+C77.5-pelvic-node-is-distant"),
+    _a(
+        ("C34.90", "C50.911", "C78.7"),
+        "METASTATIC",
+        MET,
+        "ATTESTED_METASTATIC",
+        "A-met:two-active-primaries+secondary+METASTATIC-attested-settles-it",
+    ),
+    _a(
+        ("Z85.3", "C34.90", "C79.51"),
+        "RECURRENT",
+        MET,
+        "ATTESTED_RECURRENT",
+        "A-met:history+other-primary+secondary+RECURRENT-attested-settles-it",
     ),
     _a(
         (("174.9", "01"), "C50.911", "C78.7"),
@@ -70,18 +105,47 @@ CRITERION_A_CASES = [
     ),
     # Recurrence inferred from history (a heuristic, reported as such).
     _a(
-        ("Z85.3", "C50.912"),
-        None,
-        MET,
-        "RECURRENCE_INFERRED_FROM_HISTORY",
-        "A-met:Z85.3+C50-recurrence-inferred",
-    ),
-    _a(
         ("C77.3", "Z85.3"),
         None,
         MET,
         "RECURRENCE_INFERRED_FROM_HISTORY",
-        "A-met:Z85.3+C77.3-recurrence-inferred",
+        "A-met:Z85.3+C77.3-regional-recurrence-inferred",
+    ),
+    # Doubtful readings that used to approve: ask instead (docs/policy.md §8).
+    _a(
+        ("Z85.3", "C50.912"),
+        None,
+        UNKNOWN,
+        "NEW_PRIMARY_OR_RECURRENCE",
+        "A-unknown:Z85.3+C50-new-primary-or-recurrence-Z85.3-has-no-laterality",
+    ),
+    _a(
+        ("Z85.3", "C50.912", "C77.3"),
+        None,
+        UNKNOWN,
+        "NEW_PRIMARY_OR_RECURRENCE",
+        "A-unknown:Z85.3+C50+C77.3-new-primary-with-nodes-is-not-recurrence",
+    ),
+    _a(
+        ("Z85.3", "C34.90", "C79.51"),
+        None,
+        UNKNOWN,
+        "HISTORY_WITH_OTHER_ACTIVE_PRIMARY",
+        "A-unknown:Z85.3+active-lung-primary+bone-secondary-may-be-lung-metastasis",
+    ),
+    _a(
+        ("Z85.3", "C77.3", "C34.90"),
+        None,
+        UNKNOWN,
+        "HISTORY_WITH_OTHER_ACTIVE_PRIMARY",
+        "A-unknown:Z85.3+nodes+active-lung-primary-nodes-may-be-lung",
+    ),
+    _a(
+        ("C34.90", "C50.911", "C78.7"),
+        None,
+        UNKNOWN,
+        "SECONDARY_ORIGIN_UNCLEAR",
+        "A-unknown:two-active-primaries+secondary-origin-unclear",
     ),
     # Attested status with a breast code.
     _a(("C50.911",), "METASTATIC", MET, "ATTESTED_METASTATIC", "A-met:C50+METASTATIC-attested"),
@@ -157,6 +221,21 @@ CRITERION_A_CASES = [
         "A-unknown:secondary+METASTATIC-no-primary",
     ),
     _a(("C77.3",), None, UNKNOWN, "PRIMARY_SITE_NOT_SHOWN", "A-unknown:C77.3-nodes-no-primary"),
+    _a(("C77.2",), None, UNKNOWN, "PRIMARY_SITE_NOT_SHOWN", "A-unknown:C77.2-distant-node-no-primary"),
+    _a(
+        ("C50.911", "C77.0"),
+        None,
+        UNKNOWN,
+        "DISEASE_STATUS_NEEDED",
+        "A-unknown:C50+C77.0-supraclavicular-is-regional",
+    ),
+    _a(
+        ("C50.911", "C77.1"),
+        None,
+        UNKNOWN,
+        "DISEASE_STATUS_NEEDED",
+        "A-unknown:C50+C77.1-internal-mammary-is-regional",
+    ),
     _a(("C79.81", "C78.7"), None, UNKNOWN, "PRIMARY_SITE_NOT_SHOWN", "A-unknown:C79.81+C78.7-no-primary"),
     # Not breast cancer.
     _a(("C79.81",), None, NOT_MET, "METASTASIS_TO_SITE_ONLY", "A-not-met:C79.81-alone-metastasis-TO-breast"),
@@ -172,12 +251,20 @@ CRITERION_A_CASES = [
         "A-not-met:colon-primary+METASTATIC-attested",
     ),
     _a(("D05.11",), None, NOT_MET, "IN_SITU_ONLY", "A-not-met:D05.11-in-situ-only"),
+    _a(("D05.10", "Z17.0"), None, NOT_MET, "IN_SITU_ONLY", "A-not-met:in-situ+Z17-receptor-decides-nothing"),
     _a(
         ("D05.10", "Z17.0"),
         "METASTATIC",
-        NOT_MET,
-        "IN_SITU_ONLY",
-        "A-not-met:in-situ+Z17-receptor-decides-nothing",
+        UNKNOWN,
+        "ATTESTATION_CONFLICTS_WITH_CODES",
+        "A-unknown:D05-in-situ+METASTATIC-attested-contradiction-asks",
+    ),
+    _a(
+        ("D05.11",),
+        "RECURRENT",
+        UNKNOWN,
+        "ATTESTATION_CONFLICTS_WITH_CODES",
+        "A-unknown:D05-in-situ+RECURRENT-attested-contradiction-asks",
     ),
     # No usable diagnosis code.
     _a((), None, UNKNOWN, "DIAGNOSIS_CODE_MISSING", "A-unknown:no-codes-no-attestation"),
@@ -204,7 +291,7 @@ CRITERION_A_CASES = [
 @pytest.mark.parametrize(("overrides", "expected", "reason"), CRITERION_A_CASES)
 def test_criterion_a(overrides, expected, reason):
     """Criterion A (recurrent or metastatic breast cancer) reads codes and attestation as the lead decided."""
-    decision = decide(make_claim(**overrides), DECIDED_AT)
+    decision = _decide(make_claim(**overrides))
     assert _criterion(decision, "A") == (expected, reason)
     assert _criterion(decision, "B") == (MET, "PRESCRIBER_IS_SPECIALIST")
     assert decision.outcome is OUTCOME_FOR_A[expected]
@@ -243,23 +330,37 @@ CRITERION_B_CASES = [
     _b(
         "207R00000X",
         {"status": "YES", "consultant_npi": CONSULTANT_NPI},
-        MET,
-        "CONSULTATION_ATTESTED",
-        "B-met:consultation-YES-consultant-NPI-only-attested",
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "B-unknown:consultant-NPI-only-without-directory-is-unresolved-not-accepted",
+    ),
+    _b(
+        "207R00000X",
+        {"status": "YES", "consultant_npi": NPIS[0]},
+        UNKNOWN,
+        "CONSULTANT_IS_PRESCRIBER",
+        "B-unknown:consultant-NPI-is-the-prescribers-own-not-a-consultation",
+    ),
+    _b(
+        "207R00000X",
+        {"status": "YES", "consultant_npi": NPIS[0], "consultant_taxonomy": "207RX0202X"},
+        UNKNOWN,
+        "CONSULTANT_IS_PRESCRIBER",
+        "B-unknown:self-consultation-even-with-oncology-taxonomy",
     ),
     _b(
         "207Q00000X",
         {"status": "YES", "consultant_taxonomy": "163WX0200X"},
-        NOT_MET,
+        UNKNOWN,
         "CONSULTANT_NOT_SPECIALIST",
-        "B-not-met:consultant-is-RN-oncology-not-a-physician",
+        "B-unknown:consultation-YES-but-consultant-is-RN-oncology-asks",
     ),
     _b(
         None,
         {"status": "YES", "consultant_taxonomy": "207RH0000X", "consultant_npi": CONSULTANT_NPI},
-        NOT_MET,
+        UNKNOWN,
         "CONSULTANT_NOT_SPECIALIST",
-        "B-not-met:consultant-is-hematology-not-oncology",
+        "B-unknown:consultation-YES-but-consultant-is-hematology-asks",
     ),
     _b(
         "207Q00000X",
@@ -299,9 +400,9 @@ CRITERION_B_CASES = [
     _b(
         "207Q00000X",
         {"status": "NO", "consultant_taxonomy": "207RX0202X"},
-        NOT_MET,
-        "PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION",
-        "B-not-met:consultant-named-but-consultation-NO-is-ignored",
+        UNKNOWN,
+        "CONSULTATION_CONFLICTS_WITH_CONSULTANT",
+        "B-unknown:consultation-NO-while-an-oncologist-is-named-asks",
     ),
     _b(
         "207Q00000X",
@@ -361,7 +462,7 @@ CRITERION_B_CASES = [
 @pytest.mark.parametrize(("overrides", "expected", "reason"), CRITERION_B_CASES)
 def test_criterion_b(overrides, expected, reason):
     """Criterion B (prescribed by or in consultation with a physician oncologist) follows the lead's table."""
-    decision = decide(make_claim(**overrides), DECIDED_AT)
+    decision = _decide(make_claim(**overrides))
     assert _criterion(decision, "A") == (MET, "METASTATIC_BY_CODES")
     assert _criterion(decision, "B") == (expected, reason)
     assert decision.outcome is OUTCOME_FOR_A[expected]
@@ -371,35 +472,35 @@ COMBINATION_CASES = [
     pytest.param({}, Outcome.APPROVED, (), MET, MET, id="approve:A-met+B-met-no-reject-codes"),
     pytest.param(
         {"dx": ("C50.911",), "status": "EARLY", "taxonomy": None},
-        Outcome.DENIED,
-        ("75",),
+        Outcome.REFERRED,
+        ("3W",),
         NOT_MET,
         UNKNOWN,
-        id="deny:A-not-met+B-unknown-any-NOT_MET-denies",
+        id="refer:A-not-met+B-unknown-any-NOT_MET-refers-to-review",
     ),
     pytest.param(
         {"dx": ("C50.911",), "taxonomy": "207Q00000X", "consult": {"status": "NO"}},
-        Outcome.DENIED,
-        ("75",),
+        Outcome.REFERRED,
+        ("3W",),
         UNKNOWN,
         NOT_MET,
-        id="deny:A-unknown+B-not-met",
+        id="refer:A-unknown+B-not-met",
     ),
     pytest.param(
         {"dx": ("C34.90",), "taxonomy": "207Q00000X", "consult": {"status": "NO"}},
-        Outcome.DENIED,
-        ("75",),
+        Outcome.REFERRED,
+        ("3W",),
         NOT_MET,
         NOT_MET,
-        id="deny:both-not-met",
+        id="refer:both-not-met",
     ),
     pytest.param(
         {"dx": (), "taxonomy": "207Q00000X", "consult": {"status": "NO"}},
-        Outcome.DENIED,
-        ("75",),
+        Outcome.REFERRED,
+        ("3W",),
         UNKNOWN,
         NOT_MET,
-        id="deny:missing-diagnosis-but-B-not-met-no-39",
+        id="refer:missing-diagnosis-but-B-not-met-no-39",
     ),
     pytest.param(
         {"dx": ("C50.911",)},
@@ -419,6 +520,14 @@ COMBINATION_CASES = [
         UNKNOWN,
         MET,
         id="pend:only-ICD-9-code-reject-75+39",
+    ),
+    pytest.param(
+        {"dx": ("D05.11",), "status": "METASTATIC"},
+        Outcome.PENDED,
+        ("75", "39"),
+        UNKNOWN,
+        MET,
+        id="pend:in-situ+METASTATIC-asks-for-invasive-diagnosis-75+39",
     ),
     pytest.param(
         {"dx": (), "taxonomy": None},
@@ -442,13 +551,106 @@ COMBINATION_CASES = [
 
 @pytest.mark.parametrize(("overrides", "outcome", "rejects", "a_status", "b_status"), COMBINATION_CASES)
 def test_outcome_and_reject_codes(overrides, outcome, rejects, a_status, b_status):
-    """APPROVED needs every criterion MET, any NOT_MET denies (75), else PENDED (75, plus 39 with no usable code)."""
-    decision = decide(make_claim(**overrides), DECIDED_AT)
+    """APPROVED needs every criterion MET; any NOT_MET refers (3W); else PENDED (75, plus 39 for a diagnosis)."""
+    decision = _decide(make_claim(**overrides))
     assert decision.outcome is outcome
     assert decision.reject_codes == rejects
     assert [c.status for c in decision.criteria] == [a_status, b_status]
     assert (decision.authorization_effective is not None) is (outcome is Outcome.APPROVED)
     assert (decision.authorization_expiration is not None) is (outcome is Outcome.APPROVED)
+    assert (decision.authorization_number is not None) is (outcome is Outcome.APPROVED)
+
+
+NEEDS_CASES = [
+    pytest.param(
+        {"dx": ("C50.911",)}, (InformationNeed.DISEASE_STATUS,), id="needs:C50-alone-disease-status"
+    ),
+    pytest.param(
+        {"dx": ("Z85.3", "C50.911")}, (InformationNeed.DISEASE_STATUS,), id="needs:Z85.3+C50-disease-status"
+    ),
+    pytest.param({"dx": ()}, (InformationNeed.DIAGNOSIS_CODE,), id="needs:no-code-diagnosis-code"),
+    pytest.param(
+        {"dx": ("C79.51",)}, (InformationNeed.PRIMARY_DIAGNOSIS,), id="needs:secondary-only-primary"
+    ),
+    pytest.param(
+        {"taxonomy": None}, (InformationNeed.PRESCRIBER_SPECIALTY,), id="needs:prescriber-specialty"
+    ),
+    pytest.param(
+        {"taxonomy": "207Q00000X"}, (InformationNeed.CONSULTATION_STATUS,), id="needs:consultation-status"
+    ),
+    pytest.param(
+        {"taxonomy": "207Q00000X", "consult": {"status": "YES", "consultant_npi": CONSULTANT_NPI}},
+        (InformationNeed.CONSULTANT_IDENTITY,),
+        id="needs:unresolved-consultant-identity",
+    ),
+    pytest.param(
+        {"taxonomy": "207Q00000X", "consult": {"status": "YES", "consultant_taxonomy": "207R00000X"}},
+        (InformationNeed.CONSULTANT_SPECIALTY,),
+        id="needs:non-oncology-consultant-specialty",
+    ),
+    pytest.param(
+        {"dx": (), "taxonomy": None},
+        (InformationNeed.DIAGNOSIS_CODE, InformationNeed.PRESCRIBER_SPECIALTY),
+        id="needs:both-criteria-in-policy-order",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "needs"), NEEDS_CASES)
+def test_pended_decisions_list_what_is_needed(overrides, needs):
+    """A PENDED decision carries the closed-set list of what would settle it, in criterion order."""
+    decision = _decide(make_claim(**overrides))
+    assert decision.outcome is Outcome.PENDED
+    assert decision.needs == needs
+    assert decision.decision_source is DecisionSource.INFORMATION_MISSING
+    assert decision.recommendation is None
+
+
+def test_referred_carries_recommendation_and_the_criteria_that_referred_it():
+    """A REFERRED decision recommends DENY and names the NOT_MET criteria and its per-criterion evidence."""
+    decision = _decide(make_claim(dx=("C34.90", "C78.7")))
+    assert decision.outcome is Outcome.REFERRED
+    assert decision.recommendation is Recommendation.DENY
+    assert decision.decision_source is DecisionSource.CRITERIA_NOT_MET
+    assert decision.source_criteria == ("A",)
+    assert decision.criteria[0].evidence == ("C34.90",)
+    assert decision.needs == ()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "outcome"),
+    [
+        pytest.param({"dx": ("C34.90", "C78.7")}, Outcome.DENIED, id="opt-in:A-not-met-is-denied-3Y"),
+        pytest.param(
+            {"taxonomy": "207Q00000X", "consult": {"status": "NO"}}, Outcome.DENIED, id="opt-in:B-not-met"
+        ),
+        pytest.param({"dx": ("C50.911",)}, Outcome.PENDED, id="opt-in:missing-information-still-pends"),
+        pytest.param({}, Outcome.APPROVED, id="opt-in:approval-unchanged"),
+    ],
+)
+def test_automated_denials_only_when_the_plan_opts_in(overrides, outcome):
+    """With automated denials allowed, NOT_MET is DENIED (3Y) by the automated rule; nothing else changes."""
+    decision = _decide(make_claim(**overrides), automated_denials=True)
+    assert decision.outcome is outcome
+    if outcome is Outcome.DENIED:
+        assert decision.reject_codes == ("3Y",)
+        assert decision.decision_source is DecisionSource.AUTOMATED_RULE
+        assert decision.recommendation is Recommendation.DENY
+    assert _decide(make_claim(**overrides)).outcome is not Outcome.DENIED
+
+
+def test_pa_number_is_eleven_digits_deterministic_and_luhn_checked():
+    """An approval's PA number is 11 digits, the same for the same claim, different for another claim."""
+    first = _decide(make_claim()).authorization_number
+    again = _decide(make_claim(event_id="evt-other")).authorization_number
+    other = _decide(make_claim(claim_id="clm-0002")).authorization_number
+    assert first is not None
+    assert re.fullmatch(r"[0-9]{11}", first)
+    assert first == again
+    assert other != first
+    digits = [int(d) for d in reversed(first)]
+    total = sum(digits[0::2]) + sum(sum(divmod(2 * d, 10)) for d in digits[1::2])
+    assert total % 10 == 0
 
 
 @pytest.mark.parametrize(
@@ -468,17 +670,80 @@ def test_outcome_and_reject_codes(overrides, outcome, rejects, a_status, b_statu
         pytest.param("0015-1911-13", "03", id="NA:unverified-BMS-era-45mg-not-listed"),
         pytest.param("70020-1912-01", "03", id="NA:neighbouring-product-code"),
         pytest.param("70021-1910-01", "03", id="NA:neighbouring-labeler"),
-        pytest.param("70020191001", "07", id="NA:Ixempra-digits-but-qualifier-not-NDC"),
+        pytest.param("J9999", "09", id="NA:another-HCPCS-code-qualifier-09"),
+        pytest.param("00093747489", "00", id="NA:capecitabine-NDC-digits-under-qualifier-00"),
+        pytest.param("J9171", "00", id="NA:docetaxel-HCPCS-under-qualifier-00"),
     ],
 )
 def test_not_applicable_products(ndc, qualifier):
-    """Claims for any product other than an Ixempra NDC get NOT_APPLICABLE, with no criteria and no reject codes."""
-    decision = decide(make_claim(ndc=ndc, qualifier=qualifier), DECIDED_AT)
+    """Claims identified as another product get NOT_APPLICABLE, with no criteria and no reject codes."""
+    decision = _decide(make_claim(ndc=ndc, qualifier=qualifier))
     assert decision.outcome is Outcome.NOT_APPLICABLE
     assert decision.criteria == ()
     assert decision.reject_codes == ()
     assert decision.authorization_effective is None
     assert "does not apply" in decision.summary
+    assert decision.matched_product is None
+
+
+@pytest.mark.parametrize(
+    ("ndc", "qualifier", "code", "system", "reading"),
+    [
+        pytest.param("J9207", "09", "J9207", "HCPCS", "HCPCS", id="in-scope:HCPCS-J9207-qualifier-09"),
+        pytest.param("j9207", "09", "J9207", "HCPCS", "HCPCS", id="in-scope:HCPCS-lower-case"),
+        pytest.param("J9207", "00", "J9207", "HCPCS", "HCPCS", id="in-scope:HCPCS-J9207-qualifier-00"),
+        pytest.param(
+            "70020191001",
+            "00",
+            "70020191001",
+            "NDC11",
+            "NDC_11_DIGIT",
+            id="in-scope:Ixempra-NDC-qualifier-00",
+        ),
+        pytest.param(
+            "7002019101",
+            "03",
+            "70020191001",
+            "NDC11",
+            "NDC_10_DIGIT_AS_5_4_1",
+            id="in-scope:10-digit-read-5-4-1",
+        ),
+        pytest.param(
+            "70020-1911-1",
+            "03",
+            "70020191101",
+            "NDC11",
+            "NDC_5_4_1_HYPHENATED",
+            id="in-scope:5-4-1-hyphenated",
+        ),
+    ],
+)
+def test_ixabepilone_in_any_billing_form_is_in_scope(ndc, qualifier, code, system, reading):
+    """Ixabepilone billed as HCPCS J9207 or as Ixempra NDC digits under qualifier 00 is decided, not waved through."""
+    decision = _decide(make_claim(ndc=ndc, qualifier=qualifier))
+    assert decision.outcome is Outcome.APPROVED
+    matched = decision.matched_product
+    assert matched is not None
+    assert (matched.code, matched.system.value, matched.reading.value) == (code, system, reading)
+
+
+@pytest.mark.parametrize(
+    ("ndc", "qualifier"),
+    [
+        pytest.param("70020191001", "07", id="unidentified:Ixempra-digits-under-qualifier-07"),
+        pytest.param("ABC-123", "00", id="unidentified:qualifier-00-neither-NDC-nor-HCPCS"),
+        pytest.param("123456789012", "01", id="unidentified:UPC-qualifier-not-read"),
+        pytest.param("IXEMPRA", "09", id="unidentified:not-a-HCPCS-code-under-09"),
+    ],
+)
+def test_unidentifiable_product_pends_instead_of_paying(ndc, qualifier):
+    """A product the worker cannot identify pends for its identity (reject 21); it is never NOT_APPLICABLE."""
+    decision = _decide(make_claim(ndc=ndc, qualifier=qualifier))
+    assert decision.outcome is Outcome.PENDED
+    assert decision.needs == (InformationNeed.PRODUCT_IDENTITY,)
+    assert decision.reject_codes == ("21",)
+    assert decision.decision_source is DecisionSource.PRODUCT_NOT_IDENTIFIED
+    assert decision.criteria == ()
 
 
 @pytest.mark.parametrize(
@@ -497,7 +762,7 @@ def test_not_applicable_products(ndc, qualifier):
 )
 def test_ixempra_ndc_forms_are_decided(ndc):
     """Every accepted spelling of an Ixempra NDC reaches the criteria."""
-    assert decide(make_claim(ndc=ndc), DECIDED_AT).outcome is Outcome.APPROVED
+    assert _decide(make_claim(ndc=ndc)).outcome is Outcome.APPROVED
 
 
 @pytest.mark.parametrize(
@@ -510,7 +775,7 @@ def test_ixempra_ndc_forms_are_decided(ndc):
 )
 def test_b2_reversal_is_reversed(overrides):
     """A B2 reversal is REVERSED whatever the product: no PA decision, no criteria, no reject codes, no window."""
-    decision = decide(make_claim(tx="B2", **overrides), DECIDED_AT)
+    decision = _decide(make_claim(tx="B2", **overrides))
     assert decision.outcome is Outcome.REVERSED
     assert decision.criteria == ()
     assert decision.reject_codes == ()
@@ -523,15 +788,15 @@ def test_b2_reversal_is_reversed(overrides):
     ("overrides", "outcome"),
     [
         pytest.param({}, Outcome.APPROVED, id="B3-approvable-is-approved"),
-        pytest.param({"dx": ("C79.81",)}, Outcome.DENIED, id="B3-not-breast-is-denied"),
+        pytest.param({"dx": ("C79.81",)}, Outcome.REFERRED, id="B3-not-breast-is-referred"),
         pytest.param({"dx": ("C50.911",)}, Outcome.PENDED, id="B3-needs-status-is-pended"),
         pytest.param({"ndc": "68817-134-50"}, Outcome.NOT_APPLICABLE, id="B3-other-drug-not-applicable"),
     ],
 )
 def test_b3_rebill_is_decided_like_b1(overrides, outcome):
     """A B3 rebill is decided afresh, exactly as the same claim sent as B1."""
-    rebill = decide(make_claim(tx="B3", **overrides), DECIDED_AT)
-    billing = decide(make_claim(tx="B1", **overrides), DECIDED_AT)
+    rebill = _decide(make_claim(tx="B3", **overrides))
+    billing = _decide(make_claim(tx="B1", **overrides))
     assert rebill.outcome is outcome
     assert rebill == billing
 
@@ -552,7 +817,7 @@ def test_b3_rebill_is_decided_like_b1(overrides, outcome):
 )
 def test_approval_window(dos, expiration):
     """An approval runs from the date of service through the day before its anniversary, both inclusive."""
-    decision = decide(make_claim(dos=dos), DECIDED_AT)
+    decision = _decide(make_claim(dos=dos))
     assert decision.outcome is Outcome.APPROVED
     assert decision.authorization_effective == dos
     assert decision.authorization_expiration == expiration
@@ -570,7 +835,7 @@ def test_approval_window(dos, expiration):
 )
 def test_decided_at_is_echoed_not_read_from_a_clock(decided_at):
     """The decision time is the argument, unchanged, and the window depends only on the date of service."""
-    decision = decide(make_claim(dos=date(2025, 3, 10)), decided_at)
+    decision = _decide(make_claim(dos=date(2025, 3, 10)), at=decided_at)
     assert decision.decided_at == decided_at
     assert decision.decided_at.utcoffset() == decided_at.utcoffset()
     assert decision.authorization_effective == date(2025, 3, 10)
@@ -579,7 +844,7 @@ def test_decided_at_is_echoed_not_read_from_a_clock(decided_at):
 @pytest.mark.parametrize(("overrides", "expected", "reason"), [*CRITERION_A_CASES, *CRITERION_B_CASES])
 def test_reason_codes_are_a_closed_upper_snake_set(overrides, expected, reason):
     """Every reason code a table row produces is UPPER_SNAKE and in the policy's declared closed set."""
-    decision = decide(make_claim(**overrides), DECIDED_AT)
+    decision = _decide(make_claim(**overrides))
     assert reason in default_policy().reason_codes
     for criterion in decision.criteria:
         assert re.fullmatch(r"[A-Z][A-Z_]*[A-Z]", criterion.reason_code)
@@ -590,14 +855,14 @@ def test_every_decision_names_the_policy_and_version():
     """Each outcome carries the policy id and version of the data file that decided it."""
     policy = default_policy()
     for claim in (make_claim(), make_claim(dx=()), make_claim(tx="B2"), make_claim(ndc="00093-7474-89")):
-        decision = decide(claim, DECIDED_AT)
-        assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-1")
+        decision = _decide(claim)
+        assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
         assert (decision.policy_id, decision.policy_version) == (policy.policy_id, policy.version)
 
 
 def test_evidence_and_explanations_name_what_decided():
     """Evidence lists the deciding codes (dotted), the attestation, taxonomies and the ignored codes."""
-    decision = decide(make_claim(dx=(("174.9", "01"), "C50911", "C787"), status="METASTATIC"), DECIDED_AT)
+    decision = _decide(make_claim(dx=(("174.9", "01"), "C50911", "C787"), status="METASTATIC"))
     a, b = decision.criteria
     assert a.evidence == (
         "C50.911",
@@ -607,16 +872,16 @@ def test_evidence_and_explanations_name_what_decided():
     )
     assert "C50.911" in a.explanation
     assert "C78.7" in a.explanation
-    assert b.evidence == ("prescriber taxonomy 207RX0202X",)
+    assert b.evidence == ("prescriber taxonomy 207RX0202X (source=claim)",)
     assert "Medical Oncology" in b.explanation
 
 
 def test_inferred_recurrence_says_it_is_an_inference():
-    """A recurrence read from Z85.3 history plus a new C50 code is reported as an inference."""
-    a = decide(make_claim(dx=("Z85.3", "C50.912")), DECIDED_AT).criteria[0]
+    """A recurrence read from Z85.3 history plus new regional nodes is reported as an inference."""
+    a = _decide(make_claim(dx=("Z85.3", "C77.3"))).criteria[0]
     assert a.reason_code == "RECURRENCE_INFERRED_FROM_HISTORY"
     assert "inference" in a.explanation
-    assert a.evidence == ("Z85.3", "C50.912")
+    assert a.evidence == ("Z85.3", "C77.3")
 
 
 @pytest.mark.parametrize(
@@ -641,7 +906,7 @@ def test_inferred_recurrence_says_it_is_an_inference():
 )
 def test_pended_summary_says_what_is_missing(overrides, needed):
     """A PENDED decision's summary names the UNKNOWN criterion and what information would settle it."""
-    decision = decide(make_claim(**overrides), DECIDED_AT)
+    decision = _decide(make_claim(**overrides))
     assert decision.outcome is Outcome.PENDED
     assert needed in decision.summary
     assert "UNKNOWN" in decision.summary
@@ -655,7 +920,7 @@ PHI_DOB = date(1901, 2, 3)
     "overrides",
     [
         pytest.param({}, id="approved"),
-        pytest.param({"dx": ("C34.90",)}, id="denied"),
+        pytest.param({"dx": ("C34.90",)}, id="referred"),
         pytest.param({"dx": ()}, id="pended"),
         pytest.param({"ndc": "00093-7474-89"}, id="not-applicable"),
         pytest.param({"tx": "B2"}, id="reversed"),
@@ -664,7 +929,7 @@ PHI_DOB = date(1901, 2, 3)
 def test_no_phi_in_decision(overrides):
     """No member id, name or date of birth appears in any Decision dump, repr or str."""
     patient = {**PHI, "date_of_birth": PHI_DOB.isoformat()}
-    decision = decide(make_claim(patient=patient, **overrides), DECIDED_AT)
+    decision = _decide(make_claim(patient=patient, **overrides))
     renderings = [
         decision.model_dump_json(),
         str(decision.model_dump()),
@@ -677,14 +942,54 @@ def test_no_phi_in_decision(overrides):
             assert sentinel not in text
 
 
-POLICY = default_policy()
 RULE_A = next(c for c in POLICY.criteria if isinstance(c, DiseaseStageRule))
 RULE_B = next(c for c in POLICY.criteria if isinstance(c, SpecialistRule))
 CODE_POOL = (
-    "C50.911", "C50912", "C50.A1", "Z85.3", "C77.3", "C78.7", "C79.51", "C79.81", "C80.0", "C80.1",
+    "C50.911", "C50912", "C50.A1", "Z85.3", "C77.3", "C77.5", "C78.7", "C79.51", "C79.81", "C80.0", "C80.1",
     "C34.90", "D05.11", "Z17.0", "I10",
 )  # fmt: skip
 TAXONOMY_POOL = (*ONCOLOGY[:2], "207RH0000X", "207Q00000X", "163WX0200X", None)
+DIRECTORY_VERSION = "nppes-2025-03-01"
+
+
+def _provider(npi, status=ProviderStatus.ACTIVE, taxonomies=(), primary=None):
+    return ProviderFacts(
+        npi=npi,
+        status=status,
+        taxonomies=taxonomies,
+        primary_taxonomy=primary,
+        directory_version=DIRECTORY_VERSION,
+    )
+
+
+@st.composite
+def facts(draw):
+    """Draw directory facts for the prescriber (NPIS[0]) and a consultant (CONSULTANT_NPI), or none."""
+    taxonomy_lists = st.lists(st.sampled_from([t for t in TAXONOMY_POOL if t]), max_size=3, unique=True)
+    providers = [
+        st.none(),
+        *(
+            st.builds(
+                _provider, st.just(npi), st.sampled_from(list(ProviderStatus)), taxonomy_lists.map(tuple)
+            )
+            for npi in (NPIS[0],)
+        ),
+    ]
+    prescriber = draw(st.one_of(*providers))
+    consultant = draw(
+        st.one_of(
+            st.none(),
+            st.builds(
+                _provider,
+                st.just(CONSULTANT_NPI),
+                st.sampled_from(list(ProviderStatus)),
+                taxonomy_lists.map(tuple),
+            ),
+        )
+    )
+    if prescriber is None and consultant is None:
+        return NO_DIRECTORY
+    return Facts(prescriber=prescriber, consultant=consultant, directory_version=DIRECTORY_VERSION)
 
 
 @st.composite
@@ -702,59 +1007,320 @@ def claims(draw):
                 {"status": st.sampled_from(["YES", "NO", "UNKNOWN"])},
                 optional={
                     "consultant_taxonomy": st.sampled_from([t for t in TAXONOMY_POOL if t]),
-                    "consultant_npi": st.sampled_from(NPIS),
+                    "consultant_npi": st.sampled_from((*NPIS, "1234567890")),
                 },
             ),
         )
     )
+    product = draw(
+        st.sampled_from(
+            [("70020-1910-01", "03"), ("7002019101", "03"), ("70020191101", "00"), ("00093-7474-89", "03"),
+             ("J9207", "09"), ("J9171", "09"), ("XYZ", "07")]
+        )
+    )  # fmt: skip
     return make_claim(
         dx=dx,
         status=status,
         consult=consult,
         taxonomy=draw(st.sampled_from(TAXONOMY_POOL)),
-        ndc=draw(st.sampled_from(["70020-1910-01", "7002019101", "70020191101", "00093-7474-89"])),
+        ndc=product[0],
+        qualifier=product[1],
         tx=draw(st.sampled_from(["B1", "B2", "B3"])),
         dos=draw(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))),
     )
 
 
 @settings(max_examples=300, deadline=None)
-@given(claim=claims())
-def test_decision_invariants(claim):
-    """Whatever the claim, outcome, criteria, reject codes and window agree with each other and with the rules."""
-    decision = decide(claim, DECIDED_AT)
+@given(claim=claims(), found=facts(), denials=st.booleans())
+def test_decision_invariants(claim, found, denials):
+    """Whatever the claim and facts, outcome, criteria, needs, rejects, PA number and window agree with the rules."""
+    decision = _decide(claim, found, automated_denials=denials)
     assert decision.decided_at == DECIDED_AT
-    assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-1")
+    assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
+    assert decision.reference_versions == (
+        () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
+    )
+    assert decision.outcome is not Outcome.REJECTED
+    assert (decision.outcome is Outcome.DENIED) <= denials
     if decision.outcome in {Outcome.REVERSED, Outcome.NOT_APPLICABLE}:
-        assert (decision.criteria, decision.reject_codes) == ((), ())
+        assert (decision.criteria, decision.reject_codes, decision.needs) == ((), (), ())
         assert decision.outcome is not Outcome.REVERSED or claim.transaction_code == "B2"
         return
     assert claim.transaction_code != "B2"
+    if decision.decision_source is DecisionSource.PRODUCT_NOT_IDENTIFIED:
+        assert decision.needs == (InformationNeed.PRODUCT_IDENTITY,)
+        return
+    assert decision.matched_product is not None
     assert [c.criterion_id for c in decision.criteria] == ["A", "B"]
     statuses = {c.status for c in decision.criteria}
     for criterion in decision.criteria:
         assert criterion.reason_code in POLICY.reason_codes
         assert criterion.explanation
         assert " a oncologist" not in criterion.explanation
+        assert bool(criterion.needs) is (criterion.status is UNKNOWN)
     if statuses == {MET}:
         assert decision.outcome is Outcome.APPROVED
         assert decision.reject_codes == ()
+        assert decision.authorization_number is not None
         window = approval_window(claim.date_of_service, 1)
         assert (decision.authorization_effective, decision.authorization_expiration) == window
         return
     assert decision.authorization_effective is None
+    assert decision.authorization_number is None
     if NOT_MET in statuses:
-        assert decision.outcome is Outcome.DENIED
-        assert decision.reject_codes == ("75",)
+        assert decision.outcome is (Outcome.DENIED if denials else Outcome.REFERRED)
+        assert decision.reject_codes == (("3Y",) if denials else ("3W",))
+        assert decision.recommendation is Recommendation.DENY
     else:
         assert decision.outcome is Outcome.PENDED
-        missing = decision.criteria[0].reason_code == "DIAGNOSIS_CODE_MISSING"
-        assert decision.reject_codes == (("75", "39") if missing else ("75",))
+        assert decision.needs
+        assert decision.reject_codes[0] == "75"
+        assert ("39" in decision.reject_codes) is (InformationNeed.DIAGNOSIS_CODE in decision.needs)
 
 
 @settings(max_examples=300, deadline=None)
-@given(claim=claims())
-def test_memoised_criteria_equal_fresh_evaluation(claim):
-    """A criterion's memoised result equals evaluating its function afresh on the same claim."""
-    assert RULE_A.evaluate(claim) == recurrent_or_metastatic(claim, RULE_A)
-    assert RULE_B.evaluate(claim) == prescribed_by_or_with_specialist(claim, RULE_B)
+@given(claim=claims(), found=facts())
+def test_memoised_criteria_equal_fresh_evaluation(claim, found):
+    """A criterion's memoised result equals evaluating its function afresh on the same claim and facts."""
+    assert RULE_A.evaluate(claim, found) == recurrent_or_metastatic(claim, RULE_A)
+    assert RULE_B.evaluate(claim, found) == prescribed_by_or_with_specialist(claim, RULE_B, found)
+
+
+# ---- criterion B through the prescriber directory -------------------------------------------------
+
+ACTIVE, NOT_FOUND = ProviderStatus.ACTIVE, ProviderStatus.NOT_FOUND
+DEACTIVATED, ORGANISATION = ProviderStatus.DEACTIVATED, ProviderStatus.ORGANISATION
+
+
+def _dir(  # noqa: PLR0917 - a table row, read positionally like _a and _b
+    taxonomy,
+    consult,
+    prescriber,
+    consultant,
+    expected: CriterionStatus,
+    reason: str,
+    rid: str,
+    needs=(),
+):
+    found = Facts(prescriber=prescriber, consultant=consultant, directory_version=DIRECTORY_VERSION)
+    return pytest.param({"taxonomy": taxonomy, "consult": consult}, found, expected, reason, needs, id=rid)
+
+
+DIRECTORY_B_CASES = [
+    _dir(
+        None,
+        None,
+        _provider(NPIS[0], taxonomies=("207RX0202X",), primary="207RX0202X"),
+        None,
+        MET,
+        "PRESCRIBER_IS_SPECIALIST",
+        "dir:prescriber-primary-medical-oncology",
+    ),
+    _dir(
+        None,
+        None,
+        _provider(NPIS[0], taxonomies=("207R00000X", "207RX0202X"), primary="207R00000X"),
+        None,
+        MET,
+        "PRESCRIBER_IS_SPECIALIST",
+        "dir:oncology-only-as-secondary-taxonomy-meets-B",
+    ),
+    _dir(
+        "207Q00000X",
+        None,
+        _provider(NPIS[0], taxonomies=("207RX0202X",)),
+        None,
+        UNKNOWN,
+        "CONSULTATION_STATUS_NEEDED",
+        "dir:claim-taxonomy-sent-is-used-as-sent-over-directory",
+        (InformationNeed.CONSULTATION_STATUS,),
+    ),
+    _dir(
+        None,
+        {"status": "NO"},
+        _provider(NPIS[0], taxonomies=("207Q00000X", "207RH0000X")),
+        None,
+        NOT_MET,
+        "PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION",
+        "dir:family-medicine+hematology-and-consultation-NO-not-met",
+    ),
+    _dir(
+        None,
+        None,
+        _provider(NPIS[0], taxonomies=("163WX0200X",)),
+        None,
+        UNKNOWN,
+        "CONSULTATION_STATUS_NEEDED",
+        "dir:RN-oncology-is-not-a-physician",
+        (InformationNeed.CONSULTATION_STATUS,),
+    ),
+    _dir(
+        None,
+        None,
+        _provider(NPIS[0], ACTIVE, ()),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_SPECIALTY_UNKNOWN",
+        "dir:active-NPI-listing-no-taxonomy-is-unknown",
+        (InformationNeed.PRESCRIBER_SPECIALTY,),
+    ),
+    _dir(
+        None,
+        None,
+        _provider(NPIS[0], NOT_FOUND),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_NOT_RESOLVED",
+        "dir:prescriber-NPI-not-in-directory-pends-with-56",
+        (InformationNeed.PRESCRIBER_IDENTITY,),
+    ),
+    _dir(
+        None,
+        None,
+        _provider(NPIS[0], DEACTIVATED, ("207RX0202X",)),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_NOT_RESOLVED",
+        "dir:prescriber-deactivated-on-date-of-service-pends",
+        (InformationNeed.PRESCRIBER_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], ORGANISATION, ("261QX0200X",)),
+        _provider(CONSULTANT_NPI, taxonomies=("207RX0202X",)),
+        UNKNOWN,
+        "PRESCRIBER_NOT_RESOLVED",
+        "dir:organisation-as-prescriber-pends-even-with-oncologist-consultant",
+        (InformationNeed.PRESCRIBER_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, taxonomies=("207R00000X", "207RH0003X"), primary="207R00000X"),
+        MET,
+        "CONSULTANT_IS_SPECIALIST",
+        "dir:consultant-resolved-hem-onc-as-secondary-meets-B",
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, taxonomies=("207R00000X",)),
+        UNKNOWN,
+        "CONSULTANT_NOT_SPECIALIST",
+        "dir:consultation-YES-consultant-directory-not-oncology-asks",
+        (InformationNeed.CONSULTANT_SPECIALTY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, NOT_FOUND),
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "dir:consultant-not-in-directory-pends-failed-lookup-not-rewarded",
+        (InformationNeed.CONSULTANT_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, DEACTIVATED, ("207RX0202X",)),
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "dir:consultant-deactivated-pends",
+        (InformationNeed.CONSULTANT_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        None,
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "dir:consultant-not-looked-up-pends",
+        (InformationNeed.CONSULTANT_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": "1234567890"},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        None,
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "dir:consultant-NPI-fails-check-digit-pends",
+        (InformationNeed.CONSULTANT_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "YES", "consultant_npi": NPIS[0]},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        UNKNOWN,
+        "CONSULTANT_IS_PRESCRIBER",
+        "dir:consultant-NPI-equals-prescriber-NPI-is-no-consultation",
+        (InformationNeed.CONSULTANT_IDENTITY,),
+    ),
+    _dir(
+        None,
+        {"status": "NO", "consultant_npi": CONSULTANT_NPI},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, taxonomies=("207RX0202X",)),
+        UNKNOWN,
+        "CONSULTATION_CONFLICTS_WITH_CONSULTANT",
+        "dir:consultation-NO-while-directory-oncologist-named-asks",
+        (InformationNeed.CONSULTATION_STATUS,),
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "found", "expected", "reason", "needs"), DIRECTORY_B_CASES)
+def test_criterion_b_through_the_directory(overrides, found, expected, reason, needs):
+    """Criterion B reads the claim's taxonomy as sent, else every directory taxonomy; unresolved NPIs pend."""
+    decision = _decide(make_claim(**overrides), found)
+    assert _criterion(decision, "B") == (expected, reason)
+    b = decision.criteria[1]
+    assert b.needs == needs
+    assert decision.reference_versions == (("prescriber-directory", DIRECTORY_VERSION),)
+    if overrides["taxonomy"] is None:
+        assert f"source=directory {DIRECTORY_VERSION}" in b.evidence[0]
+    else:
+        assert b.evidence[0].endswith("(source=claim)")
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        pytest.param(NOT_FOUND, id="56:not-in-directory"),
+        pytest.param(DEACTIVATED, id="56:deactivated"),
+        pytest.param(ORGANISATION, id="56:organisation"),
+    ],
+)
+def test_unresolved_prescriber_pends_with_reject_56(status):
+    """A prescriber NPI that is not an active individual in the directory pends with 75 and 56 (verify NPI)."""
+    decision = _decide(make_claim(taxonomy=None), Facts(prescriber=_provider(NPIS[0], status)))
+    assert decision.outcome is Outcome.PENDED
+    assert decision.reject_codes == ("75", "56")
+    assert decision.rejects[1].field == "prescriber.npi"
+    assert decision.needs == (InformationNeed.PRESCRIBER_IDENTITY,)
+
+
+def test_no_directory_behaves_as_before_directory_existed():
+    """Without a directory (facts.prescriber None), B reads the claim's taxonomy, else pends for the specialty."""
+    assert _criterion(_decide(make_claim()), "B") == (MET, "PRESCRIBER_IS_SPECIALIST")
+    decision = _decide(make_claim(taxonomy=None))
+    assert _criterion(decision, "B") == (UNKNOWN, "PRESCRIBER_SPECIALTY_UNKNOWN")
+    assert decision.reference_versions == ()
+
+
+def test_catalog_versions_decide_differently_where_the_data_changed():
+    """The first catalog version reads C77.5 as regional; the second as distant; each decision names its version."""
+    from worker.policy import catalog_policy  # noqa: PLC0415
+
+    first = catalog_policy("IXEMPRA-PA/2020.09-1")
+    claim = make_claim(dx=("C50.911", "C77.5"))
+    old, new = _decide(claim, policy=first), _decide(claim)
+    assert (old.outcome, old.policy_version) == (Outcome.PENDED, "2020.09-1")
+    assert (new.outcome, new.policy_version) == (Outcome.APPROVED, "2020.09-2")

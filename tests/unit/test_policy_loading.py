@@ -17,10 +17,24 @@ import worker.policy
 from tests.unit.claims import make_claim
 from worker.contracts.model import Outcome
 from worker.errors import ConfigError
-from worker.policy import Policy, decide, default_policy, load_policy
+from worker.policy import (
+    DEFAULT_POLICY_REF,
+    Facts,
+    Policy,
+    catalog_policy,
+    catalog_refs,
+    decide,
+    default_policy,
+    load_policy,
+)
+from worker.policy import decide as _decide_with
 
 DECIDED_AT = datetime(2025, 3, 11, 8, 15, tzinfo=UTC)
-PACKAGED = resources.files("worker.policies") / "ixempra.json"
+PACKAGED = resources.files("worker.policies") / "IXEMPRA-PA" / "2020.09-2.json"
+
+
+def _decide(claim, policy=None):
+    return _decide_with(claim, Facts(), policy or default_policy(), DECIDED_AT)
 
 
 def _document() -> dict:
@@ -34,17 +48,24 @@ def _write(tmp_path: Path, document: dict | str) -> Path:
 
 
 def test_packaged_policy_identity_and_match_set():
-    """The packaged policy is IXEMPRA-PA 2020.09-1, one year, matching only the two R-Pharm products."""
+    """The default catalog policy is IXEMPRA-PA 2020.09-2, one year, matching the two R-Pharm products and J9207."""
     policy = default_policy()
     assert isinstance(policy, Policy)
-    assert (policy.policy_id, policy.version) == ("IXEMPRA-PA", "2020.09-1")
+    assert (policy.policy_id, policy.version) == ("IXEMPRA-PA", "2020.09-2")
+    assert policy.ref == DEFAULT_POLICY_REF
+    assert dict(policy.hcpcs_codes).keys() == {"J9207"}
+    assert (policy.reject_in_review, policy.reject_denied, policy.reject_prescriber_not_matched) == (
+        "3W",
+        "3Y",
+        "56",
+    )
     assert policy.source_document == "000_da38be68fa2ba257.txt"
     assert policy.approval_duration_years == 1
     assert set(policy.ndc_products) == {"700201910", "700201911"}
     assert (policy.reject_not_approved, policy.reject_missing_diagnosis) == ("75", "39")
     assert [c.criterion_id for c in policy.criteria] == ["A", "B"]
     assert policy.criterion_ids == ("A", "B")
-    assert len(policy.reason_codes) == len(set(policy.reason_codes)) == 21
+    assert len(policy.reason_codes) == len(set(policy.reason_codes)) == 27
     assert {"METASTATIC_BY_CODES", "RECURRENCE_INFERRED_FROM_HISTORY", "PRESCRIBER_IS_SPECIALIST"} <= set(
         policy.reason_codes
     )
@@ -71,7 +92,7 @@ def test_load_policy_reads_the_packaged_file(tmp_path):
         default.version,
         dict(default.ndc_products),
     )
-    assert decide(make_claim(), DECIDED_AT, loaded) == decide(make_claim(), DECIDED_AT, default)
+    assert _decide(make_claim(), loaded) == _decide(make_claim(), default)
 
 
 def test_new_version_is_a_new_data_file(tmp_path):
@@ -81,11 +102,11 @@ def test_new_version_is_a_new_data_file(tmp_path):
     document["approval_duration_years"] = 2
     document["product"]["ndc_products"]["70020-1999"] = "hypothetical new kit"
     policy = load_policy(_write(tmp_path, document))
-    decision = decide(make_claim(ndc="70020-1999-01", dos=date(2024, 2, 29)), DECIDED_AT, policy)
+    decision = _decide(make_claim(ndc="70020-1999-01", dos=date(2024, 2, 29)), policy)
     assert decision.outcome is Outcome.APPROVED
     assert decision.policy_version == "2026.01-1"
     assert decision.authorization_expiration == date(2026, 2, 28)
-    assert decide(make_claim(ndc="70020-1999-01"), DECIDED_AT).outcome is Outcome.NOT_APPLICABLE
+    assert _decide(make_claim(ndc="70020-1999-01")).outcome is Outcome.NOT_APPLICABLE
 
 
 def test_specialist_name_comes_from_data(tmp_path):
@@ -93,7 +114,7 @@ def test_specialist_name_comes_from_data(tmp_path):
     document = _document()
     document["criteria"][1]["specialist"] = "breast oncologist"
     policy = load_policy(_write(tmp_path, document))
-    b = decide(make_claim(taxonomy="207Q00000X"), DECIDED_AT, policy).criteria[1]
+    b = _decide(make_claim(taxonomy="207Q00000X"), policy).criteria[1]
     assert "consultation with a breast oncologist" in b.explanation
 
 
@@ -179,6 +200,38 @@ def test_unparsable_policy_file_raises_config_error(tmp_path, content, message):
         load_policy(_write(tmp_path, content))
 
 
+def test_catalog_lists_every_version_and_names_them():
+    """The catalog holds policies/<id>/<version>.json; each entry loads and names its own id and version."""
+    refs = catalog_refs()
+    assert {"IXEMPRA-PA/2020.09-1", "IXEMPRA-PA/2020.09-2"} <= set(refs)
+    for ref in refs:
+        assert catalog_policy(ref).ref == ref
+    assert catalog_policy(DEFAULT_POLICY_REF) is default_policy()
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        pytest.param(
+            "IXEMPRA-PA/1999.01-1", "not in the catalog (known: IXEMPRA-PA/2020.09-1", id="unknown-version"
+        ),
+        pytest.param("NOPE/1", "not in the catalog", id="unknown-policy-id"),
+        pytest.param("ixempra", "must be <POLICY-ID>/<version>", id="malformed-reference"),
+        pytest.param("IXEMPRA-PA/../x", "must be <POLICY-ID>/<version>", id="path-traversal-refused"),
+    ],
+)
+def test_catalog_reference_errors_are_config_errors(ref, message):
+    """A bad CLAIMS_POLICY reference raises ConfigError naming the catalog's entries (the CLI exits 2)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        catalog_policy(ref)
+
+
+def test_decide_requires_the_policy_explicitly():
+    """decide has no default policy: the caller names the policy it decides under."""
+    with pytest.raises(TypeError):
+        decide(make_claim(), Facts(), DECIDED_AT)  # type: ignore[call-arg]
+
+
 def test_missing_policy_file_raises_config_error(tmp_path):
     """A path that does not exist raises ConfigError, not OSError."""
     with pytest.raises(ConfigError, match="cannot be read: FileNotFoundError"):
@@ -226,3 +279,24 @@ def test_policy_modules_declare_all_and_docstring():
         text = source.read_text(encoding="utf-8")
         assert text.startswith('"""'), source.name
         assert "\n__all__" in text, source.name
+
+
+def test_worker_exits_2_naming_the_catalog_for_an_unknown_policy():
+    """`run` with CLAIMS_POLICY naming no catalog entry prints one line listing the catalog and exits 2."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "CLAIMS_POLICY": "IXEMPRA-PA/1999.01-1",
+        "CLAIMS_LOG_FORMAT": "json",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "worker", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(worker.policy.__file__).parents[2],
+    )
+    assert run.returncode == 2
+    assert "IXEMPRA-PA/1999.01-1 is not in the catalog (known: IXEMPRA-PA/2020.09-1" in run.stderr

@@ -16,29 +16,29 @@ from worker.policy.window import approval_window
 @pytest.mark.parametrize(
     ("product_id", "expected"),
     [
-        pytest.param("70020191001", (("70020191001", "11-digit"),), id="11-digit-as-is"),
-        pytest.param("70020-1910-01", (("70020191001", "5-4-2 hyphenated"),), id="5-4-2-as-is"),
-        pytest.param("0093-7474-89", (("00093747489", "4-4-2 hyphenated"),), id="4-4-2-pads-labeler"),
-        pytest.param("31722-775-12", (("31722077512", "5-3-2 hyphenated"),), id="5-3-2-pads-product"),
-        pytest.param("70020-1910-1", (("70020191001", "5-4-1 hyphenated"),), id="5-4-1-pads-package"),
+        pytest.param("70020191001", (("70020191001", "NDC_11_DIGIT"),), id="11-digit-as-is"),
+        pytest.param("70020-1910-01", (("70020191001", "NDC_5_4_2_HYPHENATED"),), id="5-4-2-as-is"),
+        pytest.param("0093-7474-89", (("00093747489", "NDC_4_4_2_HYPHENATED"),), id="4-4-2-pads-labeler"),
+        pytest.param("31722-775-12", (("31722077512", "NDC_5_3_2_HYPHENATED"),), id="5-3-2-pads-product"),
+        pytest.param("70020-1910-1", (("70020191001", "NDC_5_4_1_HYPHENATED"),), id="5-4-1-pads-package"),
         pytest.param(
             "7002019101",
             (
-                ("07002019101", "10-digit read as 4-4-2"),
-                ("70020019101", "10-digit read as 5-3-2"),
-                ("70020191001", "10-digit read as 5-4-1"),
+                ("07002019101", "NDC_10_DIGIT_AS_4_4_2"),
+                ("70020019101", "NDC_10_DIGIT_AS_5_3_2"),
+                ("70020191001", "NDC_10_DIGIT_AS_5_4_1"),
             ),
             id="unhyphenated-10-is-ambiguous-three-readings",
         ),
         pytest.param(
-            "7002-01910-01", (("70020191001", "11-digit"),), id="odd-hyphenation-11-digits-by-digits"
+            "7002-01910-01", (("70020191001", "NDC_11_DIGIT"),), id="odd-hyphenation-11-digits-by-digits"
         ),
         pytest.param(
             "700-2019101",
             (
-                ("07002019101", "10-digit read as 4-4-2"),
-                ("70020019101", "10-digit read as 5-3-2"),
-                ("70020191001", "10-digit read as 5-4-1"),
+                ("07002019101", "NDC_10_DIGIT_AS_4_4_2"),
+                ("70020019101", "NDC_10_DIGIT_AS_5_3_2"),
+                ("70020191001", "NDC_10_DIGIT_AS_5_4_1"),
             ),
             id="odd-hyphenation-10-digits-read-as-unhyphenated",
         ),
@@ -60,7 +60,7 @@ def test_only_the_5_4_1_reading_can_reach_an_ixempra_product():
         assert key[5] != "0"
     for product_id in ("7002019101", "7002019111"):
         matching = [form for ndc11, form in ndc_candidates(product_id) if product_key(ndc11) in products]
-        assert matching == ["10-digit read as 5-4-1"]
+        assert matching == ["NDC_10_DIGIT_AS_5_4_1"]
 
 
 def test_product_key_is_labeler_and_product():

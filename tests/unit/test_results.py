@@ -9,11 +9,29 @@ from datetime import UTC, date, datetime
 import pytest
 
 from worker.contracts.codec import Codec
-from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome
+from worker.contracts.model import (
+    Claim,
+    CriterionResult,
+    CriterionStatus,
+    Decision,
+    InformationNeed,
+    Outcome,
+    Reject,
+)
 from worker.contracts.registry import SCHEMAS_DIR
-from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
+from worker.contracts.results import (
+    MESSAGE_MAX_CHARS,
+    NEED_MESSAGES,
+    REJECT_MESSAGES,
+    SourceCoordinates,
+    build_dead_letter,
+    build_rejected,
+    build_result,
+    ncpdp_answer,
+)
 from worker.devtools.samples import poison_records, sample_claims
-from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim
+from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
+from worker.policy import Facts, decide, default_policy
 
 CLAIMS = {sample.label: sample.claim for sample in sample_claims()}
 SOURCE = SourceCoordinates("claims.v1", 5, 9_000_000_001)
@@ -57,19 +75,19 @@ def _decision(outcome=Outcome.DENIED):
             CriterionResult(
                 criterion_id="A",
                 status=CriterionStatus.NOT_MET,
-                reason_code="LOCALLY_ADVANCED_ONLY",
+                reason_code="ATTESTED_LOCALLY_ADVANCED",
                 evidence=("C50.911",),
                 explanation="Locally advanced disease does not meet criterion A.",
             ),
             CriterionResult(
                 criterion_id="B",
                 status=CriterionStatus.MET,
-                reason_code="PRESCRIBER_IS_ONCOLOGIST",
+                reason_code="PRESCRIBER_IS_SPECIALIST",
                 evidence=("207RX0202X",),
                 explanation="Prescriber taxonomy is Medical Oncology.",
             ),
         ),
-        reject_codes=("75", "3Y"),
+        rejects=(Reject(code="75"), Reject(code="3Y")),
         policy_id="000_da38be68fa2ba257",
         policy_version="1",
         decided_at=NOW,
@@ -83,7 +101,7 @@ class TestBuildResult:
     def test_fields_match_schema(self):
         """The record has exactly the schema's fields."""
         record = build_result(CLAIMS["approve-codes"], _decision(), source=SOURCE, worker_version="1.2.3")
-        assert list(record) == _schema_fields("result.avsc")
+        assert list(record) == _schema_fields("result.v2.avsc")
 
     def test_values(self, codec):
         """Identifiers come from the claim, the rest from the decision, enums as their string values."""
@@ -96,10 +114,14 @@ class TestBuildResult:
         assert record["criteria"][0] == {
             "criterion_id": "A",
             "status": "NOT_MET",
-            "reason_code": "LOCALLY_ADVANCED_ONLY",
+            "reason_code": "ATTESTED_LOCALLY_ADVANCED",
             "evidence": ["C50.911"],
             "explanation": "Locally advanced disease does not meet criterion A.",
+            "needs": [],
         }
+        assert record["event_time"] == claim.event_time
+        assert record["ncpdp"]["response_status"] == "R"
+        assert [r["code"] for r in record["ncpdp"]["rejects"]] == ["75", "3Y"]
         assert record["reject_codes"] == ["75", "3Y"]
         assert record["authorization_effective"] is None
         assert record["source"] == {"topic": "claims.v1", "partition": 5, "offset": 9_000_000_001}
@@ -127,37 +149,187 @@ class TestBuildResult:
 
     def test_works_with_dataclass_decisions(self):
         """Frozen dataclasses with the same field names as Decision and CriterionResult build the same record."""
-
-        @dataclasses.dataclass(frozen=True)
-        class Criterion:
-            criterion_id: str
-            status: CriterionStatus
-            reason_code: str
-            evidence: tuple[str, ...]
-            explanation: str
-
-        @dataclasses.dataclass(frozen=True)
-        class PlainDecision:
-            outcome: Outcome
-            criteria: tuple[Criterion, ...]
-            reject_codes: tuple[str, ...]
-            authorization_effective: date | None
-            authorization_expiration: date | None
-            policy_id: str
-            policy_version: str
-            decided_at: datetime
-            summary: str
-
         model = _decision()
-        plain = PlainDecision(
+        criterion_type = dataclasses.make_dataclass(
+            "Criterion", list(CriterionResult.model_fields), frozen=True
+        )
+        plain_type = dataclasses.make_dataclass("PlainDecision", list(Decision.model_fields), frozen=True)
+        plain = plain_type(
             **{
                 **{name: getattr(model, name) for name in Decision.model_fields},
-                "criteria": tuple(Criterion(**c.model_dump()) for c in model.criteria),
+                "criteria": tuple(criterion_type(**dict(c)) for c in model.criteria),
             }
         )
         claim = CLAIMS["approve-codes"]
         expected = build_result(claim, model, source=SOURCE, worker_version="1")
         assert build_result(claim, plain, source=SOURCE, worker_version="1") == expected
+
+
+POLICY = default_policy()
+
+
+def _decide(claim, **options):
+    return decide(claim, Facts(), POLICY, NOW, **options)
+
+
+class TestResultV2:
+    """The v2 record carries the PA number, product match, NCPDP answer, needs, source and versions."""
+
+    def test_approval_carries_pa_number_product_and_answer_a(self, codec):
+        """An approval has an 11-digit PA number, the matched NDC-11 and how it was read, and status A."""
+        claim = CLAIMS["approve-ixempra-45mg-hyphenated"]
+        record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
+        assert record["outcome"] == "APPROVED"
+        assert len(record["authorization_number"]) == 11
+        assert record["authorization_number"].isdigit()
+        assert record["matched_product"] == {
+            "code": "70020191101",
+            "system": "NDC11",
+            "reading": "NDC_5_4_2_HYPHENATED",
+            "name": "IXEMPRA kit 45 mg (R-Pharm US)",
+        }
+        assert record["ncpdp"] == {"response_status": "A", "rejects": [], "messages": ["PA APPROVED"]}
+        assert record["decision_source"] == "AUTOMATED_RULE"
+        assert (record["policy_id"], record["policy_version"]) == ("IXEMPRA-PA", "2020.09-2")
+        assert codec.decode_result(codec.encode_result(record)) == record
+
+    def test_pended_lists_needs_and_short_messages(self, codec):
+        """A pend lists its needs (closed set) and answers R with 75/39 and one short message per need."""
+        claim = CLAIMS["pend-no-diagnosis"]
+        record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
+        assert record["outcome"] == "PENDED"
+        assert record["needs"] == ["DIAGNOSIS_CODE"]
+        assert record["decision_source"] == "INFORMATION_MISSING"
+        assert record["source_criteria"] == ["A"]
+        answer = record["ncpdp"]
+        assert answer["response_status"] == "R"
+        assert [(r["code"], r["field"]) for r in answer["rejects"]] == [("75", None), ("39", "diagnoses")]
+        assert answer["messages"] == [NEED_MESSAGES[InformationNeed.DIAGNOSIS_CODE]]
+        assert codec.decode_result(codec.encode_result(record)) == record
+
+    def test_referred_recommends_deny_with_3w(self, codec):
+        """A referral answers R with 3W (PA in process) and carries the DENY recommendation for the reviewer."""
+        claim = CLAIMS["deny-locally-advanced"]
+        record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
+        assert (record["outcome"], record["recommendation"]) == ("REFERRED", "DENY")
+        assert record["decision_source"] == "CRITERIA_NOT_MET"
+        assert record["reject_codes"] == ["3W"]
+        assert record["ncpdp"]["messages"] == ["PA IN CLINICAL REVIEW"]
+        assert codec.decode_result(codec.encode_result(record))["outcome"] == "REFERRED"
+
+    def test_not_applicable_has_no_ncpdp_answer(self):
+        """NOT_APPLICABLE leaves the pharmacy answer to downstream adjudication: no status, rejects or text."""
+        claim = CLAIMS["not-applicable-capecitabine"]
+        record = build_result(claim, _decide(claim), source=SOURCE, worker_version="1")
+        assert record["outcome"] == "NOT_APPLICABLE"
+        assert record["ncpdp"] == {"response_status": None, "rejects": [], "messages": []}
+
+    def test_every_fixed_message_is_short(self):
+        """Every pharmacy message fits one 40-character line and is upper case."""
+        for message in (*REJECT_MESSAGES.values(), *NEED_MESSAGES.values()):
+            assert len(message) <= MESSAGE_MAX_CHARS
+            assert message == message.upper()
+        assert set(NEED_MESSAGES) == set(InformationNeed)
+        for outcome in Outcome:
+            answer = ncpdp_answer(outcome, (Reject(code="ZZ"),), tuple(InformationNeed))
+            for line in [*answer["messages"], *(r["message"] for r in answer["rejects"])]:
+                assert len(line) <= MESSAGE_MAX_CHARS
+
+    def test_v1_result_reads_as_v2_with_defaults(self, codec):
+        """A result written with the v1 schema decodes into v2 with every added field at its default."""
+        from worker.config.settings import WireFormat  # noqa: PLC0415
+
+        v1 = {
+            "claim_id": "clm-1",
+            "source_event_id": "evt-1",
+            "transaction_code": "B1",
+            "outcome": "DENIED",
+            "criteria": [
+                {
+                    "criterion_id": "A",
+                    "status": "NOT_MET",
+                    "reason_code": "ATTESTED_EARLY",
+                    "evidence": ["C50.911"],
+                    "explanation": "x",
+                }
+            ],
+            "reject_codes": ["75"],
+            "authorization_effective": None,
+            "authorization_expiration": None,
+            "summary": "Denied.",
+            "policy_id": "IXEMPRA-PA",
+            "policy_version": "2020.09-1",
+            "decided_at": NOW,
+            "worker_version": "0.9",
+            "source": SOURCE.as_record(),
+        }
+        for framing in WireFormat:
+            writer = Codec(wire_format=framing)
+            v1_schema = writer._families["result"].versions[1]
+            decoded = codec.decode_result(writer._encode(v1_schema, v1))
+            assert {k: decoded[k] for k in v1 if k != "criteria"} == {
+                k: v for k, v in v1.items() if k != "criteria"
+            }
+            assert decoded["criteria"][0]["needs"] == []
+            assert decoded["needs"] == []
+            assert decoded["ncpdp"] == {"response_status": None, "rejects": [], "messages": []}
+            assert decoded["event_time"] is None
+            assert decoded["authorization_number"] is None
+            assert decoded["decision_source"] == "AUTOMATED_RULE"
+            assert decoded["reference_versions"] == {}
+
+
+class TestBuildRejected:
+    """build_rejected answers a malformed claim with outcome REJECTED and its M/I reject codes."""
+
+    def _error(self, **overrides):
+        fields = {
+            "claim_id": "clm-9",
+            "event_id": "evt-9",
+            "transaction_code": "B1",
+            "fields": ("prescriber.npi", "diagnoses.1.code"),
+            "reject_codes": ("25", "39"),
+            "event_time": NOW,
+        }
+        fields.update(overrides)
+        return MalformedClaim("prescriber.npi: npi_check_digit; diagnoses.1.code: icd10_format", **fields)
+
+    def test_rejected_record(self, codec):
+        """The record is REJECTED, answers R with 25 and 39 (occurrence 2 for the second diagnosis), FIELD_EDIT."""
+        record = build_rejected(
+            self._error(),
+            source=SOURCE,
+            policy_id="IXEMPRA-PA",
+            policy_version="2020.09-2",
+            decided_at=NOW,
+            worker_version="1",
+        )
+        assert list(record) == _schema_fields("result.v2.avsc")
+        assert record["outcome"] == "REJECTED"
+        assert record["decision_source"] == "FIELD_EDIT"
+        assert record["reject_codes"] == ["25", "39"]
+        assert record["ncpdp"]["response_status"] == "R"
+        assert [
+            (r["code"], r["occurrence"], r["field"], r["message"]) for r in record["ncpdp"]["rejects"]
+        ] == [
+            ("25", None, "prescriber.npi", "M/I PRESCRIBER ID"),
+            ("39", 2, "diagnoses.1.code", "M/I DIAGNOSIS CODE"),
+        ]
+        assert record["event_time"] == NOW
+        assert codec.decode_result(codec.encode_result(record)) == record
+
+    def test_unreadable_event_id_becomes_empty(self, codec):
+        """A REJECTED claim whose event id is malformed still encodes, with an empty source_event_id."""
+        record = build_rejected(
+            self._error(event_id=None),
+            source=SOURCE,
+            policy_id="IXEMPRA-PA",
+            policy_version="2020.09-2",
+            decided_at=NOW,
+            worker_version="1",
+        )
+        assert (record["source_event_id"], record["transaction_code"]) == ("", "B1")
+        assert codec.decode_result(codec.encode_result(record))["outcome"] == "REJECTED"
 
 
 class TestBuildDeadLetter:

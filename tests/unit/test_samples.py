@@ -8,7 +8,7 @@ from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, TransactionCode, npi_is_valid
 from worker.contracts.registry import load_schemas
 from worker.devtools.samples import Sample, poison_records, sample_claims, sample_records
-from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim
+from worker.errors import BadRecord, DeadLetterClass, DecodeError, MalformedClaim
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_sample_records_decode(codec):
 
 
 def test_poison_records_are_rejected(codec):
-    """Every poison record raises BadRecord; there are both undecodable and invalid ones."""
+    """Every poison record raises BadRecord: undecodable ones (dead letters) and malformed ones (REJECTED results)."""
     classes = []
     kinds = set()
     for _, value in poison_records(codec):
@@ -69,7 +69,7 @@ def test_poison_records_are_rejected(codec):
             codec.decode_claim(value)
         classes.append(info.value.error_class)
         kinds.add(type(info.value))
-    assert kinds == {DecodeError, InvalidClaim}
+    assert kinds == {DecodeError, MalformedClaim}
     assert {DeadLetterClass.NOT_AVRO, DeadLetterClass.TRUNCATED, DeadLetterClass.UNKNOWN_SCHEMA} <= set(
         classes
     )

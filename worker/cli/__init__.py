@@ -139,14 +139,14 @@ def _run(settings: Settings) -> int:
     from worker.ops.health import HealthServer  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
-    from worker.policy import default_policy  # noqa: PLC0415
+    from worker.policy import catalog_policy  # noqa: PLC0415
     from worker.runtime import kafka_io  # noqa: PLC0415 - keeps `--help` and print-settings fast
     from worker.runtime.pipeline import Pipeline  # noqa: PLC0415
 
     configure_logging(settings.log_format.value, settings.log_level)
     log = get_logger("claims_worker")
     bootstrap = settings.require_bootstrap()
-    policy = default_policy()
+    policy = catalog_policy(settings.policy)  # ConfigError (exit 2) names the catalog's entries
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
     metrics.set_policy_info(policy.policy_id, policy.version, __version__)

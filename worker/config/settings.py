@@ -210,6 +210,15 @@ class Settings(BaseSettings):
         return self
 
     # -- end of prescriber directory ---------------------------------------------------------------------
+    policy: str = Field(
+        "IXEMPRA-PA/2020.09-2",
+        pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}/[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$",
+        description="Active catalog policy <POLICY-ID>/<version> (worker/policies/<id>/<version>.json).",
+    )
+    automated_denials: bool = Field(
+        False,  # noqa: FBT003 - pydantic Field default
+        description="Allow final automated denials (DENIED) where the plan permits; off: REFERRED to review.",
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

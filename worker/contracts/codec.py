@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from datetime import datetime
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
 from worker.config.settings import WireFormat
+from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.model import Claim
 from worker.contracts.registry import (
     HttpSchemaResolver,
@@ -37,7 +39,7 @@ from worker.contracts.registry import (
     load_schemas,
     single_object_fingerprint,
 )
-from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim
+from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -49,6 +51,8 @@ __all__ = [
     "SINGLE_OBJECT_MARKER",
     "Codec",
     "invalid_claim_from",
+    "malformed_claim_from",
+    "reject_code_for",
 ]
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
@@ -123,7 +127,16 @@ def _plan(writer: ParsedSchema, current: ParsedSchema) -> _ReadPlan:
 class _Family:
     """All kept versions of one record type, their read plans by fingerprint and by registry id."""
 
-    __slots__ = ("by_fingerprint", "by_id", "current", "field_names", "name", "record_name", "versions")
+    __slots__ = (
+        "by_fingerprint",
+        "by_id",
+        "current",
+        "field_names",
+        "name",
+        "nullable_branches",
+        "record_name",
+        "versions",
+    )
 
     def __init__(self, name: str, versions: Iterable[SchemaVersion]) -> None:
         self.name = name
@@ -138,6 +151,7 @@ class _Family:
             number: frozenset(field["name"] for field in version.parsed["fields"])
             for number, version in self.versions.items()
         }
+        self.nullable_branches = _nullable_branches(self.current.parsed)
 
 
 class Codec:
@@ -149,7 +163,7 @@ class Codec:
     Raises ``ConfigError`` for a schema folder that lacks a family or, with Confluent framing, an id.
     """
 
-    __slots__ = ("_families", "_headers", "_max_record_bytes", "_resolver")
+    __slots__ = ("_families", "_headers", "_max_record_bytes", "_resolver", "_result_writer")
 
     def __init__(
         self,
@@ -171,6 +185,7 @@ class Codec:
         if missing:
             raise ConfigError(f"schema folder lacks the families {sorted(missing)}")
         self._families = {name: _Family(name, family) for name, family in by_family.items()}
+        self._result_writer = compile_writer(self._families["result"].current.parsed)
         if resolver is None:
             resolver = (
                 LocalSchemaResolver(versions, ids)
@@ -195,13 +210,15 @@ class Codec:
         """Decode and validate one claim event.
 
         Raises ``DecodeError`` (NOT_AVRO, UNKNOWN_SCHEMA, TRUNCATED or CORRUPT) when the bytes cannot
-        be read, and ``InvalidClaim`` (INVALID_FIELD or MISSING_FIELD) when they break a field rule.
+        be read. When they break a field rule, raises ``MalformedClaim`` (answered with a REJECTED
+        result and NCPDP M/I reject codes) if the claim id can be read, else ``InvalidClaim``
+        (INVALID_FIELD or MISSING_FIELD, a dead letter).
         """
         record = self.decode_claim_record(value)
         try:
             return Claim.model_validate(record)
         except ValidationError as exc:
-            raise invalid_claim_from(exc) from exc
+            raise malformed_claim_from(exc, record) from exc
 
     def decode_claim_record(self, value: bytes | None) -> dict[str, Any]:
         """Decode one claim event to its newest-version Avro record, unvalidated; raises like decode_claim."""
@@ -226,8 +243,27 @@ class Codec:
     # -- results and dead letters ---------------------------------------------------------------
 
     def encode_result(self, record: Mapping[str, Any]) -> bytes:
-        """Encode an ``AdjudicationResult`` (``results.build_result``); ValueError if it does not fit."""
-        return self._encode(self._families["result"].current, record)
+        """Encode an ``AdjudicationResult`` (``results.build_result``); ValueError if it does not fit.
+
+        The compiled writer (``fastwrite``) writes it when it covers the values, byte-identical to
+        fastavro and about twice as fast. Otherwise fastavro writes it, with every top-level
+        ``["null", T]`` value in tuple notation (its branch named), which skips fastavro's validation
+        of each branch.
+        """
+        family = self._families["result"]
+        if self._result_writer is not None:
+            try:
+                body = self._result_writer(record)
+            except Unsupported:
+                pass  # written by fastavro below
+            else:
+                return self._headers[family.current.file_name] + body
+        tagged = dict(record)
+        for name, branch in family.nullable_branches:
+            value = tagged.get(name)
+            if value is not None:
+                tagged[name] = (branch, value)
+        return self._encode(family.current, tagged, tuple_unions=True)
 
     def decode_result(self, value: bytes | None) -> dict[str, Any]:
         """Decode an ``AdjudicationResult`` record; raises ``DecodeError`` like ``decode_claim``."""
@@ -243,12 +279,14 @@ class Codec:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _encode(self, version: SchemaVersion, record: Mapping[str, Any]) -> bytes:
+    def _encode(
+        self, version: SchemaVersion, record: Mapping[str, Any], *, tuple_unions: bool = False
+    ) -> bytes:
         """Frame and write one record with ``version`` as the writer schema."""
         buffer = BytesIO()
         buffer.write(self._headers[version.file_name])
         try:
-            schemaless_writer(buffer, version.parsed, record, disable_tuple_notation=True)
+            schemaless_writer(buffer, version.parsed, record, disable_tuple_notation=not tuple_unions)
         except (*_CORRUPT_BODY_ERRORS, AttributeError) as exc:
             raise ValueError(f"record does not fit schema {version.file_name}") from exc
         return buffer.getvalue()
@@ -312,6 +350,19 @@ class Codec:
         return plan
 
 
+def _nullable_branches(schema: ParsedSchema) -> tuple[tuple[str, str], ...]:
+    """Return ``(field, branch name)`` for each top-level ``["null", T]`` field, as tuple notation names T."""
+    out = []
+    for field in schema["fields"]:
+        kind = field["type"]
+        if isinstance(kind, list) and len(kind) == 2 and kind[0] == "null":  # noqa: PLR2004 - null + one type
+            branch = kind[1]
+            if isinstance(branch, dict):
+                branch = branch["name"] if branch["type"] in ("record", "enum", "fixed") else branch["type"]
+            out.append((field["name"], str(branch)))
+    return tuple(out)
+
+
 def _read_body(plan: _ReadPlan, value: bytes, start: int, family: str) -> dict[str, Any]:
     """Read the Avro body at ``value[start:]``, turning every reader failure into a ``DecodeError``."""
     buffer = BytesIO(value)
@@ -366,3 +417,91 @@ def invalid_claim_from(exc: ValidationError) -> InvalidClaim:
         reason += f"; and {len(parts) - _MAX_REASON_ERRORS} more"
     error_class = DeadLetterClass.MISSING_FIELD if missing else DeadLetterClass.INVALID_FIELD
     return InvalidClaim(error_class, reason)
+
+
+# NCPDP reject code for a malformed claim field (field path without indexes). 25, 39 and 21 are [V]
+# (docs/policy.md §4, §8); the other M/I codes follow the public NCPDP reject list and are [U] until checked
+# against the licensed External Code List. A field with no NCPDP counterpart gets 85 Claim Not Processed.
+_REJECT_FOR_FIELD = {
+    "transaction_code": "03",
+    "original_claim_id": "85",
+    "service_provider_id": "05",
+    "prescription_reference_number": "16",
+    "fill_number": "17",
+    "date_of_service": "15",
+    "patient.member_id": "07",
+    "patient.first_name": "CA",
+    "patient.last_name": "CB",
+    "patient.date_of_birth": "09",
+    "product.product_id": "21",
+    "product.qualifier": "E1",
+    "quantity": "E7",
+    "days_supply": "19",
+    "diagnoses.code": "39",
+    "diagnoses.qualifier": "WE",
+    "diagnoses": "39",
+    "prescriber.npi": "25",
+    "prescriber.taxonomy": "25",
+    "prescriber": "25",
+    "prior_authorization_number": "EV",
+    "prior_authorization_type_code": "EU",
+}
+_CLAIM_NOT_PROCESSED = "85"
+# Model-level rules report at the model's location; these name the field they are about.
+_FIELD_FOR_RULE = {
+    "ndc_format": "product_id",
+    "icd10_format": "code",
+    "original_claim_id_required": "original_claim_id",
+}
+_MAX_CLAIM_ID = 64
+_MAX_EVENT_ID = 64
+
+
+def reject_code_for(field: str) -> str:
+    """Return the NCPDP reject code for a malformed claim field path (``diagnoses.2.code`` -> 39)."""
+    key = ".".join(part for part in field.split(".") if not part.isdigit())
+    return _REJECT_FOR_FIELD.get(key, _CLAIM_NOT_PROCESSED)
+
+
+def _text(record: Mapping[str, Any], name: str, longest: int, bad: set[str]) -> str | None:
+    value = record.get(name)
+    if name in bad or not isinstance(value, str) or not 1 <= len(value) <= longest:
+        return None
+    return value
+
+
+def malformed_claim_from(exc: ValidationError, record: Mapping[str, Any]) -> InvalidClaim:
+    """Build the error for a decoded claim that breaks field rules, from each error's ``loc`` and ``type``.
+
+    Returns a ``MalformedClaim`` (a REJECTED result) when the record's claim id, transaction code and
+    event time can be read (the last two always can in a decoded claim), with one NCPDP reject code
+    per failed field path; otherwise the ``InvalidClaim`` of ``invalid_claim_from`` (a dead letter).
+    Values are never read into the error, only identifiers the result carries anyway.
+    """
+    invalid = invalid_claim_from(exc)
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    bad_top = {str(error["loc"][0]) for error in errors if error["loc"]}
+    claim_id = _text(record, "claim_id", _MAX_CLAIM_ID, bad_top)
+    transaction_code = _text(record, "transaction_code", 2, bad_top)
+    event_time = record.get("event_time")
+    if claim_id is None or transaction_code is None or not isinstance(event_time, datetime):
+        return invalid
+    fields: list[str] = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        rule_field = _FIELD_FOR_RULE.get(error["type"])
+        if rule_field is not None:
+            loc = (*loc, rule_field)
+        field = _loc_text(loc)
+        if field not in fields:
+            fields.append(field)
+    fields = fields[:_MAX_REASON_ERRORS]
+    return MalformedClaim(
+        invalid.reason,
+        claim_id=claim_id,
+        event_id=_text(record, "event_id", _MAX_EVENT_ID, bad_top),
+        transaction_code=transaction_code,
+        fields=tuple(fields),
+        reject_codes=tuple(reject_code_for(field) for field in fields),
+        event_time=event_time,
+    )

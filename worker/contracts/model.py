@@ -22,12 +22,20 @@ __all__ = [
     "CriterionResult",
     "CriterionStatus",
     "Decision",
+    "DecisionSource",
     "Diagnosis",
     "DiseaseStatus",
+    "InformationNeed",
     "Outcome",
     "Patient",
     "Prescriber",
     "Product",
+    "ProductCodeSystem",
+    "ProductMatch",
+    "ProductReading",
+    "ReasonCode",
+    "Recommendation",
+    "Reject",
     "TransactionCode",
     "TriState",
     "npi_is_valid",
@@ -68,13 +76,110 @@ class TriState(StrEnum):
 
 
 class Outcome(StrEnum):
-    """What the worker decided for a claim."""
+    """What the worker decided for a claim (closed set; result schema v2 ``Outcome``; metric label).
+
+    The worker never denies on its own unless a plan opts in (``CLAIMS_AUTOMATED_DENIALS``): criteria
+    not met is REFERRED to clinical review with a deny recommendation; missing information is PENDED
+    with the list of what is needed; a decodable claim with a malformed field is REJECTED (M/I codes).
+    """
 
     APPROVED = "APPROVED"
     DENIED = "DENIED"
     PENDED = "PENDED"
     NOT_APPLICABLE = "NOT_APPLICABLE"
     REVERSED = "REVERSED"
+    REFERRED = "REFERRED"
+    REJECTED = "REJECTED"
+
+
+class ReasonCode(StrEnum):
+    """Why a criterion came out as it did: a closed set of stable codes, safe as metric labels."""
+
+    # Disease criterion (recurrent or metastatic disease).
+    METASTATIC_BY_CODES = "METASTATIC_BY_CODES"
+    RECURRENCE_INFERRED_FROM_HISTORY = "RECURRENCE_INFERRED_FROM_HISTORY"
+    ATTESTED_METASTATIC = "ATTESTED_METASTATIC"
+    ATTESTED_RECURRENT = "ATTESTED_RECURRENT"
+    ATTESTED_EARLY = "ATTESTED_EARLY"
+    ATTESTED_LOCALLY_ADVANCED = "ATTESTED_LOCALLY_ADVANCED"
+    OTHER_PRIMARY_CANCER = "OTHER_PRIMARY_CANCER"
+    METASTASIS_TO_SITE_ONLY = "METASTASIS_TO_SITE_ONLY"
+    IN_SITU_ONLY = "IN_SITU_ONLY"
+    ATTESTATION_CONFLICTS_WITH_CODES = "ATTESTATION_CONFLICTS_WITH_CODES"
+    DISEASE_STATUS_NEEDED = "DISEASE_STATUS_NEEDED"
+    NEW_PRIMARY_OR_RECURRENCE = "NEW_PRIMARY_OR_RECURRENCE"
+    HISTORY_WITH_OTHER_ACTIVE_PRIMARY = "HISTORY_WITH_OTHER_ACTIVE_PRIMARY"
+    SECONDARY_ORIGIN_UNCLEAR = "SECONDARY_ORIGIN_UNCLEAR"
+    PRIMARY_SITE_NOT_SHOWN = "PRIMARY_SITE_NOT_SHOWN"
+    DIAGNOSIS_CODE_MISSING = "DIAGNOSIS_CODE_MISSING"
+    # Specialist criterion (prescribed by or in consultation with a specialist).
+    PRESCRIBER_IS_SPECIALIST = "PRESCRIBER_IS_SPECIALIST"
+    CONSULTANT_IS_SPECIALIST = "CONSULTANT_IS_SPECIALIST"
+    CONSULTANT_NOT_SPECIALIST = "CONSULTANT_NOT_SPECIALIST"
+    CONSULTANT_NOT_RESOLVED = "CONSULTANT_NOT_RESOLVED"
+    CONSULTANT_IS_PRESCRIBER = "CONSULTANT_IS_PRESCRIBER"
+    CONSULTATION_CONFLICTS_WITH_CONSULTANT = "CONSULTATION_CONFLICTS_WITH_CONSULTANT"
+    PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION = "PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION"
+    PRESCRIBER_NOT_RESOLVED = "PRESCRIBER_NOT_RESOLVED"
+    CONSULTANT_NOT_IDENTIFIED = "CONSULTANT_NOT_IDENTIFIED"
+    CONSULTATION_STATUS_NEEDED = "CONSULTATION_STATUS_NEEDED"
+    PRESCRIBER_SPECIALTY_UNKNOWN = "PRESCRIBER_SPECIALTY_UNKNOWN"
+
+
+class InformationNeed(StrEnum):
+    """What a PENDED decision asks for (closed set; result schema v2 ``InformationNeed``; metric label)."""
+
+    DISEASE_STATUS = "DISEASE_STATUS"
+    DIAGNOSIS_CODE = "DIAGNOSIS_CODE"
+    PRIMARY_DIAGNOSIS = "PRIMARY_DIAGNOSIS"
+    PRESCRIBER_IDENTITY = "PRESCRIBER_IDENTITY"
+    PRESCRIBER_SPECIALTY = "PRESCRIBER_SPECIALTY"
+    CONSULTATION_STATUS = "CONSULTATION_STATUS"
+    CONSULTANT_IDENTITY = "CONSULTANT_IDENTITY"
+    CONSULTANT_SPECIALTY = "CONSULTANT_SPECIALTY"
+    PRODUCT_IDENTITY = "PRODUCT_IDENTITY"
+
+
+class DecisionSource(StrEnum):
+    """Which step produced the outcome (closed set; result schema v2 ``DecisionSource``).
+
+    AUTOMATED_RULE: the rule decided finally (approval, not applicable, reversal, opted-in denial).
+    The others name the step that sent the claim to a person or back to the pharmacy.
+    """
+
+    AUTOMATED_RULE = "AUTOMATED_RULE"
+    CRITERIA_NOT_MET = "CRITERIA_NOT_MET"
+    INFORMATION_MISSING = "INFORMATION_MISSING"
+    PRODUCT_NOT_IDENTIFIED = "PRODUCT_NOT_IDENTIFIED"
+    FIELD_EDIT = "FIELD_EDIT"
+
+
+class Recommendation(StrEnum):
+    """What the automated rule recommends to the clinical reviewer of a REFERRED claim."""
+
+    APPROVE = "APPROVE"
+    DENY = "DENY"
+
+
+class ProductCodeSystem(StrEnum):
+    """The code system of a matched product."""
+
+    NDC11 = "NDC11"
+    HCPCS = "HCPCS"
+
+
+class ProductReading(StrEnum):
+    """How a submitted Product/Service ID (407-D7, with its 436-E1 qualifier) was read."""
+
+    NDC_11_DIGIT = "NDC_11_DIGIT"
+    NDC_5_4_2_HYPHENATED = "NDC_5_4_2_HYPHENATED"
+    NDC_4_4_2_HYPHENATED = "NDC_4_4_2_HYPHENATED"
+    NDC_5_3_2_HYPHENATED = "NDC_5_3_2_HYPHENATED"
+    NDC_5_4_1_HYPHENATED = "NDC_5_4_1_HYPHENATED"
+    NDC_10_DIGIT_AS_4_4_2 = "NDC_10_DIGIT_AS_4_4_2"
+    NDC_10_DIGIT_AS_5_3_2 = "NDC_10_DIGIT_AS_5_3_2"
+    NDC_10_DIGIT_AS_5_4_1 = "NDC_10_DIGIT_AS_5_4_1"
+    HCPCS = "HCPCS"
 
 
 class CriterionStatus(StrEnum):
@@ -226,28 +331,67 @@ class Claim(BaseModel):
 
 
 class CriterionResult(BaseModel):
-    """One evaluated policy criterion: its status, the evidence that decided it, and why."""
+    """One evaluated policy criterion: its status, the evidence that decided it, why, and what it needs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     criterion_id: str
     status: CriterionStatus
-    reason_code: str
+    reason_code: ReasonCode
     evidence: tuple[str, ...] = ()
     explanation: str
+    needs: tuple[InformationNeed, ...] = ()
+
+
+class ProductMatch(BaseModel):
+    """The policy product a claim's Product/Service ID matched: normalised code and how it was read."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    system: ProductCodeSystem
+    reading: ProductReading
+    name: str
+
+
+class Reject(BaseModel):
+    """One NCPDP reject (511-FB) with its 546-4F occurrence (1-based, repeating fields) and field path."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=r"^[0-9A-Z]{2,3}$")
+    occurrence: int | None = Field(default=None, ge=1)
+    field: str | None = None
 
 
 class Decision(BaseModel):
-    """The policy's answer for one claim. Carries no PHI by construction."""
+    """The policy's answer for one claim. Carries no PHI by construction.
+
+    ``rejects`` are the NCPDP reject codes for the pharmacy (``reject_codes`` lists just the codes);
+    ``needs`` is what a PENDED claim waits for; ``reference_versions`` names every reference data
+    set (and its version) the decision read, e.g. ``{"prescriber-directory": "2025-03-01"}``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     outcome: Outcome
     criteria: tuple[CriterionResult, ...] = ()
-    reject_codes: tuple[str, ...] = ()
+    rejects: tuple[Reject, ...] = ()
     authorization_effective: date | None = None
     authorization_expiration: date | None = None
+    authorization_number: str | None = None
+    matched_product: ProductMatch | None = None
+    needs: tuple[InformationNeed, ...] = ()
+    recommendation: Recommendation | None = None
+    decision_source: DecisionSource = DecisionSource.AUTOMATED_RULE
+    source_criteria: tuple[str, ...] = ()
+    reference_versions: tuple[tuple[str, str], ...] = ()
     policy_id: str
     policy_version: str
     decided_at: datetime
     summary: str
+
+    @property
+    def reject_codes(self) -> tuple[str, ...]:
+        """The NCPDP reject codes alone, in order."""
+        return tuple(reject.code for reject in self.rejects)

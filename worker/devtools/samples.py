@@ -163,10 +163,11 @@ def sample_records(codec: Codec | None = None) -> list[tuple[str, bytes, bytes]]
 
 
 def poison_records(codec: Codec | None = None) -> list[tuple[bytes | None, bytes]]:
-    """Return ``(key, value)`` records the worker must dead-letter; the key names what is wrong.
+    """Return ``(key, value)`` records the worker cannot approve; the key names what is wrong.
 
-    They are: bytes that are not Avro, a truncated claim, an unknown fingerprint, a claim whose NPI
-    fails the check digit, and a B2 reversal that names no original claim.
+    Dead letters: bytes that are not Avro, a truncated claim, an unknown fingerprint. Answered with a
+    REJECTED result (a readable claim id, a malformed field): a claim whose NPI fails the check digit
+    (reject 25), and a B2 reversal that names no original claim (reject 85).
     """
     codec = codec or Codec()
     valid = codec.encode_claim(_record(90))

@@ -1,3 +1,3 @@
-"""Prior-authorization policies as data files (one JSON file per policy version), read by worker.policy."""
+"""The policy catalog: ``<policy_id>/<version>.json`` data files, read by ``worker.policy.catalog_policy``."""
 
 __all__: list[str] = []

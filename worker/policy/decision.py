@@ -1,92 +1,213 @@
-"""The pure decision for one claim: transaction, product match, criteria, outcome, window, reject codes."""
+"""The pure decision for one claim: transaction, product, criteria, outcome, window, PA number, rejects."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import TYPE_CHECKING
 
-from worker.contracts.model import Claim, CriterionResult, CriterionStatus, Decision, Outcome, TransactionCode
-from worker.policy.criteria import ReasonCode
-from worker.policy.definition import Policy, default_policy
+from worker.contracts.model import (
+    CriterionResult,
+    CriterionStatus,
+    Decision,
+    DecisionSource,
+    InformationNeed,
+    Outcome,
+    ProductMatch,
+    ReasonCode,
+    Recommendation,
+    Reject,
+    TransactionCode,
+)
+from worker.policy.definition import ProductScope
 from worker.policy.window import approval_window
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["decide"]
+    from worker.contracts.model import Claim
+    from worker.policy.definition import Policy
+    from worker.policy.facts import Facts
+
+__all__ = ["DIRECTORY_REFERENCE", "authorization_number", "decide"]
+
+DIRECTORY_REFERENCE = "prescriber-directory"
+"""The name under which a decision records the prescriber directory's version."""
 
 _MET = CriterionStatus.MET
 _NOT_MET = CriterionStatus.NOT_MET
 _UNKNOWN = CriterionStatus.UNKNOWN
+_PA_DIGITS = 10  # 498-PY is 9(11): ten digits from the claim plus one check digit
+_PA_MODULUS = 10**_PA_DIGITS
+# Luhn: the digit sum of twice each digit, by digit.
+_DOUBLED = {str(d): (2 * d) // 10 + (2 * d) % 10 for d in range(10)}
+_SINGLE = {str(d): d for d in range(10)}
 
 
-def decide(claim: Claim, decided_at: datetime, policy: Policy | None = None) -> Decision:
-    """Decide one validated claim under a prior-authorization policy, with no I/O and no clock.
+@functools.cache
+def _reject(code: str, field: str | None = None) -> Reject:
+    """Return the (immutable, shared) Reject for a code and field; policies name few of them."""
+    return Reject(code=code, field=field)
 
-    Takes the claim, the decision time (echoed in the Decision; the approval window starts on the
-    claim's date of service) and the policy (default: the packaged Ixempra policy). Returns a
-    Decision naming the policy id and version:
+
+def authorization_number(policy_id: str, service_provider_id: str, claim_id: str) -> str:
+    """Return the 11-digit PA number (498-PY, 9(11)) for an approval of a claim under ``policy_id``.
+
+    Deterministic: ten digits from a BLAKE2b digest of the policy id, the pharmacy (201-B1) and the
+    claim id, then a Luhn check digit so a mistyped number is caught. The same claim gets the same
+    number under every version of a policy (a replay compares like with like).
+    """
+    text = f"{policy_id}|{service_provider_id}|{claim_id}".encode()
+    number = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % _PA_MODULUS
+    base = f"{number:0{_PA_DIGITS}d}"
+    # The check digit makes the whole 11 digits pass Luhn: double every second digit from the right
+    # of ``base`` + check, i.e. ``base``'s last digit and every second one before it.
+    total = sum([_DOUBLED[ch] for ch in base[::-2]]) + sum([_SINGLE[ch] for ch in base[-2::-2]])
+    return base + str((10 - total % 10) % 10)
+
+
+def decide(  # noqa: PLR0911 - one return per outcome
+    claim: Claim,
+    facts: Facts,
+    policy: Policy,
+    decided_at: datetime,
+    *,
+    automated_denials: bool = False,
+) -> Decision:
+    """Decide one validated claim under ``policy``, with the looked-up ``facts``; no I/O, no clock.
+
+    Returns a Decision naming the policy id and version and every reference data version read:
 
     - REVERSED for a B2 reversal (whatever the product): no PA decision, no criteria.
-    - NOT_APPLICABLE when the product is not one of the policy's NDCs (or not an NDC at all).
-    - APPROVED when every criterion is MET, with the inclusive approval window.
-    - DENIED when any criterion is NOT_MET (reject 75).
-    - PENDED otherwise (some criterion UNKNOWN; reject 75, plus 39 when no usable diagnosis code
-      was submitted). B1 and B3 are decided alike.
+    - NOT_APPLICABLE when the product is identified as another product than the policy's.
+    - PENDED (PRODUCT_IDENTITY, reject 21 by default) when the product cannot be identified.
+    - APPROVED when every criterion is MET: the inclusive approval window and an 11-digit PA number.
+    - REFERRED to clinical review (recommendation DENY, reject 3W) when any criterion is NOT_MET;
+      DENIED instead (reject 3Y) only when ``automated_denials`` is set (a plan's opt-in).
+    - PENDED otherwise (some criterion UNKNOWN) with the structured list of what is needed
+      (reject 75, plus 39 when a diagnosis code is needed, 56 when the prescriber NPI does not match).
 
-    Raises ``ConfigError`` only if ``policy`` is omitted and the packaged policy cannot be loaded.
+    B1 and B3 are decided alike. Never raises for a validated claim.
     """
-    if policy is None:
-        policy = default_policy()
+    versions = _reference_versions(facts)
     if claim.transaction_code is TransactionCode.REVERSAL:
         return _decision(
             policy,
             decided_at,
             Outcome.REVERSED,
             f"B2 reversal of claim {claim.original_claim_id}: no prior-authorization decision is made.",
+            versions=versions,
         )
-    matched = policy.match_product(claim.product)
-    if matched is None:
-        return _decision(policy, decided_at, Outcome.NOT_APPLICABLE, _not_applicable_summary(policy, claim))
-    results = tuple([criterion.evaluate(claim) for criterion in policy.criteria])
-    statuses = [result.status for result in results]
-    if _NOT_MET in statuses:
+    scope, matched = policy.match_product(claim.product)
+    if scope is ProductScope.OTHER_PRODUCT:
         return _decision(
             policy,
             decided_at,
-            Outcome.DENIED,
-            _summary("Denied", policy, results, _NOT_MET),
+            Outcome.NOT_APPLICABLE,
+            _not_applicable_summary(policy, claim),
+            versions=versions,
+        )
+    if scope is ProductScope.UNIDENTIFIED:
+        return _decision(
+            policy,
+            decided_at,
+            Outcome.PENDED,
+            f"Pended under {policy.policy_id} {policy.version}: Product/Service ID qualifier "
+            f"{claim.product.qualifier} with this ID cannot be identified; it may be {policy.product_name}, "
+            "so it is not waved through; need the product's identity (an NDC with qualifier "
+            f"{policy.product_qualifier}).",
+            rejects=(_reject(policy.reject_product_not_identified, "product.product_id"),),
+            needs=(InformationNeed.PRODUCT_IDENTITY,),
+            source=DecisionSource.PRODUCT_NOT_IDENTIFIED,
+            versions=versions,
+        )
+    results = tuple([criterion.evaluate(claim, facts) for criterion in policy.criteria])
+    not_met = tuple([r.criterion_id for r in results if r.status is _NOT_MET])
+    if not_met:
+        if automated_denials:
+            return _decision(
+                policy,
+                decided_at,
+                Outcome.DENIED,
+                _summary("Denied (automated denials allowed by the plan)", policy, results, _NOT_MET),
+                criteria=results,
+                rejects=(_reject(policy.reject_denied),),
+                matched=matched,
+                recommendation=Recommendation.DENY,
+                source=DecisionSource.AUTOMATED_RULE,
+                source_criteria=not_met,
+                versions=versions,
+            )
+        return _decision(
+            policy,
+            decided_at,
+            Outcome.REFERRED,
+            _summary("Referred to clinical review, recommendation deny", policy, results, _NOT_MET),
             criteria=results,
-            reject_codes=(policy.reject_not_approved,),
+            rejects=(_reject(policy.reject_in_review),),
+            matched=matched,
+            recommendation=Recommendation.DENY,
+            source=DecisionSource.CRITERIA_NOT_MET,
+            source_criteria=not_met,
+            versions=versions,
         )
-    if _UNKNOWN in statuses:
-        missing_diagnosis = any(r.reason_code == ReasonCode.DIAGNOSIS_CODE_MISSING for r in results)
-        rejects = (
-            (policy.reject_not_approved, policy.reject_missing_diagnosis)
-            if missing_diagnosis
-            else (policy.reject_not_approved,)
-        )
+    unknown = tuple([r.criterion_id for r in results if r.status is _UNKNOWN])
+    if unknown:
+        needs = tuple(dict.fromkeys(need for r in results for need in r.needs))
         return _decision(
             policy,
             decided_at,
             Outcome.PENDED,
             _summary("Pended, more information needed", policy, results, _UNKNOWN),
             criteria=results,
-            reject_codes=rejects,
+            rejects=_pend_rejects(policy, results, needs),
+            matched=matched,
+            needs=needs,
+            source=DecisionSource.INFORMATION_MISSING,
+            source_criteria=unknown,
+            versions=versions,
         )
     effective, expiration = approval_window(claim.date_of_service, policy.approval_duration_years)
-    met = ", ".join([f"{r.criterion_id} met ({r.reason_code})" for r in results])
+    met = ", ".join([f"{r.criterion_id} met ({r.reason_code.value})" for r in results])
+    approval: dict[str, object] = {"reference_versions": versions} if versions else {}
     return Decision(
         outcome=Outcome.APPROVED,
         criteria=results,
-        reject_codes=(),
         authorization_effective=effective,
         authorization_expiration=expiration,
+        authorization_number=authorization_number(
+            policy.policy_id, claim.service_provider_id, claim.claim_id
+        ),
+        matched_product=matched,
         policy_id=policy.policy_id,
         policy_version=policy.version,
         decided_at=decided_at,
         summary=f"Approved under {policy.policy_id} {policy.version} from {effective.isoformat()} "
         f"through {expiration.isoformat()}: {met}.",
+        **approval,
     )
+
+
+def _reference_versions(facts: Facts) -> tuple[tuple[str, str], ...]:
+    """Return the reference data versions the facts came from (the directory's, when one was read)."""
+    if facts.prescriber is None and facts.consultant is None:  # no directory was read
+        return ()
+    version = facts.directory_version
+    for provider in (facts.prescriber, facts.consultant):
+        if version is None and provider is not None:
+            version = provider.directory_version
+    return ((DIRECTORY_REFERENCE, version or "unversioned"),)
+
+
+def _pend_rejects(
+    policy: Policy, results: tuple[CriterionResult, ...], needs: tuple[InformationNeed, ...]
+) -> tuple[Reject, ...]:
+    rejects = [_reject(policy.reject_not_approved)]
+    if InformationNeed.DIAGNOSIS_CODE in needs:
+        rejects.append(_reject(policy.reject_missing_diagnosis, "diagnoses"))
+    if any(r.reason_code is ReasonCode.PRESCRIBER_NOT_RESOLVED for r in results):
+        rejects.append(_reject(policy.reject_prescriber_not_matched, "prescriber.npi"))
+    return tuple(rejects)
 
 
 def _decision(
@@ -96,16 +217,39 @@ def _decision(
     summary: str,
     *,
     criteria: tuple[CriterionResult, ...] = (),
-    reject_codes: tuple[str, ...] = (),
+    rejects: tuple[Reject, ...] = (),
+    matched: ProductMatch | None = None,
+    needs: tuple[InformationNeed, ...] = (),
+    recommendation: Recommendation | None = None,
+    source: DecisionSource = DecisionSource.AUTOMATED_RULE,
+    source_criteria: tuple[str, ...] = (),
+    versions: tuple[tuple[str, str], ...] = (),
 ) -> Decision:
+    # Only what differs from the defaults is passed: pydantic validates each passed field.
+    fields: dict[str, object] = {}
+    if criteria:
+        fields["criteria"] = criteria
+    if rejects:
+        fields["rejects"] = rejects
+    if matched is not None:
+        fields["matched_product"] = matched
+    if needs:
+        fields["needs"] = needs
+    if recommendation is not None:
+        fields["recommendation"] = recommendation
+    if source is not DecisionSource.AUTOMATED_RULE:
+        fields["decision_source"] = source
+    if source_criteria:
+        fields["source_criteria"] = source_criteria
+    if versions:
+        fields["reference_versions"] = versions
     return Decision(
         outcome=outcome,
-        criteria=criteria,
-        reject_codes=reject_codes,
         policy_id=policy.policy_id,
         policy_version=policy.version,
         decided_at=decided_at,
         summary=summary,
+        **fields,
     )
 
 
@@ -125,8 +269,7 @@ def _summary(
 
 def _not_applicable_summary(policy: Policy, claim: Claim) -> str:
     product = claim.product
-    if product.qualifier != policy.product_qualifier:
-        what = f"Product/Service ID qualifier {product.qualifier} is not an NDC ({policy.product_qualifier})"
-    else:
-        what = f"NDC {product.product_id} is not one of the {policy.product_name} NDCs"
-    return f"{what}; {policy.policy_id} {policy.version} does not apply."
+    return (
+        f"Product/Service ID {product.product_id} (qualifier {product.qualifier}) is identified as a product "
+        f"other than {policy.product_name}; {policy.policy_id} {policy.version} does not apply."
+    )

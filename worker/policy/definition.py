@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -12,11 +14,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from worker.contracts.model import ProductCodeSystem, ProductMatch, ProductReading
 from worker.errors import ConfigError
 from worker.lru import LruMemo
 from worker.policy.criteria import DiseaseStageRule, SpecialistRule
 from worker.policy.diagnoses import CodeFamily, DiagnosisCodes, normalise_code
-from worker.policy.ndc import ndc_candidates, product_key
+from worker.policy.ndc import hcpcs_code, ndc_candidates, product_key
 
 if TYPE_CHECKING:
     import os
@@ -24,10 +27,30 @@ if TYPE_CHECKING:
 
     from worker.contracts.model import Product
 
-__all__ = ["DEFAULT_POLICY_FILE", "Policy", "default_policy", "load_policy"]
+__all__ = [
+    "DEFAULT_POLICY_REF",
+    "Policy",
+    "ProductScope",
+    "catalog_policy",
+    "catalog_refs",
+    "default_policy",
+    "load_policy",
+]
 
-DEFAULT_POLICY_FILE = "ixempra.json"
-"""The policy ``default_policy`` loads from the ``worker.policies`` package."""
+DEFAULT_POLICY_REF = "IXEMPRA-PA/2020.09-2"
+"""The catalog entry ``default_policy`` loads and the default of ``CLAIMS_POLICY``."""
+
+# A catalog reference: "<policy_id>/<version>", naming worker/policies/<policy_id>/<version>.json.
+_REF = re.compile(r"^(?P<id>[A-Z0-9][A-Z0-9-]{0,39})/(?P<version>[0-9A-Za-z][0-9A-Za-z.\-]{0,39})$")
+
+
+class ProductScope(StrEnum):
+    """Whether a claim's product is the policy's: matched, identified as another product, or unknown."""
+
+    MATCHED = "MATCHED"
+    OTHER_PRODUCT = "OTHER_PRODUCT"
+    UNIDENTIFIED = "UNIDENTIFIED"
+
 
 _MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, the least recently used is forgotten
 
@@ -49,6 +72,9 @@ class _ProductDoc(BaseModel):
     name: _Text
     product_qualifier: _TwoChar
     ndc_products: dict[Annotated[str, Field(pattern=r"^[0-9]{5}-[0-9]{4}$")], _Text] = Field(min_length=1)
+    hcpcs_qualifier: _TwoChar | None = None
+    hcpcs_codes: dict[Annotated[str, Field(pattern=r"^[A-V][0-9]{4}$")], _Text] = Field(default_factory=dict)
+    unspecified_qualifiers: tuple[_TwoChar, ...] = ()
     notes: _Notes = ()
 
 
@@ -114,6 +140,10 @@ class _RejectCodesDoc(BaseModel):
 
     not_approved: _TwoChar
     missing_diagnosis: _TwoChar
+    in_review: _TwoChar
+    denied: _TwoChar
+    prescriber_not_matched: _TwoChar
+    product_not_identified: _TwoChar
 
 
 class _PolicyDoc(BaseModel):
@@ -165,25 +195,64 @@ class Policy:
     approval_duration_years: int
     reject_not_approved: str
     reject_missing_diagnosis: str
-    _product_memo: LruMemo[str, tuple[str, str] | None] = field(
+    reject_in_review: str
+    reject_denied: str
+    reject_prescriber_not_matched: str
+    reject_product_not_identified: str
+    hcpcs_qualifier: str | None = None
+    hcpcs_codes: Mapping[str, str] = field(default_factory=dict)
+    unspecified_qualifiers: tuple[str, ...] = ()
+    _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
 
-    def match_product(self, product: Product) -> tuple[str, str] | None:
-        """Return ``(ndc11, form)`` when the product is one of the policy's NDCs, else ``None``."""
-        if product.qualifier != self.product_qualifier:
-            return None
-        product_id = product.product_id
+    @property
+    def ref(self) -> str:
+        """The catalog reference of this policy, ``<policy_id>/<version>``."""
+        return f"{self.policy_id}/{self.version}"
+
+    def match_product(self, product: Product) -> tuple[ProductScope, ProductMatch | None]:
+        """Tell whether the product is the policy's, memoised; the match says what it was read as.
+
+        NDC qualifier: the listed NDCs (any accepted spelling) match, any other NDC is another
+        product. HCPCS qualifier: the listed codes match, any other HCPCS code is another product.
+        An unspecified qualifier (e.g. 00): the ID is read as an NDC and as a HCPCS code; a listed one
+        matches, another well-formed one is another product. Anything else is UNIDENTIFIED: the
+        worker cannot tell it is not the policy's product, so it is not waved through.
+        """
+        key = (product.qualifier, product.product_id)
         memo = self._product_memo
-        if product_id in memo:
-            return memo.get(product_id)
-        matched = None
-        for ndc11, form in ndc_candidates(product_id):
-            if product_key(ndc11) in self.ndc_products:
-                matched = (ndc11, form)
-                break
-        memo.put(product_id, matched)
-        return matched
+        known = memo.get(key)
+        if known is None:
+            known = self._match(product.qualifier, product.product_id)
+            memo.put(key, known)
+        return known
+
+    def _match(self, qualifier: str, product_id: str) -> tuple[ProductScope, ProductMatch | None]:
+        as_ndc = qualifier == self.product_qualifier or qualifier in self.unspecified_qualifiers
+        as_hcpcs = (
+            self.hcpcs_qualifier is not None and qualifier == self.hcpcs_qualifier
+        ) or qualifier in self.unspecified_qualifiers
+        identified = False
+        if as_ndc:
+            candidates = ndc_candidates(product_id)
+            identified = bool(candidates)
+            for ndc11, reading in candidates:
+                name = self.ndc_products.get(product_key(ndc11))
+                if name is not None:
+                    return ProductScope.MATCHED, ProductMatch(
+                        code=ndc11, system=ProductCodeSystem.NDC11, reading=reading, name=name
+                    )
+        if as_hcpcs:
+            code = hcpcs_code(product_id)
+            if code is not None:
+                identified = True
+                name = self.hcpcs_codes.get(code)
+                if name is not None:
+                    return ProductScope.MATCHED, ProductMatch(
+                        code=code, system=ProductCodeSystem.HCPCS, reading=ProductReading.HCPCS, name=name
+                    )
+        return (ProductScope.OTHER_PRODUCT if identified else ProductScope.UNIDENTIFIED), None
 
 
 def _prefixes(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -259,6 +328,13 @@ def _compile(doc: _PolicyDoc) -> Policy:
         approval_duration_years=doc.approval_duration_years,
         reject_not_approved=doc.reject_codes.not_approved,
         reject_missing_diagnosis=doc.reject_codes.missing_diagnosis,
+        reject_in_review=doc.reject_codes.in_review,
+        reject_denied=doc.reject_codes.denied,
+        reject_prescriber_not_matched=doc.reject_codes.prescriber_not_matched,
+        reject_product_not_identified=doc.reject_codes.product_not_identified,
+        hcpcs_qualifier=doc.product.hcpcs_qualifier,
+        hcpcs_codes=MappingProxyType(dict(doc.product.hcpcs_codes)),
+        unspecified_qualifiers=doc.product.unspecified_qualifiers,
     )
 
 
@@ -296,16 +372,47 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     return _parse(text, str(source))
 
 
-@functools.cache
-def default_policy() -> Policy:
-    """Return the packaged Ixempra policy (``worker/policies/ixempra.json``), loaded once and cached.
+def catalog_refs() -> tuple[str, ...]:
+    """Return every ``<policy_id>/<version>`` in the packaged catalog (``worker/policies/``), sorted."""
+    root = resources.files("worker.policies")
+    refs = [
+        f"{folder.name}/{entry.name.removesuffix('.json')}"
+        for folder in root.iterdir()
+        if folder.is_dir() and _REF.match(f"{folder.name}/x")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json")
+    ]
+    return tuple(sorted(refs))
 
-    Raises ``ConfigError`` if the packaged file is missing or invalid.
+
+@functools.cache
+def catalog_policy(ref: str) -> Policy:
+    """Return the catalog policy ``<policy_id>/<version>`` (``worker/policies/<id>/<version>.json``), cached.
+
+    Raises ``ConfigError`` naming the reference and the catalog's entries when it is malformed or
+    absent, or when the file is invalid or names another id or version than its path.
     """
-    resource = resources.files("worker.policies").joinpath(DEFAULT_POLICY_FILE)
+    match = _REF.match(ref)
+    if match is None:
+        msg = f"policy reference {ref!r} must be <POLICY-ID>/<version>, e.g. {DEFAULT_POLICY_REF}"
+        raise ConfigError(msg)
+    resource = resources.files("worker.policies").joinpath(match["id"], f"{match['version']}.json")
     try:
         text = resource.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        msg = f"packaged policy {DEFAULT_POLICY_FILE} cannot be read: {exc.__class__.__name__}"
+        msg = f"policy {ref} is not in the catalog (known: {', '.join(catalog_refs())})"
         raise ConfigError(msg) from exc
-    return _parse(text, f"worker.policies/{DEFAULT_POLICY_FILE}")
+    policy = _parse(text, f"worker.policies/{ref}.json")
+    if policy.ref != ref:
+        msg = f"policy file worker.policies/{ref}.json declares {policy.ref}"
+        raise ConfigError(msg)
+    return policy
+
+
+def default_policy() -> Policy:
+    """Return the catalog's default policy (``DEFAULT_POLICY_REF``), loaded once and cached.
+
+    For tools and tests; the worker loads the policy its ``CLAIMS_POLICY`` setting names.
+    Raises ``ConfigError`` if the packaged file is missing or invalid.
+    """
+    return catalog_policy(DEFAULT_POLICY_REF)

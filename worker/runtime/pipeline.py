@@ -18,10 +18,17 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from worker import __version__
 from worker.contracts.model import CriterionStatus, Outcome
-from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
-from worker.errors import BadRecord, ClaimsWorkerError, DeadLetterClass, ExitCode, RegistryUnavailable
+from worker.contracts.results import SourceCoordinates, build_dead_letter, build_rejected, build_result
+from worker.errors import (
+    BadRecord,
+    ClaimsWorkerError,
+    DeadLetterClass,
+    ExitCode,
+    MalformedClaim,
+    RegistryUnavailable,
+)
 from worker.ops.metrics import RebalanceKind, WorkerMetrics
-from worker.policy import Policy, decide
+from worker.policy import Facts, Policy, decide, default_policy
 from worker.runtime.kafka_io import (
     EVENT_ID_HEADER,
     FATAL_ERRORS,
@@ -108,16 +115,50 @@ def adjudicate(
     from partition p after a restart. Bad records become dead letters carrying the original bytes.
     """
     source = SourceCoordinates(record.topic, record.partition, record.offset)
+    active = policy if policy is not None else default_policy()
     try:
         claim = codec.decode_claim(record.value)
         if seen.seen(record.partition, claim.event_id):
             raise _DuplicateEvent
+    except MalformedClaim as error:
+        # A decodable claim with a readable claim id and a malformed field: answer it (REJECTED, M/I codes).
+        if error.event_id is not None and seen.seen(record.partition, error.event_id):
+            return _dead_letter(
+                record,
+                _DuplicateEvent(),
+                record.value,
+                list(record.headers or ()),
+                codec,
+                settings,
+                decided_at,
+            )
+        rejected = build_rejected(
+            error,
+            source=source,
+            policy_id=active.policy_id,
+            policy_version=active.version,
+            decided_at=decided_at,
+            worker_version=__version__,
+        )
+        if error.event_id is not None:
+            seen.stage(record.partition, error.event_id)
+        return Outgoing(
+            topic=settings.results_topic,
+            partition=record.partition,
+            key=error.claim_id.encode(),
+            value=codec.encode_result(rejected),
+            headers=[(EVENT_ID_HEADER, error.event_id.encode())] if error.event_id is not None else [],
+            outcome=Outcome.REJECTED,
+            claim_id=error.claim_id,
+            event_time=error.event_time,
+        )
     except BadRecord as error:
         return _dead_letter(
             record, error, record.value, list(record.headers or ()), codec, settings, decided_at
         )
     tick = time.perf_counter()
-    decision = decide(claim, decided_at, policy)
+    # The prescriber directory's lookups are wired by the runtime; without them, Facts() = no directory.
+    decision = decide(claim, Facts(), active, decided_at, automated_denials=settings.automated_denials)
     decide_s = time.perf_counter() - tick
     seen.stage(record.partition, claim.event_id)
     result = build_result(claim, decision, source=source, worker_version=__version__)
@@ -129,7 +170,9 @@ def adjudicate(
         value=codec.encode_result(result),
         headers=[(EVENT_ID_HEADER, claim.event_id.encode())],
         outcome=decision.outcome,
-        reason_codes=reasons if decision.outcome in (Outcome.DENIED, Outcome.PENDED) else (),
+        reason_codes=reasons
+        if decision.outcome in (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
+        else (),
         criteria=tuple((c.criterion_id, c.status) for c in decision.criteria),
         claim_id=claim.claim_id,
         event_time=claim.event_time,
@@ -464,7 +507,7 @@ class Pipeline:
                     metrics.record_reason(reason)
                 if out.event_time is not None:
                     metrics.observe_e2e_latency(max(0.0, (now - out.event_time).total_seconds()))
-                if out.outcome in (Outcome.DENIED, Outcome.PENDED):
+                if out.outcome in (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED):
                     self.log.debug(
                         "not_approved",
                         claim_id=out.claim_id,
