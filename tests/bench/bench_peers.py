@@ -40,8 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import itertools
 
 from worker import __version__
 from worker.contracts.codec import Codec
@@ -52,6 +53,7 @@ from worker.policy import decide, default_policy
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("worker", "quix", "faststream", "kpy-pass", "ck-pass")
 BATCH = 500
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -147,7 +149,7 @@ def app_faststream(bootstrap: str, claims: str, results: str, group: str) -> Non
     asyncio.run(FastStream(broker).run())
 
 
-def _kpy_settings(bootstrap: str, claims: str, results: str, group: str):  # noqa: ANN202
+def _kpy_settings(bootstrap: str, claims: str, results: str, group: str):
     from worker.config.settings import load_settings  # noqa: PLC0415
 
     return load_settings(
@@ -234,7 +236,7 @@ def _cpu_s(pid: int) -> float | None:
 
 def _interp(samples: list[tuple[float, float]], t: float) -> float:
     """CPU seconds at wall time ``t``, linearly between the two samples around it."""
-    for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
+    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
         if t0 <= t <= t1:
             return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
     return samples[0][1] if t < samples[0][0] else samples[-1][1]
@@ -257,7 +259,7 @@ class _Committed:
         self.consumer.close(autocommit=False)
 
 
-def run_one(kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 240) -> tuple[float, float]:  # noqa: ANN001
+def run_one(kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 240) -> tuple[float, float]:
     """Drain ``values`` with ``kind`` in a subprocess; return (claims/s, client CPU µs per record)."""
     from tests.integration import streams  # noqa: PLC0415
     from worker.ops.report import read_topic  # noqa: PLC0415
@@ -331,7 +333,7 @@ def run_one(kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 24
     return n / (last - first), cpu / n * 1e6
 
 
-def _mix(name: str, n: int, codec: Codec):  # noqa: ANN202
+def _mix(name: str, n: int, codec: Codec):
     from tests.integration import streams  # noqa: PLC0415
 
     if name == "ixempra":
