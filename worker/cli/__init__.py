@@ -82,7 +82,9 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
     A feature (directory, replay, authorizations, access checks...) lives in its own ``worker/cli/<name>.py``
     and adds one line here, so features do not edit each other's commands.
     """
-    return []
+    from worker.cli import processes  # noqa: PLC0415 - keeps `--help` fast
+
+    return [processes.register]
 
 
 def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogger) -> T:
