@@ -4,6 +4,8 @@
 ``CLAIMS_INSTANCE=<instance>-<i>`` (so its transactional id, and static member id, are its own and stay the
 same across restarts and hosts) and, unless the metrics port is 0, ``CLAIMS_METRICS_PORT=<port>+i``.
 
+* Log events (keys from worker.ops.logs.ALLOWED_KEYS; ``n`` is the child index, its slot <instance>-<n>):
+  child_started, child_crashed (exit_code, backoff_s), child_exited, supervisor_stopping.
 * SIGTERM and SIGINT are forwarded to every live child; the supervisor then waits for them to stop.
 * A child that crashes (any exit code other than the final ones below, or death by a signal) is started
   again on the same slot after a backoff that doubles per consecutive crash (``backoff_initial_s`` up to
@@ -151,9 +153,7 @@ class Supervisor:
         child.started_at = self.clock()
         child.restart_at = None
         child.starts += 1
-        self.log.info(
-            "child_started", child=child.index, slot=child.env.get("CLAIMS_INSTANCE"), pid=child.proc.pid
-        )
+        self.log.info("child_started", n=child.index, attempt=child.starts)
 
     def _reap(self) -> None:
         now = self.clock()
@@ -173,7 +173,7 @@ class Supervisor:
             child.last_code = code
             if self._stopping or code in FINAL_EXIT_CODES:
                 child.final = code
-                self.log.info("child_exited", child=child.index, exit_code=code, restart=False)
+                self.log.info("child_exited", n=child.index, exit_code=code)
                 if code != 0 and not self._stopping:
                     self._stop_all_for(child, code)
                 continue
@@ -183,11 +183,11 @@ class Supervisor:
             child.crashes += 1
             child.restart_at = now + delay
             self.restarts.append((child.index, delay))
-            self.log.warning("child_crashed", child=child.index, exit_code=code, restart_in_s=delay)
+            self.log.warning("child_crashed", n=child.index, exit_code=code, backoff_s=delay)
 
     def _stop_all_for(self, child: _Child, code: int) -> None:
         """Stop the others (SIGTERM) after a child ended with a final error, so the whole unit reports it."""
-        self.log.warning("supervisor_stopping_on_final_error", child=child.index, exit_code=code)
+        self.log.warning("supervisor_stopping_on_final_error", n=child.index, exit_code=code)
         self._stopping = True
         self._forwarded.add(signal.SIGTERM)
         for other in self._children:
