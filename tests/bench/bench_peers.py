@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("worker", "quix", "faststream", "kpy-pass", "ck-pass")
+# Not in the default set: `claims-worker run --processes 2` (two worker processes under the supervisor), for
+# the scaling figure: --kinds worker,worker-x2 --partitions 4
+EXTRA_KINDS = ("worker-x2",)
 BATCH = 500
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product, so NOT_APPLICABLE
@@ -227,11 +230,14 @@ APPS = {"quix": app_quix, "faststream": app_faststream, "kpy-pass": app_kpy_pass
 
 # ------------------------------------------------------------------------------------------ the parent
 def _cpu_s(pid: int) -> float | None:
+    """User+system CPU seconds of ``pid`` and its live children (the supervisor's workers)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+    return total + sum(_cpu_s(int(child)) or 0.0 for child in children)
 
 
 def _interp(samples: list[tuple[float, float]], t: float) -> float:
@@ -259,7 +265,9 @@ class _Committed:
         self.consumer.close(autocommit=False)
 
 
-def run_one(kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 240) -> tuple[float, float]:
+def run_one(
+    kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 240, partitions: int = 1
+) -> tuple[float, float]:
     """Drain ``values`` with ``kind`` in a subprocess; return (claims/s, client CPU µs per record)."""
     from tests.integration import streams  # noqa: PLC0415
     from worker.ops.report import read_topic  # noqa: PLC0415
@@ -267,10 +275,10 @@ def run_one(kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 24
 
     tag = f"{kind}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"
-    kafka_io.create_topics(bootstrap, [claims, results, results + ".dlq"], 1)
+    kafka_io.create_topics(bootstrap, [claims, results, results + ".dlq"], partitions)
     streams.produce(bootstrap, claims, values)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMS_")}
-    if kind == "worker":
+    if kind.startswith("worker"):
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -285,6 +293,8 @@ def run_one(kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 24
             }
         )
         cmd = [sys.executable, "-m", "worker", "run"]
+        if kind == "worker-x2":
+            cmd += ["--processes", "2"]
     else:
         cmd = [sys.executable, __file__, "--app", kind, bootstrap, claims, results, group]
     log = (logs / f"{tag}.log").open("wb")
@@ -355,6 +365,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--mixes", default="ixempra,realistic")
+    parser.add_argument("--partitions", type=int, default=1, help="partitions of each claims topic")
     args = parser.parse_args()
     if args.app:
         APPS[args.app](*args.child_args)
@@ -381,7 +392,7 @@ def main() -> int:
             for n in range(args.rounds):
                 order = kinds[n % len(kinds) :] + kinds[: n % len(kinds)]
                 for kind in order:
-                    rate, cpu = run_one(kind, bootstrap, values, logs)
+                    rate, cpu = run_one(kind, bootstrap, values, logs, partitions=args.partitions)
                     figures[mix][kind].append((rate, cpu))
                     print(
                         f"{mix} round {n + 1} {kind:<11} {rate:>8,.0f} claims/s {cpu:>7.0f} µs CPU/record",
@@ -391,7 +402,9 @@ def main() -> int:
         if state is not None:
             local_broker.stop_broker(state)
     print()
-    print(f"{args.claims:,} claims per round, {args.rounds} rounds, one partition, batch {BATCH}; medians")
+    print(
+        f"{args.claims:,} claims per round, {args.rounds} rounds, {args.partitions} partition(s), batch {BATCH}; medians"
+    )
     for mix, per_kind in figures.items():
         print(f"\nmix: {mix}")
         print(f"  {'contender':<11} {'claims/s':>9} {'CPU µs/rec':>11}  rounds (claims/s)")
@@ -405,9 +418,11 @@ def main() -> int:
             work = per_kind["worker"]
             for peer in (k for k in per_kind if k != "worker"):
                 ratios = [w[0] / p[0] for w, p in zip(work, per_kind[peer], strict=True)]
+                label = f"worker ÷ {peer:<11}"
+                if peer == "worker-x2":
+                    ratios, label = [1 / r for r in ratios], "2 processes ÷ 1      "
                 print(
-                    f"  worker ÷ {peer:<11} {statistics.median(ratios):.2f}"
-                    f"  (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+                    f"  {label} {statistics.median(ratios):.2f}  (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
                 )
     return 0
 

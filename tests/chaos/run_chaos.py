@@ -396,6 +396,11 @@ def main() -> int:  # noqa: PLR0912
     kill_stalls: list[tuple[int, list[int], float | None]] = []
     broker_stall: float | None = None
     events: list[str] = []
+
+    def note(line: str) -> None:
+        events.append(line)
+        print(f"  {time.strftime('%H:%M:%S')} {line}", flush=True)
+
     failures: list[str] = []
     try:
         kafka_io.create_topics(
@@ -449,19 +454,19 @@ def main() -> int:  # noqa: PLR0912
                 victim.kill()
                 victim.start()
                 kill_stalls.append((victim.slot, owned, killed_at))  # stall measured at the end
-                events.append(f"{progress:5.1%} SIGKILL worker {victim.slot} (partitions {owned}), restarted")
+                note(f"{progress:5.1%} SIGKILL worker {victim.slot} (partitions {owned}), restarted")
             elif action == "add":
                 workers[extra_slot] = Worker(extra_slot, env, logs)
                 workers[extra_slot].start()
-                events.append(f"{progress:5.1%} added worker {extra_slot}")
+                note(f"{progress:5.1%} added worker {extra_slot}")
             elif action == "remove":
                 code = workers.pop(extra_slot).stop()
-                events.append(f"{progress:5.1%} removed worker {extra_slot} (SIGTERM, exit {code})")
+                note(f"{progress:5.1%} removed worker {extra_slot} (SIGTERM, exit {code})")
             else:
                 killed_at = time.time()
                 broker = kill_and_restart_broker(broker)
                 back = time.time()
-                events.append(f"{progress:5.1%} SIGKILL broker, back after {back - killed_at:.1f}s")
+                note(f"{progress:5.1%} SIGKILL broker, back after {back - killed_at:.1f}s")
                 broker_stall = killed_at  # measured at the end
         while monitor.seen < total:
             _check_deadline(hard_deadline, f"{monitor.seen}/{total} answered")
