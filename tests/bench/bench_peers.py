@@ -266,7 +266,7 @@ class _Committed:
 
 
 def run_one(
-    kind: str, bootstrap: str, values, logs: Path, timeout_s: float = 240, partitions: int = 1
+    kind: str, bootstrap: str, values, logs: Path, *, timeout_s: float = 240, partitions: int = 1
 ) -> tuple[float, float]:
     """Drain ``values`` with ``kind`` in a subprocess; return (claims/s, client CPU µs per record)."""
     from tests.integration import streams  # noqa: PLC0415
