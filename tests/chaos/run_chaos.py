@@ -369,6 +369,13 @@ def main() -> int:  # noqa: PLR0912
     parser.add_argument("--rate", type=float, default=1_000.0, help="claims/s produced during the run")
     parser.add_argument("--deadline", type=float, default=1_500.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--transaction-timeout-ms",
+        type=int,
+        default=60_000,
+        help="the workers' CLAIMS_TRANSACTION_TIMEOUT_MS (default: the worker's default); below the broker "
+        "outage (~20 s here) the broker aborts a transaction left open across the outage",
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -417,6 +424,7 @@ def main() -> int:  # noqa: PLR0912
             CLAIMS_LOG_FORMAT="json",
             CLAIMS_OUTAGE_LIMIT_S="600",
             CLAIMS_STARTUP_RETRIES="100",
+            CLAIMS_TRANSACTION_TIMEOUT_MS=str(args.transaction_timeout_ms),
         )
         for slot in range(args.workers):
             workers[slot] = Worker(slot, env, logs)
