@@ -8,7 +8,8 @@ On its own broker (started here from the jars; restarted in place after its SIGK
 2. runs ``--workers`` (2) worker subprocesses (``python -m worker run``), each with its own CLAIMS_INSTANCE
    slot; SIGKILLs a random live worker ``--kills`` (5) times at random points after >= 20% progress and
    restarts it at once on the same slot; adds a worker on a new slot and later stops it (SIGTERM); SIGKILLs
-   the broker once and restarts it on the same state folder and ports;
+   the broker once and restarts it on the same state folder and ports; one fault at a time: the next
+   waits until every partition has committed output again;
 3. stops the workers (SIGTERM) once every input is answered, and checks with read_committed readers:
    lost 0, duplicates 0, per-partition order kept, the dead letters are exactly the poison records,
    no open transaction left (last stable offset = high watermark on both output topics);
@@ -441,6 +442,7 @@ def main() -> int:  # noqa: PLR0912
         schedule += [(rng.uniform(0.4, 0.8), "broker")]
         schedule.sort()
         extra_slot = args.workers
+        last_fault = 0.0
         for threshold, action in schedule:
             while monitor.seen < threshold * total:
                 _check_deadline(hard_deadline, f"{monitor.seen}/{total} answered, waiting for {action}")
@@ -448,6 +450,11 @@ def main() -> int:  # noqa: PLR0912
                     if w.proc is not None and w.proc.poll() is not None:
                         failures.append(f"worker {w.slot} exited on its own with {w.proc.returncode}")
                         w.start()
+                time.sleep(0.1)
+            # One fault at a time, as in Kafka's system test: wait until every partition has committed
+            # output again since the last fault, so each stall is measured from a steady state.
+            while not all(monitor.first_after(p, last_fault) for p in range(PARTITIONS)):
+                _check_deadline(hard_deadline, f"partitions not moving again after the fault before {action}")
                 time.sleep(0.1)
             time.sleep(rng.uniform(0, 1.0))  # a random point inside the batch cycle
             progress = monitor.seen / total
@@ -462,6 +469,7 @@ def main() -> int:  # noqa: PLR0912
                 victim.kill()
                 victim.start()
                 kill_stalls.append((victim.slot, owned, killed_at))  # stall measured at the end
+                last_fault = killed_at
                 note(f"{progress:5.1%} SIGKILL worker {victim.slot} (partitions {owned}), restarted")
             elif action == "add":
                 workers[extra_slot] = Worker(extra_slot, env, logs)
@@ -475,7 +483,7 @@ def main() -> int:  # noqa: PLR0912
                 broker = kill_and_restart_broker(broker)
                 back = time.time()
                 note(f"{progress:5.1%} SIGKILL broker, back after {back - killed_at:.1f}s")
-                broker_stall = killed_at  # measured at the end
+                broker_stall = last_fault = killed_at  # measured at the end
         while monitor.seen < total:
             _check_deadline(hard_deadline, f"{monitor.seen}/{total} answered")
             time.sleep(0.2)
