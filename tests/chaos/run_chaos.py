@@ -146,8 +146,21 @@ def make_plan(n_claims: int, poison_every: int, rng: random.Random) -> Plan:
     return Plan(records, poison_keys)
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate: float | None) -> None:
-    """Produce idempotently (a retry after the broker's kill must not duplicate an input), paced or not."""
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    rate: float | None,
+    *,
+    trickle_from: int | None = None,
+    release: threading.Event | None = None,
+    trickle_rate: float = 20.0,
+) -> None:
+    """Produce idempotently (a retry after the broker's kill must not duplicate an input).
+
+    Records before ``trickle_from`` go at ``rate``/s (unpaced if None); the rest trickle at ``trickle_rate``/s
+    until ``release`` is set, then go unpaced: so inputs keep arriving on every partition until the last fault.
+    """
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -158,13 +171,16 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], rate
         request_timeout_ms=30_000,
     )
     start = time.monotonic()
+    trickle_from = len(records) if trickle_from is None else trickle_from
     try:
         for i, (key, value) in enumerate(records):
             producer.send(topic, key=key, value=value)
-            if rate:
+            if i < trickle_from and rate:
                 ahead = i / rate - (time.monotonic() - start)
                 if ahead > 0:
                     time.sleep(ahead)
+            elif i >= trickle_from and release is not None and not release.is_set():
+                release.wait(1 / trickle_rate)
         producer.flush(timeout=300)
     finally:
         producer.close(timeout=30)
@@ -378,6 +394,9 @@ def main() -> int:  # noqa: PLR0912
         "outage (~20 s here) the broker aborts a transaction left open across the outage",
     )
     args = parser.parse_args()
+    # Stop cleanly (workers killed, broker stopped) on SIGTERM or SIGINT, even when started in the background.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     print(
@@ -416,8 +435,14 @@ def main() -> int:  # noqa: PLR0912
         )
         head = int(total * 0.3)
         produce(bootstrap, names["claims"], plan.records[:head], None)
+        # The last 8% trickle in until the last fault is done, so every fault has inputs to recover on.
+        live = plan.records[head:]
+        release = threading.Event()
         producer = threading.Thread(
-            target=produce, args=(bootstrap, names["claims"], plan.records[head:], args.rate), daemon=True
+            target=produce,
+            args=(bootstrap, names["claims"], live, args.rate),
+            kwargs={"trickle_from": int(len(live) - 0.08 * total), "release": release},
+            daemon=True,
         )
         env = streams.worker_env(
             bootstrap,
@@ -484,6 +509,7 @@ def main() -> int:  # noqa: PLR0912
                 back = time.time()
                 note(f"{progress:5.1%} SIGKILL broker, back after {back - killed_at:.1f}s")
                 broker_stall = last_fault = killed_at  # measured at the end
+        release.set()
         while monitor.seen < total:
             _check_deadline(hard_deadline, f"{monitor.seen}/{total} answered")
             time.sleep(0.2)
