@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration \
-        bench lint format typecheck clean
+        bench bench-peers chaos install-bench lint format typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,19 @@ bench: install broker-jars ## print throughput and latency figures (policy, code
 	$(PY) tests/bench/bench_codec.py
 	$(PY) tests/bench/bench_pipeline.py
 	$(PY) tests/bench/bench_directory.py
+
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+install-bench: $(BENCH_STAMP) ## add the bench-only peers (Quix Streams, FastStream, confluent-kafka, py-spy)
+
+bench-peers: install-bench broker-jars ## worker vs Quix Streams, FastStream and two passthroughs, same broker and records
+	$(PY) tests/bench/bench_peers.py $(BENCH_ARGS)
+
+chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, poison records; read_committed checker
+	$(PY) tests/chaos/run_chaos.py $(CHAOS_ARGS)
 
 lint: install ## ruff check, ruff format --check, mypy --strict
 	$(PY) -m ruff check .

@@ -158,7 +158,9 @@ class TestCommandLine:
             (["show-results"], admin.show_results),
         ):
             assert parser.parse_args(argv).handler is handler
-        assert getattr(parser.parse_args(["run"]), "handler", None) is None
+        from worker.cli import processes  # noqa: PLC0415
+
+        assert parser.parse_args(["run"]).handler is processes._handle  # run --processes N or one worker
 
     def test_create_topics_defaults_suit_a_real_cluster(self):
         """create-topics defaults to replication factor 3 and min.insync.replicas 2."""
