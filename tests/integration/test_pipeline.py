@@ -16,7 +16,7 @@ from tests.integration import streams
 from worker.contracts.codec import Codec
 from worker.devtools.samples import poison_records, sample_claims
 from worker.policy import decide
-from worker.runtime.pipeline import ExitCode
+from worker.runtime.failures import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
