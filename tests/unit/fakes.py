@@ -17,6 +17,11 @@ from kafka.structs import TopicPartition
 from worker.state.dedupe import EVENT_ID_HEADER
 from worker.state.store import Restored
 
+
+class RecordsSkippedError(AssertionError):
+    """The worker moved past records it never committed: they would be lost."""
+
+
 CLAIMS, RESULTS, DLQ = "pharmacy.claims", "pharmacy.claims.adjudicated", "pharmacy.claims.dead-letter"
 
 
@@ -191,11 +196,20 @@ class FakeConsumer:
                 batch[tp] = records
                 self.positions[tp] += len(records)
                 budget -= len(records)
+        if not batch and not self.pending and not self.paused_ and self.positions and not self._rewindable():
+            # Every position is at the end but not every record is committed: records were skipped.
+            raise RecordsSkippedError(dict(self.positions), dict(self.cluster.committed))
         if not batch and self.stop is not None and not self.pending and self.cluster.drained():
             self.stop.set()
         if not batch and self.stop is not None:
             self.stop.wait(timeout_ms / 1000 / 50)  # a short poll timeout: gives restore threads a turn
         return batch
+
+    def _rewindable(self) -> bool:
+        """Tell whether the records not yet committed can still come (or nothing is missing)."""
+        return self.cluster.drained() or any(
+            self.positions[tp] < len(self.cluster.logs.get(tp.partition, ())) for tp in self.positions
+        )
 
     def close(self, autocommit=True) -> None:  # noqa: ARG002 - kafka-python's signature
         self.closed = True

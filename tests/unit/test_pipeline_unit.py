@@ -65,8 +65,17 @@ class Harness:
         self.producers.append(producer)
         return producer
 
-    def run(self) -> int:
-        return self.worker.run(self.stop)
+    def run(self, limit_s: float = 10.0) -> int:
+        """Run the worker until the cluster is drained; fail (not hang) if it never drains."""
+        result: dict[str, int] = {}
+        thread = threading.Thread(target=lambda: result.setdefault("code", self.worker.run(self.stop)))
+        thread.start()
+        thread.join(limit_s)
+        if thread.is_alive():
+            self.stop.set()
+            thread.join()
+            pytest.fail("the worker never drained the input (records lost or stuck)")
+        return result["code"]
 
     def metric(self, name: str, **labels: str) -> float | None:
         return self.registry.get_sample_value(name, labels)

@@ -90,6 +90,8 @@ def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
         "auto_offset_reset": "earliest",
         "max_poll_records": settings.batch_max_records,
         "fetch_max_wait_ms": 100,
+        # Notice partitions added to the claims topic within 30 s (Kafka's default is 5 minutes).
+        "metadata_max_age_ms": 30_000,
     }
     config.update(overrides)
     return KafkaConsumer(**config)
