@@ -367,3 +367,36 @@ def test_partitions_added_while_running_are_served(kafka_bootstrap, make_topics,
     outputs = streams.read_outputs(kafka_bootstrap, names["results"], names["dead_letter"])
     _assert_exactly_once(outputs, 400)
     assert "Traceback" not in log.read_text()
+
+
+def test_two_live_workers_on_one_slot_end_with_exit_3_not_a_fencing_loop(kafka_bootstrap, topics, tmp_path):
+    """A second live process started with the same CLAIMS_INSTANCE makes the older one exit 3; the newer goes on."""
+    codec = Codec()
+    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_INSTANCE="5")
+    first = streams.start_worker(env, tmp_path / "a.log")
+    second = None
+    try:
+        records = streams.encoded([streams.claim(i) for i in range(10)], codec)
+        streams.produce(kafka_bootstrap, topics["claims"], records[:5])
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 5, 60
+        ), (tmp_path / "a.log").read_text()[-3000:]
+        second = streams.start_worker(env, tmp_path / "b.log")
+        streams.produce(kafka_bootstrap, topics["claims"], records[5:])
+        code = first.wait(timeout=120)
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 10, 120
+        ), (tmp_path / "b.log").read_text()[-3000:]
+        assert second.poll() is None, "the newer worker keeps its slot"
+    finally:
+        if first.poll() is None:
+            first.kill()
+        second_code = _stop(second) if second is not None else None
+    assert code == ExitCode.FENCED, (tmp_path / "a.log").read_text()[-3000:]
+    assert second_code == ExitCode.OK
+    lines = [json.loads(x) for x in streams.iter_log(tmp_path / "a.log") if x.startswith("{")]
+    fenced = [x for x in lines if x.get("event") in ("producer_fenced", "member_fenced")]
+    assert fenced, "the older worker says why it stopped"
+    assert "CLAIMS_INSTANCE" in fenced[0]["message"]
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    _assert_exactly_once(outputs, 10)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from worker.ops.metrics import RebalanceKind
-from worker.runtime.kafka_io import check_topics
+from worker.runtime.kafka_io import bounded, check_topics
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -119,7 +119,11 @@ class PartitionState:
     def settle(self) -> None:
         """After a poll: check partition counts if the assignment changed, install finished restores."""
         if self._check_pending:
-            counts = check_topics(self.consumer, self.settings, refresh=True)  # ConfigError: exit 2
+            counts = bounded(  # ConfigError: exit 2; IndefiniteOutcome: transient, checked again
+                lambda: check_topics(self.consumer, self.settings, refresh=True),
+                self.settings.commit_timeout_s,
+                "topic metadata",
+            )
             self._check_pending = False
             claims = counts[self.settings.claims_topic]
             if self.claims_partitions is not None and claims > self.claims_partitions:

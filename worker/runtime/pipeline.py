@@ -153,6 +153,7 @@ class Pipeline:
         """
         base_s, cap_s = self.backoff_s
         backoff = Backoff(stop, limit_s=self.settings.outage_limit_s, base_s=base_s, cap_s=cap_s)
+        self.session.stop = stop
         self.subscribe()
         try:
             self._loop(stop, backoff)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from kafka import errors as kerrors
 
 from worker.errors import ClaimsWorkerError
-from worker.runtime.failures import Kind, StalePartitions, classify
+from worker.runtime.failures import Kind, StalePartitions, classify, interruptible
 from worker.runtime.kafka_io import IndefiniteOutcome, bounded, rewind_to_committed
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class TransactionSession:
         self._on_replaced = on_replaced
         self.producer: KafkaProducer | None = None
         self.replace_pending = True  # the first producer is made by the loop, under its backoff
+        self.stop = threading.Event()  # the loop's stop event: a replacement gives way to it
         self._started = False
 
     # --- the batch's transaction -----------------------------------------------------------------
@@ -144,7 +145,8 @@ class TransactionSession:
             threading.Thread(target=_abandon, args=(old,), daemon=True).start()
         for store in self.stores:
             store.forget_all()
-        self.producer = self._factory()
+        # init_transactions can block for max_block_ms: a stop request must not wait for it.
+        self.producer = interruptible(self._factory, self.stop, "producer")
         if self._started:
             self.metrics.producer_recreated()
             self._on_replaced()
