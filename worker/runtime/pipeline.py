@@ -186,10 +186,12 @@ class Pipeline:
                 if classify(exc) is not Kind.TRANSIENT:
                     raise
                 self._transient(exc, backoff)
+                idle_since = time.monotonic()  # failing is not idle
                 continue
-            if report is not None:
-                backoff.succeeded()
-                idle_since = time.monotonic()
+            if report is not None or self.partitions.restoring:
+                if report is not None:
+                    backoff.succeeded()
+                idle_since = time.monotonic()  # restoring is not idle either
                 continue
             if not self._failed_since_commit:
                 backoff.succeeded()  # a poll worked and no batch is failing: the outage is over
