@@ -382,6 +382,11 @@ def test_two_live_workers_on_one_slot_end_with_exit_3_not_a_fencing_loop(kafka_b
             lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 5, 60
         ), (tmp_path / "a.log").read_text()[-3000:]
         second = streams.start_worker(env, tmp_path / "b.log")
+        # Once the newer worker holds the slot (its producer fenced the older one's), more claims come:
+        # the older worker meets the fence on its next batch.
+        assert streams.wait_for(lambda: '"state_restored"' in (tmp_path / "b.log").read_text(), 60), (
+            tmp_path / "b.log"
+        ).read_text()[-3000:]
         streams.produce(kafka_bootstrap, topics["claims"], records[5:])
         code = first.wait(timeout=120)
         assert streams.wait_for(
