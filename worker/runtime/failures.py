@@ -191,6 +191,8 @@ def describe(exc: BaseException, settings: Settings) -> str:
             f"the broker does not support a protocol version the worker needs ({name}); "
             "transactions need Kafka 2.5 or newer"
         )
+    if isinstance(exc, ConfigError):
+        return str(exc)
     return f"{name}: {exc}" if kind is Kind.BAD_SETTINGS else name
 
 
