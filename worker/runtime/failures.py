@@ -171,19 +171,10 @@ def describe(exc: BaseException, settings: Settings) -> str:
     """
     kind = classify(exc)
     name = type(exc).__name__
-    if isinstance(exc, FatalError):
-        return exc.message
+    if isinstance(exc, (FatalError, ConfigError)):
+        return str(exc)
     if kind is Kind.FENCED:
-        if isinstance(exc, kerrors.FencedInstanceIdError):
-            return (
-                f"fenced ({name}): another live worker uses instance slot {settings.instance!r} "
-                f"(static member id {group_instance_id(settings)!r} in group {settings.group_id!r}); "
-                "give each worker its own CLAIMS_INSTANCE"
-            )
-        return (
-            f"fenced ({name}): a newer producer owns transactional id {settings.transactional_id!r}; "
-            f"another worker runs with CLAIMS_INSTANCE={settings.instance!r}"
-        )
+        return _who_fenced(exc, settings)
     if kind is Kind.NOT_AUTHORIZED:
         return f"not authorized ({name}): {_what_was_refused(exc, settings)}"
     if kind is Kind.UNSUPPORTED_VERSION:
@@ -191,9 +182,22 @@ def describe(exc: BaseException, settings: Settings) -> str:
             f"the broker does not support a protocol version the worker needs ({name}); "
             "transactions need Kafka 2.5 or newer"
         )
-    if isinstance(exc, ConfigError):
-        return str(exc)
     return f"{name}: {exc}" if kind is Kind.BAD_SETTINGS else name
+
+
+def _who_fenced(exc: BaseException, settings: Settings) -> str:
+    """Say which live worker took this instance's slot."""
+    name = type(exc).__name__
+    if isinstance(exc, kerrors.FencedInstanceIdError):
+        return (
+            f"fenced ({name}): another live worker uses instance slot {settings.instance!r} "
+            f"(static member id {group_instance_id(settings)!r} in group {settings.group_id!r}); "
+            "give each worker its own CLAIMS_INSTANCE"
+        )
+    return (
+        f"fenced ({name}): a newer producer owns transactional id {settings.transactional_id!r}; "
+        f"another worker runs with CLAIMS_INSTANCE={settings.instance!r}"
+    )
 
 
 def _what_was_refused(exc: BaseException, settings: Settings) -> str:
