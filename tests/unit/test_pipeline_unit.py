@@ -567,3 +567,19 @@ def test_a_zero_window_turns_duplicate_detection_off(window):
     h = Harness(cluster, CLAIMS_DEDUP_WINDOW=window)
     assert h.run() == ExitCode.OK
     assert len(cluster.results()) == 2
+
+
+def test_a_cut_short_read_back_is_logged_and_counted_never_silent():
+    """A read-back that timed out still lets the partition run, with a warning and the restore metric counted."""
+    from worker.state.store import Restored  # noqa: PLC0415
+
+    cluster = FakeCluster()
+    cluster.append(0, _value(1))
+    h = Harness(cluster)
+    h.worker.seen._reader = lambda p, _stop: Restored(p, ["e0"], complete=False, detail="timed out")
+    with capture_logs() as events:
+        assert h.run() == ExitCode.OK
+    warning = next(e for e in events if e["event"] == "state_restore_incomplete")
+    assert (warning["store"], warning["partition"], warning["detail"]) == ("dedupe", 0, "timed out")
+    assert h.metric("claims_worker_state_restore_incomplete_total", store="dedupe") == 1
+    _exactly_once(cluster)
