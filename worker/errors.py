@@ -32,10 +32,10 @@ class ExitCode(IntEnum):
     OK = 0
     BAD_SETTINGS = 2
     FENCED = 3
-    KAFKA_FATAL = 4
+    UNREACHABLE = 4
     NOT_AUTHORIZED = 5
     UNSUPPORTED_VERSION = 6
-    INTERNAL_ERROR = 70
+    INTERNAL = 70
 
 
 class DeadLetterClass(StrEnum):

@@ -22,8 +22,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.integration import streams
@@ -31,10 +29,8 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.devtools import broker as local_broker
 from worker.ops.logs import get_logger
-from worker.ops.metrics import WorkerMetrics
-from worker.policy import default_policy
 from worker.runtime import kafka_io
-from worker.runtime.pipeline import Pipeline
+from worker.runtime.compose import build_worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,48 +96,55 @@ def _drain(
 ) -> float:
     """Consume ``expected`` records with the worker or the passthrough; return records/s."""
     consumer = kafka_io.make_consumer(settings)
+    done, started = 0, None
+    deadline = time.monotonic() + timeout_s
+
+    def count(batch) -> None:
+        nonlocal done, started
+        if started is None:
+            started = time.perf_counter()
+        now_ms = time.time() * 1000
+        for records in batch.values():
+            done += len(records)
+            if latencies is not None:
+                latencies.extend((now_ms - r.timestamp) / 1000 for r in records)
+
     if kind == "worker":
-        registry = CollectorRegistry()
-        policy = default_policy()
-        metrics = WorkerMetrics(
-            registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
-        )
-        engine = Pipeline(
-            settings,
-            consumer,
-            lambda: kafka_io.make_producer(settings),
-            Codec(),
-            metrics,
-            _NullLog(),
-            policy=policy,
-        )
-        engine.producer = kafka_io.make_producer(settings)
-        engine.subscribe()
-        process = engine.process
+        # The worker as the CLI builds it (one composition root), driven one pass at a time.
+        worker = build_worker(settings, consumer=consumer, log=_NullLog())
+        process = worker.process
+
+        def counted(batch):
+            if started is None:
+                count({})  # the clock starts when the first batch arrives, as for the passthrough
+            report = process(batch)
+            count(batch)
+            return report
+
+        worker.process = counted  # type: ignore[method-assign]
+        worker.subscribe()
+        try:
+            while done < expected and time.monotonic() < deadline:
+                worker.poll_once()
+            elapsed = time.perf_counter() - (started or time.perf_counter())
+        finally:
+            worker.close()
     else:
         consumer.subscribe([settings.claims_topic])
         engine = _Passthrough(settings, consumer, kafka_io.make_producer(settings))
-        process = engine.process
-    done, started = 0, None
-    deadline = time.monotonic() + timeout_s
-    try:
-        while done < expected and time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=200, max_records=settings.batch_max_records)
-            if not batch:
-                continue
-            if started is None:
-                started = time.perf_counter()
-            if process(batch) is None:
-                continue
-            now_ms = time.time() * 1000
-            for records in batch.values():
-                done += len(records)
-                if latencies is not None:
-                    latencies.extend((now_ms - r.timestamp) / 1000 for r in records)
-        elapsed = time.perf_counter() - (started or time.perf_counter())
-    finally:
-        engine.producer.close(timeout=5)
-        consumer.close(autocommit=False)
+        try:
+            while done < expected and time.monotonic() < deadline:
+                batch = consumer.poll(timeout_ms=200, max_records=settings.batch_max_records)
+                if not batch:
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                engine.process(batch)
+                count(batch)
+            elapsed = time.perf_counter() - (started or time.perf_counter())
+        finally:
+            engine.producer.close(timeout=5)
+            consumer.close(autocommit=False)
     if done < expected:
         msg = f"{kind}: only {done}/{expected} records in {timeout_s}s"
         raise RuntimeError(msg)

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from tests.integration import streams
-from worker.runtime.pipeline import ExitCode
+from worker.runtime.failures import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -72,3 +72,43 @@ def _per_partition(outputs: streams.Outputs) -> dict[int, int]:
     for partition, _ in outputs.sources():
         counts[partition] = counts.get(partition, 0) + 1
     return counts
+
+
+def test_sigterm_during_an_outage_exits_0(kafka_bootstrap, own_broker, topics, tmp_path):
+    """SIGTERM while the broker is frozen and the worker is recovering ends the worker with exit 0."""
+    import time  # noqa: PLC0415
+
+    claims = [streams.claim(i) for i in range(3_000)]
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(claims))
+    env = streams.worker_env(
+        kafka_bootstrap,
+        topics,
+        CLAIMS_COMMIT_TIMEOUT_S="3",
+        CLAIMS_BATCH_MAX_RECORDS="100",
+        CLAIMS_OUTAGE_LIMIT_S="600",
+    )
+    log = tmp_path / "worker.log"
+    proc = streams.start_worker(env, log)
+    code = None
+    try:
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) >= 300,
+            120,
+            0.1,
+        ), log.read_text()[-3000:]
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        try:
+            in_outage = streams.wait_for(
+                lambda: any(e in ("producer_replaced", "kafka_transient") for e in _events(log)), 90, 0.2
+            )
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+            print(f"\nexit {code} {time.monotonic() - started:.2f}s after SIGTERM during an outage")
+        finally:
+            os.kill(own_broker.pid, signal.SIGCONT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert in_outage, log.read_text()[-3000:]
+    assert code == ExitCode.OK, log.read_text()[-3000:]

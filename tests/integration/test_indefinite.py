@@ -12,11 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from tests.integration import streams
 from worker.config.settings import load_settings
-from worker.contracts.codec import Codec
-from worker.ops.metrics import WorkerMetrics
-from worker.policy import default_policy
 from worker.runtime import kafka_io
-from worker.runtime.pipeline import ExitCode, Pipeline
+from worker.runtime.compose import build_worker
+from worker.runtime.failures import ExitCode
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,10 +25,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def _run_pipeline(
     settings, patch_first: Callable[[kafka_io.KafkaProducer], None]
 ) -> tuple[int, CollectorRegistry, int]:
-    """Run the real pipeline in this process until idle; the first producer gets ``patch_first`` applied."""
+    """Run the real worker in this process until idle; the first producer gets ``patch_first`` applied."""
     registry = CollectorRegistry()
-    policy = default_policy()
-    metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
     made: list[kafka_io.KafkaProducer] = []
 
     def factory() -> kafka_io.KafkaProducer:
@@ -40,26 +36,12 @@ def _run_pipeline(
         made.append(producer)
         return producer
 
-    def readback(partition: int) -> list[str]:
-        return kafka_io.read_event_ids(
-            settings, settings.results_topic, partition, settings.dedup_window, timeout_s=15
-        )
-
-    pipeline = Pipeline(
-        settings,
-        kafka_io.make_consumer(settings),
-        factory,
-        Codec(),
-        metrics,
-        structlog.get_logger(),
-        policy=policy,
-        readback=readback,
-    )
+    worker = build_worker(settings, producer_factory=factory, registry=registry, log=structlog.get_logger())
     result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.setdefault("code", pipeline.run(threading.Event())))
+    thread = threading.Thread(target=lambda: result.setdefault("code", worker.run(threading.Event())))
     thread.start()
     thread.join(timeout=180)
-    assert not thread.is_alive(), "the pipeline did not stop"
+    assert not thread.is_alive(), "the worker did not stop"
     return result["code"], registry, len(made)
 
 

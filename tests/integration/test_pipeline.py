@@ -15,8 +15,8 @@ from kafka import KafkaProducer
 from tests.integration import streams
 from worker.contracts.codec import Codec
 from worker.devtools.samples import poison_records, sample_claims
+from worker.errors import ExitCode
 from worker.policy import Facts, decide, default_policy
-from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -292,3 +292,125 @@ def test_make_run_demo_shows_every_outcome(kafka_bootstrap, tmp_path):
     for outcome in ("APPROVED", "REFERRED", "PENDED", "NOT_APPLICABLE", "REVERSED", "DEAD LETTER NOT_AVRO"):
         assert outcome in table
     assert "17 records from" in table
+
+
+def _serving_port(log) -> int | None:
+    """The metrics port from the worker's ``metrics_serving`` line, once it is logged."""
+    for line in streams.iter_log(log) if log.exists() else ():
+        if line.startswith("{") and json.loads(line).get("event") == "metrics_serving":
+            return int(json.loads(line)["port"])
+    return None
+
+
+def test_sigterm_while_kafka_is_unreachable_exits_0_and_health_answers_meanwhile(unique, tmp_path):
+    """A worker still retrying a closed port serves /healthz, and SIGTERM ends it with exit 0."""
+    import socket  # noqa: PLC0415
+    import time  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]  # nothing listens here once the socket closes
+    names = {"claims": "c", "results": "r", "dead_letter": "d", "group": f"g-{unique}"}
+    env = streams.worker_env(f"127.0.0.1:{closed_port}", names, CLAIMS_STARTUP_RETRIES="1000")
+    log = tmp_path / "worker.log"
+    proc = streams.start_worker(env, log)
+    try:
+        assert streams.wait_for(lambda: _serving_port(log) is not None, 60, 0.1), log.read_text()[-3000:]
+        port = _serving_port(log)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+        print(f"\nexit {code} {time.monotonic() - started:.2f}s after SIGTERM while connecting")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == ExitCode.OK, log.read_text()[-3000:]
+
+
+def test_partitions_added_while_running_are_served(kafka_bootstrap, make_topics, unique, tmp_path):
+    """Partitions added to the claims and output topics while the worker runs are served exactly once."""
+    from kafka.admin import KafkaAdminClient, NewPartitions  # noqa: PLC0415
+
+    names = {
+        "claims": f"grow-c-{unique}",
+        "results": f"grow-r-{unique}",
+        "dead_letter": f"grow-d-{unique}",
+        "group": f"grow-{unique}",
+    }
+    make_topics(names["claims"], names["results"], names["dead_letter"], partitions=1)
+    codec = Codec()
+    claims = [streams.claim(i) for i in range(400)]
+    streams.produce(kafka_bootstrap, names["claims"], streams.encoded(claims[:200], codec))
+    env = streams.worker_env(kafka_bootstrap, names)
+    log = tmp_path / "worker.log"
+    proc = streams.start_worker(env, log)
+    try:
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) == 200, 120
+        ), log.read_text()[-3000:]
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.create_partitions(
+                {names["results"]: NewPartitions(3), names["dead_letter"]: NewPartitions(3)}
+            )
+            admin.create_partitions({names["claims"]: NewPartitions(3)})
+        finally:
+            admin.close()
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        for i, claim in enumerate(claims[200:]):
+            producer.send(
+                names["claims"], key=claim.claim_id.encode(), value=codec.encode_claim(claim), partition=i % 3
+            )
+        producer.flush()
+        producer.close()
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, names["group"], names["claims"]) == 400, 180
+        ), log.read_text()[-3000:]
+        assert proc.poll() is None, "the worker must still run"
+    finally:
+        code = _stop(proc)
+    assert code == ExitCode.OK, log.read_text()[-3000:]
+    outputs = streams.read_outputs(kafka_bootstrap, names["results"], names["dead_letter"])
+    _assert_exactly_once(outputs, 400)
+    assert "Traceback" not in log.read_text()
+
+
+def test_two_live_workers_on_one_slot_end_with_exit_3_not_a_fencing_loop(kafka_bootstrap, topics, tmp_path):
+    """A second live process started with the same CLAIMS_INSTANCE makes the older one exit 3; the newer goes on."""
+    codec = Codec()
+    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_INSTANCE="5")
+    first = streams.start_worker(env, tmp_path / "a.log")
+    second = None
+    try:
+        records = streams.encoded([streams.claim(i) for i in range(10)], codec)
+        streams.produce(kafka_bootstrap, topics["claims"], records[:5])
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 5, 60
+        ), (tmp_path / "a.log").read_text()[-3000:]
+        second = streams.start_worker(env, tmp_path / "b.log")
+        # Once the newer worker holds the slot (its producer fenced the older one's), more claims come:
+        # the older worker meets the fence on its next batch.
+        assert streams.wait_for(lambda: '"state_restored"' in (tmp_path / "b.log").read_text(), 60), (
+            tmp_path / "b.log"
+        ).read_text()[-3000:]
+        streams.produce(kafka_bootstrap, topics["claims"], records[5:])
+        code = first.wait(timeout=120)
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 10, 120
+        ), (tmp_path / "b.log").read_text()[-3000:]
+        assert second.poll() is None, "the newer worker keeps its slot"
+    finally:
+        if first.poll() is None:
+            first.kill()
+        second_code = _stop(second) if second is not None else None
+    assert code == ExitCode.FENCED, (tmp_path / "a.log").read_text()[-3000:]
+    assert second_code == ExitCode.OK
+    lines = [json.loads(x) for x in streams.iter_log(tmp_path / "a.log") if x.startswith("{")]
+    fenced = [x for x in lines if x.get("event") in ("producer_fenced", "member_fenced")]
+    assert fenced, "the older worker says why it stopped"
+    assert "CLAIMS_INSTANCE" in fenced[0]["message"]
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    _assert_exactly_once(outputs, 10)

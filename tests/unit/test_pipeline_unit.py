@@ -1,430 +1,588 @@
-"""The pipeline's per-record step and batch bookkeeping, driven with small fakes (no broker)."""
+"""The worker's parts and its loop, driven over an in-memory Kafka that models offsets and transactions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
 from datetime import UTC, datetime
 
 import pytest
-from prometheus_client import CollectorRegistry
+import structlog
+from kafka import errors as kerrors
+from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
 from tests.unit.claims import make_claim
+from tests.unit.fakes import CLAIMS, DLQ, RESULTS, FakeCluster, FakeConsumer, FakeProducer, Rec
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Outcome
-from worker.errors import DeadLetterClass
-from worker.ops.metrics import WorkerMetrics
+from worker.errors import DeadLetterClass, MalformedClaim, RegistryUnavailable
 from worker.policy import default_policy
-from worker.runtime.kafka_io import EVENT_ID_HEADER, TopicPartition
-from worker.runtime.pipeline import Pipeline, adjudicate
-from worker.state.dedupe import SeenEvents
+from worker.policy.facts import Facts
+from worker.runtime.compose import build_worker
+from worker.runtime.failures import ExitCode
+from worker.runtime.judge import judge
+from worker.runtime.kafka_io import IndefiniteOutcome, TopicPartition
+from worker.runtime.route import route
+from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
 PHI = ("PHIMEMBER8675309", "ZZPHIFIRST", "ZZPHILAST", "1937-04-23")
+CODEC = Codec()
+POLICY = default_policy()
 
 
-@dataclass
-class Rec:
-    """A consumed record as the pipeline sees it."""
-
-    value: bytes | None
-    offset: int = 0
-    partition: int = 1
-    key: bytes | None = b"k"
-    topic: str = "pharmacy.claims"
-    headers: list = field(default_factory=list)
-    leader_epoch: int = 0
+def _value(n: int, **overrides) -> bytes:
+    return CODEC.encode_claim(make_claim(event_id=f"e{n}", claim_id=f"c{n}", **overrides))
 
 
-class FakeProducer:
-    """Records what a transactional producer was asked to do."""
+class Harness:
+    """A worker built by the composition root over a ``FakeCluster``; ``run`` drives it until drained."""
 
-    def __init__(self) -> None:
-        self.sent: list[tuple] = []
-        self.calls: list[str] = []
+    def __init__(self, cluster: FakeCluster, **env: str) -> None:
+        self.cluster = cluster
+        self.settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", **env})
+        self.stop = threading.Event()
+        self.consumer = FakeConsumer(cluster, self.stop)
+        self.producers: list[FakeProducer] = []
+        self.faults: list[dict] = []  # per producer, in creation order
+        self.registry = CollectorRegistry()
+        self.worker = build_worker(
+            self.settings,
+            consumer=self.consumer,
+            producer_factory=self._producer,
+            codec=CODEC,
+            registry=self.registry,
+            log=structlog.get_logger(),
+            readback=cluster.read_back,
+            clock=lambda: NOW,
+            claims_partitions=len(cluster.logs),
+        )
+        self.worker.backoff_s = (0.01, 0.05)
 
-    def begin_transaction(self) -> None:
-        self.calls.append("begin")
+    def _producer(self) -> FakeProducer:
+        faults = self.faults[len(self.producers)] if len(self.producers) < len(self.faults) else {}
+        producer = FakeProducer(self.cluster, faults)
+        self.producers.append(producer)
+        return producer
 
-    def send(self, topic, value=None, key=None, partition=None, headers=None) -> None:
-        self.sent.append((topic, partition, key, value, headers))
+    def run(self, limit_s: float = 10.0) -> int:
+        """Run the worker until the cluster is drained; fail (not hang) if it never drains."""
+        result: dict[str, int] = {}
+        thread = threading.Thread(target=lambda: result.setdefault("code", self.worker.run(self.stop)))
+        thread.start()
+        thread.join(limit_s)
+        if thread.is_alive():
+            self.stop.set()
+            thread.join()
+            pytest.fail("the worker never drained the input (records lost or stuck)")
+        return result["code"]
 
-    def send_offsets_to_transaction(self, offsets, group_metadata) -> None:  # noqa: ARG002 - kafka-python's signature
-        self.calls.append(f"offsets:{sorted((tp.partition, o.offset) for tp, o in offsets.items())}")
-
-    def commit_transaction(self) -> None:
-        self.calls.append("commit")
-
-    def abort_transaction(self) -> None:
-        self.calls.append("abort")
-
-    def close(self, timeout=None) -> None:  # noqa: ARG002 - kafka-python's signature
-        self.calls.append("close")
-
-
-class FakeConsumer:
-    """Just enough consumer for ``Pipeline.process``."""
-
-    def group_metadata(self) -> str:
-        return "group"
-
-    def highwater(self, tp) -> int:  # noqa: ARG002 - kafka-python's signature
-        return 10
-
-    def assignment(self) -> set:
-        return set()
-
-
-@pytest.fixture
-def codec() -> Codec:
-    """One codec for the module's tests."""
-    return Codec()
-
-
-def _phi_claim(**overrides):
-    return make_claim(
-        patient={
-            "member_id": PHI[0],
-            "first_name": PHI[1],
-            "last_name": PHI[2],
-            "date_of_birth": "1937-04-23",
-        },
-        **overrides,
-    )
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
 
 
-class TestAdjudicate:
-    def test_good_claim_becomes_a_result_on_the_same_partition(self, codec):
+def _exactly_once(cluster: FakeCluster) -> list[tuple[int, int]]:
+    """Assert every input record has exactly one committed output; return the (partition, offset) list."""
+    sources = []
+    for out in cluster.published:
+        decoded = (
+            CODEC.decode_result(out.value) if out.topic == RESULTS else CODEC.decode_dead_letter(out.value)
+        )
+        sources.append((decoded["source"]["partition"], decoded["source"]["offset"]))
+    expected = [(p, r.offset) for p, log in cluster.logs.items() for r in log]
+    assert sorted(sources) == sorted(expected), "every input once, none twice"
+    return sources
+
+
+def _dead_letter_classes(cluster: FakeCluster) -> list[str]:
+    return [CODEC.decode_dead_letter(d.value)["error_class"] for d in cluster.dead_letters()]
+
+
+class TestJudgeAndRoute:
+    def test_good_claim_becomes_a_result_on_the_same_partition(self):
         """A decodable claim yields a result keyed by claim id, on the input's partition, with the event id header."""
         claim = make_claim()
-        out = adjudicate(
-            Rec(codec.encode_claim(claim), partition=3),
-            codec=codec,
-            settings=SETTINGS,
+        judgement = judge(
+            Rec(CODEC.encode_claim(claim), partition=3),
+            codec=CODEC,
             seen=SeenEvents(10),
-            policy=None,
+            policy=POLICY,
             decided_at=NOW,
         )
+        out = route(judgement, codec=CODEC, settings=SETTINGS, at=NOW)
         assert (out.topic, out.partition, out.key) == (SETTINGS.results_topic, 3, claim.claim_id.encode())
         assert (EVENT_ID_HEADER, claim.event_id.encode()) in out.headers
-        assert out.outcome is not None
-        assert codec.decode_result(out.value)["source"] == {
-            "topic": "pharmacy.claims",
-            "partition": 3,
-            "offset": 0,
-        }
+        assert out.event_id == claim.event_id
+        assert CODEC.decode_result(out.value)["source"] == {"topic": CLAIMS, "partition": 3, "offset": 0}
 
-    def test_poison_becomes_a_dead_letter_with_original_bytes(self, codec):
-        """Undecodable bytes go to the dead-letter topic untouched, with their error class."""
-        out = adjudicate(
-            Rec(b"garbage", key=b"orig"),
-            codec=codec,
-            settings=SETTINGS,
-            seen=SeenEvents(10),
-            policy=None,
-            decided_at=NOW,
+    def test_poison_becomes_a_dead_letter_with_original_bytes(self):
+        """Undecodable bytes go to the dead-letter topic untouched, with their error class and no event id."""
+        judgement = judge(
+            Rec(b"garbage", key=b"orig"), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW
         )
-        letter = codec.decode_dead_letter(out.value)
+        out = route(judgement, codec=CODEC, settings=SETTINGS, at=NOW)
+        letter = CODEC.decode_dead_letter(out.value)
         assert out.topic == SETTINGS.dead_letter_topic
         assert (letter["original_key"], letter["original_value"]) == (b"orig", b"garbage")
-        assert out.error_class is DeadLetterClass.NOT_AVRO
+        assert (out.error_class, out.event_id) == (DeadLetterClass.NOT_AVRO, None)
 
-    def test_second_delivery_of_an_event_is_a_duplicate(self, codec):
-        """The same event id on the same partition is dead-lettered as DUPLICATE_EVENT the second time."""
+    def test_judge_reads_the_filter_but_never_stages(self):
+        """judge is pure: a staged id makes a duplicate, but judging itself stages nothing."""
         seen = SeenEvents(10)
-        value = codec.encode_claim(make_claim())
-        first = adjudicate(Rec(value), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW)
-        second = adjudicate(
-            Rec(value, offset=1), codec=codec, settings=SETTINGS, seen=seen, policy=None, decided_at=NOW
+        value = CODEC.encode_claim(make_claim())
+        first = judge(Rec(value), codec=CODEC, seen=seen, policy=POLICY, decided_at=NOW)
+        assert first.error is None
+        assert seen.snapshot(0) == []
+        seen.stage(0, make_claim().event_id)
+        second = judge(Rec(value, offset=1), codec=CODEC, seen=seen, policy=POLICY, decided_at=NOW)
+        assert second.error is not None
+        assert second.error.error_class is DeadLetterClass.DUPLICATE_EVENT
+
+    def test_facts_are_looked_up_once_per_claim(self):
+        """judge asks lookup_facts for each decodable claim (the seam for the prescriber directory)."""
+        asked = []
+
+        def lookup(claim):
+            asked.append(claim.claim_id)
+            return Facts()
+
+        judge(
+            Rec(_value(1)), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW, lookup_facts=lookup
         )
-        assert first.outcome is not None
-        assert second.error_class is DeadLetterClass.DUPLICATE_EVENT
-
-
-class TestProcess:
-    def _pipeline(self, producer: FakeProducer) -> tuple[Pipeline, CollectorRegistry]:
-        registry = CollectorRegistry()
-        policy = default_policy()
-        metrics = WorkerMetrics(
-            registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
+        judge(
+            Rec(b"junk"), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW, lookup_facts=lookup
         )
-        import structlog  # noqa: PLC0415
+        assert asked == ["c1"]
 
-        pipeline = Pipeline(
-            SETTINGS,
-            FakeConsumer(),
-            lambda: producer,
-            Codec(),
-            metrics,
-            structlog.get_logger(),
-            policy=policy,
-            clock=lambda: NOW,
+    def test_malformed_claim_is_answered_with_a_rejected_result(self):
+        """A MalformedClaim naming its claim id becomes a REJECTED result (reject 25) on the results topic."""
+        from worker.runtime.judge import Judgement  # noqa: PLC0415
+
+        error = MalformedClaim(
+            "prescriber.npi: bad check digit",
+            claim_id="c1",
+            event_id="e1",
+            transaction_code="B1",
+            fields=("prescriber.npi",),
+            reject_codes=("25",),
         )
-        pipeline.producer = producer
-        return pipeline, registry
+        out = route(Judgement(Rec(b"x"), error=error, policy=POLICY), codec=CODEC, settings=SETTINGS, at=NOW)
+        assert (out.topic, out.outcome, out.event_id) == (SETTINGS.results_topic, Outcome.REJECTED, "e1")
+        assert CODEC.decode_result(out.value)["reject_codes"] == ["25"]
 
-    def test_one_transaction_per_batch_with_offsets_after_the_last_record(self, codec):
+
+class TestBatches:
+    def test_one_transaction_per_batch_with_offsets_after_the_last_record(self):
         """A batch is sent inside one transaction whose offsets point past each partition's last record."""
-        producer = FakeProducer()
-        pipeline, registry = self._pipeline(producer)
-        tp = TopicPartition("pharmacy.claims", 1)
-        batch = {
-            tp: [
-                Rec(codec.encode_claim(make_claim(event_id=f"e{i}", claim_id=f"c{i}")), offset=i)
-                for i in range(3)
-            ]
-            + [Rec(b"junk", offset=3)]
-        }
-        report = pipeline.process(batch)
-        assert report is not None
-        assert producer.calls == ["begin", "offsets:[(1, 4)]", "commit"]
-        assert len(producer.sent) == 4
-        assert registry.get_sample_value("claims_worker_claims_consumed_total") == 4
-        assert registry.get_sample_value("claims_worker_dead_letters_total", {"error_class": "NOT_AVRO"}) == 1
+        cluster = FakeCluster()
+        for i in range(3):
+            cluster.append(0, _value(i))
+        cluster.append(0, b"junk")
+        h = Harness(cluster)
+        assert h.run() == ExitCode.OK
+        assert h.producers[0].calls.count("commit") == 1
+        assert cluster.committed[TopicPartition(CLAIMS, 0)] == 4
+        _exactly_once(cluster)
+        assert h.metric("claims_worker_claims_consumed_total") == 4
+        assert h.metric("claims_worker_dead_letters_total", error_class="NOT_AVRO") == 1
 
-    def test_offsets_going_backwards_are_refused(self, codec):
-        """Committing an offset below the last committed one is an invariant violation, not a silent rewind."""
-        producer = FakeProducer()
-        pipeline, _ = self._pipeline(producer)
-        tp = TopicPartition("pharmacy.claims", 1)
-        pipeline.process({tp: [Rec(codec.encode_claim(make_claim()), offset=5)]})
-        with pytest.raises(Exception, match="offset went back"):
-            pipeline.process({tp: [Rec(codec.encode_claim(make_claim(event_id="other")), offset=2)]})
+    def test_duplicates_in_a_batch_and_across_batches_are_dead_lettered(self):
+        """The same event id twice in a batch, and again in a later batch, gets one result and two dead letters."""
+        cluster = FakeCluster()
+        for _ in range(3):
+            cluster.append(0, _value(7))
+        h = Harness(cluster, CLAIMS_BATCH_MAX_RECORDS="2")
+        assert h.run() == ExitCode.OK
+        _exactly_once(cluster)
+        assert len(cluster.results()) == 1
+        assert _dead_letter_classes(cluster) == ["DUPLICATE_EVENT", "DUPLICATE_EVENT"]
 
-    def test_no_phi_in_log_events_or_metric_labels(self, codec):
+    def test_no_phi_in_log_events_or_metric_labels(self):
         """Sentinel PHI in every outcome's claims appears in no log event, no metric and no result."""
-        producer = FakeProducer()
-        pipeline, registry = self._pipeline(producer)
-        tp = TopicPartition("pharmacy.claims", 1)
+        patient = {"member_id": PHI[0], "first_name": PHI[1], "last_name": PHI[2], "date_of_birth": PHI[3]}
         claims = [
-            _phi_claim(event_id="a", claim_id="a"),
-            _phi_claim(event_id="b", claim_id="b", diagnoses=()),
-            _phi_claim(event_id="c", claim_id="c", product={"product_id": "00093747489", "qualifier": "03"}),
-            _phi_claim(
-                event_id="d", claim_id="d", prescriber={"npi": "1234567893", "taxonomy": "207Q00000X"}
-            ),
+            make_claim(event_id="a", claim_id="a", patient=patient),
+            make_claim(event_id="b", claim_id="b", patient=patient, dx=()),
+            make_claim(event_id="c", claim_id="c", patient=patient, ndc="00093747489"),
+            make_claim(event_id="d", claim_id="d", patient=patient, taxonomy="207Q00000X"),
         ]
-        bad = codec.encode_claim(
-            {**_phi_claim().model_dump(), "prescriber": {"npi": "1234567890", "taxonomy": None}}
-        )
-        batch = {
-            tp: [Rec(codec.encode_claim(c), offset=i) for i, c in enumerate(claims)]
-            + [Rec(bad, offset=len(claims))]
+        cluster = FakeCluster()
+        for claim in claims:
+            cluster.append(0, CODEC.encode_claim(claim))
+        bad = {
+            **make_claim(patient=patient).model_dump(),
+            "prescriber": {"npi": "1234567890", "taxonomy": None},
         }
+        cluster.append(0, CODEC.encode_claim(bad))
+        h = Harness(cluster, CLAIMS_LOG_LEVEL="DEBUG")
         with capture_logs() as events:
-            assert pipeline.process(batch) is not None
-        from prometheus_client import generate_latest  # noqa: PLC0415
-
-        texts = [repr(e) for e in events] + [generate_latest(registry).decode()]
-        texts += [
-            repr(codec.decode_result(v)) for (t, _, _, v, _) in producer.sent if t == SETTINGS.results_topic
-        ]
-        texts += [
-            codec.decode_dead_letter(v)["reason"]
-            for (t, _, _, v, _) in producer.sent
-            if t == SETTINGS.dead_letter_topic
-        ]
+            assert h.run() == ExitCode.OK
+        texts = [repr(e) for e in events] + [generate_latest(h.registry).decode()]
+        texts += [repr(CODEC.decode_result(r.value)) for r in cluster.results()]
+        texts += [CODEC.decode_dead_letter(d.value)["reason"] for d in cluster.dead_letters()]
         assert len(texts) >= 6
         for text in texts:
             for value in (*PHI, "19370423"):
                 assert value not in text
-        outcomes = {
-            Outcome(codec.decode_result(v)["outcome"])
-            for (t, _, _, v, _) in producer.sent
-            if t == SETTINGS.results_topic
-        }
+        outcomes = {Outcome(CODEC.decode_result(r.value)["outcome"]) for r in cluster.results()}
         assert {Outcome.APPROVED, Outcome.PENDED, Outcome.NOT_APPLICABLE} <= outcomes
 
-
-class SizeLimitedProducer(FakeProducer):
-    """Refuses any value over ``limit`` bytes, as kafka-python does past max_request_size."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def send(self, topic, value=None, key=None, partition=None, headers=None) -> None:
-        if value is not None and len(value) > self.limit:
-            from kafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
-
-            raise MessageSizeTooLargeError
-        super().send(topic, value=value, key=key, partition=partition, headers=headers)
+    def test_metrics_are_counted_per_batch(self):
+        """Outcome counters add up over a batch: three approvals in one batch count 3."""
+        cluster = FakeCluster()
+        for i in range(3):
+            cluster.append(0, _value(i))
+        h = Harness(cluster)
+        assert h.run() == ExitCode.OK
+        assert h.metric("claims_worker_results_total", outcome="APPROVED") == 3
+        assert h.metric("claims_worker_transactions_total", result="committed") == 1
 
 
 class TestTooLarge:
-    def test_an_output_too_large_to_send_becomes_a_small_dead_letter(self, codec):
-        """A record whose dead letter exceeds the request size gets a TOO_LARGE dead letter and the batch commits."""
-        producer = SizeLimitedProducer(limit=2_000)
-        pipeline, registry = TestProcess()._pipeline(producer)
-        tp = TopicPartition("pharmacy.claims", 0)
-        huge = b"x" * 5_000  # not Avro, and its dead letter would carry all 5,000 bytes
-        report = pipeline.process(
-            {
-                tp: [
-                    Rec(huge, offset=0, partition=0),
-                    Rec(codec.encode_claim(make_claim()), offset=1, partition=0),
-                ]
-            }
-        )
-        assert report is not None
-        assert producer.calls[-1] == "commit"
-        letters = [
-            codec.decode_dead_letter(v)
-            for (t, _, _, v, _) in producer.sent
-            if t == SETTINGS.dead_letter_topic
+    def test_an_output_too_large_to_send_becomes_a_small_dead_letter_and_is_not_remembered(self):
+        """A result too large to send becomes a TOO_LARGE dead letter; its event id does not enter the filter."""
+        cluster = FakeCluster()
+        cluster.append(0, _value(1))
+        cluster.append(0, _value(2))
+        h = Harness(cluster)
+        h.faults = [{}]
+        limit = {"n": 0}
+
+        def on_poll(consumer):
+            if limit["n"] == 0 and h.producers:
+                h.producers[0].limit = 300  # a result is ~460 bytes; the small dead letter fits
+                limit["n"] = 1
+
+        h.consumer.on_poll = on_poll
+        assert h.run() == ExitCode.OK
+        _exactly_once(cluster)
+        letters = [CODEC.decode_dead_letter(d.value) for d in cluster.dead_letters()]
+        assert {d["error_class"] for d in letters} == {"TOO_LARGE"}
+        assert all(d["original_value"] is None for d in letters)
+        assert not h.worker.seen.seen(0, "e1")
+        assert not h.worker.seen.seen(0, "e2")
+
+
+class TestRecovery:
+    """Aborts, producer replacements and revokes: every record exactly once, the filter in step."""
+
+    def _cluster(self, n: int = 4) -> FakeCluster:
+        cluster = FakeCluster()
+        for i in range(n):
+            cluster.append(0, _value(i))
+        return cluster
+
+    def test_an_aborted_batch_is_rewound_and_comes_again(self):
+        """A commit that fails with an abortable error aborts the batch, rewinds, and the batch is published once."""
+        cluster = self._cluster()
+        h = Harness(cluster)
+        h.faults = [{"commit": [kerrors.KafkaError("abortable")]}]
+        assert h.run() == ExitCode.OK
+        assert "abort" in h.producers[0].calls
+        _exactly_once(cluster)
+        assert len(cluster.results()) == 4, "the retried batch gets results, not DUPLICATE_EVENT"
+
+    def test_an_abort_forgets_the_batch_ids(self):
+        """After an aborted batch its event ids are not remembered, so the retry is not dead-lettered."""
+        cluster = self._cluster(2)
+        h = Harness(cluster)
+        h.faults = [{"offsets": [kerrors.CommitFailedError()]}]
+        assert h.run() == ExitCode.OK
+        assert _dead_letter_classes(cluster) == []
+        assert sorted(h.worker.seen.snapshot(0)) == ["e0", "e1"]
+
+    def test_an_indefinite_commit_replaces_the_producer_and_rewinds(self):
+        """A commit with an unknown outcome (that did not land) replaces the producer and replays the batch."""
+        cluster = self._cluster()
+        h = Harness(cluster)
+        h.faults = [{"commit": [IndefiniteOutcome("commit_transaction did not complete")]}]
+        assert h.run() == ExitCode.OK
+        assert len(h.producers) == 2
+        _exactly_once(cluster)
+        assert h.metric("claims_worker_producer_recreations_total") == 1
+
+    def test_a_replacement_rereads_the_filter_from_the_results(self):
+        """A commit that landed but reported an unknown outcome: after the replacement, a redelivery is a duplicate."""
+        cluster = self._cluster(2)
+        h = Harness(cluster)
+
+        def scenario(consumer):
+            if consumer.polls == 1:
+                h.producers[0].commit_lands_then_raise.append(IndefiniteOutcome("commit: outcome unknown"))
+            if len(h.producers) == 2 and len(cluster.logs[0]) == 2:
+                cluster.append(0, _value(1))  # the same event again, after the replacement
+
+        h.consumer.on_poll = scenario
+        assert h.run() == ExitCode.OK
+        assert len(h.producers) == 2
+        _exactly_once(cluster)
+        assert len(cluster.results()) == 2
+        assert _dead_letter_classes(cluster) == ["DUPLICATE_EVENT"]
+
+    def test_a_revoke_forgets_the_partition_so_a_reassignment_reads_it_back(self):
+        """While a partition was away another worker published an event; back here, its redelivery is a duplicate."""
+        cluster = self._cluster(1)
+        h = Harness(cluster)
+        tp = TopicPartition(CLAIMS, 0)
+        step = {"n": 0}
+
+        def elsewhere(consumer):
+            if step["n"] == 0 and cluster.committed.get(tp) == 1:
+                step["n"] = 1
+                consumer.rebalance(set())  # revoked; meanwhile another worker decides e9 (offset 1)
+                cluster.append(0, _value(9))
+                cluster.append(0, _value(9))  # ... which is then redelivered (offset 2)
+                other = FakeProducer(cluster)
+                other.begin_transaction()
+                other.send(RESULTS, value=b"x", key=b"c9", partition=0, headers=[(EVENT_ID_HEADER, b"e9")])
+                other.offsets = {tp: 2}
+                other.commit_transaction()
+            elif step["n"] == 1 and not consumer.assignment():
+                step["n"] = 2
+                consumer.rebalance({0})  # back to this worker
+
+        h.consumer.on_poll = elsewhere
+        assert h.run() == ExitCode.OK
+        mine = [p for p in cluster.published if p.value != b"x"]
+        assert [CODEC.decode_dead_letter(d.value)["error_class"] for d in mine if d.topic == DLQ] == [
+            "DUPLICATE_EVENT"
         ]
-        assert [d["error_class"] for d in letters] == ["TOO_LARGE"]
-        assert letters[0]["original_value"] is None
-        assert letters[0]["source"] == {"topic": "pharmacy.claims", "partition": 0, "offset": 0}
-        assert (
-            registry.get_sample_value("claims_worker_dead_letters_total", {"error_class": "TOO_LARGE"}) == 1
-        )
-        assert report.outcomes == {"APPROVED": 1}
+
+    def test_a_partition_added_while_running_is_served(self):
+        """Partitions added to all three topics while running are assigned, restored and processed, no crash."""
+        cluster = self._cluster(2)
+        h = Harness(cluster)
+        grown = {"done": False}
+
+        def grow(consumer):
+            if not grown["done"] and cluster.committed.get(TopicPartition(CLAIMS, 0)) == 2:
+                grown["done"] = True
+                cluster.add_partitions(2)
+                cluster.append(1, _value(50))
+                consumer.rebalance({0, 1})
+
+        h.consumer.on_poll = grow
+        assert h.run() == ExitCode.OK
+        _exactly_once(cluster)
+        assert len(h.producers) == 2, "a fresh producer learns the new output partitions"
+
+    def test_output_topics_too_small_after_growth_exit_2(self):
+        """When the claims topic outgrows the output topics, the worker stops with exit 2 naming the topic."""
+        cluster = self._cluster(1)
+        h = Harness(cluster)
+
+        def grow(consumer):
+            if cluster.committed.get(TopicPartition(CLAIMS, 0)) == 1 and len(cluster.logs) == 1:
+                cluster.add_partitions(2, outputs=1)
+                cluster.append(1, _value(50))
+                consumer.rebalance({0, 1})
+
+        h.consumer.on_poll = grow
+        with capture_logs() as events:
+            assert h.run() == ExitCode.BAD_SETTINGS
+        line = next(e for e in events if e["event"] == "bad_settings")
+        assert RESULTS in line["message"]
 
 
-class FlakyConsumer(FakeConsumer):
-    """A consumer whose poll fails with a transient Kafka error ``failures`` times, then returns ``batches``."""
+class TestFailures:
+    """Each kind of failure ends as the taxonomy says."""
 
-    def __init__(self, failures: int, batches: list) -> None:
-        self.failures, self.batches, self.polls, self.stop = failures, batches, 0, None
+    def _one(self, **faults) -> tuple[Harness, int, list[dict]]:
+        cluster = FakeCluster()
+        cluster.append(0, _value(1))
+        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="0.3")
+        h.faults = [faults]
+        with capture_logs() as events:
+            code = h.run()
+        return h, code, events
 
-    def subscribe(self, topics, listener=None) -> None:  # noqa: ARG002 - kafka-python's signature
-        self.listener = listener
-
-    def poll(self, timeout_ms=0, max_records=None) -> dict:  # noqa: ARG002 - kafka-python's signature
-        from kafka.errors import KafkaTimeoutError  # noqa: PLC0415
-
-        self.polls += 1
-        if self.polls <= self.failures:
-            raise KafkaTimeoutError
-        if self.batches:
-            return self.batches.pop(0)
-        self.stop.set()
-        return {}
-
-    def close(self, autocommit=True) -> None:  # noqa: ARG002 - kafka-python's signature
-        self.closed = True
-
-
-def _run_until_drained(consumer, codec, outage_limit_s: str) -> tuple[int, list[FakeProducer]]:
-    """Run a real Pipeline loop over ``consumer`` (which sets its ``stop`` when drained); return exit code and producers."""
-    import threading  # noqa: PLC0415
-
-    import structlog  # noqa: PLC0415
-
-    settings = load_settings(
-        {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_OUTAGE_LIMIT_S": outage_limit_s}
-    )
-    policy = default_policy()
-    metrics = WorkerMetrics(
-        CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
-    )
-    producers: list[FakeProducer] = []
-
-    def factory() -> FakeProducer:
-        producers.append(FakeProducer())
-        return producers[-1]
-
-    consumer.stop = threading.Event()
-    pipeline = Pipeline(settings, consumer, factory, codec, metrics, structlog.get_logger(), policy=policy)
-    return pipeline.run(consumer.stop), producers
-
-
-class TestTransientErrors:
-    def _run(self, consumer, outage_limit_s: str) -> tuple[int, list[FakeProducer]]:
-        return _run_until_drained(consumer, Codec(), outage_limit_s)
-
-    def test_transient_errors_back_off_recover_and_go_on(self, codec):
-        """Two timeouts in a row are retried with a fresh producer, then the batch is processed and committed."""
-        tp = TopicPartition("pharmacy.claims", 0)
-        batch = {tp: [Rec(codec.encode_claim(make_claim()), offset=0, partition=0)]}
-        consumer = FlakyConsumer(failures=2, batches=[batch])
-        code, producers = self._run(consumer, outage_limit_s="60")
-        assert code == 0
-        assert len(producers) == 3, "one producer at start, then a fresh one after each failed pass"
-        assert producers[-1].calls[:3] == ["begin", "offsets:[(0, 1)]", "commit"]
+    def test_transient_errors_back_off_recover_and_go_on(self):
+        """Two poll timeouts are retried with a fresh producer each time, then the batch commits."""
+        cluster = FakeCluster()
+        cluster.append(0, _value(1))
+        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="60")
+        h.consumer.poll_errors = [kerrors.KafkaTimeoutError(), kerrors.KafkaTimeoutError()]
+        assert h.run() == ExitCode.OK
+        assert len(h.producers) == 3
+        _exactly_once(cluster)
 
     def test_an_outage_longer_than_the_limit_exits_4(self):
-        """When the brokers stay unreachable past outage_limit_s the worker stops with exit code 4."""
-        code, _ = self._run(FlakyConsumer(failures=10_000, batches=[]), outage_limit_s="1")
-        assert code == 4
+        """Polls that keep timing out past outage_limit_s stop the worker with exit 4."""
+        cluster = FakeCluster()
+        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="0.2")
+        h.consumer.poll_errors = [kerrors.KafkaTimeoutError() for _ in range(10_000)]
+        assert h.run() == ExitCode.UNREACHABLE
+
+    def test_an_abortable_error_that_keeps_coming_back_exits_4_without_a_hot_loop(self):
+        """An abortable commit error on every try counts against the outage limit and is retried with backoff."""
+        h, code, events = self._one(commit=[kerrors.KafkaError("abortable") for _ in range(10_000)])
+        assert code == ExitCode.UNREACHABLE
+        attempts = h.producers[0].calls.count("commit")
+        assert 2 <= attempts < 30, f"{attempts} commits in 0.3 s: backoff must space them"
+        assert any(e["event"] == "outage_limit_reached" for e in events)
+
+    def test_topic_authorization_failure_exits_5_naming_the_topic(self):
+        """A missing write ACL on the results topic exits 5 at once with a message naming the topic."""
+        h, code, events = self._one(commit=[kerrors.TopicAuthorizationFailedError({RESULTS})])
+        assert code == ExitCode.NOT_AUTHORIZED
+        line = next(e for e in events if e["event"] == "not_authorized")
+        assert RESULTS in line["message"]
+        assert h.producers[0].calls.count("commit") == 1, "not retried"
+
+    def test_transactional_id_authorization_failure_is_not_called_fenced(self):
+        """A transactional-id authorization failure exits 5, logged as not_authorized naming the id."""
+        _, code, events = self._one(begin=[kerrors.TransactionalIdAuthorizationFailedError()])
+        assert code == ExitCode.NOT_AUTHORIZED
+        names = [e["event"] for e in events]
+        assert "producer_fenced" not in names
+        line = next(e for e in events if e["event"] == "not_authorized")
+        assert SETTINGS.transactional_id in line["message"]
+
+    def test_group_authorization_failure_exits_5_naming_the_group(self):
+        """A missing group ACL exits 5 naming the consumer group."""
+        _, code, events = self._one(offsets=[kerrors.GroupAuthorizationFailedError("claims-worker")])
+        assert code == ExitCode.NOT_AUTHORIZED
+        assert SETTINGS.group_id in next(e for e in events if e["event"] == "not_authorized")["message"]
+
+    def test_a_fenced_producer_exits_3(self):
+        """A newer producer with our transactional id fences us: exit 3, logged as producer_fenced."""
+        _, code, events = self._one(commit=[kerrors.ProducerFencedError()])
+        assert code == ExitCode.FENCED
+        assert "producer_fenced" in [e["event"] for e in events]
+
+    def test_a_fenced_static_member_exits_3_naming_the_slot(self):
+        """Another live process with our instance slot fences the static member: exit 3 naming the slot."""
+        cluster = FakeCluster()
+        h = Harness(cluster)
+        h.consumer.poll_errors = [kerrors.FencedInstanceIdError()]
+        with capture_logs() as events:
+            assert h.run() == ExitCode.FENCED
+        line = next(e for e in events if e["event"] == "member_fenced")
+        assert "CLAIMS_INSTANCE" in line["message"]
+
+    def test_an_unsupported_version_exits_6(self):
+        """A broker too old for transactions exits 6."""
+        _, code, _ = self._one(begin=[kerrors.UnsupportedVersionError()])
+        assert code == ExitCode.UNSUPPORTED_VERSION
+
+    def test_an_internal_error_exits_70_with_record_coordinates_only(self):
+        """An unexpected exception exits 70 with one log line naming its type and the record's coordinates."""
+
+        class Broken(Codec):
+            def decode_claim(self, value):  # noqa: ARG002 - the codec's signature
+                raise ZeroDivisionError
+
+        cluster = FakeCluster()
+        cluster.append(0, _value(1))
+        h = Harness(cluster)
+        h.worker.codec = Broken()
+        with capture_logs() as events:
+            assert h.run() == ExitCode.INTERNAL
+        line = next(e for e in events if e["event"] == "internal_error")
+        assert (line["error"], line["topic"], line["partition"], line["offset"]) == (
+            "ZeroDivisionError",
+            CLAIMS,
+            0,
+            0,
+        )
+
+    def test_a_registry_outage_is_retried_not_dead_lettered(self):
+        """While the registry is down the batch is aborted and retried; the claim then gets a result."""
+
+        class Outage(Codec):
+            failures = 1
+
+            def decode_claim(self, value):
+                if self.failures:
+                    self.failures -= 1
+                    raise RegistryUnavailable("schema registry unreachable")
+                return super().decode_claim(value)
+
+        cluster = FakeCluster()
+        cluster.append(0, _value(1))
+        h = Harness(cluster)
+        h.worker.codec = Outage()
+        assert h.run() == ExitCode.OK
+        assert cluster.dead_letters() == []
+        assert "abort" in h.producers[0].calls
+        _exactly_once(cluster)
+
+    def test_stop_during_a_backoff_ends_the_run_with_exit_0(self):
+        """A stop request while the worker waits out a long backoff ends the run cleanly."""
+        cluster = FakeCluster()
+        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="600")
+        h.worker.backoff_s = (3600.0, 3600.0)
+
+        def fail_then_stop(consumer):
+            h.stop.set()  # SIGTERM arrives; the hour-long backoff must not be waited out
+            raise kerrors.KafkaTimeoutError
+
+        h.consumer.on_poll = fail_then_stop
+        assert h.run() == ExitCode.OK
+        assert h.consumer.closed
 
 
 class TestReadiness:
-    def _pipeline(self, connections):
-        import structlog  # noqa: PLC0415
+    def _worker(self, connections: float):
+        cluster = FakeCluster()
+        h = Harness(cluster)
+        h.consumer.metrics = lambda: {"consumer-metrics": {"connection-count": connections}}
+        return h.worker
 
-        consumer = FakeConsumer()
-        consumer.metrics = lambda: {"consumer-metrics": {"connection-count": connections}}
-        policy = default_policy()
-        metrics = WorkerMetrics(
-            CollectorRegistry(), criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes
-        )
-        return Pipeline(
-            SETTINGS, consumer, FakeProducer, Codec(), metrics, structlog.get_logger(), policy=policy
-        )
+    def test_not_ready_before_the_first_poll(self):
+        """A worker that has not polled the group yet is not ready."""
+        assert self._worker(1.0).readiness() == (False, "not yet polled the group")
 
-    def test_not_ready_without_partitions(self):
-        """A worker with no assigned partitions is not ready."""
-        assert self._pipeline(1.0).readiness()[0] is False
+    def test_an_idle_member_with_no_partitions_is_ready(self):
+        """A polling group member with no partitions is ready: a rollout must not stall on a spare replica."""
+        import time  # noqa: PLC0415
+
+        worker = self._worker(1.0)
+        worker._last_poll_ok = time.monotonic()
+        assert worker.readiness() == (True, "no partitions assigned (idle group member)")
 
     def test_ready_with_partitions_recent_poll_and_a_connection(self):
         """Assigned partitions, a recent poll and an open broker connection make the worker ready."""
         import time  # noqa: PLC0415
 
-        pipeline = self._pipeline(1.0)
-        pipeline._assigned.add(TopicPartition("pharmacy.claims", 0))
-        pipeline._last_poll_ok = time.monotonic()
-        assert pipeline.readiness() == (True, "1 partitions assigned")
+        worker = self._worker(1.0)
+        worker.partitions.assigned.add(TopicPartition(CLAIMS, 0))
+        worker._last_poll_ok = time.monotonic()
+        assert worker.readiness() == (True, "1 partitions assigned")
 
     def test_not_ready_when_no_broker_connection_is_open(self):
         """With every broker connection gone the worker reports not ready, naming why."""
         import time  # noqa: PLC0415
 
-        pipeline = self._pipeline(0.0)
-        pipeline._assigned.add(TopicPartition("pharmacy.claims", 0))
-        pipeline._last_poll_ok = time.monotonic()
-        assert pipeline.readiness() == (False, "no open connection to any broker")
+        worker = self._worker(0.0)
+        worker._last_poll_ok = time.monotonic()
+        assert worker.readiness() == (False, "no open connection to any broker")
 
 
-class OutageCodec(Codec):
-    """A codec whose schema registry is down for the first ``failures`` decodes."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    def decode_claim(self, value):
-        from worker.errors import RegistryUnavailable  # noqa: PLC0415
-
-        if self.failures > 0:
-            self.failures -= 1
-            raise RegistryUnavailable("schema registry unreachable")
-        return super().decode_claim(value)
+@pytest.mark.parametrize("window", ["0"])
+def test_a_zero_window_turns_duplicate_detection_off(window):
+    """With CLAIMS_DEDUP_WINDOW=0 a redelivered event gets a second result."""
+    cluster = FakeCluster()
+    cluster.append(0, _value(1))
+    cluster.append(0, _value(1))
+    h = Harness(cluster, CLAIMS_DEDUP_WINDOW=window)
+    assert h.run() == ExitCode.OK
+    assert len(cluster.results()) == 2
 
 
-class TestRegistryOutage:
-    def _run(self, codec, batches, outage_limit_s):
-        return _run_until_drained(FlakyConsumer(failures=0, batches=batches), codec, outage_limit_s)
+def test_a_cut_short_read_back_is_logged_and_counted_never_silent():
+    """A read-back that timed out still lets the partition run, with a warning and the restore metric counted."""
+    from worker.state.store import Restored  # noqa: PLC0415
 
-    def test_a_registry_outage_is_retried_not_dead_lettered(self):
-        """While the registry is down the batch is aborted and retried; the claim then gets a result, no dead letter."""
-        codec = Codec()
-        tp = TopicPartition("pharmacy.claims", 0)
-        batch = {tp: [Rec(codec.encode_claim(make_claim()), offset=0, partition=0)]}
-        code, producers = self._run(OutageCodec(failures=1), [batch, batch], outage_limit_s="60")
-        assert code == 0
-        sent = [t for p in producers for (t, *_rest) in p.sent]
-        assert SETTINGS.dead_letter_topic not in sent
-        assert "abort" in producers[0].calls
-        assert producers[-1].calls[-2:] == ["commit", "close"]
-
-    def test_a_registry_outage_past_the_limit_exits_4(self):
-        """A registry that stays down past outage_limit_s stops the worker with exit code 4."""
-        codec = Codec()
-        tp = TopicPartition("pharmacy.claims", 0)
-        batch = {tp: [Rec(codec.encode_claim(make_claim()), offset=0, partition=0)]}
-        code, _ = self._run(OutageCodec(failures=10_000), [batch] * 100, outage_limit_s="1")
-        assert code == 4
+    cluster = FakeCluster()
+    cluster.append(0, _value(1))
+    h = Harness(cluster)
+    h.worker.seen._reader = lambda p, _stop: Restored(p, ["e0"], complete=False, detail="timed out")
+    with capture_logs() as events:
+        assert h.run() == ExitCode.OK
+    warning = next(e for e in events if e["event"] == "state_restore_incomplete")
+    assert (warning["store"], warning["partition"], warning["detail"]) == ("dedupe", 0, "timed out")
+    assert h.metric("claims_worker_state_restore_incomplete_total", store="dedupe") == 1
+    _exactly_once(cluster)

@@ -1,4 +1,4 @@
-"""The pipeline's per-record step with the decisions rework: REJECTED answers, referrals, opt-in denials."""
+"""The worker's per-record step (judge, then route) with the decisions rework: REJECTED answers, referrals."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Outcome
 from worker.policy import catalog_policy, default_policy
-from worker.runtime.pipeline import adjudicate
+from worker.runtime.judge import judge
+from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 
 SETTINGS = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
@@ -29,6 +30,22 @@ class _Record:
     partition: int = 0
     key: bytes | None = b"k"
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+def adjudicate(record, *, codec, settings, seen, policy, decided_at):
+    """Judge and route one record as the worker's batch step does, staging its event id once sent."""
+    judgement = judge(
+        record,
+        codec=codec,
+        seen=seen,
+        policy=policy,
+        decided_at=decided_at,
+        automated_denials=settings.automated_denials,
+    )
+    out = route(judgement, codec=codec, settings=settings, at=decided_at)
+    if out.event_id is not None:
+        seen.stage(record.partition, out.event_id)
+    return out
 
 
 @pytest.fixture(scope="module")

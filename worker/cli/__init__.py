@@ -6,15 +6,10 @@ It also maps failures to the process exit codes listed in ``--help``.
 from __future__ import annotations
 
 import argparse
-import gc
-import signal
 import sys
-import threading
-import time
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from kafka import errors as kerrors
-from prometheus_client import CollectorRegistry
 
 from worker import __version__
 from worker.config.settings import Settings, load_settings
@@ -23,13 +18,7 @@ from worker.errors import ConfigError, ExitCode, NotAuthorized
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from structlog.typing import FilteringBoundLogger
-
-    from worker.contracts.registry import SchemaResolver
-
 __all__ = ["main"]
-
-T = TypeVar("T")
 
 # The process exit codes, fixed for every command; `--help` prints them.
 EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
@@ -40,7 +29,7 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     ),
     (ExitCode.FENCED, "fenced: another live instance owns the transactional id or the static member id"),
     (
-        ExitCode.KAFKA_FATAL,
+        ExitCode.UNREACHABLE,
         "Kafka or the schema registry unreachable past CLAIMS_STARTUP_RETRIES / CLAIMS_OUTAGE_LIMIT_S",
     ),
     (
@@ -49,7 +38,7 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     ),
     (ExitCode.UNSUPPORTED_VERSION, "unsupported broker version"),
     (
-        ExitCode.INTERNAL_ERROR,
+        ExitCode.INTERNAL,
         "unexpected internal error (one log line with its type and the record's coordinates)",
     ),
 )
@@ -96,121 +85,18 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
     return [admin.register, directory.register, access.register, processes.register]
 
 
-def _with_retries(attempts: int, call: Callable[[], T], log: FilteringBoundLogger) -> T:
-    """Call ``call``, retrying transient Kafka errors with exponential backoff (capped at 10 s)."""
-    delay = 0.5
-    for attempt in range(attempts + 1):
-        try:
-            return call()
-        except (kerrors.KafkaTimeoutError, kerrors.KafkaConnectionError) as exc:
-            if attempt == attempts:
-                raise
-            log.warning("kafka_unreachable", error=type(exc).__name__, attempt=attempt + 1, backoff_s=delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-    msg = "unreachable"
-    raise AssertionError(msg)
+def _schema_resolver(settings: Settings) -> object:
+    """Return the schema registry resolver for ``settings`` (see ``worker.cli.run``)."""
+    from worker.cli.run import _schema_resolver as resolver  # noqa: PLC0415 - keeps `--help` fast
 
-
-def _schema_resolver(settings: Settings) -> SchemaResolver | None:
-    """Return the HTTP schema registry resolver when a URL is set, else ``None`` (local schema files)."""
-    if not settings.schema_registry_url:
-        return None
-    from worker.contracts.registry import HttpSchemaResolver  # noqa: PLC0415 - only with a registry
-
-    password = settings.schema_registry_password
-    return HttpSchemaResolver(
-        settings.schema_registry_url,
-        username=settings.schema_registry_username,
-        password=password.get_secret_value() if password is not None else None,
-        ca_file=_path(settings.schema_registry_ca_file),
-        cert_file=_path(settings.schema_registry_cert_file),
-        key_file=_path(settings.schema_registry_key_file),
-    )
-
-
-def _path(value: object) -> str | None:
-    return None if value is None else str(value)
+    return resolver(settings)
 
 
 def _run(settings: Settings) -> int:
-    """Start metrics and health, connect to Kafka, and run the pipeline until told to stop."""
-    from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.ops.health import HealthServer  # noqa: PLC0415
-    from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
-    from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
-    from worker.policy import catalog_policy  # noqa: PLC0415
-    from worker.runtime import kafka_io  # noqa: PLC0415 - keeps `--help` and print-settings fast
-    from worker.runtime.pipeline import Pipeline  # noqa: PLC0415
+    """Run the worker until SIGTERM/SIGINT (see ``worker.cli.run``)."""
+    from worker.cli.run import run  # noqa: PLC0415 - keeps `--help` and print-settings fast
 
-    configure_logging(settings.log_format.value, settings.log_level)
-    log = get_logger("claims_worker")
-    bootstrap = settings.require_bootstrap()
-    policy = catalog_policy(settings.policy)  # ConfigError (exit 2) names the catalog's entries
-    registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
-    metrics.set_policy_info(policy.policy_id, policy.version, __version__)
-    codec = Codec(resolver=_schema_resolver(settings), wire_format=settings.wire_format.value)
-    stop = threading.Event()
-    # Everything loaded so far lives for the whole run: keep it out of the collector's way.
-    gc.collect()
-    gc.freeze()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    log.info(
-        "starting",
-        worker_version=__version__,
-        policy_id=policy.policy_id,
-        policy_version=policy.version,
-        bootstrap_servers=bootstrap,
-        group_id=settings.group_id,
-        transactional_id=settings.transactional_id,
-    )
-    try:
-        consumer = _with_retries(settings.startup_retries, lambda: kafka_io.make_consumer(settings), log)
-    except kerrors.KafkaError as exc:
-        log.error("kafka_unreachable_giving_up", error=type(exc).__name__, bootstrap_servers=bootstrap)  # noqa: TRY400
-        print(f"error: cannot reach Kafka at {bootstrap} ({type(exc).__name__})", file=sys.stderr)
-        return ExitCode.KAFKA_FATAL
-    try:
-        kafka_io.check_topics(consumer, settings)
-    except ConfigError:
-        consumer.close()
-        raise
-
-    def producer_factory() -> kafka_io.KafkaProducer:
-        return _with_retries(settings.startup_retries, lambda: kafka_io.make_producer(settings), log)
-
-    def readback(partition: int) -> list[str]:
-        return kafka_io.read_event_ids(
-            settings,
-            settings.results_topic,
-            partition,
-            settings.dedup_window,
-            timeout_s=settings.transaction_timeout_ms / 1000 + 5,
-        )
-
-    pipeline = Pipeline(
-        settings, consumer, producer_factory, codec, metrics, log, policy=policy, readback=readback
-    )
-    health = HealthServer(
-        registry, pipeline.readiness, host=settings.metrics_host, port=settings.metrics_port
-    )
-    port = health.start()
-    log.info("metrics_serving", port=port)
-    metrics.set_running(True)
-    try:
-        code = pipeline.run(stop)
-    finally:
-        metrics.set_running(False)
-        health.stop()
-    log.info("stopped", exit_code=code)
-    return code
+    return run(settings)
 
 
 def _command(args: argparse.Namespace, settings: Settings) -> int:
@@ -257,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
         )
-        return ExitCode.KAFKA_FATAL
+        return ExitCode.UNREACHABLE
 
 
 if __name__ == "__main__":

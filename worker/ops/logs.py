@@ -66,6 +66,11 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
         "dead_letter_topic",
         "attempt",
         "backoff_s",
+        "waited_s",
+        "limit_s",
+        "store",  # a partition-state store's name (closed set: dedupe)
+        "detail",  # why a read-back was cut short: "stopped" or "timed out"
+        "message",  # the operator's line for a fatal failure: names topics, group, ids; never record data
         # process lifecycle
         "worker_version",
         "policy_id",

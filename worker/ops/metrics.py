@@ -114,6 +114,7 @@ class WorkerMetrics:
         "_reasons",
         "_rebalance_partitions",
         "_rebalances",
+        "_restore_incomplete",
         "_results",
         "_transactions",
         "_up",
@@ -204,6 +205,13 @@ class WorkerMetrics:
         )
         self._transactions = {r: transactions.labels(result=r.value) for r in TransactionResult}
 
+        self._restore_incomplete = Counter(
+            "claims_worker_state_restore_incomplete",
+            "Partition-state read-backs cut short (timeout or stop), by store (a closed set: dedupe).",
+            ["store"],
+            registry=registry,
+        )
+
         self._producer_recreations = Counter(
             "claims_worker_producer_recreations",
             "Transactional producers rebuilt after a transaction with an indefinite outcome.",
@@ -261,23 +269,27 @@ class WorkerMetrics:
         """Count ``n`` claim records read from the input topic."""
         self._consumed.inc(n)
 
-    def record_outcome(self, outcome: Outcome) -> None:
-        """Count one published decision with ``outcome``."""
-        self._results[outcome].inc()
+    def record_outcome(self, outcome: Outcome, n: int = 1) -> None:
+        """Count ``n`` published decisions with ``outcome``."""
+        self._results[outcome].inc(n)
 
-    def record_criterion(self, criterion_id: str, status: CriterionStatus) -> None:
-        """Count one criterion evaluation; an undeclared ``criterion_id`` counts as ``OTHER``."""
+    def record_criterion(self, criterion_id: str, status: CriterionStatus, n: int = 1) -> None:
+        """Count ``n`` criterion evaluations; an undeclared ``criterion_id`` counts as ``OTHER``."""
         child = self._criteria.get((criterion_id, status)) or self._criteria[(OTHER, status)]
-        child.inc()
+        child.inc(n)
 
-    def record_reason(self, reason_code: str) -> None:
-        """Count one non-approval reason; an undeclared ``reason_code`` counts as ``OTHER``."""
+    def record_reason(self, reason_code: str, n: int = 1) -> None:
+        """Count ``n`` non-approval reasons; an undeclared ``reason_code`` counts as ``OTHER``."""
         child = self._reasons.get(reason_code) or self._reasons[OTHER]
-        child.inc()
+        child.inc(n)
 
-    def record_dead_letter(self, error_class: DeadLetterClass) -> None:
-        """Count one record sent to the dead-letter topic."""
-        self._dead_letters[error_class].inc()
+    def record_dead_letter(self, error_class: DeadLetterClass, n: int = 1) -> None:
+        """Count ``n`` records sent to the dead-letter topic."""
+        self._dead_letters[error_class].inc(n)
+
+    def state_restore_incomplete(self, store: str) -> None:
+        """Count a partition-state read-back cut short (timed out or stopped): the state may miss ids."""
+        self._restore_incomplete.labels(store=store).inc()
 
     def observe_decision_latency(self, seconds: float) -> None:
         """Record how long deciding one claim took."""

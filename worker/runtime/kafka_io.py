@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import OffsetAndMetadata
 
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
+from worker.runtime.failures import group_instance_id
+from worker.state.dedupe import EVENT_ID_HEADER
+from worker.state.store import Restored
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -20,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EVENT_ID_HEADER",
-    "FATAL_ERRORS",
     "IndefiniteOutcome",
     "KafkaConsumer",
     "KafkaProducer",
@@ -31,21 +34,11 @@ __all__ = [
     "create_topics",
     "make_consumer",
     "make_producer",
+    "make_readback_consumer",
     "read_event_ids",
     "rewind_to_committed",
 ]
 
-# Results carry the source event id as a header so a restarted worker rebuilds its duplicate
-# filter from the output topic without decoding Avro (see README, "Duplicates").
-EVENT_ID_HEADER = "claims-worker.event-id"
-
-# Errors after which this producer must never be used again: kafka-python leaves its transaction
-# manager in a fatal state, and only a new producer (or a new instance) can go on.
-FATAL_ERRORS: tuple[type[Exception], ...] = (
-    kerrors.ProducerFencedError,
-    kerrors.TransactionalIdAuthorizationFailedError,
-    kerrors.UnsupportedVersionError,
-)
 
 T = TypeVar("T")
 
@@ -80,14 +73,24 @@ def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
 
 
 def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
-    """Return a group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets."""
+    """Return a group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets.
+
+    Cooperative-sticky assignment (KIP-429, in kafka-python 3.x) moves only the partitions that change
+    owner when a worker joins or leaves; static membership (KIP-345, ``group_instance_id`` from the
+    instance slot) gives a restarted worker its partitions back at once instead of after the session
+    timeout, and makes a second live process on the same slot fail with ``FencedInstanceIdError``.
+    """
     config: dict[str, Any] = {
         "group_id": settings.group_id,
+        "group_instance_id": group_instance_id(settings),
+        "partition_assignment_strategy": [CooperativeStickyAssignor],
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
         "auto_offset_reset": "earliest",
         "max_poll_records": settings.batch_max_records,
         "fetch_max_wait_ms": 100,
+        # Notice partitions added to the claims topic within 30 s (Kafka's default is 5 minutes).
+        "metadata_max_age_ms": 30_000,
     }
     config.update(overrides)
     return new_consumer(settings, Role.CONSUMER, **config)
@@ -115,12 +118,15 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     return producer
 
 
-def check_topics(consumer: KafkaConsumer, settings: Settings) -> dict[str, int]:
+def check_topics(consumer: KafkaConsumer, settings: Settings, *, refresh: bool = False) -> dict[str, int]:
     """Return each topic's partition count; raise ``ConfigError`` when one is missing or too small.
 
     Results and dead letters are written to the input's partition number, so both output topics need
-    at least as many partitions as the claims topic.
+    at least as many partitions as the claims topic. ``refresh`` asks the brokers for fresh metadata
+    first (blocking; call it from the poll thread, never from a rebalance listener).
     """
+    if refresh:
+        consumer.topics()
     counts: dict[str, int] = {}
     for topic in (settings.claims_topic, settings.results_topic, settings.dead_letter_topic):
         parts = consumer.partitions_for_topic(topic)
@@ -132,7 +138,7 @@ def check_topics(consumer: KafkaConsumer, settings: Settings) -> dict[str, int]:
         if counts[topic] < need:
             raise ConfigError(
                 f"topic {topic!r} has {counts[topic]} partitions; it needs at least {need} "
-                f"(as many as {settings.claims_topic!r})"
+                f"(as many as {settings.claims_topic!r}): add partitions to it"
             )
     return counts
 
@@ -182,22 +188,9 @@ def rewind_to_committed(consumer: KafkaConsumer) -> None:
             consumer.seek(tp, committed)
 
 
-def read_event_ids(
-    settings: Settings,
-    topic: str,
-    partition: int,
-    window: int,
-    timeout_s: float,
-) -> list[str]:
-    """Read back the event-id headers of the last ``window`` committed records of one partition.
-
-    Reads with ``read_committed`` up to the end offset at call time. Gives up after ``timeout_s``
-    (an open transaction of another producer can hold the last stable offset) and returns what it has.
-    """
-    if window <= 0:
-        return []
-    tp = TopicPartition(topic, partition)
-    consumer = new_consumer(
+def make_readback_consumer(settings: Settings) -> KafkaConsumer:
+    """Return a group-less ``read_committed`` consumer for reading partition state back."""
+    return new_consumer(
         settings,
         Role.READBACK,
         group_id=None,
@@ -205,19 +198,74 @@ def read_event_ids(
         isolation_level="read_committed",
         max_poll_records=5000,
     )
-    ids: list[str] = []
+
+
+# Offsets read per step of a newest-first read-back: a read cut short loses at most this many of the
+# newest ids' neighbours, never the newest chunk.
+_READBACK_CHUNK = 5_000
+
+
+def read_event_ids(
+    settings: Settings,
+    topic: str,
+    partition: int,
+    window: int,
+    *,
+    timeout_s: float,
+    stop: threading.Event | None = None,
+    consumer_factory: Callable[[Settings], KafkaConsumer] = make_readback_consumer,
+) -> Restored:
+    """Read back the event-id headers of the newest ``window`` committed records of one partition.
+
+    Reads with ``read_committed`` backwards in chunks from the last stable offset, so a read cut short
+    (``timeout_s`` passed, or ``stop`` set) keeps the newest ids. Returns ``Restored`` with the ids
+    oldest first; ``complete`` is false (and ``detail`` says why) when the read was cut short.
+    """
+    if window <= 0:
+        return Restored(partition, [])
+    tp = TopicPartition(topic, partition)
+    consumer = consumer_factory(settings)
+    chunks: list[list[str]] = []  # newest chunk first
+    found, detail = 0, ""
     try:
         consumer.assign([tp])
-        end = consumer.end_offsets([tp])[tp]
-        start = max(0, end - window)
-        consumer.seek(tp, start)
+        begin = consumer.beginning_offsets([tp])[tp]
+        high = consumer.end_offsets([tp])[tp]
         deadline = time.monotonic() + timeout_s
-        while consumer.position(tp) < end and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    for key, value in record.headers or ():
-                        if key == EVENT_ID_HEADER and value is not None:
-                            ids.append(value.decode("utf-8", "replace"))
+        while found < window and high > begin and not detail:
+            low = max(begin, high - _READBACK_CHUNK)
+            chunk, detail = _read_range(consumer, tp, low, high, deadline=deadline, stop=stop)
+            chunks.append(chunk)
+            found += len(chunk)
+            high = low
     finally:
         consumer.close()
-    return ids
+    ids = [event_id for chunk in reversed(chunks) for event_id in chunk]
+    return Restored(partition, ids[-window:], complete=not detail, detail=detail)
+
+
+def _read_range(
+    consumer: KafkaConsumer,
+    tp: TopicPartition,
+    low: int,
+    high: int,
+    *,
+    deadline: float,
+    stop: threading.Event | None,
+) -> tuple[list[str], str]:
+    """Read the event ids of offsets [low, high); return them and why the read stopped early ("" if not)."""
+    ids: list[str] = []
+    consumer.seek(tp, low)
+    while consumer.position(tp) < high:
+        if stop is not None and stop.is_set():
+            return ids, "stopped"
+        if time.monotonic() > deadline:
+            return ids, "timed out"
+        for records in consumer.poll(timeout_ms=200).values():
+            for record in records:
+                if record.offset >= high:
+                    break
+                for key, value in record.headers or ():
+                    if key == EVENT_ID_HEADER and value is not None:
+                        ids.append(value.decode("utf-8", "replace"))
+    return ids, ""

@@ -1,0 +1,96 @@
+"""The one composition root: ``build_worker`` wires settings, clients, stores, codec, policy and metrics.
+
+Used by the CLI, the benchmark and the tests, so each runs the worker as it is assembled in production;
+tests replace a collaborator by passing it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from worker.contracts.codec import Codec
+from worker.ops.logs import get_logger
+from worker.ops.metrics import WorkerMetrics
+from worker.policy import catalog_policy
+from worker.runtime import kafka_io
+from worker.runtime.pipeline import Pipeline
+from worker.state.dedupe import SeenEvents
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
+    from structlog.typing import FilteringBoundLogger
+
+    from worker.config.settings import Settings
+    from worker.contracts.model import Claim
+    from worker.policy import Policy
+    from worker.policy.facts import Facts
+    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
+    from worker.state.store import Restored
+
+__all__ = ["build_worker", "event_id_reader", "readback_timeout_s"]
+
+
+def readback_timeout_s(settings: Settings) -> float:
+    """How long one partition's read-back may take before it is cut short (and counted)."""
+    return settings.transaction_timeout_ms / 1000 + 5
+
+
+def event_id_reader(settings: Settings) -> Callable[[int, threading.Event], Restored]:
+    """Return the duplicate filter's read-back: the newest event ids of one results partition."""
+
+    def read(partition: int, stop: threading.Event) -> Restored:
+        return kafka_io.read_event_ids(
+            settings,
+            settings.results_topic,
+            partition,
+            settings.dedup_window,
+            timeout_s=readback_timeout_s(settings),
+            stop=stop,
+        )
+
+    return read
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    consumer: KafkaConsumer | None = None,
+    producer_factory: Callable[[], KafkaProducer] | None = None,
+    codec: Codec | None = None,
+    policy: Policy | None = None,
+    registry: CollectorRegistry | None = None,
+    metrics: WorkerMetrics | None = None,
+    log: FilteringBoundLogger | None = None,
+    readback: Callable[[int, threading.Event], Restored] | None = None,
+    lookup_facts: Callable[[Claim], Facts] | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    claims_partitions: int | None = None,
+) -> Pipeline:
+    """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer)."""
+    policy = policy or catalog_policy(settings.policy)
+    if metrics is None:
+        metrics = WorkerMetrics(
+            registry if registry is not None else CollectorRegistry(),
+            criterion_ids=policy.criterion_ids,
+            reason_codes=policy.reason_codes,
+        )
+    return Pipeline(
+        settings,
+        consumer if consumer is not None else kafka_io.make_consumer(settings),
+        producer_factory or (lambda: kafka_io.make_producer(settings)),
+        codec or Codec(wire_format=settings.wire_format.value),
+        metrics,
+        log or get_logger("claims_worker"),
+        seen=SeenEvents(
+            settings.dedup_window, readback if readback is not None else event_id_reader(settings)
+        ),
+        policy=policy,
+        lookup_facts=lookup_facts,
+        clock=clock,
+        claims_partitions=claims_partitions,
+    )

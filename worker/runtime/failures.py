@@ -1,0 +1,297 @@
+"""What every failure means and what the worker does about it: the one place kafka-python errors are mapped.
+
+Modelled on Kafka Streams' split: fatal (fenced, not authorized, unsupported version, bad settings)
+ends the process with its own exit code; transient or abortable (timeouts, lost connections, an
+aborted transaction, an unreachable schema registry) is retried with one ``Backoff`` on one outage
+clock, and past ``CLAIMS_OUTAGE_LIMIT_S`` exits 4; bad input never gets here (it is dead-lettered);
+anything else is an internal error (exit 70, one log line with the type and record coordinates).
+
+Exit codes (also in ``claims-worker --help``):
+
+====  ===========================================================================================
+ 0    stopped cleanly (SIGTERM/SIGINT, or idle limit reached)
+ 2    bad settings, a missing topic or an output topic with too few partitions
+ 3    fenced: another live instance owns this transactional id or static member id (slot)
+ 4    Kafka or the schema registry unreachable past the limits
+ 5    not authorized: authentication failed or an ACL is missing (the message names what)
+ 6    the broker does not support a needed protocol version
+70    unexpected internal error
+====  ===========================================================================================
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kafka import errors as kerrors
+
+from worker.errors import ClaimsWorkerError, ConfigError, ExitCode, RegistryUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.config.settings import Settings
+
+__all__ = [
+    "Backoff",
+    "BatchAborted",
+    "ExitCode",
+    "FatalError",
+    "Kind",
+    "OutageTooLong",
+    "StalePartitions",
+    "Stopped",
+    "classify",
+    "describe",
+    "interruptible",
+    "is_transient",
+]
+
+T = TypeVar("T")
+
+
+class Kind(Enum):
+    """What a failure is, which decides what happens next."""
+
+    FENCED = ExitCode.FENCED
+    NOT_AUTHORIZED = ExitCode.NOT_AUTHORIZED
+    UNSUPPORTED_VERSION = ExitCode.UNSUPPORTED_VERSION
+    BAD_SETTINGS = ExitCode.BAD_SETTINGS
+    TRANSIENT = ExitCode.UNREACHABLE  # retried; exits 4 only past the outage limit
+    INTERNAL = ExitCode.INTERNAL
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The exit code when this kind of failure ends the process."""
+        return ExitCode(self.value)
+
+
+_FENCED: tuple[type[Exception], ...] = (
+    kerrors.ProducerFencedError,
+    kerrors.InvalidProducerEpochError,
+    kerrors.FencedInstanceIdError,
+)
+_NOT_AUTHORIZED: tuple[type[Exception], ...] = (
+    kerrors.AuthorizationError,  # topic, group, cluster, transactional id, delegation token
+    kerrors.SaslAuthenticationFailedError,
+    kerrors.UnsupportedSaslMechanismError,
+    kerrors.IllegalSaslStateError,
+)
+_UNSUPPORTED: tuple[type[Exception], ...] = (
+    kerrors.UnsupportedVersionError,
+    kerrors.UnsupportedForMessageFormatError,
+)
+_BAD_SETTINGS: tuple[type[Exception], ...] = (ConfigError, kerrors.KafkaConfigurationError)
+_FATAL: tuple[tuple[tuple[type[Exception], ...], Kind], ...] = (
+    (_FENCED, Kind.FENCED),
+    (_NOT_AUTHORIZED, Kind.NOT_AUTHORIZED),
+    (_UNSUPPORTED, Kind.UNSUPPORTED_VERSION),
+    (_BAD_SETTINGS, Kind.BAD_SETTINGS),
+)
+
+
+class OutageTooLong(ClaimsWorkerError):  # noqa: N818 - reads as the condition it reports
+    """Transient failures went on past the limit; ``cause`` is the last one."""
+
+    def __init__(self, cause: BaseException, waited_s: float, attempts: int) -> None:
+        super().__init__(f"{type(cause).__name__} for {waited_s:.0f}s over {attempts} attempts")
+        self.cause = cause
+        self.waited_s = waited_s
+        self.attempts = attempts
+
+
+class BatchAborted(ClaimsWorkerError):  # noqa: N818 - names what happened
+    """A batch's transaction was aborted and the consumer rewound (``__cause__`` says why); retried."""
+
+
+class StalePartitions(ClaimsWorkerError):  # noqa: N818 - names the condition
+    """The producer's metadata does not list an output partition yet: replace it (fresh metadata)."""
+
+
+class Stopped(ClaimsWorkerError):  # noqa: N818 - a signal, not an error
+    """The stop event was set while waiting: unwind and exit 0."""
+
+
+class FatalError(ClaimsWorkerError):
+    """A failure that ends the process: its ``kind`` gives the exit code, ``message`` the operator's line."""
+
+    def __init__(self, kind: Kind, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.cause = cause
+
+
+def classify(exc: BaseException) -> Kind:
+    """Return what ``exc`` is; the single mapping from exception types to decisions."""
+    if isinstance(exc, FatalError):
+        return exc.kind
+    for types, kind in _FATAL:
+        if isinstance(exc, types):
+            return kind
+    return Kind.TRANSIENT if isinstance(exc, OutageTooLong) or is_transient(exc) else Kind.INTERNAL
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether retrying may help: retriable or abortable Kafka errors, the registry, timeouts.
+
+    Every other ``KafkaError`` (an aborted transaction, a commit lost to a rebalance, ...) is abortable:
+    the batch is aborted and comes again, on the same backoff and outage clock as a lost broker.
+    """
+    from worker.runtime.kafka_io import IndefiniteOutcome  # noqa: PLC0415 - kafka_io imports this module
+
+    if isinstance(exc, _FENCED + _NOT_AUTHORIZED + _UNSUPPORTED + _BAD_SETTINGS):
+        return False
+    return isinstance(
+        exc, (kerrors.KafkaError, RegistryUnavailable, IndefiniteOutcome, BatchAborted, StalePartitions)
+    )
+
+
+def describe(exc: BaseException, settings: Settings) -> str:
+    """Return the operator's one line for a fatal failure, naming the topic, group or id involved.
+
+    Never includes record data: only exception types, settings names and what the broker named.
+    """
+    kind = classify(exc)
+    name = type(exc).__name__
+    if isinstance(exc, (FatalError, ConfigError)):
+        return str(exc)
+    if kind is Kind.FENCED:
+        return _who_fenced(exc, settings)
+    if kind is Kind.NOT_AUTHORIZED:
+        return f"not authorized ({name}): {_what_was_refused(exc, settings)}"
+    if kind is Kind.UNSUPPORTED_VERSION:
+        return (
+            f"the broker does not support a protocol version the worker needs ({name}); "
+            "transactions need Kafka 2.5 or newer"
+        )
+    return f"{name}: {exc}" if kind is Kind.BAD_SETTINGS else name
+
+
+def _who_fenced(exc: BaseException, settings: Settings) -> str:
+    """Say which live worker took this instance's slot."""
+    name = type(exc).__name__
+    if isinstance(exc, kerrors.FencedInstanceIdError):
+        return (
+            f"fenced ({name}): another live worker uses instance slot {settings.instance!r} "
+            f"(static member id {group_instance_id(settings)!r} in group {settings.group_id!r}); "
+            "give each worker its own CLAIMS_INSTANCE"
+        )
+    return (
+        f"fenced ({name}): a newer producer owns transactional id {settings.transactional_id!r}; "
+        f"another worker runs with CLAIMS_INSTANCE={settings.instance!r}"
+    )
+
+
+def _what_was_refused(exc: BaseException, settings: Settings) -> str:
+    """Name the resource behind an authorization or authentication failure."""
+    detail = _broker_detail(exc)
+    if isinstance(exc, kerrors.TopicAuthorizationFailedError):
+        topics = detail or (
+            f"one of {settings.claims_topic!r}, {settings.results_topic!r}, {settings.dead_letter_topic!r}"
+        )
+        return f"topic {topics}: grant this principal the topic ACLs (read the claims, write the outputs)"
+    if isinstance(exc, kerrors.GroupAuthorizationFailedError):
+        return f"consumer group {settings.group_id!r}: grant READ on the group"
+    if isinstance(exc, kerrors.TransactionalIdAuthorizationFailedError):
+        return f"transactional id {settings.transactional_id!r}: grant WRITE and DESCRIBE on it"
+    if isinstance(exc, kerrors.ClusterAuthorizationFailedError):
+        return "the cluster (IDEMPOTENT_WRITE or a cluster action): grant it to this principal"
+    return "authentication with the brokers failed: check the SASL or TLS credentials"
+
+
+def _broker_detail(exc: BaseException) -> str:
+    """Return the topic names kafka-python put into the exception, if any."""
+    names: list[str] = []
+    for arg in getattr(exc, "args", ()):
+        items: Any = arg if isinstance(arg, (set, frozenset, list, tuple)) else [arg]
+        names.extend(str(item) for item in items if isinstance(item, str))
+    return ", ".join(repr(n) for n in sorted(names))
+
+
+def group_instance_id(settings: Settings) -> str:
+    """Return the static group member id of this instance slot (stable across restarts, unique when live)."""
+    return f"{settings.group_id}-{settings.instance}"
+
+
+class Backoff:
+    """Exponential backoff that a stop request cuts short, with one outage clock.
+
+    ``failed`` counts a failure and returns the delay to wait; past ``limit_s`` since the first
+    failure of the current outage (or past ``max_attempts``) it raises ``OutageTooLong``.
+    ``succeeded`` ends the outage. ``wait`` sleeps the delay unless ``stop`` is set (then raises
+    ``Stopped``), so every wait of the worker answers SIGTERM within ``stop.wait``'s latency.
+    """
+
+    __slots__ = ("_base", "_cap", "_clock", "_limit_s", "_max_attempts", "_stop", "attempts", "since")
+
+    def __init__(
+        self,
+        stop: threading.Event,
+        *,
+        limit_s: float | None = None,
+        max_attempts: int | None = None,
+        base_s: float = 0.5,
+        cap_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stop = stop
+        self._limit_s = limit_s
+        self._max_attempts = max_attempts
+        self._base = base_s
+        self._cap = cap_s
+        self._clock = clock
+        self.attempts = 0
+        self.since: float | None = None
+
+    def failed(self, exc: BaseException) -> float:
+        """Count a transient failure; return the delay before the next try or raise ``OutageTooLong``."""
+        now = self._clock()
+        self.since = now if self.since is None else self.since
+        self.attempts += 1
+        waited = now - self.since
+        if (self._limit_s is not None and waited > self._limit_s) or (
+            self._max_attempts is not None and self.attempts > self._max_attempts
+        ):
+            raise OutageTooLong(exc, waited, self.attempts) from exc
+        return float(min(self._base * 2 ** (self.attempts - 1), self._cap))
+
+    def wait(self, delay_s: float) -> None:
+        """Sleep ``delay_s`` unless stopped; raise ``Stopped`` when the stop event is (or becomes) set."""
+        if self._stop.wait(delay_s):
+            raise Stopped
+
+    def succeeded(self) -> None:
+        """End the current outage: the next failure starts a new clock."""
+        self.attempts = 0
+        self.since = None
+
+
+def interruptible(call: Callable[[], T], stop: threading.Event, what: str, poll_s: float = 0.1) -> T:
+    """Run a blocking ``call`` (a client constructor, a read-back) on a helper thread until done or stopped.
+
+    kafka-python's constructors block for up to ``api_version_auto_timeout_ms`` (30 s against a closed
+    port) without a way to cancel them; on stop the helper thread is abandoned (a daemon) and
+    ``Stopped`` is raised, so SIGTERM is answered within ``poll_s``.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"interruptible-{what}", daemon=True).start()
+    while not done.wait(poll_s):
+        if stop.is_set():
+            raise Stopped
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]

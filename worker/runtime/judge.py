@@ -1,0 +1,104 @@
+"""The pure step of the worker: one consumed record in, one ``Judgement`` out.
+
+Decode, duplicate check, decide.
+
+No I/O and no clock: the duplicate filter is only read (ids are staged by the session once the output
+is sent), the decision time is passed in, and reference-data facts come from ``lookup_facts``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
+from worker.policy import decide
+from worker.policy.facts import Facts
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+
+    from worker.contracts.codec import Codec
+    from worker.contracts.model import Claim, Decision
+    from worker.policy import Policy
+    from worker.state.dedupe import SeenEvents
+
+__all__ = ["DuplicateEvent", "Judgement", "Record", "judge", "no_facts"]
+
+
+class Record(Protocol):
+    """What the worker reads from a consumed record (kafka-python's ConsumerRecord has it all)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+
+class DuplicateEvent(BadRecord):
+    """The event id was already published for this partition: the redelivery is dead-lettered."""
+
+    def __init__(self) -> None:
+        super().__init__(DeadLetterClass.DUPLICATE_EVENT, "event_id: already adjudicated (redelivered event)")
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What the worker concluded about one record: a decided claim, or why it cannot be judged."""
+
+    record: Record
+    claim: Claim | None = None
+    decision: Decision | None = None
+    error: BadRecord | None = None
+    decide_s: float = 0.0
+    policy: Policy | None = None  # the policy a REJECTED answer names
+
+
+def no_facts(_claim: Claim) -> Facts:
+    """Look nothing up (no prescriber directory configured)."""
+    return Facts()
+
+
+def _decide(
+    claim: Claim, facts: Facts, policy: Policy, decided_at: datetime, *, automated_denials: bool
+) -> Decision:
+    """Call the policy: the only call to ``decide`` in the worker (live and replay alike)."""
+    return decide(claim, facts, policy, decided_at, automated_denials=automated_denials)
+
+
+def judge(
+    record: Record,
+    *,
+    codec: Codec,
+    seen: SeenEvents,
+    policy: Policy,
+    decided_at: datetime,
+    lookup_facts: Callable[[Claim], Facts] = no_facts,
+    automated_denials: bool = False,
+) -> Judgement:
+    """Judge one record; never raises for bad input (it becomes ``Judgement.error``).
+
+    A malformed claim that names its claim id stays ``error`` (``MalformedClaim``): ``route`` answers it
+    with a REJECTED result, unless its event was already answered (then it is a duplicate).
+    Infrastructure failures (an unreachable schema registry) do raise: they are not the record's fault.
+    """
+    try:
+        claim = codec.decode_claim(record.value)
+        if seen.seen(record.partition, claim.event_id):
+            raise DuplicateEvent
+    except MalformedClaim as error:
+        if error.event_id is not None and seen.seen(record.partition, error.event_id):
+            return Judgement(record, error=DuplicateEvent(), policy=policy)
+        return Judgement(record, error=error, policy=policy)
+    except BadRecord as error:
+        return Judgement(record, error=error, policy=policy)
+    facts = lookup_facts(claim)
+    tick = time.perf_counter()
+    decision = _decide(claim, facts, policy, decided_at, automated_denials=automated_denials)
+    return Judgement(
+        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
+    )
