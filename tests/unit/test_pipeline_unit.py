@@ -149,7 +149,12 @@ class TestJudgeAndRoute:
             return Facts()
 
         judge(
-            Rec(_value(1)), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW, lookup_facts=lookup
+            Rec(_value(1)),
+            codec=CODEC,
+            seen=SeenEvents(10),
+            policy=POLICY,
+            decided_at=NOW,
+            lookup_facts=lookup,
         )
         judge(
             Rec(b"junk"), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW, lookup_facts=lookup
