@@ -102,8 +102,21 @@ def test_malformed_flood_is_answered_record_by_record_without_a_restart(kafka_bo
         assert letter["error_class"]
         assert letter["reason"].strip()
     dead_keys = {letter["original_key"] for letter in out.dead_letters}
-    # Every malformed record is dead-lettered, except bit flips, which may still decode to a valid claim.
-    must_die = {key for key, _ in records if key.startswith(b"bad-") and not key.startswith(b"bad-bit-flip")}
+    # A decodable claim with a readable claim id and a broken field is answered: a REJECTED result with
+    # NCPDP M/I reject codes. Every other malformed record is dead-lettered, except bit flips, which
+    # may still decode to a valid claim.
+    answered = {key for key, _ in records if key.startswith(b"bad-invalid-field")}
+    rejected = {r["claim_id"]: r for r in out.results if r["outcome"] == "REJECTED"}
+    expected_ids = {f"bad-{int(key.rsplit(b'-', 1)[1]):06d}" for key in answered}
+    assert expected_ids <= set(rejected), (
+        f"{len(expected_ids - set(rejected))} invalid claims got no REJECTED"
+    )
+    assert all(rejected[claim_id]["reject_codes"] for claim_id in expected_ids)
+    must_die = {
+        key
+        for key, _ in records
+        if key.startswith(b"bad-") and not key.startswith((b"bad-bit-flip", b"bad-invalid-field"))
+    }
     assert must_die <= dead_keys, f"{len(must_die - dead_keys)} malformed records were not dead-lettered"
     assert not any(key.startswith(b"valid-") for key in dead_keys), "a valid claim was dead-lettered"
     assert len(out.results) >= VALID

@@ -181,6 +181,8 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         gc.freeze()
         metrics.set_running(True)
         code = worker.run(stop)
+        if code != ExitCode.OK and worker.failure is not None:
+            print(f"error: {worker.failure}", file=sys.stderr)
     except Stopped:
         code = ExitCode.OK
     except OutageTooLong as exc:

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 
-_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED)
+_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
 @dataclass
@@ -92,6 +92,7 @@ class Pipeline:
         self.metrics = metrics
         self.log = log
         self.policy = policy if policy is not None else catalog_policy(settings.policy)
+        self.failure: str | None = None  # the one line a fatal exit prints on stderr
         self.seen = seen
         self._lookup_facts = lookup_facts or no_facts
         self._clock = clock
@@ -168,6 +169,10 @@ class Pipeline:
                 attempt=exc.attempts,
                 limit_s=self.settings.outage_limit_s,
             )
+            self.failure = (
+                f"Kafka still failing after {exc.waited_s:.0f} s ({type(exc.cause).__name__}):"
+                " past CLAIMS_OUTAGE_LIMIT_S"
+            )
             return ExitCode.UNREACHABLE
         except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
             return self._fatal(exc)
@@ -223,6 +228,7 @@ class Pipeline:
             self.log.error(
                 "internal_error", error=type(cause).__name__, topic=topic, partition=partition, offset=offset
             )
+            self.failure = f"internal error ({type(cause).__name__}) at {topic}[{partition}]@{offset}"
             return ExitCode.INTERNAL
         event = {
             Kind.FENCED: "member_fenced"
@@ -232,10 +238,11 @@ class Pipeline:
             Kind.UNSUPPORTED_VERSION: "unsupported_version",
             Kind.BAD_SETTINGS: "bad_settings",
         }.get(kind, "kafka_fatal")
+        self.failure = describe(cause, self.settings)
         self.log.error(
             event,
             error=type(cause).__name__,
-            message=describe(cause, self.settings),
+            message=self.failure,
             transactional_id=self.settings.transactional_id,
             group_id=self.settings.group_id,
         )
