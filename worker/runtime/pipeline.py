@@ -85,6 +85,7 @@ class Pipeline:
         lookup_facts: Callable[[Claim], Facts] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         claims_partitions: int | None = None,
+        refresh: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -94,6 +95,7 @@ class Pipeline:
         self.policy = policy if policy is not None else catalog_policy(settings.policy)
         self.seen = seen
         self._lookup_facts = lookup_facts or no_facts
+        self._refresh = refresh  # once per pass: reference data updates (worker.runtime.reference)
         self._clock = clock
         stores = (seen,)
         self.partitions = PartitionState(
@@ -247,6 +249,8 @@ class Pipeline:
         Returns the committed batch's report, or ``None`` when nothing was processed. Raises what failed.
         """
         self.session.recover()
+        if self._refresh is not None:
+            self._refresh()
         if self.partitions.grew:
             self.partitions.grew = False
             self.session.replace("the claims topic gained partitions")
