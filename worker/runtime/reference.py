@@ -166,7 +166,7 @@ def open_reference(
         directory = Directory.open(settings.directory_path)
     except DirectoryIndexError as exc:
         raise ConfigError(f"CLAIMS_DIRECTORY_PATH: {exc}") from None
-    log.info("directory_opened", directory_version=directory.version, rows=len(directory))
+    log.info("directory_opened", directory_version=directory.version, n=len(directory))
     topic = settings.directory_updates_topic
     if topic is None:
         return ReferenceData(directory, None, metrics)
