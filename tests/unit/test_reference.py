@@ -247,3 +247,20 @@ def test_open_reference_opens_the_index_and_follows_nothing_without_a_topic(inde
         reference.refresh()  # no follower: nothing to poll, nothing raised
     finally:
         reference.close()
+
+
+def test_directory_metrics_have_every_closed_child_at_zero_and_refuse_free_text_versions():
+    """Every role x ProviderStatus lookup series exists at 0 from the start; a version that is not a code is shown as OTHER."""
+    registry = CollectorRegistry()
+    metrics = DirectoryMetrics(registry)
+    for role in ("prescriber", "consultant"):
+        for status in ProviderStatus:
+            labels = {"role": role, "status": status.value}
+            assert _sample(registry, "claims_worker_directory_lookups_total", labels) == 0
+    metrics.set_directory("release with spaces/and slashes", date(2024, 7, 8))
+    assert (
+        _sample(registry, "claims_worker_directory_info", {"version": "OTHER", "release_date": "2024-07-08"})
+        == 1
+    )
+    with pytest.raises(KeyError):
+        metrics.record_lookup("pharmacist", "ACTIVE")
