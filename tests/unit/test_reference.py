@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 import structlog
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from tests.unit.claims import make_claim
@@ -21,6 +22,7 @@ from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import Facts, ProviderStatus
+from worker.runtime.failures import Kind, Stopped, classify
 from worker.runtime.reference import ReferenceData, lookup, open_reference
 
 ONCOLOGY = "207RX0202X"
@@ -264,3 +266,44 @@ def test_directory_metrics_have_every_closed_child_at_zero_and_refuse_free_text_
     )
     with pytest.raises(KeyError):
         metrics.record_lookup("pharmacist", "ACTIVE")
+
+
+class _SlowFollower:
+    """A follower whose catch-up fails (timeout) or blocks until released (for the stop test)."""
+
+    def __init__(self, error=None):
+        self.error = error
+        self.release = threading.Event()
+        self.closed = False
+
+    def catch_up(self, _timeout_s):
+        if self.error is not None:
+            raise self.error
+        self.release.wait(10)
+        return 0
+
+
+def test_catch_up_past_the_timeout_is_a_kafka_outage_exit_4(index_path):
+    """A catch-up that times out raises KafkaTimeoutError, which the start-up maps to exit 4."""
+    settings = load_settings(
+        {"CLAIMS_DIRECTORY_PATH": str(index_path), "CLAIMS_DIRECTORY_UPDATES_TOPIC": "directory-updates"}
+    )
+    follower = _SlowFollower(KafkaTimeoutError("not read to its end"))
+    with pytest.raises(KafkaTimeoutError) as raised:
+        open_reference(settings, structlog.get_logger(), threading.Event(), connect=lambda _make: follower)
+    assert classify(raised.value) is Kind.TRANSIENT  # run.py: a transient failure at start-up exits 4
+
+
+def test_catch_up_is_stoppable(index_path):
+    """A stop during catch-up raises Stopped at once instead of waiting for the topic's end."""
+    settings = load_settings(
+        {"CLAIMS_DIRECTORY_PATH": str(index_path), "CLAIMS_DIRECTORY_UPDATES_TOPIC": "directory-updates"}
+    )
+    follower = _SlowFollower()
+    stop = threading.Event()
+    stop.set()
+    try:
+        with pytest.raises(Stopped):
+            open_reference(settings, structlog.get_logger(), stop, connect=lambda _make: follower)
+    finally:
+        follower.release.set()
