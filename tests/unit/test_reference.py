@@ -11,7 +11,9 @@ from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
 from tests.unit.claims import make_claim
+from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
 from worker.contracts.model import Outcome
 from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.directory import Directory, Entry
@@ -22,6 +24,7 @@ from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import Facts, ProviderStatus
+from worker.runtime.compose import build_worker
 from worker.runtime.failures import Kind, Stopped, classify
 from worker.runtime.reference import ReferenceData, lookup, open_reference
 
@@ -307,3 +310,53 @@ def test_catch_up_is_stoppable(index_path):
             open_reference(settings, structlog.get_logger(), stop, connect=lambda _make: follower)
     finally:
         follower.release.set()
+
+
+class _CountingReference(ReferenceData):
+    """ReferenceData that counts its refresh calls."""
+
+    refreshes = 0
+
+    def refresh(self):
+        self.refreshes += 1
+        super().refresh()
+
+
+def test_the_worker_refreshes_once_per_pass_and_results_carry_the_directory_version(directory):
+    """build_worker(reference=...) looks claims up through the directory, applies updates before a pass's poll, and
+    the published result names the directory version (index plus the update that answered)."""
+    key, value = encode_update(int(FAMILY_PHYSICIAN), Entry(1, (ONCOLOGY,), 0), "weekly", date(2024, 7, 15))
+    cluster = FakeCluster()
+    codec = Codec()
+    cluster.append(0, codec.encode_claim(_prescribed_by(FAMILY_PHYSICIAN, event_id="e1", claim_id="c1")))
+    stop = threading.Event()
+    reference = _CountingReference(
+        directory, DirectoryUpdates(directory, _FakeConsumer([_Record(key, value)]), "t"), None
+    )
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"})
+    worker = build_worker(
+        settings,
+        consumer=FakeConsumer(cluster, stop),
+        producer_factory=lambda: FakeProducer(cluster, {}),
+        codec=codec,
+        registry=CollectorRegistry(),
+        log=structlog.get_logger(),
+        readback=cluster.read_back,
+        clock=lambda: DECIDED_AT,
+        claims_partitions=len(cluster.logs),
+        reference=reference,
+    )
+    passes = []
+    poll_once = worker.poll_once
+    worker.poll_once = lambda: passes.append(1) or poll_once()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        stop.set()
+        thread.join()
+        pytest.fail("the worker never went idle")
+    [result] = [codec.decode_result(r.value) for r in cluster.results()]
+    assert result["outcome"] == "APPROVED"
+    assert result["reference_versions"] == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly"}
+    assert reference.refreshes == len(passes) > 0
