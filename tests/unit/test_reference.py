@@ -24,6 +24,7 @@ from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import Facts, ProviderStatus
+from worker.runtime.access import worker_needs
 from worker.runtime.compose import build_worker
 from worker.runtime.failures import Kind, Stopped, classify
 from worker.runtime.reference import ReferenceData, lookup, open_reference
@@ -360,3 +361,14 @@ def test_the_worker_refreshes_once_per_pass_and_results_carry_the_directory_vers
     assert result["outcome"] == "APPROVED"
     assert result["reference_versions"] == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly"}
     assert reference.refreshes == len(passes) > 0
+
+
+def test_following_updates_needs_read_on_the_updates_topic_only_when_a_directory_is_set(index_path):
+    """check-access asks for Read on the updates topic exactly when the worker will follow it."""
+    base = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_DIRECTORY_UPDATES_TOPIC": "directory-updates"}
+    without = worker_needs(load_settings(base))
+    assert all(need.name != "directory-updates" for need in without)
+    needs = worker_needs(load_settings({**base, "CLAIMS_DIRECTORY_PATH": str(index_path)}))
+    [need] = [n for n in needs if n.name == "directory-updates"]
+    assert need.operation.value == "READ"
+    assert len(needs) == len(without) + 1
