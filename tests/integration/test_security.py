@@ -418,12 +418,11 @@ def test_write_revoked_while_running_loses_nothing(revoked_run):
 
 
 def test_write_revoked_while_running_exits_5_naming_the_topic(revoked_run):
-    """A worker that loses WRITE on results while running exits 5 within the outage limit, its log line naming the topic.
-
-    A failure inside the loop is reported like a fenced worker's: one JSON log line (``not_authorized``)
-    whose message names what was refused; only start-up failures print an ``error:`` line on stderr.
-    """
+    """A worker that loses WRITE on results while running exits 5 within the outage limit, one error line naming the topic."""
     assert revoked_run["code"] == EXIT_NOT_AUTHORIZED
+    errors = [line for line in revoked_run["stderr"].splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, revoked_run["stderr"]
+    assert revoked_run["results_topic"] in errors[0]
     refused = [line for line in _json_lines(revoked_run["stdout"]) if line.get("event") == "not_authorized"]
     assert len(refused) == 1, revoked_run["stdout"][-2000:]
     assert revoked_run["results_topic"] in refused[0]["message"]

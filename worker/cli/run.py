@@ -195,6 +195,8 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         gc.freeze()
         metrics.set_running(True)
         code = worker.run(stop)
+        if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
+            print(f"error: {worker.failure}", file=sys.stderr)
     except Stopped:
         code = ExitCode.OK
     except OutageTooLong as exc:

@@ -116,6 +116,7 @@ class Pipeline:
         self._failed_since_commit = False
         self._current: tuple[str, int, int] | None = None
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
+        self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -169,6 +170,10 @@ class Pipeline:
                 waited_s=round(exc.waited_s, 1),
                 attempt=exc.attempts,
                 limit_s=self.settings.outage_limit_s,
+            )
+            self.failure = (
+                f"Kafka unreachable for {exc.waited_s:.0f}s ({type(exc.cause).__name__}), "
+                f"past CLAIMS_OUTAGE_LIMIT_S={self.settings.outage_limit_s:g}"
             )
             return ExitCode.UNREACHABLE
         except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
@@ -225,6 +230,7 @@ class Pipeline:
             self.log.error(
                 "internal_error", error=type(cause).__name__, topic=topic, partition=partition, offset=offset
             )
+            self.failure = f"internal error ({type(cause).__name__}) at {topic}[{partition}]@{offset}"
             return ExitCode.INTERNAL
         event = {
             Kind.FENCED: "member_fenced"
@@ -234,10 +240,11 @@ class Pipeline:
             Kind.UNSUPPORTED_VERSION: "unsupported_version",
             Kind.BAD_SETTINGS: "bad_settings",
         }.get(kind, "kafka_fatal")
+        self.failure = describe(cause, self.settings)
         self.log.error(
             event,
             error=type(cause).__name__,
-            message=describe(cause, self.settings),
+            message=self.failure,
             transactional_id=self.settings.transactional_id,
             group_id=self.settings.group_id,
         )
