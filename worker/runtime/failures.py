@@ -197,7 +197,10 @@ def _what_was_refused(exc: BaseException, settings: Settings) -> str:
     if isinstance(exc, kerrors.GroupAuthorizationFailedError):
         return f"consumer group {settings.group_id!r}: grant READ on the group"
     if isinstance(exc, kerrors.TransactionalIdAuthorizationFailedError):
-        return f"transactional id {settings.transactional_id!r}: grant WRITE and DESCRIBE on it"
+        return (
+            f"WRITE on the transactional id {settings.transactional_id!r} (prefix "
+            "CLAIMS_TRANSACTIONAL_ID_PREFIX-) is missing: grant WRITE and DESCRIBE on it"
+        )
     if isinstance(exc, kerrors.ClusterAuthorizationFailedError):
         return "the cluster (IDEMPOTENT_WRITE or a cluster action): grant it to this principal"
     return "authentication with the brokers failed: check the SASL or TLS credentials"
