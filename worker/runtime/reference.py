@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ReferenceData", "lookup", "open_reference"]
 
+_NOTHING = Facts()  # frozen: one shared instance for claims that need no lookup
+
 UPDATES_PER_PASS = 500
 """Most update records applied per loop pass (each is a dict assignment: microseconds)."""
 
@@ -62,7 +64,7 @@ def lookup(directory: Directory, claim: Claim) -> Facts:
     ):
         consultant = directory.facts(consultation.consultant_npi, when)
     if prescriber is None and consultant is None:
-        return Facts()
+        return _NOTHING
     return Facts(
         prescriber=prescriber,
         consultant=consultant,
