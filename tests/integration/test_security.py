@@ -7,6 +7,7 @@ topic; ``admin`` is the super user that creates topics, seeds claims and reads b
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
@@ -403,6 +404,7 @@ def revoked_run(secured):
     return {
         "code": code,
         "stderr": stderr_path.read_text(),
+        "stdout": stdout_path.read_text(),
         "results_topic": topics["CLAIMS_RESULTS_TOPIC"],
         "before": before,
         "after": (committed(), result_count()),
@@ -415,16 +417,26 @@ def test_write_revoked_while_running_loses_nothing(revoked_run):
     assert revoked_run["after"] == revoked_run["before"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kafka-python treats TopicAuthorizationFailedError as abortable and the run loop retries it "
-    "forever without the outage clock (issue 9); the run-loop fix maps it to exit 5",
-)
 def test_write_revoked_while_running_exits_5_naming_the_topic(revoked_run):
-    """A worker that loses WRITE on results while running exits 5 within the outage limit naming the topic."""
+    """A worker that loses WRITE on results while running exits 5 within the outage limit, one error line naming the topic."""
     assert revoked_run["code"] == EXIT_NOT_AUTHORIZED
-    assert revoked_run["results_topic"] in revoked_run["stderr"]
+    errors = [line for line in revoked_run["stderr"].splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, revoked_run["stderr"]
+    assert revoked_run["results_topic"] in errors[0]
+    refused = [line for line in _json_lines(revoked_run["stdout"]) if line.get("event") == "not_authorized"]
+    assert len(refused) == 1, revoked_run["stdout"][-2000:]
+    assert revoked_run["results_topic"] in refused[0]["message"]
     assert "Traceback" not in revoked_run["stderr"]
+
+
+def _json_lines(text: str) -> list[dict]:
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return lines
 
 
 def test_no_output_shows_a_password_or_key_material(secured):

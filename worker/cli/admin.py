@@ -46,9 +46,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         f" [default: {DEFAULT_MIN_INSYNC_REPLICAS}; 1 for a single broker]",
     )
     topics.set_defaults(handler=create_topics)
-    sub.add_parser(
+    seed = sub.add_parser(
         "seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic"
-    ).set_defaults(handler=seed_samples)
+    )
+    seed.add_argument(
+        "--directory-samples",
+        action="store_true",
+        help="also produce claims without a taxonomy, decided through the bundled sample directory",
+    )
+    seed.set_defaults(handler=seed_samples)
     show = sub.add_parser("show-results", help="print the committed results and dead letters as a table")
     show.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for more records")
     show.set_defaults(handler=show_results)
@@ -94,16 +100,19 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def seed_samples(_args: argparse.Namespace, settings: Settings) -> int:
-    """Produce the bundled sample claims and poison records to the claims topic."""
+def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
+    """Produce the bundled sample claims and poison records (and directory samples) to the claims topic."""
     from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.devtools.samples import poison_records, sample_claims  # noqa: PLC0415
+    from worker.devtools.samples import directory_samples, poison_records, sample_claims  # noqa: PLC0415
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
 
     codec = Codec()
     producer = new_producer(settings, Role.SEEDER, acks="all")
     n = 0
-    for sample in sample_claims():
+    samples = sample_claims()
+    if getattr(args, "directory_samples", False):
+        samples += directory_samples()
+    for sample in samples:
         value = codec.encode_claim(sample.claim, version=sample.schema_version)
         producer.send(settings.claims_topic, key=sample.claim.claim_id.encode(), value=value)
         n += 1

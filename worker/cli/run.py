@@ -106,10 +106,11 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
     from worker.ops.health import HealthServer  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
-    from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
+    from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
     from worker.runtime import kafka_io  # noqa: PLC0415
     from worker.runtime.compose import build_worker  # noqa: PLC0415
+    from worker.runtime.reference import open_reference  # noqa: PLC0415
 
     configure_logging(settings.log_format.value, settings.log_level)
     log = get_logger("claims_worker")
@@ -149,7 +150,19 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         transactional_id=settings.transactional_id,
     )
     consumer = None
+    reference = None
     try:
+        # The directory first: a bad index is exit 2 before any Kafka wait; the updates topic is read
+        # to its end before the worker exists, so /readyz stays "connecting" until the overlay is current.
+        reference = open_reference(
+            settings,
+            log,
+            stop,
+            metrics=DirectoryMetrics(registry) if settings.directory_path is not None else None,
+            connect=lambda make: with_retries(
+                settings.startup_retries, make, log, stop=stop, what="directory-updates"
+            ),
+        )
         consumer = with_retries(
             settings.startup_retries,
             lambda: kafka_io.make_consumer(settings),
@@ -173,6 +186,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             metrics=metrics,
             log=log,
             claims_partitions=counts[settings.claims_topic],
+            reference=reference,
         )
         consumer = None  # the worker owns and closes it now
         readiness.check = worker.readiness
@@ -181,7 +195,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         gc.freeze()
         metrics.set_running(True)
         code = worker.run(stop)
-        if code != ExitCode.OK and worker.failure is not None:
+        if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
             print(f"error: {worker.failure}", file=sys.stderr)
     except Stopped:
         code = ExitCode.OK
@@ -201,6 +215,8 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     finally:
         if consumer is not None:
             consumer.close(autocommit=False)
+        if reference is not None:
+            reference.close()
         metrics.set_running(False)
         health.stop()
     log.info("stopped", exit_code=int(code))

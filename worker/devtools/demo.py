@@ -1,5 +1,9 @@
 """`make run`: broker (unless configured), topics, sample claims, the worker, then a table of decisions.
 
+The worker reads the bundled sample prescriber directory (built into a scratch folder first), and the
+seeded claims include some that send no taxonomy, so criterion B is decided through the directory
+(the table's "B from" column says which source decided B).
+
 `make run SECURE=1` (``--secure``) starts the broker with SASL_SSL, SCRAM and ACLs instead: set-up
 and the table run as the super user ``admin``, the worker as ``claims-worker`` holding exactly the
 ACLs of docs/security.md, after ``check-access`` has confirmed them.
@@ -10,7 +14,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 
 from worker.devtools import broker as local_broker
 
@@ -52,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("CLAIMS_EXIT_WHEN_IDLE_S", "3")
     env.setdefault("CLAIMS_METRICS_PORT", "0")
     env.setdefault("CLAIMS_LOG_FORMAT", "console")
+    scratch = tempfile.TemporaryDirectory(prefix="claims-demo-")
+    env.setdefault("CLAIMS_DIRECTORY_PATH", str(_sample_directory(Path(scratch.name))))
     cli = [sys.executable, "-m", "worker"]
     steps: list[tuple[str, list[str], dict[str, str]]] = [
         (
@@ -59,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             ["create-topics", "--partitions", "2", "--replication-factor", "1", "--min-insync-replicas", "1"],
             env,
         ),
-        ("producing the bundled sample claims and poison records", ["seed-samples"], env),
+        (
+            "producing the bundled sample claims, poison records and claims without a taxonomy",
+            ["seed-samples", "--directory-samples"],
+            env,
+        ),
         ("running the worker until the topic is drained (idle 3 s)", ["run"], env | worker_env),
         ("what the worker decided (read back from the output topics)", ["show-results"], env),
     ]
@@ -74,10 +86,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: `claims-worker {' '.join(args)}` exited {code}", file=sys.stderr)
                 return code
     finally:
+        scratch.cleanup()
         if started:
             _step("stopping the local broker")
             local_broker.stop_broker()
     return 0
+
+
+def _sample_directory(folder: Path) -> Path:
+    """Build the bundled sample prescriber directory's index in ``folder`` and return its path."""
+    from worker.devtools.nppes_sample import build_sample_index  # noqa: PLC0415 - only here
+
+    _step("building the bundled sample prescriber directory (NPPES layout)")
+    index = build_sample_index(folder / "nppes-sample.idx")
+    print(f"directory index at {index}")
+    return index
 
 
 def _grant_worker(broker: local_broker.Broker, env: dict[str, str]) -> None:

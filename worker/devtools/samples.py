@@ -18,6 +18,7 @@ __all__ = [
     "IXEMPRA_15MG_NDC",
     "IXEMPRA_45MG_NDC_HYPHENATED",
     "Sample",
+    "directory_samples",
     "poison_records",
     "sample_claims",
     "sample_records",
@@ -144,6 +145,42 @@ def sample_claims() -> list[Sample]:
     ]
     old_versions = {"approve-v1-writer": 1}
     return [Sample(label, Claim.model_validate(record), old_versions.get(label)) for label, record in records]
+
+
+# NPIs of the bundled NPPES sample (worker/devtools/nppes_sample.py) and one it does not list.
+_SECONDARY_ONCOLOGY_NPI = "1111111112"  # internal medicine primary, medical oncology secondary
+_ONCOLOGY_CLINIC_NPI = "2222222228"  # an organisation (entity type 2)
+_DEACTIVATED_NPI = "1444444446"  # deactivated 2024-01-15, before the samples' date of service
+_UNLISTED_NPI = "1999999992"  # passes the check digit, not in the sample directory
+
+
+def directory_samples() -> list[Sample]:
+    """Return sample claims that send no taxonomy, so criterion B is decided through the directory.
+
+    Meant for a worker with the bundled sample directory (``make run``): without one they all pend on B.
+    """
+    records = [
+        (
+            "dir-approve-secondary-oncology",
+            _record(21, prescriber={"npi": _SECONDARY_ONCOLOGY_NPI}),
+        ),
+        (
+            "dir-approve-consultant-from-directory",
+            _record(
+                22,
+                diagnoses=_dx("C50.912"),
+                prescriber={"npi": _FAMILY_PHYSICIAN_NPI},
+                attestation={
+                    "disease_status": "RECURRENT",
+                    "consultation": {"status": "YES", "consultant_npi": _CONSULTANT_NPI},
+                },
+            ),
+        ),
+        ("dir-organisation-npi", _record(23, prescriber={"npi": _ONCOLOGY_CLINIC_NPI})),
+        ("dir-deactivated-npi", _record(24, prescriber={"npi": _DEACTIVATED_NPI})),
+        ("dir-unknown-npi", _record(25, prescriber={"npi": _UNLISTED_NPI})),
+    ]
+    return [Sample(label, Claim.model_validate(record)) for label, record in records]
 
 
 def sample_records(codec: Codec | None = None) -> list[tuple[str, bytes, bytes]]:

@@ -76,6 +76,7 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
         "policy_id",
         "policy_version",
         "schema_version",
+        "directory_version",  # the prescriber directory's release id (worker/runtime/reference.py)
         "host",
         "port",
         "signal",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
@@ -23,6 +24,8 @@ __all__ = [
     "DECISION_LATENCY_BUCKETS",
     "E2E_LATENCY_BUCKETS",
     "OTHER",
+    "DirectoryMetrics",
+    "LookupRole",
     "RebalanceKind",
     "TransactionResult",
     "WorkerMetrics",
@@ -359,3 +362,82 @@ class WorkerMetrics:
     def set_running(self, running: bool) -> None:
         """Set ``claims_worker_up`` to 1 while the loop runs and to 0 when it stops or fails."""
         self._up.set(1 if running else 0)
+
+
+# -- prescriber directory (worker/runtime/reference.py, docs/directory.md) ------------------------------
+
+LookupRole = Literal["prescriber", "consultant"]
+_LOOKUP_ROLES: tuple[LookupRole, ...] = ("prescriber", "consultant")
+
+
+class DirectoryMetrics:
+    """The prescriber directory's metrics: lookups by role and ``ProviderStatus``, version, age, updates.
+
+    Labels are closed: ``role`` is prescriber or consultant, ``status`` a ``ProviderStatus``; the info
+    series carries the index's release id (a code like ``nppes-20241110``, checked like any label value).
+    """
+
+    __slots__ = ("_info", "_lookups", "_overlay", "_release", "_updates_applied", "_updates_rejected")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        from worker.policy.facts import ProviderStatus  # noqa: PLC0415 - keeps this module's imports light
+
+        lookups = Counter(
+            "claims_worker_directory_lookups",
+            "Prescriber directory lookups, by who was looked up and what the directory said.",
+            ["role", "status"],
+            registry=registry,
+        )
+        self._lookups = {
+            (role, status.value): lookups.labels(role=role, status=status.value)
+            for role in _LOOKUP_ROLES
+            for status in ProviderStatus
+        }
+        self._info = Info(
+            "claims_worker_directory",
+            "The prescriber directory index the worker reads (its release and release date).",
+            registry=registry,
+        )
+        self._release = Gauge(
+            "claims_worker_directory_release_timestamp_seconds",
+            "Unix time of the directory index's release date: its age is time() minus this.",
+            registry=registry,
+        )
+        self._updates_applied = Counter(
+            "claims_worker_directory_updates_applied",
+            "Directory update records applied from the updates topic (catch-up included).",
+            registry=registry,
+        )
+        self._updates_rejected = Counter(
+            "claims_worker_directory_updates_rejected",
+            "Directory update records that could not be read and were skipped.",
+            registry=registry,
+        )
+        self._overlay = Gauge(
+            "claims_worker_directory_overlay_npis",
+            "NPIs the updates topic currently overrides over the index.",
+            registry=registry,
+        )
+
+    def record_lookup(self, role: LookupRole, status: str, n: int = 1) -> None:
+        """Count ``n`` lookups of ``role`` that answered ``status`` (a ``ProviderStatus`` value)."""
+        self._lookups[role, status].inc(n)
+
+    def set_directory(self, version: str, release_date: date) -> None:
+        """Publish the index's release (info series) and its release date (the age gauge)."""
+        if not _LABEL_VALUE.match(version):
+            version = OTHER
+        self._info.info({"version": version, "release_date": release_date.isoformat()})
+        self._release.set(datetime.combine(release_date, datetime.min.time(), UTC).timestamp())
+
+    def updates_applied(self, n: int) -> None:
+        """Count ``n`` update records applied."""
+        self._updates_applied.inc(n)
+
+    def updates_rejected(self, n: int) -> None:
+        """Count ``n`` update records skipped as unreadable."""
+        self._updates_rejected.inc(n)
+
+    def set_overlay(self, n: int) -> None:
+        """Set how many NPIs the updates currently override."""
+        self._overlay.set(n)

@@ -53,6 +53,16 @@ def _why(result: dict[str, Any]) -> str:
     return "; ".join(f"{c['criterion_id']} {c['status']}: {c['reason_code']}" for c in failing)
 
 
+def _specialty_source(result: dict[str, Any]) -> str:
+    """Return where the prescriber's specialty came from: ``claim``, ``directory <version>`` or ``-``."""
+    for criterion in result["criteria"]:
+        for item in criterion["evidence"]:
+            _, found, rest = str(item).partition("(source=")
+            if found:
+                return rest.rstrip(")")
+    return "-"
+
+
 def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
     """Print results and dead letters as an aligned table; returns 0, or 1 when there are none."""
     codec = Codec()
@@ -62,15 +72,23 @@ def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
         rejects = ",".join(result["reject_codes"]) or "-"
         source = f"{result['source']['partition']}:{result['source']['offset']}"
         rows.append(
-            (source, result["claim_id"], result["transaction_code"], result["outcome"], rejects, _why(result))
+            (
+                source,
+                result["claim_id"],
+                result["transaction_code"],
+                result["outcome"],
+                rejects,
+                _specialty_source(result),
+                _why(result),
+            )
         )
     for record in read_topic(settings, settings.dead_letter_topic, timeout_s):
         letter = codec.decode_dead_letter(record.value)
         key = (letter["original_key"] or b"").decode("utf-8", "replace") or "(no key)"
         source = f"{letter['source']['partition']}:{letter['source']['offset']}"
-        rows.append((source, key, "-", f"DEAD LETTER {letter['error_class']}", "-", letter["reason"]))
+        rows.append((source, key, "-", f"DEAD LETTER {letter['error_class']}", "-", "-", letter["reason"]))
     rows.sort(key=lambda r: tuple(int(x) for x in r[0].split(":")))
-    header = ("src", "claim", "txn", "outcome", "rejects", "why")
+    header = ("src", "claim", "txn", "outcome", "rejects", "B from", "why")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     widths[-1] = len(header[-1])
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))

@@ -82,7 +82,7 @@ class Need:
 
 def worker_needs(settings: Settings) -> list[Need]:
     """Return every right ``claims-worker run`` needs with ``settings``; nothing more."""
-    return [
+    needs = [
         Need(Resource.TOPIC, settings.claims_topic, Operation.READ, "consume the claims"),
         Need(Resource.GROUP, settings.group_id, Operation.READ, "join the group and commit offsets"),
         Need(Resource.TOPIC, settings.results_topic, Operation.WRITE, "publish the results"),
@@ -96,6 +96,16 @@ def worker_needs(settings: Settings) -> list[Need]:
             prefixed=True,
         ),
     ]
+    if settings.directory_path is not None and settings.directory_updates_topic is not None:
+        needs.append(
+            Need(
+                Resource.TOPIC,
+                settings.directory_updates_topic,
+                Operation.READ,
+                "follow the prescriber directory's updates (assigned, no group)",
+            )
+        )
+    return needs
 
 
 _RESOURCE_TYPES = {

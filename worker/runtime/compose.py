@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
+    from worker.runtime.reference import ReferenceData
     from worker.state.store import Restored
 
 __all__ = ["build_worker", "event_id_reader", "readback_timeout_s"]
@@ -70,8 +71,15 @@ def build_worker(
     lookup_facts: Callable[[Claim], Facts] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     claims_partitions: int | None = None,
+    reference: ReferenceData | None = None,
 ) -> Pipeline:
-    """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer)."""
+    """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer).
+
+    ``reference`` (``worker.runtime.reference.open_reference``) supplies the prescriber directory: its
+    ``facts`` is the lookup and its ``refresh`` runs once per loop pass; the caller closes it.
+    """
+    if reference is not None and lookup_facts is None:
+        lookup_facts = reference.facts
     policy = policy or catalog_policy(settings.policy)
     if metrics is None:
         metrics = WorkerMetrics(
@@ -93,4 +101,5 @@ def build_worker(
         lookup_facts=lookup_facts,
         clock=clock,
         claims_partitions=claims_partitions,
+        refresh=reference.refresh if reference is not None else None,
     )

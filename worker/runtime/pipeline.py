@@ -85,6 +85,7 @@ class Pipeline:
         lookup_facts: Callable[[Claim], Facts] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         claims_partitions: int | None = None,
+        refresh: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -92,9 +93,9 @@ class Pipeline:
         self.metrics = metrics
         self.log = log
         self.policy = policy if policy is not None else catalog_policy(settings.policy)
-        self.failure: str | None = None  # the one line a fatal exit prints on stderr
         self.seen = seen
         self._lookup_facts = lookup_facts or no_facts
+        self._refresh = refresh  # once per pass: reference data updates (worker.runtime.reference)
         self._clock = clock
         stores = (seen,)
         self.partitions = PartitionState(
@@ -115,6 +116,7 @@ class Pipeline:
         self._failed_since_commit = False
         self._current: tuple[str, int, int] | None = None
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
+        self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -170,8 +172,8 @@ class Pipeline:
                 limit_s=self.settings.outage_limit_s,
             )
             self.failure = (
-                f"Kafka still failing after {exc.waited_s:.0f} s ({type(exc.cause).__name__}):"
-                " past CLAIMS_OUTAGE_LIMIT_S"
+                f"Kafka unreachable for {exc.waited_s:.0f}s ({type(exc.cause).__name__}), "
+                f"past CLAIMS_OUTAGE_LIMIT_S={self.settings.outage_limit_s:g}"
             )
             return ExitCode.UNREACHABLE
         except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
@@ -254,6 +256,8 @@ class Pipeline:
         Returns the committed batch's report, or ``None`` when nothing was processed. Raises what failed.
         """
         self.session.recover()
+        if self._refresh is not None:
+            self._refresh()
         if self.partitions.grew:
             self.partitions.grew = False
             self.session.replace("the claims topic gained partitions")

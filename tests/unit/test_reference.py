@@ -1,0 +1,374 @@
+"""The worker's directory lookup (worker/runtime/reference.py): facts per claim, overlay, metrics, start-up."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime
+
+import pytest
+import structlog
+from kafka.errors import KafkaTimeoutError
+from prometheus_client import CollectorRegistry
+
+from tests.unit.claims import make_claim
+from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
+from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
+from worker.contracts.model import Outcome
+from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
+from worker.directory import Directory, Entry
+from worker.directory.updates import DirectoryUpdates, encode_update
+from worker.errors import ConfigError
+from worker.ops.metrics import DirectoryMetrics
+from worker.policy import catalog_policy, decide
+from worker.policy.decision import DIRECTORY_REFERENCE
+from worker.policy.definition import DEFAULT_POLICY_REF
+from worker.policy.facts import Facts, ProviderStatus
+from worker.runtime.access import worker_needs
+from worker.runtime.compose import build_worker
+from worker.runtime.failures import Kind, Stopped, classify
+from worker.runtime.reference import ReferenceData, lookup, open_reference
+
+ONCOLOGY = "207RX0202X"
+HEM_ONC = "207RH0003X"
+SECONDARY_ONCOLOGY = "1111111112"  # internal medicine primary, oncology secondary (bundled sample)
+FAMILY_PHYSICIAN = "1987654328"
+CONSULTANT = "1555000011"  # hematology & oncology
+ORGANISATION = "2222222228"
+UNLISTED = "1999999992"  # valid check digit, not in the sample
+DECIDED_AT = datetime(2025, 3, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def index_path(tmp_path_factory):
+    """The bundled sample directory, built once for the module."""
+    return build_sample_index(tmp_path_factory.mktemp("dir") / "sample.idx")
+
+
+@pytest.fixture
+def directory(index_path):
+    """A freshly opened sample directory (its own, empty overlay)."""
+    with Directory.open(index_path) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def policy():
+    """The bundled Ixempra policy."""
+    return catalog_policy(DEFAULT_POLICY_REF)
+
+
+def _prescribed_by(npi, **fields):
+    return make_claim(taxonomy=None, prescriber={"npi": npi}, **fields)
+
+
+def _consulted(prescriber, consultant, **consultation):
+    return make_claim(
+        taxonomy=None,
+        prescriber={"npi": prescriber},
+        dx=("C50.912",),
+        attestation={
+            "disease_status": "RECURRENT",
+            "consultation": {"status": "YES", "consultant_npi": consultant, **consultation},
+        },
+    )
+
+
+def _b(decision):
+    return next(c for c in decision.criteria if c.criterion_id == "B")
+
+
+def test_prescriber_with_oncology_only_as_secondary_is_approved_through_the_directory(directory, policy):
+    """A claim without a taxonomy whose prescriber lists oncology as a secondary taxonomy is approved, citing the directory version."""
+    facts = lookup(directory, _prescribed_by(SECONDARY_ONCOLOGY))
+    assert facts.prescriber is not None
+    assert facts.prescriber.status is ProviderStatus.ACTIVE
+    assert ONCOLOGY in facts.prescriber.taxonomies
+    assert facts.prescriber.primary_taxonomy != ONCOLOGY
+    assert facts.consultant is None
+    assert facts.directory_version == SAMPLE_RELEASE
+    decision = decide(_prescribed_by(SECONDARY_ONCOLOGY), facts, policy, DECIDED_AT)
+    assert decision.outcome is Outcome.APPROVED
+    assert any(f"source=directory {SAMPLE_RELEASE}" in item for item in _b(decision).evidence)
+    assert dict(decision.reference_versions) == {DIRECTORY_REFERENCE: SAMPLE_RELEASE}
+
+
+def test_a_taxonomy_sent_on_the_claim_is_not_looked_up(directory):
+    """When the claim sends the prescriber's taxonomy and names no consultant, nothing is looked up (Facts())."""
+    assert lookup(directory, make_claim(taxonomy=ONCOLOGY)) == Facts()
+
+
+def test_consultant_is_resolved_through_the_directory(directory, policy):
+    """A non-oncologist's claim naming a consultant NPI without taxonomy is approved on the consultant's directory entry."""
+    claim = _consulted(FAMILY_PHYSICIAN, CONSULTANT)
+    facts = lookup(directory, claim)
+    assert facts.consultant is not None
+    assert facts.consultant.npi == CONSULTANT
+    assert facts.consultant.taxonomies == (HEM_ONC,)
+    assert facts.prescriber is not None
+    assert facts.prescriber.status is ProviderStatus.ACTIVE
+    decision = decide(claim, facts, policy, DECIDED_AT)
+    assert decision.outcome is Outcome.APPROVED
+    assert _b(decision).reason_code == "CONSULTANT_IS_SPECIALIST"
+
+
+def test_consultant_taxonomy_sent_on_the_claim_is_not_looked_up(directory):
+    """A consultant whose taxonomy the claim sends is decided on it as sent: only the prescriber is looked up."""
+    facts = lookup(directory, _consulted(FAMILY_PHYSICIAN, CONSULTANT, consultant_taxonomy=ONCOLOGY))
+    assert facts.consultant is None
+    assert facts.prescriber is not None
+
+
+@pytest.mark.parametrize(
+    ("npi", "status"),
+    [(ORGANISATION, ProviderStatus.ORGANISATION), (UNLISTED, ProviderStatus.NOT_FOUND)],
+)
+def test_organisation_and_unknown_npis_pend_with_reject_56(directory, policy, npi, status):
+    """An organisation NPI and an NPI the directory does not list are not prescribers: pended, reject 56 among the rejects."""
+    claim = _prescribed_by(npi)
+    facts = lookup(directory, claim)
+    assert facts.prescriber is not None
+    assert facts.prescriber.status is status
+    decision = decide(claim, facts, policy, DECIDED_AT)
+    assert decision.outcome is Outcome.PENDED
+    assert "56" in {reject.code for reject in decision.rejects}
+
+
+def test_an_overlay_update_wins_over_the_index_and_is_named_in_the_version(directory, policy):
+    """An update newer than the index makes a family physician an oncologist: approved, version names index+update."""
+    claim = _prescribed_by(FAMILY_PHYSICIAN)
+    before = decide(claim, lookup(directory, claim), policy, DECIDED_AT)
+    assert before.outcome is not Outcome.APPROVED
+    directory.apply(
+        int(FAMILY_PHYSICIAN), Entry(1, (ONCOLOGY,), 0, version="weekly-20240715"), date(2024, 7, 15)
+    )
+    facts = lookup(directory, claim)
+    assert facts.prescriber is not None
+    assert facts.prescriber.taxonomies == (ONCOLOGY,)
+    assert facts.directory_version == f"{SAMPLE_RELEASE}+weekly-20240715"
+    after = decide(claim, facts, policy, DECIDED_AT)
+    assert after.outcome is Outcome.APPROVED
+    assert any("source=directory weekly-20240715" in item for item in _b(after).evidence)
+    assert dict(after.reference_versions) == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly-20240715"}
+
+
+class _FakeConsumer:
+    """Just enough of KafkaConsumer for the follower: records handed out by poll()."""
+
+    def __init__(self, records):
+        self.records = list(records)
+        self.polls = 0
+
+    def partitions_for_topic(self, _topic):
+        return {0}
+
+    def assign(self, partitions):
+        self.assigned = partitions
+
+    def seek_to_beginning(self, *partitions):
+        self.sought = partitions
+
+    def poll(self, timeout_ms, max_records):  # noqa: ARG002 - KafkaConsumer's signature
+        self.polls += 1
+        batch, self.records = self.records[:max_records], self.records[max_records:]
+        return {"tp": batch} if batch else {}
+
+    def close(self):
+        self.closed = True
+
+
+class _Record:
+    def __init__(self, key, value):
+        self.topic, self.partition, self.offset, self.key, self.value = "t", 0, 0, key, value
+
+
+def _sample(registry, name, labels=None):
+    return registry.get_sample_value(name, labels or {})
+
+
+def test_refresh_applies_fetched_updates_and_counts_lookups(directory):
+    """refresh() applies what the follower fetched (the next lookup sees it) and flushes lookup and update counts."""
+    key, value = encode_update(int(FAMILY_PHYSICIAN), Entry(1, (ONCOLOGY,), 0), "weekly", date(2024, 7, 15))
+    consumer = _FakeConsumer([_Record(key, value), _Record(b"1234567893", b"not json")])
+    registry = CollectorRegistry()
+    reference = ReferenceData(
+        directory, DirectoryUpdates(directory, consumer, "t"), DirectoryMetrics(registry)
+    )
+    assert reference.facts(_prescribed_by(FAMILY_PHYSICIAN)).prescriber.taxonomies != (ONCOLOGY,)
+    reference.facts(_prescribed_by(UNLISTED))
+    reference.refresh()
+    assert consumer.polls == 1
+    assert reference.facts(_prescribed_by(FAMILY_PHYSICIAN)).prescriber.taxonomies == (ONCOLOGY,)
+    reference.refresh()
+    lookups = "claims_worker_directory_lookups_total"
+    assert _sample(registry, lookups, {"role": "prescriber", "status": "ACTIVE"}) == 2
+    assert _sample(registry, lookups, {"role": "prescriber", "status": "NOT_FOUND"}) == 1
+    assert _sample(registry, lookups, {"role": "consultant", "status": "ACTIVE"}) == 0
+    assert _sample(registry, "claims_worker_directory_updates_applied_total") == 1
+    assert _sample(registry, "claims_worker_directory_updates_rejected_total") == 1
+    assert _sample(registry, "claims_worker_directory_overlay_npis") == 1
+    assert (
+        _sample(
+            registry,
+            "claims_worker_directory_info",
+            {"version": SAMPLE_RELEASE, "release_date": "2024-07-08"},
+        )
+        == 1
+    )
+    assert (
+        _sample(registry, "claims_worker_directory_release_timestamp_seconds")
+        == datetime(2024, 7, 8, tzinfo=UTC).timestamp()
+    )
+
+
+def test_open_reference_without_a_path_is_none():
+    """With CLAIMS_DIRECTORY_PATH unset the worker looks nothing up."""
+    assert open_reference(load_settings({}), structlog.get_logger(), threading.Event()) is None
+
+
+def test_open_reference_with_a_missing_index_is_a_bad_setting(tmp_path):
+    """A missing index is a ConfigError (exit 2) naming the setting and the path."""
+    settings = load_settings({"CLAIMS_DIRECTORY_PATH": str(tmp_path / "absent.idx")})
+    with pytest.raises(ConfigError, match=r"CLAIMS_DIRECTORY_PATH: .*absent\.idx"):
+        open_reference(settings, structlog.get_logger(), threading.Event())
+
+
+def test_open_reference_with_a_damaged_index_is_a_bad_setting(tmp_path):
+    """A file that is not an index is a ConfigError (exit 2), not an internal error."""
+    bad = tmp_path / "bad.idx"
+    bad.write_bytes(b"CWNPIDX1" + b"\0" * 64)
+    settings = load_settings({"CLAIMS_DIRECTORY_PATH": str(bad)})
+    with pytest.raises(ConfigError, match="CLAIMS_DIRECTORY_PATH"):
+        open_reference(settings, structlog.get_logger(), threading.Event())
+
+
+def test_open_reference_opens_the_index_and_follows_nothing_without_a_topic(index_path):
+    """With a path and no updates topic the reference data has the index's version and no follower."""
+    settings = load_settings({"CLAIMS_DIRECTORY_PATH": str(index_path)})
+    reference = open_reference(settings, structlog.get_logger(), threading.Event())
+    try:
+        assert reference is not None
+        assert reference.directory.version == SAMPLE_RELEASE
+        assert reference.updates is None
+        reference.refresh()  # no follower: nothing to poll, nothing raised
+    finally:
+        reference.close()
+
+
+def test_directory_metrics_have_every_closed_child_at_zero_and_refuse_free_text_versions():
+    """Every role x ProviderStatus lookup series exists at 0 from the start; a version that is not a code is shown as OTHER."""
+    registry = CollectorRegistry()
+    metrics = DirectoryMetrics(registry)
+    for role in ("prescriber", "consultant"):
+        for status in ProviderStatus:
+            labels = {"role": role, "status": status.value}
+            assert _sample(registry, "claims_worker_directory_lookups_total", labels) == 0
+    metrics.set_directory("release with spaces/and slashes", date(2024, 7, 8))
+    assert (
+        _sample(registry, "claims_worker_directory_info", {"version": "OTHER", "release_date": "2024-07-08"})
+        == 1
+    )
+    with pytest.raises(KeyError):
+        metrics.record_lookup("pharmacist", "ACTIVE")
+
+
+class _SlowFollower:
+    """A follower whose catch-up fails (timeout) or blocks until released (for the stop test)."""
+
+    def __init__(self, error=None):
+        self.error = error
+        self.release = threading.Event()
+        self.closed = False
+
+    def catch_up(self, _timeout_s):
+        if self.error is not None:
+            raise self.error
+        self.release.wait(10)
+        return 0
+
+
+def test_catch_up_past_the_timeout_is_a_kafka_outage_exit_4(index_path):
+    """A catch-up that times out raises KafkaTimeoutError, which the start-up maps to exit 4."""
+    settings = load_settings(
+        {"CLAIMS_DIRECTORY_PATH": str(index_path), "CLAIMS_DIRECTORY_UPDATES_TOPIC": "directory-updates"}
+    )
+    follower = _SlowFollower(KafkaTimeoutError("not read to its end"))
+    with pytest.raises(KafkaTimeoutError) as raised:
+        open_reference(settings, structlog.get_logger(), threading.Event(), connect=lambda _make: follower)
+    assert classify(raised.value) is Kind.TRANSIENT  # run.py: a transient failure at start-up exits 4
+
+
+def test_catch_up_is_stoppable(index_path):
+    """A stop during catch-up raises Stopped at once instead of waiting for the topic's end."""
+    settings = load_settings(
+        {"CLAIMS_DIRECTORY_PATH": str(index_path), "CLAIMS_DIRECTORY_UPDATES_TOPIC": "directory-updates"}
+    )
+    follower = _SlowFollower()
+    stop = threading.Event()
+    stop.set()
+    try:
+        with pytest.raises(Stopped):
+            open_reference(settings, structlog.get_logger(), stop, connect=lambda _make: follower)
+    finally:
+        follower.release.set()
+
+
+class _CountingReference(ReferenceData):
+    """ReferenceData that counts its refresh calls."""
+
+    refreshes = 0
+
+    def refresh(self):
+        self.refreshes += 1
+        super().refresh()
+
+
+def test_the_worker_refreshes_once_per_pass_and_results_carry_the_directory_version(directory):
+    """build_worker(reference=...) looks claims up through the directory, applies updates before a pass's poll, and
+    the published result names the directory version (index plus the update that answered)."""
+    key, value = encode_update(int(FAMILY_PHYSICIAN), Entry(1, (ONCOLOGY,), 0), "weekly", date(2024, 7, 15))
+    cluster = FakeCluster()
+    codec = Codec()
+    cluster.append(0, codec.encode_claim(_prescribed_by(FAMILY_PHYSICIAN, event_id="e1", claim_id="c1")))
+    stop = threading.Event()
+    reference = _CountingReference(
+        directory, DirectoryUpdates(directory, _FakeConsumer([_Record(key, value)]), "t"), None
+    )
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"})
+    worker = build_worker(
+        settings,
+        consumer=FakeConsumer(cluster, stop),
+        producer_factory=lambda: FakeProducer(cluster, {}),
+        codec=codec,
+        registry=CollectorRegistry(),
+        log=structlog.get_logger(),
+        readback=cluster.read_back,
+        clock=lambda: DECIDED_AT,
+        claims_partitions=len(cluster.logs),
+        reference=reference,
+    )
+    passes = []
+    poll_once = worker.poll_once
+    worker.poll_once = lambda: passes.append(1) or poll_once()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        stop.set()
+        thread.join()
+        pytest.fail("the worker never went idle")
+    [result] = [codec.decode_result(r.value) for r in cluster.results()]
+    assert result["outcome"] == "APPROVED"
+    assert result["reference_versions"] == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly"}
+    assert reference.refreshes == len(passes) > 0
+
+
+def test_following_updates_needs_read_on_the_updates_topic_only_when_a_directory_is_set(index_path):
+    """check-access asks for Read on the updates topic exactly when the worker will follow it."""
+    base = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_DIRECTORY_UPDATES_TOPIC": "directory-updates"}
+    without = worker_needs(load_settings(base))
+    assert all(need.name != "directory-updates" for need in without)
+    needs = worker_needs(load_settings({**base, "CLAIMS_DIRECTORY_PATH": str(index_path)}))
+    [need] = [n for n in needs if n.name == "directory-updates"]
+    assert need.operation.value == "READ"
+    assert len(needs) == len(without) + 1
