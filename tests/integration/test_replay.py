@@ -48,7 +48,8 @@ def _mix(first: int, n: int):
         elif i % 5 == 1:
             claims.append(
                 streams.claim(
-                    i, diagnoses=[{"code": "C50.911", "qualifier": "02"}, {"code": "C77.2", "qualifier": "02"}]
+                    i,
+                    diagnoses=[{"code": "C50.911", "qualifier": "02"}, {"code": "C77.2", "qualifier": "02"}],
                 )
             )
         else:
@@ -129,7 +130,13 @@ def test_replay_window_exactly_once_and_twice_adds_nothing(kafka_bootstrap, topi
 def test_replay_refuses_the_live_results_topic(kafka_bootstrap, topics):
     """Replaying into the live results topic without --allow-live-topic exits 2 and writes nothing."""
     done = _replay(
-        kafka_bootstrap, topics, "--from", WINDOW.isoformat(), "--output-topic", topics["results"], check=False
+        kafka_bootstrap,
+        topics,
+        "--from",
+        WINDOW.isoformat(),
+        "--output-topic",
+        topics["results"],
+        check=False,
     )
     assert done.returncode == ExitCode.BAD_SETTINGS
     assert "--allow-live-topic" in done.stderr

@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str]:
-    """Return the prescriber-directory lookup pinned for the whole run and its version ("none": no directory)."""
+    """Return the directory lookup pinned for the whole run and its version ("none": no directory)."""
     if settings.directory_path is None:
         return None, "none"
     from worker.directory.index import Directory, DirectoryIndexError  # noqa: PLC0415
@@ -188,11 +188,14 @@ def _claims_partitions(settings: Settings) -> int:
 
 
 def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_letters: str) -> str:
-    """The lines a replay prints when it ends."""
+    """Return the lines a replay prints when it ends."""
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
     lines = [
-        f"replay {summary.replay_id} under {policy_ref}: {summary.done} records decided this run "
-        f"({summary.already_done} already done before), {summary.total} in the range, {rate:.0f} records/s",
+        (
+            f"replay {summary.replay_id} under {policy_ref}: {summary.done} records decided this run "
+            f"({summary.already_done} already done before), {summary.total} in the range, "
+            f"{rate:.0f} records/s"
+        ),
         f"  results: {output}   dead letters: {dead_letters}",
     ]
     lines += [f"  {outcome}: {n}" for outcome, n in sorted(summary.outcomes.items())]
@@ -202,13 +205,16 @@ def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_let
 
 
 def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path) -> str:
-    """The transition table a diff prints: ``BEFORE -> AFTER: n``, then each reason with its count."""
+    """Return the transition table a diff prints: ``BEFORE -> AFTER: n``, then each reason and count."""
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
     lines = [
-        f"diff {summary.replay_id}: {summary.done} records decided under {policy_ref} ({rate:.0f} records/s); "
-        f"{len(summary.changes)} changed, {summary.unchanged} unchanged"
-        + (f" ({summary.inherited_duplicates} live duplicates kept)" if summary.inherited_duplicates else ""),
+        (
+            f"diff {summary.replay_id}: {summary.done} records decided under {policy_ref} "
+            f"({rate:.0f} records/s); {len(summary.changes)} changed, {summary.unchanged} unchanged"
+        )
     ]
+    if summary.inherited_duplicates:
+        lines[0] += f" ({summary.inherited_duplicates} live duplicates kept)"
     for (before, after), n in sorted(summary.transitions.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"{before} -> {after}: {n}")
         for (b, a, reason), m in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -24,6 +24,7 @@ same source coordinates; it publishes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import sys
@@ -99,12 +100,12 @@ def default_replay_id(start: datetime, end: datetime | None, policy_ref: str, ou
 
 
 def replay_group_id(settings: Settings, replay_id: str) -> str:
-    """The replay's consumer group: never the live group."""
+    """Return the replay's consumer group: never the live group."""
     return f"{settings.group_id}.replay.{replay_id}"
 
 
 def replay_transactional_id(settings: Settings, replay_id: str) -> str:
-    """The replay's transactional id: never a live instance's."""
+    """Return the replay's transactional id: never a live instance's."""
     return f"{settings.transactional_id_prefix}.replay.{replay_id}"
 
 
@@ -185,7 +186,7 @@ class Verdict:
 
     @classmethod
     def of_result(cls, result: Mapping[str, Any]) -> Verdict:
-        """The verdict of a decoded result (v1 or v2)."""
+        """Return the verdict of a decoded result (v1 or v2)."""
         effective, expiration = result.get("authorization_effective"), result.get("authorization_expiration")
         return cls(
             outcome=str(result["outcome"]),
@@ -200,15 +201,15 @@ class Verdict:
 
     @classmethod
     def dead_letter(cls, error_class: str) -> Verdict:
-        """The verdict of a dead letter: its class."""
+        """Return the verdict of a dead letter: its class."""
         return cls(outcome=f"DEAD_LETTER:{error_class}")
 
     def key(self) -> tuple[object, ...]:
-        """What must be equal for two verdicts to be the same (the claim id is the same record's anyway)."""
+        """Return what must be equal for two verdicts to be the same (not the claim id: same record)."""
         return (self.outcome, self.criteria, self.reject_codes, self.window)
 
     def brief(self) -> dict[str, Any]:
-        """A PHI-free summary for the changes file."""
+        """Return a PHI-free summary for the changes file."""
         return {
             "outcome": self.outcome,
             "criteria": {cid: f"{status}/{reason}" for cid, status, reason in self.criteria},
@@ -241,7 +242,7 @@ def why(before: Verdict | None, after: Verdict) -> list[str]:
     return reasons
 
 
-def read_live_verdicts(
+def read_live_verdicts(  # noqa: C901 - two topics, one filter
     settings: Settings,
     codec: Codec,
     ranges: Mapping[TopicPartition, tuple[int, int]],
@@ -366,7 +367,7 @@ class ReplayJob:
         return self.output_topic is None
 
 
-def run_replay(job: ReplayJob) -> ReplaySummary:
+def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps in order
     """Run ``job`` to the end of its range; return what it did. Raises what failed (the caller maps it)."""
     settings = job.settings
     summary = ReplaySummary(job.replay_id)
@@ -404,7 +405,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:
         for tp in todo:
             consumer.seek(tp, positions[tp])
         job.metrics.remaining.set(summary.total - summary.already_done)
-        _loop(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary)
+        _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary).run()
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:
@@ -422,7 +423,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:
 def _resume(
     consumer: KafkaConsumer, ranges: dict[TopicPartition, tuple[int, int]]
 ) -> dict[TopicPartition, tuple[int, int]]:
-    """Use the range end recorded in the group's committed offsets, so a resumed replay reads the same range."""
+    """Return the ranges recorded in the group's committed offsets: a resumed replay reads the same range."""
     resumed = dict(ranges)
     for tp, (first, stop) in ranges.items():
         committed = consumer.committed(tp, metadata=True)
@@ -482,139 +483,126 @@ def _transaction(
         bounded(lambda: producer.send_offsets_to_transaction(offsets, group), timeout, "send_offsets")
         bounded(producer.commit_transaction, timeout, "commit_transaction")
     except BaseException:
-        try:
+        # The first failure is the one to report; a failed abort is fenced by the next run's producer.
+        with contextlib.suppress(Exception):
             bounded(producer.abort_transaction, timeout, "abort_transaction")
-        except Exception:  # noqa: BLE001, S110 - the first failure is the one to report; a restart fences it
-            pass
         raise
     job.metrics.transactions.inc()
 
 
-def _loop(  # noqa: PLR0917 - the run's state, named
-    job: ReplayJob,
-    consumer: KafkaConsumer,
-    producer: KafkaProducer | None,
-    ranges: Mapping[TopicPartition, tuple[int, int]],
-    positions: dict[TopicPartition, int],
-    todo: dict[TopicPartition, int],
-    verdicts: Mapping[Coordinates, Verdict],
-    duplicates: set[Coordinates],
-    summary: ReplaySummary,
-) -> None:
-    """Poll, decide, publish (or compare) until every partition reached its range's end."""
-    settings = job.settings
-    out_settings = settings.model_copy(
-        update={
-            "results_topic": job.output_topic or settings.results_topic,
-            "dead_letter_topic": job.dead_letter_topic or settings.dead_letter_topic,
-        }
-    )
-    seen = SeenEvents(0)  # a replay never filters by event id (see the module docstring)
-    headers = [
-        (REPLAY_ID_HEADER, job.replay_id.encode()),
-        (REPLAY_POLICY_HEADER, job.policy.ref.encode()),
-        (REPLAY_DIRECTORY_HEADER, job.directory_version.encode()),
-    ]
-    mode = "diff" if job.diff else "replay"
-    show = sys.stderr.isatty() if job.progress is None else job.progress
-    bar = tqdm(
-        total=summary.total,
-        initial=summary.already_done,
-        unit="claim",
-        disable=not show,
-        desc=mode,
-        smoothing=0.1,
-    )
-    started = time.perf_counter()
-    try:
-        while todo and not job.stop():
-            batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records)
-            decided_at = job.clock()
-            outputs: list[Outgoing] = []
-            count = 0
-            for tp, records in batch.items():
-                stop = todo.get(tp)
-                if stop is None:
-                    continue
-                for record in records:
-                    if record.offset >= stop:
-                        break
-                    count += 1
-                    if (record.topic, record.partition, record.offset) in duplicates:
-                        summary.inherited_duplicates += 1
-                    out = _decide_one(job, record, seen, decided_at, out_settings, duplicates)
-                    if out is None:
-                        continue
-                    if job.diff:
-                        _compare(job, record, out, verdicts, summary)
-                    else:
-                        outputs.append(
-                            dataclasses.replace(
-                                out,
-                                headers=[
-                                    *out.headers,
-                                    *headers,
-                                    *(
-                                        [(INHERITED_HEADER, b"live-duplicate")]
-                                        if (record.topic, record.partition, record.offset) in duplicates
-                                        else []
-                                    ),
-                                ],
-                            )
-                        )
-                    label = (
-                        out.outcome.value
-                        if out.outcome is not None
-                        else (
-                            f"DEAD_LETTER:{out.error_class.value}" if out.error_class is not None else "other"
-                        )
-                    )
-                    summary.outcomes[label] += 1
-                    job.metrics.count(mode, label)
-                positions[tp] = max(
-                    positions[tp], records[-1].offset + 1 if records[-1].offset < stop else stop
-                )
-            for tp in list(todo):
-                position = consumer.position(tp)
-                if position is not None and position >= todo[tp]:
-                    positions[tp] = max(positions[tp], todo[tp])
-                    del todo[tp]
-            if producer is not None and (outputs or count):
-                _transaction(job, producer, outputs, _offsets(ranges, positions))
-            summary.done += count
-            elapsed = time.perf_counter() - started
-            job.metrics.remaining.set(sum(stop - positions[tp] for tp, (_f, stop) in ranges.items()))
-            if elapsed > 0:
-                job.metrics.rate.set(summary.done / elapsed)
-            bar.update(count)
-            if count:
-                job.batch_hook(summary.done)
-    finally:
-        bar.close()
+@dataclass
+class _Pass:
+    """The state of one run's read loop: where each partition is, what is left, what the live worker said."""
 
+    job: ReplayJob
+    consumer: KafkaConsumer
+    producer: KafkaProducer | None
+    ranges: Mapping[TopicPartition, tuple[int, int]]
+    positions: dict[TopicPartition, int]
+    todo: dict[TopicPartition, int]
+    verdicts: Mapping[Coordinates, Verdict]
+    duplicates: set[Coordinates]
+    summary: ReplaySummary
+    seen: SeenEvents = field(default_factory=lambda: SeenEvents(0))  # never filters by event id
 
-def _decide_one(  # noqa: PLR0917
-    job: ReplayJob,
-    record: Record,
-    seen: SeenEvents,
-    decided_at: datetime,
-    out_settings: Settings,
-    duplicates: set[Coordinates],
-) -> Outgoing | None:
-    """Judge and route one record with the live worker's code; a live duplicate keeps its verdict."""
-    if (record.topic, record.partition, record.offset) in duplicates:
-        judgement = Judgement(record, error=DuplicateEvent(), policy=job.policy)
-    else:
-        judgement = judge(
-            record,
-            codec=job.codec,
-            seen=seen,
-            policy=job.policy,
-            decided_at=decided_at,
-            lookup_facts=job.lookup_facts,
-            automated_denials=job.settings.automated_denials,
+    def __post_init__(self) -> None:
+        job, settings = self.job, self.job.settings
+        self.out_settings = settings.model_copy(
+            update={
+                "results_topic": job.output_topic or settings.results_topic,
+                "dead_letter_topic": job.dead_letter_topic or settings.dead_letter_topic,
+            }
         )
-    return route(judgement, codec=job.codec, settings=out_settings, at=decided_at)
+        self.headers = [
+            (REPLAY_ID_HEADER, job.replay_id.encode()),
+            (REPLAY_POLICY_HEADER, job.policy.ref.encode()),
+            (REPLAY_DIRECTORY_HEADER, job.directory_version.encode()),
+        ]
+        self.mode = "diff" if job.diff else "replay"
+
+    def run(self) -> None:
+        """Poll, decide, publish (or compare) until every partition reached its range's end."""
+        job, summary = self.job, self.summary
+        show = sys.stderr.isatty() if job.progress is None else job.progress
+        bar = tqdm(
+            total=summary.total, initial=summary.already_done, unit="claim", disable=not show, desc=self.mode
+        )
+        started = time.perf_counter()
+        try:
+            while self.todo and not job.stop():
+                count = self.step()
+                summary.done += count
+                elapsed = time.perf_counter() - started
+                job.metrics.remaining.set(
+                    sum(stop - self.positions[tp] for tp, (_f, stop) in self.ranges.items())
+                )
+                if elapsed > 0:
+                    job.metrics.rate.set(summary.done / elapsed)
+                bar.update(count)
+                if count:
+                    job.batch_hook(summary.done)
+        finally:
+            bar.close()
+
+    def step(self) -> int:
+        """One poll: decide its records of the range, publish them with the offsets; return how many."""
+        settings = self.job.settings
+        batch = self.consumer.poll(
+            timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
+        )
+        decided_at = self.job.clock()
+        outputs: list[Outgoing] = []
+        count = 0
+        for tp, records in batch.items():
+            stop = self.todo.get(tp)
+            if stop is None:
+                continue
+            for record in records:
+                if record.offset >= stop:
+                    break
+                count += 1
+                self.one(record, decided_at, outputs)
+            last = records[-1].offset
+            self.positions[tp] = max(self.positions[tp], last + 1 if last < stop else stop)
+        for tp in list(self.todo):
+            position = self.consumer.position(tp)
+            if position is not None and position >= self.todo[tp]:
+                self.positions[tp] = max(self.positions[tp], self.todo[tp])
+                del self.todo[tp]
+        if self.producer is not None and (outputs or count):
+            _transaction(self.job, self.producer, outputs, _offsets(self.ranges, self.positions))
+        return count
+
+    def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
+        """Judge and route one record with the live worker's code; a live duplicate keeps its verdict."""
+        job = self.job
+        at = (record.topic, record.partition, record.offset)
+        inherited = at in self.duplicates
+        if inherited:
+            self.summary.inherited_duplicates += 1
+            judgement = Judgement(record, error=DuplicateEvent(), policy=job.policy)
+        else:
+            judgement = judge(
+                record,
+                codec=job.codec,
+                seen=self.seen,
+                policy=job.policy,
+                decided_at=decided_at,
+                lookup_facts=job.lookup_facts,
+                automated_denials=job.settings.automated_denials,
+            )
+        out = route(judgement, codec=job.codec, settings=self.out_settings, at=decided_at)
+        if job.diff:
+            _compare(job, record, out, self.verdicts, self.summary)
+        else:
+            extra = [(INHERITED_HEADER, b"live-duplicate")] if inherited else []
+            outputs.append(dataclasses.replace(out, headers=[*out.headers, *self.headers, *extra]))
+        if out.outcome is not None:
+            label = out.outcome.value
+        else:
+            label = f"DEAD_LETTER:{out.error_class.value}" if out.error_class is not None else "other"
+        self.summary.outcomes[label] += 1
+        job.metrics.count(self.mode, label)
 
 
 def _compare(
