@@ -57,7 +57,7 @@ def test_the_same_replay_gets_the_same_id_and_never_the_live_group():
     assert a != default_replay_id(T0, T1, "IXEMPRA-PA/2020.09-1", "out")
     assert a != default_replay_id(T0, None, "IXEMPRA-PA/2020.09-2", "out")
     settings = load_settings({})
-    assert replay_group_id(settings, a) not in {settings.group_id}
+    assert replay_group_id(settings, a) != settings.group_id
     assert a in replay_group_id(settings, a)
     assert replay_transactional_id(settings, a) != settings.transactional_id
     assert a in replay_transactional_id(settings, a)
