@@ -22,15 +22,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline import _drain, _settings  # noqa: E402 - the live worker's figure, measured the same way
+from bench_pipeline import _drain, _settings
 
-from tests.integration import streams  # noqa: E402
-from worker.contracts.codec import Codec  # noqa: E402
-from worker.devtools import broker as local_broker  # noqa: E402
-from worker.ops.logs import get_logger  # noqa: E402
-from worker.policy import catalog_policy  # noqa: E402
-from worker.runtime import kafka_io  # noqa: E402
-from worker.runtime.replay import ReplayJob, run_replay  # noqa: E402
+from tests.integration import streams
+from worker.contracts.codec import Codec
+from worker.devtools import broker as local_broker
+from worker.ops.logs import get_logger
+from worker.policy import catalog_policy
+from worker.runtime import kafka_io
+from worker.runtime.replay import ReplayJob, run_replay
 
 NEW = "IXEMPRA-PA/2020.09-2"
 
