@@ -239,3 +239,14 @@ def test_v1_encoded_claim_replays(kafka_bootstrap, topics):
     results = [codec.decode_result(r.value) for r in _records(kafka_bootstrap, output)]
     assert [(r["claim_id"], r["outcome"]) for r in results] == [(claim.claim_id, "APPROVED")]
     assert _records(kafka_bootstrap, f"{output}.dead-letter") == []
+
+
+def test_replay_refuses_an_output_topic_with_too_few_partitions(kafka_bootstrap, topics, make_topics):
+    """An existing output topic with fewer partitions than the claims topic exits 2 naming it."""
+    output = f"small-{topics['claims']}"
+    make_topics(output, partitions=1)
+    done = _replay(
+        kafka_bootstrap, topics, "--from", WINDOW.isoformat(), "--output-topic", output, check=False
+    )
+    assert done.returncode == ExitCode.BAD_SETTINGS
+    assert output in done.stderr

@@ -152,6 +152,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 
     try:
         if output is not None and dead_letters is not None:
             partitions = _claims_partitions(settings)
+            _check_partitions(settings, [output, dead_letters], partitions)  # the existing ones
             create_topics(settings, [output, dead_letters], partitions=partitions)
         summary = run_replay(job)
     except ConfigError:
@@ -185,6 +186,24 @@ def _claims_partitions(settings: Settings) -> int:
         msg = f"topic {settings.claims_topic!r} does not exist"
         raise ConfigError(msg)
     return len(parts)
+
+
+def _check_partitions(settings: Settings, topics: list[str], need: int) -> None:
+    """Raise ``ConfigError`` when an existing output topic has fewer partitions than the claims topic."""
+    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415
+
+    consumer = new_consumer(settings, Role.REPLAY, group_id=None, enable_auto_commit=False)
+    try:
+        for topic in topics:
+            have = len(consumer.partitions_for_topic(topic) or ())
+            if 0 < have < need:
+                msg = (
+                    f"topic {topic!r} has {have} partitions; a replay writes to the input's partition "
+                    f"number, so it needs at least {need} (as many as {settings.claims_topic!r})"
+                )
+                raise ConfigError(msg)
+    finally:
+        consumer.close(autocommit=False)
 
 
 def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_letters: str) -> str:

@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client import Counter as PromCounter
 from tqdm import tqdm
@@ -44,7 +42,7 @@ from worker.contracts.model import Outcome
 from worker.errors import ConfigError, DeadLetterClass
 from worker.runtime.clients import Role, new_consumer, new_producer
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
-from worker.runtime.kafka_io import bounded
+from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 
@@ -52,14 +50,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
-    from kafka import KafkaConsumer, KafkaProducer
-
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.judge import Record
+    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
     from worker.runtime.route import Outgoing
 
 __all__ = [
