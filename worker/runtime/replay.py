@@ -232,8 +232,8 @@ def why(before: Verdict | None, after: Verdict) -> list[str]:
         reasons.append(
             f"reject codes {','.join(before.reject_codes) or '-'} -> {','.join(after.reject_codes) or '-'}"
         )
-    if before.window != after.window:
-        reasons.append("approval window")
+    if before.window != after.window and any(before.window) and any(after.window):
+        reasons.append("approval window")  # only between two approvals: otherwise the outcome says it
     if not reasons and before.outcome != after.outcome:
         reasons.append("outcome")
     return reasons
