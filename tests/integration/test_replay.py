@@ -9,7 +9,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration import streams
 from worker.config.settings import load_settings
@@ -86,6 +86,21 @@ def _records(bootstrap, topic):
     return list(read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), topic, timeout_s=30))
 
 
+def _uncommitted_count(bootstrap, topic):
+    """Count the data records in ``topic``'s log, committed or not (read_uncommitted)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends, seen = consumer.end_offsets(tps), 0
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            seen += sum(len(records) for records in consumer.poll(timeout_ms=500).values())
+        return seen
+    finally:
+        consumer.close()
+
+
 def _sources(codec, results, dead_letters):
     """(partition, offset) of the source of every replay output, results and dead letters together."""
     return sorted(
@@ -152,9 +167,27 @@ _KILLER = textwrap.dedent(
     from worker.policy import catalog_policy
     from worker.runtime.replay import ReplayJob, run_replay
 
+    import worker.runtime.replay as replay
+
+    AT = int(sys.argv[3])
+
     def die(done):
-        if done >= int(sys.argv[3]):
+        if sys.argv[4] == "after-commit" and done >= AT:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    transaction, calls = replay._transaction, [0]
+
+    def open_then_die(job, producer, outputs, offsets):
+        calls[0] += 1
+        if sys.argv[4] == "mid-transaction" and calls[0] > AT // 20:
+            producer.begin_transaction()  # outputs written to the log, never committed
+            for out in outputs:
+                producer.send(out.topic, value=out.value, key=out.key, partition=out.partition)
+            producer.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        transaction(job, producer, outputs, offsets)
+
+    replay._transaction = open_then_die
 
     run_replay(ReplayJob(
         settings=load_settings(), codec=Codec(), policy=catalog_policy("IXEMPRA-PA/2020.09-2"),
@@ -165,15 +198,16 @@ _KILLER = textwrap.dedent(
 )
 
 
-def test_replay_killed_mid_way_resumes_exactly_once(kafka_bootstrap, topics, make_topics):
-    """A replay killed with SIGKILL after some committed batches, then run again, has one output per input."""
+@pytest.mark.parametrize("when", ["after-commit", "mid-transaction"])
+def test_replay_killed_mid_way_resumes_exactly_once(kafka_bootstrap, topics, make_topics, when):
+    """A replay killed with SIGKILL (between or inside transactions), then run again, has one output per input."""
     codec = Codec()
     inside = _produce_at(kafka_bootstrap, topics["claims"], streams.encoded(_mix(0, 300), codec), WINDOW)
     output = f"replayed-{topics['claims']}"
     make_topics(output, f"{output}.dead-letter", partitions=2)
     env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_BATCH_MAX_RECORDS="20")
     killed = subprocess.run(
-        [sys.executable, "-c", _KILLER, WINDOW.isoformat(), output, "60"],
+        [sys.executable, "-c", _KILLER, WINDOW.isoformat(), output, "60", when],
         env=env,
         cwd=streams.ROOT,
         capture_output=True,
@@ -183,7 +217,9 @@ def test_replay_killed_mid_way_resumes_exactly_once(kafka_bootstrap, topics, mak
     )
     assert killed.returncode == -9, killed.stderr[-3000:]
     partial = _records(kafka_bootstrap, output)
-    assert 60 <= len(partial) < 300
+    assert 0 < len(partial) < 300  # some batches committed, not all
+    if when == "mid-transaction":  # the killed transaction's outputs are in the log, never visible
+        assert _uncommitted_count(kafka_bootstrap, output) > len(partial)
 
     resumed = _replay(
         kafka_bootstrap, topics, "--from", WINDOW.isoformat(), "--policy", NEW, "--replay-id", "k1",
