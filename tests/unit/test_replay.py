@@ -171,3 +171,20 @@ def test_replay_refuses_an_unknown_policy(monkeypatch, capsys):
     code = main(["replay", "--from", "2026-11-30T08:00", "--policy", "IXEMPRA-PA/1999.01-9"])
     assert code == ExitCode.BAD_SETTINGS
     assert "error:" in capsys.readouterr().err
+
+
+def test_directory_is_pinned_for_the_run_and_names_its_release(tmp_path):
+    """With CLAIMS_DIRECTORY_PATH the lookup answers from that index and the replay header names its release."""
+    from tests.integration import streams
+    from worker.cli.replay import _directory
+    from worker.devtools.nppes_sample import build_sample_index
+    from worker.directory.index import Directory
+
+    index = build_sample_index(tmp_path / "directory.idx")
+    lookup, version = _directory(load_settings({"CLAIMS_DIRECTORY_PATH": str(index)}))
+    assert version == Directory.open(index).version
+    facts = lookup(streams.claim(1))
+    assert facts.directory_version == version
+    assert facts.prescriber is not None
+    assert facts.prescriber.npi == streams.NPI
+    assert _directory(load_settings({})) == (None, "none")
