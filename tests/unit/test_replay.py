@@ -9,9 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.integration import streams
 from worker.cli import main
-from worker.cli.replay import _write_changes, diff_report, parse_time
+from worker.cli.replay import _directory, _write_changes, diff_report, parse_time
 from worker.config.settings import load_settings
+from worker.devtools.nppes_sample import build_sample_index
+from worker.directory.index import Directory
 from worker.errors import ConfigError, ExitCode
 from worker.runtime.replay import (
     ReplaySummary,
@@ -175,10 +178,6 @@ def test_replay_refuses_an_unknown_policy(monkeypatch, capsys):
 
 def test_directory_is_pinned_for_the_run_and_names_its_release(tmp_path):
     """With CLAIMS_DIRECTORY_PATH the lookup answers from that index and the replay header names its release."""
-    from tests.integration import streams
-    from worker.cli.replay import _directory
-    from worker.devtools.nppes_sample import build_sample_index
-    from worker.directory.index import Directory
 
     index = build_sample_index(tmp_path / "directory.idx")
     lookup, version = _directory(load_settings({"CLAIMS_DIRECTORY_PATH": str(index)}))
