@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.integration import streams
+from tests.unit.claims import NPIS, make_claim
 from worker.cli import main
 from worker.cli.replay import _directory, _write_changes, diff_report, parse_time
 from worker.config.settings import load_settings
@@ -182,8 +182,8 @@ def test_directory_is_pinned_for_the_run_and_names_its_release(tmp_path):
     index = build_sample_index(tmp_path / "directory.idx")
     lookup, version = _directory(load_settings({"CLAIMS_DIRECTORY_PATH": str(index)}))
     assert version == Directory.open(index).version
-    facts = lookup(streams.claim(1))
+    facts = lookup(make_claim())
     assert facts.directory_version == version
     assert facts.prescriber is not None
-    assert facts.prescriber.npi == streams.NPI
+    assert facts.prescriber.npi == NPIS[0]
     assert _directory(load_settings({})) == (None, "none")
