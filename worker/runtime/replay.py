@@ -98,12 +98,12 @@ def default_replay_id(start: datetime, end: datetime | None, policy_ref: str, ou
 
 def replay_group_id(settings: Settings, replay_id: str) -> str:
     """Return the replay's consumer group: never the live group."""
-    return f"{settings.group_id}.replay.{replay_id}"
+    return f"{settings.group_id}-replay-{replay_id}"
 
 
 def replay_transactional_id(settings: Settings, replay_id: str) -> str:
     """Return the replay's transactional id: never a live instance's."""
-    return f"{settings.transactional_id_prefix}.replay.{replay_id}"
+    return f"{settings.transactional_id_prefix}-replay-{replay_id}"
 
 
 def _ms(moment: datetime) -> int:
