@@ -17,6 +17,7 @@ from worker.devtools.nppes_sample import build_sample_index
 from worker.directory.index import Directory
 from worker.errors import ConfigError, ExitCode
 from worker.runtime.replay import (
+    ReplayMetrics,
     ReplaySummary,
     Verdict,
     default_replay_id,
@@ -187,3 +188,20 @@ def test_directory_is_pinned_for_the_run_and_names_its_release(tmp_path):
     assert facts.prescriber is not None
     assert facts.prescriber.npi == NPIS[0]
     assert _directory(load_settings({})) == (None, "none")
+
+
+def test_replay_metrics_keep_their_labels_closed():
+    """An outcome outside the closed set is counted as "other", never as its own label value."""
+    metrics = ReplayMetrics()
+    metrics.count("replay", "APPROVED", 3)
+    metrics.count("replay", "clm-000123")
+    registry = metrics.registry
+    assert (
+        registry.get_sample_value("claims_replay_records_total", {"mode": "replay", "outcome": "APPROVED"})
+        == 3
+    )
+    assert (
+        registry.get_sample_value("claims_replay_records_total", {"mode": "replay", "outcome": "other"}) == 1
+    )
+    values = {s.labels.get("outcome") for m in registry.collect() for s in m.samples}
+    assert "clm-000123" not in values
