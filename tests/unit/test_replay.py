@@ -205,3 +205,10 @@ def test_replay_metrics_keep_their_labels_closed():
     )
     values = {s.labels.get("outcome") for m in registry.collect() for s in m.samples}
     assert "clm-000123" not in values
+
+
+def test_replay_refuses_a_replay_id_that_cannot_name_a_group(monkeypatch, capsys):
+    """A --replay-id with spaces or slashes exits 2 before anything connects."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["replay", "--from", "2026-11-30T08:00", "--replay-id", "a b/c"]) == ExitCode.BAD_SETTINGS
+    assert "--replay-id" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import sys
 import threading
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from worker.runtime.replay import ReplaySummary
 
 __all__ = ["parse_time", "register"]
+
+_REPLAY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def parse_time(text: str) -> datetime:
@@ -119,6 +122,9 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 
     policy = catalog_policy(args.policy or settings.policy)
     output = None if args.diff else (args.output_topic or "")
     replay_id = args.replay_id or default_replay_id(start, end, policy.ref, output or "diff")
+    if not _REPLAY_ID.fullmatch(replay_id):
+        msg = f"--replay-id {replay_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it names a group and topics)"
+        raise ConfigError(msg)
     if output == "":
         output = f"{settings.results_topic}.replay.{replay_id}"
     dead_letters = None if output is None else (args.dead_letter_topic or f"{output}.dead-letter")
