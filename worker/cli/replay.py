@@ -106,35 +106,48 @@ def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str
     return lookup, directory.version
 
 
-def _handle(args: argparse.Namespace, settings: Settings) -> int:  # noqa: C901 - the command's steps
+def _targets(
+    args: argparse.Namespace, settings: Settings, start: datetime, end: datetime | None, policy_ref: str
+) -> tuple[str, str | None, str | None]:
+    """Return the replay id and its output topics (``None`` for a diff); refuse the live and claims topics."""
+    from worker.runtime.replay import default_replay_id  # noqa: PLC0415
+
+    output = None if args.diff else args.output_topic
+    replay_id = args.replay_id or default_replay_id(
+        start, end, policy_ref, "diff" if args.diff else (output or "replay:default")
+    )
+    if not _REPLAY_ID.fullmatch(replay_id):
+        msg = f"--replay-id {replay_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it names a group)"
+        raise ConfigError(msg)
+    if args.diff:
+        return replay_id, None, None
+    output = output or f"{settings.results_topic}.replay.{replay_id}"
+    dead_letters = args.dead_letter_topic or f"{output}.dead-letter"
+    if not args.allow_live_topic and (
+        {output, dead_letters} & {settings.results_topic, settings.dead_letter_topic}
+    ):
+        msg = f"refusing to replay into a live topic ({output}); pass --allow-live-topic to mean it"
+        raise ConfigError(msg)
+    if settings.claims_topic in {output, dead_letters}:
+        raise ConfigError("the replay output cannot be the claims topic")
+    return replay_id, output, dead_letters
+
+
+def _handle(args: argparse.Namespace, settings: Settings) -> int:
     """Run the replay or the diff; print the summary; return the exit code."""
     from worker.cli.run import _schema_resolver  # noqa: PLC0415
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
     from worker.runtime.failures import Kind, classify, describe  # noqa: PLC0415
     from worker.runtime.kafka_io import create_topics  # noqa: PLC0415
-    from worker.runtime.replay import ReplayJob, default_replay_id, run_replay  # noqa: PLC0415
+    from worker.runtime.replay import ReplayJob, run_replay  # noqa: PLC0415
 
     start = parse_time(args.start)
     end = parse_time(args.end) if args.end else None
     if end is not None and end <= start:
         raise ConfigError("--to must be after --from")
     policy = catalog_policy(args.policy or settings.policy)
-    output = None if args.diff else (args.output_topic or "")
-    replay_id = args.replay_id or default_replay_id(start, end, policy.ref, output or "diff")
-    if not _REPLAY_ID.fullmatch(replay_id):
-        msg = f"--replay-id {replay_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it names a group and topics)"
-        raise ConfigError(msg)
-    if output == "":
-        output = f"{settings.results_topic}.replay.{replay_id}"
-    dead_letters = None if output is None else (args.dead_letter_topic or f"{output}.dead-letter")
-    live = {settings.results_topic, settings.dead_letter_topic}
-    if output is not None and not args.allow_live_topic and ({output, dead_letters} & live):
-        raise ConfigError(
-            f"refusing to replay into a live topic ({output}); pass --allow-live-topic to mean it"
-        )
-    if output is not None and settings.claims_topic in {output, dead_letters}:
-        raise ConfigError("the replay output cannot be the claims topic")
+    replay_id, output, dead_letters = _targets(args, settings, start, end, policy.ref)
     lookup, directory_version = _directory(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
