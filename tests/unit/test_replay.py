@@ -212,3 +212,17 @@ def test_replay_refuses_a_replay_id_that_cannot_name_a_group(monkeypatch, capsys
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     assert main(["replay", "--from", "2026-11-30T08:00", "--replay-id", "a b/c"]) == ExitCode.BAD_SETTINGS
     assert "--replay-id" in capsys.readouterr().err
+
+
+def test_a_read_without_progress_past_the_outage_limit_is_an_outage():
+    """A stalled replay read raises a Kafka timeout, which the CLI maps to exit 4 (unreachable)."""
+    from kafka import errors as kerrors  # noqa: PLC0415 - only this test needs the Kafka error type
+
+    from worker.runtime.failures import Kind, classify  # noqa: PLC0415
+    from worker.runtime.replay import _Stall  # noqa: PLC0415
+
+    stall = _Stall(-1.0, "replaying")
+    with pytest.raises(kerrors.KafkaTimeoutError) as raised:
+        stall.check()
+    assert classify(raised.value) is Kind.TRANSIENT
+    assert "CLAIMS_OUTAGE_LIMIT_S" in str(raised.value)

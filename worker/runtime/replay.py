@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from kafka import errors as kerrors
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client import Counter as PromCounter
 from tqdm import tqdm
@@ -160,15 +161,34 @@ def _scan(settings: Settings, topic: str, since: datetime) -> Iterator[tuple[int
             if first < ends[tp]:
                 consumer.seek(tp, first)
                 todo[tp] = ends[tp]
+        stall = _Stall(settings.outage_limit_s, f"reading {topic}")
         while todo:
             for tp, records in consumer.poll(timeout_ms=500).items():
+                stall.progressed()
                 for record in records:
                     if record.offset < todo.get(tp, -1):
                         yield tp.partition, record.offset, record
             for tp in [tp for tp, end in todo.items() if consumer.position(tp) >= end]:
                 del todo[tp]
+            stall.check()
     finally:
         consumer.close(autocommit=False)
+
+
+class _Stall:
+    """Raise ``KafkaTimeoutError`` (exit 4) when a read makes no progress for ``limit_s`` (a lost broker)."""
+
+    def __init__(self, limit_s: float, what: str) -> None:
+        self.limit_s, self.what = limit_s, what
+        self.last = time.monotonic()
+
+    def progressed(self) -> None:
+        self.last = time.monotonic()
+
+    def check(self) -> None:
+        if time.monotonic() - self.last > self.limit_s:
+            msg = f"{self.what}: no progress for {self.limit_s:.0f}s (CLAIMS_OUTAGE_LIMIT_S)"
+            raise kerrors.KafkaTimeoutError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,9 +545,14 @@ class _Pass:
             total=summary.total, initial=summary.already_done, unit="claim", disable=not show, desc=self.mode
         )
         started = time.perf_counter()
+        stall = _Stall(job.settings.outage_limit_s, "replaying")
         try:
             while self.todo and not job.stop():
+                left = len(self.todo)
                 count = self.step()
+                if count or len(self.todo) < left:
+                    stall.progressed()
+                stall.check()
                 summary.done += count
                 elapsed = time.perf_counter() - started
                 job.metrics.remaining.set(
