@@ -125,7 +125,8 @@ def test_replay_window_exactly_once_and_twice_adds_nothing(kafka_bootstrap, topi
 
     args = ("--from", WINDOW.isoformat(), "--to", AFTER.isoformat(), "--policy", NEW, "--replay-id", "w1")
     args += ("--output-topic", f"replayed-{topics['claims']}")
-    first = _replay(kafka_bootstrap, topics, *args)
+    metrics = tmp_path / "replay.prom"
+    first = _replay(kafka_bootstrap, topics, *args, "--metrics-file", str(metrics))
     results = _records(kafka_bootstrap, f"replayed-{topics['claims']}")
     letters = _records(kafka_bootstrap, f"replayed-{topics['claims']}.dead-letter")
 
@@ -135,6 +136,9 @@ def test_replay_window_exactly_once_and_twice_adds_nothing(kafka_bootstrap, topi
     assert {codec.decode_result(r.value)["policy_version"] for r in results} == {"2020.09-2"}
     assert [dict(r.headers).get(INHERITED_HEADER) for r in letters] == [b"live-duplicate"]
     assert "41 records decided this run" in first.stdout
+    prom = metrics.read_text()
+    assert 'claims_replay_records_total{mode="replay",outcome="DEAD_LETTER:DUPLICATE_EVENT"} 1.0' in prom
+    assert "claims_replay_remaining_records 0.0" in prom
     assert len(_records(kafka_bootstrap, topics["results"])) == live_before  # the live topic untouched
 
     second = _replay(kafka_bootstrap, topics, *args)
