@@ -1,0 +1,228 @@
+"""Replay without a broker: times, ids, the range plan, verdict comparison, the report and the refusal."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from tests.unit.claims import NPIS, make_claim
+from worker.cli import main
+from worker.cli.replay import _directory, _write_changes, diff_report, parse_time
+from worker.config.settings import load_settings
+from worker.devtools.nppes_sample import build_sample_index
+from worker.directory.index import Directory
+from worker.errors import ConfigError, ExitCode
+from worker.runtime.replay import (
+    ReplayMetrics,
+    ReplaySummary,
+    Verdict,
+    default_replay_id,
+    plan_ranges,
+    replay_group_id,
+    replay_transactional_id,
+    why,
+)
+
+T0 = datetime(2026, 11, 30, 8, tzinfo=UTC)
+T1 = datetime(2026, 11, 30, 9, tzinfo=UTC)
+
+
+def _result(outcome="PENDED", status="UNKNOWN", reason="DISEASE_STATUS_NEEDED", **extra):
+    record = {
+        "claim_id": "clm-1",
+        "outcome": outcome,
+        "criteria": [{"criterion_id": "A", "status": status, "reason_code": reason}],
+        "reject_codes": ["75"] if outcome == "PENDED" else [],
+        "authorization_effective": None,
+        "authorization_expiration": None,
+        "decided_at": T0,
+        "worker_version": "1",
+    }
+    record.update(extra)
+    return record
+
+
+def test_parse_time_reads_naive_times_as_utc_and_refuses_nonsense():
+    """A naive time is UTC, an offset is kept, and a bad time is a ConfigError (exit 2)."""
+    assert parse_time("2026-11-30T08:00") == T0
+    assert parse_time("2026-11-30T10:00+02:00") == T0
+    with pytest.raises(ConfigError, match="ISO 8601"):
+        parse_time("yesterday")
+
+
+def test_the_same_replay_gets_the_same_id_and_never_the_live_group():
+    """The default replay id depends only on range, policy and output; group and transactional id are its own."""
+    a = default_replay_id(T0, T1, "IXEMPRA-PA/2020.09-2", "out")
+    assert a == default_replay_id(T0, T1, "IXEMPRA-PA/2020.09-2", "out")
+    assert a != default_replay_id(T0, T1, "IXEMPRA-PA/2020.09-1", "out")
+    assert a != default_replay_id(T0, None, "IXEMPRA-PA/2020.09-2", "out")
+    settings = load_settings({})
+    assert replay_group_id(settings, a) != settings.group_id
+    assert a in replay_group_id(settings, a)
+    assert replay_transactional_id(settings, a) != settings.transactional_id
+    assert a in replay_transactional_id(settings, a)
+
+
+class _Consumer:
+    """offsets_for_times/end_offsets of a two-partition topic."""
+
+    def __init__(self, firsts, stops, ends):
+        self.firsts, self.stops, self.ends = firsts, stops, ends
+
+    def partitions_for_topic(self, _topic):
+        return {0, 1}
+
+    def end_offsets(self, tps):
+        return {tp: self.ends[tp.partition] for tp in tps}
+
+    def offsets_for_times(self, times):
+        source = self.firsts if min(times.values()) == int(T0.timestamp() * 1000) else self.stops
+        return {
+            tp: None if source[tp.partition] is None else SimpleNamespace(offset=source[tp.partition])
+            for tp in times
+        }
+
+
+def test_plan_ranges_uses_offsets_for_times_and_the_end_offsets():
+    """A partition with nothing after --from has an empty range; one with nothing after --to runs to its end."""
+    consumer = _Consumer(firsts={0: 5, 1: None}, stops={0: None, 1: None}, ends={0: 12, 1: 7})
+    ranges = {tp.partition: span for tp, span in plan_ranges(consumer, "claims", T0, T1).items()}
+    assert ranges == {0: (5, 12), 1: (7, 7)}
+    consumer = _Consumer(firsts={0: 5, 1: 2}, stops={0: 9, 1: None}, ends={0: 12, 1: 7})
+    ranges = {tp.partition: span for tp, span in plan_ranges(consumer, "claims", T0, T1).items()}
+    assert ranges == {0: (5, 9), 1: (2, 7)}
+
+
+def test_verdicts_ignore_decided_at_and_worker_version():
+    """Two results that differ only in decided_at and worker version are the same verdict."""
+    a = Verdict.of_result(_result())
+    b = Verdict.of_result(_result(decided_at=T1, worker_version="2"))
+    assert a.key() == b.key()
+    c = Verdict.of_result(
+        _result("APPROVED", "MET", "METASTATIC_BY_CODES", authorization_effective=date(2026, 1, 1))
+    )
+    assert a.key() != c.key()
+
+
+def test_why_names_the_criterion_and_the_reject_codes_that_changed():
+    """The reasons of a change name each changed criterion with its status and reason code, and the rejects."""
+    before = Verdict.of_result(_result())
+    after = Verdict.of_result(_result("APPROVED", "MET", "METASTATIC_BY_CODES"))
+    assert why(before, after) == [
+        "A: UNKNOWN(DISEASE_STATUS_NEEDED) -> MET(METASTATIC_BY_CODES)",
+        "reject codes 75 -> -",
+    ]
+    assert why(None, after) == ["no live result for these coordinates"]
+
+
+def test_diff_report_prints_transitions_by_reason(tmp_path):
+    """The report has one line per transition with its count, each followed by its reasons."""
+    summary = ReplaySummary(
+        "r1",
+        done=10,
+        seconds=1.0,
+        unchanged=7,
+        transitions=Counter({("PENDED", "APPROVED"): 2, ("REFERRED", "PENDED"): 1}),
+        reasons=Counter({("PENDED", "APPROVED", "A: x -> y"): 2, ("REFERRED", "PENDED", "A: p -> q"): 1}),
+        changes=[{}, {}, {}],
+    )
+    text = diff_report(summary, "IXEMPRA-PA/2020.09-2", tmp_path / "c.jsonl").splitlines()
+    assert text[1:5] == [
+        "PENDED -> APPROVED: 2",
+        "    A: x -> y: 2",
+        "REFERRED -> PENDED: 1",
+        "    A: p -> q: 1",
+    ]
+    assert "3 changed, 7 unchanged" in text[0]
+
+
+def test_changes_file_as_csv_has_no_phi_columns(tmp_path):
+    """The CSV form of the changes names claim id, coordinates, before, after and why, nothing else."""
+    path = tmp_path / "changes.csv"
+    after = Verdict.of_result(_result("APPROVED", "MET", "METASTATIC_BY_CODES"))
+    change = {
+        "claim_id": "clm-1",
+        "topic": "claims",
+        "partition": 0,
+        "offset": 4,
+        "before": Verdict.of_result(_result()).brief(),
+        "after": after.brief(),
+        "why": ["A: changed"],
+    }
+    _write_changes(path, [change])
+    rows = list(csv.reader(path.open()))
+    assert rows == [
+        ["claim_id", "topic", "partition", "offset", "before", "after", "why"],
+        ["clm-1", "claims", "0", "4", "PENDED", "APPROVED", "A: changed"],
+    ]
+
+
+def test_replay_refuses_the_live_results_topic_before_connecting(monkeypatch, capsys):
+    """Without --allow-live-topic, a replay into the live results topic exits 2 with one line, nothing connects."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    code = main(["replay", "--from", "2026-11-30T08:00", "--output-topic", load_settings({}).results_topic])
+    assert code == ExitCode.BAD_SETTINGS
+    assert "--allow-live-topic" in capsys.readouterr().err
+
+
+def test_replay_refuses_an_unknown_policy(monkeypatch, capsys):
+    """An unknown --policy exits 2 naming the catalog."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    code = main(["replay", "--from", "2026-11-30T08:00", "--policy", "IXEMPRA-PA/1999.01-9"])
+    assert code == ExitCode.BAD_SETTINGS
+    assert "error:" in capsys.readouterr().err
+
+
+def test_directory_is_pinned_for_the_run_and_names_its_release(tmp_path):
+    """With CLAIMS_DIRECTORY_PATH the lookup answers from that index and the replay header names its release."""
+
+    index = build_sample_index(tmp_path / "directory.idx")
+    lookup, version = _directory(load_settings({"CLAIMS_DIRECTORY_PATH": str(index)}))
+    assert version == Directory.open(index).version
+    facts = lookup(make_claim())
+    assert facts.directory_version == version
+    assert facts.prescriber is not None
+    assert facts.prescriber.npi == NPIS[0]
+    assert _directory(load_settings({})) == (None, "none")
+
+
+def test_replay_metrics_keep_their_labels_closed():
+    """An outcome outside the closed set is counted as "other", never as its own label value."""
+    metrics = ReplayMetrics()
+    metrics.count("replay", "APPROVED", 3)
+    metrics.count("replay", "clm-000123")
+    registry = metrics.registry
+    assert (
+        registry.get_sample_value("claims_replay_records_total", {"mode": "replay", "outcome": "APPROVED"})
+        == 3
+    )
+    assert (
+        registry.get_sample_value("claims_replay_records_total", {"mode": "replay", "outcome": "other"}) == 1
+    )
+    values = {s.labels.get("outcome") for m in registry.collect() for s in m.samples}
+    assert "clm-000123" not in values
+
+
+def test_replay_refuses_a_replay_id_that_cannot_name_a_group(monkeypatch, capsys):
+    """A --replay-id with spaces or slashes exits 2 before anything connects."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    assert main(["replay", "--from", "2026-11-30T08:00", "--replay-id", "a b/c"]) == ExitCode.BAD_SETTINGS
+    assert "--replay-id" in capsys.readouterr().err
+
+
+def test_a_read_without_progress_past_the_outage_limit_is_an_outage():
+    """A stalled replay read raises a Kafka timeout, which the CLI maps to exit 4 (unreachable)."""
+    from kafka import errors as kerrors  # noqa: PLC0415 - only this test needs the Kafka error type
+
+    from worker.runtime.failures import Kind, classify  # noqa: PLC0415
+    from worker.runtime.replay import _Stall  # noqa: PLC0415
+
+    stall = _Stall(-1.0, "replaying")
+    with pytest.raises(kerrors.KafkaTimeoutError) as raised:
+        stall.check()
+    assert classify(raised.value) is Kind.TRANSIENT
+    assert "CLAIMS_OUTAGE_LIMIT_S" in str(raised.value)

@@ -1,0 +1,288 @@
+"""``claims-worker replay``: decide a time range again into a replay topic, or ``--diff`` it against live.
+
+Exit codes (the worker's, see ``claims-worker --help``): 0 done (a diff exits 0 whatever changed); 2 bad
+arguments or settings (a bad time, an unknown policy, the live results topic without
+``--allow-live-topic``, a missing claims topic); 3 fenced (another run of the same replay id); 4 Kafka
+unreachable; 5 not authorized; 70 unexpected internal error. A replay that stopped early resumes when
+run again with the same arguments (or ``--replay-id``). See README, "Replay".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from worker.errors import ConfigError, ExitCode
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    from worker.config.settings import Settings
+    from worker.contracts.model import Claim
+    from worker.policy.facts import Facts
+    from worker.runtime.replay import ReplaySummary
+
+__all__ = ["parse_time", "register"]
+
+_REPLAY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an ISO 8601 time (``2026-11-30T08:00``, ``2026-11-30T08:00:00Z``); naive times are UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        msg = f"not an ISO 8601 time: {text!r} (e.g. 2026-11-30T08:00:00Z)"
+        raise ConfigError(msg) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``replay`` to the ``claims-worker`` parser."""
+    parser = sub.add_parser(
+        "replay",
+        help="decide a time range of the claims topic again (into a replay topic), or --diff it",
+        epilog="exit codes: 0 done; 2 bad arguments or settings; 3 fenced (the same replay id runs "
+        "elsewhere); 4 Kafka unreachable; 5 not authorized; 70 internal error. A stopped replay resumes "
+        "when run again with the same arguments.",
+    )
+    parser.add_argument(
+        "--from", dest="start", required=True, help="start of the range (ISO 8601; UTC if naive)"
+    )
+    parser.add_argument("--to", dest="end", help="end of the range, exclusive [default: the end offsets now]")
+    parser.add_argument("--policy", help="catalog policy ID/VERSION [default: CLAIMS_POLICY]")
+    parser.add_argument("--output-topic", help="replay results topic [default: <results topic>.replay.<id>]")
+    parser.add_argument(
+        "--dead-letter-topic", help="replay dead letters [default: <output topic>.dead-letter]"
+    )
+    parser.add_argument("--replay-id", help="name of the run (group and transactional id derive from it)")
+    parser.add_argument(
+        "--allow-live-topic", action="store_true", help="allow writing to the live results/dead-letter topics"
+    )
+    parser.add_argument("--diff", action="store_true", help="compare with the live results; publish nothing")
+    parser.add_argument(
+        "--changes",
+        type=Path,
+        help="diff: changed claims file, .jsonl or .csv [default: replay-diff-<id>.jsonl]",
+    )
+    parser.add_argument(
+        "--metrics-file", type=Path, help="write the run's Prometheus metrics here (textfile)"
+    )
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar")
+    parser.set_defaults(handler=_handle)
+
+
+def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str]:
+    """Return the directory lookup pinned for the whole run and its version ("none": no directory)."""
+    if settings.directory_path is None:
+        return None, "none"
+    from worker.directory.index import Directory, DirectoryIndexError  # noqa: PLC0415
+    from worker.policy.facts import Facts  # noqa: PLC0415
+
+    try:
+        directory = Directory.open(settings.directory_path)
+    except (OSError, DirectoryIndexError) as exc:
+        msg = f"CLAIMS_DIRECTORY_PATH: cannot open the directory index ({type(exc).__name__})"
+        raise ConfigError(msg) from None
+
+    def lookup(claim: Claim) -> Facts:
+        dos = claim.date_of_service
+        attestation = claim.attestation
+        consultant = getattr(attestation, "consultant_npi", None) if attestation is not None else None
+        return Facts(
+            prescriber=directory.facts(claim.prescriber.npi, dos),
+            consultant=directory.facts(consultant, dos) if consultant else None,
+            directory_version=directory.version,
+        )
+
+    return lookup, directory.version
+
+
+def _targets(
+    args: argparse.Namespace, settings: Settings, start: datetime, end: datetime | None, policy_ref: str
+) -> tuple[str, str | None, str | None]:
+    """Return the replay id and its output topics (``None`` for a diff); refuse the live and claims topics."""
+    from worker.runtime.replay import default_replay_id  # noqa: PLC0415
+
+    output = None if args.diff else args.output_topic
+    replay_id = args.replay_id or default_replay_id(
+        start, end, policy_ref, "diff" if args.diff else (output or "replay:default")
+    )
+    if not _REPLAY_ID.fullmatch(replay_id):
+        msg = f"--replay-id {replay_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it names a group)"
+        raise ConfigError(msg)
+    if args.diff:
+        return replay_id, None, None
+    output = output or f"{settings.results_topic}.replay.{replay_id}"
+    dead_letters = args.dead_letter_topic or f"{output}.dead-letter"
+    if not args.allow_live_topic and (
+        {output, dead_letters} & {settings.results_topic, settings.dead_letter_topic}
+    ):
+        msg = f"refusing to replay into a live topic ({output}); pass --allow-live-topic to mean it"
+        raise ConfigError(msg)
+    if settings.claims_topic in {output, dead_letters}:
+        raise ConfigError("the replay output cannot be the claims topic")
+    return replay_id, output, dead_letters
+
+
+def _handle(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the replay or the diff; print the summary; return the exit code."""
+    from worker.cli.run import _schema_resolver  # noqa: PLC0415
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.policy import catalog_policy  # noqa: PLC0415
+    from worker.runtime.failures import Kind, classify, describe  # noqa: PLC0415
+    from worker.runtime.kafka_io import create_topics  # noqa: PLC0415
+    from worker.runtime.replay import ReplayJob, run_replay  # noqa: PLC0415
+
+    start = parse_time(args.start)
+    end = parse_time(args.end) if args.end else None
+    if end is not None and end <= start:
+        raise ConfigError("--to must be after --from")
+    policy = catalog_policy(args.policy or settings.policy)
+    replay_id, output, dead_letters = _targets(args, settings, start, end, policy.ref)
+    lookup, directory_version = _directory(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    job = ReplayJob(
+        settings=settings,
+        codec=Codec(resolver=_schema_resolver(settings), wire_format=settings.wire_format.value),
+        policy=policy,
+        replay_id=replay_id,
+        start=start,
+        end=end,
+        output_topic=output,
+        dead_letter_topic=dead_letters,
+        directory_version=directory_version,
+        metrics_file=args.metrics_file,
+        progress={"auto": None, "on": True, "off": False}[args.progress],
+        stop=stop.is_set,
+    )
+    if lookup is not None:
+        job.lookup_facts = lookup
+    try:
+        if output is not None and dead_letters is not None:
+            partitions = _claims_partitions(settings)
+            _check_partitions(settings, [output, dead_letters], partitions)  # the existing ones
+            create_topics(settings, [output, dead_letters], partitions=partitions)
+        summary = run_replay(job)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
+        kind = classify(exc)
+        print(f"error: replay {replay_id}: {describe(exc, settings)} ({type(exc).__name__})", file=sys.stderr)
+        if kind is Kind.INTERNAL:
+            return ExitCode.INTERNAL
+        return kind.exit_code if kind is not Kind.TRANSIENT else ExitCode.UNREACHABLE
+    if stop.is_set():
+        print(f"replay {replay_id}: stopped; run the same command again to resume", file=sys.stderr)
+    if args.diff:
+        changes = args.changes or Path(f"replay-diff-{replay_id}.jsonl")
+        _write_changes(changes, summary.changes)
+        print(diff_report(summary, policy.ref, changes))
+    else:
+        print(replay_report(summary, policy.ref, output or "", dead_letters or ""))
+    return ExitCode.OK
+
+
+def _claims_partitions(settings: Settings) -> int:
+    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415
+
+    consumer = new_consumer(settings, Role.REPLAY, group_id=None, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(settings.claims_topic)
+    finally:
+        consumer.close(autocommit=False)
+    if not parts:
+        msg = f"topic {settings.claims_topic!r} does not exist"
+        raise ConfigError(msg)
+    return len(parts)
+
+
+def _check_partitions(settings: Settings, topics: list[str], need: int) -> None:
+    """Raise ``ConfigError`` when an existing output topic has fewer partitions than the claims topic."""
+    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415
+
+    consumer = new_consumer(settings, Role.REPLAY, group_id=None, enable_auto_commit=False)
+    try:
+        for topic in topics:
+            have = len(consumer.partitions_for_topic(topic) or ())
+            if 0 < have < need:
+                msg = (
+                    f"topic {topic!r} has {have} partitions; a replay writes to the input's partition "
+                    f"number, so it needs at least {need} (as many as {settings.claims_topic!r})"
+                )
+                raise ConfigError(msg)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_letters: str) -> str:
+    """Return the lines a replay prints when it ends."""
+    rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
+    lines = [
+        (
+            f"replay {summary.replay_id} under {policy_ref}: {summary.done} records decided this run "
+            f"({summary.already_done} already done before), {summary.total} in the range, "
+            f"{rate:.0f} records/s"
+        ),
+        f"  results: {output}   dead letters: {dead_letters}",
+    ]
+    lines += [f"  {outcome}: {n}" for outcome, n in sorted(summary.outcomes.items())]
+    if summary.inherited_duplicates:
+        lines.append(f"  live duplicates kept as duplicates: {summary.inherited_duplicates}")
+    return "\n".join(lines)
+
+
+def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path) -> str:
+    """Return the transition table a diff prints: ``BEFORE -> AFTER: n``, then each reason and count."""
+    rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
+    lines = [
+        (
+            f"diff {summary.replay_id}: {summary.done} records decided under {policy_ref} "
+            f"({rate:.0f} records/s); {len(summary.changes)} changed, {summary.unchanged} unchanged"
+        )
+    ]
+    if summary.inherited_duplicates:
+        lines[0] += f" ({summary.inherited_duplicates} live duplicates kept)"
+    for (before, after), n in sorted(summary.transitions.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"{before} -> {after}: {n}")
+        for (b, a, reason), m in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            if (b, a) == (before, after):
+                lines.append(f"    {reason}: {m}")
+    lines.append(f"changed claims: {changes}")
+    return "\n".join(lines)
+
+
+def _write_changes(path: Path, changes: list[dict[str, Any]]) -> None:
+    """Write the changed claims (claim id, coordinates, before, after, why; no PHI) as JSON Lines or CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["claim_id", "topic", "partition", "offset", "before", "after", "why"])
+            for change in changes:
+                before = change["before"]
+                writer.writerow(
+                    [
+                        change["claim_id"],
+                        change["topic"],
+                        change["partition"],
+                        change["offset"],
+                        before["outcome"] if before else "",
+                        change["after"]["outcome"],
+                        "; ".join(change["why"]),
+                    ]
+                )
+        return
+    with path.open("w", encoding="utf-8") as handle:
+        for change in changes:
+            handle.write(json.dumps(change, sort_keys=True) + "\n")

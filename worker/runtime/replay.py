@@ -1,0 +1,666 @@
+"""Replay: decide a time range of the claims topic again, with the live worker's own ``judge`` and ``route``.
+
+A replay reads each claims partition from the first offset at or after ``--from`` up to the first offset
+at or after ``--to`` (or the end offsets when it started), with its own consumer group and its own
+transactional id, both derived from the replay id: the live group's offsets never move, and a second
+replay with the same id fences the first. Each batch is one transaction holding its outputs and the
+group's offsets (with the range's end in the offset metadata), so a replay that crashed resumes where
+its last transaction committed and publishes nothing twice; a finished replay's group sits at the end
+offsets, so running it again adds nothing.
+
+What a replay writes: the live worker's result (v2, naming the policy and the source coordinates) or
+dead letter, on the input's partition number of the replay's own topics, with headers that name the
+replay (``claims-worker.replay-id``, ``claims-worker.replay-policy``, ``claims-worker.replay-directory``).
+The record schemas are unchanged (headers, not a schema evolution: consumers of results need nothing new).
+
+Duplicates: a replay does not use the live duplicate filter (keyed by event id and rebuilt from the live
+results, it would dead-letter every record). What it compares is keyed by source coordinates (topic,
+partition, offset). A record the live worker dead-lettered as a duplicate keeps that verdict: the replay
+writes the duplicate dead letter again with ``claims-worker.replay-inherited: live-duplicate``.
+
+``diff`` decides the same range and compares each record with what the live worker published for the
+same source coordinates; it publishes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from kafka import errors as kerrors
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import Counter as PromCounter
+from tqdm import tqdm
+
+from worker.contracts.model import Outcome
+from worker.errors import ConfigError, DeadLetterClass
+from worker.runtime.clients import Role, new_consumer, new_producer
+from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
+from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
+from worker.runtime.route import route
+from worker.state.dedupe import SeenEvents
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
+
+    from worker.config.settings import Settings
+    from worker.contracts.codec import Codec
+    from worker.contracts.model import Claim
+    from worker.policy import Policy
+    from worker.policy.facts import Facts
+    from worker.runtime.judge import Record
+    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
+    from worker.runtime.route import Outgoing
+
+__all__ = [
+    "INHERITED_HEADER",
+    "REPLAY_DIRECTORY_HEADER",
+    "REPLAY_ID_HEADER",
+    "REPLAY_POLICY_HEADER",
+    "Coordinates",
+    "ReplayJob",
+    "ReplayMetrics",
+    "ReplaySummary",
+    "default_replay_id",
+    "plan_ranges",
+    "read_live_verdicts",
+    "replay_group_id",
+    "replay_transactional_id",
+    "run_replay",
+]
+
+REPLAY_ID_HEADER = "claims-worker.replay-id"
+REPLAY_POLICY_HEADER = "claims-worker.replay-policy"
+REPLAY_DIRECTORY_HEADER = "claims-worker.replay-directory"
+INHERITED_HEADER = "claims-worker.replay-inherited"
+_ERROR_CLASS_HEADER = "claims-worker.error-class"
+_END_METADATA = "replay-end="
+# Results and dead letters are written after their claim: read the live outputs from a little before
+# the range's start, in case the producers' clocks disagree.
+_CLOCK_MARGIN = timedelta(hours=1)
+
+Coordinates = tuple[str, int, int]
+"""Source coordinates of one claims record: topic, partition, offset."""
+
+
+def default_replay_id(start: datetime, end: datetime | None, policy_ref: str, output_topic: str) -> str:
+    """Return the replay id for a range, policy and output: the same replay gets the same id (and group)."""
+    text = f"{start.isoformat()}|{end.isoformat() if end else '-'}|{policy_ref}|{output_topic}"
+    return "r" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def replay_group_id(settings: Settings, replay_id: str) -> str:
+    """Return the replay's consumer group: never the live group."""
+    return f"{settings.group_id}-replay-{replay_id}"
+
+
+def replay_transactional_id(settings: Settings, replay_id: str) -> str:
+    """Return the replay's transactional id: never a live instance's."""
+    return f"{settings.transactional_id_prefix}-replay-{replay_id}"
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def plan_ranges(
+    consumer: KafkaConsumer, topic: str, start: datetime, end: datetime | None
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Return each partition's offsets ``[first, stop)`` of the time range (``offsets_for_times``).
+
+    ``first`` is the first offset with a timestamp at or after ``start``; ``stop`` the first at or after
+    ``end``, or the end offset now when ``end`` is ``None`` or no record is that late.
+    """
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        msg = f"topic {topic!r} does not exist"
+        raise ConfigError(msg)
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    ends = consumer.end_offsets(tps)
+    firsts = consumer.offsets_for_times(dict.fromkeys(tps, _ms(start)))
+    stops = consumer.offsets_for_times(dict.fromkeys(tps, _ms(end))) if end is not None else {}
+    ranges: dict[TopicPartition, tuple[int, int]] = {}
+    for tp in tps:
+        first_at, stop_at = firsts.get(tp), stops.get(tp)
+        stop = ends[tp] if stop_at is None else stop_at.offset
+        first = stop if first_at is None else min(first_at.offset, stop)
+        ranges[tp] = (first, stop)
+    return ranges
+
+
+def _scan(settings: Settings, topic: str, since: datetime) -> Iterator[tuple[int, int, Any]]:
+    """Yield (partition, offset, record) of committed records of ``topic`` written since ``since``."""
+    consumer = new_consumer(
+        settings,
+        Role.REPLAY,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_poll_records=5000,
+    )
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            return
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        ends = consumer.end_offsets(tps)
+        starts = consumer.offsets_for_times(dict.fromkeys(tps, _ms(since)))
+        todo = {}
+        for tp in tps:
+            at = starts.get(tp)
+            first = ends[tp] if at is None else at.offset
+            if first < ends[tp]:
+                consumer.seek(tp, first)
+                todo[tp] = ends[tp]
+        stall = _Stall(settings.outage_limit_s, f"reading {topic}")
+        while todo:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                stall.progressed()
+                for record in records:
+                    if record.offset < todo.get(tp, -1):
+                        yield tp.partition, record.offset, record
+            for tp in [tp for tp, end in todo.items() if consumer.position(tp) >= end]:
+                del todo[tp]
+            stall.check()
+    finally:
+        consumer.close(autocommit=False)
+
+
+class _Stall:
+    """Raise ``KafkaTimeoutError`` (exit 4) when a read makes no progress for ``limit_s`` (a lost broker)."""
+
+    def __init__(self, limit_s: float, what: str) -> None:
+        self.limit_s, self.what = limit_s, what
+        self.last = time.monotonic()
+
+    def progressed(self) -> None:
+        self.last = time.monotonic()
+
+    def check(self) -> None:
+        if time.monotonic() - self.last > self.limit_s:
+            msg = f"{self.what}: no progress for {self.limit_s:.0f}s (CLAIMS_OUTAGE_LIMIT_S)"
+            raise kerrors.KafkaTimeoutError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a comparison looks at in one output: never ``decided_at`` or the worker version."""
+
+    outcome: str
+    criteria: tuple[tuple[str, str, str], ...] = ()
+    reject_codes: tuple[str, ...] = ()
+    window: tuple[str, str] = ("", "")
+    claim_id: str = ""
+
+    @classmethod
+    def of_result(cls, result: Mapping[str, Any]) -> Verdict:
+        """Return the verdict of a decoded result (v1 or v2)."""
+        effective, expiration = result.get("authorization_effective"), result.get("authorization_expiration")
+        return cls(
+            outcome=str(result["outcome"]),
+            criteria=tuple(
+                (str(c["criterion_id"]), str(c["status"]), str(c["reason_code"]))
+                for c in result.get("criteria") or ()
+            ),
+            reject_codes=tuple(str(code) for code in result.get("reject_codes") or ()),
+            window=(str(effective or ""), str(expiration or "")),
+            claim_id=str(result.get("claim_id") or ""),
+        )
+
+    @classmethod
+    def dead_letter(cls, error_class: str) -> Verdict:
+        """Return the verdict of a dead letter: its class."""
+        return cls(outcome=f"DEAD_LETTER:{error_class}")
+
+    def key(self) -> tuple[object, ...]:
+        """Return what must be equal for two verdicts to be the same (not the claim id: same record)."""
+        return (self.outcome, self.criteria, self.reject_codes, self.window)
+
+    def brief(self) -> dict[str, Any]:
+        """Return a PHI-free summary for the changes file."""
+        return {
+            "outcome": self.outcome,
+            "criteria": {cid: f"{status}/{reason}" for cid, status, reason in self.criteria},
+            "reject_codes": list(self.reject_codes),
+            "window": list(self.window) if any(self.window) else None,
+        }
+
+
+def why(before: Verdict | None, after: Verdict) -> list[str]:
+    """Name what changed between two verdicts: per criterion, reject codes, window."""
+    if before is None:
+        return ["no live result for these coordinates"]
+    reasons: list[str] = []
+    old = {cid: (status, reason) for cid, status, reason in before.criteria}
+    new = {cid: (status, reason) for cid, status, reason in after.criteria}
+    for cid in sorted(old.keys() | new.keys()):
+        a, b = old.get(cid), new.get(cid)
+        if a != b:
+            was = "-" if a is None else f"{a[0]}({a[1]})"
+            now = "-" if b is None else f"{b[0]}({b[1]})"
+            reasons.append(f"{cid}: {was} -> {now}")
+    if before.reject_codes != after.reject_codes:
+        reasons.append(
+            f"reject codes {','.join(before.reject_codes) or '-'} -> {','.join(after.reject_codes) or '-'}"
+        )
+    if before.window != after.window and any(before.window) and any(after.window):
+        reasons.append("approval window")  # only between two approvals: otherwise the outcome says it
+    if not reasons and before.outcome != after.outcome:
+        reasons.append("outcome")
+    return reasons
+
+
+def read_live_verdicts(  # noqa: C901 - two topics, one filter
+    settings: Settings,
+    codec: Codec,
+    ranges: Mapping[TopicPartition, tuple[int, int]],
+    since: datetime,
+    *,
+    results: bool,
+) -> tuple[dict[Coordinates, Verdict], set[Coordinates]]:
+    """Read what the live worker published for the range: verdicts by source coordinates, and duplicates.
+
+    Reads the live dead-letter topic (and, when ``results``, the live results topic) from a little before
+    ``since``; keeps only outputs whose source coordinates fall in ``ranges``. Duplicates are the
+    coordinates the live worker dead-lettered as ``DUPLICATE_EVENT``.
+    """
+    wanted = {(tp.topic, tp.partition): span for tp, span in ranges.items()}
+
+    def in_range(source: Mapping[str, Any] | None) -> Coordinates | None:
+        if not source:
+            return None
+        span = wanted.get((source["topic"], source["partition"]))
+        if span is None or not span[0] <= source["offset"] < span[1]:
+            return None
+        return (source["topic"], source["partition"], source["offset"])
+
+    verdicts: dict[Coordinates, Verdict] = {}
+    duplicates: set[Coordinates] = set()
+    start = since - _CLOCK_MARGIN
+    for _partition, _offset, record in _scan(settings, settings.dead_letter_topic, start):
+        error_class = dict(record.headers or ()).get(_ERROR_CLASS_HEADER)
+        if error_class is None:
+            continue
+        letter = codec.decode_dead_letter(record.value)
+        at = in_range(letter.get("source"))
+        if at is None:
+            continue
+        verdicts[at] = Verdict.dead_letter(error_class.decode())
+        if error_class.decode() == DeadLetterClass.DUPLICATE_EVENT.value:
+            duplicates.add(at)
+    if results:
+        for _partition, _offset, record in _scan(settings, settings.results_topic, start):
+            result = codec.decode_result(record.value)
+            at = in_range(result.get("source"))
+            if at is not None:
+                verdicts[at] = Verdict.of_result(result)
+    return verdicts, duplicates
+
+
+class ReplayMetrics:
+    """The Prometheus metrics of one replay run (labels from closed sets: outcomes, dead-letter classes)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.records = PromCounter(
+            "claims_replay_records",
+            "Records a replay decided, by outcome (or dead-letter class).",
+            ["mode", "outcome"],
+            registry=self.registry,
+        )
+        self.changed = PromCounter(
+            "claims_replay_changed",
+            "Records whose verdict differs from the live one (diff).",
+            registry=self.registry,
+        )
+        self.transactions = PromCounter(
+            "claims_replay_transactions", "Replay transactions committed.", registry=self.registry
+        )
+        self.remaining = Gauge(
+            "claims_replay_remaining_records",
+            "Offsets of the range not yet replayed.",
+            registry=self.registry,
+        )
+        self.rate = Gauge(
+            "claims_replay_records_per_second", "Records per second so far.", registry=self.registry
+        )
+        self._labels = {o.value for o in Outcome} | {f"DEAD_LETTER:{c.value}" for c in DeadLetterClass}
+
+    def count(self, mode: str, outcome: str, n: int = 1) -> None:
+        """Count ``n`` records of ``outcome`` (``other`` when outside the closed set)."""
+        self.records.labels(mode, outcome if outcome in self._labels else "other").inc(n)
+
+
+@dataclass
+class ReplaySummary:
+    """What one run did."""
+
+    replay_id: str
+    total: int = 0
+    done: int = 0
+    already_done: int = 0
+    inherited_duplicates: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ReplayJob:
+    """One replay or diff: what to read, how to decide, where to write."""
+
+    settings: Settings
+    codec: Codec
+    policy: Policy
+    replay_id: str
+    start: datetime
+    end: datetime | None = None
+    output_topic: str | None = None  # None: diff (publishes nothing)
+    dead_letter_topic: str | None = None
+    directory_version: str = "none"
+    lookup_facts: Callable[[Claim], Facts] = no_facts
+    metrics: ReplayMetrics = field(default_factory=ReplayMetrics)
+    progress: bool | None = None  # None: when stderr is a TTY
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    stop: Callable[[], bool] = lambda: False
+    metrics_file: Path | None = None
+    batch_hook: Callable[[int], None] = lambda _n: None  # tests: called after each committed batch
+
+    @property
+    def diff(self) -> bool:
+        """A diff publishes nothing."""
+        return self.output_topic is None
+
+
+def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps in order
+    """Run ``job`` to the end of its range; return what it did. Raises what failed (the caller maps it)."""
+    settings = job.settings
+    summary = ReplaySummary(job.replay_id)
+    started = time.perf_counter()
+    consumer = new_consumer(
+        settings,
+        Role.REPLAY,
+        group_id=None if job.diff else replay_group_id(settings, job.replay_id),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_poll_records=settings.batch_max_records,
+        fetch_max_wait_ms=100,
+    )
+    producer: KafkaProducer | None = None
+    try:
+        ranges = plan_ranges(consumer, settings.claims_topic, job.start, job.end)
+        if not job.diff:
+            ranges = _resume(consumer, ranges)
+        verdicts, duplicates = read_live_verdicts(settings, job.codec, ranges, job.start, results=job.diff)
+        positions = {tp: first for tp, (first, _stop) in ranges.items()}
+        if not job.diff:
+            producer = _producer(job)
+            done = {tp: consumer.committed(tp) for tp in ranges}
+            for tp, committed in done.items():
+                if committed is not None:
+                    positions[tp] = max(positions[tp], committed)
+                    summary.already_done += committed - ranges[tp][0]
+            if any(committed is None for committed in done.values()):
+                # Record the range's end in the group first: a resumed replay reads the same range.
+                _transaction(job, producer, [], _offsets(ranges, positions))
+        summary.total = sum(stop - first for first, stop in ranges.values())
+        todo = {tp: stop for tp, (_first, stop) in ranges.items() if positions[tp] < stop}
+        consumer.assign(list(ranges))
+        for tp in todo:
+            consumer.seek(tp, positions[tp])
+        job.metrics.remaining.set(summary.total - summary.already_done)
+        _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary).run()
+        if producer is not None and todo == {}:
+            final = {tp: stop for tp, (_first, stop) in ranges.items()}
+            if final != positions:
+                _transaction(job, producer, [], _offsets(ranges, final))
+    finally:
+        summary.seconds = time.perf_counter() - started
+        if producer is not None:
+            producer.close(timeout=5)
+        consumer.close(autocommit=False)
+        if job.metrics_file is not None:
+            write_to_textfile(str(job.metrics_file), job.metrics.registry)
+    return summary
+
+
+def _resume(
+    consumer: KafkaConsumer, ranges: dict[TopicPartition, tuple[int, int]]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Return the ranges recorded in the group's committed offsets: a resumed replay reads the same range."""
+    resumed = dict(ranges)
+    for tp, (first, stop) in ranges.items():
+        committed = consumer.committed(tp, metadata=True)
+        metadata = getattr(committed, "metadata", "") or ""
+        if metadata.startswith(_END_METADATA):
+            recorded = int(metadata.removeprefix(_END_METADATA).split(";")[0])
+            first_recorded = int(metadata.split(";first=")[1]) if ";first=" in metadata else first
+            resumed[tp] = (first_recorded, recorded)
+        else:
+            resumed[tp] = (first, stop)
+    return resumed
+
+
+def _offsets(
+    ranges: Mapping[TopicPartition, tuple[int, int]], positions: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {
+        tp: OffsetAndMetadata(positions[tp], f"{_END_METADATA}{stop};first={first}", -1)
+        for tp, (first, stop) in ranges.items()
+    }
+
+
+def _producer(job: ReplayJob) -> KafkaProducer:
+    settings = job.settings
+    producer = new_producer(
+        settings,
+        Role.REPLAY,
+        transactional_id=replay_transactional_id(settings, job.replay_id),
+        transaction_timeout_ms=settings.transaction_timeout_ms,
+        linger_ms=settings.linger_ms,
+        batch_size=256 * 1024,
+        max_block_ms=int(settings.commit_timeout_s * 1000),
+    )
+    try:
+        producer.init_transactions()
+    except Exception:
+        producer.close(timeout=1)
+        raise
+    return producer
+
+
+def _transaction(
+    job: ReplayJob,
+    producer: KafkaProducer,
+    outputs: list[Outgoing],
+    offsets: dict[TopicPartition, OffsetAndMetadata],
+) -> None:
+    """Publish ``outputs`` and commit ``offsets`` in one transaction; abort it when anything fails."""
+    timeout = job.settings.commit_timeout_s
+    producer.begin_transaction()
+    try:
+        for out in outputs:
+            producer.send(
+                out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
+            )
+        group = replay_group_id(job.settings, job.replay_id)
+        bounded(lambda: producer.send_offsets_to_transaction(offsets, group), timeout, "send_offsets")
+        bounded(producer.commit_transaction, timeout, "commit_transaction")
+    except BaseException:
+        # The first failure is the one to report; a failed abort is fenced by the next run's producer.
+        with contextlib.suppress(Exception):
+            bounded(producer.abort_transaction, timeout, "abort_transaction")
+        raise
+    job.metrics.transactions.inc()
+
+
+@dataclass
+class _Pass:
+    """The state of one run's read loop: where each partition is, what is left, what the live worker said."""
+
+    job: ReplayJob
+    consumer: KafkaConsumer
+    producer: KafkaProducer | None
+    ranges: Mapping[TopicPartition, tuple[int, int]]
+    positions: dict[TopicPartition, int]
+    todo: dict[TopicPartition, int]
+    verdicts: Mapping[Coordinates, Verdict]
+    duplicates: set[Coordinates]
+    summary: ReplaySummary
+    seen: SeenEvents = field(default_factory=lambda: SeenEvents(0))  # never filters by event id
+
+    def __post_init__(self) -> None:
+        job, settings = self.job, self.job.settings
+        self.out_settings = settings.model_copy(
+            update={
+                "results_topic": job.output_topic or settings.results_topic,
+                "dead_letter_topic": job.dead_letter_topic or settings.dead_letter_topic,
+            }
+        )
+        self.headers = [
+            (REPLAY_ID_HEADER, job.replay_id.encode()),
+            (REPLAY_POLICY_HEADER, job.policy.ref.encode()),
+            (REPLAY_DIRECTORY_HEADER, job.directory_version.encode()),
+        ]
+        self.mode = "diff" if job.diff else "replay"
+
+    def run(self) -> None:
+        """Poll, decide, publish (or compare) until every partition reached its range's end."""
+        job, summary = self.job, self.summary
+        show = sys.stderr.isatty() if job.progress is None else job.progress
+        bar = tqdm(
+            total=summary.total, initial=summary.already_done, unit="claim", disable=not show, desc=self.mode
+        )
+        started = time.perf_counter()
+        stall = _Stall(job.settings.outage_limit_s, "replaying")
+        try:
+            while self.todo and not job.stop():
+                left = len(self.todo)
+                count = self.step()
+                if count or len(self.todo) < left:
+                    stall.progressed()
+                stall.check()
+                summary.done += count
+                elapsed = time.perf_counter() - started
+                job.metrics.remaining.set(
+                    sum(stop - self.positions[tp] for tp, (_f, stop) in self.ranges.items())
+                )
+                if elapsed > 0:
+                    job.metrics.rate.set(summary.done / elapsed)
+                bar.update(count)
+                if count:
+                    job.batch_hook(summary.done)
+        finally:
+            bar.close()
+
+    def step(self) -> int:
+        """One poll: decide its records of the range, publish them with the offsets; return how many."""
+        settings = self.job.settings
+        batch = self.consumer.poll(
+            timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
+        )
+        decided_at = self.job.clock()
+        outputs: list[Outgoing] = []
+        count = 0
+        for tp, records in batch.items():
+            stop = self.todo.get(tp)
+            if stop is None:
+                continue
+            for record in records:
+                if record.offset >= stop:
+                    break
+                count += 1
+                self.one(record, decided_at, outputs)
+            last = records[-1].offset
+            self.positions[tp] = max(self.positions[tp], last + 1 if last < stop else stop)
+        for tp in list(self.todo):
+            position = self.consumer.position(tp)
+            if position is not None and position >= self.todo[tp]:
+                self.positions[tp] = max(self.positions[tp], self.todo[tp])
+                del self.todo[tp]
+        if self.producer is not None and (outputs or count):
+            _transaction(self.job, self.producer, outputs, _offsets(self.ranges, self.positions))
+        return count
+
+    def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
+        """Judge and route one record with the live worker's code; a live duplicate keeps its verdict."""
+        job = self.job
+        at = (record.topic, record.partition, record.offset)
+        inherited = at in self.duplicates
+        if inherited:
+            self.summary.inherited_duplicates += 1
+            judgement = Judgement(record, error=DuplicateEvent(), policy=job.policy)
+        else:
+            judgement = judge(
+                record,
+                codec=job.codec,
+                seen=self.seen,
+                policy=job.policy,
+                decided_at=decided_at,
+                lookup_facts=job.lookup_facts,
+                automated_denials=job.settings.automated_denials,
+            )
+        out = route(judgement, codec=job.codec, settings=self.out_settings, at=decided_at)
+        if job.diff:
+            _compare(job, record, out, self.verdicts, self.summary)
+        else:
+            extra = [(INHERITED_HEADER, b"live-duplicate")] if inherited else []
+            outputs.append(dataclasses.replace(out, headers=[*out.headers, *self.headers, *extra]))
+        if out.outcome is not None:
+            label = out.outcome.value
+        else:
+            label = f"DEAD_LETTER:{out.error_class.value}" if out.error_class is not None else "other"
+        self.summary.outcomes[label] += 1
+        job.metrics.count(self.mode, label)
+
+
+def _compare(
+    job: ReplayJob,
+    record: Record,
+    out: Outgoing,
+    verdicts: Mapping[Coordinates, Verdict],
+    summary: ReplaySummary,
+) -> None:
+    """Compare one decided record with the live verdict for its coordinates; keep it when it changed."""
+    at = (record.topic, record.partition, record.offset)
+    if at in verdicts and verdicts[at].outcome == f"DEAD_LETTER:{DeadLetterClass.DUPLICATE_EVENT.value}":
+        summary.unchanged += 1  # inherited: the live verdict stands (counted by the loop)
+        return
+    if out.error_class is not None:
+        after = Verdict.dead_letter(out.error_class.value)
+    else:
+        after = Verdict.of_result(job.codec.decode_result(out.value))
+    before = verdicts.get(at)
+    if before is not None and before.key() == after.key():
+        summary.unchanged += 1
+        return
+    before_outcome = before.outcome if before is not None else "(none)"
+    reasons = why(before, after)
+    summary.transitions[before_outcome, after.outcome] += 1
+    for reason in reasons:
+        summary.reasons[before_outcome, after.outcome, reason] += 1
+    job.metrics.changed.inc()
+    summary.changes.append(
+        {
+            "claim_id": after.claim_id or (before.claim_id if before else ""),
+            "topic": at[0],
+            "partition": at[1],
+            "offset": at[2],
+            "before": before.brief() if before is not None else None,
+            "after": after.brief(),
+            "why": reasons,
+        }
+    )
