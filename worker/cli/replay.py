@@ -85,7 +85,6 @@ def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str
     if settings.directory_path is None:
         return None, "none"
     from worker.directory.index import Directory, DirectoryIndexError  # noqa: PLC0415
-    from worker.policy.facts import Facts  # noqa: PLC0415
 
     try:
         directory = Directory.open(settings.directory_path)
@@ -93,15 +92,10 @@ def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str
         msg = f"CLAIMS_DIRECTORY_PATH: cannot open the directory index ({type(exc).__name__})"
         raise ConfigError(msg) from None
 
+    from worker.runtime.reference import lookup as directory_lookup  # noqa: PLC0415
+
     def lookup(claim: Claim) -> Facts:
-        dos = claim.date_of_service
-        attestation = claim.attestation
-        consultant = getattr(attestation, "consultant_npi", None) if attestation is not None else None
-        return Facts(
-            prescriber=directory.facts(claim.prescriber.npi, dos),
-            consultant=directory.facts(consultant, dos) if consultant else None,
-            directory_version=directory.version,
-        )
+        return directory_lookup(directory, claim)  # the live worker's lookup, pinned to this index
 
     return lookup, directory.version
 
