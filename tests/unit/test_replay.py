@@ -183,7 +183,7 @@ def test_directory_is_pinned_for_the_run_and_names_its_release(tmp_path):
     index = build_sample_index(tmp_path / "directory.idx")
     lookup, version = _directory(load_settings({"CLAIMS_DIRECTORY_PATH": str(index)}))
     assert version == Directory.open(index).version
-    facts = lookup(make_claim())
+    facts = lookup(make_claim(prescriber={"npi": NPIS[0], "taxonomy": None}))  # no taxonomy: look it up
     assert facts.directory_version == version
     assert facts.prescriber is not None
     assert facts.prescriber.npi == NPIS[0]
