@@ -275,7 +275,9 @@ def run_one(
 
     tag = f"{kind}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"
-    kafka_io.create_topics(bootstrap, [claims, results, results + ".dlq"], partitions)
+    kafka_io.create_topics(
+        _kpy_settings(bootstrap, claims, results, "admin"), [claims, results, results + ".dlq"], partitions
+    )
     streams.produce(bootstrap, claims, values)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMS_")}
     if kind.startswith("worker"):

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration import streams
+from worker.config.settings import load_settings
 from worker.contracts.codec import SINGLE_OBJECT_MARKER, Codec
 from worker.devtools import broker as local_broker
 from worker.runtime import kafka_io
@@ -431,7 +432,9 @@ def main() -> int:  # noqa: PLR0912
     failures: list[str] = []
     try:
         kafka_io.create_topics(
-            bootstrap, [names["claims"], names["results"], names["dead_letter"]], PARTITIONS
+            load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}),
+            [names["claims"], names["results"], names["dead_letter"]],
+            PARTITIONS,
         )
         head = int(total * 0.3)
         produce(bootstrap, names["claims"], plan.records[:head], None)
