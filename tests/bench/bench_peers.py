@@ -335,7 +335,10 @@ def run_one(
             child.kill()
             child.wait()
         log.close()
-    stamps = [r.timestamp / 1000 for r in read_topic(bootstrap, results, timeout_s=60)]
+    stamps = [
+        r.timestamp / 1000
+        for r in read_topic(_kpy_settings(bootstrap, claims, results, "report"), results, timeout_s=60)
+    ]
     if len(stamps) < len(values):
         msg = f"{kind}: {len(stamps)} committed results for {len(values)} claims"
         raise RuntimeError(msg)

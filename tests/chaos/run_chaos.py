@@ -304,7 +304,12 @@ def check(
     from worker.ops.report import read_topic  # noqa: PLC0415
 
     codec = Codec()
-    inputs = {(r.partition, r.offset): r.key for r in read_topic(bootstrap, names["claims"], timeout_s=120)}
+    inputs = {
+        (r.partition, r.offset): r.key
+        for r in read_topic(
+            load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), names["claims"], timeout_s=120
+        )
+    }
     poison = {src for src, key in inputs.items() if key in poison_keys}
     answered: Counter[tuple[int, int]] = Counter()
     failures: list[str] = []
@@ -315,7 +320,7 @@ def check(
     for kind, topic in (("result", names["results"]), ("dead_letter", names["dead_letter"])):
         last: dict[int, int] = {}
         decode = codec.decode_result if kind == "result" else codec.decode_dead_letter
-        for record in read_topic(bootstrap, topic, timeout_s=120):
+        for record in read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), topic, timeout_s=120):
             out = decode(record.value)
             src = (out["source"]["partition"], out["source"]["offset"])
             answered[src] += 1
