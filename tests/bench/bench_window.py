@@ -7,6 +7,8 @@ with ``CLAIMS_DEDUP_WINDOW=--window``, and prints claims/s and CPU µs per claim
 shows as falling figures. The last line compares the chunks after the window filled with the first.
 
     python tests/bench/bench_window.py [--window 20000] [--claims 80000] [--chunk 10000] [--mix realistic]
+
+Other ``CLAIMS_*`` environment variables (e.g. ``CLAIMS_LINGER_MS``) reach the worker's settings.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> int:
             "CLAIMS_TRANSACTIONAL_ID_PREFIX": f"window-{tag}",
             "CLAIMS_BATCH_MAX_RECORDS": str(args.batch),
             "CLAIMS_DEDUP_WINDOW": str(args.window),
+            # Other CLAIMS_* settings from the environment (e.g. CLAIMS_LINGER_MS) for A/B runs.
+            **{k: v for k, v in os.environ.items() if k.startswith("CLAIMS_") and k != "CLAIMS_DEDUP_WINDOW"},
         }
     )
     chunks: list[tuple[float, float]] = []  # (claims/s, CPU µs per claim)
