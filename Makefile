@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration \
-        bench bench-peers chaos install-bench lint format typecheck clean
+        bench bench-peers bench-window chaos install-bench lint format typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ install-bench: $(BENCH_STAMP) ## add the bench-only peers (Quix Streams, FastStr
 
 bench-peers: install-bench broker-jars ## worker vs Quix Streams, FastStream and two passthroughs, same broker and records
 	$(PY) tests/bench/bench_peers.py $(BENCH_ARGS)
+
+bench-window: install broker-jars ## claims/s and CPU per 10k claims over 3.5 duplicate windows on one partition (a slowdown over time shows)
+	$(PY) tests/bench/bench_window.py $(BENCH_ARGS)
 
 chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, poison records; read_committed checker
 	$(PY) tests/chaos/run_chaos.py $(CHAOS_ARGS)

@@ -49,6 +49,7 @@ from worker.contracts.codec import Codec
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
 from worker.errors import BadRecord
 from worker.policy import decide, default_policy
+from worker.policy.facts import Facts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,7 +67,7 @@ OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product, so NOT_APPLI
 # ---------------------------------------------------------------------------------------------- the job
 def make_judge() -> Callable[[bytes | None, str, int, int], bytes]:
     """The worker's own per-record work, for the peers: decode, decide, build and encode the output."""
-    codec, policy = Codec(), default_policy()
+    codec, policy, facts = Codec(), default_policy(), Facts()
 
     def judge(value: bytes | None, topic: str, partition: int, offset: int) -> bytes:
         now = datetime.now(UTC)
@@ -85,7 +86,7 @@ def make_judge() -> Callable[[bytes | None, str, int, int], bytes]:
                     dead_lettered_at=now,
                 )
             )
-        decision = decide(claim, now, policy)
+        decision = decide(claim, facts, policy, now)
         return codec.encode_result(build_result(claim, decision, source=source, worker_version=__version__))
 
     return judge
@@ -275,7 +276,9 @@ def run_one(
 
     tag = f"{kind}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"
-    kafka_io.create_topics(bootstrap, [claims, results, results + ".dlq"], partitions)
+    kafka_io.create_topics(
+        _kpy_settings(bootstrap, claims, results, "admin"), [claims, results, results + ".dlq"], partitions
+    )
     streams.produce(bootstrap, claims, values)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAIMS_")}
     if kind.startswith("worker"):
@@ -333,7 +336,10 @@ def run_one(
             child.kill()
             child.wait()
         log.close()
-    stamps = [r.timestamp / 1000 for r in read_topic(bootstrap, results, timeout_s=60)]
+    stamps = [
+        r.timestamp / 1000
+        for r in read_topic(_kpy_settings(bootstrap, claims, results, "report"), results, timeout_s=60)
+    ]
     if len(stamps) < len(values):
         msg = f"{kind}: {len(stamps)} committed results for {len(values)} claims"
         raise RuntimeError(msg)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration import streams
+from worker.config.settings import load_settings
 from worker.contracts.codec import SINGLE_OBJECT_MARKER, Codec
 from worker.devtools import broker as local_broker
 from worker.runtime import kafka_io
@@ -123,10 +124,15 @@ def poison_values(rng: random.Random, codec: Codec, n: int) -> list[bytes]:
 
 @dataclass
 class Plan:
-    """The inputs: (key, value) in production order, and which keys are poison."""
+    """The inputs: (key, value) in production order, and which keys are poison.
+
+    ``rejected_keys`` are the poison claims that decode but fail validation (a bad NPI check digit):
+    they name their claim id, so the worker answers them with a REJECTED result, not a dead letter.
+    """
 
     records: list[tuple[bytes, bytes]]
     poison_keys: set[bytes]
+    rejected_keys: set[bytes] = field(default_factory=set)
 
 
 def make_plan(n_claims: int, poison_every: int, rng: random.Random) -> Plan:
@@ -136,6 +142,7 @@ def make_plan(n_claims: int, poison_every: int, rng: random.Random) -> Plan:
     records: list[tuple[bytes, bytes]] = []
     poisons = poison_values(rng, codec, n_claims // poison_every + 1)
     poison_keys: set[bytes] = set()
+    rejected_keys: set[bytes] = set()
     for i in range(n_claims):
         claim = streams.claim(i) if i % 100 == 0 else streams.claim(i, product=other)
         records.append((claim.claim_id.encode(), codec.encode_claim(claim)))
@@ -143,7 +150,9 @@ def make_plan(n_claims: int, poison_every: int, rng: random.Random) -> Plan:
             key = f"poison-{i:07d}".encode()
             poison_keys.add(key)
             records.append((key, poisons[len(poison_keys) - 1]))
-    return Plan(records, poison_keys)
+            if (len(poison_keys) - 1) % 4 == 3:  # the invalid-field kind of poison_values
+                rejected_keys.add(key)
+    return Plan(records, poison_keys, rejected_keys)
 
 
 def produce(
@@ -296,15 +305,22 @@ def end_offsets(bootstrap: str, topic: str, isolation: str) -> dict[int, int]:
         consumer.close()
 
 
-def check(
-    bootstrap: str, names: dict[str, str], poison_keys: set[bytes]
+def check(  # noqa: PLR0912 - one branch per check
+    bootstrap: str, names: dict[str, str], poison_keys: set[bytes], rejected_keys: set[bytes]
 ) -> tuple[dict[str, object], list[str]]:
     """Read everything back with read_committed and return (figures, failures)."""
     from worker.ops.report import read_topic  # noqa: PLC0415
 
     codec = Codec()
-    inputs = {(r.partition, r.offset): r.key for r in read_topic(bootstrap, names["claims"], timeout_s=120)}
-    poison = {src for src, key in inputs.items() if key in poison_keys}
+    inputs = {
+        (r.partition, r.offset): r.key
+        for r in read_topic(
+            load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), names["claims"], timeout_s=120
+        )
+    }
+    poison = {src for src, key in inputs.items() if key in poison_keys - rejected_keys}
+    invalid = {src for src, key in inputs.items() if key in rejected_keys}
+    rejected: set[tuple[int, int]] = set()
     answered: Counter[tuple[int, int]] = Counter()
     failures: list[str] = []
     order_breaks = 0
@@ -314,7 +330,7 @@ def check(
     for kind, topic in (("result", names["results"]), ("dead_letter", names["dead_letter"])):
         last: dict[int, int] = {}
         decode = codec.decode_result if kind == "result" else codec.decode_dead_letter
-        for record in read_topic(bootstrap, topic, timeout_s=120):
+        for record in read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}), topic, timeout_s=120):
             out = decode(record.value)
             src = (out["source"]["partition"], out["source"]["offset"])
             answered[src] += 1
@@ -322,6 +338,8 @@ def check(
             if src[1] <= last.get(record.partition, -1):
                 order_breaks += 1
             last[record.partition] = src[1]
+            if kind == "result" and out["outcome"] == "REJECTED":
+                rejected.add(src)
             if kind == "dead_letter":
                 dlq_sources.add(src)
                 dlq_classes[out["error_class"]] += 1
@@ -336,7 +354,8 @@ def check(
     }
     figures = {
         "inputs": len(inputs),
-        "poison inputs": len(poison),
+        "poison inputs": len(poison) + len(invalid),
+        "rejected (bad NPI)": len(rejected),
         "answered": sum(answered.values()),
         "lost": len(lost),
         "duplicates": duplicates,
@@ -356,6 +375,11 @@ def check(
         failures.append(f"{order_breaks} outputs out of source order")
     if misplaced:
         failures.append(f"{misplaced} outputs on another partition than their input")
+    if rejected != invalid:
+        failures.append(
+            f"REJECTED results are not the invalid claims: {len(rejected - invalid)} extra, "
+            f"{len(invalid - rejected)} invalid claims without one"
+        )
     if dlq_sources != poison:
         failures.append(
             f"dead letters are not the poison records: {len(dlq_sources - poison)} extra, "
@@ -431,7 +455,9 @@ def main() -> int:  # noqa: PLR0912
     failures: list[str] = []
     try:
         kafka_io.create_topics(
-            bootstrap, [names["claims"], names["results"], names["dead_letter"]], PARTITIONS
+            load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}),
+            [names["claims"], names["results"], names["dead_letter"]],
+            PARTITIONS,
         )
         head = int(total * 0.3)
         produce(bootstrap, names["claims"], plan.records[:head], None)
@@ -520,7 +546,7 @@ def main() -> int:  # noqa: PLR0912
             if code != 0:
                 failures.append(f"worker {w.slot} stopped with exit {code}")
         monitor.stop.set()
-        figures, check_failures = check(bootstrap, names, plan.poison_keys)
+        figures, check_failures = check(bootstrap, names, plan.poison_keys, plan.rejected_keys)
         failures += check_failures
     except (TimeoutError, local_broker.BrokerError) as exc:
         failures.append(f"{type(exc).__name__}: {exc}")
@@ -567,7 +593,9 @@ def main() -> int:  # noqa: PLR0912
         for f in failures:
             print(f"  {f}")
         return 1
-    print("\nPASSED: lost 0, duplicates 0, order kept, dead letters = poison records, no open transaction")
+    print(
+        "\nPASSED: lost 0, duplicates 0, order kept, dead letters = undecodable poison, REJECTED = invalid claims, no open transaction"
+    )
     return 0
 
 

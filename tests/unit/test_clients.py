@@ -63,13 +63,14 @@ class TestOnePlace:
 
 
 class TestClientConfig:
-    def test_plaintext_carries_bootstrap_client_id_and_protocol_only(self):
-        """A plaintext config has the servers as a list, a per-role client id and no security options."""
+    def test_plaintext_carries_bootstrap_client_id_protocol_and_reconnect_cap_only(self):
+        """A plaintext config has the servers as a list, a per-role client id, a 1 s reconnect backoff cap and no security options."""
         config = client_config(load_settings({"KAFKA_BOOTSTRAP_SERVERS": "a:1, b:2"}), Role.READBACK)
         assert config == {
             "bootstrap_servers": ["a:1", "b:2"],
             "client_id": "claims-worker-0-readback",
             "security_protocol": "PLAINTEXT",
+            "reconnect_backoff_max_ms": 1_000,
         }
 
     @pytest.mark.parametrize("role", list(Role))

@@ -185,6 +185,33 @@ class TestHistograms:
         assert _value(registry, name, le="60.0") == 1
         assert _value(registry, "claims_worker_end_to_end_latency_seconds_sum") == 45.0
 
+    def test_batch_observations_equal_one_observe_per_value(self):
+        """observe_*_latencies gives every bucket, the count and the sum that one observe per value gives, edges included."""
+        from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+
+        from worker.ops.metrics import DECISION_LATENCY_BUCKETS, E2E_LATENCY_BUCKETS, WorkerMetrics  # noqa: PLC0415
+
+        values = [0.0, 1e-7, *DECISION_LATENCY_BUCKETS, *E2E_LATENCY_BUCKETS, 0.000_003, 45.0, 1e9]
+        values += [b * 1.0001 for b in DECISION_LATENCY_BUCKETS + E2E_LATENCY_BUCKETS]
+        one, bulk = CollectorRegistry(), CollectorRegistry()
+        each, batched = WorkerMetrics(one), WorkerMetrics(bulk)
+        for v in values:
+            each.observe_decision_latency(v)
+            each.observe_e2e_latency(v)
+        batched.observe_decision_latencies(values)
+        batched.observe_e2e_latencies(values)
+        batched.observe_e2e_latencies([])
+
+        def histograms(registry):
+            return [
+                line
+                for line in generate_latest(registry).decode().splitlines()
+                if "latency_seconds" in line and "_created" not in line
+            ]
+
+        assert histograms(one) == histograms(bulk)
+        assert any("decision_latency_seconds_count" in line for line in histograms(bulk))
+
     def test_observe_batch(self, registry, metrics):
         """observe_batch records both the batch size and its duration."""
         metrics.observe_batch(100, 0.2)

@@ -1324,3 +1324,27 @@ def test_catalog_versions_decide_differently_where_the_data_changed():
     old, new = _decide(claim, policy=first), _decide(claim)
     assert (old.outcome, old.policy_version) == (Outcome.PENDED, "2020.09-1")
     assert (new.outcome, new.policy_version) == (Outcome.APPROVED, "2020.09-2")
+
+
+def test_not_applicable_decisions_are_shared_only_where_nothing_differs():
+    """The memoised NOT_APPLICABLE decision equals a fresh one and is never reused across products, times, policies or reference versions."""
+    from worker.policy import decision as decision_module  # noqa: PLC0415
+
+    at = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    claim = make_claim(ndc="00093747489", qualifier="03")
+    first = decide(claim, Facts(), POLICY, at)
+    again = decide(make_claim(ndc="00093747489", qualifier="03", claim_id="other"), Facts(), POLICY, at)
+    assert again is first, "same policy, time, product and versions: one shared frozen decision"
+    decision_module._not_applicable_cache.clear()
+    assert decide(claim, Facts(), POLICY, at) == first, "the shared decision is what a fresh decide gives"
+    other_product = decide(make_claim(ndc="68817-134-50", qualifier="03"), Facts(), POLICY, at)
+    assert "68817" in other_product.summary
+    assert "00093747489" in first.summary
+    later = decide(claim, Facts(), POLICY, at + timedelta(seconds=1))
+    assert later.decided_at == at + timedelta(seconds=1)
+    other_policy = default_policy()
+    assert decide(claim, Facts(), other_policy, at) is not first
+    with_directory = Facts(
+        directory_version="v7", prescriber=ProviderFacts(npi=NPIS[0], status=ProviderStatus.ACTIVE)
+    )
+    assert decide(claim, with_directory, POLICY, at).reference_versions != first.reference_versions

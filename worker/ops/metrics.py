@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
@@ -302,6 +303,14 @@ class WorkerMetrics:
         """Record the time from a claim's event time to the commit of its result."""
         self._e2e_latency.observe(seconds)
 
+    def observe_decision_latencies(self, seconds: Sequence[float]) -> None:
+        """Record a batch's decision times at once (same histogram as ``observe_decision_latency``)."""
+        _observe_many(self._decision_latency, seconds)
+
+    def observe_e2e_latencies(self, seconds: Sequence[float]) -> None:
+        """Record a batch's event-time-to-commit times at once (as ``observe_e2e_latency``)."""
+        _observe_many(self._e2e_latency, seconds)
+
     def observe_batch(self, size: int, duration_s: float) -> None:
         """Record one batch's record count and processing time."""
         self._batch_size.observe(size)
@@ -441,3 +450,23 @@ class DirectoryMetrics:
     def set_overlay(self, n: int) -> None:
         """Set how many NPIs the updates currently override."""
         self._overlay.set(n)
+
+
+def _observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """Observe ``amounts`` in ``histogram``: the same buckets and sum as one ``observe`` per value.
+
+    prometheus_client's ``observe`` takes two locks per value; this counts the buckets first and then
+    takes one lock per bucket touched and one for the sum (a batch of 500 claims: a few instead of 1000).
+    """
+    if not amounts:
+        return
+    bounds = histogram._upper_bounds  # noqa: SLF001 - prometheus_client has no bulk observe
+    counts = [0] * len(bounds)
+    for amount in amounts:
+        counts[bisect_left(bounds, amount)] += (
+            1  # the first bound >= amount, as observe's ``amount <= bound``
+        )
+    histogram._sum.inc(sum(amounts))  # noqa: SLF001
+    for i, n in enumerate(counts):
+        if n:
+            histogram._buckets[i].inc(n)  # noqa: SLF001

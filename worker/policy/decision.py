@@ -100,13 +100,7 @@ def decide(  # noqa: PLR0911 - one return per outcome
         )
     scope, matched = policy.match_product(claim.product)
     if scope is ProductScope.OTHER_PRODUCT:
-        return _decision(
-            policy,
-            decided_at,
-            Outcome.NOT_APPLICABLE,
-            _not_applicable_summary(policy, claim),
-            versions=versions,
-        )
+        return _not_applicable(policy, decided_at, claim, versions)
     if scope is ProductScope.UNIDENTIFIED:
         return _decision(
             policy,
@@ -265,6 +259,31 @@ def _summary(
         ]
     )
     return f"{verdict} under {policy.policy_id} {policy.version}. {reasons}"
+
+
+# Most of a real stream is other drugs, and the worker decides a whole batch at one decided_at: their
+# NOT_APPLICABLE decisions depend only on the policy, decided_at, the product and the reference versions,
+# so one frozen Decision serves every claim of that product in the batch (bounded; cleared when full).
+_NOT_APPLICABLE_LIMIT = 1_024
+_not_applicable_cache: dict[tuple[object, ...], tuple[Policy, Decision]] = {}
+
+
+def _not_applicable(
+    policy: Policy, decided_at: datetime, claim: Claim, versions: tuple[tuple[str, str], ...]
+) -> Decision:
+    """Return the NOT_APPLICABLE decision for ``claim``'s product (memoised, see above)."""
+    product = claim.product
+    key = (id(policy), decided_at, product.product_id, product.qualifier, versions)
+    hit = _not_applicable_cache.get(key)
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    decision = _decision(
+        policy, decided_at, Outcome.NOT_APPLICABLE, _not_applicable_summary(policy, claim), versions=versions
+    )
+    if len(_not_applicable_cache) >= _NOT_APPLICABLE_LIMIT:
+        _not_applicable_cache.clear()
+    _not_applicable_cache[key] = (policy, decision)  # the policy is held so its id is not reused
+    return decision
 
 
 def _not_applicable_summary(policy: Policy, claim: Claim) -> str:

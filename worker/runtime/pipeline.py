@@ -335,7 +335,9 @@ class Pipeline:
         except Exception as exc:
             self._failed_since_commit = True
             session.fail(exc)
-            if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
+            # Ended by the session (aborted or replaced, rewound): back off, retry. A producer fence the
+            # group has not confirmed gets one fresh producer (see TransactionSession.retry_after_fence).
+            if is_transient(exc) or session.retry_after_fence(exc):
                 raise BatchAborted(type(exc).__name__) from exc
             raise
         self._failed_since_commit = False
@@ -393,14 +395,16 @@ class Pipeline:
         metrics, log = self.metrics, self.log
         criteria: Counter[tuple[str, CriterionStatus]] = Counter()
         reasons: Counter[str] = Counter()
+        decide_s: list[float] = []
+        e2e_s: list[float] = []
         for out in outgoing:
             if out.outcome is not None:
                 report.outcomes[out.outcome.value] += 1
-                metrics.observe_decision_latency(out.decide_s)
+                decide_s.append(out.decide_s)
                 criteria.update(out.criteria)
                 reasons.update(out.reason_codes)
                 if out.event_time is not None:
-                    metrics.observe_e2e_latency(max(0.0, (now - out.event_time).total_seconds()))
+                    e2e_s.append(max(0.0, (now - out.event_time).total_seconds()))
                 if out.outcome in _NOT_APPROVED:
                     log.debug(
                         "not_approved",
@@ -410,6 +414,8 @@ class Pipeline:
                     )
             elif out.error_class is not None:
                 report.dead_letters[out.error_class.value] += 1
+        metrics.observe_decision_latencies(decide_s)  # the histograms once per batch, not per claim
+        metrics.observe_e2e_latencies(e2e_s)
         for outcome, n in report.outcomes.items():
             metrics.record_outcome(Outcome(outcome), n)
         for error_class, n in report.dead_letters.items():
