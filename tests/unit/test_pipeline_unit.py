@@ -451,82 +451,11 @@ class TestFailures:
         assert code == ExitCode.NOT_AUTHORIZED
         assert SETTINGS.group_id in next(e for e in events if e["event"] == "not_authorized")["message"]
 
-    def test_a_producer_fenced_twice_before_a_commit_exits_3(self):
-        """A producer fence that comes back on the fresh producer before any commit exits 3, logged as producer_fenced."""
-        cluster = FakeCluster()
-        cluster.append(0, _value(1))
-        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="60")
-        h.faults = [{"commit": [kerrors.ProducerFencedError()]}, {"commit": [kerrors.ProducerFencedError()]}]
-        with capture_logs() as events:
-            code = h.run()
+    def test_a_fenced_producer_exits_3(self):
+        """A newer producer with our transactional id fences us: exit 3, logged as producer_fenced."""
+        _, code, events = self._one(commit=[kerrors.ProducerFencedError()])
         assert code == ExitCode.FENCED
-        assert len(h.producers) == 2, "one replacement, then the second fence is final"
         assert "producer_fenced" in [e["event"] for e in events]
-        assert cluster.published == []
-
-    def test_a_producer_fence_the_group_did_not_confirm_gets_one_fresh_producer(self):
-        """A broker-side rollback reported as ProducerFencedError (no twin in the group) replaces the producer, rewinds and goes on exactly once."""
-        cluster = FakeCluster()
-        for n in range(3):
-            cluster.append(0, _value(n))
-        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="60")
-        h.faults = [{"commit": [kerrors.ProducerFencedError()]}]
-        with capture_logs() as events:
-            code = h.run()
-        assert code == ExitCode.OK
-        assert len(h.producers) == 2
-        assert "producer_fenced" not in [e["event"] for e in events]
-        assert "producer_replaced" in [e["event"] for e in events]
-        _exactly_once(cluster)
-
-    def test_the_fence_retry_comes_back_after_a_commit(self):
-        """Producer fences separated by a committed batch each get their one fresh producer (separate timeouts)."""
-        cluster = FakeCluster()
-        cluster.append(0, _value(1))
-        cluster.append(0, _value(2))
-        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="60", CLAIMS_BATCH_MAX_RECORDS="1")
-        second = FakeProducer(cluster)
-        commits = {"n": 0}
-        commit = second.commit_transaction
-
-        def commit_once_then_fenced():
-            commits["n"] += 1
-            if commits["n"] == 2:
-                raise kerrors.ProducerFencedError
-            commit()
-
-        second.commit_transaction = commit_once_then_fenced
-        made = iter([FakeProducer(cluster, {"commit": [kerrors.ProducerFencedError()]}), second])
-
-        def factory():
-            producer = next(made, None) or FakeProducer(cluster)
-            h.producers.append(producer)
-            return producer
-
-        h.worker.session._factory = factory
-        assert h.run() == ExitCode.OK
-        assert len(h.producers) == 3
-        _exactly_once(cluster)
-
-    def test_a_twin_on_the_same_slot_is_fenced_by_the_group_after_the_fresh_producer(self):
-        """After a producer fence the fresh producer's next poll meets the group's fence (a live twin): exit 3 naming the slot."""
-        cluster = FakeCluster()
-        cluster.append(0, _value(1))
-        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="60")
-        h.faults = [{"commit": [kerrors.ProducerFencedError()]}]
-        h.consumer.poll_errors = []
-        original = h.worker.session.retry_after_fence
-
-        def then_twin(exc):
-            retried = original(exc)
-            h.consumer.poll_errors = [kerrors.FencedInstanceIdError()]
-            return retried
-
-        h.worker.session.retry_after_fence = then_twin
-        with capture_logs() as events:
-            assert h.run() == ExitCode.FENCED
-        assert "member_fenced" in [e["event"] for e in events]
-        assert cluster.published == []
 
     def test_a_fenced_static_member_exits_3_naming_the_slot(self):
         """Another live process with our instance slot fences the static member: exit 3 naming the slot."""

@@ -335,9 +335,7 @@ class Pipeline:
         except Exception as exc:
             self._failed_since_commit = True
             session.fail(exc)
-            # Ended by the session (aborted or replaced, rewound): back off, retry. A producer fence the
-            # group has not confirmed gets one fresh producer (see TransactionSession.retry_after_fence).
-            if is_transient(exc) or session.retry_after_fence(exc):
+            if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
                 raise BatchAborted(type(exc).__name__) from exc
             raise
         self._failed_since_commit = False

@@ -4,8 +4,7 @@
 kafka-python waits on them without a timeout); ``abort`` ends a failed batch, undoes the stores'
 staged changes and rewinds the consumer to the committed offsets; ``replace`` swaps in a new
 producer when the outcome is unknown (KAFKA-17754: never reuse such a producer), which also drops
-the partition state (only a read-back knows what committed) and rewinds; ``retry_after_fence`` does
-the same once after a producer fence that the group did not confirm (a transaction the broker timed out).
+the partition state (only a read-back knows what committed) and rewinds.
 """
 
 from __future__ import annotations
@@ -65,7 +64,6 @@ class TransactionSession:
         self.replace_pending = True  # the first producer is made by the loop, under its backoff
         self.stop = threading.Event()  # the loop's stop event: a replacement gives way to it
         self._started = False
-        self._fence_retry = True  # one replacement after a producer fence, until a batch commits again
 
     # --- the batch's transaction -----------------------------------------------------------------
     def begin(self) -> None:
@@ -96,7 +94,6 @@ class TransactionSession:
         bounded(producer.commit_transaction, timeout, "commit_transaction")
         for store in self.stores:
             store.commit()
-        self._fence_retry = True
         self.metrics.transaction_committed()
 
     def fail(self, cause: BaseException) -> None:
@@ -125,28 +122,6 @@ class TransactionSession:
             raise
         self.metrics.transaction_aborted()
         rewind_to_committed(self.consumer)
-
-    def retry_after_fence(self, cause: BaseException) -> bool:
-        """Replace the producer once after ``ProducerFencedError`` (or a stale epoch); say whether it did.
-
-        The broker rolls back a transaction left open past ``transaction_timeout_ms`` (e.g. across a
-        broker outage) by bumping the producer epoch, and kafka-python then reports the producer as
-        fenced though no other process holds the transactional id. So the first producer fence since
-        the last commit gets a fresh producer (its ``init_transactions`` takes the id back) and a rewind.
-        A real twin on the same slot is caught by the group: it took this static member id first, so
-        the next poll or ``send_offsets_to_transaction`` (which carries the member id) raises
-        ``FencedInstanceIdError``, and a second producer fence before any commit ends the process (exit 3).
-        Call after ``fail``.
-        """
-        if (
-            not isinstance(cause, (kerrors.ProducerFencedError, kerrors.InvalidProducerEpochError))
-            or not self._fence_retry
-            or self.producer is None
-        ):
-            return False
-        self._fence_retry = False
-        self.replace(f"{type(cause).__name__} without a group fence (a transaction timed out by the broker?)")
-        return True
 
     # --- the producer ----------------------------------------------------------------------------
     def replace(self, why: str) -> None:
