@@ -289,9 +289,19 @@ def test_make_run_demo_shows_every_outcome(kafka_bootstrap, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = proc.stdout.split("what the worker decided", 1)[1]
-    for outcome in ("APPROVED", "REFERRED", "PENDED", "NOT_APPLICABLE", "REVERSED", "DEAD LETTER NOT_AVRO"):
+    for outcome in (
+        "APPROVED",
+        "REFERRED",
+        "PENDED",
+        "REJECTED",
+        "NOT_APPLICABLE",
+        "REVERSED",
+        "DEAD LETTER NOT_AVRO",
+    ):
         assert outcome in table
-    assert "17 records from" in table
+    # 17 bundled records plus 5 claims without taxonomy that the prescriber directory decides.
+    assert "22 records from" in table
+    assert "directory nppes-sample-" in table
 
 
 def _serving_port(log) -> int | None:

@@ -215,10 +215,9 @@ class Pipeline:
         self.log.warning(
             "kafka_transient", error=type(cause).__name__, attempt=backoff.attempts, backoff_s=delay
         )
-        if not isinstance(exc, BatchAborted):
-            # Outside a batch (poll, metadata, start-up): start again from a fresh producer and the
-            # committed offsets; the state is read back.
-            self.session.replace_pending = True
+        # Outside a batch (poll, metadata) no transaction is open and nothing moved past the committed
+        # offsets, so the producer is kept: replacing it would fence a newer twin on the same slot
+        # (a second live process takes over with static membership) instead of letting this one end.
         backoff.wait(delay)
 
     def _fatal(self, exc: Exception) -> int:
