@@ -17,6 +17,7 @@ from worker.ops.metrics import WorkerMetrics
 from worker.policy import catalog_policy
 from worker.runtime import kafka_io
 from worker.runtime.pipeline import Pipeline
+from worker.state.authorizations import AuthorizationMetrics, Authorizations
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
@@ -70,9 +71,20 @@ def build_worker(
     lookup_facts: Callable[[Claim], Facts] | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     claims_partitions: int | None = None,
+    authorizations: Authorizations | None = None,
 ) -> Pipeline:
-    """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer)."""
+    """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer).
+
+    With ``CLAIMS_AUTHORIZATIONS_TOPIC`` set the authorization store is built too (its follower reads
+    the store topic on the worker's first pass); its metrics go on ``registry`` when one is given.
+    """
     policy = policy or catalog_policy(settings.policy)
+    if authorizations is None and settings.authorizations_topic is not None:
+        authorizations = Authorizations.connect(
+            settings,
+            metrics=AuthorizationMetrics(registry if registry is not None else CollectorRegistry()),
+            log=log or get_logger("claims_worker"),
+        )
     if metrics is None:
         metrics = WorkerMetrics(
             registry if registry is not None else CollectorRegistry(),
@@ -93,4 +105,5 @@ def build_worker(
         lookup_facts=lookup_facts,
         clock=clock,
         claims_partitions=claims_partitions,
+        authorizations=authorizations,
     )

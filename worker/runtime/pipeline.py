@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     from worker.policy.facts import Facts
     from worker.runtime.judge import Record
     from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, TopicPartition
+    from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
+    from worker.state.store import PartitionStore
 
 __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 
@@ -85,6 +87,7 @@ class Pipeline:
         lookup_facts: Callable[[Claim], Facts] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         claims_partitions: int | None = None,
+        authorizations: Authorizations | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -95,7 +98,8 @@ class Pipeline:
         self.seen = seen
         self._lookup_facts = lookup_facts or no_facts
         self._clock = clock
-        stores = (seen,)
+        self.authorizations = authorizations
+        stores: tuple[PartitionStore, ...] = (seen,) if authorizations is None else (seen, authorizations)
         self.partitions = PartitionState(
             settings, consumer, stores, metrics, log, claims_partitions=claims_partitions
         )
@@ -250,6 +254,8 @@ class Pipeline:
         if self.partitions.grew:
             self.partitions.grew = False
             self.session.replace("the claims topic gained partitions")
+        if self.authorizations is not None:
+            self.authorizations.follow()  # read in what other workers approved (catches up first)
         batch = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
         )
@@ -269,6 +275,8 @@ class Pipeline:
     def close(self) -> None:
         """Stop restores, close the producer and the consumer; safe to call twice."""
         self.partitions.close()
+        if self.authorizations is not None:
+            self.authorizations.close()
         self.session.close()
         self.consumer.close(autocommit=False)
 
@@ -295,6 +303,7 @@ class Pipeline:
         )
         lookup_facts = self._lookup_facts
         automated_denials = settings.automated_denials
+        authorizations = self.authorizations
         try:
             session.begin()
             for records in batch.values():
@@ -308,6 +317,7 @@ class Pipeline:
                         decided_at=decided_at,
                         lookup_facts=lookup_facts,
                         automated_denials=automated_denials,
+                        authorizations=authorizations,
                     )
                     out = route(judgement, codec=codec, settings=settings, at=decided_at)
                     try:
@@ -318,6 +328,10 @@ class Pipeline:
                         session.send(out)
                     if out.event_id is not None:
                         seen.stage(record.partition, out.event_id)
+                    if authorizations is not None and judgement.claim and judgement.decision:
+                        issued = authorizations.issue(judgement.claim, judgement.decision)
+                        if issued is not None:  # the new approval goes on file in the same transaction
+                            session.send_record(issued)
                     outgoing.append(out)
             self._current = None
             session.commit(offsets)
