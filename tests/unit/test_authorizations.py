@@ -181,7 +181,9 @@ class TestOnFile:
         reversal = make_claim(claim_id="rev-1", patient=PATIENT, tx="B2", dos="2025-04-01")
         assert store.decide(reversal, POLICY, NOW, _usual(reversal)).outcome is Outcome.REVERSED
         fill = _fill(7)
-        assert store.decide(fill, POLICY, NOW, _usual(fill)).authorization_number == first.authorization_number
+        assert (
+            store.decide(fill, POLICY, NOW, _usual(fill)).authorization_number == first.authorization_number
+        )
 
     def test_an_aborted_approval_is_forgotten_and_a_committed_one_counted(self):
         """An aborted batch's authorization never pays; on-file approvals are counted only on commit."""
@@ -195,9 +197,13 @@ class TestOnFile:
         assert store.decide(fill, POLICY, NOW, _usual(fill)).outcome is Outcome.PENDED
         _approve(store)
         store.decide(_fill(9), POLICY, NOW, _usual(_fill(9)))
-        assert registry.get_sample_value("claims_worker_on_file_approvals_total", {"via": "member_product"}) == 0
+        assert (
+            registry.get_sample_value("claims_worker_on_file_approvals_total", {"via": "member_product"}) == 0
+        )
         store.commit()
-        assert registry.get_sample_value("claims_worker_on_file_approvals_total", {"via": "member_product"}) == 1
+        assert (
+            registry.get_sample_value("claims_worker_on_file_approvals_total", {"via": "member_product"}) == 1
+        )
         assert registry.get_sample_value("claims_worker_authorizations_issued_total") == 1
 
     def test_a_fill_racing_its_approval_on_another_worker_is_decided_as_usual(self):
@@ -230,7 +236,9 @@ class TestLoop:
         """The loop writes the store record with the approving result and a fill on another partition pays on file."""
         codec = Codec()
         cluster = FakeCluster(partitions=2)
-        cluster.append(0, codec.encode_claim(make_claim(claim_id="c-approve", event_id="e1", patient=PATIENT)))
+        cluster.append(
+            0, codec.encode_claim(make_claim(claim_id="c-approve", event_id="e1", patient=PATIENT))
+        )
         cluster.append(1, codec.encode_claim(_fill(11)))
         settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"})
         stop = threading.Event()

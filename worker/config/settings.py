@@ -213,7 +213,8 @@ class Settings(BaseSettings):
     # -- end of prescriber directory ---------------------------------------------------------------------
     # -- prior authorizations on file (worker/state/authorizations.py, docs/authorizations.md) -----------
     authorizations_topic: Topic | None = Field(
-        None, description="Compacted store of prior authorizations on file; unset: every claim decided afresh."
+        None,
+        description="Compacted store of prior authorizations on file; unset: every claim decided afresh.",
     )
     member_pseudonym_secret: SecretStr | None = Field(
         None,
@@ -221,7 +222,10 @@ class Settings(BaseSettings):
         description="HMAC key of the member pseudonym in the authorization store (or its _FILE); a secret.",
     )
     authorizations_catch_up_timeout_s: float = Field(
-        120.0, gt=0, le=3_600, description="Longest read of the authorization store at start before exiting 4."
+        120.0,
+        gt=0,
+        le=3_600,
+        description="Longest read of the authorization store at start before exiting 4.",
     )
 
     @model_validator(mode="after")

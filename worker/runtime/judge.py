@@ -100,13 +100,17 @@ def judge(
         return Judgement(record, error=error, policy=policy)
     tick = time.perf_counter()
     if authorizations is None:
-        decision = _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials)
+        decision = _decide(
+            claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials
+        )
     else:  # an authorization on file pays without re-evaluation (docs/authorizations.md)
         decision = authorizations.decide(
             claim,
             policy,
             decided_at,
-            lambda: _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials),
+            lambda: _decide(
+                claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials
+            ),
         )
     return Judgement(
         record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy

@@ -155,10 +155,7 @@ def decode_authorization(key: bytes | None, value: bytes | None) -> Authorizatio
         raise BadAuthorization("a store record needs a key and a value (authorizations are never deleted)")
     try:
         body: dict[str, Any] = json.loads(value)
-        if body.get("format") != AUTHORIZATION_FORMAT:
-            raise BadAuthorization(f"unknown store record format {body.get('format')!r}")
-        if body["pa_number"] != key.decode():
-            raise BadAuthorization("the value's PA number differs from the key")
+        _check_body(body, key)
         revoked_at = body.get("revoked_at")
         return Authorization(
             number=str(body["pa_number"]),
@@ -178,6 +175,13 @@ def decode_authorization(key: bytes | None, value: bytes | None) -> Authorizatio
         raise
     except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise BadAuthorization(f"unreadable store record ({type(exc).__name__})") from None
+
+
+def _check_body(body: dict[str, Any], key: bytes) -> None:
+    if body.get("format") != AUTHORIZATION_FORMAT:
+        raise BadAuthorization(f"unknown store record format {body.get('format')!r}")
+    if body["pa_number"] != key.decode():
+        raise BadAuthorization("the value's PA number differs from the key")
 
 
 class AuthorizationTable:
@@ -256,7 +260,9 @@ class AuthorizationMetrics:
         for state, n in counts.items():
             self._state.labels(state).set(n)
 
-    def committed(self, on_file: Iterable[OnFileVia], not_honoured: Iterable[NotHonoured], issued: int) -> None:
+    def committed(
+        self, on_file: Iterable[OnFileVia], not_honoured: Iterable[NotHonoured], issued: int
+    ) -> None:
         """Count what a committed batch did."""
         for via in on_file:
             self._on_file[via].inc()
@@ -285,7 +291,7 @@ class Authorizations:
     ``abort``; the follower later reads the same committed records back, which changes nothing.
     """
 
-    def __init__(  # noqa: PLR0913 - the collaborators, named
+    def __init__(
         self,
         secret: bytes,
         topic: str,
@@ -361,7 +367,7 @@ class Authorizations:
         del restored
 
     def is_loaded(self, partition: int) -> bool:
-        """Always: the table is global (the loop does not process before ``catch_up`` finished)."""
+        """Answer yes: the table is global (the loop does not process before ``catch_up`` finished)."""
         del partition
         return True
 
@@ -402,7 +408,7 @@ class Authorizations:
         return applied
 
     def catch_up(self) -> int:
-        """Read the topic to its end offsets as of now; raise ``KafkaTimeoutError`` (exit 4) past the limit."""
+        """Read the topic to its end offsets as of now; ``KafkaTimeoutError`` (exit 4) past the limit."""
         consumer = self._consumer
         if consumer is None:
             self.ready = True
@@ -423,7 +429,7 @@ class Authorizations:
         applied = 0
         while any(consumer.position(tp) < ends[tp] for tp in self._tps):
             if time.monotonic() - started > self._timeout_s:
-                msg = f"authorization store topic {self.topic} not read to its end within {self._timeout_s:.0f}s"
+                msg = f"authorization store {self.topic} not read to its end within {self._timeout_s:.0f}s"
                 raise kerrors.KafkaTimeoutError(msg)
             applied += self._poll(timeout_ms=200, max_records=50_000)
         self.ready = True
