@@ -1,0 +1,145 @@
+"""Prior authorizations on file, end to end on a real broker: approve once, pay later fills, revoke, survive kill -9."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+
+from tests.integration import streams
+from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
+from worker.directory.updates import ensure_topic
+from worker.ops.report import read_topic
+from worker.runtime.pipeline import ExitCode
+
+pytestmark = [pytest.mark.kafka]
+
+SECRET = "integration-demo-secret-0123456789"
+PHI_MARKERS = ("SYNTHMEM", "TESTFIRST", "TESTLAST", "1960-01-01")
+
+
+def _env(kafka_bootstrap, topics, **extra):
+    return streams.worker_env(
+        kafka_bootstrap,
+        topics,
+        CLAIMS_AUTHORIZATIONS_TOPIC=topics["store"],
+        CLAIMS_MEMBER_PSEUDONYM_SECRET=SECRET,
+        **extra,
+    )
+
+
+@pytest.fixture
+def store_topics(kafka_bootstrap, topics, unique):
+    """The claims topics plus a compacted authorization store topic (2 partitions)."""
+    topics = {**topics, "store": f"authorizations-{unique}"}
+    ensure_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}), topics["store"], partitions=2)
+    return topics
+
+
+def _run_until_idle(env, log, *, workers: int = 1):
+    """Run ``workers`` worker processes (instances 0..n-1) until idle and assert each exits 0."""
+    procs = [
+        streams.start_worker({**env, "CLAIMS_INSTANCE": str(i)}, log.with_suffix(f".{i}.log"))
+        for i in range(workers)
+    ]
+    for i, proc in enumerate(procs):
+        code = proc.wait(timeout=180)
+        assert code == ExitCode.OK, log.with_suffix(f".{i}.log").read_text(errors="replace")[-3000:]
+
+
+def _results(kafka_bootstrap, topics):
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    assert outputs.dead_letters == []
+    return {r["claim_id"]: r for r in outputs.results}
+
+
+def _fill(n: int, member_of: int, **overrides):
+    """A fill for the member of claim ``member_of`` carrying no clinical data."""
+    member = streams.claim(member_of).patient.model_dump()
+    return streams.claim(n, patient=member, diagnoses=[], **overrides)
+
+
+def _cli(env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "authorizations", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=streams.ROOT,
+        check=False,
+    )
+
+
+def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_topics, tmp_path):
+    """Approve once; two workers pay the clinical-data-free fill on file, refuse another member's quoted number and a late fill; a revocation stops payment."""
+    topics, codec = store_topics, Codec()
+    env = _env(kafka_bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3")
+    approval = streams.claim(1)
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([approval], codec))
+    _run_until_idle(env, tmp_path / "approve.log")
+    approved = _results(kafka_bootstrap, topics)[approval.claim_id]
+    assert approved["outcome"] == "APPROVED"
+    number = approved["authorization_number"]
+
+    store = read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}), topics["store"], timeout_s=30)
+    assert [r.key for r in store] == [number.encode()]
+    assert all(marker.encode() not in r.value for r in store for marker in PHI_MARKERS)
+
+    fill = _fill(2, member_of=1, date_of_service=date(2027, 3, 1))
+    late = _fill(3, member_of=1, date_of_service=date(2028, 1, 15))
+    other = streams.claim(4, diagnoses=[], prior_authorization_number=number)
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill, late, other], codec))
+    _run_until_idle(env, tmp_path / "fills.log", workers=2)  # restarted: the table is read back from Kafka
+    results = _results(kafka_bootstrap, topics)
+    assert results[fill.claim_id]["outcome"] == "APPROVED"
+    assert results[fill.claim_id]["authorization_number"] == number
+    assert results[fill.claim_id]["authorization_effective"] == approved["authorization_effective"]
+    assert results[fill.claim_id]["authorization_expiration"] == approved["authorization_expiration"]
+    assert "on file" in results[fill.claim_id]["summary"]
+    assert results[late.claim_id]["outcome"] == "PENDED"
+    assert results[other.claim_id]["outcome"] == "PENDED"
+    assert f"Quoted PA number {number}" in results[other.claim_id]["summary"]
+    assert "another member" in results[other.claim_id]["summary"]
+
+    shown = _cli(env, "show", number)
+    assert shown.returncode == 0, shown.stderr
+    assert all(marker not in shown.stdout for marker in PHI_MARKERS)
+    revoked = _cli(env, "revoke", number, "--reason", "entered in error")
+    assert revoked.returncode == 0, revoked.stderr
+    again = _cli(env, "revoke", number, "--reason", "entered in error")
+    assert again.returncode == 0
+    assert "nothing written" in again.stdout
+    store = read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}), topics["store"], timeout_s=30)
+    assert len(store) == 2  # the approval and exactly one revocation event
+
+    after = _fill(5, member_of=1, date_of_service=date(2027, 4, 1))
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([after], codec))
+    _run_until_idle(env, tmp_path / "revoked.log")
+    assert _results(kafka_bootstrap, topics)[after.claim_id]["outcome"] == "PENDED"
+
+
+def test_kill_9_between_approval_and_fill_still_pays_on_file(kafka_bootstrap, store_topics, tmp_path):
+    """A worker killed with SIGKILL right after committing an approval: the restarted worker pays the next fill on file."""
+    topics, codec = store_topics, Codec()
+    env = _env(kafka_bootstrap, topics)
+    approval = streams.claim(11)
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([approval], codec))
+    proc = streams.start_worker(env, tmp_path / "w1.log")
+    try:
+        done = streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) >= 1, 120
+        )
+    finally:
+        proc.kill()  # SIGKILL: no clean-up
+        proc.wait(timeout=30)
+    assert done, (tmp_path / "w1.log").read_text(errors="replace")[-3000:]
+    fill = _fill(12, member_of=11, date_of_service=date(2027, 2, 1))
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec))
+    _run_until_idle({**env, "CLAIMS_EXIT_WHEN_IDLE_S": "3"}, tmp_path / "w2.log")
+    results = _results(kafka_bootstrap, topics)
+    assert results[fill.claim_id]["outcome"] == "APPROVED"
+    assert results[fill.claim_id]["authorization_number"] == results[approval.claim_id]["authorization_number"]
