@@ -21,6 +21,10 @@ SECRET = "integration-demo-secret-0123456789"
 PHI_MARKERS = ("SYNTHMEM", "TESTFIRST", "TESTLAST", "1960-01-01")
 
 
+def _settings(kafka_bootstrap):
+    return load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+
+
 def _env(kafka_bootstrap, topics, **extra):
     return streams.worker_env(
         kafka_bootstrap,
@@ -85,7 +89,7 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     assert approved["outcome"] == "APPROVED"
     number = approved["authorization_number"]
 
-    store = read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}), topics["store"], timeout_s=30)
+    store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))
     assert [r.key for r in store] == [number.encode()]
     assert all(marker.encode() not in r.value for r in store for marker in PHI_MARKERS)
 
@@ -113,7 +117,7 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     again = _cli(env, "revoke", number, "--reason", "entered in error")
     assert again.returncode == 0
     assert "nothing written" in again.stdout
-    store = read_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}), topics["store"], timeout_s=30)
+    store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))
     assert len(store) == 2  # the approval and exactly one revocation event
 
     after = _fill(5, member_of=1, date_of_service=date(2027, 4, 1))
