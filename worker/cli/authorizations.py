@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.add_argument("number", help="the 11-digit PA number (498-PY)")
     revoke.add_argument("--reason", required=True, help="why (kept in the store; write no PHI here)")
     revoke.set_defaults(handler=_revoke)
+    fill = commands.add_parser(
+        "seed-demo-fill", help="(demo) produce a later fill, without clinical data, for sample approve-codes"
+    )
+    fill.set_defaults(handler=_seed_demo_fill)
 
 
 def _error(message: str) -> int:
@@ -137,4 +141,33 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         producer.close()
     print(f"{args.number}: revoked ({reason[:200]})")
+    return 0
+
+
+def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
+    """Produce a fill three weeks after sample ``approve-codes`` for the same member, with no diagnoses."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.devtools.samples import sample_claims  # noqa: PLC0415
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+
+    first = next(s.claim for s in sample_claims() if s.label == "approve-codes")
+    fill = first.model_copy(
+        update={
+            "event_id": f"{first.event_id}-FILL2",
+            "claim_id": f"{first.claim_id}-FILL2",
+            "fill_number": first.fill_number + 1,
+            "date_of_service": first.date_of_service + timedelta(days=21),
+            "diagnoses": (),
+            "attestation": None,
+        }
+    )
+    producer = new_producer(settings, Role.SEEDER, acks="all")
+    try:
+        producer.send(settings.claims_topic, key=fill.claim_id.encode(), value=Codec().encode_claim(fill))
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"produced fill {fill.claim_id} (date of service {fill.date_of_service}, no diagnoses)")
     return 0

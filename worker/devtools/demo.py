@@ -16,6 +16,8 @@ from worker.devtools import broker as local_broker
 
 __all__ = ["main"]
 
+_DEMO_SECRET = "make-run-demo-secret-not-for-production"  # noqa: S105 - announced as a demo key
+
 
 def _step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         ("running the worker until the topic is drained (idle 3 s)", ["run"], env | worker_env),
         ("what the worker decided (read back from the output topics)", ["show-results"], env),
     ]
+    if not secure:  # the secure demo's ACLs (docs/security.md) do not cover the store topic yet
+        _with_store(steps, env, run_id)
     if worker_env:
         _grant_worker(broker, env | worker_env)
         steps.insert(2, ("checking the worker's rights", ["check-access"], env | worker_env))
@@ -78,6 +82,33 @@ def main(argv: list[str] | None = None) -> int:
             _step("stopping the local broker")
             local_broker.stop_broker()
     return 0
+
+
+def _with_store(steps: list[tuple[str, list[str], dict[str, str]]], env: dict[str, str], run_id: str) -> None:
+    """Turn the authorization store on (a demo secret, announced) and add a later fill paid on file."""
+    env.setdefault("CLAIMS_AUTHORIZATIONS_TOPIC", f"demo-{run_id}.authorizations")
+    if not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET") and not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET_FILE"):
+        env["CLAIMS_MEMBER_PSEUDONYM_SECRET"] = _DEMO_SECRET
+        print("using a DEMO member pseudonym secret (CLAIMS_MEMBER_PSEUDONYM_SECRET): never in production")
+    store_env = {k: v for k, v in env.items() if k.startswith(("CLAIMS_AUTHORIZATIONS", "CLAIMS_MEMBER"))}
+    for _, _, step_env in steps:  # the steps already built (some with their own copy of env) use it too
+        step_env.update(store_env)
+    steps.insert(
+        1, ("creating the authorization store topic (compacted)", ["authorizations", "create-topic"], env)
+    )
+    steps += [
+        (
+            "a later fill for the member of approve-codes, with no clinical data (no diagnoses)",
+            ["authorizations", "seed-demo-fill"],
+            env,
+        ),
+        ("running the worker again: the fill pays against the authorization on file", ["run"], env),
+        (
+            "what the worker decided (the last fill: APPROVED on file, the original window)",
+            ["show-results"],
+            env,
+        ),
+    ]
 
 
 def _grant_worker(broker: local_broker.Broker, env: dict[str, str]) -> None:
