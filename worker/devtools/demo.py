@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         ("running the worker until the topic is drained (idle 3 s)", ["run"], env | worker_env),
         ("what the worker decided (read back from the output topics)", ["show-results"], env),
     ]
-    if not secure:  # the secure demo's ACLs (docs/security.md) do not cover the store topic yet
-        _with_store(steps, env, run_id)
+    _with_store(steps, env, run_id, worker_env)
     if worker_env:
         _grant_worker(broker, env | worker_env)
         steps.insert(2, ("checking the worker's rights", ["check-access"], env | worker_env))
@@ -84,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _with_store(steps: list[tuple[str, list[str], dict[str, str]]], env: dict[str, str], run_id: str) -> None:
+def _with_store(
+    steps: list[tuple[str, list[str], dict[str, str]]],
+    env: dict[str, str],
+    run_id: str,
+    worker_env: dict[str, str],
+) -> None:
     """Turn the authorization store on (a demo secret, announced) and add a later fill paid on file."""
     env.setdefault("CLAIMS_AUTHORIZATIONS_TOPIC", f"demo-{run_id}.authorizations")
     if not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET") and not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET_FILE"):
@@ -102,7 +106,11 @@ def _with_store(steps: list[tuple[str, list[str], dict[str, str]]], env: dict[st
             ["authorizations", "seed-demo-fill"],
             env,
         ),
-        ("running the worker again: the fill pays against the authorization on file", ["run"], env),
+        (
+            "running the worker again: the fill pays against the authorization on file",
+            ["run"],
+            env | worker_env,
+        ),
         (
             "what the worker decided (the last fill: APPROVED on file, the original window)",
             ["show-results"],
