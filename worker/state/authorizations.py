@@ -560,7 +560,7 @@ class Authorizations:
             **fields,
         )
 
-    def issue(self, claim: Claim, decision: Decision) -> StoreRecord | None:
+    def issue(self, claim: Claim, decision: Decision, *, source_kind: str = "claim") -> StoreRecord | None:
         """Stage the authorization a new approval creates and return its store record (``None``: none new).
 
         An approval on file (its number already on file or staged) creates nothing.
@@ -583,7 +583,7 @@ class Authorizations:
             product=matched.code if matched is not None else claim.product.product_id,
             effective=decision.authorization_effective,
             expiration=decision.authorization_expiration,
-            source_kind="claim",
+            source_kind=source_kind,
             source_id=claim.claim_id,
             decided_at=decision.decided_at,
         )
