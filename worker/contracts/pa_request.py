@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 _SCHEMA_PATH = Path(__file__).with_name("schemas") / "requests" / "pa_request.avsc"  # not a result family
-_SCHEMA = fastavro.parse_schema(json.loads(_SCHEMA_PATH.read_text()))
+_SCHEMA: dict[str, Any] = fastavro.parse_schema(json.loads(_SCHEMA_PATH.read_text()))  # type: ignore[assignment]
 _HEADER = b"\xc3\x01" + single_object_fingerprint(_SCHEMA)
 REQUEST_PHARMACY = "PA-REQUEST"
 """The service provider id of a request's synthetic claim: its PA number derives from the request id."""
@@ -61,7 +61,7 @@ def decode_pa_request(value: bytes | None) -> dict[str, Any]:
     if value[: len(_HEADER)] != _HEADER:
         raise BadRecord(DeadLetterClass.UNKNOWN_SCHEMA, "fingerprint is no known pa-request schema")
     try:
-        record: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(value[len(_HEADER) :]), _SCHEMA, None)
+        record = fastavro.schemaless_reader(io.BytesIO(value[len(_HEADER) :]), _SCHEMA, None)
     except (EOFError, IndexError):
         raise BadRecord(DeadLetterClass.TRUNCATED, "pa-request body ends early") from None
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
