@@ -68,7 +68,10 @@ def decode_pa_request(value: bytes | None) -> dict[str, Any]:
         raise BadRecord(
             DeadLetterClass.CORRUPT, f"pa-request body unreadable ({type(exc).__name__})"
         ) from None
-    return record
+    if not isinstance(record, dict):
+        raise BadRecord(DeadLetterClass.CORRUPT, "pa-request body is not a record")
+    fields: dict[str, Any] = record
+    return fields
 
 
 def request_claim(request: Mapping[str, Any]) -> Claim:
