@@ -104,9 +104,7 @@ def main() -> int:
         settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
         topic = f"bench-authorizations-{uuid.uuid4().hex[:6]}"
         ensure_topic(settings, topic, args.partitions)
-        producer = new_producer(
-            settings, Role.SEEDER, acks=1, linger_ms=50, batch_size=512 * 1024, compression_type="gzip"
-        )
+        producer = new_producer(settings, Role.SEEDER, acks=1, linger_ms=50, batch_size=512 * 1024)
         started = time.perf_counter()
         for key, value in _records(args.count):
             producer.send(topic, key=key, value=value, partition=int(key) % args.partitions)
@@ -125,7 +123,7 @@ def main() -> int:
         figures["write_s"] = written_s
         print(
             f"authorization store, {figures['records']:,} records on {args.partitions} partitions:\n"
-            f"  write (one producer, acks=1, gzip): {written_s:.1f} s\n"
+            f"  write (one producer, acks=1)       : {written_s:.1f} s\n"
             f"  catch-up (restore at start):       {figures['catch_up_s']:.1f} s "
             f"({figures['records'] / max(figures['catch_up_s'], 1e-9):,.0f} records/s)\n"
             f"  RSS before / after catch-up:       {figures['rss_before_mib']:.0f} MiB / "

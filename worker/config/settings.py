@@ -222,7 +222,7 @@ class Settings(BaseSettings):
         description="HMAC key of the member pseudonym in the authorization store (or its _FILE); a secret.",
     )
     authorizations_catch_up_timeout_s: float = Field(
-        120.0,
+        600.0,
         gt=0,
         le=3_600,
         description="Longest read of the authorization store at start before exiting 4.",
