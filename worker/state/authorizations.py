@@ -10,7 +10,6 @@ an approval issued on any other. The topic holds no PHI: the member is a keyed p
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import sys
@@ -100,7 +99,7 @@ def member_pseudonym(secret: bytes, patient: Patient) -> str:
     cannot be recomputed from a guessed member id (the id space is small: a plain hash would not hide it).
     """
     text = f"{_PSEUDONYM_VERSION}|{patient.member_id.strip().upper()}|{patient.date_of_birth.isoformat()}"
-    return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, text.encode(), "sha256").hex()  # the one-shot C path
 
 
 @dataclass(frozen=True, slots=True)
