@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -12,6 +13,7 @@ from tests.integration import streams
 from tests.integration.test_observability import PHI_PATIENT, _phi_hits
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.pa_request import encode_pa_request
 from worker.directory.updates import ensure_topic
 from worker.ops.report import read_topic
 from worker.runtime.pipeline import ExitCode
@@ -157,3 +159,65 @@ def test_kill_9_between_approval_and_fill_still_pays_on_file(kafka_bootstrap, st
     assert (
         results[fill.claim_id]["authorization_number"] == results[approval.claim_id]["authorization_number"]
     )
+
+
+def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, make_topics, tmp_path):
+    """A PA request is approved on the PA-decisions topic and goes on file; a bad request is dead-lettered; the later fill pays on file with that number."""
+    topics, codec = store_topics, Codec()
+    requests, decisions = f"pa-requests-{topics['group']}", f"pa-decisions-{topics['group']}"
+    make_topics(requests, decisions)
+    env = _env(
+        kafka_bootstrap,
+        topics,
+        CLAIMS_EXIT_WHEN_IDLE_S="3",
+        CLAIMS_PA_REQUESTS_TOPIC=requests,
+        CLAIMS_PA_DECISIONS_TOPIC=decisions,
+    )
+    request = {
+        "request_id": "REQ-000021",
+        "requested_at": datetime.now(UTC),
+        "patient": PHI_PATIENT,
+        "prescriber": {"npi": streams.NPI, "taxonomy": streams.ONCOLOGY},
+        "consultant": None,
+        "consultation_status": "UNKNOWN",
+        "product": {"product_id": streams.IXEMPRA, "qualifier": "03"},
+        "diagnoses": [{"code": "C50.911", "qualifier": "02"}, {"code": "C78.7", "qualifier": "02"}],
+        "disease_status": "METASTATIC",
+        "requested_start": date(2026, 11, 1),
+    }
+    streams.produce(
+        kafka_bootstrap,
+        requests,
+        [(b"REQ-000021", encode_pa_request(request)), (b"REQ-BAD", b"not a request")],
+    )
+    log = tmp_path / "requests.log"
+    served = _cli_served(env, log)
+    assert served == ExitCode.OK, log.read_text(errors="replace")[-3000:]
+    answers = [json.loads(r.value) for r in read_topic(_settings(kafka_bootstrap), decisions, timeout_s=30)]
+    assert [(a["request_id"], a["outcome"]) for a in answers] == [("REQ-000021", "APPROVED")]
+    number = answers[0]["pa_number"]
+    assert number
+    assert not _phi_hits(json.dumps(answers))
+    letters = streams.read_all(kafka_bootstrap, topics["dead_letter"], codec, "dead_letter")
+    assert [d["error_class"] for d in letters] == ["NOT_AVRO"]
+    assert not _phi_hits(log.read_text(errors="replace"))
+
+    fill = _fill(22, date_of_service=date(2026, 12, 1))
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec))
+    _run_until_idle(env, tmp_path / "fill.log")
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    result = {r["claim_id"]: r for r in outputs.results}[fill.claim_id]
+    assert (result["outcome"], result["authorization_number"]) == ("APPROVED", number)
+    assert len(outputs.dead_letters) == 1  # only the bad request's
+
+
+def _cli_served(env, log):
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "authorizations", "serve-requests"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=streams.ROOT,
+        )
+    return proc.wait(timeout=180)

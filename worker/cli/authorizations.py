@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.add_argument("number", help="the 11-digit PA number (498-PY)")
     revoke.add_argument("--reason", required=True, help="why (kept in the store; write no PHI here)")
     revoke.set_defaults(handler=_revoke)
+    serve = commands.add_parser(
+        "serve-requests",
+        help="decide PA requests (CLAIMS_PA_REQUESTS_TOPIC) and answer on CLAIMS_PA_DECISIONS_TOPIC",
+    )
+    serve.set_defaults(handler=_serve_requests)
     fill = commands.add_parser(
         "seed-demo-fill", help="(demo) produce a later fill, without clinical data, for sample approve-codes"
     )
@@ -171,3 +176,18 @@ def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
         producer.close()
     print(f"produced fill {fill.claim_id} (date of service {fill.date_of_service}, no diagnoses)")
     return 0
+
+
+def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
+    """Serve PA requests until SIGTERM/SIGINT (or idle past CLAIMS_EXIT_WHEN_IDLE_S)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
+    from worker.runtime.requests import serve_requests  # noqa: PLC0415
+
+    configure_logging(settings.log_format.value, settings.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return serve_requests(settings, stop, get_logger("claims_worker.pa_requests"))

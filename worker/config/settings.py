@@ -244,6 +244,13 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
+    pa_requests_topic: Topic | None = Field(
+        None, description="Topic of PA requests (pa-request Avro) served by `authorizations serve-requests`."
+    )
+    pa_decisions_topic: Topic | None = Field(
+        None, description="Topic the answers to PA requests go to (JSON, keyed by request id; no PHI)."
+    )
+
     # -- end of prior authorizations ---------------------------------------------------------------------
     policy: str = Field(
         "IXEMPRA-PA/2020.09-2",
