@@ -25,7 +25,7 @@ from worker.policy import catalog_policy, decide
 from worker.policy.facts import Facts
 from worker.runtime.clients import Role, new_consumer, new_producer
 from worker.runtime.failures import ExitCode, Kind, classify
-from worker.runtime.kafka_io import OffsetAndMetadata, bounded, rewind_to_committed
+from worker.runtime.kafka_io import IndefiniteOutcome, OffsetAndMetadata, bounded, rewind_to_committed
 from worker.state.authorizations import Authorizations
 
 if TYPE_CHECKING:
@@ -156,8 +156,8 @@ def serve_requests(  # noqa: C901, PLR0915 - the loop and its failure handling r
             except Exception as exc:
                 store.abort()
                 kind = classify(exc)
-                if kind is not Kind.TRANSIENT:
-                    raise
+                if kind is not Kind.TRANSIENT or isinstance(exc, IndefiniteOutcome):
+                    raise  # an unknown commit outcome: never reuse the producer (exit 4, restart fences it)
                 log.warning("pa_requests_batch_aborted", error=type(exc).__name__)
                 bounded(producer.abort_transaction, settings.commit_timeout_s, "abort_transaction")
                 rewind_to_committed(consumer)
