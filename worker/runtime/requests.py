@@ -167,8 +167,9 @@ def serve_requests(  # noqa: C901, PLR0915 - the loop and its failure handling r
             log.info("pa_requests_committed", counts=counts)
     except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
         kind = classify(exc)
-        log.error("pa_requests_failed", error=type(exc).__name__, kind=kind.name)  # noqa: TRY400 - no payload
-        return ExitCode.INTERNAL if kind is Kind.INTERNAL else kind.exit_code
+        code = ExitCode.INTERNAL if kind is Kind.INTERNAL else kind.exit_code
+        log.error("pa_requests_failed", error=type(exc).__name__, exit_code=int(code))  # noqa: TRY400 - no payload
+        return code
     finally:
         store.close()
         consumer.close(autocommit=False)
