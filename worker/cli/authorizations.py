@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="decide PA requests (CLAIMS_PA_REQUESTS_TOPIC) and answer on CLAIMS_PA_DECISIONS_TOPIC",
     )
     serve.set_defaults(handler=_serve_requests)
+    answers = commands.add_parser(
+        "decisions", help="print the answers on CLAIMS_PA_DECISIONS_TOPIC (JSON lines)"
+    )
+    answers.set_defaults(handler=_decisions)
+    request = commands.add_parser("seed-demo-request", help="(demo) produce one approvable PA request")
+    request.set_defaults(handler=_seed_demo_request)
     fill = commands.add_parser(
         "seed-demo-fill", help="(demo) produce a later fill, without clinical data, for sample approve-codes"
     )
@@ -88,7 +94,29 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
         return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
     created = ensure_topic(settings, topic, args.partitions, args.replication_factor)
     print(f"{topic}: {'created (compacted)' if created else 'already exists (compacted)'}")
+    plain = [t for t in (settings.pa_requests_topic, settings.pa_decisions_topic) if t is not None]
+    if plain:
+        _create_plain(settings, plain, args.partitions, args.replication_factor)
     return 0
+
+
+def _create_plain(settings: Settings, topics: list[str], partitions: int, replication_factor: int) -> None:
+    """Create the PA request and decision topics (not compacted) when they are missing."""
+    from kafka import errors as kerrors  # noqa: PLC0415
+    from kafka.admin import NewTopic  # noqa: PLC0415
+
+    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415
+
+    admin = new_admin(settings, Role.AUTHORIZATIONS)
+    try:
+        for topic in topics:
+            try:
+                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+                print(f"{topic}: created")
+            except kerrors.TopicAlreadyExistsError:
+                print(f"{topic}: already exists")
+    finally:
+        admin.close()
 
 
 def _as_json(auth: object) -> str:
@@ -149,8 +177,64 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_DEMO_REQUEST_ID = "SYNTH-REQ-0001"
+
+
+def _demo_request(first: object) -> dict[str, object]:
+    """Return the demo PA request: approvable, for a member of its own, starting on the samples' date."""
+    from worker.contracts.model import Claim  # noqa: PLC0415
+
+    assert isinstance(first, Claim)  # noqa: S101 - narrows the lazily imported type
+    return {
+        "request_id": _DEMO_REQUEST_ID,
+        "requested_at": first.event_time,
+        "patient": {**first.patient.model_dump(), "member_id": "SYNTHREQ0001"},
+        "prescriber": first.prescriber.model_dump(),
+        "consultant": None,
+        "consultation_status": "UNKNOWN",
+        "product": first.product.model_dump(),
+        "diagnoses": [d.model_dump() for d in first.diagnoses],
+        "disease_status": "METASTATIC",
+        "requested_start": first.date_of_service,
+    }
+
+
+def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
+    """Produce one approvable PA request (synthetic member SYNTHREQ0001) to CLAIMS_PA_REQUESTS_TOPIC."""
+    from worker.contracts.pa_request import encode_pa_request  # noqa: PLC0415
+    from worker.devtools.samples import sample_claims  # noqa: PLC0415
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+
+    if settings.pa_requests_topic is None:
+        return _error("CLAIMS_PA_REQUESTS_TOPIC is not set")
+    first = next(s.claim for s in sample_claims() if s.label == "approve-codes")
+    producer = new_producer(settings, Role.SEEDER, acks="all")
+    try:
+        value = encode_pa_request(_demo_request(first))
+        producer.send(settings.pa_requests_topic, key=_DEMO_REQUEST_ID.encode(), value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"produced PA request {_DEMO_REQUEST_ID} to {settings.pa_requests_topic}")
+    return 0
+
+
+def _decisions(_args: argparse.Namespace, settings: Settings) -> int:
+    """Print every committed answer on CLAIMS_PA_DECISIONS_TOPIC, one JSON line each."""
+    from worker.ops.report import read_topic  # noqa: PLC0415
+
+    if settings.pa_decisions_topic is None:
+        return _error("CLAIMS_PA_DECISIONS_TOPIC is not set")
+    for record in read_topic(settings, settings.pa_decisions_topic, timeout_s=30):
+        print(record.value.decode())
+    return 0
+
+
 def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
-    """Produce a fill three weeks after sample ``approve-codes`` for the same member, with no diagnoses."""
+    """Produce fills, without diagnoses, three weeks after sample ``approve-codes``.
+
+    One for that sample's member; with CLAIMS_PA_REQUESTS_TOPIC set, one for the demo request's member.
+    """
     from datetime import timedelta  # noqa: PLC0415
 
     from worker.contracts.codec import Codec  # noqa: PLC0415
@@ -168,13 +252,29 @@ def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
             "attestation": None,
         }
     )
+    fills = [fill]
+    if settings.pa_requests_topic is not None:
+        patient = first.patient.model_copy(update={"member_id": "SYNTHREQ0001"})
+        fills.append(
+            fill.model_copy(
+                update={
+                    "claim_id": "SYNTH-CLM-REQ1-FILL",
+                    "event_id": "SYNTH-EVT-REQ1-FILL",
+                    "patient": patient,
+                }
+            )
+        )
     producer = new_producer(settings, Role.SEEDER, acks="all")
     try:
-        producer.send(settings.claims_topic, key=fill.claim_id.encode(), value=Codec().encode_claim(fill))
+        for claim in fills:
+            producer.send(
+                settings.claims_topic, key=claim.claim_id.encode(), value=Codec().encode_claim(claim)
+            )
         producer.flush()
     finally:
         producer.close()
-    print(f"produced fill {fill.claim_id} (date of service {fill.date_of_service}, no diagnoses)")
+    for claim in fills:
+        print(f"produced fill {claim.claim_id} (date of service {claim.date_of_service}, no diagnoses)")
     return 0
 
 

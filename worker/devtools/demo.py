@@ -91,28 +91,48 @@ def _with_store(
 ) -> None:
     """Turn the authorization store on (a demo secret, announced) and add a later fill paid on file."""
     env.setdefault("CLAIMS_AUTHORIZATIONS_TOPIC", f"demo-{run_id}.authorizations")
+    env.setdefault("CLAIMS_PA_REQUESTS_TOPIC", f"demo-{run_id}.pa-requests")
+    env.setdefault("CLAIMS_PA_DECISIONS_TOPIC", f"demo-{run_id}.pa-decisions")
     if not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET") and not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET_FILE"):
         env["CLAIMS_MEMBER_PSEUDONYM_SECRET"] = _DEMO_SECRET
         print("using a DEMO member pseudonym secret (CLAIMS_MEMBER_PSEUDONYM_SECRET): never in production")
-    store_env = {k: v for k, v in env.items() if k.startswith(("CLAIMS_AUTHORIZATIONS", "CLAIMS_MEMBER"))}
+    store_env = {
+        k: v for k, v in env.items() if k.startswith(("CLAIMS_AUTHORIZATIONS", "CLAIMS_MEMBER", "CLAIMS_PA_"))
+    }
     for _, _, step_env in steps:  # the steps already built (some with their own copy of env) use it too
         step_env.update(store_env)
     steps.insert(
-        1, ("creating the authorization store topic (compacted)", ["authorizations", "create-topic"], env)
+        1,
+        (
+            "creating the authorization store (compacted), PA request and decision topics",
+            ["authorizations", "create-topic"],
+            env,
+        ),
     )
     steps += [
         (
-            "a later fill for the member of approve-codes, with no clinical data (no diagnoses)",
+            "a PA request (electronic PA) for a new member, with the clinical data",
+            ["authorizations", "seed-demo-request"],
+            env,
+        ),
+        (
+            "deciding PA requests until idle (same policy; the approval goes on file)",
+            ["authorizations", "serve-requests"],
+            env,
+        ),
+        ("the answer on the PA-decisions topic (no PHI)", ["authorizations", "decisions"], env),
+        (
+            "later fills, with no clinical data, for the member of approve-codes and the request's member",
             ["authorizations", "seed-demo-fill"],
             env,
         ),
         (
-            "running the worker again: the fill pays against the authorization on file",
+            "running the worker again: the fills pay against the authorizations on file",
             ["run"],
             env | worker_env,
         ),
         (
-            "what the worker decided (the last fill: APPROVED on file, the original window)",
+            "what the worker decided (the last two fills: APPROVED on file, original windows)",
             ["show-results"],
             env,
         ),
