@@ -59,6 +59,7 @@ bench: install broker-jars ## print throughput and latency figures (policy, code
 	$(PY) tests/bench/bench_pipeline.py
 	$(PY) tests/bench/bench_directory.py
 	$(PY) tests/bench/bench_replay.py
+	$(PY) tests/bench/bench_authorizations.py
 
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP) pyproject.toml

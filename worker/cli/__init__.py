@@ -80,9 +80,23 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
     A feature (directory, replay, authorizations, access checks...) lives in its own ``worker/cli/<name>.py``
     and adds one line here, so features do not edit each other's commands.
     """
-    from worker.cli import access, admin, directory, processes, replay  # noqa: PLC0415 - each feature's module
+    from worker.cli import (  # noqa: PLC0415 - each feature's module
+        access,
+        admin,
+        authorizations,
+        directory,
+        processes,
+        replay,
+    )
 
-    return [admin.register, directory.register, access.register, processes.register, replay.register]
+    return [
+        admin.register,
+        directory.register,
+        access.register,
+        processes.register,
+        replay.register,
+        authorizations.register,
+    ]
 
 
 def _schema_resolver(settings: Settings) -> object:

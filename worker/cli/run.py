@@ -184,6 +184,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             codec=codec,
             policy=policy,
             metrics=metrics,
+            registry=registry,
             log=log,
             claims_partitions=counts[settings.claims_topic],
             reference=reference,

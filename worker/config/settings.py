@@ -76,6 +76,7 @@ SECRET_FILE_VARIABLES: dict[str, str] = {
     "CLAIMS_KAFKA_PASSWORD_FILE": "CLAIMS_KAFKA_PASSWORD",
     "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE": "CLAIMS_KAFKA_SSL_KEY_PASSWORD",
     "CLAIMS_SCHEMA_REGISTRY_PASSWORD_FILE": "CLAIMS_SCHEMA_REGISTRY_PASSWORD",
+    "CLAIMS_MEMBER_PSEUDONYM_SECRET_FILE": "CLAIMS_MEMBER_PSEUDONYM_SECRET",
 }
 # A folder of secret files named after the variables (pydantic-settings' secrets directory).
 SECRETS_DIR_VARIABLE = "CLAIMS_SECRETS_DIR"
@@ -210,6 +211,47 @@ class Settings(BaseSettings):
         return self
 
     # -- end of prescriber directory ---------------------------------------------------------------------
+    # -- prior authorizations on file (worker/state/authorizations.py, docs/authorizations.md) -----------
+    authorizations_topic: Topic | None = Field(
+        None,
+        description="Compacted store of prior authorizations on file; unset: every claim decided afresh.",
+    )
+    member_pseudonym_secret: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="HMAC key of the member pseudonym in the authorization store (or its _FILE); a secret.",
+    )
+    authorizations_catch_up_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        le=3_600,
+        description="Longest read of the authorization store at start before exiting 4.",
+    )
+
+    @model_validator(mode="after")
+    def _authorizations_consistent(self) -> Settings:
+        topic = self.authorizations_topic
+        if topic is not None and self.member_pseudonym_secret is None:
+            msg = "CLAIMS_AUTHORIZATIONS_TOPIC needs CLAIMS_MEMBER_PSEUDONYM_SECRET (or its _FILE)"
+            raise ValueError(msg)
+        if topic is not None and topic in {
+            self.claims_topic,
+            self.results_topic,
+            self.dead_letter_topic,
+            self.directory_updates_topic,
+        }:
+            msg = "the authorization store topic must differ from the other topics"
+            raise ValueError(msg)
+        return self
+
+    pa_requests_topic: Topic | None = Field(
+        None, description="Topic of PA requests (pa-request Avro) served by `authorizations serve-requests`."
+    )
+    pa_decisions_topic: Topic | None = Field(
+        None, description="Topic the answers to PA requests go to (JSON, keyed by request id; no PHI)."
+    )
+
+    # -- end of prior authorizations ---------------------------------------------------------------------
     policy: str = Field(
         "IXEMPRA-PA/2020.09-2",
         pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}/[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$",

@@ -22,6 +22,8 @@ from worker.devtools import broker as local_broker
 
 __all__ = ["main"]
 
+_DEMO_SECRET = "make-run-demo-secret-not-for-production"  # noqa: S105 - announced as a demo key
+
 
 def _step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         ("running the worker until the topic is drained (idle 3 s)", ["run"], env | worker_env),
         ("what the worker decided (read back from the output topics)", ["show-results"], env),
     ]
+    _with_store(steps, env, run_id, worker_env)
     if worker_env:
         _grant_worker(broker, env | worker_env)
         steps.insert(2, ("checking the worker's rights", ["check-access"], env | worker_env))
@@ -101,6 +104,62 @@ def _sample_directory(folder: Path) -> Path:
     index = build_sample_index(folder / "nppes-sample.idx")
     print(f"directory index at {index}")
     return index
+
+
+def _with_store(
+    steps: list[tuple[str, list[str], dict[str, str]]],
+    env: dict[str, str],
+    run_id: str,
+    worker_env: dict[str, str],
+) -> None:
+    """Turn the authorization store on (a demo secret, announced) and add a later fill paid on file."""
+    env.setdefault("CLAIMS_AUTHORIZATIONS_TOPIC", f"demo-{run_id}.authorizations")
+    env.setdefault("CLAIMS_PA_REQUESTS_TOPIC", f"demo-{run_id}.pa-requests")
+    env.setdefault("CLAIMS_PA_DECISIONS_TOPIC", f"demo-{run_id}.pa-decisions")
+    if not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET") and not env.get("CLAIMS_MEMBER_PSEUDONYM_SECRET_FILE"):
+        env["CLAIMS_MEMBER_PSEUDONYM_SECRET"] = _DEMO_SECRET
+        print("using a DEMO member pseudonym secret (CLAIMS_MEMBER_PSEUDONYM_SECRET): never in production")
+    store_env = {
+        k: v for k, v in env.items() if k.startswith(("CLAIMS_AUTHORIZATIONS", "CLAIMS_MEMBER", "CLAIMS_PA_"))
+    }
+    for _, _, step_env in steps:  # the steps already built (some with their own copy of env) use it too
+        step_env.update(store_env)
+    steps.insert(
+        1,
+        (
+            "creating the authorization store (compacted), PA request and decision topics",
+            ["authorizations", "create-topic"],
+            env,
+        ),
+    )
+    steps += [
+        (
+            "a PA request (electronic PA) for a new member, with the clinical data",
+            ["authorizations", "seed-demo-request"],
+            env,
+        ),
+        (
+            "deciding PA requests until idle (same policy; the approval goes on file)",
+            ["authorizations", "serve-requests"],
+            env,
+        ),
+        ("the answer on the PA-decisions topic (no PHI)", ["authorizations", "decisions"], env),
+        (
+            "later fills, with no clinical data, for the member of approve-codes and the request's member",
+            ["authorizations", "seed-demo-fill"],
+            env,
+        ),
+        (
+            "running the worker again: the fills pay against the authorizations on file",
+            ["run"],
+            env | worker_env,
+        ),
+        (
+            "what the worker decided (the last two fills: APPROVED on file, original windows)",
+            ["show-results"],
+            env,
+        ),
+    ]
 
 
 def _grant_worker(broker: local_broker.Broker, env: dict[str, str]) -> None:

@@ -82,6 +82,15 @@ class Need:
 
 def worker_needs(settings: Settings) -> list[Need]:
     """Return every right ``claims-worker run`` needs with ``settings``; nothing more."""
+    store = settings.authorizations_topic
+    on_file = (
+        [
+            Need(Resource.TOPIC, store, Operation.READ, "follow the authorizations on file"),
+            Need(Resource.TOPIC, store, Operation.WRITE, "record approvals with their results"),
+        ]
+        if store is not None
+        else []
+    )
     needs = [
         Need(Resource.TOPIC, settings.claims_topic, Operation.READ, "consume the claims"),
         Need(Resource.GROUP, settings.group_id, Operation.READ, "join the group and commit offsets"),
@@ -95,6 +104,7 @@ def worker_needs(settings: Settings) -> list[Need]:
             "one transaction per batch (ids <prefix>-<instance>)",
             prefixed=True,
         ),
+        *on_file,
     ]
     if settings.directory_path is not None and settings.directory_updates_topic is not None:
         needs.append(

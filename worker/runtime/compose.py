@@ -17,6 +17,7 @@ from worker.ops.metrics import WorkerMetrics
 from worker.policy import catalog_policy
 from worker.runtime import kafka_io
 from worker.runtime.pipeline import Pipeline
+from worker.state.authorizations import AuthorizationMetrics, Authorizations
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
@@ -72,15 +73,24 @@ def build_worker(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     claims_partitions: int | None = None,
     reference: ReferenceData | None = None,
+    authorizations: Authorizations | None = None,
 ) -> Pipeline:
     """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer).
 
     ``reference`` (``worker.runtime.reference.open_reference``) supplies the prescriber directory: its
-    ``facts`` is the lookup and its ``refresh`` runs once per loop pass; the caller closes it.
+    ``facts`` is the lookup and its ``refresh`` runs once per loop pass; the caller closes it. With
+    ``CLAIMS_AUTHORIZATIONS_TOPIC`` set the authorization store is built too (its follower reads the
+    store topic on the worker's first pass); its metrics go on ``registry`` when one is given.
     """
     if reference is not None and lookup_facts is None:
         lookup_facts = reference.facts
     policy = policy or catalog_policy(settings.policy)
+    if authorizations is None and settings.authorizations_topic is not None:
+        authorizations = Authorizations.connect(
+            settings,
+            metrics=AuthorizationMetrics(registry if registry is not None else CollectorRegistry()),
+            log=log or get_logger("claims_worker"),
+        )
     if metrics is None:
         metrics = WorkerMetrics(
             registry if registry is not None else CollectorRegistry(),
@@ -102,4 +112,5 @@ def build_worker(
         clock=clock,
         claims_partitions=claims_partitions,
         refresh=reference.refresh if reference is not None else None,
+        authorizations=authorizations,
     )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim, Decision
     from worker.policy import Policy
+    from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
 __all__ = ["DuplicateEvent", "Judgement", "Record", "judge", "no_facts"]
@@ -79,6 +80,7 @@ def judge(
     decided_at: datetime,
     lookup_facts: Callable[[Claim], Facts] = no_facts,
     automated_denials: bool = False,
+    authorizations: Authorizations | None = None,
 ) -> Judgement:
     """Judge one record; never raises for bad input (it becomes ``Judgement.error``).
 
@@ -96,9 +98,20 @@ def judge(
         return Judgement(record, error=error, policy=policy)
     except BadRecord as error:
         return Judgement(record, error=error, policy=policy)
-    facts = lookup_facts(claim)
     tick = time.perf_counter()
-    decision = _decide(claim, facts, policy, decided_at, automated_denials=automated_denials)
+    if authorizations is None:
+        decision = _decide(
+            claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials
+        )
+    else:  # an authorization on file pays without re-evaluation (docs/authorizations.md)
+        decision = authorizations.decide(
+            claim,
+            policy,
+            decided_at,
+            lambda: _decide(
+                claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials
+            ),
+        )
     return Judgement(
         record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
     )

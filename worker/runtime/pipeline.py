@@ -50,7 +50,9 @@ if TYPE_CHECKING:
     from worker.policy.facts import Facts
     from worker.runtime.judge import Record
     from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, TopicPartition
+    from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
+    from worker.state.store import PartitionStore
 
 __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 
@@ -86,6 +88,7 @@ class Pipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         claims_partitions: int | None = None,
         refresh: Callable[[], object] | None = None,
+        authorizations: Authorizations | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -97,7 +100,8 @@ class Pipeline:
         self._lookup_facts = lookup_facts or no_facts
         self._refresh = refresh  # once per pass: reference data updates (worker.runtime.reference)
         self._clock = clock
-        stores = (seen,)
+        self.authorizations = authorizations
+        stores: tuple[PartitionStore, ...] = (seen,) if authorizations is None else (seen, authorizations)
         self.partitions = PartitionState(
             settings, consumer, stores, metrics, log, claims_partitions=claims_partitions
         )
@@ -260,6 +264,8 @@ class Pipeline:
         if self.partitions.grew:
             self.partitions.grew = False
             self.session.replace("the claims topic gained partitions")
+        if self.authorizations is not None:
+            self.authorizations.follow()  # read in what other workers approved (catches up first)
         batch = self.consumer.poll(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
         )
@@ -279,6 +285,8 @@ class Pipeline:
     def close(self) -> None:
         """Stop restores, close the producer and the consumer; safe to call twice."""
         self.partitions.close()
+        if self.authorizations is not None:
+            self.authorizations.close()
         self.session.close()
         self.consumer.close(autocommit=False)
 
@@ -305,6 +313,7 @@ class Pipeline:
         )
         lookup_facts = self._lookup_facts
         automated_denials = settings.automated_denials
+        authorizations = self.authorizations
         try:
             session.begin()
             for records in batch.values():
@@ -318,6 +327,7 @@ class Pipeline:
                         decided_at=decided_at,
                         lookup_facts=lookup_facts,
                         automated_denials=automated_denials,
+                        authorizations=authorizations,
                     )
                     out = route(judgement, codec=codec, settings=settings, at=decided_at)
                     try:
@@ -328,6 +338,10 @@ class Pipeline:
                         session.send(out)
                     if out.event_id is not None:
                         seen.stage(record.partition, out.event_id)
+                    if authorizations is not None and judgement.claim and judgement.decision:
+                        issued = authorizations.issue(judgement.claim, judgement.decision)
+                        if issued is not None:  # the new approval goes on file in the same transaction
+                            session.send_record(issued)
                     outgoing.append(out)
             self._current = None
             session.commit(offsets)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from worker.ops.metrics import WorkerMetrics
     from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from worker.runtime.route import Outgoing
+    from worker.state.authorizations import StoreRecord
     from worker.state.store import PartitionStore
 
 __all__ = ["TransactionSession"]
@@ -79,6 +80,10 @@ class TransactionSession:
         except ValueError as exc:
             # kafka-python: "Unrecognized partition" when its metadata predates added partitions.
             raise StalePartitions(str(exc)) from exc
+
+    def send_record(self, record: StoreRecord) -> None:
+        """Send one state record (e.g. an authorization on file) inside the open transaction."""
+        self._producer().send(record.topic, value=record.value, key=record.key, partition=record.partition)
 
     def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         """Add ``offsets`` to the transaction and commit it; then the stores keep the batch's changes.

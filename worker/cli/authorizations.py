@@ -1,0 +1,293 @@
+"""``claims-worker authorizations``: create the store topic, show an authorization, revoke one.
+
+Exit codes: 0 done (a revoke of an already revoked number writes nothing and says so); 2 bad settings,
+a missing store topic, an unknown PA number or an empty reason; 4 Kafka unreachable. See
+docs/authorizations.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+    from worker.config.settings import Settings
+
+__all__ = ["register"]
+
+_EPILOG = (
+    "exit codes: 0 done; 2 bad settings, no store topic, an unknown PA number or an empty reason; "
+    "4 Kafka unreachable. See docs/authorizations.md."
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``authorizations`` and its sub-commands to the ``claims-worker`` parser."""
+    parser = sub.add_parser(
+        "authorizations", help="show or revoke prior authorizations on file", epilog=_EPILOG
+    )
+    commands = parser.add_subparsers(dest="authorizations_command", required=True)
+    create = commands.add_parser("create-topic", help="create the compacted store topic if it is missing")
+    create.add_argument("--partitions", type=int, default=1, help="partitions when the topic is created")
+    create.add_argument("--replication-factor", type=int, default=1, help="when the topic is created")
+    create.set_defaults(handler=_create)
+    show = commands.add_parser("show", help="print one authorization on file (JSON; no PHI)")
+    show.add_argument("number", help="the 11-digit PA number (498-PY)")
+    show.set_defaults(handler=_show)
+    revoke = commands.add_parser("revoke", help="revoke an authorization: an event in the store, once")
+    revoke.add_argument("number", help="the 11-digit PA number (498-PY)")
+    revoke.add_argument("--reason", required=True, help="why (kept in the store; write no PHI here)")
+    revoke.set_defaults(handler=_revoke)
+    serve = commands.add_parser(
+        "serve-requests",
+        help="decide PA requests (CLAIMS_PA_REQUESTS_TOPIC) and answer on CLAIMS_PA_DECISIONS_TOPIC",
+    )
+    serve.set_defaults(handler=_serve_requests)
+    answers = commands.add_parser(
+        "decisions", help="print the answers on CLAIMS_PA_DECISIONS_TOPIC (JSON lines)"
+    )
+    answers.set_defaults(handler=_decisions)
+    request = commands.add_parser("seed-demo-request", help="(demo) produce one approvable PA request")
+    request.set_defaults(handler=_seed_demo_request)
+    fill = commands.add_parser(
+        "seed-demo-fill", help="(demo) produce a later fill, without clinical data, for sample approve-codes"
+    )
+    fill.set_defaults(handler=_seed_demo_fill)
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _topic(settings: Settings) -> str | None:
+    return settings.authorizations_topic
+
+
+def _read(settings: Settings, topic: str) -> object:
+    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415 - keeps `--help` fast
+    from worker.state.authorizations import read_table  # noqa: PLC0415
+
+    consumer = new_consumer(
+        settings,
+        Role.AUTHORIZATIONS,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    try:
+        return read_table(consumer, topic, settings.authorizations_catch_up_timeout_s).table
+    finally:
+        consumer.close()
+
+
+def _create(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.directory.updates import ensure_topic  # noqa: PLC0415 - the same compacted-topic check
+
+    topic = _topic(settings)
+    if topic is None:
+        return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
+    created = ensure_topic(settings, topic, args.partitions, args.replication_factor)
+    print(f"{topic}: {'created (compacted)' if created else 'already exists (compacted)'}")
+    plain = [t for t in (settings.pa_requests_topic, settings.pa_decisions_topic) if t is not None]
+    if plain:
+        _create_plain(settings, plain, args.partitions, args.replication_factor)
+    return 0
+
+
+def _create_plain(settings: Settings, topics: list[str], partitions: int, replication_factor: int) -> None:
+    """Create the PA request and decision topics (not compacted) when they are missing."""
+    from kafka import errors as kerrors  # noqa: PLC0415
+    from kafka.admin import NewTopic  # noqa: PLC0415
+
+    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415
+
+    admin = new_admin(settings, Role.AUTHORIZATIONS)
+    try:
+        for topic in topics:
+            try:
+                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+                print(f"{topic}: created")
+            except kerrors.TopicAlreadyExistsError:
+                print(f"{topic}: already exists")
+    finally:
+        admin.close()
+
+
+def _as_json(auth: object) -> str:
+    from dataclasses import asdict  # noqa: PLC0415
+
+    body = asdict(auth)  # type: ignore[call-overload]
+    body["member_pseudonym"] = body.pop("member")[:12] + "…"  # enough to compare, not to carry around
+    return json.dumps(body, default=str, sort_keys=True)
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.state.authorizations import AuthorizationTable  # noqa: PLC0415
+
+    topic = _topic(settings)
+    if topic is None:
+        return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
+    table = _read(settings, topic)
+    assert isinstance(table, AuthorizationTable)  # noqa: S101 - narrows the lazily imported type
+    auth = table.get(args.number)
+    if auth is None:
+        return _error(f"no authorization {args.number} on file in {topic}")
+    print(_as_json(auth))
+    return 0
+
+
+def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.state.authorizations import (  # noqa: PLC0415
+        AuthorizationTable,
+        encode_authorization,
+        revoked,
+    )
+
+    topic = _topic(settings)
+    if topic is None:
+        return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
+    reason = " ".join(args.reason.split())
+    if not reason:
+        return _error("--reason must say why")
+    table = _read(settings, topic)
+    assert isinstance(table, AuthorizationTable)  # noqa: S101 - narrows the lazily imported type
+    auth = table.get(args.number)
+    if auth is None:
+        return _error(f"no authorization {args.number} on file in {topic}")
+    if auth.revoked:
+        print(f"{args.number}: already revoked at {auth.revoked_at} ({auth.revoked_reason}); nothing written")
+        return 0
+    key, value = encode_authorization(revoked(auth, datetime.now(UTC), reason[:200]))
+    producer = new_producer(settings, Role.AUTHORIZATIONS, enable_idempotence=True, acks="all")
+    try:
+        partitions = sorted(producer.partitions_for(topic))
+        partition = int(args.number) % len(partitions) if args.number.isdigit() else 0
+        producer.send(topic, key=key, value=value, partition=partition).get(timeout=30)
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"{args.number}: revoked ({reason[:200]})")
+    return 0
+
+
+_DEMO_REQUEST_ID = "SYNTH-REQ-0001"
+
+
+def _demo_request(first: object) -> dict[str, object]:
+    """Return the demo PA request: approvable, for a member of its own, starting on the samples' date."""
+    from worker.contracts.model import Claim  # noqa: PLC0415
+
+    assert isinstance(first, Claim)  # noqa: S101 - narrows the lazily imported type
+    return {
+        "request_id": _DEMO_REQUEST_ID,
+        "requested_at": first.event_time,
+        "patient": {**first.patient.model_dump(), "member_id": "SYNTHREQ0001"},
+        "prescriber": first.prescriber.model_dump(),
+        "consultant": None,
+        "consultation_status": "UNKNOWN",
+        "product": first.product.model_dump(),
+        "diagnoses": [d.model_dump() for d in first.diagnoses],
+        "disease_status": "METASTATIC",
+        "requested_start": first.date_of_service,
+    }
+
+
+def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
+    """Produce one approvable PA request (synthetic member SYNTHREQ0001) to CLAIMS_PA_REQUESTS_TOPIC."""
+    from worker.contracts.pa_request import encode_pa_request  # noqa: PLC0415
+    from worker.devtools.samples import sample_claims  # noqa: PLC0415
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+
+    if settings.pa_requests_topic is None:
+        return _error("CLAIMS_PA_REQUESTS_TOPIC is not set")
+    first = next(s.claim for s in sample_claims() if s.label == "approve-codes")
+    producer = new_producer(settings, Role.SEEDER, acks="all")
+    try:
+        value = encode_pa_request(_demo_request(first))
+        producer.send(settings.pa_requests_topic, key=_DEMO_REQUEST_ID.encode(), value=value)
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"produced PA request {_DEMO_REQUEST_ID} to {settings.pa_requests_topic}")
+    return 0
+
+
+def _decisions(_args: argparse.Namespace, settings: Settings) -> int:
+    """Print every committed answer on CLAIMS_PA_DECISIONS_TOPIC, one JSON line each."""
+    from worker.ops.report import read_topic  # noqa: PLC0415
+
+    if settings.pa_decisions_topic is None:
+        return _error("CLAIMS_PA_DECISIONS_TOPIC is not set")
+    for record in read_topic(settings, settings.pa_decisions_topic, timeout_s=30):
+        print(record.value.decode())
+    return 0
+
+
+def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
+    """Produce fills, without diagnoses, three weeks after sample ``approve-codes``.
+
+    One for that sample's member; with CLAIMS_PA_REQUESTS_TOPIC set, one for the demo request's member.
+    """
+    from datetime import timedelta  # noqa: PLC0415
+
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.devtools.samples import sample_claims  # noqa: PLC0415
+    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+
+    first = next(s.claim for s in sample_claims() if s.label == "approve-codes")
+    fill = first.model_copy(
+        update={
+            "event_id": f"{first.event_id}-FILL2",
+            "claim_id": f"{first.claim_id}-FILL2",
+            "fill_number": first.fill_number + 1,
+            "date_of_service": first.date_of_service + timedelta(days=21),
+            "diagnoses": (),
+            "attestation": None,
+        }
+    )
+    fills = [fill]
+    if settings.pa_requests_topic is not None:
+        patient = first.patient.model_copy(update={"member_id": "SYNTHREQ0001"})
+        fills.append(
+            fill.model_copy(
+                update={
+                    "claim_id": "SYNTH-CLM-REQ1-FILL",
+                    "event_id": "SYNTH-EVT-REQ1-FILL",
+                    "patient": patient,
+                }
+            )
+        )
+    producer = new_producer(settings, Role.SEEDER, acks="all")
+    try:
+        for claim in fills:
+            producer.send(
+                settings.claims_topic, key=claim.claim_id.encode(), value=Codec().encode_claim(claim)
+            )
+        producer.flush()
+    finally:
+        producer.close()
+    for claim in fills:
+        print(f"produced fill {claim.claim_id} (date of service {claim.date_of_service}, no diagnoses)")
+    return 0
+
+
+def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
+    """Serve PA requests until SIGTERM/SIGINT (or idle past CLAIMS_EXIT_WHEN_IDLE_S)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
+    from worker.runtime.requests import serve_requests  # noqa: PLC0415
+
+    configure_logging(settings.log_format.value, settings.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return serve_requests(settings, stop, get_logger("claims_worker.pa_requests"))

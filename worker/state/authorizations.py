@@ -1,0 +1,626 @@
+"""Prior authorizations on file: a global table every worker follows, written with the result that creates it.
+
+An approval is recorded on a compacted topic keyed by its PA number, in the same Kafka transaction as
+the result that issues it; a revocation is a later record under the same key (the whole authorization
+plus ``revoked_at`` and ``revoked_reason``). Every worker reads the whole topic at start
+(``catch_up``) and follows it on each loop pass (``follow``), so a fill on any claims partition finds
+an approval issued on any other. The topic holds no PHI: the member is a keyed pseudonym
+(``member_pseudonym``). See docs/authorizations.md.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from kafka import TopicPartition
+from kafka import errors as kerrors
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from worker.contracts.model import Decision, Outcome, TransactionCode
+from worker.errors import ClaimsWorkerError, ConfigError
+from worker.policy.definition import ProductScope
+from worker.runtime.clients import Role, new_consumer
+from worker.state.store import Restored
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable, Iterable
+
+    from kafka import KafkaConsumer
+    from structlog.typing import FilteringBoundLogger
+
+    from worker.config.settings import Settings
+    from worker.contracts.model import Claim, Patient
+    from worker.policy import Policy
+
+__all__ = [
+    "AUTHORIZATION_FORMAT",
+    "Authorization",
+    "AuthorizationMetrics",
+    "AuthorizationTable",
+    "Authorizations",
+    "BadAuthorization",
+    "NotHonoured",
+    "OnFileVia",
+    "StoreRecord",
+    "decode_authorization",
+    "encode_authorization",
+    "member_pseudonym",
+    "read_table",
+]
+
+AUTHORIZATION_FORMAT = 1
+_PSEUDONYM_VERSION = "v1"
+
+
+class BadAuthorization(ClaimsWorkerError):  # noqa: N818 - reads as what it is
+    """A store record the follower cannot read; it is skipped, counted and logged by coordinates."""
+
+
+class OnFileVia(StrEnum):
+    """How a claim was matched to an authorization on file (closed label set)."""
+
+    MEMBER_PRODUCT = "member_product"
+    QUOTED_NUMBER = "quoted_number"
+
+
+class NotHonoured(StrEnum):
+    """Why a quoted PA number (462-EV) did not count (closed label set)."""
+
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    OTHER_MEMBER = "other_member"
+    OTHER_PRODUCT = "other_product"
+    OUTSIDE_WINDOW = "outside_window"
+
+
+_NOT_HONOURED_TEXT = {
+    NotHonoured.UNKNOWN: "no authorization with this number is on file",
+    NotHonoured.REVOKED: "it was revoked",
+    NotHonoured.OTHER_MEMBER: "it was issued to another member",
+    NotHonoured.OTHER_PRODUCT: "it was issued under another policy",
+    NotHonoured.OUTSIDE_WINDOW: "the date of service is outside its window",
+}
+
+
+def member_pseudonym(secret: bytes, patient: Patient) -> str:
+    """Return the member's pseudonym: HMAC-SHA256 of the normalised member id and date of birth.
+
+    Member id (302-C2, trimmed, upper case) and date of birth (304-C4, ISO): a cardholder id can be
+    shared by dependants of one subscriber, so the date of birth tells them apart; names are left out
+    because their spelling varies between claims for the same person. Without the secret the hash
+    cannot be recomputed from a guessed member id (the id space is small: a plain hash would not hide it).
+    """
+    text = f"{_PSEUDONYM_VERSION}|{patient.member_id.strip().upper()}|{patient.date_of_birth.isoformat()}"
+    return hmac.digest(secret, text.encode(), "sha256").hex()  # the one-shot C path
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """One prior authorization on file (no PHI: the member is a pseudonym)."""
+
+    number: str
+    member: str
+    policy_id: str
+    policy_version: str
+    product: str
+    effective: date
+    expiration: date
+    source_kind: str  # "claim" or "request"
+    source_id: str
+    decided_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        """Tell whether the authorization was revoked."""
+        return self.revoked_at is not None
+
+    def holds(self, day: date) -> bool:
+        """Tell whether the authorization pays a fill on ``day``: not revoked and inside its window."""
+        return not self.revoked and self.effective <= day <= self.expiration
+
+
+def encode_authorization(auth: Authorization) -> tuple[bytes, bytes]:
+    """Return the store record (key: the PA number, value: JSON ``format`` 1) of ``auth``."""
+    value: dict[str, Any] = {
+        "format": AUTHORIZATION_FORMAT,
+        "pa_number": auth.number,
+        "member_pseudonym": auth.member,
+        "policy_id": auth.policy_id,
+        "policy_version": auth.policy_version,
+        "product": auth.product,
+        "effective": auth.effective.isoformat(),
+        "expiration": auth.expiration.isoformat(),
+        "source_kind": auth.source_kind,
+        "source_id": auth.source_id,
+        "decided_at": auth.decided_at.isoformat(),
+        "revoked_at": None if auth.revoked_at is None else auth.revoked_at.isoformat(),
+        "revoked_reason": auth.revoked_reason,
+    }
+    return auth.number.encode(), json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode_authorization(key: bytes | None, value: bytes | None) -> Authorization:
+    """Return the authorization of one store record; raise ``BadAuthorization`` when it is unreadable."""
+    if key is None or value is None:
+        raise BadAuthorization("a store record needs a key and a value (authorizations are never deleted)")
+    try:
+        body: dict[str, Any] = json.loads(value)
+        _check_body(body, key)
+        revoked_at = body.get("revoked_at")
+        return Authorization(
+            number=str(body["pa_number"]),
+            member=str(body["member_pseudonym"]),
+            # Shared by many authorizations: one string object each (a 1M table saves ~200 MB).
+            policy_id=sys.intern(str(body["policy_id"])),
+            policy_version=sys.intern(str(body["policy_version"])),
+            product=sys.intern(str(body["product"])),
+            effective=date.fromisoformat(body["effective"]),
+            expiration=date.fromisoformat(body["expiration"]),
+            source_kind=sys.intern(str(body["source_kind"])),
+            source_id=str(body["source_id"]),
+            decided_at=datetime.fromisoformat(body["decided_at"]),
+            revoked_at=None if revoked_at is None else datetime.fromisoformat(revoked_at),
+            revoked_reason=body.get("revoked_reason"),
+        )
+    except BadAuthorization:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise BadAuthorization(f"unreadable store record ({type(exc).__name__})") from None
+
+
+def _check_body(body: dict[str, Any], key: bytes) -> None:
+    if body.get("format") != AUTHORIZATION_FORMAT:
+        raise BadAuthorization(f"unknown store record format {body.get('format')!r}")
+    if body["pa_number"] != key.decode():
+        raise BadAuthorization("the value's PA number differs from the key")
+
+
+class AuthorizationTable:
+    """Authorizations by PA number and by (member pseudonym, policy id). A revocation is final."""
+
+    __slots__ = ("_by_member", "_by_number")
+
+    def __init__(self) -> None:
+        self._by_number: dict[str, Authorization] = {}
+        self._by_member: dict[tuple[str, str], str | list[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_number)
+
+    def apply(self, auth: Authorization) -> None:
+        """Install ``auth``; a record that would undo a revocation (an older copy read late) is ignored."""
+        old = self._by_number.get(auth.number)
+        if old is not None and old.revoked and not auth.revoked:
+            return
+        self._by_number[auth.number] = auth
+        if old is None:
+            key = (auth.member, auth.policy_id)
+            held = self._by_member.get(key)
+            # Most members hold one authorization: keep its number, not a list of one (memory).
+            if held is None:
+                self._by_member[key] = auth.number
+            elif isinstance(held, str):
+                self._by_member[key] = [held, auth.number]
+            else:
+                held.append(auth.number)
+
+    def get(self, number: str) -> Authorization | None:
+        """Return the authorization numbered ``number``, or ``None``."""
+        return self._by_number.get(number)
+
+    def of_member(self, member: str, policy_id: str) -> list[Authorization]:
+        """Return the member's authorizations under ``policy_id`` (revoked and expired ones included)."""
+        held = self._by_member.get((member, policy_id))
+        if held is None:
+            return []
+        return [self._by_number[held]] if isinstance(held, str) else [self._by_number[n] for n in held]
+
+    def counts(self, today: date) -> dict[str, int]:
+        """Return how many authorizations are active, expired (or not yet effective) and revoked."""
+        counts = {"active": 0, "inactive": 0, "revoked": 0}
+        for auth in self._by_number.values():
+            state = "revoked" if auth.revoked else "active" if auth.holds(today) else "inactive"
+            counts[state] += 1
+        return counts
+
+
+class AuthorizationMetrics:
+    """The store's metrics: authorizations by state, on-file approvals, quoted numbers not honoured."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register the store's metrics on ``registry`` (label values from closed enums)."""
+        self._state = Gauge(
+            "claims_worker_authorizations",
+            "Prior authorizations on file by state (active today, inactive: outside window, revoked).",
+            ["state"],
+            registry=registry,
+        )
+        on_file = Counter(
+            "claims_worker_on_file_approvals",
+            "Claims approved against an authorization on file (committed), by how they matched.",
+            ["via"],
+            registry=registry,
+        )
+        self._on_file = {via: on_file.labels(via.value) for via in OnFileVia}
+        not_honoured = Counter(
+            "claims_worker_quoted_pa_not_honoured",
+            "Claims quoting a PA number (462-EV) that did not count (committed), by why.",
+            ["why"],
+            registry=registry,
+        )
+        self._not_honoured = {why: not_honoured.labels(why.value) for why in NotHonoured}
+        self._issued = Counter(
+            "claims_worker_authorizations_issued",
+            "Authorizations written to the store with the result that approved them (committed).",
+            registry=registry,
+        )
+        for state in ("active", "inactive", "revoked"):
+            self._state.labels(state).set(0)
+
+    def set_states(self, counts: dict[str, int]) -> None:
+        """Set the authorizations-by-state gauge."""
+        for state, n in counts.items():
+            self._state.labels(state).set(n)
+
+    def committed(
+        self, on_file: Iterable[OnFileVia], not_honoured: Iterable[NotHonoured], issued: int
+    ) -> None:
+        """Count what a committed batch did."""
+        for via in on_file:
+            self._on_file[via].inc()
+        for why in not_honoured:
+            self._not_honoured[why].inc()
+        if issued:
+            self._issued.inc(issued)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreRecord:
+    """One record for the store topic, sent in the batch's transaction."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+
+
+class Authorizations:
+    """The authorization store wired into the loop: a ``PartitionStore`` over a global table.
+
+    Global, so the per-partition hooks are trivial (``restore`` returns at once, ``is_loaded`` is always
+    true): the table is read at start (``catch_up``) and followed between batches (``follow``). What a
+    batch issues is staged (visible to the rest of the batch), kept on ``commit`` and dropped on
+    ``abort``; the follower later reads the same committed records back, which changes nothing.
+    """
+
+    def __init__(
+        self,
+        secret: bytes,
+        topic: str,
+        *,
+        consumer: KafkaConsumer | None = None,
+        metrics: AuthorizationMetrics | None = None,
+        log: FilteringBoundLogger | None = None,
+        catch_up_timeout_s: float = 120.0,
+        partitions: int = 1,
+        clock: Callable[[], date] = date.today,
+    ) -> None:
+        """Follow ``topic`` with ``consumer`` (``None``: a table held in memory only, for unit tests)."""
+        if not secret:
+            raise ConfigError("the authorization store needs CLAIMS_MEMBER_PSEUDONYM_SECRET")
+        self.name = "authorizations"
+        self.topic = topic
+        self.table = AuthorizationTable()
+        self.metrics = metrics or AuthorizationMetrics(CollectorRegistry())
+        self.ready = consumer is None
+        self.rejected = 0
+        self._secret = secret
+        self._consumer = consumer
+        self._log = log
+        self._timeout_s = catch_up_timeout_s
+        self._partitions_count = partitions
+        self._tps: list[TopicPartition] = []
+        self._clock = clock
+        self._staged: dict[str, Authorization] = {}
+        self._staged_on_file: list[OnFileVia] = []
+        self._staged_not_honoured: list[NotHonoured] = []
+        self._states_updated = 0.0
+
+    @classmethod
+    def connect(
+        cls,
+        settings: Settings,
+        *,
+        metrics: AuthorizationMetrics | None = None,
+        log: FilteringBoundLogger | None = None,
+    ) -> Authorizations:
+        """Return the store for ``settings`` (its topic and secret must be set); connects nothing yet."""
+        topic, secret = settings.authorizations_topic, settings.member_pseudonym_secret
+        if topic is None or secret is None:
+            raise ConfigError(
+                "the authorization store needs CLAIMS_AUTHORIZATIONS_TOPIC and CLAIMS_MEMBER_PSEUDONYM_SECRET"
+            )
+        consumer = new_consumer(
+            settings,
+            Role.AUTHORIZATIONS,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=8 * 1024 * 1024,  # the catch-up reads whole partitions
+        )
+        return cls(
+            secret.get_secret_value().encode(),
+            topic,
+            consumer=consumer,
+            metrics=metrics,
+            log=log,
+            catch_up_timeout_s=settings.authorizations_catch_up_timeout_s,
+        )
+
+    # --- PartitionStore (global: nothing per partition) --------------------------------------------
+    def restore(self, partition: int, stop: threading.Event) -> Restored:
+        """Nothing per partition: the global table is followed by ``follow``."""
+        del stop
+        return Restored(partition, None)
+
+    def load(self, restored: Restored) -> None:
+        """Nothing per partition."""
+        del restored
+
+    def is_loaded(self, partition: int) -> bool:
+        """Answer yes: the table is global (the loop does not process before ``catch_up`` finished)."""
+        del partition
+        return True
+
+    def commit(self) -> None:
+        """Keep the committed batch's authorizations and count what it did."""
+        for auth in self._staged.values():
+            self.table.apply(auth)
+        self.metrics.committed(self._staged_on_file, self._staged_not_honoured, len(self._staged))
+        self._clear()
+
+    def abort(self) -> None:
+        """Drop the aborted batch's authorizations and counts."""
+        self._clear()
+
+    def forget(self, partition: int) -> None:
+        """Nothing per partition."""
+        del partition
+
+    def forget_all(self) -> None:
+        """After a producer replacement: drop what is staged; the table holds only committed records."""
+        self._clear()
+
+    def _clear(self) -> None:
+        self._staged.clear()
+        self._staged_on_file.clear()
+        self._staged_not_honoured.clear()
+
+    # --- following the topic ---------------------------------------------------------------------
+    def follow(self) -> int:
+        """Catch up first (once), then apply what the topic gained; return records applied."""
+        if self._consumer is None:
+            return 0
+        applied = self.catch_up() if not self.ready else self._poll(timeout_ms=0)
+        now = time.monotonic()
+        if applied or now - self._states_updated > 30.0:  # noqa: PLR2004 - gauge refresh period
+            self._states_updated = now
+            self.metrics.set_states(self.table.counts(self._clock()))
+        return applied
+
+    def catch_up(self) -> int:
+        """Read the topic to its end offsets as of now; ``KafkaTimeoutError`` (exit 4) past the limit."""
+        consumer = self._consumer
+        if consumer is None:
+            self.ready = True
+            return 0
+        if not self._tps:
+            found = consumer.partitions_for_topic(self.topic)
+            if not found:
+                raise ConfigError(
+                    f"the authorization store topic {self.topic} does not exist "
+                    "(create it with `claims-worker authorizations create-topic`)"
+                )
+            self._tps = [TopicPartition(self.topic, p) for p in sorted(found)]
+            self._partitions_count = len(self._tps)
+            consumer.assign(self._tps)
+            consumer.seek_to_beginning(*self._tps)
+        started = time.monotonic()
+        ends = consumer.end_offsets(self._tps)
+        applied = 0
+        while any(consumer.position(tp) < ends[tp] for tp in self._tps):
+            if time.monotonic() - started > self._timeout_s:
+                msg = f"authorization store {self.topic} not read to its end within {self._timeout_s:.0f}s"
+                raise kerrors.KafkaTimeoutError(msg)
+            applied += self._poll(timeout_ms=200, max_records=50_000)
+        self.ready = True
+        if self._log is not None:
+            self._log.info(
+                "authorizations_caught_up",
+                topic=self.topic,
+                counts={"applied": applied, "on_file": len(self.table), "rejected": self.rejected},
+                duration_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        return applied
+
+    def _poll(self, *, timeout_ms: int, max_records: int = 5_000) -> int:
+        consumer = self._consumer
+        if consumer is None:
+            return 0
+        applied = 0
+        for records in consumer.poll(timeout_ms=timeout_ms, max_records=max_records).values():
+            for record in records:
+                try:
+                    auth = decode_authorization(record.key, record.value)
+                except BadAuthorization as exc:
+                    self.rejected += 1
+                    if self._log is not None:
+                        self._log.warning(
+                            "authorization_record_rejected",
+                            topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            error=str(exc),  # names the rule, never the record's content
+                        )
+                    continue
+                self.table.apply(auth)
+                applied += 1
+        return applied
+
+    def close(self) -> None:
+        """Close the follower's consumer."""
+        if self._consumer is not None:
+            self._consumer.close()
+
+    # --- claims against the store ----------------------------------------------------------------
+    def _get(self, number: str) -> Authorization | None:
+        return self._staged.get(number) or self.table.get(number)
+
+    def _of_member(self, member: str, policy_id: str) -> list[Authorization]:
+        found = {a.number: a for a in self.table.of_member(member, policy_id)}
+        for auth in self._staged.values():
+            if auth.member == member and auth.policy_id == policy_id:
+                found[auth.number] = auth
+        return list(found.values())
+
+    def pseudonym(self, patient: Patient) -> str:
+        """Return ``patient``'s member pseudonym under this store's secret."""
+        return member_pseudonym(self._secret, patient)
+
+    def decide(
+        self, claim: Claim, policy: Policy, decided_at: datetime, usual: Callable[[], Decision]
+    ) -> Decision:
+        """Approve ``claim`` on file when an authorization holds its date of service; else ``usual()``.
+
+        A B2 reversal, or a product outside the policy, is decided as usual (a reversal never revokes).
+        A quoted PA number (462-EV) that does not count is named in the summary with the reason.
+        """
+        if claim.transaction_code is TransactionCode.REVERSAL:
+            return usual()
+        scope, matched = policy.match_product(claim.product)
+        if scope is not ProductScope.MATCHED:
+            return usual()
+        member = self.pseudonym(claim.patient)
+        day = claim.date_of_service
+        quoted = (claim.prior_authorization_number or "").strip() or None
+        why: NotHonoured | None = None
+        if quoted is not None:
+            why = self._quoted(quoted, member, policy.policy_id, day)
+            if why is None:
+                auth = self._get(quoted)
+                if auth is not None:
+                    self._staged_on_file.append(OnFileVia.QUOTED_NUMBER)
+                    return self._on_file(auth, policy, decided_at, matched, note="")
+            else:
+                self._staged_not_honoured.append(why)
+        holding = [a for a in self._of_member(member, policy.policy_id) if a.holds(day)]
+        note = "" if quoted is None or why is None else _quoted_note(quoted, why)
+        if holding:
+            auth = max(holding, key=lambda a: (a.expiration, a.number))
+            self._staged_on_file.append(OnFileVia.MEMBER_PRODUCT)
+            return self._on_file(auth, policy, decided_at, matched, note=note)
+        decision = usual()
+        if note:
+            decision = decision.model_copy(update={"summary": f"{decision.summary} {note}"})
+        return decision
+
+    def _quoted(self, number: str, member: str, policy_id: str, day: date) -> NotHonoured | None:
+        auth = self._get(number)
+        if auth is None:
+            return NotHonoured.UNKNOWN
+        if auth.member != member:
+            return NotHonoured.OTHER_MEMBER
+        if auth.policy_id != policy_id:
+            return NotHonoured.OTHER_PRODUCT
+        if auth.revoked:
+            return NotHonoured.REVOKED
+        if not auth.holds(day):
+            return NotHonoured.OUTSIDE_WINDOW
+        return None
+
+    @staticmethod
+    def _on_file(
+        auth: Authorization, policy: Policy, decided_at: datetime, matched: object, note: str
+    ) -> Decision:
+        summary = (
+            f"Approved on file: prior authorization {auth.number} issued under {auth.policy_id} "
+            f"{auth.policy_version} on {auth.decided_at.date().isoformat()} (from {auth.source_kind} "
+            f"{auth.source_id}) holds the date of service, window {auth.effective.isoformat()} through "
+            f"{auth.expiration.isoformat()}; the claim was not re-evaluated and no new window was issued."
+        )
+        fields: dict[str, object] = {"matched_product": matched} if matched is not None else {}
+        return Decision(
+            outcome=Outcome.APPROVED,
+            authorization_effective=auth.effective,
+            authorization_expiration=auth.expiration,
+            authorization_number=auth.number,
+            policy_id=policy.policy_id,
+            policy_version=policy.version,
+            decided_at=decided_at,
+            summary=f"{summary} {note}" if note else summary,
+            **fields,
+        )
+
+    def issue(self, claim: Claim, decision: Decision, *, source_kind: str = "claim") -> StoreRecord | None:
+        """Stage the authorization a new approval creates and return its store record (``None``: none new).
+
+        An approval on file (its number already on file or staged) creates nothing.
+        """
+        number = decision.authorization_number
+        if (
+            decision.outcome is not Outcome.APPROVED
+            or number is None
+            or decision.authorization_effective is None
+            or decision.authorization_expiration is None
+            or self._get(number) is not None
+        ):
+            return None
+        matched = decision.matched_product
+        auth = Authorization(
+            number=number,
+            member=self.pseudonym(claim.patient),
+            policy_id=decision.policy_id,
+            policy_version=decision.policy_version,
+            product=matched.code if matched is not None else claim.product.product_id,
+            effective=decision.authorization_effective,
+            expiration=decision.authorization_expiration,
+            source_kind=source_kind,
+            source_id=claim.claim_id,
+            decided_at=decision.decided_at,
+        )
+        self._staged[number] = auth
+        key, value = encode_authorization(auth)
+        return StoreRecord(self.topic, self.partition_of(number), key, value)
+
+    def partition_of(self, number: str) -> int:
+        """Return the store partition of a PA number (its value modulo the partition count)."""
+        count = max(1, len(self._tps) or self._partitions_count)
+        return int(number) % count if number.isdigit() else 0
+
+
+def _quoted_note(quoted: str, why: NotHonoured) -> str:
+    return f"Quoted PA number {quoted} (462-EV) not honoured: {_NOT_HONOURED_TEXT[why]}."
+
+
+def read_table(consumer: KafkaConsumer, topic: str, timeout_s: float = 120.0) -> Authorizations:
+    """Read the whole store topic into a table with ``consumer`` (for operator commands)."""
+    store = Authorizations(b"operator-read", topic, consumer=consumer, catch_up_timeout_s=timeout_s)
+    store.catch_up()
+    return store
+
+
+def revoked(auth: Authorization, at: datetime, reason: str) -> Authorization:
+    """Return ``auth`` revoked at ``at`` for ``reason``."""
+    return replace(auth, revoked_at=at, revoked_reason=reason)
