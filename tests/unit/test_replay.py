@@ -5,18 +5,24 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from tests.unit.claims import NPIS, make_claim
 from worker.cli import main
-from worker.cli.replay import _directory, _write_changes, diff_report, parse_time
+from worker.cli.replay import _directory, _write_changes, diff_report, parse_time, replay_report
 from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
 from worker.devtools.nppes_sample import build_sample_index
 from worker.directory.index import Directory
 from worker.errors import ConfigError, ExitCode
+from worker.policy import default_policy
+from worker.runtime import replay as replay_module
+from worker.runtime.judge import judge
 from worker.runtime.replay import (
+    ReplayJob,
     ReplayMetrics,
     ReplaySummary,
     Verdict,
@@ -26,6 +32,10 @@ from worker.runtime.replay import (
     replay_transactional_id,
     why,
 )
+from worker.runtime.replay import _Pass as Pass
+from worker.runtime.route import route
+from worker.state.authorizations import Authorization, Authorizations, encode_authorization
+from worker.state.dedupe import SeenEvents
 
 T0 = datetime(2026, 11, 30, 8, tzinfo=UTC)
 T1 = datetime(2026, 11, 30, 9, tzinfo=UTC)
@@ -226,3 +236,100 @@ def test_a_read_without_progress_past_the_outage_limit_is_an_outage():
         stall.check()
     assert classify(raised.value) is Kind.TRANSIENT
     assert "CLAIMS_OUTAGE_LIMIT_S" in str(raised.value)
+
+
+_SECRET = "unit-test-secret-0123456789"  # noqa: S105 - a test secret
+_STORE_TOPIC = "pharmacy.authorizations"
+
+
+def _store_settings():
+    return load_settings(
+        {"CLAIMS_AUTHORIZATIONS_TOPIC": _STORE_TOPIC, "CLAIMS_MEMBER_PSEUDONYM_SECRET": _SECRET}
+    )
+
+
+def test_a_replay_seeds_its_own_store_from_the_store_topic_up_to_the_range_start(monkeypatch):
+    """The seed reads the store topic from its beginning up to the range start, skips bad records, and is off without a topic."""
+    auth = Authorization(
+        number="12345678903",
+        member="m" * 64,
+        policy_id="IXEMPRA-PA",
+        policy_version="2020.09-2",
+        product="IXEMPRA",
+        effective=date(2026, 1, 1),
+        expiration=date(2026, 12, 31),
+        source_kind="claim",
+        source_id="clm-9",
+        decided_at=T0,
+    )
+    key, value = encode_authorization(auth)
+    calls = []
+
+    def scan(settings, topic, since, until=None):
+        calls.append((topic, since, until))
+        yield 0, 0, SimpleNamespace(key=key, value=value)
+        yield 0, 1, SimpleNamespace(key=b"1", value=b"not json")
+
+    monkeypatch.setattr(replay_module, "_scan", scan)
+    store = replay_module.seed_authorizations(_store_settings(), T1)
+    assert store is not None
+    assert calls == [(_STORE_TOPIC, None, T1)]
+    assert store.table.get(auth.number) == auth
+    assert store.rejected == 1
+    assert store._consumer is None  # follows nothing, writes nothing
+    assert replay_module.seed_authorizations(load_settings({}), T1) is None
+
+
+def test_a_fill_after_an_approval_in_the_range_pays_on_file_in_the_replays_own_store():
+    """Approval then a fill without clinical data: with the pinned store the diff sees no change, without it a spurious one."""
+    codec, policy, settings = Codec(), default_policy(), _store_settings()
+    claims = [
+        make_claim(claim_id="c-approve", event_id="e1", dos="2026-03-10"),
+        make_claim(claim_id="c-fill", event_id="e2", dos="2026-06-01", dx=()),
+    ]
+    records = [
+        SimpleNamespace(topic="claims", partition=0, offset=n, value=codec.encode_claim(claim), headers=[])
+        for n, claim in enumerate(claims)
+    ]
+    # What the live worker published: judged with its store, the approval issued and committed in between.
+    live_store = Authorizations(_SECRET.encode(), _STORE_TOPIC)
+    verdicts = {}
+    for record in records:
+        judgement = judge(
+            record, codec=codec, seen=SeenEvents(0), policy=policy, decided_at=T0, authorizations=live_store
+        )
+        live_store.issue(judgement.claim, judgement.decision)
+        live_store.commit()
+        out = route(judgement, codec=codec, settings=settings, at=T0)
+        verdicts[record.topic, record.partition, record.offset] = Verdict.of_result(
+            codec.decode_result(out.value)
+        )
+    assert verdicts["claims", 0, 1].outcome == "APPROVED"
+
+    def diff(store):
+        job = ReplayJob(settings=settings, codec=codec, policy=policy, replay_id="r1", start=T0)
+        summary = ReplaySummary("r1")
+        run = Pass(job, None, None, {}, {}, {}, verdicts, set(), summary, store)
+        for record in records:
+            run.one(record, T0, [])
+            if store is not None:
+                store.commit()
+        return summary
+
+    pinned = Authorizations(_SECRET.encode(), _STORE_TOPIC)
+    summary = diff(pinned)
+    assert summary.changes == []
+    assert summary.unchanged == 2
+    assert summary.authorizations_issued == 1
+    assert len(pinned.table) == 1
+    unpinned = diff(None)
+    assert [(c["before"]["outcome"], c["after"]["outcome"]) for c in unpinned.changes] == [
+        ("APPROVED", "PENDED")
+    ]
+
+
+def test_the_reports_name_the_authorization_pinning():
+    """Replay and diff summaries say which authorization state the run was pinned to."""
+    summary = ReplaySummary("r1", authorizations_as_of=T0.isoformat(), authorizations_seeded=3)
+    assert f"authorizations as of {T0.isoformat()}: 3 on file" in replay_report(summary, "P/1", "o", "d")
+    assert "authorizations: none" in diff_report(ReplaySummary("r2"), "P/1", Path("x.jsonl"))

@@ -229,6 +229,7 @@ def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_let
             f"{rate:.0f} records/s"
         ),
         f"  results: {output}   dead letters: {dead_letters}",
+        _authorizations_line(summary),
     ]
     lines += [f"  {outcome}: {n}" for outcome, n in sorted(summary.outcomes.items())]
     if summary.inherited_duplicates:
@@ -253,7 +254,18 @@ def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path) -> str:
             if (b, a) == (before, after):
                 lines.append(f"    {reason}: {m}")
     lines.append(f"changed claims: {changes}")
+    lines.append(_authorizations_line(summary))
     return "\n".join(lines)
+
+
+def _authorizations_line(summary: ReplaySummary) -> str:
+    """Name the authorization state the run was pinned to (a replay's own store, never the live topic)."""
+    if summary.authorizations_as_of == "none":
+        return "  authorizations: none (no CLAIMS_AUTHORIZATIONS_TOPIC: nothing paid on file, as live)"
+    return (
+        f"  authorizations as of {summary.authorizations_as_of}: {summary.authorizations_seeded} on file "
+        f"at the range start, {summary.authorizations_issued} issued by this run (its own store)"
+    )
 
 
 def _write_changes(path: Path, changes: list[dict[str, Any]]) -> None:

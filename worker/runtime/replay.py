@@ -20,6 +20,13 @@ writes the duplicate dead letter again with ``claims-worker.replay-inherited: li
 
 ``diff`` decides the same range and compares each record with what the live worker published for the
 same source coordinates; it publishes nothing.
+
+Authorizations on file (docs/authorizations.md): when ``CLAIMS_AUTHORIZATIONS_TOPIC`` is set, a replay
+builds its own store in memory, pinned to the range start: the store topic's committed records with
+timestamps before ``--from`` (``offsets_for_times``), then the approvals the replay itself issues as it
+goes, so a later fill in the range pays on file as the live worker's did. It never writes the store
+topic. Its outputs name the pinning (``claims-worker.replay-authorizations``: the as-of time, or
+``none`` without a store, as the live worker then had none).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from worker.runtime.clients import Role, new_consumer, new_producer
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
 from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
 from worker.runtime.route import route
+from worker.state.authorizations import Authorizations, BadAuthorization, decode_authorization
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
@@ -62,6 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INHERITED_HEADER",
+    "REPLAY_AUTHORIZATIONS_HEADER",
     "REPLAY_DIRECTORY_HEADER",
     "REPLAY_ID_HEADER",
     "REPLAY_POLICY_HEADER",
@@ -75,11 +84,13 @@ __all__ = [
     "replay_group_id",
     "replay_transactional_id",
     "run_replay",
+    "seed_authorizations",
 ]
 
 REPLAY_ID_HEADER = "claims-worker.replay-id"
 REPLAY_POLICY_HEADER = "claims-worker.replay-policy"
 REPLAY_DIRECTORY_HEADER = "claims-worker.replay-directory"
+REPLAY_AUTHORIZATIONS_HEADER = "claims-worker.replay-authorizations"
 INHERITED_HEADER = "claims-worker.replay-inherited"
 _ERROR_CLASS_HEADER = "claims-worker.error-class"
 _END_METADATA = "replay-end="
@@ -136,8 +147,13 @@ def plan_ranges(
     return ranges
 
 
-def _scan(settings: Settings, topic: str, since: datetime) -> Iterator[tuple[int, int, Any]]:
-    """Yield (partition, offset, record) of committed records of ``topic`` written since ``since``."""
+def _scan(
+    settings: Settings, topic: str, since: datetime | None, until: datetime | None = None
+) -> Iterator[tuple[int, int, Any]]:
+    """Yield (partition, offset, record) of committed records of ``topic`` written in ``[since, until)``.
+
+    ``since`` ``None``: from the beginning; ``until`` ``None``: to the end offsets when the scan started.
+    """
     consumer = new_consumer(
         settings,
         Role.REPLAY,
@@ -153,14 +169,20 @@ def _scan(settings: Settings, topic: str, since: datetime) -> Iterator[tuple[int
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         ends = consumer.end_offsets(tps)
-        starts = consumer.offsets_for_times(dict.fromkeys(tps, _ms(since)))
+        if since is None:
+            starts: dict[TopicPartition, int | None] = dict(consumer.beginning_offsets(tps))
+        else:
+            found = consumer.offsets_for_times(dict.fromkeys(tps, _ms(since)))
+            starts = {tp: None if found.get(tp) is None else found[tp].offset for tp in tps}
+        stops = consumer.offsets_for_times(dict.fromkeys(tps, _ms(until))) if until is not None else {}
         todo = {}
         for tp in tps:
-            at = starts.get(tp)
-            first = ends[tp] if at is None else at.offset
-            if first < ends[tp]:
+            at, stop_at = starts.get(tp), stops.get(tp)
+            stop = ends[tp] if stop_at is None else stop_at.offset
+            first = stop if at is None else at
+            if first < stop:
                 consumer.seek(tp, first)
-                todo[tp] = ends[tp]
+                todo[tp] = stop
         stall = _Stall(settings.outage_limit_s, f"reading {topic}")
         while todo:
             for tp, records in consumer.poll(timeout_ms=500).items():
@@ -173,6 +195,26 @@ def _scan(settings: Settings, topic: str, since: datetime) -> Iterator[tuple[int
             stall.check()
     finally:
         consumer.close(autocommit=False)
+
+
+def seed_authorizations(settings: Settings, start: datetime) -> Authorizations | None:
+    """Return the replay's own in-memory authorization store as it stood at ``start`` (``None``: no store).
+
+    Reads the store topic's committed records with timestamps before ``start`` (revocations included)
+    into an ``Authorizations`` that has no consumer: it follows nothing and the replay never sends its
+    records anywhere. ``None`` when ``CLAIMS_AUTHORIZATIONS_TOPIC`` is unset: the live worker then pays
+    nothing on file either. Unreadable store records are skipped and counted (``rejected``).
+    """
+    topic, secret = settings.authorizations_topic, settings.member_pseudonym_secret
+    if topic is None or secret is None:
+        return None
+    store = Authorizations(secret.get_secret_value().encode(), topic)
+    for _partition, _offset, record in _scan(settings, topic, None, start):
+        try:
+            store.table.apply(decode_authorization(record.key, record.value))
+        except BadAuthorization:
+            store.rejected += 1
+    return store
 
 
 class _Stall:
@@ -355,6 +397,9 @@ class ReplaySummary:
     changes: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
     seconds: float = 0.0
+    authorizations_as_of: str = "none"  # the range start when a store was pinned; "none": no store
+    authorizations_seeded: int = 0  # authorizations on file at the range start
+    authorizations_issued: int = 0  # approvals the replay put on file in its own store
 
 
 @dataclass
@@ -405,6 +450,10 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         if not job.diff:
             ranges = _resume(consumer, ranges)
         verdicts, duplicates = read_live_verdicts(settings, job.codec, ranges, job.start, results=job.diff)
+        store = seed_authorizations(settings, job.start)
+        if store is not None:
+            summary.authorizations_as_of = job.start.isoformat()
+            summary.authorizations_seeded = len(store.table)
         positions = {tp: first for tp, (first, _stop) in ranges.items()}
         if not job.diff:
             producer = _producer(job)
@@ -422,7 +471,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         for tp in todo:
             consumer.seek(tp, positions[tp])
         job.metrics.remaining.set(summary.total - summary.already_done)
-        _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary).run()
+        _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary, store).run()
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:
@@ -520,6 +569,7 @@ class _Pass:
     verdicts: Mapping[Coordinates, Verdict]
     duplicates: set[Coordinates]
     summary: ReplaySummary
+    store: Authorizations | None = None  # the replay's own, pinned to the range start; never written out
     seen: SeenEvents = field(default_factory=lambda: SeenEvents(0))  # never filters by event id
 
     def __post_init__(self) -> None:
@@ -534,6 +584,7 @@ class _Pass:
             (REPLAY_ID_HEADER, job.replay_id.encode()),
             (REPLAY_POLICY_HEADER, job.policy.ref.encode()),
             (REPLAY_DIRECTORY_HEADER, job.directory_version.encode()),
+            (REPLAY_AUTHORIZATIONS_HEADER, self.summary.authorizations_as_of.encode()),
         ]
         self.mode = "diff" if job.diff else "replay"
 
@@ -593,6 +644,8 @@ class _Pass:
                 del self.todo[tp]
         if self.producer is not None and (outputs or count):
             _transaction(self.job, self.producer, outputs, _offsets(self.ranges, self.positions))
+        if self.store is not None:
+            self.store.commit()  # the batch's approvals stay on file for the rest of the range
         return count
 
     def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
@@ -612,7 +665,16 @@ class _Pass:
                 decided_at=decided_at,
                 lookup_facts=job.lookup_facts,
                 automated_denials=job.settings.automated_denials,
+                authorizations=self.store,
             )
+            # As the live pipeline does, but the store record goes nowhere: only the replay's table.
+            if (
+                self.store is not None
+                and judgement.claim
+                and judgement.decision
+                and self.store.issue(judgement.claim, judgement.decision) is not None
+            ):
+                self.summary.authorizations_issued += 1
         out = route(judgement, codec=job.codec, settings=self.out_settings, at=decided_at)
         if job.diff:
             _compare(job, record, out, self.verdicts, self.summary)
