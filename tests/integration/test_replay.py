@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.directory.updates import ensure_topic
 from worker.ops.report import read_topic
 from worker.runtime.pipeline import ExitCode
 from worker.runtime.replay import INHERITED_HEADER, REPLAY_ID_HEADER, REPLAY_POLICY_HEADER
@@ -290,3 +291,51 @@ def test_replay_refuses_an_output_topic_with_too_few_partitions(kafka_bootstrap,
     )
     assert done.returncode == ExitCode.BAD_SETTINGS
     assert output in done.stderr
+
+
+def test_diff_pins_the_authorizations_so_a_fill_paid_on_file_is_no_change(
+    kafka_bootstrap, topics, unique, tmp_path
+):
+    """Approval then a fill without clinical data in the range: a diff under the same policy shows no change and writes no store record."""
+    codec = Codec()
+    store = f"authorizations-{unique}"
+    ensure_topic(load_settings({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}), store, partitions=2)
+    extra = {
+        "CLAIMS_AUTHORIZATIONS_TOPIC": store,
+        "CLAIMS_MEMBER_PSEUDONYM_SECRET": "replay-test-secret-0123456789",
+    }
+    approval = streams.claim(1)
+    fill = streams.claim(
+        2, patient=approval.patient.model_dump(), diagnoses=[], date_of_service=date(2026, 11, 22)
+    )
+    _produce_at(kafka_bootstrap, topics["claims"], streams.encoded([approval], codec), WINDOW, partition=0)
+    _produce_at(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec), AFTER, partition=0)
+    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3", CLAIMS_POLICY=OLD, **extra)
+    log = tmp_path / "live.log"
+    assert streams.start_worker(env, log).wait(timeout=120) == ExitCode.OK, log.read_text()[-3000:]
+    live = {codec.decode_result(r.value)["claim_id"]: r for r in _records(kafka_bootstrap, topics["results"])}
+    assert codec.decode_result(live[fill.claim_id].value)["outcome"] == "APPROVED"  # paid on file live
+    on_file = len(_records(kafka_bootstrap, store))
+    assert on_file == 1
+
+    diff = [
+        sys.executable,
+        "-m",
+        "worker",
+        "replay",
+        "--progress",
+        "off",
+        "--diff",
+        "--from",
+        WINDOW.isoformat(),
+    ]
+    diff += ["--policy", OLD, "--changes", str(tmp_path / "changes.jsonl")]
+    done = subprocess.run(
+        diff, env=env, capture_output=True, text=True,
+        cwd=streams.ROOT, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
+    assert "2 records decided" in done.stdout
+    assert "0 changed, 2 unchanged" in done.stdout
+    assert f"authorizations as of {WINDOW.isoformat()}: 0 on file at the range start, 1 issued" in done.stdout
+    assert len(_records(kafka_bootstrap, store)) == on_file  # the replay never writes the live store
