@@ -21,6 +21,7 @@ from worker.errors import ConfigError, ExitCode
 from worker.policy import default_policy
 from worker.runtime import replay as replay_module
 from worker.runtime.judge import judge
+from worker.runtime.kafka_io import TopicPartition
 from worker.runtime.replay import (
     ReplayJob,
     ReplayMetrics,
@@ -333,3 +334,53 @@ def test_the_reports_name_the_authorization_pinning():
     summary = ReplaySummary("r1", authorizations_as_of=T0.isoformat(), authorizations_seeded=3)
     assert f"authorizations as of {T0.isoformat()}: 3 on file" in replay_report(summary, "P/1", "o", "d")
     assert "authorizations: none" in diff_report(ReplaySummary("r2"), "P/1", Path("x.jsonl"))
+
+
+class _Rereader:
+    """A consumer holding one partition's records: assign, seek, poll once, position."""
+
+    def __init__(self, records):
+        self.records, self.position_at = records, {}
+
+    def assign(self, tps):
+        self.assigned = list(tps)
+
+    def seek(self, tp, offset):
+        self.position_at[tp] = offset
+
+    def poll(self, **_limits):
+        batch = {}
+        for tp, offset in self.position_at.items():
+            batch[tp] = [r for r in self.records if r.offset >= offset]
+            self.position_at[tp] = len(self.records)
+        return batch
+
+    def position(self, tp):
+        return self.position_at[tp]
+
+
+def test_a_resumed_replay_puts_the_approvals_it_published_before_on_file_again():
+    """After a resume, the approval published before the stop is back in the replay's store, and the next fill pays on file."""
+    codec, settings = Codec(), _store_settings()
+    approval = make_claim(claim_id="c-approve", event_id="e1", dos="2026-03-10")
+    fill = make_claim(claim_id="c-fill", event_id="e2", dos="2026-06-01", dx=())
+    records = [
+        SimpleNamespace(topic="claims", partition=0, offset=n, value=codec.encode_claim(c), headers=[])
+        for n, c in enumerate([approval, fill])
+    ]
+    tp = TopicPartition("claims", 0)
+    store = Authorizations(_SECRET.encode(), _STORE_TOPIC)
+    job = ReplayJob(
+        settings=settings, codec=codec, policy=default_policy(), replay_id="r1", start=T0, output_topic="o"
+    )
+    summary = ReplaySummary("r1")
+    consumer = _Rereader(records)
+    run = Pass(job, consumer, None, {tp: (0, 2)}, {tp: 1}, {tp: 2}, {}, set(), summary, store)
+    assert run.reissue() == 1  # only the part published before the stop (offset 0)
+    assert len(store.table) == 1
+    outputs = []
+    run.one(records[1], T0, outputs)
+    result = codec.decode_result(outputs[0].value)
+    assert result["outcome"] == "APPROVED"
+    assert "on file" in result["summary"]
+    assert summary.outcomes == Counter({"APPROVED": 1})  # the re-read record is not counted again

@@ -467,11 +467,13 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
                 _transaction(job, producer, [], _offsets(ranges, positions))
         summary.total = sum(stop - first for first, stop in ranges.values())
         todo = {tp: stop for tp, (_first, stop) in ranges.items() if positions[tp] < stop}
+        run = _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary, store)
+        run.reissue()  # a resumed replay's store gets the approvals of the part it published before
         consumer.assign(list(ranges))
         for tp in todo:
             consumer.seek(tp, positions[tp])
         job.metrics.remaining.set(summary.total - summary.already_done)
-        _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary, store).run()
+        run.run()
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:
@@ -648,6 +650,68 @@ class _Pass:
             self.store.commit()  # the batch's approvals stay on file for the rest of the range
         return count
 
+    def decide(self, record: Record, decided_at: datetime) -> tuple[Judgement, bool]:
+        """Judge one record with the live worker's code; put a new approval on file in the replay's store.
+
+        Returns the judgement and whether it issued an authorization. A live duplicate keeps its verdict.
+        """
+        job = self.job
+        if (record.topic, record.partition, record.offset) in self.duplicates:
+            return Judgement(record, error=DuplicateEvent(), policy=job.policy), False
+        judgement = judge(
+            record,
+            codec=job.codec,
+            seen=self.seen,
+            policy=job.policy,
+            decided_at=decided_at,
+            lookup_facts=job.lookup_facts,
+            automated_denials=job.settings.automated_denials,
+            authorizations=self.store,
+        )
+        # As the live pipeline does, but the store record goes nowhere: only the replay's table.
+        issued = (
+            self.store is not None
+            and judgement.claim is not None
+            and judgement.decision is not None
+            and self.store.issue(judgement.claim, judgement.decision) is not None
+        )
+        return judgement, issued
+
+    def reissue(self) -> int:
+        """Resumed: judge the part published before the stop again, only to put its approvals on file.
+
+        Nothing is published or counted; returns how many records were judged.
+        """
+        store = self.store
+        redo = {
+            tp: self.positions[tp] for tp, (first, _stop) in self.ranges.items() if self.positions[tp] > first
+        }
+        if store is None or not redo:
+            return 0
+        self.consumer.assign(list(redo))
+        for tp in redo:
+            self.consumer.seek(tp, self.ranges[tp][0])
+        settings, count = self.job.settings, 0
+        stall = _Stall(settings.outage_limit_s, "re-reading the part replayed before the stop")
+        while redo:
+            batch = self.consumer.poll(
+                timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
+            )
+            decided_at = self.job.clock()
+            for tp, records in batch.items():
+                stop = redo.get(tp, -1)
+                for record in records:
+                    if record.offset < stop:
+                        self.decide(record, decided_at)
+                        count += 1
+            store.commit()
+            if batch:
+                stall.progressed()
+            for tp in [tp for tp, stop in redo.items() if (self.consumer.position(tp) or 0) >= stop]:
+                del redo[tp]
+            stall.check()
+        return count
+
     def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
         """Judge and route one record with the live worker's code; a live duplicate keeps its verdict."""
         job = self.job
@@ -655,26 +719,8 @@ class _Pass:
         inherited = at in self.duplicates
         if inherited:
             self.summary.inherited_duplicates += 1
-            judgement = Judgement(record, error=DuplicateEvent(), policy=job.policy)
-        else:
-            judgement = judge(
-                record,
-                codec=job.codec,
-                seen=self.seen,
-                policy=job.policy,
-                decided_at=decided_at,
-                lookup_facts=job.lookup_facts,
-                automated_denials=job.settings.automated_denials,
-                authorizations=self.store,
-            )
-            # As the live pipeline does, but the store record goes nowhere: only the replay's table.
-            if (
-                self.store is not None
-                and judgement.claim
-                and judgement.decision
-                and self.store.issue(judgement.claim, judgement.decision) is not None
-            ):
-                self.summary.authorizations_issued += 1
+        judgement, issued = self.decide(record, decided_at)
+        self.summary.authorizations_issued += issued
         out = route(judgement, codec=job.codec, settings=self.out_settings, at=decided_at)
         if job.diff:
             _compare(job, record, out, self.verdicts, self.summary)
