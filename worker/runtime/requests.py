@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaTimeoutError
 
 from worker import __version__
@@ -41,10 +42,11 @@ from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.consumer.fetcher import ConsumerRecord
+    from kafka.structs import TopicPartition
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
@@ -69,6 +71,25 @@ def _topics(settings: Settings) -> tuple[str, str]:
         )
         raise ConfigError(msg)
     return requests, decisions
+
+
+class _Reassigned(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Notes a new assignment (runs inside ``poll()``); the loop then restores the answered ids.
+
+    A previous owner commits each batch before its partitions are revoked, so the read-back after the
+    assignment holds every request it answered.
+    """
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        """Nothing to drop: the filter is rebuilt on the next assignment."""
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Ask the loop to read the answered ids back before its next batch."""
+        if assigned:
+            self.changed = True
 
 
 def restore_answered(
@@ -210,16 +231,23 @@ def serve_requests(  # noqa: C901, PLR0912, PLR0915 - the loop and its failure h
     try:
         producer.init_transactions()
         store.catch_up()
-        partitions = consumer.partitions_for_topic(decisions_topic) or set()
-        seen = restore_answered(settings, decisions_topic, partitions, stop)
-        log.info("pa_requests_answered_restored", n=len(seen.snapshot(ANSWERED)))
-        consumer.subscribe([requests_topic])
+        seen = SeenEvents(settings.dedup_window)
+        reassigned = _Reassigned()
+        consumer.subscribe([requests_topic], listener=reassigned)
         idle_since = time.monotonic()
         while not stop.is_set():
             store.follow()
             if reference is not None:
                 reference.refresh()
             batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records)
+            if reassigned.changed:  # a new assignment: read the answers back before deciding anything
+                reassigned.changed = False
+                partitions = consumer.partitions_for_topic(decisions_topic) or set()
+                seen = restore_answered(settings, decisions_topic, partitions, stop)
+                log.info("pa_requests_answered_restored", n=len(seen.snapshot(ANSWERED)))
+                if batch:
+                    rewind_to_committed(consumer)  # nothing of it was decided: read it again
+                    continue
             if not batch:
                 limit = settings.exit_when_idle_s
                 if limit is not None and consumer.assignment() and time.monotonic() - idle_since > limit:
