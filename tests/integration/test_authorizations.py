@@ -162,7 +162,7 @@ def test_kill_9_between_approval_and_fill_still_pays_on_file(kafka_bootstrap, st
 
 
 def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, make_topics, tmp_path):
-    """A PA request is approved on the PA-decisions topic and goes on file; a bad request is dead-lettered; the later fill pays on file with that number."""
+    """A PA request is approved on the PA-decisions topic and goes on file; a bad or resent request is dead-lettered; the later fill pays on file with that number."""
     topics, codec = store_topics, Codec()
     requests, decisions = f"pa-requests-{topics['group']}", f"pa-decisions-{topics['group']}"
     make_topics(requests, decisions)
@@ -202,13 +202,21 @@ def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, 
     assert [d["error_class"] for d in letters] == ["NOT_AVRO"]
     assert not _phi_hits(log.read_text(errors="replace"))
 
+    # The same request resent after a restart: the filter restored from PA-decisions dead-letters it.
+    streams.produce(kafka_bootstrap, requests, [(b"REQ-000021", encode_pa_request(request))])
+    assert _cli_served(env, log) == ExitCode.OK, log.read_text(errors="replace")[-3000:]
+    again = [json.loads(r.value) for r in read_topic(_settings(kafka_bootstrap), decisions, timeout_s=30)]
+    assert [a["request_id"] for a in again] == ["REQ-000021"]  # answered once
+    letters = streams.read_all(kafka_bootstrap, topics["dead_letter"], codec, "dead_letter")
+    assert sorted(d["error_class"] for d in letters) == ["DUPLICATE_EVENT", "NOT_AVRO"]
+
     fill = _fill(22, date_of_service=date(2026, 12, 1))
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec))
     _run_until_idle(env, tmp_path / "fill.log")
     outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
     result = {r["claim_id"]: r for r in outputs.results}[fill.claim_id]
     assert (result["outcome"], result["authorization_number"]) == ("APPROVED", number)
-    assert len(outputs.dead_letters) == 1  # only the bad request's
+    assert len(outputs.dead_letters) == 2  # only the bad and the resent request's
 
 
 def _cli_served(env, log):

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
 import pytest
+import structlog
 
 from tests.unit.claims import NPIS, make_claim
+from worker.config.settings import load_settings
+from worker.contracts.codec import Codec
 from worker.contracts.model import InformationNeed, Outcome
 from worker.contracts.pa_request import (
     decide_request,
@@ -15,10 +21,14 @@ from worker.contracts.pa_request import (
     pa_decision,
     request_claim,
 )
-from worker.errors import BadRecord, DeadLetterClass
+from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
+from worker.errors import BadRecord, ConfigError, DeadLetterClass
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
+from worker.runtime.reference import open_reference
+from worker.runtime.requests import ANSWERED, answer_request, serve_requests
 from worker.state.authorizations import Authorizations, decode_authorization
+from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
 
 POLICY = default_policy()
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -94,3 +104,98 @@ def test_bad_requests_follow_the_dead_letter_rules():
         )
     assert invalid.value.error_class is DeadLetterClass.INVALID_FIELD
     assert "123" not in invalid.value.reason
+
+
+# --- serve-requests: the directory and the answered-requests filter --------------------------------
+
+SECRET = b"unit-test-secret-0123456789"
+
+
+def _settings(**env):
+    return load_settings(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+            "CLAIMS_AUTHORIZATIONS_TOPIC": "store",
+            "CLAIMS_MEMBER_PSEUDONYM_SECRET": SECRET.decode(),
+            "CLAIMS_PA_REQUESTS_TOPIC": "pa-requests",
+            "CLAIMS_PA_DECISIONS_TOPIC": "pa-decisions",
+            **env,
+        }
+    )
+
+
+def _record(request, offset=0, value=None):
+    value = encode_pa_request(request) if value is None else value
+    return SimpleNamespace(
+        topic="pa-requests",
+        partition=0,
+        offset=offset,
+        key=request["request_id"].encode(),
+        value=value,
+        headers=[],
+    )
+
+
+def _answer(record, settings, seen, store=None, lookup_facts=lambda _claim: Facts()):
+    counts = {}
+    sends = answer_request(
+        record,
+        settings=settings,
+        codec=Codec(),
+        policy=POLICY,
+        store=store or Authorizations(SECRET, "store"),
+        seen=seen,
+        lookup_facts=lookup_facts,
+        decided_at=NOW,
+        counts=counts,
+    )
+    topic, _key, value, headers, _partition = sends[0]
+    body = json.loads(value) if topic == settings.pa_decisions_topic else Codec().decode_dead_letter(value)
+    return topic, body, headers, counts
+
+
+def test_a_request_without_taxonomy_is_decided_through_the_directory_and_names_its_version(tmp_path):
+    """With CLAIMS_DIRECTORY_PATH, a request whose prescriber sends no taxonomy is approved on the directory's oncology entry and the answer names the directory release; without it, it is not approved."""
+    settings = _settings(CLAIMS_DIRECTORY_PATH=str(build_sample_index(tmp_path / "sample.idx")))
+    request = _request(prescriber={"npi": "1234567893", "taxonomy": None})  # the sample's oncologist
+    reference = open_reference(settings, structlog.get_logger(), threading.Event())
+    assert reference is not None
+    try:
+        _, answer, _, _ = _answer(_record(request), settings, SeenEvents(10), lookup_facts=reference.facts)
+    finally:
+        reference.close()
+    assert answer["outcome"] == "APPROVED"
+    assert answer["reference_versions"] == {"prescriber-directory": SAMPLE_RELEASE}
+    _, blind, _, _ = _answer(_record(request), _settings(), SeenEvents(10))
+    assert blind["outcome"] != "APPROVED"
+    assert blind["reference_versions"] == {}
+
+
+def test_serve_requests_with_a_missing_directory_index_is_a_bad_setting(tmp_path):
+    """A CLAIMS_DIRECTORY_PATH that names no index stops serve-requests with ConfigError (exit 2) before any Kafka client."""
+    settings = _settings(CLAIMS_DIRECTORY_PATH=str(tmp_path / "missing.idx"))
+    with pytest.raises(ConfigError, match="CLAIMS_DIRECTORY_PATH"):
+        serve_requests(settings, threading.Event(), structlog.get_logger())
+
+
+def test_a_resent_request_is_dead_lettered_as_a_duplicate_and_not_decided_again():
+    """A request id already answered (restored from PA-decisions, or earlier in the batch) goes to the dead letters as DUPLICATE_EVENT; an aborted batch forgets its ids."""
+    settings = _settings()
+    seen = SeenEvents(10)
+    seen.load_ids(ANSWERED, ["REQ-0001"])  # what the read-back of the PA-decisions headers restores
+    topic, letter, _, counts = _answer(_record(_request()), settings, seen)
+    assert topic == settings.dead_letter_topic
+    assert letter["error_class"] == DeadLetterClass.DUPLICATE_EVENT.value
+    assert counts == {"dead_letter": 1}
+
+    store = Authorizations(SECRET, "store")
+    other = _request(request_id="REQ-0002")
+    topic, answer, headers, _ = _answer(_record(other, 1), settings, seen, store)
+    assert (topic, answer["outcome"]) == (settings.pa_decisions_topic, "APPROVED")
+    assert headers == [(EVENT_ID_HEADER, b"REQ-0002")]
+    topic, _, _, _ = _answer(_record(other, 2), settings, seen, store)  # resent in the same batch
+    assert topic == settings.dead_letter_topic
+    seen.abort()
+    store.abort()
+    topic, _, _, _ = _answer(_record(other, 1), settings, seen, store)  # the batch is retried
+    assert topic == settings.pa_decisions_topic

@@ -125,7 +125,7 @@ def decide_request(
 
 
 def pa_decision(request_id: str, decision: Decision) -> dict[str, Any]:
-    """Return the PA-decisions answer (no PHI): outcome, PA number and window, needs, summary."""
+    """Return the PA-decisions answer (no PHI): outcome, PA number, window, needs, versions read, summary."""
     approved = decision.outcome is Outcome.APPROVED
     return {
         "request_id": request_id,
@@ -142,5 +142,6 @@ def pa_decision(request_id: str, decision: Decision) -> dict[str, Any]:
         "policy_id": decision.policy_id,
         "policy_version": decision.policy_version,
         "decided_at": decision.decided_at.isoformat(),
+        "reference_versions": dict(decision.reference_versions),  # e.g. the prescriber directory read
         "summary": decision.summary,
     }
