@@ -14,7 +14,6 @@ the NPI. The newer release wins: an update older than the index's release is ign
 from __future__ import annotations
 
 import json
-import time
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from worker.directory.index import Directory, Entry
 from worker.directory.nppes import SLOTS, NppesRecord
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
+from worker.runtime.kafka_io import read_to_end
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -273,14 +273,13 @@ class DirectoryUpdates:
 
         Raises ``kafka.errors.KafkaTimeoutError`` (exit 4) when the end is not reached within ``timeout_s``.
         """
-        deadline = time.monotonic() + timeout_s
-        ends = self._consumer.end_offsets(self._partitions)
-        applied = 0
-        while any(self._consumer.position(tp) < ends[tp] for tp in self._partitions):
-            if time.monotonic() > deadline:
-                msg = f"directory updates topic {self.topic} not read to its end within {timeout_s:.0f}s"
-                raise kerrors.KafkaTimeoutError(msg)
-            applied += self.poll(max_records=10_000, timeout_ms=200)
+        applied = read_to_end(
+            self._consumer,
+            list(self._partitions),
+            lambda: self.poll(max_records=10_000, timeout_ms=200),
+            timeout_s,
+            f"directory updates topic {self.topic}",
+        )
         self.ready = True
         if self._log is not None:
             self._log.info(

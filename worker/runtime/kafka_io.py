@@ -36,6 +36,7 @@ __all__ = [
     "make_producer",
     "make_readback_consumer",
     "read_event_ids",
+    "read_to_end",
     "rewind_to_committed",
 ]
 
@@ -269,3 +270,26 @@ def _read_range(
                     if key == EVENT_ID_HEADER and value is not None:
                         ids.append(value.decode("utf-8", "replace"))
     return ids, ""
+
+
+def read_to_end(
+    consumer: KafkaConsumer,
+    partitions: list[TopicPartition],
+    poll: Callable[[], int],
+    timeout_s: float,
+    what: str,
+) -> int:
+    """Call ``poll`` until every partition reaches the end offset it had at the start; return the sum.
+
+    How a follower of a compacted topic (directory updates, authorization store) catches up before the
+    worker reports ready. Raises ``KafkaTimeoutError`` naming ``what`` when ``timeout_s`` passes first.
+    """
+    deadline = time.monotonic() + timeout_s
+    ends = consumer.end_offsets(partitions)
+    applied = 0
+    while any(consumer.position(tp) < ends[tp] for tp in partitions):
+        if time.monotonic() > deadline:
+            msg = f"{what} not read to its end within {timeout_s:.0f}s"
+            raise kerrors.KafkaTimeoutError(msg)
+        applied += poll()
+    return applied

@@ -20,13 +20,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from kafka import TopicPartition
-from kafka import errors as kerrors
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from worker.contracts.model import Decision, Outcome, TransactionCode
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.policy.definition import ProductScope
 from worker.runtime.clients import Role, new_consumer
+from worker.runtime.kafka_io import read_to_end
 from worker.state.store import Restored
 
 if TYPE_CHECKING:
@@ -438,13 +438,13 @@ class Authorizations:
             consumer.assign(self._tps)
             consumer.seek_to_beginning(*self._tps)
         started = time.monotonic()
-        ends = consumer.end_offsets(self._tps)
-        applied = 0
-        while any(consumer.position(tp) < ends[tp] for tp in self._tps):
-            if time.monotonic() - started > self._timeout_s:
-                msg = f"authorization store {self.topic} not read to its end within {self._timeout_s:.0f}s"
-                raise kerrors.KafkaTimeoutError(msg)
-            applied += self._poll(timeout_ms=200, max_records=50_000)
+        applied = read_to_end(
+            consumer,
+            self._tps,
+            lambda: self._poll(timeout_ms=200, max_records=50_000),
+            self._timeout_s,
+            f"authorization store {self.topic}",
+        )
         self.ready = True
         if self._log is not None:
             self._log.info(
