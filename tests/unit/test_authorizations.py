@@ -206,6 +206,15 @@ class TestOnFile:
         )
         assert registry.get_sample_value("claims_worker_authorizations_issued_total") == 1
 
+    def test_restore_time_and_records_are_exposed(self):
+        """AuthorizationMetrics.restored sets the restore-seconds and restored-records gauges (both start absent of data at 0)."""
+        registry = CollectorRegistry()
+        metrics = AuthorizationMetrics(registry)
+        assert registry.get_sample_value("claims_worker_authorizations_restore_seconds") == 0
+        metrics.restored(1.5, 42)
+        assert registry.get_sample_value("claims_worker_authorizations_restore_seconds") == 1.5
+        assert registry.get_sample_value("claims_worker_authorizations_restored_records") == 42
+
     def test_a_fill_racing_its_approval_on_another_worker_is_decided_as_usual(self):
         """A worker that has not yet read another worker's approval pends the clinical-data-free fill: never paid wrongly."""
         approving = Authorizations(SECRET, STORE)

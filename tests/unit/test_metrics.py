@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.results import REJECT_MESSAGES
 from worker.errors import DeadLetterClass
 from worker.ops.metrics import OTHER, RebalanceKind, WorkerMetrics
 
@@ -59,6 +60,8 @@ class TestConstruction:
             assert _value(registry, "claims_worker_transactions_total", result=result) == 0
         for k in RebalanceKind:
             assert _value(registry, "claims_worker_rebalances_total", kind=k.value) == 0
+        for code in (*REJECT_MESSAGES, OTHER):
+            assert _value(registry, "claims_worker_ncpdp_rejects_total", reject_code=code) == 0
 
     def test_label_values_come_only_from_closed_sets(self, registry, metrics):
         """After recording unknown codes, every label value is an enum value, a declared code or OTHER."""
@@ -71,6 +74,8 @@ class TestConstruction:
         assert _label_values(registry, "error_class") == {d.value for d in DeadLetterClass}
         assert _label_values(registry, "result") == {"committed", "aborted"}
         assert _label_values(registry, "kind") == {k.value for k in RebalanceKind}
+        metrics.record_reject("not a known code")
+        assert _label_values(registry, "reject_code") == {*REJECT_MESSAGES, OTHER}
 
     def test_declared_codes_must_look_like_codes(self, registry):
         """A declared reason code with spaces is rejected at construction."""
@@ -135,6 +140,13 @@ class TestCounters:
         assert (
             _value(registry, "claims_worker_non_approval_reasons_total", reason_code="SOMETHING_NEW") is None
         )
+
+    def test_record_reject(self, registry, metrics):
+        """A known NCPDP code counts under itself, an unknown one under OTHER."""
+        metrics.record_reject("3W", 2)
+        metrics.record_reject("ZZ9")
+        assert _value(registry, "claims_worker_ncpdp_rejects_total", reject_code="3W") == 2
+        assert _value(registry, "claims_worker_ncpdp_rejects_total", reject_code=OTHER) == 1
 
     @pytest.mark.parametrize("error_class", list(DeadLetterClass), ids=lambda c: c.value)
     def test_record_dead_letter(self, registry, metrics, error_class):
@@ -266,6 +278,14 @@ class TestGauges:
         assert _value(registry, "claims_worker_last_commit_timestamp_seconds") == 1_000.0
         metrics.transaction_committed()
         assert _value(registry, "claims_worker_last_commit_timestamp_seconds") == 1_060.0
+
+    def test_start_time_is_the_construction_time(self, registry):
+        """claims_worker_start_time_seconds is set once, to the time the metrics were built (a restart moves it)."""
+        before = time.time()
+        WorkerMetrics(registry)
+        value = _value(registry, "claims_worker_start_time_seconds")
+        assert value is not None
+        assert before <= value <= time.time()
 
     def test_set_running(self, registry, metrics):
         """set_running flips claims_worker_up between 1 and 0."""

@@ -244,6 +244,23 @@ class TestBatches:
         assert h.metric("claims_worker_results_total", outcome="APPROVED") == 3
         assert h.metric("claims_worker_transactions_total", result="committed") == 1
 
+    def test_ncpdp_reject_codes_are_counted_per_code(self):
+        """A PENDED claim (no diagnosis) and a REJECTED one (bad NPI) add their 511-FB codes to the reject counter."""
+        cluster = FakeCluster()
+        cluster.append(0, _value(1, diagnoses=[]))
+        bad = make_claim(event_id="e2", claim_id="c2").model_dump()
+        bad["prescriber"]["npi"] = "1234567890"
+        cluster.append(0, CODEC.encode_claim(bad))
+        h = Harness(cluster)
+        assert h.run() == ExitCode.OK
+        results = {CODEC.decode_result(r.value)["claim_id"]: r for r in cluster.results()}
+        sent = [code for r in results.values() for code in CODEC.decode_result(r.value)["reject_codes"]]
+        assert "25" in sent
+        assert len(sent) >= 2
+        for code in set(sent):
+            assert h.metric("claims_worker_ncpdp_rejects_total", reject_code=code) == sent.count(code), code
+        assert h.metric("claims_worker_ncpdp_rejects_total", reject_code="OTHER") == 0
+
 
 class TestTooLarge:
     def test_an_output_too_large_to_send_becomes_a_small_dead_letter_and_is_not_remembered(self):

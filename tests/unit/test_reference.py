@@ -155,9 +155,19 @@ def test_an_overlay_update_wins_over_the_index_and_is_named_in_the_version(direc
 class _FakeConsumer:
     """Just enough of KafkaConsumer for the follower: records handed out by poll()."""
 
-    def __init__(self, records):
+    def __init__(self, records, end=0, position=0):
         self.records = list(records)
         self.polls = 0
+        self.end, self.at = end, position
+        self.lag_error = None
+
+    def end_offsets(self, partitions):
+        if self.lag_error is not None:
+            raise self.lag_error
+        return dict.fromkeys(partitions, self.end)
+
+    def position(self, _tp):
+        return self.at
 
     def partitions_for_topic(self, _topic):
         return {0}
@@ -189,7 +199,7 @@ def _sample(registry, name, labels=None):
 def test_refresh_applies_fetched_updates_and_counts_lookups(directory):
     """refresh() applies what the follower fetched (the next lookup sees it) and flushes lookup and update counts."""
     key, value = encode_update(int(FAMILY_PHYSICIAN), Entry(1, (ONCOLOGY,), 0), "weekly", date(2024, 7, 15))
-    consumer = _FakeConsumer([_Record(key, value), _Record(b"1234567893", b"not json")])
+    consumer = _FakeConsumer([_Record(key, value), _Record(b"1234567893", b"not json")], end=7, position=4)
     registry = CollectorRegistry()
     reference = ReferenceData(
         directory, DirectoryUpdates(directory, consumer, "t"), DirectoryMetrics(registry)
@@ -207,6 +217,7 @@ def test_refresh_applies_fetched_updates_and_counts_lookups(directory):
     assert _sample(registry, "claims_worker_directory_updates_applied_total") == 1
     assert _sample(registry, "claims_worker_directory_updates_rejected_total") == 1
     assert _sample(registry, "claims_worker_directory_overlay_npis") == 1
+    assert _sample(registry, "claims_worker_directory_updates_lag_records") == 3
     assert (
         _sample(
             registry,
@@ -219,6 +230,32 @@ def test_refresh_applies_fetched_updates_and_counts_lookups(directory):
         _sample(registry, "claims_worker_directory_release_timestamp_seconds")
         == datetime(2024, 7, 8, tzinfo=UTC).timestamp()
     )
+
+
+def test_updates_lag_is_asked_at_most_every_few_seconds_and_survives_a_kafka_error(directory, monkeypatch):
+    """The lag gauge is refreshed once per LAG_CHECK_PERIOD_S, and a Kafka error leaves it as it was."""
+    import worker.runtime.reference as reference_module  # noqa: PLC0415
+
+    now = [1000.0]
+    monkeypatch.setattr(reference_module.time, "monotonic", lambda: now[0])
+    consumer = _FakeConsumer([], end=10, position=4)
+    registry = CollectorRegistry()
+    reference = ReferenceData(
+        directory, DirectoryUpdates(directory, consumer, "t"), DirectoryMetrics(registry)
+    )
+    lag = "claims_worker_directory_updates_lag_records"
+    assert _sample(registry, lag) == 6
+    consumer.at = 10
+    reference.refresh()
+    assert _sample(registry, lag) == 6  # asked less than a period ago: not asked again
+    now[0] += reference_module.LAG_CHECK_PERIOD_S
+    consumer.lag_error = KafkaTimeoutError()
+    reference.refresh()
+    assert _sample(registry, lag) == 6
+    consumer.lag_error = None
+    now[0] += reference_module.LAG_CHECK_PERIOD_S
+    reference.refresh()
+    assert _sample(registry, lag) == 0
 
 
 def test_open_reference_without_a_path_is_none():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.results import REJECT_MESSAGES
 from worker.errors import DeadLetterClass
 
 if TYPE_CHECKING:
@@ -118,8 +119,10 @@ class WorkerMetrics:
         "_reasons",
         "_rebalance_partitions",
         "_rebalances",
+        "_rejects",
         "_restore_incomplete",
         "_results",
+        "_start_time",
         "_transactions",
         "_up",
     )
@@ -130,9 +133,11 @@ class WorkerMetrics:
         *,
         criterion_ids: Sequence[str] = (),
         reason_codes: Sequence[str] = (),
+        ncpdp_codes: Sequence[str] | None = None,
     ) -> None:
         criteria = _closed_set(criterion_ids, "criterion_ids")
         reasons = _closed_set(reason_codes, "reason_codes")
+        codes = _closed_set(REJECT_MESSAGES if ncpdp_codes is None else ncpdp_codes, "ncpdp_codes")
 
         self._consumed = Counter(
             "claims_worker_claims_consumed",
@@ -167,6 +172,14 @@ class WorkerMetrics:
             registry=registry,
         )
         self._reasons = {r: non_approval.labels(reason_code=r) for r in reasons}
+
+        rejects = Counter(
+            "claims_worker_ncpdp_rejects",
+            "NCPDP reject codes (511-FB) sent to pharmacies in committed results, by code.",
+            ["reject_code"],
+            registry=registry,
+        )
+        self._rejects = {c: rejects.labels(reject_code=c) for c in codes}
 
         dead_letters = Counter(
             "claims_worker_dead_letters",
@@ -268,6 +281,13 @@ class WorkerMetrics:
             "1 while the consume-decide-produce loop runs, 0 once it is stopping or has failed.",
             registry=registry,
         )
+        # A restart on the same slot (static member id) keeps the scrape target but changes this value.
+        self._start_time = Gauge(
+            "claims_worker_start_time_seconds",
+            "Unix time this worker process started: changes() over it counts restarts on the slot.",
+            registry=registry,
+        )
+        self._start_time.set(time.time())
 
     def record_consumed(self, n: int = 1) -> None:
         """Count ``n`` claim records read from the input topic."""
@@ -285,6 +305,11 @@ class WorkerMetrics:
     def record_reason(self, reason_code: str, n: int = 1) -> None:
         """Count ``n`` non-approval reasons; an undeclared ``reason_code`` counts as ``OTHER``."""
         child = self._reasons.get(reason_code) or self._reasons[OTHER]
+        child.inc(n)
+
+    def record_reject(self, reject_code: str, n: int = 1) -> None:
+        """Count ``n`` NCPDP reject codes sent; an undeclared code counts as ``OTHER``."""
+        child = self._rejects.get(reject_code) or self._rejects[OTHER]
         child.inc(n)
 
     def record_dead_letter(self, error_class: DeadLetterClass, n: int = 1) -> None:
@@ -386,7 +411,15 @@ class DirectoryMetrics:
     series carries the index's release id (a code like ``nppes-20241110``, checked like any label value).
     """
 
-    __slots__ = ("_info", "_lookups", "_overlay", "_release", "_updates_applied", "_updates_rejected")
+    __slots__ = (
+        "_info",
+        "_lookups",
+        "_overlay",
+        "_release",
+        "_updates_applied",
+        "_updates_lag",
+        "_updates_rejected",
+    )
 
     def __init__(self, registry: CollectorRegistry) -> None:
         from worker.policy.facts import ProviderStatus  # noqa: PLC0415 - keeps this module's imports light
@@ -427,6 +460,11 @@ class DirectoryMetrics:
             "NPIs the updates topic currently overrides over the index.",
             registry=registry,
         )
+        self._updates_lag = Gauge(
+            "claims_worker_directory_updates_lag_records",
+            "Update records on the updates topic the worker has not applied yet (checked every few seconds).",
+            registry=registry,
+        )
 
     def record_lookup(self, role: LookupRole, status: str, n: int = 1) -> None:
         """Count ``n`` lookups of ``role`` that answered ``status`` (a ``ProviderStatus`` value)."""
@@ -450,6 +488,10 @@ class DirectoryMetrics:
     def set_overlay(self, n: int) -> None:
         """Set how many NPIs the updates currently override."""
         self._overlay.set(n)
+
+    def set_updates_lag(self, n: int) -> None:
+        """Set how many update records the follower is behind the topic's end (negative counts as 0)."""
+        self._updates_lag.set(max(n, 0))
 
 
 def _observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:

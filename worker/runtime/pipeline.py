@@ -406,6 +406,7 @@ class Pipeline:
         metrics, log = self.metrics, self.log
         criteria: Counter[tuple[str, CriterionStatus]] = Counter()
         reasons: Counter[str] = Counter()
+        rejects: Counter[str] = Counter()
         decide_s: list[float] = []
         e2e_s: list[float] = []
         for out in outgoing:
@@ -414,6 +415,7 @@ class Pipeline:
                 decide_s.append(out.decide_s)
                 criteria.update(out.criteria)
                 reasons.update(out.reason_codes)
+                rejects.update(out.reject_codes)
                 if out.event_time is not None:
                     e2e_s.append(max(0.0, (now - out.event_time).total_seconds()))
                 if out.outcome in _NOT_APPROVED:
@@ -427,14 +429,7 @@ class Pipeline:
                 report.dead_letters[out.error_class.value] += 1
         metrics.observe_decision_latencies(decide_s)  # the histograms once per batch, not per claim
         metrics.observe_e2e_latencies(e2e_s)
-        for outcome, n in report.outcomes.items():
-            metrics.record_outcome(Outcome(outcome), n)
-        for error_class, n in report.dead_letters.items():
-            metrics.record_dead_letter(DeadLetterClass(error_class), n)
-        for (criterion_id, status), n in criteria.items():
-            metrics.record_criterion(criterion_id, status, n)
-        for reason, n in reasons.items():
-            metrics.record_reason(reason, n)
+        _record_counts(metrics, report, criteria, reasons, rejects)
 
     def _update_lag(self, *, force: bool = False) -> None:
         """Set each assigned partition's lag: high watermark minus committed (or current) position.
@@ -456,3 +451,23 @@ class Pipeline:
                 continue
             if high is not None and done is not None:
                 self.metrics.set_lag(tp.partition, max(0, high - done))
+
+
+def _record_counts(
+    metrics: WorkerMetrics,
+    report: BatchReport,
+    criteria: Counter[tuple[str, CriterionStatus]],
+    reasons: Counter[str],
+    rejects: Counter[str],
+) -> None:
+    """Add a committed batch's counts to the metrics: one call per label value."""
+    for outcome, n in report.outcomes.items():
+        metrics.record_outcome(Outcome(outcome), n)
+    for error_class, n in report.dead_letters.items():
+        metrics.record_dead_letter(DeadLetterClass(error_class), n)
+    for (criterion_id, status), n in criteria.items():
+        metrics.record_criterion(criterion_id, status, n)
+    for reason, n in reasons.items():
+        metrics.record_reason(reason, n)
+    for code, n in rejects.items():
+        metrics.record_reject(code, n)

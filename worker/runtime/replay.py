@@ -348,6 +348,10 @@ def read_live_verdicts(  # noqa: C901 - two topics, one filter
     return verdicts, duplicates
 
 
+METRICS_FILE_PERIOD_S = 10.0
+"""How often a running replay rewrites its ``--metrics-file`` (always once more at the end)."""
+
+
 class ReplayMetrics:
     """The Prometheus metrics of one replay run (labels from closed sets: outcomes, dead-letter classes)."""
 
@@ -370,6 +374,11 @@ class ReplayMetrics:
         self.remaining = Gauge(
             "claims_replay_remaining_records",
             "Offsets of the range not yet replayed.",
+            registry=self.registry,
+        )
+        self.range = Gauge(
+            "claims_replay_range_records",
+            "Offsets in the replay's range (progress is 1 - remaining / range).",
             registry=self.registry,
         )
         self.rate = Gauge(
@@ -472,6 +481,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         consumer.assign(list(ranges))
         for tp in todo:
             consumer.seek(tp, positions[tp])
+        job.metrics.range.set(summary.total)
         job.metrics.remaining.set(summary.total - summary.already_done)
         run.run()
         if producer is not None and todo == {}:
@@ -598,6 +608,7 @@ class _Pass:
             total=summary.total, initial=summary.already_done, unit="claim", disable=not show, desc=self.mode
         )
         started = time.perf_counter()
+        written = 0.0
         stall = _Stall(job.settings.outage_limit_s, "replaying")
         try:
             while self.todo and not job.stop():
@@ -613,6 +624,9 @@ class _Pass:
                 )
                 if elapsed > 0:
                     job.metrics.rate.set(summary.done / elapsed)
+                if job.metrics_file is not None and elapsed - written >= METRICS_FILE_PERIOD_S:
+                    written = elapsed  # progress for a textfile collector while the run lasts
+                    write_to_textfile(str(job.metrics_file), job.metrics.registry)
                 bar.update(count)
                 if count:
                     job.batch_hook(summary.done)

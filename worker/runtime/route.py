@@ -43,6 +43,7 @@ class Outgoing:
     outcome: Outcome | None = None
     error_class: DeadLetterClass | None = None
     reason_codes: tuple[str, ...] = ()
+    reject_codes: tuple[str, ...] = ()  # NCPDP 511-FB codes the result sends (metric labels)
     criteria: tuple[tuple[str, CriterionStatus], ...] = ()
     claim_id: str | None = None
     event_id: str | None = None
@@ -74,6 +75,7 @@ def route(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetim
         reason_codes=tuple(c.reason_code for c in decision.criteria if c.status != CriterionStatus.MET)
         if not_approved
         else (),
+        reject_codes=decision.reject_codes,
         criteria=tuple((c.criterion_id, c.status) for c in decision.criteria),
         claim_id=claim.claim_id,
         event_id=claim.event_id,
@@ -110,6 +112,7 @@ def _rejected(
         value=codec.encode_result(result),
         headers=[(EVENT_ID_HEADER, event_id.encode())] if event_id is not None else [],
         outcome=Outcome.REJECTED,
+        reject_codes=error.reject_codes,
         claim_id=error.claim_id,
         event_id=event_id,
         event_time=error.event_time,

@@ -264,8 +264,23 @@ class AuthorizationMetrics:
             "Authorizations written to the store with the result that approved them (committed).",
             registry=registry,
         )
+        self._restore_seconds = Gauge(
+            "claims_worker_authorizations_restore_seconds",
+            "How long the start-up read of the whole store topic took (the worker is not ready meanwhile).",
+            registry=registry,
+        )
+        self._restored = Gauge(
+            "claims_worker_authorizations_restored_records",
+            "Store records applied by the start-up read (the topic's size after compaction, roughly).",
+            registry=registry,
+        )
         for state in ("active", "inactive", "revoked"):
             self._state.labels(state).set(0)
+
+    def restored(self, seconds: float, records: int) -> None:
+        """Record how long the start-up read of the store took and how many records it applied."""
+        self._restore_seconds.set(seconds)
+        self._restored.set(records)
 
     def set_states(self, counts: dict[str, int]) -> None:
         """Set the authorizations-by-state gauge."""
@@ -446,6 +461,7 @@ class Authorizations:
             f"authorization store {self.topic}",
         )
         self.ready = True
+        self.metrics.restored(time.monotonic() - started, applied)
         if self._log is not None:
             self._log.info(
                 "authorizations_caught_up",
