@@ -1,27 +1,37 @@
-"""The Grafana dashboard and the Prometheus files name only metrics, labels and values WorkerMetrics exposes."""
+"""The Grafana dashboard and the Prometheus files name only metrics, labels and values the worker exposes.
+
+"The worker" is WorkerMetrics, DirectoryMetrics, AuthorizationMetrics and the replay's ReplayMetrics; the
+only other series allowed are kube-state-metrics' (``kube_*``, with their own labels), for exits the
+worker cannot report itself (it is gone).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.ops.metrics import WorkerMetrics
+from worker.ops.metrics import DirectoryMetrics, WorkerMetrics
+from worker.runtime.replay import ReplayMetrics
+from worker.state.authorizations import AuthorizationMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "claims-worker.json"
 PROMETHEUS_FILES = [ROOT / "deploy" / "prometheus" / name for name in ("alerts.yml", "tests.yml")]
 
-# Labels Prometheus adds at scrape time, or that histogram_quantile groups by.
+# Labels Prometheus adds at scrape time, or that histogram_quantile groups by; kube-state-metrics' pod label.
 SCRAPE_LABELS = frozenset({"job", "instance", "le"})
+EXTERNAL_LABELS = frozenset({"pod", "namespace", "container"})
+EXTERNAL_METRIC = re.compile(r"\bkube_pod_container_status_(?:last_terminated_exitcode|restarts_total)\b")
 # Label values that depend on the deployment (partition numbers) rather than a closed set.
 OPEN_VALUE_LABELS = frozenset({"partition"})
 
-_METRIC = re.compile(r"\bclaims_worker_[a-zA-Z0-9_]+")
-_SELECTOR = re.compile(r"\b(claims_worker_[a-zA-Z0-9_]+)\{([^}]*)\}")
+_METRIC = re.compile(r"\bclaims_(?:worker|replay)_[a-zA-Z0-9_]+")
+_SELECTOR = re.compile(r"\b(claims_(?:worker|replay)_[a-zA-Z0-9_]+)\{([^}]*)\}")
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 _LEGEND_LABEL = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
@@ -33,10 +43,15 @@ def _exposed() -> dict[str, list[dict[str, str]]]:
     metrics = WorkerMetrics(registry, criterion_ids=("A", "B"), reason_codes=("DX_NOT_COVERED",))
     metrics.set_lag(0, 1)
     metrics.set_policy_info("IXEMPRA-PA", "1", "0.1.0")
+    DirectoryMetrics(registry).set_directory("nppes-20241110", date(2024, 11, 10))
+    AuthorizationMetrics(registry)
+    replay = ReplayMetrics()
+    replay.count("replay", "APPROVED")
     samples: dict[str, list[dict[str, str]]] = {}
-    for family in registry.collect():
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append(dict(sample.labels))
+    for reg in (registry, replay.registry):
+        for family in reg.collect():
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append(dict(sample.labels))
     return samples
 
 
@@ -86,9 +101,9 @@ class TestMetricNames:
 
     @pytest.mark.parametrize(("name", "text"), SOURCES, ids=IDS)
     def test_referenced_metrics_exist(self, name, text):
-        """Each claims_worker_* name (with its _total/_bucket/_sum/_count suffix) is an exposed sample name."""
+        """Each claims_worker_*/claims_replay_* name (with its suffix) is an exposed sample name."""
         referenced = set(_METRIC.findall(text))
-        assert referenced, f"{name} references no claims_worker_* metric"
+        assert referenced or EXTERNAL_METRIC.search(text), f"{name} references no worker metric"
         assert referenced <= EXPOSED.keys(), f"{name}: unknown {sorted(referenced - EXPOSED.keys())}"
 
     @pytest.mark.parametrize(("name", "text"), SOURCES, ids=IDS)
@@ -112,9 +127,8 @@ class TestMetricNames:
             label.strip() for group in _GROUPING.findall(text) for label in group.split(",") if label.strip()
         }
         used |= set(_LEGEND_LABEL.findall(text))
-        assert used <= LABEL_NAMES | SCRAPE_LABELS, (
-            f"{name}: unknown labels {sorted(used - LABEL_NAMES - SCRAPE_LABELS)}"
-        )
+        known = LABEL_NAMES | SCRAPE_LABELS | EXTERNAL_LABELS
+        assert used <= known, f"{name}: unknown labels {sorted(used - known)}"
 
 
 class TestDashboard:
@@ -158,6 +172,15 @@ class TestDashboard:
             "claims_worker_transactions_total",
             "claims_worker_rebalances_total",
             "claims_worker_policy_info",
+            "claims_worker_ncpdp_rejects_total",
+            "claims_worker_authorizations",
+            "claims_worker_authorizations_restore_seconds",
+            "claims_worker_on_file_approvals_total",
+            "claims_worker_directory_release_timestamp_seconds",
+            "claims_worker_directory_updates_lag_records",
+            "claims_worker_start_time_seconds",
+            "claims_replay_remaining_records",
+            "claims_replay_range_records",
         ],
     )
     def test_required_panels_present(self, metric):
