@@ -30,8 +30,9 @@ EXTERNAL_METRIC = re.compile(r"\bkube_pod_container_status_(?:last_terminated_ex
 # Label values that depend on the deployment (partition numbers) rather than a closed set.
 OPEN_VALUE_LABELS = frozenset({"partition"})
 
-_METRIC = re.compile(r"\bclaims_(?:worker|replay)_[a-zA-Z0-9_]+")
-_SELECTOR = re.compile(r"\b(claims_(?:worker|replay)_[a-zA-Z0-9_]+)\{([^}]*)\}")
+# A metric name; the parts of a recording rule's name (level:metric:operations) are not metrics.
+_METRIC = re.compile(r"(?<![\w:])claims_(?:worker|replay)_[a-zA-Z0-9_]+(?![\w:])")
+_SELECTOR = re.compile(r"(?<![\w:])(claims_(?:worker|replay)_[a-zA-Z0-9_]+)\{([^}]*)\}")
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
 _LEGEND_LABEL = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
