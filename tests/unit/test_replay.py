@@ -384,3 +384,36 @@ def test_a_resumed_replay_puts_the_approvals_it_published_before_on_file_again()
     assert result["outcome"] == "APPROVED"
     assert "on file" in result["summary"]
     assert summary.outcomes == Counter({"APPROVED": 1})  # the re-read record is not counted again
+
+
+def test_a_running_replay_rewrites_its_metrics_file_before_the_end(tmp_path, monkeypatch):
+    """With --metrics-file the run rewrites the file as it goes (progress for a textfile collector), not only at the end."""
+    monkeypatch.setattr(replay_module, "METRICS_FILE_PERIOD_S", 0.0)
+    path = tmp_path / "replay.prom"
+    seen: list[str] = []
+    tp = TopicPartition("claims", 0)
+    job = ReplayJob(
+        settings=load_settings({}),
+        codec=Codec(),
+        policy=default_policy(),
+        replay_id="r1",
+        start=T0,
+        metrics_file=path,
+        progress=False,
+        batch_hook=lambda _n: seen.append(path.read_text()),
+    )
+    job.metrics.range.set(4)
+    run = Pass(job, None, None, {tp: (0, 4)}, {tp: 0}, {tp: 4}, {}, set(), ReplaySummary("r1", total=4), None)
+
+    def step() -> int:
+        run.positions[tp] += 2
+        if run.positions[tp] >= 4:
+            del run.todo[tp]
+        return 2
+
+    monkeypatch.setattr(run, "step", step)
+    run.run()
+    assert len(seen) == 2
+    assert "claims_replay_remaining_records 2.0" in seen[0]
+    assert "claims_replay_range_records 4.0" in seen[0]
+    assert "claims_replay_remaining_records 0.0" in seen[1]
