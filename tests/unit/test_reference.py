@@ -155,18 +155,16 @@ def test_an_overlay_update_wins_over_the_index_and_is_named_in_the_version(direc
 class _FakeConsumer:
     """Just enough of KafkaConsumer for the follower: records handed out by poll()."""
 
-    def __init__(self, records, end=0, position=0):
+    def __init__(self, records, end=None, position=0):
         self.records = list(records)
         self.polls = 0
         self.end, self.at = end, position
-        self.lag_error = None
 
-    def end_offsets(self, partitions):
-        if self.lag_error is not None:
-            raise self.lag_error
-        return dict.fromkeys(partitions, self.end)
+    def highwater(self, _tp):
+        return self.end
 
-    def position(self, _tp):
+    def position(self, _tp, timeout_ms=None):
+        assert timeout_ms == 0, "the lag gauge must not wait on the broker"
         return self.at
 
     def partitions_for_topic(self, _topic):
@@ -232,28 +230,19 @@ def test_refresh_applies_fetched_updates_and_counts_lookups(directory):
     )
 
 
-def test_updates_lag_is_asked_at_most_every_few_seconds_and_survives_a_kafka_error(directory, monkeypatch):
-    """The lag gauge is refreshed once per LAG_CHECK_PERIOD_S, and a Kafka error leaves it as it was."""
-    import worker.runtime.reference as reference_module  # noqa: PLC0415
-
-    now = [1000.0]
-    monkeypatch.setattr(reference_module.time, "monotonic", lambda: now[0])
-    consumer = _FakeConsumer([], end=10, position=4)
+def test_updates_lag_comes_from_the_last_fetch_and_waits_for_a_high_watermark(directory):
+    """The lag gauge is high watermark minus position, set once a fetch has reported the watermark."""
+    consumer = _FakeConsumer([], end=None, position=4)
     registry = CollectorRegistry()
     reference = ReferenceData(
         directory, DirectoryUpdates(directory, consumer, "t"), DirectoryMetrics(registry)
     )
     lag = "claims_worker_directory_updates_lag_records"
+    assert _sample(registry, lag) == 0  # no fetch yet: nothing known, the gauge keeps its start value
+    consumer.end = 10
+    reference.refresh()
     assert _sample(registry, lag) == 6
     consumer.at = 10
-    reference.refresh()
-    assert _sample(registry, lag) == 6  # asked less than a period ago: not asked again
-    now[0] += reference_module.LAG_CHECK_PERIOD_S
-    consumer.lag_error = KafkaTimeoutError()
-    reference.refresh()
-    assert _sample(registry, lag) == 6
-    consumer.lag_error = None
-    now[0] += reference_module.LAG_CHECK_PERIOD_S
     reference.refresh()
     assert _sample(registry, lag) == 0
 

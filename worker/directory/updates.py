@@ -322,6 +322,21 @@ class DirectoryUpdates:
         ends = self._consumer.end_offsets(self._partitions)
         return sum(max(0, ends[tp] - self._consumer.position(tp)) for tp in self._partitions)
 
+    def fetched_lag(self) -> int | None:
+        """Return how many records the follower is behind, from the high watermarks its fetches saw.
+
+        Sends no request (the loop calls it every pass, and must not block on a lost broker);
+        ``None`` until a fetch has reported every partition's high watermark.
+        """
+        total = 0
+        for tp in self._partitions:
+            high = self._consumer.highwater(tp)
+            position = self._consumer.position(tp, timeout_ms=0)
+            if high is None or position is None:
+                return None
+            total += max(0, high - position)
+        return total
+
     def close(self) -> None:
         """Close the consumer."""
         self._consumer.close()

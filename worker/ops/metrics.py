@@ -462,7 +462,7 @@ class DirectoryMetrics:
         )
         self._updates_lag = Gauge(
             "claims_worker_directory_updates_lag_records",
-            "Update records on the updates topic the worker has not applied yet (checked every few seconds).",
+            "Update records on the updates topic not applied yet (from the follower's last fetch).",
             registry=registry,
         )
 

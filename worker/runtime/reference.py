@@ -17,12 +17,8 @@ up: the result then names no directory version unless the other person was resol
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections import Counter
 from typing import TYPE_CHECKING
-
-from kafka.errors import KafkaError
 
 from worker.errors import ConfigError
 from worker.policy.facts import Facts
@@ -46,9 +42,6 @@ _NOTHING = Facts()  # frozen: one shared instance for claims that need no lookup
 
 UPDATES_PER_PASS = 500
 """Most update records applied per loop pass (each is a dict assignment: microseconds)."""
-
-LAG_CHECK_PERIOD_S = 5.0
-"""How often the updates follower's lag is asked of the broker for the lag gauge (a metadata request)."""
 
 
 def lookup(directory: Directory, claim: Claim) -> Facts:
@@ -103,7 +96,6 @@ class ReferenceData:
         self._counts: Counter[tuple[LookupRole, str]] = Counter()
         self._applied_seen = 0
         self._rejected_seen = 0
-        self._lag_checked = float("-inf")
         if metrics is not None:
             metrics.set_directory(directory.version, directory.release_date)
         self._flush()
@@ -141,12 +133,9 @@ class ReferenceData:
             if updates.rejected != self._rejected_seen:
                 metrics.updates_rejected(updates.rejected - self._rejected_seen)
                 self._rejected_seen = updates.rejected
-            now = time.monotonic()
-            if now - self._lag_checked >= LAG_CHECK_PERIOD_S:
-                self._lag_checked = now
-                # On a Kafka error the gauge keeps its value; the loop's own Kafka calls report the outage.
-                with contextlib.suppress(KafkaError):
-                    metrics.set_updates_lag(updates.lag())
+            lag = updates.fetched_lag()  # no request: the high watermarks the follower's fetches saw
+            if lag is not None:
+                metrics.set_updates_lag(lag)
         metrics.set_overlay(self.directory.overlay_size)
 
     def close(self) -> None:
