@@ -207,7 +207,7 @@ class TestOnFile:
         assert registry.get_sample_value("claims_worker_authorizations_issued_total") == 1
 
     def test_restore_time_and_records_are_exposed(self):
-        """AuthorizationMetrics.restored sets the restore-seconds and restored-records gauges (both start absent of data at 0)."""
+        """AuthorizationMetrics.restored sets the restore-seconds and restored-records gauges (both start at 0)."""
         registry = CollectorRegistry()
         metrics = AuthorizationMetrics(registry)
         assert registry.get_sample_value("claims_worker_authorizations_restore_seconds") == 0
