@@ -13,7 +13,7 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import Outcome
+from worker.contracts.model import DecisionSource, Outcome
 from worker.errors import ConfigError
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
@@ -114,6 +114,8 @@ class TestOnFile:
             first.authorization_expiration,
         )
         assert decision.criteria == ()
+        assert decision.decision_source is DecisionSource.ON_FILE
+        assert first.decision_source is DecisionSource.AUTOMATED_RULE  # the approval that issued it
         assert "on file" in decision.summary
         assert "not re-evaluated" in decision.summary
         assert store.issue(fill, decision) is None
@@ -159,7 +161,11 @@ class TestOnFile:
         assert decision.outcome is Outcome.PENDED
         assert "no authorization with this number is on file" in decision.summary
         own = _fill(5, prior_authorization_number=first.authorization_number)
-        assert store.decide(own, POLICY, NOW, _usual(own)).authorization_number == first.authorization_number
+        paid = store.decide(own, POLICY, NOW, _usual(own))
+        assert (paid.authorization_number, paid.decision_source) == (
+            first.authorization_number,
+            DecisionSource.ON_FILE,
+        )
 
     def test_a_revoked_authorization_no_longer_pays(self):
         """After a revocation the fill is decided as usual, and quoting the number says it was revoked."""

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from worker.contracts.model import Decision, Outcome, TransactionCode
+from worker.contracts.model import Decision, DecisionSource, Outcome, TransactionCode
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.policy.definition import ProductScope
 from worker.runtime.clients import Role, new_consumer
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTHORIZATION_FORMAT",
+    "ON_FILE_SUMMARY",
     "Authorization",
     "AuthorizationMetrics",
     "AuthorizationTable",
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 AUTHORIZATION_FORMAT = 1
+ON_FILE_SUMMARY = "Approved on file:"
+"""How an on-file approval's summary begins (results before v3 named the source only there)."""
 _PSEUDONYM_VERSION = "v1"
 
 
@@ -555,7 +558,7 @@ class Authorizations:
         auth: Authorization, policy: Policy, decided_at: datetime, matched: object, note: str
     ) -> Decision:
         summary = (
-            f"Approved on file: prior authorization {auth.number} issued under {auth.policy_id} "
+            f"{ON_FILE_SUMMARY} prior authorization {auth.number} issued under {auth.policy_id} "
             f"{auth.policy_version} on {auth.decided_at.date().isoformat()} (from {auth.source_kind} "
             f"{auth.source_id}) holds the date of service, window {auth.effective.isoformat()} through "
             f"{auth.expiration.isoformat()}; the claim was not re-evaluated and no new window was issued."
@@ -566,6 +569,7 @@ class Authorizations:
             authorization_effective=auth.effective,
             authorization_expiration=auth.expiration,
             authorization_number=auth.number,
+            decision_source=DecisionSource.ON_FILE,
             policy_id=policy.policy_id,
             policy_version=policy.version,
             decided_at=decided_at,
