@@ -137,7 +137,9 @@ def test_the_decision_source_is_compared_and_old_on_file_results_read_as_on_file
         _result("APPROVED", criteria=[], decision_source="ON_FILE", summary="Approved on file: x", **window)
     )
     legacy = Verdict.of_result(
-        _result("APPROVED", criteria=[], decision_source="AUTOMATED_RULE", summary="Approved on file: x", **window)
+        _result(
+            "APPROVED", criteria=[], decision_source="AUTOMATED_RULE", summary="Approved on file: x", **window
+        )
     )
     afresh = Verdict.of_result(
         _result("APPROVED", criteria=[], decision_source="AUTOMATED_RULE", summary="Approved.", **window)

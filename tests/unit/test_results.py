@@ -45,7 +45,9 @@ PHI_DOB = date(1901, 2, 3)
 
 @pytest.fixture(scope="module")
 def raw_result_schemas():
-    return {name: json.loads((SCHEMAS_DIR / name).read_text()) for name in ("result.v2.avsc", "result.v3.avsc")}
+    return {
+        name: json.loads((SCHEMAS_DIR / name).read_text()) for name in ("result.v2.avsc", "result.v3.avsc")
+    }
 
 
 @pytest.fixture(scope="module")

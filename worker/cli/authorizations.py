@@ -290,4 +290,9 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return serve_requests(settings, stop, get_logger("claims_worker.pa_requests"))
+    return serve_requests(
+        settings,
+        stop,
+        get_logger("claims_worker.pa_requests"),
+        report=lambda line: print(f"error: {line}", file=sys.stderr),
+    )

@@ -54,6 +54,8 @@ from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
 from worker.runtime.route import route
 from worker.state.authorizations import (
     ON_FILE_SUMMARY as _ON_FILE_SUMMARY,
+)
+from worker.state.authorizations import (
     Authorizations,
     BadAuthorization,
     decode_authorization,
