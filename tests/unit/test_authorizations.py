@@ -280,3 +280,19 @@ class TestLoop:
         assert all(phi not in exposition for phi in PHI)
         assert all(phi.encode() not in p.value for p in cluster.published for phi in PHI)
         assert date(2025, 6, 1) <= date.fromisoformat(str(results["fill-11"]["authorization_expiration"]))
+
+
+def test_show_results_names_an_on_file_approval_with_its_number_and_original_window():
+    """`show-results` says "on file" with the PA number for an ON_FILE approval, and "authorized" for a fresh one."""
+    from worker.ops.report import _why  # noqa: PLC0415 - the table's reason column
+
+    approved = {
+        "outcome": "APPROVED",
+        "authorization_effective": date(2025, 3, 10),
+        "authorization_expiration": date(2026, 3, 9),
+        "authorization_number": "34015072480",
+        "decision_source": "AUTOMATED_RULE",
+    }
+    assert _why(approved) == "authorized 2025-03-10 to 2026-03-09"
+    on_file = {**approved, "decision_source": "ON_FILE"}
+    assert _why(on_file) == "on file: PA 34015072480, original window 2025-03-10 to 2026-03-09"
