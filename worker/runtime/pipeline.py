@@ -2,8 +2,9 @@
 
 The parts: ``judge`` (pure: decode, duplicate check, decide), ``route`` (the record to publish),
 ``TransactionSession`` (the transaction, abort, producer replacement, rewind), ``PartitionState``
-(stores restored on assignment, counts checked), ``failures`` (what each error means). Build it with
-``worker.runtime.compose.build_worker``.
+(stores restored on assignment, counts checked), ``failures`` (what each error means). What a record
+is (a claim, or a PA request) is the ``door`` (``worker.runtime.doors``): its judge and route. Build it
+with ``worker.runtime.compose.build_worker`` (``build_request_worker`` for PA requests).
 """
 
 from __future__ import annotations
