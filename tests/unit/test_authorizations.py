@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import structlog
@@ -19,9 +19,12 @@ from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
 from worker.state.authorizations import (
+    Authorization,
     AuthorizationMetrics,
     Authorizations,
+    AuthorizationTable,
     BadAuthorization,
+    Pseudonymizer,
     decode_authorization,
     encode_authorization,
     member_pseudonym,
@@ -69,6 +72,52 @@ class TestPseudonym:
         assert first != member_pseudonym(b"another-secret-0123456789", claim.patient)
         assert len(first) == 64
         assert all(phi.lower() not in first for phi in PHI)
+
+    @pytest.mark.parametrize("secret", [SECRET, b"k" * 64, b"a-secret-longer-than-one-sha256-block-" * 3])
+    def test_the_loops_pseudonymizer_is_the_same_hmac(self, secret):
+        """Pseudonymizer (pads hashed once, keeps the GIL) gives exactly member_pseudonym's HMAC-SHA256, for short, block-sized and long keys."""
+        pseudonym = Pseudonymizer(secret)
+        for patient in (PATIENT, OTHER):
+            claim = make_claim(patient=patient)
+            assert pseudonym(claim.patient) == member_pseudonym(secret, claim.patient)
+
+
+class TestCounts:
+    def test_counts_kept_by_apply_equal_a_full_recount_and_follow_the_day(self):
+        """The state counts, updated record by record (new, revoked, a late copy that would undo a revocation), equal a fresh count; a new day recounts."""
+        day = date(2025, 6, 1)
+
+        def auth(n: int, effective: date, **fields):
+            return Authorization(
+                number=f"{n:011d}",
+                member=f"m{n}",
+                policy_id="IXEMPRA-PA",
+                policy_version="2020.09-2",
+                product="70020191001",
+                effective=effective,
+                expiration=effective + timedelta(days=364),
+                source_kind="claim",
+                source_id=f"c{n}",
+                decided_at=NOW,
+                **fields,
+            )
+
+        table = AuthorizationTable()
+        table.apply(auth(1, date(2025, 1, 1)))
+        assert table.counts(day) == {"active": 1, "inactive": 0, "revoked": 0}
+        table.apply(auth(2, date(2024, 1, 1)))  # expired by ``day``
+        table.apply(revoked(auth(1, date(2025, 1, 1)), NOW, "entered in error"))
+        table.apply(auth(1, date(2025, 1, 1)))  # an older copy read late: ignored
+        table.apply(auth(3, date(2025, 5, 1)))
+        expected = {"active": 1, "inactive": 1, "revoked": 1}
+        assert table.counts(day) == expected
+        fresh = AuthorizationTable()
+        for n in ("00000000001", "00000000002", "00000000003"):
+            held = table.get(n)
+            assert held is not None
+            fresh.apply(held)
+        assert fresh.counts(day) == expected
+        assert table.counts(date(2026, 6, 1)) == {"active": 0, "inactive": 2, "revoked": 1}
 
 
 class TestRecords:
