@@ -1,4 +1,4 @@
-"""``claims-worker authorizations``: create the store topic, show an authorization, revoke one, serve requests.
+"""``claims-worker authorizations``: create the store topic, show or revoke an authorization, serve requests.
 
 Exit codes: 0 done (a revoke of an already revoked number writes nothing and says so); 2 bad settings,
 a missing store topic, an unknown PA number or an empty reason; 4 Kafka unreachable. ``serve-requests``
