@@ -168,7 +168,7 @@ def serve_requests(
     # Imported here: compose imports this module (the request door) at its top.
     from worker.runtime import kafka_io  # noqa: PLC0415
     from worker.runtime.compose import build_request_worker  # noqa: PLC0415
-    from worker.runtime.failures import classify, describe  # noqa: PLC0415
+    from worker.runtime.failures import Kind, classify, describe  # noqa: PLC0415
     from worker.runtime.reference import open_reference  # noqa: PLC0415
 
     view = request_settings(settings)
@@ -197,7 +197,10 @@ def serve_requests(
     except Exception as exc:  # noqa: BLE001 - every start-up failure ends in a documented exit code
         kind = classify(exc)
         log.error("pa_requests_failed", error=type(exc).__name__)  # noqa: TRY400 - no payload
-        report(describe(exc, view))
+        if kind is Kind.TRANSIENT:  # the topic check timed out: no broker answered
+            report(f"cannot reach Kafka at {view.bootstrap_servers} ({type(exc).__name__})")
+        else:
+            report(describe(exc, view))
         code = kind.exit_code  # a transient failure at start-up: 4 (unreachable); internal: 70
     finally:
         if consumer is not None:
