@@ -1,11 +1,20 @@
-"""Authorization store figures: restore (catch-up) time and resident memory for N authorizations on file.
+"""Authorization store figures: restore time and RSS for N authorizations; end-to-end claims/s, store on vs off.
 
 Starts (or uses $KAFKA_BOOTSTRAP_SERVERS) a real broker, writes N authorization records to a fresh
 compacted store topic, then, in a fresh child process, catches the store up from the topic the way a
 starting worker does and reports the wall time and the child's RSS before and after. Also reports the
-on-file lookup cost per claim. Figures only: nothing here asserts a time.
+on-file lookup cost per claim.
+
+Then, on the same broker, end to end: each round produces the same M claims to two fresh claims
+topics and drains one with the worker as the CLI builds it with the store off and the other with the
+store on (the order alternates between rounds). With the store on, a table of ``--table`` unrelated
+authorizations plus one authorization for every other claim's member is on file: half of the claims
+are paid on file, the other half are approved afresh and each writes its new authorization in its
+batch's transaction. The clock starts at the first batch (the store's catch-up at start is not
+counted). Prints the medians over the rounds and the on/off ratio. Figures only: nothing asserts a time.
 
     .venv/bin/python tests/bench/bench_authorizations.py [--count 1000000] [--partitions 2]
+        [--e2e-claims 20000] [--rounds 3] [--table 100000] [--skip-restore] [--skip-e2e]
 """
 
 from __future__ import annotations
@@ -13,12 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -26,8 +39,17 @@ sys.path.insert(0, str(ROOT))
 from worker.config.settings import load_settings  # noqa: E402
 from worker.devtools import broker as local_broker  # noqa: E402
 from worker.directory.updates import ensure_topic  # noqa: E402
+from worker.policy import default_policy  # noqa: E402
 from worker.runtime.clients import Role, new_producer  # noqa: E402
-from worker.state.authorizations import Authorization, encode_authorization  # noqa: E402
+from worker.state.authorizations import Authorization, encode_authorization, member_pseudonym  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from worker.config.settings import Settings
+    from worker.contracts.model import Claim
+
+_E2E_SECRET = "bench-secret-0123456789"  # noqa: S105 - a bench key, not a credential
 
 _CHILD = r"""
 import json, sys, time
@@ -89,11 +111,108 @@ def _records(count: int) -> object:
         )
 
 
+def _write(settings: Settings, topic: str, records: Iterable[tuple[bytes, bytes]], partitions: int) -> float:
+    """Write store records (partitioned as the worker partitions them); return the seconds taken."""
+    producer = new_producer(settings, Role.SEEDER, acks=1, linger_ms=50, batch_size=512 * 1024)
+    started = time.perf_counter()
+    for key, value in records:
+        producer.send(topic, key=key, value=value, partition=int(key) % partitions)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
+
+
+def _on_file(claims: list[Claim], secret: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Yield an authorization holding the date of service for the member of every other claim."""
+    policy = default_policy()
+    decided = datetime(2026, 10, 1, tzinfo=UTC)
+    for i, claim in enumerate(claims[::2]):
+        yield encode_authorization(
+            Authorization(
+                number=f"9{i:010d}",
+                member=member_pseudonym(secret, claim.patient),
+                policy_id=policy.policy_id,
+                policy_version=policy.version,
+                product="70020191001",
+                effective=claim.date_of_service - timedelta(days=30),
+                expiration=claim.date_of_service + timedelta(days=334),
+                source_kind="claim",
+                source_id=f"bench-first-fill-{i}",
+                decided_at=decided,
+            )
+        )
+
+
+def _e2e(bootstrap: str, args: argparse.Namespace) -> None:
+    """Claims/s end to end with the store off and on: the same records, the same broker, medians of rounds."""
+    from tests.bench.bench_pipeline import _drain, _prepare  # noqa: PLC0415 - the same drain as make bench
+    from tests.integration import streams  # noqa: PLC0415
+    from worker.contracts.codec import Codec  # noqa: PLC0415
+
+    count, rounds = args.e2e_claims, args.rounds
+    claims = [streams.claim(i) for i in range(count * rounds)]  # each round: its own members
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    store = f"bench-e2e-authorizations-{uuid.uuid4().hex[:6]}"
+    ensure_topic(settings, store, args.partitions)
+    written = _write(settings, store, _records(args.table), args.partitions)
+    written += _write(settings, store, _on_file(claims, _E2E_SECRET.encode()), args.partitions)
+    print(
+        f"store for the end-to-end runs: {args.table:,} unrelated + {len(claims[::2]):,} on file "
+        f"for the claims' members, written in {written:.1f} s",
+        flush=True,
+    )
+    codec = Codec()
+    with_store = {
+        "authorizations_topic": store,
+        "member_pseudonym_secret": SecretStr(_E2E_SECRET),
+        "authorizations_catch_up_timeout_s": 3600.0,
+    }
+    # Warm-up, discarded (members of their own, none on file): the first drains on a fresh broker are slow.
+    warm = streams.encoded([streams.claim(count * rounds + i) for i in range(2_000)], codec)
+    _drain("worker", _prepare(bootstrap, args.batch, warm), len(warm), None)
+    _drain("worker", _prepare(bootstrap, args.batch, warm).model_copy(update=with_store), len(warm), None)
+    off_rates, on_rates, ratios, on_file = [], [], [], []
+    for n in range(rounds):
+        values = streams.encoded(claims[n * count : (n + 1) * count], codec)
+        off = _prepare(bootstrap, args.batch, values)
+        on = _prepare(bootstrap, args.batch, values).model_copy(update=with_store)
+        if n % 2:  # alternate which goes first, so neither always gets the warmer broker
+            rate_on = _drain("worker", on, count, None)
+            rate_off = _drain("worker", off, count, None)
+        else:
+            rate_off = _drain("worker", off, count, None)
+            rate_on = _drain("worker", on, count, None)
+        results = streams.read_all(bootstrap, on.results_topic, codec, "result")
+        on_file.append(sum(r["decision_source"] == "ON_FILE" for r in results))
+        off_rates.append(rate_off)
+        on_rates.append(rate_on)
+        ratios.append(rate_on / rate_off)
+        print(
+            f"round {n + 1}: store off {rate_off:,.0f} claims/s, store on {rate_on:,.0f} claims/s, "
+            f"ratio on/off {rate_on / rate_off:.2f} (store on: {on_file[-1]:,} of {count:,} paid on file)",
+            flush=True,
+        )
+    print(
+        f"end to end, {count:,} claims x {rounds} rounds, batch {args.batch}, one partition, one process:\n"
+        f"  store off  median {statistics.median(off_rates):>9,.0f} claims/s\n"
+        f"  store on   median {statistics.median(on_rates):>9,.0f} claims/s "
+        f"(half paid on file, half approved afresh and written to the store)\n"
+        f"  ratio on/off: median {statistics.median(ratios):.2f} "
+        f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
+
+
 def main() -> int:
-    """Write N authorizations, then time a worker-style catch-up in a child process and print figures."""
+    """Write N authorizations, time a worker-style catch-up in a child process, then claims/s on vs off."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--e2e-claims", type=int, default=20_000, help="claims per end-to-end drain")
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds (medians)")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--table", type=int, default=100_000, help="unrelated authorizations on file (e2e)")
+    parser.add_argument("--skip-restore", action="store_true", help="only the end-to-end figures")
+    parser.add_argument("--skip-e2e", action="store_true", help="only the restore figures")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     state = None
@@ -101,39 +220,42 @@ def main() -> int:
         state = Path(local_broker.ROOT, ".cache", "kafka", f"bench-auth-{os.getpid()}")
         bootstrap = local_broker.start_broker(state_dir=state).bootstrap
     try:
-        settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-        topic = f"bench-authorizations-{uuid.uuid4().hex[:6]}"
-        ensure_topic(settings, topic, args.partitions)
-        producer = new_producer(settings, Role.SEEDER, acks=1, linger_ms=50, batch_size=512 * 1024)
-        started = time.perf_counter()
-        for key, value in _records(args.count):
-            producer.send(topic, key=key, value=value, partition=int(key) % args.partitions)
-        producer.flush()
-        producer.close()
-        written_s = time.perf_counter() - started
-        child = subprocess.run(
-            [sys.executable, "-c", _CHILD, bootstrap, topic],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            check=True,
-        )
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
-        figures["write_s"] = written_s
-        print(
-            f"authorization store, {figures['records']:,} records on {args.partitions} partitions:\n"
-            f"  write (one producer, acks=1)       : {written_s:.1f} s\n"
-            f"  catch-up (restore at start):       {figures['catch_up_s']:.1f} s "
-            f"({figures['records'] / max(figures['catch_up_s'], 1e-9):,.0f} records/s)\n"
-            f"  RSS before / after catch-up:       {figures['rss_before_mib']:.0f} MiB / "
-            f"{figures['rss_after_mib']:.0f} MiB\n"
-            f"  decide with the store (no match):  {figures['decide_with_store_us']:.1f} us per claim"
-        )
+        if not args.skip_restore:
+            _restore(bootstrap, args)
+        if not args.skip_e2e:
+            _e2e(bootstrap, args)
     finally:
         if state is not None:
             local_broker.stop_broker(state)
     return 0
+
+
+def _restore(bootstrap: str, args: argparse.Namespace) -> None:
+    """Write ``--count`` authorizations, then time a worker-style catch-up in a child process."""
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    topic = f"bench-authorizations-{uuid.uuid4().hex[:6]}"
+    ensure_topic(settings, topic, args.partitions)
+    written_s = _write(settings, topic, _records(args.count), args.partitions)
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, bootstrap, topic],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    figures = json.loads(child.stdout.strip().splitlines()[-1])
+    figures["write_s"] = written_s
+    print(
+        f"authorization store, {figures['records']:,} records on {args.partitions} partitions:\n"
+        f"  write (one producer, acks=1)       : {written_s:.1f} s\n"
+        f"  catch-up (restore at start):       {figures['catch_up_s']:.1f} s "
+        f"({figures['records'] / max(figures['catch_up_s'], 1e-9):,.0f} records/s)\n"
+        f"  RSS before / after catch-up:       {figures['rss_before_mib']:.0f} MiB / "
+        f"{figures['rss_after_mib']:.0f} MiB\n"
+        f"  decide with the store (no match):  {figures['decide_with_store_us']:.1f} us per claim",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -109,6 +109,8 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     assert results[fill.claim_id]["authorization_effective"] == approved["authorization_effective"]
     assert results[fill.claim_id]["authorization_expiration"] == approved["authorization_expiration"]
     assert "on file" in results[fill.claim_id]["summary"]
+    assert results[fill.claim_id]["decision_source"] == "ON_FILE"
+    assert approved["decision_source"] == "AUTOMATED_RULE"
     assert results[late.claim_id]["outcome"] == "PENDED"
     assert results[other.claim_id]["outcome"] == "PENDED"
     assert f"Quoted PA number {number}" in results[other.claim_id]["summary"]
@@ -161,6 +163,7 @@ def test_kill_9_between_approval_and_fill_still_pays_on_file(kafka_bootstrap, st
     assert (
         results[fill.claim_id]["authorization_number"] == results[approval.claim_id]["authorization_number"]
     )
+    assert results[fill.claim_id]["decision_source"] == "ON_FILE"
 
 
 def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, make_topics, tmp_path):
@@ -217,7 +220,15 @@ def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, 
     _run_until_idle(env, tmp_path / "fill.log")
     outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
     result = {r["claim_id"]: r for r in outputs.results}[fill.claim_id]
-    assert (result["outcome"], result["authorization_number"]) == ("APPROVED", number)
+    assert (result["outcome"], result["authorization_number"], result["decision_source"]) == (
+        "APPROVED",
+        number,
+        "ON_FILE",
+    )
+    assert (str(result["authorization_effective"]), str(result["authorization_expiration"])) == (
+        answers[0]["effective"],
+        answers[0]["expiration"],
+    )
     assert len(outputs.dead_letters) == 2  # only the bad and the resent request's
 
 

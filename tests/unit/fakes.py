@@ -52,7 +52,10 @@ class Published:
 class FakeCluster:
     """The broker's state: input logs, the group's committed offsets, committed outputs."""
 
-    def __init__(self, partitions: int = 1, outputs: int | None = None) -> None:
+    def __init__(
+        self, partitions: int = 1, outputs: int | None = None, *, topic: str = CLAIMS, output: str = RESULTS
+    ) -> None:
+        self.topic, self.output = topic, output  # the input topic and the answers' topic (results by default)
         self.logs: dict[int, list[Rec]] = {p: [] for p in range(partitions)}
         self.output_partitions = partitions if outputs is None else outputs
         self.committed: dict[TopicPartition, int] = {}
@@ -62,7 +65,7 @@ class FakeCluster:
     def append(self, partition: int, value: bytes | None, key: bytes | None = b"k") -> None:
         """Append one record to an input partition."""
         log = self.logs.setdefault(partition, [])
-        log.append(Rec(value, offset=len(log), partition=partition, key=key))
+        log.append(Rec(value, offset=len(log), partition=partition, key=key, topic=self.topic))
 
     def add_partitions(self, total: int, outputs: int | None = None) -> None:
         """Grow the claims topic (and the output topics, unless ``outputs`` says otherwise)."""
@@ -73,12 +76,12 @@ class FakeCluster:
     def drained(self) -> bool:
         """Tell whether every input record is covered by a committed offset."""
         return all(
-            self.committed.get(TopicPartition(CLAIMS, p), 0) >= len(log) for p, log in self.logs.items()
+            self.committed.get(TopicPartition(self.topic, p), 0) >= len(log) for p, log in self.logs.items()
         )
 
     def results(self) -> list[Published]:
         """The committed results."""
-        return [r for r in self.published if r.topic == RESULTS]
+        return [r for r in self.published if r.topic == self.output]
 
     def dead_letters(self) -> list[Published]:
         """The committed dead letters."""
@@ -90,7 +93,7 @@ class FakeCluster:
             ids = [
                 value.decode()
                 for r in self.published
-                if r.topic == RESULTS and r.partition == partition
+                if r.topic == self.output and r.partition == partition
                 for key, value in r.headers
                 if key == EVENT_ID_HEADER
             ]
@@ -116,11 +119,11 @@ class FakeConsumer:
     def subscribe(self, topics, listener=None) -> None:  # noqa: ARG002 - kafka-python's signature
         self.listener = listener
         if not self.positions and not self.pending:
-            self.pending.append({TopicPartition(CLAIMS, p) for p in self.cluster.logs})
+            self.pending.append({TopicPartition(self.cluster.topic, p) for p in self.cluster.logs})
 
     def rebalance(self, partitions: set[int]) -> None:
         """Have the next poll change the assignment to ``partitions`` (eager: revoke all, assign all)."""
-        self.pending.append({TopicPartition(CLAIMS, p) for p in partitions})
+        self.pending.append({TopicPartition(self.cluster.topic, p) for p in partitions})
 
     def _apply_rebalance(self) -> None:
         new = self.pending.pop(0)
@@ -167,10 +170,10 @@ class FakeConsumer:
 
     # --- metadata --------------------------------------------------------------------------------
     def topics(self) -> set[str]:
-        return {CLAIMS, RESULTS, DLQ}
+        return {self.cluster.topic, self.cluster.output, DLQ}
 
     def partitions_for_topic(self, topic) -> set[int]:
-        n = len(self.cluster.logs) if topic == CLAIMS else self.cluster.output_partitions
+        n = len(self.cluster.logs) if topic == self.cluster.topic else self.cluster.output_partitions
         return set(range(n))
 
     def metrics(self) -> dict:
@@ -245,7 +248,7 @@ class FakeProducer:
             from kafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
 
             raise MessageSizeTooLargeError
-        if topic in (RESULTS, DLQ) and partition >= self.cluster.output_partitions:
+        if topic in (self.cluster.output, DLQ) and partition >= self.cluster.output_partitions:
             raise ValueError(f"Unrecognized partition {partition} for topic {topic}")
         self._fault("send")
         self.pending.append(Published(topic, partition, key, value, list(headers or [])))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import structlog
@@ -13,15 +13,18 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import Outcome
+from worker.contracts.model import DecisionSource, Outcome
 from worker.errors import ConfigError
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
 from worker.state.authorizations import (
+    Authorization,
     AuthorizationMetrics,
     Authorizations,
+    AuthorizationTable,
     BadAuthorization,
+    Pseudonymizer,
     decode_authorization,
     encode_authorization,
     member_pseudonym,
@@ -70,6 +73,52 @@ class TestPseudonym:
         assert len(first) == 64
         assert all(phi.lower() not in first for phi in PHI)
 
+    @pytest.mark.parametrize("secret", [SECRET, b"k" * 64, b"a-secret-longer-than-one-sha256-block-" * 3])
+    def test_the_loops_pseudonymizer_is_the_same_hmac(self, secret):
+        """Pseudonymizer (pads hashed once, keeps the GIL) gives exactly member_pseudonym's HMAC-SHA256, for short, block-sized and long keys."""
+        pseudonym = Pseudonymizer(secret)
+        for patient in (PATIENT, OTHER):
+            claim = make_claim(patient=patient)
+            assert pseudonym(claim.patient) == member_pseudonym(secret, claim.patient)
+
+
+class TestCounts:
+    def test_counts_kept_by_apply_equal_a_full_recount_and_follow_the_day(self):
+        """The state counts, updated record by record (new, revoked, a late copy that would undo a revocation), equal a fresh count; a new day recounts."""
+        day = date(2025, 6, 1)
+
+        def auth(n: int, effective: date, **fields):
+            return Authorization(
+                number=f"{n:011d}",
+                member=f"m{n}",
+                policy_id="IXEMPRA-PA",
+                policy_version="2020.09-2",
+                product="70020191001",
+                effective=effective,
+                expiration=effective + timedelta(days=364),
+                source_kind="claim",
+                source_id=f"c{n}",
+                decided_at=NOW,
+                **fields,
+            )
+
+        table = AuthorizationTable()
+        table.apply(auth(1, date(2025, 1, 1)))
+        assert table.counts(day) == {"active": 1, "inactive": 0, "revoked": 0}
+        table.apply(auth(2, date(2024, 1, 1)))  # expired by ``day``
+        table.apply(revoked(auth(1, date(2025, 1, 1)), NOW, "entered in error"))
+        table.apply(auth(1, date(2025, 1, 1)))  # an older copy read late: ignored
+        table.apply(auth(3, date(2025, 5, 1)))
+        expected = {"active": 1, "inactive": 1, "revoked": 1}
+        assert table.counts(day) == expected
+        fresh = AuthorizationTable()
+        for n in ("00000000001", "00000000002", "00000000003"):
+            held = table.get(n)
+            assert held is not None
+            fresh.apply(held)
+        assert fresh.counts(day) == expected
+        assert table.counts(date(2026, 6, 1)) == {"active": 0, "inactive": 2, "revoked": 1}
+
 
 class TestRecords:
     def test_store_record_round_trips_and_holds_no_phi(self):
@@ -114,6 +163,8 @@ class TestOnFile:
             first.authorization_expiration,
         )
         assert decision.criteria == ()
+        assert decision.decision_source is DecisionSource.ON_FILE
+        assert first.decision_source is DecisionSource.AUTOMATED_RULE  # the approval that issued it
         assert "on file" in decision.summary
         assert "not re-evaluated" in decision.summary
         assert store.issue(fill, decision) is None
@@ -159,7 +210,11 @@ class TestOnFile:
         assert decision.outcome is Outcome.PENDED
         assert "no authorization with this number is on file" in decision.summary
         own = _fill(5, prior_authorization_number=first.authorization_number)
-        assert store.decide(own, POLICY, NOW, _usual(own)).authorization_number == first.authorization_number
+        paid = store.decide(own, POLICY, NOW, _usual(own))
+        assert (paid.authorization_number, paid.decision_source) == (
+            first.authorization_number,
+            DecisionSource.ON_FILE,
+        )
 
     def test_a_revoked_authorization_no_longer_pays(self):
         """After a revocation the fill is decided as usual, and quoting the number says it was revoked."""
@@ -283,3 +338,19 @@ class TestLoop:
         assert all(phi not in exposition for phi in PHI)
         assert all(phi.encode() not in p.value for p in cluster.published for phi in PHI)
         assert date(2025, 6, 1) <= date.fromisoformat(str(results["fill-11"]["authorization_expiration"]))
+
+
+def test_show_results_names_an_on_file_approval_with_its_number_and_original_window():
+    """`show-results` says "on file" with the PA number for an ON_FILE approval, and "authorized" for a fresh one."""
+    from worker.ops.report import _why  # noqa: PLC0415 - the table's reason column
+
+    approved = {
+        "outcome": "APPROVED",
+        "authorization_effective": date(2025, 3, 10),
+        "authorization_expiration": date(2026, 3, 9),
+        "authorization_number": "34015072480",
+        "decision_source": "AUTOMATED_RULE",
+    }
+    assert _why(approved) == "authorized 2025-03-10 to 2026-03-09"
+    on_file = {**approved, "decision_source": "ON_FILE"}
+    assert _why(on_file) == "on file: PA 34015072480, original window 2025-03-10 to 2026-03-09"

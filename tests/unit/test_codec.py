@@ -371,14 +371,14 @@ class TestSchemasMirrorModel:
             ("claim.v2.avsc", "TransactionCode", TransactionCode),
             ("claim.v2.avsc", "DiseaseStatus", DiseaseStatus),
             ("claim.v2.avsc", "TriState", TriState),
-            ("result.v2.avsc", "TransactionCode", TransactionCode),
-            ("result.v2.avsc", "Outcome", Outcome),
-            ("result.v2.avsc", "CriterionStatus", CriterionStatus),
-            ("result.v2.avsc", "InformationNeed", InformationNeed),
-            ("result.v2.avsc", "DecisionSource", DecisionSource),
-            ("result.v2.avsc", "Recommendation", Recommendation),
-            ("result.v2.avsc", "ProductCodeSystem", ProductCodeSystem),
-            ("result.v2.avsc", "ProductReading", ProductReading),
+            ("result.v3.avsc", "TransactionCode", TransactionCode),
+            ("result.v3.avsc", "Outcome", Outcome),
+            ("result.v3.avsc", "CriterionStatus", CriterionStatus),
+            ("result.v3.avsc", "InformationNeed", InformationNeed),
+            ("result.v3.avsc", "DecisionSource", DecisionSource),
+            ("result.v3.avsc", "Recommendation", Recommendation),
+            ("result.v3.avsc", "ProductCodeSystem", ProductCodeSystem),
+            ("result.v3.avsc", "ProductReading", ProductReading),
             ("dead_letter.v2.avsc", "DeadLetterClass", DeadLetterClass),
         ],
     )
@@ -395,8 +395,8 @@ class TestSchemasMirrorModel:
         assert not set(RETIRED_DEAD_LETTER_CLASSES) & {m.value for m in DeadLetterClass}
 
     def test_result_fields_mirror_decision(self, raw_schemas):
-        """The v2 result carries every Decision field (rejects as reject_codes and ncpdp) and CriterionResult field."""
-        schema = raw_schemas["result.v2.avsc"]
+        """The v3 result carries every Decision field (rejects as reject_codes and ncpdp) and CriterionResult field."""
+        schema = raw_schemas["result.v3.avsc"]
         names = [f["name"] for f in schema["fields"]]
         assert set(_field_names(Decision)) - {"rejects"} <= set(names)
         assert {"reject_codes", "ncpdp", "event_time"} <= set(names)
@@ -1096,7 +1096,7 @@ class TestFastResultWriter:
 
         from worker.contracts.registry import load_schemas  # noqa: PLC0415
 
-        schema = next(v for v in load_schemas() if v.file_name == "result.v2.avsc").parsed
+        schema = next(v for v in load_schemas() if v.file_name == "result.v3.avsc").parsed
         buffer = io.BytesIO()
         schemaless_writer(buffer, schema, record, disable_tuple_notation=True)
         return buffer.getvalue()

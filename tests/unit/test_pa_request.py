@@ -9,8 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import structlog
+from prometheus_client import CollectorRegistry
 
 from tests.unit.claims import NPIS, make_claim
+from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import InformationNeed, Outcome
@@ -25,8 +27,11 @@ from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.errors import BadRecord, ConfigError, DeadLetterClass
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
+from worker.runtime.compose import build_request_worker
+from worker.runtime.failures import ExitCode
+from worker.runtime.kafka_io import IndefiniteOutcome, TopicPartition
 from worker.runtime.reference import open_reference
-from worker.runtime.requests import ANSWERED, answer_request, serve_requests
+from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request, serve_requests
 from worker.state.authorizations import Authorizations, decode_authorization
 from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
 
@@ -137,21 +142,30 @@ def _record(request, offset=0, value=None):
 
 
 def _answer(record, settings, seen, store=None, lookup_facts=lambda _claim: Facts()):
-    counts = {}
-    sends = answer_request(
+    """Judge and route one request record as the request door does; stage its id as the pipeline does."""
+    view = request_settings(settings)
+    store = store or Authorizations(SECRET, "store")
+    judgement = judge_request(
         record,
-        settings=settings,
         codec=Codec(),
-        policy=POLICY,
-        store=store or Authorizations(SECRET, "store"),
         seen=seen,
-        lookup_facts=lookup_facts,
+        policy=POLICY,
         decided_at=NOW,
-        counts=counts,
+        lookup_facts=lookup_facts,
+        automated_denials=False,
+        authorizations=store,
     )
-    topic, _key, value, headers, _partition = sends[0]
-    body = json.loads(value) if topic == settings.pa_decisions_topic else Codec().decode_dead_letter(value)
-    return topic, body, headers, counts
+    out = route_request(judgement, codec=Codec(), settings=view, at=NOW)
+    if out.event_id is not None:
+        seen.stage(record.partition, out.event_id)
+    if judgement.claim is not None and judgement.decision is not None:
+        store.issue(judgement.claim, judgement.decision, source_kind=REQUESTS.source_kind)
+    body = (
+        json.loads(out.value)
+        if out.topic == settings.pa_decisions_topic
+        else Codec().decode_dead_letter(out.value)
+    )
+    return out.topic, body, out.headers, out.partition
 
 
 def test_a_request_without_taxonomy_is_decided_through_the_directory_and_names_its_version(tmp_path):
@@ -179,19 +193,18 @@ def test_serve_requests_with_a_missing_directory_index_is_a_bad_setting(tmp_path
 
 
 def test_a_resent_request_is_dead_lettered_as_a_duplicate_and_not_decided_again():
-    """A request id already answered (restored from PA-decisions, or earlier in the batch) goes to the dead letters as DUPLICATE_EVENT; an aborted batch forgets its ids."""
+    """A request id already answered on its partition (restored from PA-decisions, or earlier in the batch) goes to the dead letters as DUPLICATE_EVENT; an aborted batch forgets its ids."""
     settings = _settings()
     seen = SeenEvents(10)
-    seen.load_ids(ANSWERED, ["REQ-0001"])  # what the read-back of the PA-decisions headers restores
-    topic, letter, _, counts = _answer(_record(_request()), settings, seen)
-    assert topic == settings.dead_letter_topic
+    seen.load_ids(0, ["REQ-0001"])  # what the read-back of PA-decisions partition 0's headers restores
+    topic, letter, _, partition = _answer(_record(_request()), settings, seen)
+    assert (topic, partition) == (settings.dead_letter_topic, 0)
     assert letter["error_class"] == DeadLetterClass.DUPLICATE_EVENT.value
-    assert counts == {"dead_letter": 1}
 
     store = Authorizations(SECRET, "store")
     other = _request(request_id="REQ-0002")
-    topic, answer, headers, _ = _answer(_record(other, 1), settings, seen, store)
-    assert (topic, answer["outcome"]) == (settings.pa_decisions_topic, "APPROVED")
+    topic, answer, headers, partition = _answer(_record(other, 1), settings, seen, store)
+    assert (topic, answer["outcome"], partition) == (settings.pa_decisions_topic, "APPROVED", 0)
     assert headers == [(EVENT_ID_HEADER, b"REQ-0002")]
     topic, _, _, _ = _answer(_record(other, 2), settings, seen, store)  # resent in the same batch
     assert topic == settings.dead_letter_topic
@@ -199,3 +212,128 @@ def test_a_resent_request_is_dead_lettered_as_a_duplicate_and_not_decided_again(
     store.abort()
     topic, _, _, _ = _answer(_record(other, 1), settings, seen, store)  # the batch is retried
     assert topic == settings.pa_decisions_topic
+
+
+def test_the_request_door_runs_on_its_own_topics_group_and_transactional_id():
+    """request_settings swaps in the requests and decisions topics, a -pa-requests group and id prefix, and refuses missing topics."""
+    settings = _settings(CLAIMS_INSTANCE="2")
+    view = request_settings(settings)
+    assert (view.claims_topic, view.results_topic) == ("pa-requests", "pa-decisions")
+    assert view.dead_letter_topic == settings.dead_letter_topic
+    assert view.group_id == f"{settings.group_id}-pa-requests"
+    assert view.transactional_id == f"{settings.transactional_id_prefix}-pa-requests-2"
+    assert view.authorizations_topic == settings.authorizations_topic
+    with pytest.raises(ConfigError, match="CLAIMS_PA_REQUESTS_TOPIC"):
+        request_settings(load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}))
+
+
+# --- the request door through the Pipeline: the claims' transaction session, over the in-memory Kafka ---
+
+REQUESTS_TOPIC, DECISIONS_TOPIC, STORE_TOPIC = "pa-requests", "pa-decisions", "store"
+
+
+class _RequestHarness:
+    """``build_request_worker`` over a ``FakeCluster`` whose input is the requests topic and output PA decisions."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.stop = threading.Event()
+        self.registry = CollectorRegistry()
+        self.producers = []
+        self.faults = []  # per producer, in creation order
+        self.store = Authorizations(SECRET, STORE_TOPIC)
+        self.worker = build_request_worker(
+            _settings(),
+            consumer=FakeConsumer(cluster, self.stop),
+            producer_factory=self._producer,
+            registry=self.registry,
+            log=structlog.get_logger(),
+            readback=cluster.read_back,
+            lookup_facts=lambda _claim: Facts(),
+            clock=lambda: NOW,
+            claims_partitions=len(cluster.logs),
+            authorizations=self.store,
+        )
+        self.worker.backoff_s = (0.01, 0.05)
+
+    def _producer(self):
+        faults = self.faults[len(self.producers)] if len(self.producers) < len(self.faults) else {}
+        producer = FakeProducer(self.cluster, faults)
+        self.producers.append(producer)
+        return producer
+
+    def run(self):
+        result = {}
+        thread = threading.Thread(target=lambda: result.setdefault("code", self.worker.run(self.stop)))
+        thread.start()
+        thread.join(10)
+        if thread.is_alive():
+            self.stop.set()
+            thread.join()
+            pytest.fail("the request worker never drained the requests (records lost or stuck)")
+        return result["code"]
+
+    def answers(self):
+        return [(p.partition, json.loads(p.value)) for p in self.cluster.results()]
+
+    def letters(self):
+        return [Codec().decode_dead_letter(p.value)["error_class"] for p in self.cluster.dead_letters()]
+
+    def stored(self):
+        return [p for p in self.cluster.published if p.topic == STORE_TOPIC]
+
+
+def _requests_cluster(partitions=2):
+    return FakeCluster(partitions, topic=REQUESTS_TOPIC, output=DECISIONS_TOPIC)
+
+
+def test_requests_run_through_the_pipeline_answer_on_their_partition_and_go_on_file_once():
+    """A request is answered on its own partition number of PA-decisions with its approval on file in the same transaction; a bad one is dead-lettered."""
+    cluster = _requests_cluster()
+    cluster.append(1, encode_pa_request(_request()), key=b"REQ-0001")
+    cluster.append(0, b"not a request", key=b"REQ-BAD")
+    h = _RequestHarness(cluster)
+    assert h.run() == ExitCode.OK
+    [(partition, answer)] = h.answers()
+    assert (partition, answer["request_id"], answer["outcome"]) == (1, "REQ-0001", "APPROVED")
+    [stored] = h.stored()
+    assert stored.key == answer["pa_number"].encode()
+    assert decode_authorization(stored.key, stored.value).source_kind == "request"
+    assert h.letters() == [DeadLetterClass.NOT_AVRO.value]
+    assert cluster.committed == {TopicPartition(REQUESTS_TOPIC, 0): 1, TopicPartition(REQUESTS_TOPIC, 1): 1}
+    assert h.producers[0].calls.count("commit") == 1  # one transaction for the batch
+    assert all(phi.encode() not in p.value for p in cluster.published for phi in PHI)
+
+
+def test_an_unknown_commit_outcome_on_the_request_path_replaces_the_producer_not_the_process():
+    """A request commit that landed but reported an unknown outcome: a new producer, the filter read back, and the redelivered request is a duplicate, answered and stored once."""
+    cluster = _requests_cluster(1)
+    cluster.append(0, encode_pa_request(_request()), key=b"REQ-0001")
+    h = _RequestHarness(cluster)
+
+    def scenario(consumer):
+        if consumer.polls == 1:
+            h.producers[0].commit_lands_then_raise.append(IndefiniteOutcome("commit: outcome unknown"))
+        if len(h.producers) == 2 and len(cluster.logs[0]) == 1:
+            cluster.append(0, encode_pa_request(_request()), key=b"REQ-0001")  # the requester resends
+
+    h.worker.consumer.on_poll = scenario
+    assert h.run() == ExitCode.OK  # before: exit 4, the restart fenced the producer
+    assert len(h.producers) == 2
+    assert h.registry.get_sample_value("claims_worker_producer_recreations_total") == 1
+    assert [a["request_id"] for _, a in h.answers()] == ["REQ-0001"]
+    assert len(h.stored()) == 1
+    assert h.letters() == [DeadLetterClass.DUPLICATE_EVENT.value]
+
+
+def test_a_request_commit_that_did_not_land_is_decided_again_after_the_replacement():
+    """An unknown commit outcome that did not land: the new producer's transaction answers and stores the request exactly once."""
+    cluster = _requests_cluster(1)
+    cluster.append(0, encode_pa_request(_request()), key=b"REQ-0001")
+    h = _RequestHarness(cluster)
+    h.faults = [{"commit": [IndefiniteOutcome("commit_transaction did not complete")]}]
+    assert h.run() == ExitCode.OK
+    assert len(h.producers) == 2
+    assert [a["request_id"] for _, a in h.answers()] == ["REQ-0001"]
+    assert len(h.stored()) == 1
+    assert h.letters() == []

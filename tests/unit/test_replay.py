@@ -130,6 +130,26 @@ def test_why_names_the_criterion_and_the_reject_codes_that_changed():
     assert why(None, after) == ["no live result for these coordinates"]
 
 
+def test_the_decision_source_is_compared_and_old_on_file_results_read_as_on_file():
+    """An approval on file and one evaluated afresh differ by decision source; a pre-v3 on-file result (named only in its summary) reads as ON_FILE."""
+    window = {"authorization_effective": date(2026, 1, 1), "authorization_expiration": date(2026, 12, 31)}
+    on_file = Verdict.of_result(
+        _result("APPROVED", criteria=[], decision_source="ON_FILE", summary="Approved on file: x", **window)
+    )
+    legacy = Verdict.of_result(
+        _result(
+            "APPROVED", criteria=[], decision_source="AUTOMATED_RULE", summary="Approved on file: x", **window
+        )
+    )
+    afresh = Verdict.of_result(
+        _result("APPROVED", criteria=[], decision_source="AUTOMATED_RULE", summary="Approved.", **window)
+    )
+    assert on_file.key() == legacy.key()
+    assert on_file.key() != afresh.key()
+    assert why(on_file, afresh) == ["decision source ON_FILE -> AUTOMATED_RULE"]
+    assert on_file.brief()["decision_source"] == "ON_FILE"
+
+
 def test_diff_report_prints_transitions_by_reason(tmp_path):
     """The report has one line per transition with its count, each followed by its reasons."""
     summary = ReplaySummary(

@@ -14,6 +14,7 @@ from worker.contracts.model import (
     CriterionResult,
     CriterionStatus,
     Decision,
+    DecisionSource,
     InformationNeed,
     Outcome,
     Reject,
@@ -40,6 +41,13 @@ PHI_MEMBER = "PHIMEMBERSENTINEL"
 PHI_FIRST = "PHIFIRSTSENTINEL"
 PHI_LAST = "PHILASTSENTINEL"
 PHI_DOB = date(1901, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def raw_result_schemas():
+    return {
+        name: json.loads((SCHEMAS_DIR / name).read_text()) for name in ("result.v2.avsc", "result.v3.avsc")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +109,7 @@ class TestBuildResult:
     def test_fields_match_schema(self):
         """The record has exactly the schema's fields."""
         record = build_result(CLAIMS["approve-codes"], _decision(), source=SOURCE, worker_version="1.2.3")
-        assert list(record) == _schema_fields("result.v2.avsc")
+        assert list(record) == _schema_fields("result.v3.avsc")
 
     def test_values(self, codec):
         """Identifiers come from the claim, the rest from the decision, enums as their string values."""
@@ -279,6 +287,68 @@ class TestResultV2:
             assert decoded["reference_versions"] == {}
 
 
+class TestResultV3:
+    """Result v3 adds the ON_FILE decision source; v2 results still read, and v2 readers still read v3."""
+
+    @staticmethod
+    def _on_file_record():
+        decision = Decision(
+            outcome=Outcome.APPROVED,
+            authorization_effective=date(2026, 11, 1),
+            authorization_expiration=date(2027, 10, 31),
+            authorization_number="12345678901",
+            decision_source=DecisionSource.ON_FILE,
+            policy_id="IXEMPRA-PA",
+            policy_version="2020.09-2",
+            decided_at=NOW,
+            summary="Approved on file: prior authorization 12345678901.",
+        )
+        return build_result(CLAIMS["approve-codes"], decision, source=SOURCE, worker_version="t")
+
+    def test_v3_differs_from_v2_only_by_the_on_file_symbol(self, raw_result_schemas):
+        """v3 is v2 plus the DecisionSource symbol ON_FILE, and that enum has a default (the old-reader rule)."""
+        v2, v3 = raw_result_schemas["result.v2.avsc"], raw_result_schemas["result.v3.avsc"]
+        source_v2 = next(f for f in v2["fields"] if f["name"] == "decision_source")["type"]
+        source_v3 = next(f for f in v3["fields"] if f["name"] == "decision_source")["type"]
+        assert source_v3["symbols"] == [*source_v2["symbols"], "ON_FILE"]
+        assert source_v2["default"] == source_v3["default"] == "AUTOMATED_RULE"
+        strip = lambda s: [  # noqa: E731 - a local shape comparison
+            {k: v for k, v in f.items() if k not in {"doc", "type"}} for f in s["fields"]
+        ]
+        assert strip(v2) == strip(v3)
+
+    def test_an_on_file_result_round_trips_and_a_v2_reader_sees_the_default(self, codec):
+        """The codec writes v3 (ON_FILE, PA number, window); a reader holding only v2 reads AUTOMATED_RULE, not an error."""
+        import io  # noqa: PLC0415
+
+        import fastavro  # noqa: PLC0415
+
+        record = self._on_file_record()
+        decoded = codec.decode_result(codec.encode_result(record))
+        assert decoded["decision_source"] == "ON_FILE"
+        assert decoded["authorization_number"] == "12345678901"
+        assert (decoded["authorization_effective"], decoded["authorization_expiration"]) == (
+            date(2026, 11, 1),
+            date(2027, 10, 31),
+        )
+        family = codec._families["result"]
+        assert family.current.file_name == "result.v3.avsc"
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, family.versions[3].parsed, record)
+        buffer.seek(0)
+        old = fastavro.schemaless_reader(buffer, family.versions[3].parsed, family.versions[2].parsed)
+        assert old["decision_source"] == "AUTOMATED_RULE"
+        assert old["authorization_number"] == "12345678901"
+
+    def test_a_v2_result_still_reads(self, codec):
+        """A result written with the v2 schema (before ON_FILE) decodes with the v3 codec, unchanged."""
+        record = build_result(CLAIMS["approve-codes"], _decision(), source=SOURCE, worker_version="t")
+        v2 = codec._families["result"].versions[2]
+        decoded = codec.decode_result(codec._encode(v2, record))
+        assert decoded["claim_id"] == record["claim_id"]
+        assert decoded["decision_source"] == record["decision_source"]
+
+
 class TestBuildRejected:
     """build_rejected answers a malformed claim with outcome REJECTED and its M/I reject codes."""
 
@@ -304,7 +374,7 @@ class TestBuildRejected:
             decided_at=NOW,
             worker_version="1",
         )
-        assert list(record) == _schema_fields("result.v2.avsc")
+        assert list(record) == _schema_fields("result.v3.avsc")
         assert record["outcome"] == "REJECTED"
         assert record["decision_source"] == "FIELD_EDIT"
         assert record["reject_codes"] == ["25", "39"]

@@ -1,7 +1,8 @@
-"""``claims-worker authorizations``: create the store topic, show an authorization, revoke one.
+"""``claims-worker authorizations``: create the store topic, show or revoke an authorization, serve requests.
 
 Exit codes: 0 done (a revoke of an already revoked number writes nothing and says so); 2 bad settings,
-a missing store topic, an unknown PA number or an empty reason; 4 Kafka unreachable. See
+a missing store topic, an unknown PA number or an empty reason; 4 Kafka unreachable. ``serve-requests``
+runs the claims' pipeline with the request door and has the worker's codes (0, 2, 3, 4, 5, 70). See
 docs/authorizations.md.
 """
 
@@ -21,7 +22,9 @@ __all__ = ["register"]
 
 _EPILOG = (
     "exit codes: 0 done; 2 bad settings, no store topic, an unknown PA number or an empty reason; "
-    "4 Kafka unreachable. See docs/authorizations.md."
+    "4 Kafka unreachable. serve-requests (the claims' pipeline with the request door): 0 clean stop, "
+    "2 bad settings or a missing or too small topic, 3 fenced, 4 unreachable past the outage limit, "
+    "5 not authorized, 70 internal error. See docs/authorizations.md."
 )
 
 
@@ -290,4 +293,9 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    return serve_requests(settings, stop, get_logger("claims_worker.pa_requests"))
+    return serve_requests(
+        settings,
+        stop,
+        get_logger("claims_worker.pa_requests"),
+        report=lambda line: print(f"error: {line}", file=sys.stderr),
+    )

@@ -141,9 +141,11 @@ class InformationNeed(StrEnum):
 
 
 class DecisionSource(StrEnum):
-    """Which step produced the outcome (closed set; result schema v2 ``DecisionSource``).
+    """Which step produced the outcome (closed set; result schema v3 ``DecisionSource``).
 
     AUTOMATED_RULE: the rule decided finally (approval, not applicable, reversal, opted-in denial).
+    ON_FILE: approved against a prior authorization on file (docs/authorizations.md), no criterion
+    evaluated; new in result v3 (a v2 reader resolves it to the enum default, AUTOMATED_RULE).
     The others name the step that sent the claim to a person or back to the pharmacy.
     """
 
@@ -152,6 +154,7 @@ class DecisionSource(StrEnum):
     INFORMATION_MISSING = "INFORMATION_MISSING"
     PRODUCT_NOT_IDENTIFIED = "PRODUCT_NOT_IDENTIFIED"
     FIELD_EDIT = "FIELD_EDIT"
+    ON_FILE = "ON_FILE"
 
 
 class Recommendation(StrEnum):

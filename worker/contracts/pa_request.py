@@ -6,7 +6,7 @@ B1 claim for the requested start date (``request_claim``), so one rule set answe
 answer (``pa_decision``) names the outcome, the PA number and window of an approval, the list of what
 is needed for a pended request, or the referral; it holds no PHI.
 
-Not built yet: the Kafka loop that reads the request topic and writes answers (docs/authorizations.md).
+The Kafka side (requests in, answers out, through the claims' Pipeline) is worker/runtime/requests.py.
 """
 
 from __future__ import annotations

@@ -45,7 +45,10 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> Iterat
 
 def _why(result: dict[str, Any]) -> str:
     if result["outcome"] == "APPROVED":
-        return f"authorized {result['authorization_effective']} to {result['authorization_expiration']}"
+        window = f"{result['authorization_effective']} to {result['authorization_expiration']}"
+        if result.get("decision_source") == "ON_FILE":
+            return f"on file: PA {result['authorization_number']}, original window {window}"
+        return f"authorized {window}"
     failing = [c for c in result["criteria"] if c["status"] != "MET"]
     if not failing:
         summary: str = result["summary"]

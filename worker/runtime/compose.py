@@ -7,7 +7,7 @@ tests replace a collaborator by passing it.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -16,7 +16,9 @@ from worker.ops.logs import get_logger
 from worker.ops.metrics import WorkerMetrics
 from worker.policy import catalog_policy
 from worker.runtime import kafka_io
+from worker.runtime.doors import CLAIMS
 from worker.runtime.pipeline import Pipeline
+from worker.runtime.requests import REQUESTS, request_settings
 from worker.state.authorizations import AuthorizationMetrics, Authorizations
 from worker.state.dedupe import SeenEvents
 
@@ -30,11 +32,12 @@ if TYPE_CHECKING:
     from worker.contracts.model import Claim
     from worker.policy import Policy
     from worker.policy.facts import Facts
+    from worker.runtime.doors import Door
     from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
     from worker.runtime.reference import ReferenceData
     from worker.state.store import Restored
 
-__all__ = ["build_worker", "event_id_reader", "readback_timeout_s"]
+__all__ = ["build_request_worker", "build_worker", "event_id_reader", "readback_timeout_s"]
 
 
 def readback_timeout_s(settings: Settings) -> float:
@@ -74,6 +77,7 @@ def build_worker(
     claims_partitions: int | None = None,
     reference: ReferenceData | None = None,
     authorizations: Authorizations | None = None,
+    door: Door = CLAIMS,
 ) -> Pipeline:
     """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer).
 
@@ -113,4 +117,18 @@ def build_worker(
         claims_partitions=claims_partitions,
         refresh=reference.refresh if reference is not None else None,
         authorizations=authorizations,
+        door=door,
     )
+
+
+def build_request_worker(
+    settings: Settings,
+    **parts: Any,  # noqa: ANN401 - build_worker's keyword arguments, passed through
+) -> Pipeline:
+    """Return the PA-request worker: the same ``Pipeline`` with the request door (``requests.REQUESTS``).
+
+    ``settings`` are the worker's; the pipeline runs on ``requests.request_settings(settings)`` (requests
+    in, PA decisions out, group ``<group>-pa-requests``, transactional id prefix ``<prefix>-pa-requests``),
+    with the authorization store and the answered-requests filter (read back from PA decisions).
+    """
+    return build_worker(request_settings(settings), door=REQUESTS, **parts)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
-__all__ = ["DuplicateEvent", "Judgement", "Record", "judge", "no_facts"]
+__all__ = ["DuplicateEvent", "Judgement", "Record", "decision_for", "judge", "no_facts"]
 
 
 class Record(Protocol):
@@ -99,19 +99,38 @@ def judge(
     except BadRecord as error:
         return Judgement(record, error=error, policy=policy)
     tick = time.perf_counter()
-    if authorizations is None:
-        decision = _decide(
-            claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials
-        )
-    else:  # an authorization on file pays without re-evaluation (docs/authorizations.md)
-        decision = authorizations.decide(
-            claim,
-            policy,
-            decided_at,
-            lambda: _decide(
-                claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials
-            ),
-        )
+    decision = decision_for(
+        claim,
+        policy=policy,
+        decided_at=decided_at,
+        lookup_facts=lookup_facts,
+        automated_denials=automated_denials,
+        authorizations=authorizations,
+    )
     return Judgement(
         record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
+    )
+
+
+def decision_for(
+    claim: Claim,
+    *,
+    policy: Policy,
+    decided_at: datetime,
+    lookup_facts: Callable[[Claim], Facts],
+    automated_denials: bool,
+    authorizations: Authorizations | None,
+) -> Decision:
+    """Decide ``claim`` (a claim, or a PA request's claim): on file when the store holds an authorization.
+
+    Without a store, or without a matching authorization, the policy decides with the looked-up facts.
+    """
+    if authorizations is None:
+        return _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials)
+    # An authorization on file pays without re-evaluation (docs/authorizations.md).
+    return authorizations.decide(
+        claim,
+        policy,
+        decided_at,
+        lambda: _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials),
     )

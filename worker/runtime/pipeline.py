@@ -2,8 +2,9 @@
 
 The parts: ``judge`` (pure: decode, duplicate check, decide), ``route`` (the record to publish),
 ``TransactionSession`` (the transaction, abort, producer replacement, rewind), ``PartitionState``
-(stores restored on assignment, counts checked), ``failures`` (what each error means). Build it with
-``worker.runtime.compose.build_worker``.
+(stores restored on assignment, counts checked), ``failures`` (what each error means). What a record
+is (a claim, or a PA request) is the ``door`` (``worker.runtime.doors``): its judge and route. Build it
+with ``worker.runtime.compose.build_worker`` (``build_request_worker`` for PA requests).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from kafka import errors as kerrors
 from worker.contracts.model import CriterionStatus, Outcome
 from worker.errors import ClaimsWorkerError, DeadLetterClass
 from worker.policy import catalog_policy
+from worker.runtime.doors import CLAIMS
 from worker.runtime.failures import (
     Backoff,
     BatchAborted,
@@ -30,10 +32,10 @@ from worker.runtime.failures import (
     describe,
     is_transient,
 )
-from worker.runtime.judge import judge, no_facts
+from worker.runtime.judge import no_facts
 from worker.runtime.kafka_io import OffsetAndMetadata
 from worker.runtime.partitions import Listener, PartitionState
-from worker.runtime.route import Outgoing, route, too_large
+from worker.runtime.route import Outgoing, too_large
 from worker.runtime.session import TransactionSession
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from worker.ops.metrics import WorkerMetrics
     from worker.policy import Policy
     from worker.policy.facts import Facts
+    from worker.runtime.doors import Door
     from worker.runtime.judge import Record
     from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, TopicPartition
     from worker.state.authorizations import Authorizations
@@ -89,8 +92,10 @@ class Pipeline:
         claims_partitions: int | None = None,
         refresh: Callable[[], object] | None = None,
         authorizations: Authorizations | None = None,
+        door: Door = CLAIMS,
     ) -> None:
         self.settings = settings
+        self.door = door  # what a record is (claim or PA request): its judge, route and source kind
         self.consumer = consumer
         self.codec = codec
         self.metrics = metrics
@@ -314,6 +319,7 @@ class Pipeline:
         lookup_facts = self._lookup_facts
         automated_denials = settings.automated_denials
         authorizations = self.authorizations
+        judge, route, source_kind = self.door.judge, self.door.route, self.door.source_kind
         try:
             session.begin()
             for records in batch.values():
@@ -339,7 +345,9 @@ class Pipeline:
                     if out.event_id is not None:
                         seen.stage(record.partition, out.event_id)
                     if authorizations is not None and judgement.claim and judgement.decision:
-                        issued = authorizations.issue(judgement.claim, judgement.decision)
+                        issued = authorizations.issue(
+                            judgement.claim, judgement.decision, source_kind=source_kind
+                        )
                         if issued is not None:  # the new approval goes on file in the same transaction
                             session.send_record(issued)
                     outgoing.append(out)

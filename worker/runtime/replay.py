@@ -46,13 +46,20 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client import Counter as PromCounter
 from tqdm import tqdm
 
-from worker.contracts.model import Outcome
+from worker.contracts.model import DecisionSource, Outcome
 from worker.errors import ConfigError, DeadLetterClass
 from worker.runtime.clients import Role, new_consumer, new_producer
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
 from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
 from worker.runtime.route import route
-from worker.state.authorizations import Authorizations, BadAuthorization, decode_authorization
+from worker.state.authorizations import (
+    ON_FILE_SUMMARY as _ON_FILE_SUMMARY,
+)
+from worker.state.authorizations import (
+    Authorizations,
+    BadAuthorization,
+    decode_authorization,
+)
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
@@ -242,13 +249,24 @@ class Verdict:
     reject_codes: tuple[str, ...] = ()
     window: tuple[str, str] = ("", "")
     claim_id: str = ""
+    source: str = ""
 
     @classmethod
     def of_result(cls, result: Mapping[str, Any]) -> Verdict:
-        """Return the verdict of a decoded result (v1 or v2)."""
+        """Return the verdict of a decoded result (v1, v2 or v3).
+
+        The decision source is compared too (an approval on file vs one evaluated afresh). Results
+        written before v3 named an on-file approval only in the summary: such a result reads as ON_FILE.
+        """
         effective, expiration = result.get("authorization_effective"), result.get("authorization_expiration")
+        source = str(result.get("decision_source") or DecisionSource.AUTOMATED_RULE.value)
+        if source == DecisionSource.AUTOMATED_RULE.value and str(result.get("summary") or "").startswith(
+            _ON_FILE_SUMMARY
+        ):
+            source = DecisionSource.ON_FILE.value
         return cls(
             outcome=str(result["outcome"]),
+            source=source,
             criteria=tuple(
                 (str(c["criterion_id"]), str(c["status"]), str(c["reason_code"]))
                 for c in result.get("criteria") or ()
@@ -265,7 +283,7 @@ class Verdict:
 
     def key(self) -> tuple[object, ...]:
         """Return what must be equal for two verdicts to be the same (not the claim id: same record)."""
-        return (self.outcome, self.criteria, self.reject_codes, self.window)
+        return (self.outcome, self.criteria, self.reject_codes, self.window, self.source)
 
     def brief(self) -> dict[str, Any]:
         """Return a PHI-free summary for the changes file."""
@@ -274,6 +292,7 @@ class Verdict:
             "criteria": {cid: f"{status}/{reason}" for cid, status, reason in self.criteria},
             "reject_codes": list(self.reject_codes),
             "window": list(self.window) if any(self.window) else None,
+            "decision_source": self.source or None,
         }
 
 
@@ -296,6 +315,8 @@ def why(before: Verdict | None, after: Verdict) -> list[str]:
         )
     if before.window != after.window and any(before.window) and any(after.window):
         reasons.append("approval window")  # only between two approvals: otherwise the outcome says it
+    if before.source != after.source and before.source and after.source:
+        reasons.append(f"decision source {before.source} -> {after.source}")  # e.g. on file vs afresh
     if not reasons and before.outcome != after.outcome:
         reasons.append("outcome")
     return reasons

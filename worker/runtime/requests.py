@@ -1,313 +1,210 @@
-"""The PA-request loop: read requests, decide them with the claims policy, answer and store, exactly once.
+"""The PA-request door: requests are decided by the claims' ``Pipeline``, with a request judge and router.
 
-One Kafka transaction per batch holds the answers (PA-decisions topic, keyed by request id), the new
-authorizations (the store topic) and the request offsets (group ``<group>-pa-requests``); a failed
-batch is aborted, the store's staged approvals dropped and the consumer rewound. Bad requests go to
-the dead-letter topic with the claims' classes. Run it with ``claims-worker authorizations
-serve-requests``; exit codes as the worker's (2 bad settings, 3 fenced, 4 unreachable, 5 not
-authorized, 70 internal). See docs/authorizations.md.
+``authorizations serve-requests`` builds a ``Pipeline`` (``compose.build_request_worker``) whose input is
+the requests topic and whose output is the PA-decisions topic (``request_settings``: the worker's
+settings with those topics, group ``<group>-pa-requests`` and transactional id prefix
+``<prefix>-pa-requests``); only the per-record steps differ (``REQUESTS``). So the request path has the
+claims' transaction session (one transaction per batch: answers, new authorizations, request offsets;
+abort, rewind, and a new producer after an unknown commit outcome), partition state (the
+answered-requests filter restored per partition on assignment), backoff and outage clock, and exit
+codes: 0 clean stop, 2 bad settings or missing topics, 3 fenced, 4 unreachable, 5 not authorized,
+70 internal. See docs/authorizations.md.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaTimeoutError
-
-from worker import __version__
-from worker.contracts.codec import Codec
-from worker.contracts.pa_request import decide_request, decode_pa_request, pa_decision, request_claim
-from worker.contracts.results import SourceCoordinates, build_dead_letter
+from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.pa_request import decode_pa_request, pa_decision, request_claim
 from worker.errors import BadRecord, ConfigError
-from worker.policy import catalog_policy, decide
-from worker.policy.facts import Facts
-from worker.runtime.clients import Role, new_consumer, new_producer
-from worker.runtime.failures import ExitCode, Kind, classify
-from worker.runtime.judge import DuplicateEvent
-from worker.runtime.kafka_io import (
-    IndefiniteOutcome,
-    OffsetAndMetadata,
-    bounded,
-    read_event_ids,
-    rewind_to_committed,
-)
-from worker.runtime.reference import open_reference
-from worker.state.authorizations import Authorizations
-from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
+from worker.runtime.doors import Door
+from worker.runtime.judge import DuplicateEvent, Judgement, decision_for
+from worker.runtime.route import Outgoing, dead_letter
+from worker.state.dedupe import EVENT_ID_HEADER
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
+    from datetime import datetime
 
-    from kafka import KafkaConsumer, KafkaProducer
-    from kafka.consumer.fetcher import ConsumerRecord
-    from kafka.structs import TopicPartition
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
+    from worker.contracts.codec import Codec
     from worker.contracts.model import Claim
     from worker.policy import Policy
+    from worker.policy.facts import Facts
+    from worker.runtime.judge import Record
+    from worker.state.authorizations import Authorizations
+    from worker.state.dedupe import SeenEvents
 
-__all__ = ["ANSWERED", "answer_request", "restore_answered", "serve_requests"]
+__all__ = ["REQUESTS", "judge_request", "request_settings", "route_request", "serve_requests"]
 
-ANSWERED = 0
-"""The one slot of the answered-requests filter: answers are keyed by request id, so the decisions
-partition of a request is not its request partition; the loop remembers every answered id in one set."""
-
-Send = tuple[str, bytes | None, bytes, list[tuple[str, bytes]], int | None]
-"""One record to send in the batch's transaction: topic, key, value, headers, partition (``None``: by key)."""
+_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
-def _topics(settings: Settings) -> tuple[str, str]:
+def request_settings(settings: Settings) -> Settings:
+    """Return the settings of the request door: requests in, PA decisions out, its own group and ids.
+
+    Everything else (dead-letter topic, store, policy, directory, limits, security) is the worker's.
+    Raises ``ConfigError`` (exit 2) unless the requests, decisions and store topics are all set.
+    """
     requests, decisions = settings.pa_requests_topic, settings.pa_decisions_topic
     if requests is None or decisions is None or settings.authorizations_topic is None:
         msg = (
             "serve-requests needs CLAIMS_PA_REQUESTS_TOPIC, CLAIMS_PA_DECISIONS_TOPIC and the store settings"
         )
         raise ConfigError(msg)
-    return requests, decisions
-
-
-class _Reassigned(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Notes a new assignment (runs inside ``poll()``); the loop then restores the answered ids.
-
-    A previous owner commits each batch before its partitions are revoked, so the read-back after the
-    assignment holds every request it answered.
-    """
-
-    def __init__(self) -> None:
-        self.changed = False
-
-    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        """Nothing to drop: the filter is rebuilt on the next assignment."""
-
-    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        """Ask the loop to read the answered ids back before its next batch."""
-        if assigned:
-            self.changed = True
-
-
-def restore_answered(
-    settings: Settings, decisions_topic: str, partitions: set[int], stop: threading.Event
-) -> SeenEvents:
-    """Return the answered-requests filter, read back from the request-id headers of the PA-decisions topic.
-
-    The newest ``CLAIMS_DEDUP_WINDOW`` ids of each decisions partition are read (``read_committed``),
-    then kept in one bounded set (the newest ``CLAIMS_DEDUP_WINDOW`` overall, partition by partition).
-    """
-    seen = SeenEvents(settings.dedup_window)
-    ids: list[str] = []
-    for partition in sorted(partitions):
-        restored = read_event_ids(
-            settings,
-            decisions_topic,
-            partition,
-            settings.dedup_window,
-            timeout_s=settings.commit_timeout_s * 4,
-            stop=stop,
+    others = {settings.claims_topic, settings.results_topic, settings.dead_letter_topic}
+    if requests == decisions or {requests, decisions} & others:
+        msg = (
+            "CLAIMS_PA_REQUESTS_TOPIC and CLAIMS_PA_DECISIONS_TOPIC must differ from each other "
+            "and from the claims, results and dead-letter topics"
         )
-        if not restored.complete and not stop.is_set():  # stopped: the loop ends before any batch
-            msg = f"answered PA requests of {decisions_topic}[{partition}]: {restored.detail}"
-            raise KafkaTimeoutError(msg)  # exit 4: never serve with a partial filter
-        ids.extend(restored.state if isinstance(restored.state, list) else [])
-    seen.load_ids(ANSWERED, ids)
-    return seen
+        raise ConfigError(msg)
+    return settings.model_copy(
+        update={
+            "claims_topic": requests,
+            "results_topic": decisions,
+            "group_id": f"{settings.group_id}-pa-requests",
+            "transactional_id_prefix": f"{settings.transactional_id_prefix}-pa-requests",
+        }
+    )
 
 
-def answer_request(
-    record: ConsumerRecord,
+def judge_request(
+    record: Record,
     *,
-    settings: Settings,
     codec: Codec,
-    policy: Policy,
-    store: Authorizations,
     seen: SeenEvents,
-    lookup_facts: Callable[[Claim], Facts],
+    policy: Policy,
     decided_at: datetime,
-    counts: dict[str, int],
-) -> list[Send]:
-    """Return what one request record sends: a dead letter (bad or already answered) or its answer.
+    lookup_facts: Callable[[Claim], Facts],
+    automated_denials: bool,
+    authorizations: Authorizations | None,
+) -> Judgement:
+    """Judge one PA request: decode it, refuse a request id already answered, decide it as a claim.
 
-    A request whose id was already answered (committed, or earlier in this batch) is dead-lettered as
-    ``DUPLICATE_EVENT``, as a redelivered claim is: the first answer stays on the PA-decisions topic.
-    The answer carries the request id as the ``claims-worker.event-id`` header (the filter's read-back).
+    A request id already answered on this partition (committed, or earlier in the batch) is a
+    ``DUPLICATE_EVENT``, as a redelivered claim is: its first answer stays on the PA-decisions topic.
     """
+    del codec  # requests have their own contract (worker/contracts/pa_request.py)
     try:
         claim = request_claim(decode_pa_request(record.value))
-        if seen.seen(ANSWERED, claim.claim_id):
+        if seen.seen(record.partition, claim.claim_id):
             raise DuplicateEvent
     except BadRecord as error:
-        letter = build_dead_letter(
-            key=record.key,
-            value=record.value,
-            headers=list(record.headers or ()),
-            source=SourceCoordinates(record.topic, record.partition, record.offset),
-            error=error,
-            worker_version=__version__,
-            dead_lettered_at=decided_at,
-        )
-        counts["dead_letter"] = counts.get("dead_letter", 0) + 1
-        return [(settings.dead_letter_topic, record.key, codec.encode_dead_letter(letter), [], None)]
-    decision = decide_request(
+        return Judgement(record, error=error, policy=policy)
+    tick = time.perf_counter()
+    decision = decision_for(
         claim,
-        policy,
-        decided_at,
-        functools.partial(
-            decide,
-            claim,
-            lookup_facts(claim),
-            policy,
-            decided_at,
-            automated_denials=settings.automated_denials,
-        ),
-        store,
+        policy=policy,
+        decided_at=decided_at,
+        lookup_facts=lookup_facts,
+        automated_denials=automated_denials,
+        authorizations=authorizations,
     )
+    return Judgement(
+        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
+    )
+
+
+def route_request(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetime) -> Outgoing:
+    """Return the answer (JSON, keyed by request id, on the request's partition number) or a dead letter.
+
+    The answer carries the request id as the ``claims-worker.event-id`` header: the answered-requests
+    filter reads it back from the same PA-decisions partition after an assignment or a replacement.
+    """
+    record = judgement.record
+    if judgement.error is not None:
+        return dead_letter(record, judgement.error, codec=codec, settings=settings, at=at)
+    claim, decision = judgement.claim, judgement.decision
+    if claim is None or decision is None:  # pragma: no cover - a Judgement has an error or both
+        msg = "judgement without a claim, a decision or an error"
+        raise TypeError(msg)
     request_id = claim.claim_id
     answer = json.dumps(pa_decision(request_id, decision), separators=(",", ":")).encode()
-    sends: list[Send] = [
-        (
-            settings.pa_decisions_topic or "",
-            request_id.encode(),
-            answer,
-            [(EVENT_ID_HEADER, request_id.encode())],
-            None,
-        )
-    ]
-    seen.stage(ANSWERED, request_id)
-    issued = store.issue(claim, decision, source_kind="request")
-    if issued is not None:
-        sends.append((issued.topic, issued.key, issued.value, [], issued.partition))
-    counts[decision.outcome.value] = counts.get(decision.outcome.value, 0) + 1
-    return sends
+    not_approved = decision.outcome in _NOT_APPROVED
+    return Outgoing(
+        topic=settings.results_topic,  # the PA-decisions topic (request_settings)
+        partition=record.partition,
+        key=request_id.encode(),
+        value=answer,
+        headers=[(EVENT_ID_HEADER, request_id.encode())],
+        outcome=decision.outcome,
+        reason_codes=tuple(c.reason_code for c in decision.criteria if c.status != CriterionStatus.MET)
+        if not_approved
+        else (),
+        criteria=tuple((c.criterion_id, c.status) for c in decision.criteria),
+        claim_id=request_id,
+        event_id=request_id,
+        event_time=claim.event_time,
+        decide_s=judgement.decide_s,
+    )
 
 
-def serve_requests(  # noqa: C901, PLR0912, PLR0915 - the loop and its failure handling read best in one place
+REQUESTS = Door("pa-requests", judge_request, route_request, "request")
+"""PA requests in, answers (or dead letters) out; an approval goes on file with source ``request``."""
+
+
+def serve_requests(
     settings: Settings,
     stop: threading.Event,
     log: FilteringBoundLogger,
     *,
     lookup_facts: Callable[[Claim], Facts] | None = None,
+    report: Callable[[str], None] = lambda _line: None,
 ) -> int:
     """Serve PA requests until ``stop`` (or idle past ``CLAIMS_EXIT_WHEN_IDLE_S``); return the exit code.
 
     Without ``lookup_facts`` the prescriber directory of ``CLAIMS_DIRECTORY_PATH`` (if set) is opened as
-    the live worker opens it (``open_reference``: a missing or damaged index raises ``ConfigError``, exit 2).
+    the live worker opens it (``open_reference``: a missing or damaged index raises ``ConfigError``, exit 2,
+    before any Kafka client). A fatal failure's one operator line goes to ``report`` (the CLI prints it
+    on stderr, as ``claims-worker run`` does).
     """
-    requests_topic, decisions_topic = _topics(settings)
-    policy = catalog_policy(settings.policy)
-    codec = Codec(wire_format=settings.wire_format.value)
+    # Imported here: compose imports this module (the request door) at its top.
+    from worker.runtime import kafka_io  # noqa: PLC0415
+    from worker.runtime.compose import build_request_worker  # noqa: PLC0415
+    from worker.runtime.failures import Kind, classify, describe  # noqa: PLC0415
+    from worker.runtime.reference import open_reference  # noqa: PLC0415
+
+    view = request_settings(settings)
     reference = None
     if lookup_facts is None:
-        reference = open_reference(settings, log, stop)  # before any Kafka client: a bad index is exit 2
-        lookup_facts = reference.facts if reference is not None else (lambda _claim: Facts())
-    facts = lookup_facts
+        reference = open_reference(view, log, stop)  # before any Kafka client: a bad index is exit 2
+    consumer = None
     try:
-        store = Authorizations.connect(settings, log=log)
-    except BaseException:
-        if reference is not None:
-            reference.close()
-        raise
-    consumer: KafkaConsumer = new_consumer(
-        settings,
-        Role.AUTHORIZATIONS,
-        group_id=f"{settings.group_id}-pa-requests",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-    )
-    producer: KafkaProducer = new_producer(
-        settings,
-        Role.AUTHORIZATIONS,
-        transactional_id=f"{settings.transactional_id}-pa-requests",
-        enable_idempotence=True,
-        acks="all",
-        transaction_timeout_ms=settings.transaction_timeout_ms,
-    )
-    try:
-        producer.init_transactions()
-        store.catch_up()
-        seen = SeenEvents(settings.dedup_window)
-        reassigned = _Reassigned()
-        consumer.subscribe([requests_topic], listener=reassigned)
-        idle_since = time.monotonic()
-        while not stop.is_set():
-            store.follow()
-            if reference is not None:
-                reference.refresh()
-            batch = consumer.poll(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records)
-            if reassigned.changed:  # a new assignment: read the answers back before deciding anything
-                reassigned.changed = False
-                partitions = consumer.partitions_for_topic(decisions_topic) or set()
-                seen = restore_answered(settings, decisions_topic, partitions, stop)
-                log.info("pa_requests_answered_restored", n=len(seen.snapshot(ANSWERED)))
-                if batch:
-                    rewind_to_committed(consumer)  # nothing of it was decided: read it again
-                    continue
-            if not batch:
-                limit = settings.exit_when_idle_s
-                if limit is not None and consumer.assignment() and time.monotonic() - idle_since > limit:
-                    log.info("idle_exit", idle_s=limit)
-                    return ExitCode.OK
-                continue
-            idle_since = time.monotonic()
-            decided_at = datetime.now(UTC)
-            counts: dict[str, int] = {}
-            try:
-                producer.begin_transaction()
-                for records in batch.values():
-                    for record in records:
-                        for topic, key, value, headers, partition in answer_request(
-                            record,
-                            settings=settings,
-                            codec=codec,
-                            policy=policy,
-                            store=store,
-                            seen=seen,
-                            lookup_facts=facts,
-                            decided_at=decided_at,
-                            counts=counts,
-                        ):
-                            producer.send(topic, key=key, value=value, headers=headers, partition=partition)
-                offsets = {
-                    tp: OffsetAndMetadata(records[-1].offset + 1, "", -1) for tp, records in batch.items()
-                }
-                timeout = settings.commit_timeout_s
-                bounded(
-                    functools.partial(
-                        producer.send_offsets_to_transaction, offsets, consumer.group_metadata()
-                    ),
-                    timeout,
-                    "send_offsets_to_transaction",
-                )
-                bounded(producer.commit_transaction, timeout, "commit_transaction")
-            except Exception as exc:
-                store.abort()
-                seen.abort()
-                kind = classify(exc)
-                if kind is not Kind.TRANSIENT or isinstance(exc, IndefiniteOutcome):
-                    raise  # an unknown commit outcome: never reuse the producer (exit 4, restart fences it)
-                log.warning("pa_requests_batch_aborted", error=type(exc).__name__)
-                bounded(producer.abort_transaction, settings.commit_timeout_s, "abort_transaction")
-                rewind_to_committed(consumer)
-                stop.wait(1.0)
-                continue
-            store.commit()
-            seen.commit()
-            log.info("pa_requests_committed", counts=counts)
-    except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
+        consumer = kafka_io.make_consumer(view)
+        made = consumer
+        counts = kafka_io.bounded(  # a missing topic, or outputs smaller than the requests topic: exit 2
+            lambda: kafka_io.check_topics(made, view, refresh=True), view.commit_timeout_s, "topic metadata"
+        )
+        worker = build_request_worker(
+            settings,
+            consumer=consumer,
+            log=log,
+            lookup_facts=lookup_facts,
+            reference=reference,
+            claims_partitions=counts[view.claims_topic],
+        )
+        consumer = None  # the worker owns and closes it now
+        code = worker.run(stop)
+        if worker.failure is not None:
+            report(worker.failure)
+    except Exception as exc:  # noqa: BLE001 - every start-up failure ends in a documented exit code
         kind = classify(exc)
-        code = ExitCode.INTERNAL if kind is Kind.INTERNAL else kind.exit_code
-        log.error("pa_requests_failed", error=type(exc).__name__, exit_code=int(code))  # noqa: TRY400 - no payload
-        return code
+        log.error("pa_requests_failed", error=type(exc).__name__)  # noqa: TRY400 - no payload
+        if kind is Kind.TRANSIENT:  # the topic check timed out: no broker answered
+            report(f"cannot reach Kafka at {view.bootstrap_servers} ({type(exc).__name__})")
+        else:
+            report(describe(exc, view))
+        code = kind.exit_code  # a transient failure at start-up: 4 (unreachable); internal: 70
     finally:
-        store.close()
+        if consumer is not None:
+            consumer.close(autocommit=False)
         if reference is not None:
             reference.close()
-        consumer.close(autocommit=False)
-        producer.close(timeout=5)
-    return ExitCode.OK
+    return int(code)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from worker.contracts.codec import Codec
     from worker.runtime.judge import Judgement, Record
 
-__all__ = ["Outgoing", "route", "too_large"]
+__all__ = ["Outgoing", "dead_letter", "route", "too_large"]
 
 _ERROR_CLASS_HEADER = "claims-worker.error-class"
 _NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
@@ -134,6 +134,13 @@ def too_large(
         "original value omitted, read it at the source coordinates",
     )
     return _dead_letter(record, error, codec, settings, at, keep_original=False)
+
+
+def dead_letter(
+    record: Record, error: BadRecord, *, codec: Codec, settings: Settings, at: datetime
+) -> Outgoing:
+    """Return the dead letter, with the original bytes, for a record that cannot be judged (any door)."""
+    return _dead_letter(record, error, codec, settings, at, keep_original=True)
 
 
 def _dead_letter(
