@@ -104,6 +104,7 @@ def _path(value: object) -> str | None:
 def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence reads best in one place
     """Start metrics and health, connect to Kafka, and run the worker until told to stop."""
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
+    from worker.devtools.faults import abort_injector_from_env  # noqa: PLC0415
     from worker.ops.health import HealthServer  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
@@ -152,6 +153,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     consumer = None
     reference = None
     try:
+        fault = abort_injector_from_env(log)  # test-only (make chaos); None unless CLAIMS_FAULT_ABORT_RATE
         # The directory first: a bad index is exit 2 before any Kafka wait; the updates topic is read
         # to its end before the worker exists, so /readyz stays "connecting" until the overlay is current.
         reference = open_reference(
@@ -188,6 +190,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             log=log,
             claims_partitions=counts[settings.claims_topic],
             reference=reference,
+            fault=fault,
         )
         consumer = None  # the worker owns and closes it now
         readiness.check = worker.readiness

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from worker.contracts.model import Claim
     from worker.policy import Policy
     from worker.policy.facts import Facts
-    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
+    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, Membership
     from worker.runtime.reference import ReferenceData
     from worker.state.store import Restored
 
@@ -74,6 +74,8 @@ def build_worker(
     claims_partitions: int | None = None,
     reference: ReferenceData | None = None,
     authorizations: Authorizations | None = None,
+    membership: Callable[[], Membership] | None = None,
+    fault: Callable[[str], None] | None = None,
 ) -> Pipeline:
     """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer).
 
@@ -81,6 +83,9 @@ def build_worker(
     ``facts`` is the lookup and its ``refresh`` runs once per loop pass; the caller closes it. With
     ``CLAIMS_AUTHORIZATIONS_TOPIC`` set the authorization store is built too (its follower reads the
     store topic on the worker's first pass); its metrics go on ``registry`` when one is given.
+    ``membership`` replaces the group-coordinator check made before a producer replacement
+    (``kafka_io.slot_membership``; tests pass a fake); ``fault`` is the test-only abort hook
+    (``worker.devtools.faults``), None in production.
     """
     if reference is not None and lookup_facts is None:
         lookup_facts = reference.facts
@@ -113,4 +118,6 @@ def build_worker(
         claims_partitions=claims_partitions,
         refresh=reference.refresh if reference is not None else None,
         authorizations=authorizations,
+        membership=membership,
+        fault=fault,
     )

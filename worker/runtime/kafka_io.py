@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -27,6 +28,7 @@ __all__ = [
     "IndefiniteOutcome",
     "KafkaConsumer",
     "KafkaProducer",
+    "Membership",
     "OffsetAndMetadata",
     "TopicPartition",
     "bounded",
@@ -38,6 +40,7 @@ __all__ = [
     "read_event_ids",
     "read_to_end",
     "rewind_to_committed",
+    "slot_membership",
 ]
 
 
@@ -187,6 +190,59 @@ def rewind_to_committed(consumer: KafkaConsumer) -> None:
             consumer.seek_to_beginning(tp)
         else:
             consumer.seek(tp, committed)
+
+
+class Membership(Enum):
+    """Whether this process still holds its instance slot in the group, as the group coordinator says."""
+
+    OURS = "ours"  # the coordinator knows our member id for the slot (or no member holds the slot)
+    FENCED = "fenced"  # another process joined with this slot's static member id: it owns the slot now
+    UNKNOWN = "unknown"  # no answer (coordinator unknown, broker down, timed out): ask again later
+
+
+_SLOT_NOT_TAKEN = (
+    kerrors.RebalanceInProgressError,  # still a member, the group is rebalancing
+    kerrors.UnknownMemberIdError,  # static member id unknown to the group: no one else holds the slot
+    kerrors.IllegalGenerationError,  # still the slot's member, of an older generation
+)
+
+
+def slot_membership(consumer: KafkaConsumer, timeout_s: float) -> Membership:
+    """Ask the group coordinator whether this process still holds its slot: one heartbeat round trip.
+
+    With static membership (KIP-345) a second process joining with the same ``group_instance_id``
+    takes the slot over at once: the coordinator answers the older member's next heartbeat, commit or
+    TxnOffsetCommit with FENCED_INSTANCE_ID. kafka-python's heartbeat thread only logs that and stops
+    heartbeating (the consumer keeps fetching, ``poll`` raises nothing), so the worker asks itself,
+    right before it would replace its producer (which would fence the newer process's producer).
+    Not joined (no member id yet, or reset after the group forgot it) counts as ours: there is no
+    member id of ours another process could have taken over, and the (re)join decides.
+
+    Uses kafka-python 3.x internals (the consumer's coordinator and its heartbeat request); runs on
+    the caller's thread (the poll thread) and blocks at most about ``timeout_s``.
+    """
+    coordinator = consumer._coordinator  # noqa: SLF001 - kafka-python exposes no membership check
+    metadata = coordinator.group_metadata()
+    if not metadata.member_id or metadata.generation_id < 0:
+        return Membership.OURS
+    timeout_ms = max(1, int(timeout_s * 1000))
+    manager = coordinator._manager  # noqa: SLF001
+
+    async def heartbeat() -> None:
+        if not await coordinator.ensure_coordinator_ready_async(timeout_ms=timeout_ms):
+            msg = "group coordinator not found"
+            raise kerrors.KafkaTimeoutError(msg)
+        await manager.wait_for(manager.call_soon(coordinator._send_heartbeat_request), timeout_ms)  # noqa: SLF001
+
+    try:
+        coordinator._net.run(heartbeat)  # noqa: SLF001
+    except kerrors.FencedInstanceIdError:
+        return Membership.FENCED
+    except _SLOT_NOT_TAKEN:
+        return Membership.OURS
+    except kerrors.KafkaError:
+        return Membership.UNKNOWN
+    return Membership.OURS
 
 
 def make_readback_consumer(settings: Settings) -> KafkaConsumer:

@@ -28,10 +28,9 @@ from worker.runtime.failures import (
     Stopped,
     classify,
     describe,
-    is_transient,
 )
 from worker.runtime.judge import judge, no_facts
-from worker.runtime.kafka_io import OffsetAndMetadata
+from worker.runtime.kafka_io import Membership, OffsetAndMetadata, slot_membership
 from worker.runtime.partitions import Listener, PartitionState
 from worker.runtime.route import Outgoing, route, too_large
 from worker.runtime.session import TransactionSession
@@ -89,6 +88,8 @@ class Pipeline:
         claims_partitions: int | None = None,
         refresh: Callable[[], object] | None = None,
         authorizations: Authorizations | None = None,
+        membership: Callable[[], Membership] | None = None,
+        fault: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -113,6 +114,8 @@ class Pipeline:
             metrics,
             log,
             on_replaced=self.partitions.restore_missing,
+            membership=membership or self._slot_membership,
+            fault=fault,
         )
         self._last_poll_ok: float | None = None
         self._committed: dict[TopicPartition, int] = {}
@@ -121,6 +124,10 @@ class Pipeline:
         self._current: tuple[str, int, int] | None = None
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
+
+    def _slot_membership(self) -> Membership:
+        """Ask the group coordinator whether this process still holds its slot (``slot_membership``)."""
+        return slot_membership(self.consumer, self.settings.commit_timeout_s)
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -162,6 +169,7 @@ class Pipeline:
         base_s, cap_s = self.backoff_s
         backoff = Backoff(stop, limit_s=self.settings.outage_limit_s, base_s=base_s, cap_s=cap_s)
         self.session.stop = stop
+        self.session.prepare()  # InitProducerId overlaps the group join and the state read-back
         self.subscribe()
         try:
             self._loop(stop, backoff)
@@ -258,7 +266,7 @@ class Pipeline:
 
         Returns the committed batch's report, or ``None`` when nothing was processed. Raises what failed.
         """
-        self.session.recover()
+        self.session.recover(block=False)  # the first producer may still be in the making: not needed yet
         if self._refresh is not None:
             self._refresh()
         if self.partitions.grew:
@@ -280,6 +288,7 @@ class Pipeline:
         batch = self.partitions.loaded(batch)
         if not batch:
             return None
+        self.session.recover()  # a batch needs the producer: wait for the first one if still in the making
         return self.process(batch)
 
     def close(self) -> None:
@@ -347,8 +356,7 @@ class Pipeline:
             session.commit(offsets)
         except Exception as exc:
             self._failed_since_commit = True
-            session.fail(exc)
-            if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
+            if session.fail(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
                 raise BatchAborted(type(exc).__name__) from exc
             raise
         self._failed_since_commit = False
