@@ -507,6 +507,9 @@ def main() -> int:  # noqa: PLR0912
     state = ROOT / ".cache" / "kafka" / f"chaos-{os.getpid()}"
     logs = ROOT / ".cache" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
+    # Byte-compile the worker as an installed wheel would be: an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 compiles every module from source at each restart (~0.3-0.4 s).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "worker")], check=False)
     broker = local_broker.start_broker(state_dir=state)
     bootstrap = broker.bootstrap
     tag = uuid.uuid4().hex[:8]

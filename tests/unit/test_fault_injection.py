@@ -9,9 +9,17 @@ from structlog.testing import capture_logs
 
 from tests.unit.fakes import FakeCluster
 from tests.unit.test_pipeline_unit import Harness, _exactly_once, _value
+from worker.config.settings import TEST_ONLY_VARIABLES, env_names, load_settings
 from worker.devtools.faults import ABORT_RATE_ENV, AbortInjector, InjectedAbort, abort_injector_from_env
 from worker.errors import ConfigError
 from worker.runtime.failures import ExitCode, Kind, classify
+
+
+def test_the_variable_passes_the_unknown_settings_check_and_is_no_setting():
+    """Setting the test-only variable does not fail settings loading, and --help's settings do not list it."""
+    assert ABORT_RATE_ENV in TEST_ONLY_VARIABLES
+    assert ABORT_RATE_ENV not in env_names()
+    load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", ABORT_RATE_ENV: "0.1"})
 
 
 def test_the_hook_is_off_unless_the_variable_is_set_above_zero():
