@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.registry import SchemaResolver
+    from worker.runtime.kafka_io import KafkaProducer
 
 __all__ = ["run", "with_retries"]
 
@@ -68,6 +69,44 @@ def with_retries(
                 "kafka_unreachable", error=type(exc).__name__, attempt=backoff.attempts, backoff_s=delay
             )
             backoff.wait(delay)
+
+
+class _EarlyProducer:
+    """The first transactional producer, made on a helper thread from the process's first moments.
+
+    Its ``init_transactions`` (which also waits while the broker aborts what a killed predecessor left
+    open) then overlaps loading the policy, the codec, the consumer and the group join. The worker's
+    producer factory hands it out once (or raises what making it raised), then makes new ones.
+    """
+
+    def __init__(self, make: Callable[[], KafkaProducer]) -> None:
+        self._make = make
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._taken = False
+        self._producer: KafkaProducer | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name="early-producer", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._producer = self._make()
+        except BaseException as exc:  # noqa: BLE001 - raised by the first ``factory`` call
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def factory(self) -> KafkaProducer:
+        """Return the early producer the first time (waiting for it), a new producer after that."""
+        with self._lock:
+            first, self._taken = not self._taken, True
+        if not first:
+            return self._make()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._producer is not None  # noqa: S101 - set whenever no error was
+        return self._producer
 
 
 class _Readiness:
@@ -116,6 +155,8 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     configure_logging(settings.log_format.value, settings.log_level)
     log = get_logger("claims_worker")
     bootstrap = settings.require_bootstrap()
+    # First: InitProducerId runs while the rest starts (the restart stall after a SIGKILL, issue 14).
+    early = _EarlyProducer(lambda: kafka_io.make_producer(settings))
     policy = catalog_policy(settings.policy)  # ConfigError (exit 2) names the catalog's entries
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
@@ -191,6 +232,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             claims_partitions=counts[settings.claims_topic],
             reference=reference,
             fault=fault,
+            producer_factory=early.factory,
         )
         consumer = None  # the worker owns and closes it now
         readiness.check = worker.readiness

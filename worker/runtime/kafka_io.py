@@ -76,6 +76,11 @@ def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
     return box.get("value")  # type: ignore[return-value]
 
 
+def _partition_fetch_bytes(settings: Settings) -> int:
+    """Bytes fetched per partition and request: about one batch of claims (~200 B each), 64 KiB at least."""
+    return max(64 * 1024, settings.batch_max_records * 256)
+
+
 def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
     """Return a group consumer for exactly-once reads: no auto-commit, ``read_committed``, manual offsets.
 
@@ -93,6 +98,11 @@ def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
         "auto_offset_reset": "earliest",
         "max_poll_records": settings.batch_max_records,
         "fetch_max_wait_ms": 100,
+        # kafka-python hands out one partition's fetched records before the next one's: with the 1 MiB
+        # default (~5,000 claims) a worker holding several backlogged partitions served one for up to
+        # ten batches before the others (chaos: the last partition's first output 3.5 s after the
+        # others' after a restart). About one batch of claims per partition and fetch interleaves them.
+        "max_partition_fetch_bytes": _partition_fetch_bytes(settings),
         # Notice partitions added to the claims topic within 30 s (Kafka's default is 5 minutes).
         "metadata_max_age_ms": 30_000,
     }
@@ -103,7 +113,8 @@ def make_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
     """Return a transactional producer with this instance's stable transactional id, transactions initialised.
 
-    ``init_transactions`` fences any older producer with the same id and aborts its open transaction.
+    ``init_transactions`` fences any older producer with the same id and aborts its open transaction;
+    the output topics' metadata is fetched too, so the first batch does not wait for it.
     """
     config: dict[str, Any] = {
         "transactional_id": settings.transactional_id,
@@ -111,11 +122,18 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "linger_ms": settings.linger_ms,
         "batch_size": 256 * 1024,
         "max_block_ms": int(settings.commit_timeout_s * 1000),
+        # Output topics must exist with enough partitions (check_topics, exit 2): never auto-create one
+        # (a broker with auto.create.topics.enable would, on the metadata request below).
+        "allow_auto_create_topics": False,
     }
     config.update(overrides)
     producer = new_producer(settings, Role.PRODUCER, **config)
     try:
         producer.init_transactions()
+        # The output topics' metadata now, not on the first send of the first batch (a round trip
+        # less on the restart path, while the group join and the state read-back run).
+        for topic in (settings.results_topic, settings.dead_letter_topic):
+            producer.partitions_for(topic)
     except Exception:
         producer.close(timeout=1)
         raise
