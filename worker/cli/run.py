@@ -142,6 +142,7 @@ def _path(value: object) -> str | None:
 
 def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence reads best in one place
     """Start metrics and health, connect to Kafka, and run the worker until told to stop."""
+    gc.disable()  # until the start-up objects are frozen below: collecting them as they are made is waste
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
     from worker.devtools.faults import abort_injector_from_env  # noqa: PLC0415
     from worker.ops.health import HealthServer  # noqa: PLC0415
@@ -239,6 +240,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         # Everything loaded so far lives for the whole run: keep it out of the collector's way.
         gc.collect()
         gc.freeze()
+        gc.enable()
         metrics.set_running(True)
         code = worker.run(stop)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
@@ -259,6 +261,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         print(f"error: {message}", file=sys.stderr)
         code = kind.exit_code if kind is not Kind.TRANSIENT else ExitCode.UNREACHABLE
     finally:
+        gc.enable()  # a start-up failure left it paused
         if consumer is not None:
             consumer.close(autocommit=False)
         if reference is not None:
