@@ -28,6 +28,7 @@ from worker.runtime.failures import (
     Stopped,
     classify,
     describe,
+    interruptible,
 )
 from worker.runtime.judge import judge, no_facts
 from worker.runtime.kafka_io import Membership, OffsetAndMetadata, slot_membership
@@ -126,8 +127,12 @@ class Pipeline:
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
 
     def _slot_membership(self) -> Membership:
-        """Ask the group coordinator whether this process still holds its slot (``slot_membership``)."""
-        return slot_membership(self.consumer, self.settings.commit_timeout_s)
+        """Ask the group coordinator whether this process still holds its slot (``slot_membership``).
+
+        On a helper thread, so a stop request (``Stopped``) does not wait for an unanswered heartbeat.
+        """
+        consumer, timeout_s = self.consumer, self.settings.commit_timeout_s
+        return interruptible(lambda: slot_membership(consumer, timeout_s), self.session.stop, "membership")
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:

@@ -274,11 +274,11 @@ class TransactionSession:
             self._started = True
             self.replace_pending = False
             return
-        if self._started:  # the first producer needs no check: a process that just started is the newest
-            self._confirm_slot()
-        old, self.producer = self.producer, None
+        old, self.producer = self.producer, None  # failed: never used again, whatever comes next
         if old is not None:
             threading.Thread(target=_abandon, args=(old,), daemon=True).start()
+        if self._started:  # the first producer needs no check: a process that just started is the newest
+            self._confirm_slot()
         for store in self.stores:
             store.forget_all()
         # init_transactions can block for max_block_ms: a stop request must not wait for it.
