@@ -487,7 +487,8 @@ def main() -> int:  # noqa: PLR0912
         type=int,
         default=60_000,
         help="the workers' CLAIMS_TRANSACTION_TIMEOUT_MS (default: the worker's default); below the broker "
-        "outage (~20 s here) the broker aborts a transaction left open across the outage",
+        "outage (~20 s here) the broker aborts a transaction left open across the outage (an epoch bump): "
+        "the worker, its slot still its own, then starts a fresh producer instead of exiting 3",
     )
     args = parser.parse_args()
     # Stop cleanly (workers killed, broker stopped) on SIGTERM or SIGINT, even when started in the background.
