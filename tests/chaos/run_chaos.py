@@ -424,6 +424,10 @@ def restart_marks(
     """Seconds from the SIGKILL to each of ``MARKS`` for one restarted incarnation (missing marks left out)."""
     marks: dict[str, float] = {}
     restored: dict[int, float] = {}
+    # The partitions of its first assignment (another worker may have taken some of the killed one's).
+    first = next((e for e in events if e.get("event") == "partitions_assigned"), {})
+    assigned = first.get("partitions")
+    targets = set(owned) & set(assigned) if isinstance(assigned, list) else set(owned)
     for event in events:
         name = event.get("event")
         if "timestamp" not in event:
@@ -436,9 +440,9 @@ def restart_marks(
             marks["partitions assigned"] = _at(event) - killed_at
         elif name in {"state_restored", "state_restore_incomplete"}:
             partition = event.get("partition")
-            if isinstance(partition, int) and partition in owned:
+            if isinstance(partition, int) and partition in targets:
                 restored.setdefault(partition, _at(event) - killed_at)
-    if restored and set(restored) >= set(owned):
+    if restored and set(restored) >= targets:
         marks["state restored"] = max(restored.values())
     if first_output is not None:
         marks["first output"] = first_output - killed_at
