@@ -75,7 +75,7 @@ bench-peers: install-bench broker-jars ## worker vs Quix Streams, FastStream and
 bench-window: install broker-jars ## claims/s and CPU per 10k claims over 3.5 duplicate windows on one partition (a slowdown over time shows)
 	$(PY) tests/bench/bench_window.py $(BENCH_ARGS)
 
-chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, poison records; read_committed checker
+chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, random transaction aborts, poison records; read_committed checker
 	$(PY) tests/chaos/run_chaos.py $(CHAOS_ARGS)
 
 lint: install ## ruff check, ruff format --check, mypy --strict

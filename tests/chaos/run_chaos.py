@@ -9,16 +9,19 @@ On its own broker (started here from the jars; restarted in place after its SIGK
    slot; SIGKILLs a random live worker ``--kills`` (5) times at random points after >= 20% progress and
    restarts it at once on the same slot; adds a worker on a new slot and later stops it (SIGTERM); SIGKILLs
    the broker once and restarts it on the same state folder and ports; one fault at a time: the next
-   waits until every partition has committed output again;
+   waits until every partition has committed output again; throughout, the workers abort a share
+   (``--abort-rate``) of their transactions at random through the test-only fault hook
+   (``CLAIMS_FAULT_ABORT_RATE``, ``worker.devtools.faults``), so abort -> rewind -> redo runs under load;
 3. stops the workers (SIGTERM) once every input is answered, and checks with read_committed readers:
    lost 0, duplicates 0, per-partition order kept, the dead letters are exactly the poison records,
    no open transaction left (last stable offset = high watermark on both output topics);
 4. prints the figures: the stall after each kill (from the SIGKILL to the next committed output on the
-   partitions the killed worker owned), the stall after the broker kill, and the run's claims/s.
+   partitions the killed worker owned) with where the restarted worker's seconds went (from its json
+   log lines), the stall after the broker kill, the injected aborts, and the run's claims/s.
 
 Exit status 0 when every check holds, 1 otherwise. The whole run is bounded by ``--deadline`` seconds.
 
-    python tests/chaos/run_chaos.py [--claims 100000] [--workers 2] [--kills 5] [--seed N]
+    python tests/chaos/run_chaos.py [--claims 100000] [--workers 2] [--kills 5] [--abort-rate 0.02] [--seed N]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -234,6 +238,18 @@ class Worker:
                     owned -= set(event["partitions"])
         return owned
 
+    def events(self) -> list[dict[str, object]]:
+        """This incarnation's json log lines."""
+        if self.log_path is None:
+            return []
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict):
+                    out.append(event)
+        return out
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.kill()
@@ -390,6 +406,59 @@ def check(  # noqa: PLR0912 - one branch per check
     return figures, failures
 
 
+# ------------------------------------------------------------------------------------ restart breakdown
+# The marks of a restarted worker's start, in its json log (seconds after the SIGKILL): the first line
+# (interpreter, imports, settings, policy, codec), the transactional producer ready (InitProducerId,
+# which also aborts the killed process's open transaction), the group join (partitions_assigned), the
+# duplicate filter read back for its partitions (state_restored), then the monitor's first output.
+MARKS = ("first log line", "producer ready", "partitions assigned", "state restored", "first output")
+
+
+def _at(event: dict[str, object]) -> float:
+    return datetime.fromisoformat(str(event["timestamp"])).timestamp()
+
+
+def restart_marks(
+    events: list[dict[str, object]], owned: list[int], killed_at: float, first_output: float | None
+) -> dict[str, float]:
+    """Seconds from the SIGKILL to each of ``MARKS`` for one restarted incarnation (missing marks left out)."""
+    marks: dict[str, float] = {}
+    restored: dict[int, float] = {}
+    # The partitions of its first assignment (another worker may have taken some of the killed one's).
+    first = next((e for e in events if e.get("event") == "partitions_assigned"), {})
+    assigned = first.get("partitions")
+    targets = set(owned) & set(assigned) if isinstance(assigned, list) else set(owned)
+    for event in events:
+        name = event.get("event")
+        if "timestamp" not in event:
+            continue
+        if "first log line" not in marks:
+            marks["first log line"] = _at(event) - killed_at
+        if name == "producer_ready" and "producer ready" not in marks:
+            marks["producer ready"] = _at(event) - killed_at
+        elif name == "partitions_assigned" and "partitions assigned" not in marks:
+            marks["partitions assigned"] = _at(event) - killed_at
+        elif name in {"state_restored", "state_restore_incomplete"}:
+            partition = event.get("partition")
+            if isinstance(partition, int) and partition in targets:
+                restored.setdefault(partition, _at(event) - killed_at)
+    if restored and set(restored) >= targets:
+        marks["state restored"] = max(restored.values())
+    if first_output is not None:
+        marks["first output"] = first_output - killed_at
+    return marks
+
+
+def injected_aborts(logs: Path) -> int:
+    """How many transactions the test-only fault hook aborted, over every worker log of the run."""
+    n = 0
+    for path in logs.glob("worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"transaction_aborting"' in line and '"InjectedAbort"' in line:
+                n += 1
+    return n
+
+
 # ---------------------------------------------------------------------------------------------- the run
 def _check_deadline(deadline: float, what: str) -> None:
     if time.monotonic() > deadline:
@@ -411,11 +480,19 @@ def main() -> int:  # noqa: PLR0912
     parser.add_argument("--deadline", type=float, default=1_500.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
+        "--abort-rate",
+        type=float,
+        default=0.02,
+        help="share of the workers' transactions aborted at random by the test-only fault hook "
+        "(CLAIMS_FAULT_ABORT_RATE); 0 turns it off",
+    )
+    parser.add_argument(
         "--transaction-timeout-ms",
         type=int,
         default=60_000,
         help="the workers' CLAIMS_TRANSACTION_TIMEOUT_MS (default: the worker's default); below the broker "
-        "outage (~20 s here) the broker aborts a transaction left open across the outage",
+        "outage (~20 s here) the broker aborts a transaction left open across the outage (an epoch bump): "
+        "the worker, its slot still its own, then starts a fresh producer instead of exiting 3",
     )
     args = parser.parse_args()
     # Stop cleanly (workers killed, broker stopped) on SIGTERM or SIGINT, even when started in the background.
@@ -424,7 +501,9 @@ def main() -> int:  # noqa: PLR0912
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     print(
-        f"chaos: seed {seed}, {args.claims:,} claims, {args.workers} workers, {args.kills} kills", flush=True
+        f"chaos: seed {seed}, {args.claims:,} claims, {args.workers} workers, {args.kills} kills, "
+        f"abort rate {args.abort_rate:g}",
+        flush=True,
     )
     started = time.monotonic()
     hard_deadline = started + args.deadline
@@ -433,6 +512,9 @@ def main() -> int:  # noqa: PLR0912
     state = ROOT / ".cache" / "kafka" / f"chaos-{os.getpid()}"
     logs = ROOT / ".cache" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
+    # Byte-compile the worker as an installed wheel would be: an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 compiles every module from source at each restart (~0.3-0.4 s).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "worker")], check=False)
     broker = local_broker.start_broker(state_dir=state)
     bootstrap = broker.bootstrap
     tag = uuid.uuid4().hex[:8]
@@ -444,7 +526,8 @@ def main() -> int:  # noqa: PLR0912
     }
     workers: dict[int, Worker] = {}
     monitor = Monitor(bootstrap, (names["results"], names["dead_letter"]))
-    kill_stalls: list[tuple[int, list[int], float | None]] = []
+    # (slot, partitions it held, SIGKILL time, the restarted incarnation)
+    kill_stalls: list[tuple[int, list[int], float, Worker]] = []
     broker_stall: float | None = None
     events: list[str] = []
 
@@ -477,6 +560,7 @@ def main() -> int:  # noqa: PLR0912
             CLAIMS_OUTAGE_LIMIT_S="600",
             CLAIMS_STARTUP_RETRIES="100",
             CLAIMS_TRANSACTION_TIMEOUT_MS=str(args.transaction_timeout_ms),
+            CLAIMS_FAULT_ABORT_RATE=str(args.abort_rate),
         )
         for slot in range(args.workers):
             workers[slot] = Worker(slot, env, logs)
@@ -519,7 +603,9 @@ def main() -> int:  # noqa: PLR0912
                 killed_at = time.time()
                 victim.kill()
                 victim.start()
-                kill_stalls.append((victim.slot, owned, killed_at))  # stall measured at the end
+                # The restarted incarnation's log, read at the end (its own copy: the slot restarts again).
+                restarted = Worker(victim.slot, env, logs, log_path=victim.log_path)
+                kill_stalls.append((victim.slot, owned, killed_at, restarted))  # stall measured at the end
                 last_fault = killed_at
                 note(f"{progress:5.1%} SIGKILL worker {victim.slot} (partitions {owned}), restarted")
             elif action == "add":
@@ -564,25 +650,39 @@ def main() -> int:  # noqa: PLR0912
     for line in events:
         print(f"  {line}")
     print("\nstall after each SIGKILL + immediate restart (kill -> next committed output on its partitions):")
-    for slot, owned, killed_at in kill_stalls:
-        if not owned or killed_at is None:
+    phases: dict[str, list[float]] = defaultdict(list)
+    for slot, owned, killed_at, restarted in kill_stalls:
+        if not owned:
             print(f"  worker {slot}: owned no partitions at the kill")
             continue
         firsts = [monitor.first_after(p, killed_at) for p in owned]
         if any(f is None for f in firsts):
             print(f"  worker {slot} partitions {owned}: no output after the kill")
             continue
-        stall = max(firsts) - killed_at  # type: ignore[type-var]
+        first = max(f for f in firsts if f is not None)
+        stall = first - killed_at
         stalls.append(stall)
-        print(f"  worker {slot} partitions {owned}: {stall:5.1f} s")
+        marks = restart_marks(restarted.events(), owned, killed_at, first)
+        for mark, at in marks.items():
+            phases[mark].append(at)
+        shown = ", ".join(f"{mark} {at:4.1f}" for mark, at in marks.items())
+        print(f"  worker {slot} partitions {owned}: {stall:5.1f} s   (s after the kill: {shown})")
     if stalls:
         print(f"  median {statistics.median(stalls):.1f} s, longest {max(stalls):.1f} s")
+        print(
+            "  medians, s after the kill: "
+            + ", ".join(f"{mark} {statistics.median(phases[mark]):.2f}" for mark in MARKS if phases[mark])
+        )
     if broker_stall is not None:
         firsts = [monitor.first_after(p, broker_stall) for p in range(PARTITIONS)]
         if all(firsts):
             print(
                 f"stall after the broker SIGKILL (kill -> output on every partition): {max(firsts) - broker_stall:.1f} s"
             )  # type: ignore[type-var]
+    aborts = injected_aborts(logs)
+    print(f"transactions aborted by the fault hook: {aborts} (rate {args.abort_rate:g})")
+    if args.abort_rate > 0 and figures and aborts == 0:
+        failures.append("the fault hook aborted no transaction: the abort -> rewind -> redo path did not run")
     print(f"\nrun: {total:,} inputs answered in {run_s:.0f} s ({total / run_s:,.0f}/s with the faults)")
     for key, value in figures.items():
         print(f"  {key:<20} {value}")

@@ -29,7 +29,7 @@ from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_request_worker
 from worker.runtime.failures import ExitCode
-from worker.runtime.kafka_io import IndefiniteOutcome, TopicPartition
+from worker.runtime.kafka_io import IndefiniteOutcome, Membership, TopicPartition
 from worker.runtime.reference import open_reference
 from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request, serve_requests
 from worker.state.authorizations import Authorizations, decode_authorization
@@ -253,6 +253,7 @@ class _RequestHarness:
             clock=lambda: NOW,
             claims_partitions=len(cluster.logs),
             authorizations=self.store,
+            membership=lambda: Membership.OURS,  # the group still knows this process as the slot
         )
         self.worker.backoff_s = (0.01, 0.05)
 

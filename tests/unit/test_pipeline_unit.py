@@ -22,7 +22,7 @@ from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
 from worker.runtime.failures import ExitCode
 from worker.runtime.judge import judge
-from worker.runtime.kafka_io import IndefiniteOutcome, TopicPartition
+from worker.runtime.kafka_io import IndefiniteOutcome, Membership, TopicPartition
 from worker.runtime.route import route
 from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
 
@@ -40,7 +40,7 @@ def _value(n: int, **overrides) -> bytes:
 class Harness:
     """A worker built by the composition root over a ``FakeCluster``; ``run`` drives it until drained."""
 
-    def __init__(self, cluster: FakeCluster, **env: str) -> None:
+    def __init__(self, cluster: FakeCluster, fault=None, **env: str) -> None:
         self.cluster = cluster
         self.settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", **env})
         self.stop = threading.Event()
@@ -48,6 +48,10 @@ class Harness:
         self.producers: list[FakeProducer] = []
         self.faults: list[dict] = []  # per producer, in creation order
         self.registry = CollectorRegistry()
+        # What the group coordinator answers when asked whether the slot is still ours, one per ask
+        # (the last one repeats); the worker asks before replacing its producer and when it is fenced.
+        self.membership: list[Membership] = [Membership.OURS]
+        self.membership_asked = 0
         self.worker = build_worker(
             self.settings,
             consumer=self.consumer,
@@ -58,8 +62,14 @@ class Harness:
             readback=cluster.read_back,
             clock=lambda: NOW,
             claims_partitions=len(cluster.logs),
+            membership=self._membership,
+            fault=fault,
         )
         self.worker.backoff_s = (0.01, 0.05)
+
+    def _membership(self) -> Membership:
+        self.membership_asked += 1
+        return self.membership.pop(0) if len(self.membership) > 1 else self.membership[0]
 
     def _producer(self) -> FakeProducer:
         faults = self.faults[len(self.producers)] if len(self.producers) < len(self.faults) else {}
@@ -468,11 +478,61 @@ class TestFailures:
         assert code == ExitCode.NOT_AUTHORIZED
         assert SETTINGS.group_id in next(e for e in events if e["event"] == "not_authorized")["message"]
 
-    def test_a_fenced_producer_exits_3(self):
-        """A newer producer with our transactional id fences us: exit 3, logged as producer_fenced."""
-        _, code, events = self._one(commit=[kerrors.ProducerFencedError()])
+    def _fenced(self, membership: list[Membership], **faults) -> tuple[Harness, int, list[dict]]:
+        cluster = FakeCluster()
+        for n in range(3):
+            cluster.append(0, _value(n))
+        h = Harness(cluster, CLAIMS_OUTAGE_LIMIT_S="5")
+        h.membership = membership
+        h.faults = [faults]
+        with capture_logs() as events:
+            code = h.run()
+        return h, code, events
+
+    def test_a_fenced_producer_whose_slot_a_twin_took_exits_3_without_a_new_producer(self):
+        """Fenced while the group says a twin holds the slot: exit 3 naming the slot, and no init_transactions."""
+        h, code, events = self._fenced([Membership.FENCED], commit=[kerrors.ProducerFencedError()])
         assert code == ExitCode.FENCED
-        assert "producer_fenced" in [e["event"] for e in events]
+        line = next(e for e in events if e["event"] == "member_fenced")
+        assert "CLAIMS_INSTANCE" in line["message"]
+        assert len(h.producers) == 1, "a new producer would fence the twin that owns the slot"
+        assert h.cluster.published == []
+
+    @pytest.mark.parametrize("error", [kerrors.ProducerFencedError, kerrors.InvalidProducerEpochError])
+    def test_a_producer_fenced_by_the_broker_while_the_slot_is_ours_gets_a_fresh_producer(self, error):
+        """The broker's own fence (a timed-out transaction's epoch bump) with the slot still ours: a new producer, no exit 3."""
+        h, code, events = self._fenced([Membership.OURS], commit=[error()])
+        assert code == ExitCode.OK
+        assert len(h.producers) == 2
+        assert "producer_fenced_slot_ours" in [e["event"] for e in events]
+        assert h.membership_asked >= 2, "asked when fenced and again right before the new producer"
+        _exactly_once(h.cluster)
+
+    def test_an_unanswered_slot_check_waits_and_asks_again_before_any_new_producer(self):
+        """No answer from the group coordinator: no new producer until a later ask says the slot is ours."""
+        h, code, events = self._fenced(
+            [Membership.UNKNOWN, Membership.UNKNOWN, Membership.UNKNOWN, Membership.OURS],
+            commit=[kerrors.ProducerFencedError()],
+        )
+        assert code == ExitCode.OK
+        assert h.membership_asked >= 4
+        assert len(h.producers) == 2
+        assert [e["error"] for e in events if e["event"] == "kafka_transient"].count("SlotUnconfirmed") >= 2
+        _exactly_once(h.cluster)
+
+    def test_a_replacement_after_an_unknown_outcome_exits_3_when_a_twin_took_the_slot(self):
+        """A commit with an unknown outcome would replace the producer, but a twin holds the slot: exit 3 instead."""
+        h, code, events = self._fenced([Membership.FENCED], commit=[IndefiniteOutcome("commit timed out")])
+        assert code == ExitCode.FENCED
+        assert len(h.producers) == 1
+        assert "member_fenced" in [e["event"] for e in events]
+
+    def test_the_first_producer_is_made_without_asking_the_group(self):
+        """A process that just started is the newest on its slot: its first producer needs no membership check."""
+        h, code, _ = self._fenced([Membership.FENCED])
+        assert code == ExitCode.OK
+        assert h.membership_asked == 0
+        _exactly_once(h.cluster)
 
     def test_a_fenced_static_member_exits_3_naming_the_slot(self):
         """Another live process with our instance slot fences the static member: exit 3 naming the slot."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.registry import SchemaResolver
+    from worker.runtime.kafka_io import KafkaProducer
 
 __all__ = ["run", "with_retries"]
 
@@ -70,6 +71,44 @@ def with_retries(
             backoff.wait(delay)
 
 
+class _EarlyProducer:
+    """The first transactional producer, made on a helper thread from the process's first moments.
+
+    Its ``init_transactions`` (which also waits while the broker aborts what a killed predecessor left
+    open) then overlaps loading the policy, the codec, the consumer and the group join. The worker's
+    producer factory hands it out once (or raises what making it raised), then makes new ones.
+    """
+
+    def __init__(self, make: Callable[[], KafkaProducer]) -> None:
+        self._make = make
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._taken = False
+        self._producer: KafkaProducer | None = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, name="early-producer", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self._producer = self._make()
+        except BaseException as exc:  # noqa: BLE001 - raised by the first ``factory`` call
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def factory(self) -> KafkaProducer:
+        """Return the early producer the first time (waiting for it), a new producer after that."""
+        with self._lock:
+            first, self._taken = not self._taken, True
+        if not first:
+            return self._make()
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._producer is not None  # noqa: S101 - set whenever no error was
+        return self._producer
+
+
 class _Readiness:
     """What ``/readyz`` asks: "connecting" until the worker exists, then the worker's own check."""
 
@@ -103,7 +142,9 @@ def _path(value: object) -> str | None:
 
 def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence reads best in one place
     """Start metrics and health, connect to Kafka, and run the worker until told to stop."""
+    gc.disable()  # until the start-up objects are frozen below: collecting them as they are made is waste
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
+    from worker.devtools.faults import abort_injector_from_env  # noqa: PLC0415
     from worker.ops.health import HealthServer  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
@@ -115,6 +156,8 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     configure_logging(settings.log_format.value, settings.log_level)
     log = get_logger("claims_worker")
     bootstrap = settings.require_bootstrap()
+    # First: InitProducerId runs while the rest starts (the restart stall after a SIGKILL, issue 14).
+    early = _EarlyProducer(lambda: kafka_io.make_producer(settings))
     policy = catalog_policy(settings.policy)  # ConfigError (exit 2) names the catalog's entries
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
@@ -152,6 +195,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     consumer = None
     reference = None
     try:
+        fault = abort_injector_from_env(log)  # test-only (make chaos); None unless CLAIMS_FAULT_ABORT_RATE
         # The directory first: a bad index is exit 2 before any Kafka wait; the updates topic is read
         # to its end before the worker exists, so /readyz stays "connecting" until the overlay is current.
         reference = open_reference(
@@ -188,12 +232,15 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             log=log,
             claims_partitions=counts[settings.claims_topic],
             reference=reference,
+            fault=fault,
+            producer_factory=early.factory,
         )
         consumer = None  # the worker owns and closes it now
         readiness.check = worker.readiness
         # Everything loaded so far lives for the whole run: keep it out of the collector's way.
         gc.collect()
         gc.freeze()
+        gc.enable()
         metrics.set_running(True)
         code = worker.run(stop)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
@@ -214,6 +261,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         print(f"error: {message}", file=sys.stderr)
         code = kind.exit_code if kind is not Kind.TRANSIENT else ExitCode.UNREACHABLE
     finally:
+        gc.enable()  # a start-up failure left it paused
         if consumer is not None:
             consumer.close(autocommit=False)
         if reference is not None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SECRET_FILE_VARIABLES",
+    "TEST_ONLY_VARIABLES",
     "LogFormat",
     "SaslMechanism",
     "SecurityProtocol",
@@ -80,6 +81,9 @@ SECRET_FILE_VARIABLES: dict[str, str] = {
 }
 # A folder of secret files named after the variables (pydantic-settings' secrets directory).
 SECRETS_DIR_VARIABLE = "CLAIMS_SECRETS_DIR"
+# Test-only switches read by worker/devtools (not settings: `--help` does not offer them); accepted here
+# so the unknown-variable check lets the fault harness set them. Off unless set; logged loudly when on.
+TEST_ONLY_VARIABLES = frozenset({"CLAIMS_FAULT_ABORT_RATE"})  # worker.devtools.faults
 _MAX_SECRET_FILE_BYTES = 64 * 1024
 
 _TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
@@ -341,7 +345,13 @@ def env_names() -> tuple[str, ...]:
 
 def _unknown_variables(names: Mapping[str, str]) -> list[str]:
     """Describe each unknown ``CLAIMS_*`` variable, with the closest valid name when one is near."""
-    known = {*env_names(), _BOOTSTRAP_ALIAS, *SECRET_FILE_VARIABLES, SECRETS_DIR_VARIABLE}
+    known = {
+        *env_names(),
+        _BOOTSTRAP_ALIAS,
+        *SECRET_FILE_VARIABLES,
+        SECRETS_DIR_VARIABLE,
+        *TEST_ONLY_VARIABLES,
+    }
     claims_names = [name for name in known if name.startswith("CLAIMS_")]
     problems = []
     for name in sorted(names):

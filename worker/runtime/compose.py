@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.doors import Door
-    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
+    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, Membership
     from worker.runtime.reference import ReferenceData
     from worker.state.store import Restored
 
@@ -78,6 +78,8 @@ def build_worker(
     reference: ReferenceData | None = None,
     authorizations: Authorizations | None = None,
     door: Door = CLAIMS,
+    membership: Callable[[], Membership] | None = None,
+    fault: Callable[[str], None] | None = None,
 ) -> Pipeline:
     """Return a worker ready to ``run(stop)``: nothing connects until then (except a default consumer).
 
@@ -85,6 +87,9 @@ def build_worker(
     ``facts`` is the lookup and its ``refresh`` runs once per loop pass; the caller closes it. With
     ``CLAIMS_AUTHORIZATIONS_TOPIC`` set the authorization store is built too (its follower reads the
     store topic on the worker's first pass); its metrics go on ``registry`` when one is given.
+    ``membership`` replaces the group-coordinator check made before a producer replacement
+    (``kafka_io.slot_membership``; tests pass a fake); ``fault`` is the test-only abort hook
+    (``worker.devtools.faults``), None in production.
     """
     if reference is not None and lookup_facts is None:
         lookup_facts = reference.facts
@@ -118,6 +123,8 @@ def build_worker(
         refresh=reference.refresh if reference is not None else None,
         authorizations=authorizations,
         door=door,
+        membership=membership,
+        fault=fault,
     )
 
 

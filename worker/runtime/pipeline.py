@@ -30,10 +30,10 @@ from worker.runtime.failures import (
     Stopped,
     classify,
     describe,
-    is_transient,
+    interruptible,
 )
 from worker.runtime.judge import no_facts
-from worker.runtime.kafka_io import OffsetAndMetadata
+from worker.runtime.kafka_io import Membership, OffsetAndMetadata, slot_membership
 from worker.runtime.partitions import Listener, PartitionState
 from worker.runtime.route import Outgoing, too_large
 from worker.runtime.session import TransactionSession
@@ -93,6 +93,8 @@ class Pipeline:
         refresh: Callable[[], object] | None = None,
         authorizations: Authorizations | None = None,
         door: Door = CLAIMS,
+        membership: Callable[[], Membership] | None = None,
+        fault: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.door = door  # what a record is (claim or PA request): its judge, route and source kind
@@ -118,6 +120,8 @@ class Pipeline:
             metrics,
             log,
             on_replaced=self.partitions.restore_missing,
+            membership=membership or self._slot_membership,
+            fault=fault,
         )
         self._last_poll_ok: float | None = None
         self._committed: dict[TopicPartition, int] = {}
@@ -126,6 +130,14 @@ class Pipeline:
         self._current: tuple[str, int, int] | None = None
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
+
+    def _slot_membership(self) -> Membership:
+        """Ask the group coordinator whether this process still holds its slot (``slot_membership``).
+
+        On a helper thread, so a stop request (``Stopped``) does not wait for an unanswered heartbeat.
+        """
+        consumer, timeout_s = self.consumer, self.settings.commit_timeout_s
+        return interruptible(lambda: slot_membership(consumer, timeout_s), self.session.stop, "membership")
 
     # --- health -----------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
@@ -167,6 +179,7 @@ class Pipeline:
         base_s, cap_s = self.backoff_s
         backoff = Backoff(stop, limit_s=self.settings.outage_limit_s, base_s=base_s, cap_s=cap_s)
         self.session.stop = stop
+        self.session.prepare()  # InitProducerId overlaps the group join and the state read-back
         self.subscribe()
         try:
             self._loop(stop, backoff)
@@ -263,7 +276,7 @@ class Pipeline:
 
         Returns the committed batch's report, or ``None`` when nothing was processed. Raises what failed.
         """
-        self.session.recover()
+        self.session.recover(block=False)  # the first producer may still be in the making: not needed yet
         if self._refresh is not None:
             self._refresh()
         if self.partitions.grew:
@@ -285,6 +298,7 @@ class Pipeline:
         batch = self.partitions.loaded(batch)
         if not batch:
             return None
+        self.session.recover()  # a batch needs the producer: wait for the first one if still in the making
         return self.process(batch)
 
     def close(self) -> None:
@@ -355,8 +369,7 @@ class Pipeline:
             session.commit(offsets)
         except Exception as exc:
             self._failed_since_commit = True
-            session.fail(exc)
-            if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
+            if session.fail(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
                 raise BatchAborted(type(exc).__name__) from exc
             raise
         self._failed_since_commit = False
