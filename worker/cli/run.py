@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.contracts.registry import SchemaResolver
     from worker.runtime.kafka_io import KafkaProducer
+    from worker.runtime.pipeline import Pipeline
 
 __all__ = ["run", "with_retries"]
 
@@ -243,6 +244,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         gc.enable()
         metrics.set_running(True)
         code = worker.run(stop)
+        _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
             print(f"error: {worker.failure}", file=sys.stderr)
     except Stopped:
@@ -271,6 +273,26 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     log.info("stopped", exit_code=int(code))
     _exit_now(int(code))
     return int(code)  # pragma: no cover - only when _exit_now is stubbed out
+
+
+def _leave_group_when_done(
+    worker: Pipeline, code: int, settings: Settings, log: FilteringBoundLogger
+) -> None:
+    """After an idle exit, give the slot's partitions back now rather than after the session timeout.
+
+    Only then: a SIGTERM (a rolling restart) keeps the slot, which is what static membership is for.
+    Best effort: the run's output is already committed, so a failure here is logged, not an error.
+    """
+    if not worker.idle_exited or code != ExitCode.OK:
+        return
+    from worker.runtime import kafka_io  # noqa: PLC0415 - as in run()
+
+    try:
+        answer = kafka_io.leave_group(settings)
+    except Exception as exc:  # noqa: BLE001 - the work is done; the group forgets us at the session timeout
+        log.warning("group_leave_failed", error=type(exc).__name__)
+        return
+    log.info("group_left", group_id=settings.group_id, error=answer)
 
 
 def _exit_now(code: int) -> None:

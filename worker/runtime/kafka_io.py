@@ -370,3 +370,24 @@ def read_to_end(
             raise kerrors.KafkaTimeoutError(msg)
         applied += poll()
     return applied
+
+
+def leave_group(settings: Settings) -> str:
+    """Remove this slot's static member from the group at once; return the coordinator's answer's name.
+
+    A static member sends no LeaveGroup when it closes (KIP-345): the group keeps its partitions for
+    the session timeout, expecting it back (a rolling restart). A worker that ends because it is done
+    (idle exit: a batch run) is not coming back, so it removes its member explicitly and the group
+    rebalances now instead of after the session timeout. Call it after the consumer has closed: a live
+    member removed this way would only rejoin.
+    """
+    from kafka.admin import MemberToRemove  # noqa: PLC0415 - only on an idle exit
+
+    admin = new_admin(settings, Role.ADMIN)
+    try:
+        member = MemberToRemove(group_instance_id=group_instance_id(settings), reason="idle exit")
+        answers = admin.remove_group_members(settings.group_id, [member])
+    finally:
+        admin.close()
+    error = next(iter(answers.values()), kerrors.NoError)
+    return str(getattr(error, "__name__", error))

@@ -130,6 +130,7 @@ class Pipeline:
         self._current: tuple[str, int, int] | None = None
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
+        self.idle_exited = False  # ended by CLAIMS_EXIT_WHEN_IDLE_S: done, not coming back (leave the group)
 
     def _slot_membership(self) -> Membership:
         """Ask the group coordinator whether this process still holds its slot (``slot_membership``).
@@ -228,6 +229,7 @@ class Pipeline:
             limit = self.settings.exit_when_idle_s
             if limit is not None and self.partitions.assigned and time.monotonic() - idle_since > limit:
                 self.log.info("idle_exit", idle_s=limit)
+                self.idle_exited = True
                 return
 
     def _transient(self, exc: Exception, backoff: Backoff) -> None:
