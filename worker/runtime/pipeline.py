@@ -1,4 +1,12 @@
-"""The one loop: poll a batch, judge and route each record, publish the batch in one transaction.
+"""The one loop: poll a batch, judge and route each record, publish the polls in one transaction.
+
+A transaction spans several polls: it commits once ``CLAIMS_COMMIT_INTERVAL_MS`` has passed since it
+opened, once it holds ``CLAIMS_TRANSACTION_MAX_RECORDS``, or as soon as a poll comes back empty (caught
+up), as Kafka Streams commits every ``commit.interval.ms`` under exactly-once. Each commit costs several
+broker round trips, so fewer commits is most of kafka-python's throughput. A rebalance that takes away
+a partition whose records the open transaction holds aborts it (and rewinds): kafka-python calls the
+listener inside ``poll`` and may hand the partition on within the same call, so a later commit could
+publish those records a second time.
 
 The parts: ``judge`` (pure: decode, duplicate check, decide), ``route`` (the record to publish),
 ``TransactionSession`` (the transaction, abort, producer replacement, rewind), ``PartitionState``
@@ -12,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kafka import errors as kerrors
 
@@ -59,9 +67,24 @@ __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 _NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
+class PartitionsGone(Exception):  # noqa: N818 - a reason to abort, not an error of the worker
+    """A rebalance took partitions whose records the open transaction holds: it must abort, not commit."""
+
+
+@dataclass
+class _Open:
+    """The transaction open over one or more polls: what it sent, from where, and the offsets it commits."""
+
+    started: float  # perf_counter when it opened
+    opened: float  # monotonic, for the commit interval
+    offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    outgoing: list[Outgoing] = field(default_factory=list)
+
+
 @dataclass
 class BatchReport:
-    """What one committed batch did, for the batch log line and tests."""
+    """What one committed transaction (one or more polls) did, for the batch log line and tests."""
 
     records: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -119,6 +142,8 @@ class Pipeline:
         self._lag_updated = 0.0
         self._failed_since_commit = False
         self._current: tuple[str, int, int] | None = None
+        self._open: _Open | None = None  # the transaction open over polls, if any
+        self._interval_s = settings.commit_interval_ms / 1000
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
 
@@ -200,10 +225,10 @@ class Pipeline:
                 self._transient(exc, backoff)
                 idle_since = time.monotonic()  # failing is not idle
                 continue
-            if report is not None or self.partitions.restoring:
+            if report is not None or self._open is not None or self.partitions.restoring:
                 if report is not None:
                     backoff.succeeded()
-                idle_since = time.monotonic()  # restoring is not idle either
+                idle_since = time.monotonic()  # restoring (or a transaction still open) is not idle either
                 continue
             if not self._failed_since_commit:
                 backoff.succeeded()  # a poll worked and no batch is failing: the outage is over
@@ -211,6 +236,16 @@ class Pipeline:
             if limit is not None and self.partitions.assigned and time.monotonic() - idle_since > limit:
                 self.log.info("idle_exit", idle_s=limit)
                 return
+        self._commit_at_stop()
+
+    def _commit_at_stop(self) -> None:
+        """Commit the open transaction at a stop request; if that fails it is aborted (and comes again)."""
+        if self._open is None:
+            return
+        try:
+            self.commit_open()
+        except BatchAborted as exc:
+            self.log.warning("stop_commit_aborted", error=type(exc.__cause__ or exc).__name__)
 
     def _transient(self, exc: Exception, backoff: Backoff) -> None:
         """Back off after a transient or abortable failure (raises ``OutageTooLong`` past the limit)."""
@@ -254,33 +289,87 @@ class Pipeline:
         return kind.exit_code
 
     def poll_once(self) -> BatchReport | None:
-        """One pass: recover if needed, poll, settle the partition state, process what came.
+        """One pass: recover if needed, poll, settle the partition state, process what came, commit if due.
 
-        Returns the committed batch's report, or ``None`` when nothing was processed. Raises what failed.
+        Returns the committed transaction's report, or ``None`` when nothing was committed (a
+        transaction may still be open: ``in_transaction``). Raises what failed; a failure while a
+        transaction is open aborts it first (``BatchAborted`` when the cause is transient or abortable).
         """
+        try:
+            return self._pass()
+        except Exception as exc:
+            if self._open is None:
+                raise
+            self._fail_open(exc)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Tell whether a transaction is open (records sent, not yet committed)."""
+        return self._open is not None
+
+    def _pass(self) -> BatchReport | None:
         self.session.recover()
         if self._refresh is not None:
             self._refresh()
         if self.partitions.grew:
+            if self._open is not None:  # its records went to the partitions the old producer knows
+                return self.commit_open()
             self.partitions.grew = False
             self.session.replace("the claims topic gained partitions")
         if self.authorizations is not None:
             self.authorizations.follow()  # read in what other workers approved (catches up first)
         batch = self.consumer.poll(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+            timeout_ms=self._poll_wait_ms(), max_records=self.settings.batch_max_records
         )
         self._last_poll_ok = time.monotonic()
+        gone = self.partitions.take_gone()
+        if self._open is not None and not gone.isdisjoint(self._open.offsets):
+            self._abort_for_rebalance(gone)
+            batch = {}  # rewound with the rest: its records come again
         self.partitions.settle()
         if len(self._committed) > len(self.partitions.assigned):
             # Partitions that left: their forward-only check starts afresh if they come back.
             self._committed = {tp: o for tp, o in self._committed.items() if tp in self.partitions.assigned}
         self._update_lag()
-        if not batch:
-            return None
-        batch = self.partitions.loaded(batch)
-        if not batch:
-            return None
-        return self.process(batch)
+        if batch:
+            batch = self.partitions.loaded(batch)
+        if batch:
+            self.process(batch)
+        if self._open is not None and (not batch or self._due()):
+            return self.commit_open()
+        return None
+
+    def _poll_wait_ms(self) -> int:
+        """Return how long the poll may wait: the poll timeout, or what is left of the interval."""
+        wait = self.settings.poll_timeout_ms
+        if self._open is None:
+            return wait
+        left_ms = (self._interval_s - (time.monotonic() - self._open.opened)) * 1000
+        return max(0, min(wait, int(left_ms)))
+
+    def _due(self) -> bool:
+        """Tell whether the open transaction should commit now (interval passed or records at the limit)."""
+        open_ = self._open
+        return open_ is not None and (
+            len(open_.outgoing) >= self.settings.transaction_max_records
+            or time.monotonic() - open_.opened >= self._interval_s
+        )
+
+    def _abort_for_rebalance(self, gone: set[TopicPartition]) -> None:
+        """Abort the open transaction and rewind: a rebalance took partitions whose records it holds."""
+        open_, self._open = self._open, None
+        held = sorted(tp.partition for tp in gone if open_ is not None and tp in open_.offsets)
+        self.log.info("transaction_aborted_for_rebalance", partitions=held)
+        self.session.fail(PartitionsGone(f"partitions {held} left the assignment"))
+
+    def _fail_open(self, exc: Exception) -> NoReturn:
+        """End the open transaction after ``exc``: the session aborts (or replaces) and rewinds; re-raise."""
+        self._open = None
+        self._failed_since_commit = True
+        self.session.fail(exc)
+        if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
+            raise BatchAborted(type(exc).__name__) from exc
+        raise exc
 
     def close(self) -> None:
         """Stop restores, close the producer and the consumer; safe to call twice."""
@@ -290,20 +379,18 @@ class Pipeline:
         self.session.close()
         self.consumer.close(autocommit=False)
 
-    # --- one batch --------------------------------------------------------------------------------
-    def process(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> BatchReport:
-        """Judge, route and send one polled batch, then commit it with its offsets in one transaction.
+    # --- one poll into the open transaction ----------------------------------------------------------
+    def process(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        """Judge, route and send one polled batch inside the open transaction (opened here if none).
 
         Each record is sent as soon as it is judged, so the producer's I/O overlaps the next record's
-        work; nothing is visible to read_committed readers until the commit. A result's event id is
-        staged in the duplicate filter only once it is sent. On failure the batch is aborted (or the
-        producer replaced), the stores restored and the consumer rewound; a transient or abortable
-        failure then raises ``BatchAborted``, anything else itself.
+        work; nothing is visible to read_committed readers until ``commit_open``. A result's event id is
+        staged in the duplicate filter only once it is sent, and stays staged (visible to later polls of
+        the same transaction) until the commit. Raises what failed; ``poll_once`` then ends the
+        transaction (abort or replacement, stores restored, consumer rewound).
         """
-        started = time.perf_counter()
         offsets = self._next_offsets(batch)
         decided_at = self._clock()
-        outgoing: list[Outgoing] = []
         session, codec, settings, seen, policy = (
             self.session,
             self.codec,
@@ -314,57 +401,73 @@ class Pipeline:
         lookup_facts = self._lookup_facts
         automated_denials = settings.automated_denials
         authorizations = self.authorizations
-        try:
+        open_ = self._open
+        if open_ is None:
+            open_ = self._open = _Open(started=time.perf_counter(), opened=time.monotonic())
             session.begin()
-            for records in batch.values():
-                for record in records:
-                    self._current = (record.topic, record.partition, record.offset)
-                    judgement = judge(
-                        record,
-                        codec=codec,
-                        seen=seen,
-                        policy=policy,
-                        decided_at=decided_at,
-                        lookup_facts=lookup_facts,
-                        automated_denials=automated_denials,
-                        authorizations=authorizations,
-                    )
-                    out = route(judgement, codec=codec, settings=settings, at=decided_at)
-                    try:
-                        session.send(out)
-                    except kerrors.MessageSizeTooLargeError:
-                        # Retrying would fail the same way forever: publish a small dead letter instead.
-                        out = too_large(record, out, codec=codec, settings=settings, at=decided_at)
-                        session.send(out)
-                    if out.event_id is not None:
-                        seen.stage(record.partition, out.event_id)
-                    if authorizations is not None and judgement.claim and judgement.decision:
-                        issued = authorizations.issue(judgement.claim, judgement.decision)
-                        if issued is not None:  # the new approval goes on file in the same transaction
-                            session.send_record(issued)
-                    outgoing.append(out)
-            self._current = None
-            session.commit(offsets)
-        except Exception as exc:
-            self._failed_since_commit = True
-            session.fail(exc)
-            if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
-                raise BatchAborted(type(exc).__name__) from exc
-            raise
+        outgoing = open_.outgoing
+        for records in batch.values():
+            for record in records:
+                self._current = (record.topic, record.partition, record.offset)
+                judgement = judge(
+                    record,
+                    codec=codec,
+                    seen=seen,
+                    policy=policy,
+                    decided_at=decided_at,
+                    lookup_facts=lookup_facts,
+                    automated_denials=automated_denials,
+                    authorizations=authorizations,
+                )
+                out = route(judgement, codec=codec, settings=settings, at=decided_at)
+                try:
+                    session.send(out)
+                except kerrors.MessageSizeTooLargeError:
+                    # Retrying would fail the same way forever: publish a small dead letter instead.
+                    out = too_large(record, out, codec=codec, settings=settings, at=decided_at)
+                    session.send(out)
+                if out.event_id is not None:
+                    seen.stage(record.partition, out.event_id)
+                if authorizations is not None and judgement.claim and judgement.decision:
+                    issued = authorizations.issue(judgement.claim, judgement.decision)
+                    if issued is not None:  # the new approval goes on file in the same transaction
+                        session.send_record(issued)
+                outgoing.append(out)
+        self._current = None
+        for tp, records in batch.items():
+            open_.first.setdefault(tp, records[0].offset)
+        open_.offsets.update(offsets)
+
+    def commit_open(self) -> BatchReport:
+        """Commit the open transaction with its offsets; return its report. Raises as ``poll_once`` does."""
+        open_ = self._open
+        if open_ is None:
+            msg = "no transaction is open"
+            raise ClaimsWorkerError(msg)
+        try:
+            self.session.commit(open_.offsets)
+        except Exception as exc:  # noqa: BLE001 - _fail_open re-raises it (or BatchAborted from it)
+            self._fail_open(exc)
+        self._open = None
         self._failed_since_commit = False
-        return self._account(batch, outgoing, offsets, started)
+        return self._account(open_)
 
     def _next_offsets(
         self, batch: Mapping[TopicPartition, Sequence[Record]]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Return the offsets to commit with ``batch``: one past each partition's last record.
 
-        Checks the invariant on the path that decides what is committed: offsets only move forward.
+        Checks the invariant on the path that decides what is committed: offsets only move forward,
+        past what was committed and past what the open transaction already holds.
         """
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        held = self._open.offsets if self._open is not None else {}
         for tp, records in batch.items():
             first, last = records[0].offset, records[-1].offset
             previous = self._committed.get(tp)
+            pending = held.get(tp)
+            if pending is not None:
+                previous = pending.offset
             if previous is not None and first < previous:
                 self._current = (tp.topic, tp.partition, first)
                 msg = f"offset went back on {tp.topic}[{tp.partition}]: {first} < {previous}"
@@ -372,21 +475,16 @@ class Pipeline:
             offsets[tp] = OffsetAndMetadata(last + 1, "", getattr(records[-1], "leader_epoch", -1))
         return offsets
 
-    def _account(
-        self,
-        batch: Mapping[TopicPartition, Sequence[Record]],
-        outgoing: list[Outgoing],
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-        started: float,
-    ) -> BatchReport:
-        """Count a committed batch: metrics once per batch (per label), and the batch log line."""
+    def _account(self, open_: _Open) -> BatchReport:
+        """Count a committed transaction: metrics once per transaction (per label), and the batch log line."""
+        outgoing = open_.outgoing
         report = BatchReport(records=len(outgoing))
         self._count(outgoing, report)
         metrics = self.metrics
-        for tp, records in batch.items():
-            self._committed[tp] = offsets[tp].offset
-            report.offsets[f"{tp.topic}[{tp.partition}]"] = (records[0].offset, records[-1].offset)
-        report.duration_s = time.perf_counter() - started
+        for tp, offset in open_.offsets.items():
+            self._committed[tp] = offset.offset
+            report.offsets[f"{tp.topic}[{tp.partition}]"] = (open_.first[tp], offset.offset - 1)
+        report.duration_s = time.perf_counter() - open_.started
         metrics.record_consumed(report.records)
         metrics.observe_batch(report.records, report.duration_s)
         self._update_lag(force=True)
