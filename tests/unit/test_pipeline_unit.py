@@ -498,6 +498,22 @@ class TestTransactionsOverPolls:
         assert "abort" not in h.producers[0].calls
         _exactly_once(cluster)
 
+    def test_a_fence_recorded_in_the_background_exits_3_not_abort(self):
+        """A commit that raises kafka-python's bare 'error state' KafkaError over a recorded fence exits 3, unreplaced."""
+        cluster = self._cluster(1, 2)
+        h = Harness(cluster)
+        h.faults = [{"commit": [kerrors.KafkaError("Cannot execute transactional method: error state")]}]
+
+        def fenced_in_background(consumer):
+            if h.producers and consumer.polls == 1:
+                manager = type("Manager", (), {"last_error": kerrors.ProducerFencedError})()
+                h.producers[0]._transaction_manager = manager
+
+        h.consumer.on_poll = fenced_in_background
+        assert h.run() == ExitCode.FENCED
+        assert len(h.producers) == 1, "no replacement: it would fence the newer instance"
+        assert "abort" not in h.producers[0].calls
+
     def test_a_stop_commits_the_open_transaction(self):
         """A stop request while a transaction is open commits what was sent before the loop ends."""
         cluster = self._cluster(1, 6)

@@ -67,6 +67,26 @@ __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 _NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
+def recorded_error(producer: object, exc: Exception) -> Exception:
+    """Return the error kafka-python recorded for a transaction that failed in the background.
+
+    A send's failure (e.g. the producer was fenced) lands on kafka-python's sender thread; the next
+    transactional call then raises a bare ``KafkaError`` ("... in an error state: ...") that hides it.
+    A transaction open over several polls meets this more often, so the recorded error decides
+    (fenced: exit 3, not an abort and a replacement that would fence the newer instance).
+    """
+    if type(exc) is not kerrors.KafkaError:
+        return exc
+    manager = getattr(producer, "_transaction_manager", None)
+    recorded = getattr(manager, "last_error", None)
+    if isinstance(recorded, type) and issubclass(recorded, Exception):
+        recorded = recorded()
+    if not isinstance(recorded, Exception):
+        return exc
+    recorded.__cause__ = exc
+    return recorded
+
+
 class PartitionsGone(Exception):  # noqa: N818 - a reason to abort, not an error of the worker
     """A rebalance took partitions whose records the open transaction holds: it must abort, not commit."""
 
@@ -365,6 +385,7 @@ class Pipeline:
     def _fail_open(self, exc: Exception) -> NoReturn:
         """End the open transaction after ``exc``: the session aborts (or replaces) and rewinds; re-raise."""
         self._open = None
+        exc = recorded_error(self.session.producer, exc)
         self._failed_since_commit = True
         self.session.fail(exc)
         if is_transient(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
