@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         60_000, ge=1_000, le=900_000, description="Broker-side timeout of an open transaction."
     )
     commit_interval_ms: int = Field(
-        100,
+        500,
         ge=0,
         le=60_000,
         description="Longest a transaction stays open over several polls before it commits (0: per poll).",
