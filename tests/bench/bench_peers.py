@@ -364,7 +364,7 @@ def _mix(name: str, n: int, codec: Codec):
     return streams.encoded(claims, codec)
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
     """Child mode (--app) runs one peer; otherwise run the rounds and print the figures."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
