@@ -40,6 +40,9 @@ __all__ = ["run", "with_retries"]
 T = TypeVar("T")
 
 
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
 def with_retries(
     attempts: int,
     call: Callable[[], T],
@@ -194,6 +197,11 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         # Everything loaded so far lives for the whole run: keep it out of the collector's way.
         gc.collect()
         gc.freeze()
+        # Each claim allocates hundreds of short-lived objects (decoded record, model, decision, result,
+        # kafka-python's record and future) and almost no cycles; the default thresholds (700, 10, 10)
+        # run a young collection every few claims and a full one, over kafka-python's buffers and the
+        # duplicate filter, every few hundred. Measured: 3-13% less CPU per claim (README, Performance).
+        gc.set_threshold(*GC_THRESHOLDS)
         metrics.set_running(True)
         code = worker.run(stop)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
