@@ -87,6 +87,23 @@ def recorded_error(producer: object, exc: Exception) -> Exception:
     return recorded
 
 
+def _tally(outgoing: list[Outgoing], open_: _Open) -> None:
+    """Add one poll's published records to the open transaction's counts (counted in metrics on commit)."""
+    open_.records += len(outgoing)
+    for out in outgoing:
+        if out.outcome is not None:
+            open_.outcomes[out.outcome.value] += 1
+            open_.decide_s.append(out.decide_s)
+            open_.criteria.update(out.criteria)
+            open_.reasons.update(out.reason_codes)
+            if out.event_time is not None:
+                open_.event_times.append(out.event_time)
+            if out.outcome in _NOT_APPROVED:
+                open_.not_approved.append((out.claim_id, out.outcome.value, out.reason_codes))
+        elif out.error_class is not None:
+            open_.dead_letters[out.error_class.value] += 1
+
+
 class PartitionsGone(Exception):  # noqa: N818 - a reason to abort, not an error of the worker
     """A rebalance took partitions whose records the open transaction holds: it must abort, not commit."""
 
@@ -99,7 +116,16 @@ class _Open:
     opened: float  # monotonic, for the commit interval
     offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
     first: dict[TopicPartition, int] = field(default_factory=dict)
-    outgoing: list[Outgoing] = field(default_factory=list)
+    # What it published, tallied per poll (the outgoing records themselves are let go at once: kept for
+    # the whole interval they would be promoted through the collector's generations and scanned again).
+    records: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    criteria: Counter[tuple[str, CriterionStatus]] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    decide_s: list[float] = field(default_factory=list)
+    event_times: list[datetime] = field(default_factory=list)
+    not_approved: list[tuple[str | None, str, tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -371,7 +397,7 @@ class Pipeline:
         """Tell whether the open transaction should commit now (interval passed or records at the limit)."""
         open_ = self._open
         return open_ is not None and (
-            len(open_.outgoing) >= self.settings.transaction_max_records
+            open_.records >= self.settings.transaction_max_records
             or time.monotonic() - open_.opened >= self._interval_s
         )
 
@@ -426,7 +452,7 @@ class Pipeline:
         if open_ is None:
             open_ = self._open = _Open(started=time.perf_counter(), opened=time.monotonic())
             session.begin()
-        outgoing = open_.outgoing
+        outgoing: list[Outgoing] = []
         for records in batch.values():
             for record in records:
                 self._current = (record.topic, record.partition, record.offset)
@@ -458,6 +484,7 @@ class Pipeline:
         for tp, records in batch.items():
             open_.first.setdefault(tp, records[0].offset)
         open_.offsets.update(offsets)
+        _tally(outgoing, open_)
 
     def commit_open(self) -> BatchReport:
         """Commit the open transaction with its offsets; return its report. Raises as ``poll_once`` does."""
@@ -498,9 +525,8 @@ class Pipeline:
 
     def _account(self, open_: _Open) -> BatchReport:
         """Count a committed transaction: metrics once per transaction (per label), and the batch log line."""
-        outgoing = open_.outgoing
-        report = BatchReport(records=len(outgoing))
-        self._count(outgoing, report)
+        report = BatchReport(records=open_.records)
+        self._count(open_, report)
         metrics = self.metrics
         for tp, offset in open_.offsets.items():
             self._committed[tp] = offset.offset
@@ -519,40 +545,23 @@ class Pipeline:
         )
         return report
 
-    def _count(self, outgoing: list[Outgoing], report: BatchReport) -> None:
-        """Add the batch's outcomes and dead letters to ``report`` and the metrics (one call per label)."""
+    def _count(self, open_: _Open, report: BatchReport) -> None:
+        """Add the transaction's outcomes and dead letters to ``report`` and the metrics (once per label)."""
         now = self._clock()
         metrics, log = self.metrics, self.log
-        criteria: Counter[tuple[str, CriterionStatus]] = Counter()
-        reasons: Counter[str] = Counter()
-        decide_s: list[float] = []
-        e2e_s: list[float] = []
-        for out in outgoing:
-            if out.outcome is not None:
-                report.outcomes[out.outcome.value] += 1
-                decide_s.append(out.decide_s)
-                criteria.update(out.criteria)
-                reasons.update(out.reason_codes)
-                if out.event_time is not None:
-                    e2e_s.append(max(0.0, (now - out.event_time).total_seconds()))
-                if out.outcome in _NOT_APPROVED:
-                    log.debug(
-                        "not_approved",
-                        claim_id=out.claim_id,
-                        outcome=out.outcome.value,
-                        reasons=list(out.reason_codes),
-                    )
-            elif out.error_class is not None:
-                report.dead_letters[out.error_class.value] += 1
-        metrics.observe_decision_latencies(decide_s)  # the histograms once per batch, not per claim
-        metrics.observe_e2e_latencies(e2e_s)
+        report.outcomes.update(open_.outcomes)
+        report.dead_letters.update(open_.dead_letters)
+        for claim_id, outcome, reasons in open_.not_approved:
+            log.debug("not_approved", claim_id=claim_id, outcome=outcome, reasons=list(reasons))
+        metrics.observe_decision_latencies(open_.decide_s)  # the histograms once per batch, not per claim
+        metrics.observe_e2e_latencies([max(0.0, (now - t).total_seconds()) for t in open_.event_times])
         for outcome, n in report.outcomes.items():
             metrics.record_outcome(Outcome(outcome), n)
         for error_class, n in report.dead_letters.items():
             metrics.record_dead_letter(DeadLetterClass(error_class), n)
-        for (criterion_id, status), n in criteria.items():
+        for (criterion_id, status), n in open_.criteria.items():
             metrics.record_criterion(criterion_id, status, n)
-        for reason, n in reasons.items():
+        for reason, n in open_.reasons.items():
             metrics.record_reason(reason, n)
 
     def _update_lag(self, *, force: bool = False) -> None:
