@@ -59,6 +59,8 @@ KINDS = ("worker", "quix", "faststream", "kpy-pass", "ck-pass")
 # Not in the default set: `claims-worker run --processes 2` (two worker processes under the supervisor), for
 # the scaling figure: --kinds worker,worker-x2 --partitions 4
 EXTRA_KINDS = ("worker-x2",)
+# Also not in the default set: `worker-i<ms>`, the worker with CLAIMS_COMMIT_INTERVAL_MS=<ms> (e.g. worker-i0:
+# one transaction per poll), to compare commit intervals in the same run: --kinds worker,worker-i0,quix
 BATCH = 500
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product, so NOT_APPLICABLE
@@ -295,6 +297,8 @@ def run_one(
                 "CLAIMS_LOG_FORMAT": "json",
             }
         )
+        if kind.startswith("worker-i"):
+            env["CLAIMS_COMMIT_INTERVAL_MS"] = kind.removeprefix("worker-i")
         cmd = [sys.executable, "-m", "worker", "run"]
         if kind == "worker-x2":
             cmd += ["--processes", "2"]
@@ -360,7 +364,7 @@ def _mix(name: str, n: int, codec: Codec):
     return streams.encoded(claims, codec)
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
     """Child mode (--app) runs one peer; otherwise run the rounds and print the figures."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,9 +424,16 @@ def main() -> int:
                 f"  {kind:<11} {statistics.median(rates):>9,.0f} {statistics.median(c for _, c in rows):>11.0f}"
                 f"  {', '.join(f'{r:,.0f}' for r in rates)}"
             )
+        for variant in (k for k in per_kind if k.startswith("worker-i")):
+            for peer in (k for k in per_kind if not k.startswith("worker")):
+                ratios = [w[0] / p[0] for w, p in zip(per_kind[variant], per_kind[peer], strict=True)]
+                print(
+                    f"  {variant} ÷ {peer:<11} {statistics.median(ratios):.2f}"
+                    f"  (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+                )
         if "worker" in per_kind:
             work = per_kind["worker"]
-            for peer in (k for k in per_kind if k != "worker"):
+            for peer in (k for k in per_kind if k != "worker" and not k.startswith("worker-i")):
                 ratios = [w[0] / p[0] for w, p in zip(work, per_kind[peer], strict=True)]
                 label = f"worker ÷ {peer:<11}"
                 if peer == "worker-x2":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from tests.integration import streams
 from worker.contracts.codec import Codec
 from worker.runtime.failures import ExitCode
-
-from tests.integration import streams
 
 
 def _run_until_idle(env, log, instance: str) -> None:

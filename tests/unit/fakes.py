@@ -61,6 +61,7 @@ class FakeCluster:
         self.committed: dict[TopicPartition, int] = {}
         self.published: list[Published] = []
         self.lock = threading.Lock()
+        self.open_transactions = 0  # producers with a transaction open (it may still commit what was read)
 
     def append(self, partition: int, value: bytes | None, key: bytes | None = b"k") -> None:
         """Append one record to an input partition."""
@@ -210,8 +211,10 @@ class FakeConsumer:
 
     def _rewindable(self) -> bool:
         """Tell whether the records not yet committed can still come (or nothing is missing)."""
-        return self.cluster.drained() or any(
-            self.positions[tp] < len(self.cluster.logs.get(tp.partition, ())) for tp in self.positions
+        return (
+            self.cluster.drained()
+            or self.cluster.open_transactions > 0
+            or any(self.positions[tp] < len(self.cluster.logs.get(tp.partition, ())) for tp in self.positions)
         )
 
     def close(self, autocommit=True) -> None:  # noqa: ARG002 - kafka-python's signature
@@ -241,6 +244,7 @@ class FakeProducer:
         self._fault("begin")
         assert not self.in_txn, "begin inside an open transaction"
         self.in_txn, self.pending, self.offsets = True, [], {}
+        self.cluster.open_transactions += 1
 
     def send(self, topic, value=None, key=None, partition=None, headers=None) -> None:
         assert self.in_txn, "send outside a transaction"
@@ -262,13 +266,19 @@ class FakeProducer:
         with self.cluster.lock:
             self.cluster.published.extend(self.pending)
             self.cluster.committed.update(self.offsets)
-        self.in_txn, self.pending = False, []
+        self._end()
         if self.commit_lands_then_raise:
             raise self.commit_lands_then_raise.pop(0)
 
     def abort_transaction(self) -> None:
         self._fault("abort")
+        self._end()
+
+    def _end(self) -> None:
+        if self.in_txn:
+            self.cluster.open_transactions -= 1
         self.in_txn, self.pending = False, []
 
     def close(self, timeout=None) -> None:  # noqa: ARG002 - kafka-python's signature
         self.calls.append("close")
+        self._end()  # the broker aborts what a closed (or fenced) producer left open

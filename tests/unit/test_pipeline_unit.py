@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 import structlog
@@ -416,6 +417,150 @@ class TestRecovery:
             assert h.run() == ExitCode.BAD_SETTINGS
         line = next(e for e in events if e["event"] == "bad_settings")
         assert RESULTS in line["message"]
+
+
+class TestTransactionsOverPolls:
+    """One transaction spans several polls; a rebalance or a failure ends it without losing or doubling."""
+
+    LONG: ClassVar[dict[str, str]] = {"CLAIMS_BATCH_MAX_RECORDS": "2", "CLAIMS_COMMIT_INTERVAL_MS": "30000"}
+
+    @staticmethod
+    def _cluster(partitions: int, per_partition: int) -> FakeCluster:
+        cluster = FakeCluster(partitions)
+        for p in range(partitions):
+            for i in range(per_partition):
+                cluster.append(p, _value(p * 100 + i))
+        return cluster
+
+    def test_several_polls_commit_in_one_transaction(self):
+        """Three polls of two records commit once, when the next poll comes back empty, with offsets past all six."""
+        cluster = self._cluster(1, 6)
+        h = Harness(cluster, **self.LONG)
+        assert h.run() == ExitCode.OK
+        assert h.consumer.polls >= 4
+        assert h.producers[0].calls.count("begin") == 1
+        assert h.producers[0].calls.count("commit") == 1
+        assert cluster.committed[TopicPartition(CLAIMS, 0)] == 6
+        _exactly_once(cluster)
+
+    def test_transaction_max_records_bounds_a_transaction(self):
+        """With at most four records per transaction, polls of two records commit after every second poll."""
+        cluster = self._cluster(1, 8)
+        h = Harness(cluster, CLAIMS_TRANSACTION_MAX_RECORDS="4", **self.LONG)
+        assert h.run() == ExitCode.OK
+        assert h.producers[0].calls.count("commit") == 2
+        _exactly_once(cluster)
+
+    def test_zero_interval_commits_every_poll(self):
+        """CLAIMS_COMMIT_INTERVAL_MS=0 keeps the old behaviour: one transaction per poll."""
+        cluster = self._cluster(1, 6)
+        h = Harness(cluster, CLAIMS_BATCH_MAX_RECORDS="2", CLAIMS_COMMIT_INTERVAL_MS="0")
+        assert h.run() == ExitCode.OK
+        assert h.producers[0].calls.count("commit") == 3
+        _exactly_once(cluster)
+
+    def test_an_abort_after_several_polls_undoes_them_all(self):
+        """A failed commit of a three-poll transaction aborts it; the retry publishes all six once, no duplicates."""
+        cluster = self._cluster(1, 6)
+        h = Harness(cluster, **self.LONG)
+        h.faults = [{"commit": [kerrors.KafkaError("abortable")]}]
+        assert h.run() == ExitCode.OK
+        calls = h.producers[0].calls
+        assert calls.count("send") >= 12, "the six records were sent twice: once aborted, once committed"
+        assert "abort" in calls
+        _exactly_once(cluster)
+        assert len(cluster.results()) == 6
+        assert _dead_letter_classes(cluster) == []
+        assert sorted(h.worker.seen.snapshot(0)) == sorted(f"e{i}" for i in range(6))
+
+    def test_a_revoke_of_a_held_partition_mid_transaction_aborts_and_rewinds(self):
+        """Partition 0, whose records the open transaction holds, is revoked inside a poll: abort, nothing doubled."""
+        cluster = self._cluster(2, 4)
+        h = Harness(cluster, **self.LONG)
+        tp0 = TopicPartition(CLAIMS, 0)
+        step = {"n": 0}
+
+        def revoke(consumer):
+            if step["n"] == 0 and h.worker.in_transaction and consumer.positions.get(tp0) == 4:
+                step["n"] = 1
+                consumer.rebalance({1})  # partition 0 goes (to another member) while its records are sent
+            elif step["n"] == 1 and tp0 not in consumer.assignment() and not h.worker.in_transaction:
+                step["n"] = 2
+                consumer.rebalance({0, 1})  # and comes back later
+
+        h.consumer.on_poll = revoke
+        with capture_logs() as events:
+            assert h.run() == ExitCode.OK
+        assert step["n"] == 2
+        assert "abort" in h.producers[0].calls
+        assert any(
+            e["event"] == "transaction_aborted_for_rebalance" and e["partitions"] == [0] for e in events
+        )
+        _exactly_once(cluster)
+        assert len(cluster.results()) == 8
+        assert _dead_letter_classes(cluster) == [], (
+            "the aborted ids were unstaged, so the retry is no duplicate"
+        )
+
+    def test_a_revoke_of_a_partition_the_transaction_does_not_hold_keeps_it_open(self):
+        """Revoking partition 1 while the open transaction holds only partition 0's records does not abort it."""
+        cluster = self._cluster(2, 4)
+        h = Harness(cluster, **self.LONG)
+        step = {"n": 0}
+        tp0, tp1 = TopicPartition(CLAIMS, 0), TopicPartition(CLAIMS, 1)
+
+        def revoke(consumer):
+            # Polls take partition 0 first: after the first poll the transaction holds records of 0 only.
+            held_only_0 = consumer.positions.get(tp0) == 2 and consumer.positions.get(tp1) == 0
+            if step["n"] == 0 and h.worker.in_transaction and held_only_0:
+                step["n"] = 1
+                consumer.rebalance({0})
+            elif step["n"] == 1 and not h.worker.in_transaction:
+                step["n"] = 2
+                consumer.rebalance({0, 1})
+
+        h.consumer.on_poll = revoke
+        assert h.run() == ExitCode.OK
+        assert step["n"] == 2
+        assert "abort" not in h.producers[0].calls
+        _exactly_once(cluster)
+
+    def test_a_fence_recorded_in_the_background_exits_3_not_abort(self):
+        """A commit that raises kafka-python's bare 'error state' KafkaError over a recorded fence exits 3, unreplaced."""
+        cluster = self._cluster(1, 2)
+        h = Harness(cluster)
+        h.faults = [{"commit": [kerrors.KafkaError("Cannot execute transactional method: error state")]}]
+
+        def fenced_in_background(consumer):
+            if h.producers and consumer.polls == 1:
+                manager = type("Manager", (), {"last_error": kerrors.ProducerFencedError})()
+                h.producers[0]._transaction_manager = manager
+
+        h.consumer.on_poll = fenced_in_background
+        assert h.run() == ExitCode.FENCED
+        assert len(h.producers) == 1, "no replacement: it would fence the newer instance"
+        assert "abort" not in h.producers[0].calls
+
+    def test_a_stop_commits_the_open_transaction(self):
+        """A stop request while a transaction is open commits what was sent before the loop ends."""
+        cluster = self._cluster(1, 6)
+        h = Harness(cluster, **self.LONG)
+
+        tp0 = TopicPartition(CLAIMS, 0)
+
+        def stop_during_second_data_poll(consumer):
+            if h.worker.in_transaction and consumer.positions.get(tp0) == 2:
+                h.stop.set()  # this poll still returns records 2 and 3, then the loop ends
+
+        h.consumer.on_poll = stop_during_second_data_poll
+        assert h.run() == ExitCode.OK
+        assert cluster.committed[TopicPartition(CLAIMS, 0)] == 4
+        assert sorted(CODEC.decode_result(r.value)["source"]["offset"] for r in cluster.results()) == [
+            0,
+            1,
+            2,
+            3,
+        ]
 
 
 class TestFailures:

@@ -39,6 +39,11 @@ class TestLoadSettings:
             pytest.param({"CLAIMS_RESULTS_TOPIC": "pharmacy.claims"}, "must all differ", id="topics-clash"),
             pytest.param({"CLAIMS_CLAIMS_TOPIC": "bad topic!"}, "CLAIMS_CLAIMS_TOPIC", id="bad-topic-name"),
             pytest.param({"CLAIMS_LOG_FORMAT": "xml"}, "CLAIMS_LOG_FORMAT", id="unknown-log-format"),
+            pytest.param(
+                {"CLAIMS_COMMIT_INTERVAL_MS": "60000", "CLAIMS_TRANSACTION_TIMEOUT_MS": "60000"},
+                "CLAIMS_COMMIT_INTERVAL_MS must be below CLAIMS_TRANSACTION_TIMEOUT_MS",
+                id="interval-past-transaction-timeout",
+            ),
         ],
     )
     def test_bad_value_is_a_config_error_naming_the_variable(self, env, needle):

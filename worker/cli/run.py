@@ -42,6 +42,10 @@ __all__ = ["run", "with_retries"]
 T = TypeVar("T")
 
 
+GC_THRESHOLDS = (20_000, 20, 20)
+SWITCH_INTERVAL_S = 0.02
+
+
 def with_retries(
     attempts: int,
     call: Callable[[], T],
@@ -241,6 +245,15 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         # Everything loaded so far lives for the whole run: keep it out of the collector's way.
         gc.collect()
         gc.freeze()
+        # Each claim allocates hundreds of short-lived objects (decoded record, model, decision, result,
+        # kafka-python's record and future) and almost no cycles; the default thresholds (700, 10, 10)
+        # run a young collection every few claims and a full one, over kafka-python's buffers and the
+        # duplicate filter, every few hundred. Measured: 3-13% less CPU per claim (README, Performance).
+        gc.set_threshold(*GC_THRESHOLDS)
+        # kafka-python's consumer and producer I/O threads wake often and take the GIL from the loop every
+        # 5 ms by default; 20 ms lets the loop judge longer stretches (3-20% less CPU per claim in five
+        # paired runs) while heartbeats and sends wait at most that much longer.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         gc.enable()
         metrics.set_running(True)
         code = worker.run(stop)

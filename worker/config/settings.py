@@ -122,6 +122,15 @@ class Settings(BaseSettings):
     transaction_timeout_ms: int = Field(
         60_000, ge=1_000, le=900_000, description="Broker-side timeout of an open transaction."
     )
+    commit_interval_ms: int = Field(
+        500,
+        ge=0,
+        le=60_000,
+        description="Longest a transaction stays open over several polls before it commits (0: per poll).",
+    )
+    transaction_max_records: int = Field(
+        5_000, ge=1, le=1_000_000, description="Most records one transaction holds (over several polls)."
+    )
     commit_timeout_s: float = Field(
         30.0, gt=0, le=600, description="Watchdog on commit/abort; past it the outcome is indefinite."
     )
@@ -275,6 +284,16 @@ class Settings(BaseSettings):
                 msg = "each server must be host:port with a port in 1..65535"
                 raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _interval_within_timeout(self) -> Settings:
+        if self.commit_interval_ms >= self.transaction_timeout_ms:
+            msg = (
+                "CLAIMS_COMMIT_INTERVAL_MS must be below CLAIMS_TRANSACTION_TIMEOUT_MS "
+                "(the broker would abort the transaction before the worker commits it)"
+            )
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:

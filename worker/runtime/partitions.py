@@ -72,6 +72,9 @@ class PartitionState:
         )
         self._check_pending = False
         self.grew = False  # the claims topic gained partitions: the producer's metadata is stale
+        # Partitions revoked or lost since the loop last looked (``take_gone``): an open transaction
+        # that holds their records must not commit.
+        self._gone: set[TopicPartition] = set()
 
     # --- rebalance hooks (inside poll(), on kafka-python's IO thread: no network calls here) -------
     def assigned_now(self, partitions: Sequence[TopicPartition]) -> None:
@@ -89,6 +92,7 @@ class PartitionState:
         """Forget revoked or lost partitions' state and cancel their restores."""
         if not partitions:  # kafka-python reports an empty revoke on the first join
             return
+        self._gone.update(partitions)
         for tp in partitions:
             self.assigned.discard(tp)
             task = self._tasks.pop(tp, None)
@@ -156,6 +160,11 @@ class PartitionState:
             else:
                 self.consumer.seek(tp, records[0].offset)
         return kept
+
+    def take_gone(self) -> set[TopicPartition]:
+        """Return the partitions revoked or lost since the last call (inside polls) and forget them."""
+        gone, self._gone = self._gone, set()
+        return gone
 
     @property
     def restoring(self) -> int:

@@ -1,4 +1,12 @@
-"""The one loop: poll a batch, judge and route each record, publish the batch in one transaction.
+"""The one loop: poll a batch, judge and route each record, publish the polls in one transaction.
+
+A transaction spans several polls: it commits once ``CLAIMS_COMMIT_INTERVAL_MS`` has passed since it
+opened, once it holds ``CLAIMS_TRANSACTION_MAX_RECORDS``, or as soon as a poll comes back empty (caught
+up), as Kafka Streams commits every ``commit.interval.ms`` under exactly-once. Each commit costs several
+broker round trips, so fewer commits is most of kafka-python's throughput. A rebalance that takes away
+a partition whose records the open transaction holds aborts it (and rewinds): kafka-python calls the
+listener inside ``poll`` and may hand the partition on within the same call, so a later commit could
+publish those records a second time.
 
 The parts: ``judge`` (pure: decode, duplicate check, decide), ``route`` (the record to publish),
 ``TransactionSession`` (the transaction, abort, producer replacement, rewind), ``PartitionState``
@@ -13,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kafka import errors as kerrors
 
@@ -62,9 +70,72 @@ __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 _NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
+def recorded_error(producer: object, exc: Exception) -> Exception:
+    """Return the error kafka-python recorded for a transaction that failed in the background.
+
+    A send's failure (e.g. the producer was fenced) lands on kafka-python's sender thread; the next
+    transactional call then raises a bare ``KafkaError`` ("... in an error state: ...") that hides it.
+    A transaction open over several polls meets this more often, so the recorded error decides
+    (fenced: exit 3, not an abort and a replacement that would fence the newer instance).
+    """
+    if type(exc) is not kerrors.KafkaError:
+        return exc
+    manager = getattr(producer, "_transaction_manager", None)
+    recorded = getattr(manager, "last_error", None)
+    if isinstance(recorded, type) and issubclass(recorded, Exception):
+        recorded = recorded()
+    if not isinstance(recorded, Exception):
+        return exc
+    recorded.__cause__ = exc
+    return recorded
+
+
+def _tally(outgoing: list[Outgoing], open_: _Open) -> None:
+    """Add one poll's published records to the open transaction's counts (counted in metrics on commit)."""
+    open_.records += len(outgoing)
+    for out in outgoing:
+        if out.outcome is not None:
+            open_.outcomes[out.outcome.value] += 1
+            open_.decide_s.append(out.decide_s)
+            open_.criteria.update(out.criteria)
+            open_.reasons.update(out.reason_codes)
+            open_.rejects.update(out.reject_codes)
+            if out.event_time is not None:
+                open_.event_times.append(out.event_time)
+            if out.outcome in _NOT_APPROVED:
+                open_.not_approved.append((out.claim_id, out.outcome.value, out.reason_codes))
+        elif out.error_class is not None:
+            open_.dead_letters[out.error_class.value] += 1
+
+
+class PartitionsGone(Exception):  # noqa: N818 - a reason to abort, not an error of the worker
+    """A rebalance took partitions whose records the open transaction holds: it must abort, not commit."""
+
+
+@dataclass
+class _Open:
+    """The transaction open over one or more polls: what it sent, from where, and the offsets it commits."""
+
+    started: float  # perf_counter when it opened
+    opened: float  # monotonic, for the commit interval
+    offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    # What it published, tallied per poll (the outgoing records themselves are let go at once: kept for
+    # the whole interval they would be promoted through the collector's generations and scanned again).
+    records: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    criteria: Counter[tuple[str, CriterionStatus]] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    rejects: Counter[str] = field(default_factory=Counter)
+    decide_s: list[float] = field(default_factory=list)
+    event_times: list[datetime] = field(default_factory=list)
+    not_approved: list[tuple[str | None, str, tuple[str, ...]]] = field(default_factory=list)
+
+
 @dataclass
 class BatchReport:
-    """What one committed batch did, for the batch log line and tests."""
+    """What one committed transaction (one or more polls) did, for the batch log line and tests."""
 
     records: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -128,6 +199,8 @@ class Pipeline:
         self._lag_updated = 0.0
         self._failed_since_commit = False
         self._current: tuple[str, int, int] | None = None
+        self._open: _Open | None = None  # the transaction open over polls, if any
+        self._interval_s = settings.commit_interval_ms / 1000
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
         self.idle_exited = False  # ended by CLAIMS_EXIT_WHEN_IDLE_S: done, not coming back (leave the group)
@@ -219,10 +292,10 @@ class Pipeline:
                 self._transient(exc, backoff)
                 idle_since = time.monotonic()  # failing is not idle
                 continue
-            if report is not None or self.partitions.restoring:
+            if report is not None or self._open is not None or self.partitions.restoring:
                 if report is not None:
                     backoff.succeeded()
-                idle_since = time.monotonic()  # restoring is not idle either
+                idle_since = time.monotonic()  # restoring (or a transaction still open) is not idle either
                 continue
             if not self._failed_since_commit:
                 backoff.succeeded()  # a poll worked and no batch is failing: the outage is over
@@ -231,6 +304,16 @@ class Pipeline:
                 self.log.info("idle_exit", idle_s=limit)
                 self.idle_exited = True
                 return
+        self._commit_at_stop()
+
+    def _commit_at_stop(self) -> None:
+        """Commit the open transaction at a stop request; if that fails it is aborted (and comes again)."""
+        if self._open is None:
+            return
+        try:
+            self.commit_open()
+        except BatchAborted as exc:
+            self.log.warning("stop_commit_aborted", error=type(exc.__cause__ or exc).__name__)
 
     def _transient(self, exc: Exception, backoff: Backoff) -> None:
         """Back off after a transient or abortable failure (raises ``OutageTooLong`` past the limit)."""
@@ -274,34 +357,88 @@ class Pipeline:
         return kind.exit_code
 
     def poll_once(self) -> BatchReport | None:
-        """One pass: recover if needed, poll, settle the partition state, process what came.
+        """One pass: recover if needed, poll, settle the partition state, process what came, commit if due.
 
-        Returns the committed batch's report, or ``None`` when nothing was processed. Raises what failed.
+        Returns the committed transaction's report, or ``None`` when nothing was committed (a
+        transaction may still be open: ``in_transaction``). Raises what failed; a failure while a
+        transaction is open aborts it first (``BatchAborted`` when the cause is transient or abortable).
         """
+        try:
+            return self._pass()
+        except Exception as exc:
+            if self._open is None:
+                raise
+            self._fail_open(exc)
+
+    @property
+    def in_transaction(self) -> bool:
+        """Tell whether a transaction is open (records sent, not yet committed)."""
+        return self._open is not None
+
+    def _pass(self) -> BatchReport | None:
         self.session.recover(block=False)  # the first producer may still be in the making: not needed yet
         if self._refresh is not None:
             self._refresh()
         if self.partitions.grew:
+            if self._open is not None:  # its records went to the partitions the old producer knows
+                return self.commit_open()
             self.partitions.grew = False
             self.session.replace("the claims topic gained partitions")
         if self.authorizations is not None:
             self.authorizations.follow()  # read in what other workers approved (catches up first)
         batch = self.consumer.poll(
-            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.batch_max_records
+            timeout_ms=self._poll_wait_ms(), max_records=self.settings.batch_max_records
         )
         self._last_poll_ok = time.monotonic()
+        gone = self.partitions.take_gone()
+        if self._open is not None and not gone.isdisjoint(self._open.offsets):
+            self._abort_for_rebalance(gone)
+            batch = {}  # rewound with the rest: its records come again
         self.partitions.settle()
         if len(self._committed) > len(self.partitions.assigned):
             # Partitions that left: their forward-only check starts afresh if they come back.
             self._committed = {tp: o for tp, o in self._committed.items() if tp in self.partitions.assigned}
         self._update_lag()
-        if not batch:
-            return None
-        batch = self.partitions.loaded(batch)
-        if not batch:
-            return None
-        self.session.recover()  # a batch needs the producer: wait for the first one if still in the making
-        return self.process(batch)
+        if batch:
+            batch = self.partitions.loaded(batch)
+        if batch:
+            self.session.recover()  # a batch needs the producer: wait for the first one if it is being made
+            self.process(batch)
+        if self._open is not None and (not batch or self._due()):
+            return self.commit_open()
+        return None
+
+    def _poll_wait_ms(self) -> int:
+        """Return how long the poll may wait: the poll timeout, or what is left of the interval."""
+        wait = self.settings.poll_timeout_ms
+        if self._open is None:
+            return wait
+        left_ms = (self._interval_s - (time.monotonic() - self._open.opened)) * 1000
+        return max(0, min(wait, int(left_ms)))
+
+    def _due(self) -> bool:
+        """Tell whether the open transaction should commit now (interval passed or records at the limit)."""
+        open_ = self._open
+        return open_ is not None and (
+            open_.records >= self.settings.transaction_max_records
+            or time.monotonic() - open_.opened >= self._interval_s
+        )
+
+    def _abort_for_rebalance(self, gone: set[TopicPartition]) -> None:
+        """Abort the open transaction and rewind: a rebalance took partitions whose records it holds."""
+        open_, self._open = self._open, None
+        held = sorted(tp.partition for tp in gone if open_ is not None and tp in open_.offsets)
+        self.log.info("transaction_aborted_for_rebalance", partitions=held)
+        self.session.fail(PartitionsGone(f"partitions {held} left the assignment"))
+
+    def _fail_open(self, exc: Exception) -> NoReturn:
+        """End the open transaction after ``exc``: the session aborts (or replaces) and rewinds; re-raise."""
+        self._open = None
+        exc = recorded_error(self.session.producer, exc)
+        self._failed_since_commit = True
+        if self.session.fail(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
+            raise BatchAborted(type(exc).__name__) from exc
+        raise exc
 
     def close(self) -> None:
         """Stop restores, close the producer and the consumer; safe to call twice."""
@@ -311,20 +448,18 @@ class Pipeline:
         self.session.close()
         self.consumer.close(autocommit=False)
 
-    # --- one batch --------------------------------------------------------------------------------
-    def process(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> BatchReport:
-        """Judge, route and send one polled batch, then commit it with its offsets in one transaction.
+    # --- one poll into the open transaction ----------------------------------------------------------
+    def process(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> None:
+        """Judge, route and send one polled batch inside the open transaction (opened here if none).
 
         Each record is sent as soon as it is judged, so the producer's I/O overlaps the next record's
-        work; nothing is visible to read_committed readers until the commit. A result's event id is
-        staged in the duplicate filter only once it is sent. On failure the batch is aborted (or the
-        producer replaced), the stores restored and the consumer rewound; a transient or abortable
-        failure then raises ``BatchAborted``, anything else itself.
+        work; nothing is visible to read_committed readers until ``commit_open``. A result's event id is
+        staged in the duplicate filter only once it is sent, and stays staged (visible to later polls of
+        the same transaction) until the commit. Raises what failed; ``poll_once`` then ends the
+        transaction (abort or replacement, stores restored, consumer rewound).
         """
-        started = time.perf_counter()
         offsets = self._next_offsets(batch)
         decided_at = self._clock()
-        outgoing: list[Outgoing] = []
         session, codec, settings, seen, policy = (
             self.session,
             self.codec,
@@ -336,58 +471,76 @@ class Pipeline:
         automated_denials = settings.automated_denials
         authorizations = self.authorizations
         judge, route, source_kind = self.door.judge, self.door.route, self.door.source_kind
-        try:
+        open_ = self._open
+        if open_ is None:
+            open_ = self._open = _Open(started=time.perf_counter(), opened=time.monotonic())
             session.begin()
-            for records in batch.values():
-                for record in records:
-                    self._current = (record.topic, record.partition, record.offset)
-                    judgement = judge(
-                        record,
-                        codec=codec,
-                        seen=seen,
-                        policy=policy,
-                        decided_at=decided_at,
-                        lookup_facts=lookup_facts,
-                        automated_denials=automated_denials,
-                        authorizations=authorizations,
+        outgoing: list[Outgoing] = []
+        for records in batch.values():
+            for record in records:
+                self._current = (record.topic, record.partition, record.offset)
+                judgement = judge(
+                    record,
+                    codec=codec,
+                    seen=seen,
+                    policy=policy,
+                    decided_at=decided_at,
+                    lookup_facts=lookup_facts,
+                    automated_denials=automated_denials,
+                    authorizations=authorizations,
+                )
+                out = route(judgement, codec=codec, settings=settings, at=decided_at)
+                try:
+                    session.send(out)
+                except kerrors.MessageSizeTooLargeError:
+                    # Retrying would fail the same way forever: publish a small dead letter instead.
+                    out = too_large(record, out, codec=codec, settings=settings, at=decided_at)
+                    session.send(out)
+                if out.event_id is not None:
+                    seen.stage(record.partition, out.event_id)
+                if authorizations is not None and judgement.claim and judgement.decision:
+                    issued = authorizations.issue(
+                        judgement.claim, judgement.decision, source_kind=source_kind
                     )
-                    out = route(judgement, codec=codec, settings=settings, at=decided_at)
-                    try:
-                        session.send(out)
-                    except kerrors.MessageSizeTooLargeError:
-                        # Retrying would fail the same way forever: publish a small dead letter instead.
-                        out = too_large(record, out, codec=codec, settings=settings, at=decided_at)
-                        session.send(out)
-                    if out.event_id is not None:
-                        seen.stage(record.partition, out.event_id)
-                    if authorizations is not None and judgement.claim and judgement.decision:
-                        issued = authorizations.issue(
-                            judgement.claim, judgement.decision, source_kind=source_kind
-                        )
-                        if issued is not None:  # the new approval goes on file in the same transaction
-                            session.send_record(issued)
-                    outgoing.append(out)
-            self._current = None
-            session.commit(offsets)
-        except Exception as exc:
-            self._failed_since_commit = True
-            if session.fail(exc):  # ended by the session (aborted or replaced, rewound): back off, retry
-                raise BatchAborted(type(exc).__name__) from exc
-            raise
+                    if issued is not None:  # the new approval goes on file in the same transaction
+                        session.send_record(issued)
+                outgoing.append(out)
+        self._current = None
+        for tp, records in batch.items():
+            open_.first.setdefault(tp, records[0].offset)
+        open_.offsets.update(offsets)
+        _tally(outgoing, open_)
+
+    def commit_open(self) -> BatchReport:
+        """Commit the open transaction with its offsets; return its report. Raises as ``poll_once`` does."""
+        open_ = self._open
+        if open_ is None:
+            msg = "no transaction is open"
+            raise ClaimsWorkerError(msg)
+        try:
+            self.session.commit(open_.offsets)
+        except Exception as exc:  # noqa: BLE001 - _fail_open re-raises it (or BatchAborted from it)
+            self._fail_open(exc)
+        self._open = None
         self._failed_since_commit = False
-        return self._account(batch, outgoing, offsets, started)
+        return self._account(open_)
 
     def _next_offsets(
         self, batch: Mapping[TopicPartition, Sequence[Record]]
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         """Return the offsets to commit with ``batch``: one past each partition's last record.
 
-        Checks the invariant on the path that decides what is committed: offsets only move forward.
+        Checks the invariant on the path that decides what is committed: offsets only move forward,
+        past what was committed and past what the open transaction already holds.
         """
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        held = self._open.offsets if self._open is not None else {}
         for tp, records in batch.items():
             first, last = records[0].offset, records[-1].offset
             previous = self._committed.get(tp)
+            pending = held.get(tp)
+            if pending is not None:
+                previous = pending.offset
             if previous is not None and first < previous:
                 self._current = (tp.topic, tp.partition, first)
                 msg = f"offset went back on {tp.topic}[{tp.partition}]: {first} < {previous}"
@@ -395,21 +548,15 @@ class Pipeline:
             offsets[tp] = OffsetAndMetadata(last + 1, "", getattr(records[-1], "leader_epoch", -1))
         return offsets
 
-    def _account(
-        self,
-        batch: Mapping[TopicPartition, Sequence[Record]],
-        outgoing: list[Outgoing],
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-        started: float,
-    ) -> BatchReport:
-        """Count a committed batch: metrics once per batch (per label), and the batch log line."""
-        report = BatchReport(records=len(outgoing))
-        self._count(outgoing, report)
+    def _account(self, open_: _Open) -> BatchReport:
+        """Count a committed transaction: metrics once per transaction (per label), and the batch log line."""
+        report = BatchReport(records=open_.records)
+        self._count(open_, report)
         metrics = self.metrics
-        for tp, records in batch.items():
-            self._committed[tp] = offsets[tp].offset
-            report.offsets[f"{tp.topic}[{tp.partition}]"] = (records[0].offset, records[-1].offset)
-        report.duration_s = time.perf_counter() - started
+        for tp, offset in open_.offsets.items():
+            self._committed[tp] = offset.offset
+            report.offsets[f"{tp.topic}[{tp.partition}]"] = (open_.first[tp], offset.offset - 1)
+        report.duration_s = time.perf_counter() - open_.started
         metrics.record_consumed(report.records)
         metrics.observe_batch(report.records, report.duration_s)
         self._update_lag(force=True)
@@ -423,36 +570,17 @@ class Pipeline:
         )
         return report
 
-    def _count(self, outgoing: list[Outgoing], report: BatchReport) -> None:
-        """Add the batch's outcomes and dead letters to ``report`` and the metrics (one call per label)."""
+    def _count(self, open_: _Open, report: BatchReport) -> None:
+        """Add the transaction's outcomes and dead letters to ``report`` and the metrics (once per label)."""
         now = self._clock()
         metrics, log = self.metrics, self.log
-        criteria: Counter[tuple[str, CriterionStatus]] = Counter()
-        reasons: Counter[str] = Counter()
-        rejects: Counter[str] = Counter()
-        decide_s: list[float] = []
-        e2e_s: list[float] = []
-        for out in outgoing:
-            if out.outcome is not None:
-                report.outcomes[out.outcome.value] += 1
-                decide_s.append(out.decide_s)
-                criteria.update(out.criteria)
-                reasons.update(out.reason_codes)
-                rejects.update(out.reject_codes)
-                if out.event_time is not None:
-                    e2e_s.append(max(0.0, (now - out.event_time).total_seconds()))
-                if out.outcome in _NOT_APPROVED:
-                    log.debug(
-                        "not_approved",
-                        claim_id=out.claim_id,
-                        outcome=out.outcome.value,
-                        reasons=list(out.reason_codes),
-                    )
-            elif out.error_class is not None:
-                report.dead_letters[out.error_class.value] += 1
-        metrics.observe_decision_latencies(decide_s)  # the histograms once per batch, not per claim
-        metrics.observe_e2e_latencies(e2e_s)
-        _record_counts(metrics, report, criteria, reasons, rejects)
+        report.outcomes.update(open_.outcomes)
+        report.dead_letters.update(open_.dead_letters)
+        for claim_id, outcome, reasons in open_.not_approved:
+            log.debug("not_approved", claim_id=claim_id, outcome=outcome, reasons=list(reasons))
+        metrics.observe_decision_latencies(open_.decide_s)  # the histograms once per batch, not per claim
+        metrics.observe_e2e_latencies([max(0.0, (now - t).total_seconds()) for t in open_.event_times])
+        _record_counts(metrics, report, open_.criteria, open_.reasons, open_.rejects)
 
     def _update_lag(self, *, force: bool = False) -> None:
         """Set each assigned partition's lag: high watermark minus committed (or current) position.
