@@ -526,9 +526,14 @@ class TestTransactionsOverPolls:
         _exactly_once(cluster)
 
     def test_a_fence_recorded_in_the_background_exits_3_not_abort(self):
-        """A commit that raises kafka-python's bare 'error state' KafkaError over a recorded fence exits 3, unreplaced."""
+        """A bare 'error state' KafkaError over a recorded fence is read as the fence: a twin holds the slot, so exit 3.
+
+        Without ``recorded_error`` the bare error would be taken as abortable and the producer replaced,
+        fencing the newer instance that now owns the slot.
+        """
         cluster = self._cluster(1, 2)
         h = Harness(cluster)
+        h.membership = [Membership.FENCED]  # the coordinator says another process joined on this slot
         h.faults = [{"commit": [kerrors.KafkaError("Cannot execute transactional method: error state")]}]
 
         def fenced_in_background(consumer):
