@@ -305,7 +305,7 @@ def _leave_group_when_done(
     except Exception as exc:  # noqa: BLE001 - the work is done; the group forgets us at the session timeout
         log.warning("group_leave_failed", error=type(exc).__name__)
         return
-    log.info("group_left", group_id=settings.group_id, error=answer)
+    log.info("group_left", group_id=settings.group_id, detail=answer)
 
 
 def _exit_now(code: int) -> None:
