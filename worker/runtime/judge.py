@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
-__all__ = ["DuplicateEvent", "Judgement", "Record", "decision_for", "judge", "no_facts"]
+__all__ = ["DuplicateEvent", "Judgement", "Record", "decision_for", "judge", "judged", "no_facts"]
 
 
 class Record(Protocol):
@@ -98,6 +98,28 @@ def judge(
         return Judgement(record, error=error, policy=policy)
     except BadRecord as error:
         return Judgement(record, error=error, policy=policy)
+    return judged(
+        record,
+        claim,
+        policy=policy,
+        decided_at=decided_at,
+        lookup_facts=lookup_facts,
+        automated_denials=automated_denials,
+        authorizations=authorizations,
+    )
+
+
+def judged(
+    record: Record,
+    claim: Claim,
+    *,
+    policy: Policy,
+    decided_at: datetime,
+    lookup_facts: Callable[[Claim], Facts],
+    automated_denials: bool,
+    authorizations: Authorizations | None,
+) -> Judgement:
+    """Decide a decoded claim (or a PA request's claim) and return the timed ``Judgement``."""
     tick = time.perf_counter()
     decision = decision_for(
         claim,

@@ -14,14 +14,13 @@ codes: 0 clean stop, 2 bad settings or missing topics, 3 fenced, 4 unreachable, 
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING
 
 from worker.contracts.model import CriterionStatus, Outcome
 from worker.contracts.pa_request import decode_pa_request, pa_decision, request_claim
 from worker.errors import BadRecord, ConfigError
 from worker.runtime.doors import Door
-from worker.runtime.judge import DuplicateEvent, Judgement, decision_for
+from worker.runtime.judge import DuplicateEvent, Judgement, judged
 from worker.runtime.route import Outgoing, dead_letter
 from worker.state.dedupe import EVENT_ID_HEADER
 
@@ -98,17 +97,14 @@ def judge_request(
             raise DuplicateEvent
     except BadRecord as error:
         return Judgement(record, error=error, policy=policy)
-    tick = time.perf_counter()
-    decision = decision_for(
+    return judged(
+        record,
         claim,
         policy=policy,
         decided_at=decided_at,
         lookup_facts=lookup_facts,
         automated_denials=automated_denials,
         authorizations=authorizations,
-    )
-    return Judgement(
-        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
     )
 
 
