@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -61,6 +62,8 @@ KINDS = ("worker", "quix", "faststream", "kpy-pass", "ck-pass")
 EXTRA_KINDS = ("worker-x2",)
 # Also not in the default set: `worker-i<ms>`, the worker with CLAIMS_COMMIT_INTERVAL_MS=<ms> (e.g. worker-i0:
 # one transaction per poll), to compare commit intervals in the same run: --kinds worker,worker-i0,quix
+# And `worker+NAME=VALUE[+NAME=VALUE...]`: the worker with those environment variables set (any setting), e.g.
+# --kinds worker,worker+CLAIMS_LINGER_MS=20,kpy-pass
 BATCH = 500
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product, so NOT_APPLICABLE
@@ -276,7 +279,7 @@ def run_one(
     from worker.ops.report import read_topic  # noqa: PLC0415
     from worker.runtime import kafka_io  # noqa: PLC0415
 
-    tag = f"{kind}-{uuid.uuid4().hex[:8]}"
+    tag = f"{re.sub(r'[^a-zA-Z0-9._-]', '_', kind)}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"
     kafka_io.create_topics(
         _kpy_settings(bootstrap, claims, results, "admin"), [claims, results, results + ".dlq"], partitions
@@ -299,6 +302,10 @@ def run_one(
         )
         if kind.startswith("worker-i"):
             env["CLAIMS_COMMIT_INTERVAL_MS"] = kind.removeprefix("worker-i")
+        # worker+NAME=VALUE+...: the worker with these environment variables, to compare settings in one run.
+        for pair in kind.split("+")[1:]:
+            name, _, value = pair.partition("=")
+            env[name] = value
         cmd = [sys.executable, "-m", "worker", "run"]
         if kind == "worker-x2":
             cmd += ["--processes", "2"]
@@ -424,7 +431,7 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
                 f"  {kind:<11} {statistics.median(rates):>9,.0f} {statistics.median(c for _, c in rows):>11.0f}"
                 f"  {', '.join(f'{r:,.0f}' for r in rates)}"
             )
-        for variant in (k for k in per_kind if k.startswith("worker-i")):
+        for variant in (k for k in per_kind if k.startswith(("worker-i", "worker+"))):
             for peer in (k for k in per_kind if not k.startswith("worker")):
                 ratios = [w[0] / p[0] for w, p in zip(per_kind[variant], per_kind[peer], strict=True)]
                 print(
@@ -433,7 +440,7 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
                 )
         if "worker" in per_kind:
             work = per_kind["worker"]
-            for peer in (k for k in per_kind if k != "worker" and not k.startswith("worker-i")):
+            for peer in (k for k in per_kind if k != "worker" and not k.startswith(("worker-i", "worker+"))):
                 ratios = [w[0] / p[0] for w, p in zip(work, per_kind[peer], strict=True)]
                 label = f"worker ÷ {peer:<11}"
                 if peer == "worker-x2":

@@ -104,8 +104,14 @@ class FakeCluster:
 class FakeConsumer:
     """A group member over ``FakeCluster``: assignment, positions, pause, committed offsets."""
 
-    def __init__(self, cluster: FakeCluster, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self, cluster: FakeCluster, stop: threading.Event | None = None, fetch_records: int | None = None
+    ) -> None:
         self.cluster = cluster
+        # Records of one partition one poll can return: kafka-python hands out what one fetch brought
+        # (max_partition_fetch_bytes, about CLAIMS_BATCH_MAX_RECORDS claims), whatever max_records allows.
+        self.fetch_records = fetch_records
+        self.max_records_asked: list[int] = []  # the max_records of each poll
         self.stop = stop
         self.listener = None
         self.positions: dict[TopicPartition, int] = {}
@@ -183,6 +189,7 @@ class FakeConsumer:
     # --- poll ------------------------------------------------------------------------------------
     def poll(self, timeout_ms=0, max_records=500) -> dict:
         self.polls += 1
+        self.max_records_asked.append(max_records)
         if self.on_poll is not None:
             self.on_poll(self)
         if self.poll_errors:
@@ -195,7 +202,8 @@ class FakeConsumer:
             if tp in self.paused_ or budget <= 0:
                 continue
             log = self.cluster.logs.get(tp.partition, [])
-            records = log[self.positions[tp] : self.positions[tp] + budget]
+            take = budget if self.fetch_records is None else min(budget, self.fetch_records)
+            records = log[self.positions[tp] : self.positions[tp] + take]
             if records:
                 batch[tp] = records
                 self.positions[tp] += len(records)

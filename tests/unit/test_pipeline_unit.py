@@ -45,7 +45,7 @@ class Harness:
         self.cluster = cluster
         self.settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", **env})
         self.stop = threading.Event()
-        self.consumer = FakeConsumer(cluster, self.stop)
+        self.consumer = FakeConsumer(cluster, self.stop, fetch_records=self.settings.batch_max_records)
         self.producers: list[FakeProducer] = []
         self.faults: list[dict] = []  # per producer, in creation order
         self.registry = CollectorRegistry()
@@ -451,12 +451,24 @@ class TestTransactionsOverPolls:
         assert h.producers[0].calls.count("commit") == 2
         _exactly_once(cluster)
 
+    def test_a_poll_asks_for_the_room_left_in_the_transaction(self):
+        """Over several polls each poll may take what the transaction has room for (so kafka-python's buffer drains)."""
+        cluster = self._cluster(1, 6)
+        h = Harness(cluster, CLAIMS_TRANSACTION_MAX_RECORDS="5", **self.LONG)
+        assert h.run() == ExitCode.OK
+        asked = h.consumer.max_records_asked
+        # Empty polls while the partition's state loads ask for 5; then 5 - 2 after a poll of two, then 5 - 4.
+        room = [n for n in asked if n != 5]  # noqa: PLR2004 - the transaction limit
+        assert room[:2] == [3, 1], asked
+        _exactly_once(cluster)
+
     def test_zero_interval_commits_every_poll(self):
         """CLAIMS_COMMIT_INTERVAL_MS=0 keeps the old behaviour: one transaction per poll."""
         cluster = self._cluster(1, 6)
         h = Harness(cluster, CLAIMS_BATCH_MAX_RECORDS="2", CLAIMS_COMMIT_INTERVAL_MS="0")
         assert h.run() == ExitCode.OK
         assert h.producers[0].calls.count("commit") == 3
+        assert set(h.consumer.max_records_asked) == {2}, "each poll is capped by CLAIMS_BATCH_MAX_RECORDS"
         _exactly_once(cluster)
 
     def test_an_abort_after_several_polls_undoes_them_all(self):
@@ -504,19 +516,22 @@ class TestTransactionsOverPolls:
 
     def test_a_revoke_of_a_partition_the_transaction_does_not_hold_keeps_it_open(self):
         """Revoking partition 1 while the open transaction holds only partition 0's records does not abort it."""
-        cluster = self._cluster(2, 4)
+        cluster = self._cluster(2, 0)
+        for i in range(4):
+            cluster.append(0, _value(i))  # partition 1 stays empty until it is back
         h = Harness(cluster, **self.LONG)
         step = {"n": 0}
-        tp0, tp1 = TopicPartition(CLAIMS, 0), TopicPartition(CLAIMS, 1)
+        tp0 = TopicPartition(CLAIMS, 0)
 
         def revoke(consumer):
-            # Polls take partition 0 first: after the first poll the transaction holds records of 0 only.
-            held_only_0 = consumer.positions.get(tp0) == 2 and consumer.positions.get(tp1) == 0
-            if step["n"] == 0 and h.worker.in_transaction and held_only_0:
+            # After the first poll the open transaction holds records of partition 0 only.
+            if step["n"] == 0 and h.worker.in_transaction and consumer.positions.get(tp0) == 2:
                 step["n"] = 1
                 consumer.rebalance({0})
             elif step["n"] == 1 and not h.worker.in_transaction:
                 step["n"] = 2
+                for i in range(4):
+                    cluster.append(1, _value(100 + i))
                 consumer.rebalance({0, 1})
 
         h.consumer.on_poll = revoke

@@ -116,7 +116,12 @@ class Settings(BaseSettings):
         pattern=r"^[a-zA-Z0-9._-]{1,64}$",
         description="Stable slot of this instance (e.g. a StatefulSet ordinal); unique among live workers.",
     )
-    batch_max_records: int = Field(500, ge=1, le=100_000, description="Most records per poll/transaction.")
+    batch_max_records: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Records per fetch and partition (x256 B); most per poll at commit interval 0.",
+    )
     poll_timeout_ms: int = Field(500, ge=1, le=60_000, description="How long one poll waits for records.")
     linger_ms: int = Field(5, ge=0, le=10_000, description="Producer linger before a batch is sent.")
     transaction_timeout_ms: int = Field(
