@@ -458,7 +458,7 @@ class TestTransactionsOverPolls:
         assert h.run() == ExitCode.OK
         asked = h.consumer.max_records_asked
         # Empty polls while the partition's state loads ask for 5; then 5 - 2 after a poll of two, then 5 - 4.
-        room = [n for n in asked if n != 5]  # noqa: PLR2004 - the transaction limit
+        room = [n for n in asked if n != 5]
         assert room[:2] == [3, 1], asked
         _exactly_once(cluster)
 
