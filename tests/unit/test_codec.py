@@ -47,6 +47,7 @@ from worker.contracts.model import (
     TransactionCode,
     TriState,
 )
+from worker.contracts.parts import ClaimParts
 from worker.contracts.registry import (
     SCHEMAS_DIR,
     HttpSchemaResolver,
@@ -1181,3 +1182,57 @@ class TestFastResultWriter:
         )
         header = len(SINGLE_OBJECT_MARKER) + 8
         assert codec.encode_result(record)[header:] == self._fastavro_body(record)
+
+
+class TestRememberedParts:
+    """Prescribers, products and diagnoses validated once stand in for the same raw fields later, never for bad ones."""
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(claim=policy_claims())
+    def test_a_remembered_part_gives_the_claim_plain_validation_gives(self, codec, claim):
+        """Decoding twice (the second time from the memo) gives the claim that validating the record alone gives."""
+        value = codec.encode_claim(claim)
+        plain = Claim.model_validate(codec.decode_claim_record(value))
+        first, second, third = codec.decode_claim(value), codec.decode_claim(value), codec.decode_claim(value)
+        assert first == plain
+        assert second == plain
+        assert third == plain
+        # The second and third decodes take every part from the memo (the first may fill it twice for a
+        # diagnosis listed twice): the very same instances.
+        assert third.prescriber is second.prescriber
+        assert third.product is second.product
+        assert all(a is b for a, b in zip(third.diagnoses, second.diagnoses, strict=True))
+
+    def test_a_malformed_part_is_never_remembered(self):
+        """A bad NPI is rejected with code 25 every time, before and after a good claim; the good one still decodes."""
+        codec = Codec()
+        bad = codec.encode_claim(
+            {**CLAIM.model_dump(), "prescriber": {"npi": "1234567890", "taxonomy": None}}
+        )
+        good = codec.encode_claim(CLAIM)
+        for value in (bad, good, bad, good, bad):
+            if value is good:
+                assert codec.decode_claim(value) == CLAIM
+                continue
+            with pytest.raises(MalformedClaim) as info:
+                codec.decode_claim(value)
+            assert (info.value.fields, info.value.reject_codes) == (("prescriber.npi",), ("25",))
+
+    def test_a_claim_failing_elsewhere_is_answered_from_its_raw_fields(self):
+        """A claim whose remembered parts are fine but whose days supply is bad names only days_supply."""
+        codec = Codec()
+        codec.decode_claim(codec.encode_claim(CLAIM))  # its parts are now remembered
+        with pytest.raises(MalformedClaim) as info:
+            codec.decode_claim(codec.encode_claim({**CLAIM.model_dump(), "days_supply": -1}))
+        assert (info.value.fields, info.value.reject_codes) == (("days_supply",), ("19",))
+
+    def test_the_memo_is_bounded(self):
+        """With room for two prescribers, ten different ones leave two remembered, and each still decodes right."""
+        parts = ClaimParts(limit=2)
+        for npi in ("1234567893", "1987654328", "1111111112", "2222222228", "1555555550"):
+            record = {**CLAIM.model_dump(), "prescriber": {"npi": npi, "taxonomy": None}}
+            known, pending = parts.substitute(record)
+            claim = Claim.model_validate(known)
+            parts.remember(claim, pending)
+            assert claim.prescriber.npi == npi
+        assert len(parts._prescribers) == 2

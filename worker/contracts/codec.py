@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from worker.config.settings import WireFormat
 from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.model import Claim
+from worker.contracts.parts import ClaimParts
 from worker.contracts.registry import (
     HttpSchemaResolver,
     LocalSchemaResolver,
@@ -163,7 +164,7 @@ class Codec:
     Raises ``ConfigError`` for a schema folder that lacks a family or, with Confluent framing, an id.
     """
 
-    __slots__ = ("_families", "_headers", "_max_record_bytes", "_resolver", "_result_writer")
+    __slots__ = ("_families", "_headers", "_max_record_bytes", "_parts", "_resolver", "_result_writer")
 
     def __init__(
         self,
@@ -186,6 +187,7 @@ class Codec:
             raise ConfigError(f"schema folder lacks the families {sorted(missing)}")
         self._families = {name: _Family(name, family) for name, family in by_family.items()}
         self._result_writer = compile_writer(self._families["result"].current.parsed)
+        self._parts = ClaimParts()  # validated prescribers, products, diagnoses (claims repeat them)
         if resolver is None:
             resolver = (
                 LocalSchemaResolver(versions, ids)
@@ -215,10 +217,14 @@ class Codec:
         (INVALID_FIELD or MISSING_FIELD, a dead letter).
         """
         record = self.decode_claim_record(value)
+        known, pending = self._parts.substitute(record)
         try:
-            return Claim.model_validate(record)
+            claim = Claim.model_validate(known)
         except ValidationError as exc:
             raise malformed_claim_from(exc, record) from exc
+        if pending:
+            self._parts.remember(claim, pending)
+        return claim
 
     def decode_claim_record(self, value: bytes | None) -> dict[str, Any]:
         """Decode one claim event to its newest-version Avro record, unvalidated; raises like decode_claim."""
