@@ -42,7 +42,7 @@ class ClaimParts:
 
     __slots__ = ("_diagnoses", "_prescribers", "_products")
 
-    def __init__(self, limit: int = 8192) -> None:
+    def __init__(self, limit: int = 32_768) -> None:
         self._prescribers: LruMemo[tuple[Any, ...], Any] = LruMemo(limit)
         self._products: LruMemo[tuple[Any, ...], Any] = LruMemo(limit)
         self._diagnoses: LruMemo[tuple[Any, ...], Any] = LruMemo(limit)

@@ -47,7 +47,9 @@ class DuplicateEvent(BadRecord):
         super().__init__(DeadLetterClass.DUPLICATE_EVENT, "event_id: already adjudicated (redelivered event)")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (a few µs per record, one
+# of these per claim); nothing changes one after it is made.
+@dataclass(slots=True)
 class Judgement:
     """What the worker concluded about one record: a decided claim, or why it cannot be judged."""
 
