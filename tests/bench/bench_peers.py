@@ -12,6 +12,8 @@ one at a time, each as its own subprocess:
 * ``kpy-pass``    a kafka-python transactional passthrough (poll → begin → send → offsets → commit), the
                   worker's own client settings (worker.runtime.kafka_io), copying bytes unchanged
 * ``ck-pass``     the same passthrough on confluent-kafka (librdkafka)
+* ``quix-pass``, ``faststream-pass``  the two peer apps with no job (bytes copied): each framework's own cost
+                  per record. Beside ``kpy-pass`` they bound the worker: see ``_print_bound``
 
 Figures per contender, from the window between its first and last output record (so start-up and the
 group join are out of them): claims/s = (n - 1) / (last - first output timestamp); client CPU µs per
@@ -56,10 +58,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("worker", "quix", "faststream", "kpy-pass", "ck-pass")
+KINDS = ("worker", "quix", "faststream", "kpy-pass", "ck-pass", "quix-pass", "faststream-pass")
 # Not in the default set: `claims-worker run --processes 2` (two worker processes under the supervisor), for
 # the scaling figure: --kinds worker,worker-x2 --partitions 4
-EXTRA_KINDS = ("worker-x2", "quix-pass", "faststream-pass")
+EXTRA_KINDS = ("worker-x2",)
 # Also not in the default set: `worker-i<ms>`, the worker with CLAIMS_COMMIT_INTERVAL_MS=<ms> (e.g. worker-i0:
 # one transaction per poll), to compare commit intervals in the same run: --kinds worker,worker-i0,quix
 # And `worker+NAME=VALUE[+NAME=VALUE...]`: the worker with those environment variables set (any setting), e.g.
@@ -384,6 +386,27 @@ def _mix(name: str, n: int, codec: Codec):
     return streams.encoded(claims, codec)
 
 
+def _print_bound(per_kind: dict[str, list[tuple[float, float]]]) -> None:
+    """Print what the client alone costs beside each framework alone (the ``*-pass`` kinds), when measured.
+
+    A peer app's CPU per record is its framework's (``<peer>-pass``) plus the job; the worker's is at least
+    kafka-python's transactional passthrough (``kpy-pass``) plus the same job. When ``kpy-pass`` costs more
+    than ``<peer>-pass``, no kafka-python worker doing the same job can use less CPU per record than the peer.
+    """
+    if "kpy-pass" not in per_kind:
+        return
+    client = statistics.median(c for _, c in per_kind["kpy-pass"])
+    for peer in ("quix", "faststream"):
+        alone = per_kind.get(f"{peer}-pass")
+        if not alone:
+            continue
+        framework = statistics.median(c for _, c in alone)
+        print(
+            f"  bound: kafka-python passthrough {client:.0f} µs CPU/rec vs {peer} framework alone {framework:.0f}:"
+            f" a kafka-python worker doing {peer}'s job spends >= {client - framework:+.0f} µs/rec more"
+        )
+
+
 def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
     """Child mode (--app) runs one peer; otherwise run the rounds and print the figures."""
     parser = argparse.ArgumentParser(
@@ -451,6 +474,7 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
                     f"  {variant} ÷ {peer:<11} {statistics.median(ratios):.2f}"
                     f"  (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
                 )
+        _print_bound(per_kind)
         if "worker" in per_kind:
             work = per_kind["worker"]
             for peer in (k for k in per_kind if k != "worker" and not k.startswith(("worker-i", "worker+"))):
