@@ -26,6 +26,7 @@ from worker.contracts.codec import (
     invalid_claim_from,
     reject_code_for,
 )
+from worker.contracts.fastread import compile_reader
 from worker.contracts.model import (
     Claim,
     ClinicalAttestation,
@@ -1236,3 +1237,95 @@ class TestRememberedParts:
             parts.remember(claim, pending)
             assert claim.prescriber.npi == npi
         assert len(parts._prescribers) == 2
+
+
+class TestGeneratedReader:
+    """The generated claim reader gives fastavro's records, and never accepts bytes fastavro refuses."""
+
+    @staticmethod
+    def _plans(codec):
+        return [plan for plan in codec._families["claim"].by_fingerprint.values() if plan.fast is not None]
+
+    @staticmethod
+    def _fastavro(plan, value, start):
+        return fastavro.schemaless_reader(io.BytesIO(value[start:]), plan.writer, plan.reader)
+
+    def test_every_local_claim_version_has_one(self, codec):
+        """Both kept claim schema versions are covered by the generated reader (else the speed-up is gone)."""
+        assert len(self._plans(codec)) == len(codec._families["claim"].by_fingerprint) == 2
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        claim=policy_claims(),
+        version=st.sampled_from([1, 2]),
+        millis=st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999),
+    )
+    def test_records_equal_fastavro(self, codec, claim, version, millis):
+        """For random claims, both versions and any event time, the generated reader's record is fastavro's."""
+        event_time = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis)
+        record = {**claim.model_dump(), "event_time": event_time}
+        if version == 1:
+            record.pop("prior_authorization_type_code")
+        value = codec.encode_claim(record, version=version)
+        start = len(SINGLE_OBJECT_MARKER) + 8
+        plan = codec._families["claim"].by_fingerprint[value[2:start]]
+        fast, end = plan.fast(value, start)
+        assert end == len(value)
+        assert fast == self._fastavro(plan, value, start)
+        assert type(fast["event_time"]) is datetime
+        assert fast["event_time"].tzinfo is not None
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data(), claim=policy_claims())
+    def test_never_accepts_what_fastavro_refuses(self, codec, data, claim):
+        """Bytes changed at random: when the generated reader reads all of them, fastavro reads the same record."""
+        value = bytearray(codec.encode_claim(claim))
+        start = len(SINGLE_OBJECT_MARKER) + 8
+        for _ in range(data.draw(st.integers(min_value=1, max_value=4))):
+            at = data.draw(st.integers(min_value=start, max_value=len(value) - 1))
+            action = data.draw(st.sampled_from(["set", "cut", "insert"]))
+            byte = data.draw(st.integers(min_value=0, max_value=255))
+            if action == "set":
+                value[at] = byte
+            elif action == "cut":
+                del value[at]
+            else:
+                value.insert(at, byte)
+        body = bytes(value)
+        plan = codec._families["claim"].by_fingerprint[body[2:start]]  # only the body was changed
+        try:
+            fast, end = plan.fast(body, start)
+        except Exception:  # noqa: BLE001 - refused: the codec falls back to fastavro, nothing to compare
+            return
+        if end != len(body):
+            return  # trailing bytes: the codec falls back too
+        assert fast == self._fastavro(plan, body, start)
+
+    @pytest.mark.parametrize(
+        "kind",
+        [
+            "boolean",
+            "bytes",
+            "float",
+            {"type": "map", "values": "string"},
+            {"type": "fixed", "name": "F", "size": 2},
+            ["null", "string", "int"],
+            {"type": "string", "logicalType": "uuid"},
+        ],
+    )
+    def test_schemas_it_does_not_cover_are_left_to_fastavro(self, kind):
+        """A schema with a type outside its list gets no generated reader (None), so fastavro reads it."""
+        schema = fastavro.parse_schema(
+            {"type": "record", "name": "R", "fields": [{"name": "x", "type": kind}]}
+        )
+        assert compile_reader(schema) is None
+
+    def test_field_names_are_data_not_code(self):
+        """A field name with quotes and braces is read back under that very name."""
+        name = "a'b\\"
+        schema = {"type": "record", "name": "R", "fields": [{"name": name, "type": "string"}]}
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, schema, {name: "v"})
+        reader = compile_reader(schema)
+        assert reader is not None
+        assert reader(out.getvalue(), 0) == ({name: "v"}, len(out.getvalue()))

@@ -26,6 +26,7 @@ from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
 from worker.config.settings import WireFormat
+from worker.contracts.fastread import compile_reader
 from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.model import Claim
 from worker.contracts.parts import ClaimParts
@@ -43,7 +44,7 @@ from worker.contracts.registry import (
 from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from pathlib import Path
 
 __all__ = [
@@ -93,6 +94,9 @@ class _ReadPlan:
     writer: ParsedSchema
     reader: ParsedSchema | None
     added_nulls: tuple[str, ...] = ()
+    # The generated reader of a well-formed body (``fastread``), when no resolution is needed and it
+    # covers the writer schema; bytes it cannot read are read again by fastavro, which names the fault.
+    fast: Callable[[bytes, int], tuple[dict[str, Any], int]] | None = None
 
 
 # Schema keys that do not change how a writer's bytes are read when names and symbols already match.
@@ -115,13 +119,14 @@ def _reading_form(node: object) -> object:
 def _plan(writer: ParsedSchema, current: ParsedSchema) -> _ReadPlan:
     """Return the cheapest plan that reads ``writer`` into ``current``."""
     if writer is current:
-        return _ReadPlan(writer, None)
+        return _ReadPlan(writer, None, fast=compile_reader(writer))
     writer_names = {field["name"] for field in writer["fields"]}
     added = [field for field in current["fields"] if field["name"] not in writer_names]
     if all("default" in field and field["default"] is None for field in added):
         kept = [field for field in current["fields"] if field["name"] in writer_names]
         if _reading_form(writer) == _reading_form({**current, "fields": kept}):
-            return _ReadPlan(writer, None, tuple(field["name"] for field in added))
+            added_nulls = tuple(field["name"] for field in added)
+            return _ReadPlan(writer, None, added_nulls, compile_reader(writer))
     return _ReadPlan(writer, current)
 
 
@@ -369,8 +374,27 @@ def _nullable_branches(schema: ParsedSchema) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _read_fast(plan: _ReadPlan, value: bytes, start: int) -> dict[str, Any] | None:
+    """Read a well-formed body with the plan's generated reader; None when there is none or it refuses."""
+    fast = plan.fast
+    if fast is None:
+        return None
+    try:
+        record, end = fast(value, start)
+    except Exception:  # noqa: BLE001 - any surprise: fastavro reads the bytes and names the fault
+        return None
+    if end != len(value):
+        return None
+    for name in plan.added_nulls:
+        record[name] = None
+    return record
+
+
 def _read_body(plan: _ReadPlan, value: bytes, start: int, family: str) -> dict[str, Any]:
     """Read the Avro body at ``value[start:]``, turning every reader failure into a ``DecodeError``."""
+    fast = _read_fast(plan, value, start)
+    if fast is not None:
+        return fast
     buffer = BytesIO(value)
     buffer.seek(start)
     try:
