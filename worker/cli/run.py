@@ -248,7 +248,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         # Each claim allocates hundreds of short-lived objects (decoded record, model, decision, result,
         # kafka-python's record and future) and almost no cycles; the default thresholds (700, 10, 10)
         # run a young collection every few claims and a full one, over kafka-python's buffers and the
-        # duplicate filter, every few hundred. Measured: 3-13% less CPU per claim (README, Tests and benchmarks).
+        # duplicate filter, every few hundred. Measured: 3-13% less CPU per claim (README, benchmarks).
         gc.set_threshold(*GC_THRESHOLDS)
         # kafka-python's consumer and producer I/O threads wake often and take the GIL from the loop every
         # 5 ms by default; 20 ms lets the loop judge longer stretches (3-20% less CPU per claim in five
