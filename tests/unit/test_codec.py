@@ -1155,6 +1155,13 @@ class TestFastResultWriter:
             for _ in range(2):  # the second time from the fragment caches
                 assert codec.encode_result(record)[header:] == self._fastavro_body(record), record["outcome"]
 
+    def test_a_missing_field_falls_back_to_fastavro_and_its_default(self, codec):
+        """A record without a defaulted field (``needs``) is written by fastavro, with the schema's default."""
+        record = {k: v for k, v in self._records()[0].items() if k != "needs"}
+        decoded = codec.decode_result(codec.encode_result(record))
+        assert decoded["needs"] == []
+        assert decoded["claim_id"] == record["claim_id"]
+
     def test_values_it_does_not_cover_fall_back_to_fastavro(self, codec):
         """An enum member instead of its value, or a naive datetime, is written by fastavro, still correctly."""
         record = self._records()[0]
