@@ -12,7 +12,14 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -230,16 +237,22 @@ class Product(BaseModel):
     product_id: str = Field(min_length=1, max_length=19)
     qualifier: str = Field(pattern=r"^[0-9A-Z]{2}$")
 
-    @model_validator(mode="after")
-    def _ndc_shape(self) -> Product:
+    # "wrap", not "after": an after-validator runs even when an instance is passed in, and the codec
+    # passes remembered instances (``contracts.parts``) in place of their raw fields.
+    @model_validator(mode="wrap")
+    @classmethod
+    def _ndc_shape(cls, data: object, handler: ModelWrapValidatorHandler[Product]) -> Product:
         """Require an NDC (qualifier 03) to be 10 or 11 digits, optionally hyphenated."""
-        if self.qualifier == "03":
-            digits = self.product_id.replace("-", "")
+        if type(data) is cls:
+            return data
+        product = handler(data)
+        if product.qualifier == "03":
+            digits = product.product_id.replace("-", "")
             if not digits.isdigit() or len(digits) not in (10, 11):
                 raise PydanticCustomError(
                     "ndc_format", "product_id with qualifier 03 must be a 10- or 11-digit NDC"
                 )
-        return self
+        return product
 
 
 class Diagnosis(BaseModel):
@@ -255,12 +268,16 @@ class Diagnosis(BaseModel):
     def _upper(cls, value: str) -> str:
         return value.strip().upper()
 
-    @model_validator(mode="after")
-    def _icd10_shape(self) -> Diagnosis:
-        """Require an ICD-10 code (qualifier 02) to look like one."""
-        if self.qualifier == "02" and not _ICD10.match(self.code):
+    @model_validator(mode="wrap")
+    @classmethod
+    def _icd10_shape(cls, data: object, handler: ModelWrapValidatorHandler[Diagnosis]) -> Diagnosis:
+        """Require an ICD-10 code (qualifier 02) to look like one (an instance passed in was checked)."""
+        if type(data) is cls:
+            return data
+        diagnosis = handler(data)
+        if diagnosis.qualifier == "02" and not _ICD10.match(diagnosis.code):
             raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
-        return self
+        return diagnosis
 
 
 class Prescriber(BaseModel):
