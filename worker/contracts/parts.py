@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.lru import LruMemo
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -23,29 +21,32 @@ if TYPE_CHECKING:
 
 __all__ = ["ClaimParts"]
 
-_PRESCRIBER_FIELDS = frozenset({"npi", "taxonomy"})
-_PRODUCT_FIELDS = frozenset({"product_id", "qualifier"})
-_DIAGNOSIS_FIELDS = frozenset({"code", "qualifier"})
-
-Pending = list[tuple[LruMemo[tuple[Any, ...], Any], tuple[Any, ...], "Callable[[Claim], Any]"]]
+_Memo = dict[tuple[Any, Any], Any]
+Pending = list[tuple[_Memo, tuple[Any, Any], "Callable[[Claim], Any]"]]
 
 
-def _key(part: object, fields: frozenset[str], first: str, second: str) -> tuple[Any, ...] | None:
-    """Return the memo key of a raw part with exactly ``fields`` (their values), else None."""
-    if type(part) is not dict or part.keys() != fields:
+def _key(part: object, first: str, second: str) -> tuple[Any, Any] | None:
+    """Return the memo key of a raw part with exactly the fields ``first`` and ``second``, else None."""
+    if type(part) is not dict or len(part) != 2 or first not in part or second not in part:  # noqa: PLR2004
         return None
     return (part[first], part[second])
 
 
 class ClaimParts:
-    """Bounded memos of validated prescribers, products and diagnoses; one per codec (not thread-safe)."""
+    """Bounded memos of validated prescribers, products and diagnoses; one per codec (not thread-safe).
 
-    __slots__ = ("_diagnoses", "_prescribers", "_products")
+    Each memo is a plain dict that starts afresh when it holds ``limit`` parts: a hit costs one dict
+    lookup (an LRU's bookkeeping cost as much as the lookup on every claim), and a stream's parts are
+    back in it after a few thousand claims.
+    """
+
+    __slots__ = ("_diagnoses", "_limit", "_prescribers", "_products")
 
     def __init__(self, limit: int = 32_768) -> None:
-        self._prescribers: LruMemo[tuple[Any, ...], Any] = LruMemo(limit)
-        self._products: LruMemo[tuple[Any, ...], Any] = LruMemo(limit)
-        self._diagnoses: LruMemo[tuple[Any, ...], Any] = LruMemo(limit)
+        self._limit = limit
+        self._prescribers: _Memo = {}
+        self._products: _Memo = {}
+        self._diagnoses: _Memo = {}
 
     def substitute(self, record: dict[str, Any]) -> tuple[dict[str, Any], Pending]:
         """Return ``record`` with remembered parts in place of their raw fields, and what to remember.
@@ -55,40 +56,43 @@ class ClaimParts:
         time; pass it to ``remember`` once the claim has validated.
         """
         pending: Pending = []
-        out = record
-        key = _key(record.get("prescriber"), _PRESCRIBER_FIELDS, "npi", "taxonomy")
+        out = dict(record)
+        key = _key(record.get("prescriber"), "npi", "taxonomy")
         if key is not None:
             hit = self._prescribers.get(key)
             if hit is None:
                 pending.append((self._prescribers, key, _prescriber))
             else:
-                out = {**record, "prescriber": hit}
-        key = _key(record.get("product"), _PRODUCT_FIELDS, "product_id", "qualifier")
+                out["prescriber"] = hit
+        key = _key(record.get("product"), "product_id", "qualifier")
         if key is not None:
             hit = self._products.get(key)
             if hit is None:
                 pending.append((self._products, key, _product))
             else:
-                out = {**out, "product": hit} if out is not record else {**record, "product": hit}
+                out["product"] = hit
         raw = record.get("diagnoses")
         if type(raw) is list and raw:
+            memo = self._diagnoses
             parts: list[Any] = []
             for index, item in enumerate(raw):
-                key = _key(item, _DIAGNOSIS_FIELDS, "code", "qualifier")
-                hit = None if key is None else self._diagnoses.get(key)
-                if hit is None and key is not None:
-                    pending.append((self._diagnoses, key, _diagnosis(index)))
-                parts.append(item if hit is None else hit)
-            if out is record:
-                out = {**record}
+                key = _key(item, "code", "qualifier")
+                hit = None if key is None else memo.get(key)
+                if hit is None:
+                    if key is not None:
+                        pending.append((memo, key, _diagnosis(index)))
+                    parts.append(item)
+                else:
+                    parts.append(hit)
             out["diagnoses"] = parts
         return out, pending
 
-    @staticmethod
-    def remember(claim: Claim, pending: Pending) -> None:
+    def remember(self, claim: Claim, pending: Pending) -> None:
         """Remember the validated parts ``substitute`` saw for the first time in ``claim``."""
         for memo, key, part in pending:
-            memo.put(key, part(claim))
+            if len(memo) >= self._limit:
+                memo.clear()
+            memo[key] = part(claim)
 
 
 def _prescriber(claim: Claim) -> object:
