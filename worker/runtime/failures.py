@@ -48,6 +48,7 @@ __all__ = [
     "describe",
     "interruptible",
     "is_transient",
+    "recorded_error",
 ]
 
 T = TypeVar("T")
@@ -299,3 +300,23 @@ def interruptible(call: Callable[[], T], stop: threading.Event, what: str, poll_
     if "error" in box:
         raise box["error"]
     return box["value"]  # type: ignore[no-any-return]
+
+
+def recorded_error(producer: object, exc: Exception) -> Exception:
+    """Return the error kafka-python recorded for a transaction that failed in the background.
+
+    A send's failure (e.g. the producer was fenced) lands on kafka-python's sender thread; the next
+    transactional call then raises a bare ``KafkaError`` ("... in an error state: ...") that hides it.
+    A transaction open over several polls meets this more often, so the recorded error decides
+    (fenced: exit 3, not an abort and a replacement that would fence the newer instance).
+    """
+    if type(exc) is not kerrors.KafkaError:
+        return exc
+    manager = getattr(producer, "_transaction_manager", None)
+    recorded = getattr(manager, "last_error", None)
+    if isinstance(recorded, type) and issubclass(recorded, Exception):
+        recorded = recorded()
+    if not isinstance(recorded, Exception):
+        return exc
+    recorded.__cause__ = exc
+    return recorded

@@ -9,7 +9,8 @@ listener inside ``poll`` and may hand the partition on within the same call, so 
 publish those records a second time.
 
 The parts: ``judge`` (pure: decode, duplicate check, decide), ``route`` (the record to publish),
-``TransactionSession`` (the transaction, abort, producer replacement, rewind), ``PartitionState``
+``TransactionSession`` (the transaction, abort, producer replacement, rewind), ``tally`` (what the open
+transaction holds, counted on commit), ``PartitionState``
 (stores restored on assignment, counts checked), ``failures`` (what each error means). What a record
 is (a claim, or a PA request) is the ``door`` (``worker.runtime.doors``): its judge and route. Build it
 with ``worker.runtime.compose.build_worker`` (``build_request_worker`` for PA requests).
@@ -18,15 +19,12 @@ with ``worker.runtime.compose.build_worker`` (``build_request_worker`` for PA re
 from __future__ import annotations
 
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
 from kafka import errors as kerrors
 
-from worker.contracts.model import CriterionStatus, Outcome
-from worker.errors import ClaimsWorkerError, DeadLetterClass
+from worker.errors import ClaimsWorkerError
 from worker.policy import catalog_policy
 from worker.runtime.doors import CLAIMS
 from worker.runtime.failures import (
@@ -39,12 +37,14 @@ from worker.runtime.failures import (
     classify,
     describe,
     interruptible,
+    recorded_error,
 )
 from worker.runtime.judge import no_facts
 from worker.runtime.kafka_io import Membership, OffsetAndMetadata, slot_membership
 from worker.runtime.partitions import Listener, PartitionState
 from worker.runtime.route import Outgoing, too_large
 from worker.runtime.session import TransactionSession
+from worker.runtime.tally import BatchReport, OpenTransaction, record_counts, tally
 
 if TYPE_CHECKING:
     import threading
@@ -67,81 +67,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchAborted", "BatchReport", "ExitCode", "Outgoing", "Pipeline"]
 
-_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
-
-
-def recorded_error(producer: object, exc: Exception) -> Exception:
-    """Return the error kafka-python recorded for a transaction that failed in the background.
-
-    A send's failure (e.g. the producer was fenced) lands on kafka-python's sender thread; the next
-    transactional call then raises a bare ``KafkaError`` ("... in an error state: ...") that hides it.
-    A transaction open over several polls meets this more often, so the recorded error decides
-    (fenced: exit 3, not an abort and a replacement that would fence the newer instance).
-    """
-    if type(exc) is not kerrors.KafkaError:
-        return exc
-    manager = getattr(producer, "_transaction_manager", None)
-    recorded = getattr(manager, "last_error", None)
-    if isinstance(recorded, type) and issubclass(recorded, Exception):
-        recorded = recorded()
-    if not isinstance(recorded, Exception):
-        return exc
-    recorded.__cause__ = exc
-    return recorded
-
-
-def _tally(outgoing: list[Outgoing], open_: _Open) -> None:
-    """Add one poll's published records to the open transaction's counts (counted in metrics on commit)."""
-    open_.records += len(outgoing)
-    for out in outgoing:
-        if out.outcome is not None:
-            open_.outcomes[out.outcome.value] += 1
-            open_.decide_s.append(out.decide_s)
-            open_.criteria.update(out.criteria)
-            open_.reasons.update(out.reason_codes)
-            open_.rejects.update(out.reject_codes)
-            if out.event_time is not None:
-                open_.event_times.append(out.event_time)
-            if out.outcome in _NOT_APPROVED:
-                open_.not_approved.append((out.claim_id, out.outcome.value, out.reason_codes))
-        elif out.error_class is not None:
-            open_.dead_letters[out.error_class.value] += 1
-
 
 class PartitionsGone(Exception):  # noqa: N818 - a reason to abort, not an error of the worker
     """A rebalance took partitions whose records the open transaction holds: it must abort, not commit."""
-
-
-@dataclass
-class _Open:
-    """The transaction open over one or more polls: what it sent, from where, and the offsets it commits."""
-
-    started: float  # perf_counter when it opened
-    opened: float  # monotonic, for the commit interval
-    offsets: dict[TopicPartition, OffsetAndMetadata] = field(default_factory=dict)
-    first: dict[TopicPartition, int] = field(default_factory=dict)
-    # What it published, tallied per poll (the outgoing records themselves are let go at once: kept for
-    # the whole interval they would be promoted through the collector's generations and scanned again).
-    records: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    criteria: Counter[tuple[str, CriterionStatus]] = field(default_factory=Counter)
-    reasons: Counter[str] = field(default_factory=Counter)
-    rejects: Counter[str] = field(default_factory=Counter)
-    decide_s: list[float] = field(default_factory=list)
-    event_times: list[datetime] = field(default_factory=list)
-    not_approved: list[tuple[str | None, str, tuple[str, ...]]] = field(default_factory=list)
-
-
-@dataclass
-class BatchReport:
-    """What one committed transaction (one or more polls) did, for the batch log line and tests."""
-
-    records: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
-    duration_s: float = 0.0
 
 
 class Pipeline:
@@ -199,7 +127,7 @@ class Pipeline:
         self._lag_updated = 0.0
         self._failed_since_commit = False
         self._current: tuple[str, int, int] | None = None
-        self._open: _Open | None = None  # the transaction open over polls, if any
+        self._open: OpenTransaction | None = None  # the transaction open over polls, if any
         self._interval_s = settings.commit_interval_ms / 1000
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
@@ -486,7 +414,7 @@ class Pipeline:
         judge, route, source_kind = self.door.judge, self.door.route, self.door.source_kind
         open_ = self._open
         if open_ is None:
-            open_ = self._open = _Open(started=time.perf_counter(), opened=time.monotonic())
+            open_ = self._open = OpenTransaction(started=time.perf_counter(), opened=time.monotonic())
             session.begin()
         outgoing: list[Outgoing] = []
         for records in batch.values():
@@ -522,7 +450,7 @@ class Pipeline:
         for tp, records in batch.items():
             open_.first.setdefault(tp, records[0].offset)
         open_.offsets.update(offsets)
-        _tally(outgoing, open_)
+        tally(outgoing, open_)
 
     def commit_open(self) -> BatchReport:
         """Commit the open transaction with its offsets; return its report. Raises as ``poll_once`` does."""
@@ -561,7 +489,7 @@ class Pipeline:
             offsets[tp] = OffsetAndMetadata(last + 1, "", getattr(records[-1], "leader_epoch", -1))
         return offsets
 
-    def _account(self, open_: _Open) -> BatchReport:
+    def _account(self, open_: OpenTransaction) -> BatchReport:
         """Count a committed transaction: metrics once per transaction (per label), and the batch log line."""
         report = BatchReport(records=open_.records)
         self._count(open_, report)
@@ -583,7 +511,7 @@ class Pipeline:
         )
         return report
 
-    def _count(self, open_: _Open, report: BatchReport) -> None:
+    def _count(self, open_: OpenTransaction, report: BatchReport) -> None:
         """Add the transaction's outcomes and dead letters to ``report`` and the metrics (once per label)."""
         now = self._clock()
         metrics, log = self.metrics, self.log
@@ -593,7 +521,7 @@ class Pipeline:
             log.debug("not_approved", claim_id=claim_id, outcome=outcome, reasons=list(reasons))
         metrics.observe_decision_latencies(open_.decide_s)  # the histograms once per batch, not per claim
         metrics.observe_e2e_latencies([max(0.0, (now - t).total_seconds()) for t in open_.event_times])
-        _record_counts(metrics, report, open_.criteria, open_.reasons, open_.rejects)
+        record_counts(metrics, report, open_.criteria, open_.reasons, open_.rejects)
 
     def _update_lag(self, *, force: bool = False) -> None:
         """Set each assigned partition's lag: high watermark minus committed (or current) position.
@@ -615,23 +543,3 @@ class Pipeline:
                 continue
             if high is not None and done is not None:
                 self.metrics.set_lag(tp.partition, max(0, high - done))
-
-
-def _record_counts(
-    metrics: WorkerMetrics,
-    report: BatchReport,
-    criteria: Counter[tuple[str, CriterionStatus]],
-    reasons: Counter[str],
-    rejects: Counter[str],
-) -> None:
-    """Add a committed batch's counts to the metrics: one call per label value."""
-    for outcome, n in report.outcomes.items():
-        metrics.record_outcome(Outcome(outcome), n)
-    for error_class, n in report.dead_letters.items():
-        metrics.record_dead_letter(DeadLetterClass(error_class), n)
-    for (criterion_id, status), n in criteria.items():
-        metrics.record_criterion(criterion_id, status, n)
-    for reason, n in reasons.items():
-        metrics.record_reason(reason, n)
-    for code, n in rejects.items():
-        metrics.record_reject(code, n)
