@@ -17,7 +17,8 @@ On its own broker (started here from the jars; restarted in place after its SIGK
    no open transaction left (last stable offset = high watermark on both output topics);
 4. prints the figures: the stall after each kill (from the SIGKILL to the next committed output on the
    partitions the killed worker owned) with where the restarted worker's seconds went (from its json
-   log lines), the stall after the broker kill, the injected aborts, and the run's claims/s.
+   log lines), the stall after the worker removal (a static member's partitions wait for the session
+   timeout), the stall after the broker kill, the injected aborts, and the run's claims/s.
 
 Exit status 0 when every check holds, 1 otherwise. The whole run is bounded by ``--deadline`` seconds.
 
@@ -529,6 +530,8 @@ def main() -> int:  # noqa: PLR0912
     # (slot, partitions it held, SIGKILL time, the restarted incarnation)
     kill_stalls: list[tuple[int, list[int], float, Worker]] = []
     broker_stall: float | None = None
+    # (partitions the removed worker held, its SIGTERM time)
+    removal: tuple[list[int], float] | None = None
     events: list[str] = []
 
     def note(line: str) -> None:
@@ -609,12 +612,22 @@ def main() -> int:  # noqa: PLR0912
                 last_fault = killed_at
                 note(f"{progress:5.1%} SIGKILL worker {victim.slot} (partitions {owned}), restarted")
             elif action == "add":
+                last_fault = time.time()  # a fault too: the next one waits for its rebalance to settle
                 workers[extra_slot] = Worker(extra_slot, env, logs)
                 workers[extra_slot].start()
                 note(f"{progress:5.1%} added worker {extra_slot}")
             elif action == "remove":
-                code = workers.pop(extra_slot).stop()
-                note(f"{progress:5.1%} removed worker {extra_slot} (SIGTERM, exit {code})")
+                leaving = workers.pop(extra_slot)
+                owned = sorted(leaving.owned())
+                last_fault = time.time()
+                code = leaving.stop()
+                # A static member sends no LeaveGroup on SIGTERM (it may be a rolling restart), so its
+                # partitions wait for the group's session timeout (45 s): a broker kill inside that wait
+                # restarts the timer and was counted as the broker's stall (~60 s) before this waited.
+                removal = (owned, last_fault)
+                note(
+                    f"{progress:5.1%} removed worker {extra_slot} (SIGTERM, exit {code}, partitions {owned})"
+                )
             else:
                 killed_at = time.time()
                 broker = kill_and_restart_broker(broker)
@@ -673,6 +686,13 @@ def main() -> int:  # noqa: PLR0912
             "  medians, s after the kill: "
             + ", ".join(f"{mark} {statistics.median(phases[mark]):.2f}" for mark in MARKS if phases[mark])
         )
+    if removal is not None and removal[0]:
+        firsts = [monitor.first_after(p, removal[1]) for p in removal[0]]
+        if all(firsts):
+            print(
+                f"stall after removing a worker (SIGTERM -> output on its partitions {removal[0]}; a static member "
+                f"keeps them until the session timeout): {max(firsts) - removal[1]:.1f} s"  # type: ignore[type-var]
+            )
     if broker_stall is not None:
         firsts = [monitor.first_after(p, broker_stall) for p in range(PARTITIONS)]
         if all(firsts):
