@@ -184,6 +184,9 @@ def produce(
         batch_size=256 * 1024,
         delivery_timeout_ms=300_000,
         request_timeout_ms=30_000,
+        # As the workers (worker.runtime.clients): with kafka-python's 30 s cap, the inputs resumed up to
+        # ~13 s after the broker was back, and that wait was counted as the workers' broker-kill stall.
+        reconnect_backoff_max_ms=1000,
     )
     start = time.monotonic()
     trickle_from = len(records) if trickle_from is None else trickle_from
