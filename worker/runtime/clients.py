@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka import errors as kerrors
 from kafka.admin import KafkaAdminClient
 from kafka.net.sasl import get_sasl_mechanism
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_login",
     "client_config",
     "describe_config",
+    "keep_transactional_requests",
     "new_admin",
     "new_consumer",
     "new_producer",
@@ -107,8 +109,56 @@ def new_consumer(settings: Settings, role: Role | str, **overrides: object) -> K
 
 
 def new_producer(settings: Settings, role: Role | str, **overrides: object) -> KafkaProducer:
-    """Return a ``KafkaProducer`` for ``role``: ``client_config`` plus the caller's ``overrides``."""
-    return KafkaProducer(**{**client_config(settings, role), **overrides})
+    """Return a ``KafkaProducer`` for ``role``: ``client_config`` plus the caller's ``overrides``.
+
+    A transactional producer (``transactional_id`` given) gets ``keep_transactional_requests``.
+    """
+    producer = KafkaProducer(**{**client_config(settings, role), **overrides})
+    if overrides.get("transactional_id") is not None:
+        keep_transactional_requests(producer)
+    return producer
+
+
+# What kafka-python's ``KafkaNetClient.await_ready`` raises for a node it cannot reach right now.
+_UNREACHABLE = (kerrors.KafkaConnectionError, kerrors.NodeNotReadyError, kerrors.UnknownBrokerIdError)
+
+
+def keep_transactional_requests(producer: KafkaProducer) -> bool:
+    """Stop kafka-python 3.0.x from dropping a transactional request whose coordinator is unreachable.
+
+    The bug (kafka-python 3.0.12, ``kafka/producer/sender.py``, ``Sender._maybe_send_pending_request``,
+    L313-350): for a request that needs a coordinator (AddOffsetsToTxn, TxnOffsetCommit,
+    AddPartitionsToTxn, EndTxn, InitProducerId) it sets ``target_node`` to the coordinator (L317), then
+    ``self._client.await_ready(...)`` (L321) *raises* ``KafkaConnectionError`` when the connection is
+    down (``kafka/net/compat.py`` ``KafkaNetClient.await_ready`` L60-73 never returns False). The
+    ``except`` branch (L341-345) looks the coordinator up again and breaks with ``target_node`` still
+    set, so ``if target_node is None: retry(handler)`` (L347) is skipped: the handler is gone, its
+    result never completes, and ``send_offsets_to_transaction``/``commit_transaction`` wait for ever
+    (chaos: every worker's commit in flight at a broker SIGKILL stalled until the 30 s watchdog after
+    the broker was back). kafka-python's master (3.1.0.dev, #3110) always calls ``retry`` there.
+
+    The fix: this producer's client answers ``await_ready`` with False for an unreachable node, which
+    takes the branch written for that (L321-324: look the coordinator up, ``target_node = None``,
+    retry), so the request is sent again once the new FindCoordinator answers. Returns False (and
+    changes nothing) when the producer has no such client, e.g. another kafka-python version.
+    ``tests/unit/test_txn_requests.py`` pins both the bug and this fix on kafka-python's own Sender.
+    """
+    client = getattr(getattr(producer, "_sender", None), "_client", None)
+    await_ready = getattr(client, "await_ready", None)
+    if client is None or not callable(await_ready):
+        return False
+    if getattr(await_ready, "keeps_transactional_requests", False):
+        return True
+
+    def await_ready_or_false(node_id: object, timeout_ms: int = 30_000) -> bool:
+        try:
+            return bool(await_ready(node_id, timeout_ms=timeout_ms))
+        except _UNREACHABLE:
+            return False
+
+    await_ready_or_false.keeps_transactional_requests = True  # type: ignore[attr-defined]
+    client.await_ready = await_ready_or_false
+    return True
 
 
 def new_admin(settings: Settings, role: Role | str = Role.ADMIN, **overrides: object) -> KafkaAdminClient:
