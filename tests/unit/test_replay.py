@@ -22,19 +22,18 @@ from worker.policy import default_policy
 from worker.runtime import replay as replay_module
 from worker.runtime.judge import judge
 from worker.runtime.kafka_io import TopicPartition
+from worker.runtime.ranges import plan_ranges
 from worker.runtime.replay import (
     ReplayJob,
     ReplayMetrics,
     ReplaySummary,
-    Verdict,
     default_replay_id,
-    plan_ranges,
     replay_group_id,
     replay_transactional_id,
-    why,
 )
 from worker.runtime.replay import _Pass as Pass
 from worker.runtime.route import route
+from worker.runtime.verdicts import Verdict, why
 from worker.state.authorizations import Authorization, Authorizations, encode_authorization
 from worker.state.dedupe import SeenEvents
 
@@ -250,7 +249,7 @@ def test_a_read_without_progress_past_the_outage_limit_is_an_outage():
     from kafka import errors as kerrors  # noqa: PLC0415 - only this test needs the Kafka error type
 
     from worker.runtime.failures import Kind, classify  # noqa: PLC0415
-    from worker.runtime.replay import _Stall  # noqa: PLC0415
+    from worker.runtime.ranges import Stall as _Stall  # noqa: PLC0415
 
     stall = _Stall(-1.0, "replaying")
     with pytest.raises(kerrors.KafkaTimeoutError) as raised:

@@ -38,23 +38,22 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from kafka import errors as kerrors
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client import Counter as PromCounter
 from tqdm import tqdm
 
-from worker.contracts.model import DecisionSource, Outcome
-from worker.errors import ConfigError, DeadLetterClass
+from worker.contracts.model import Outcome
+from worker.errors import DeadLetterClass
 from worker.runtime.clients import Role, new_consumer, new_producer
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
 from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
+from worker.runtime.ranges import Stall, plan_ranges
+from worker.runtime.ranges import scan as _scan
 from worker.runtime.route import route
-from worker.state.authorizations import (
-    ON_FILE_SUMMARY as _ON_FILE_SUMMARY,
-)
+from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
 from worker.state.authorizations import (
     Authorizations,
     BadAuthorization,
@@ -63,7 +62,7 @@ from worker.state.authorizations import (
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from worker.config.settings import Settings
@@ -86,8 +85,6 @@ __all__ = [
     "ReplayMetrics",
     "ReplaySummary",
     "default_replay_id",
-    "plan_ranges",
-    "read_live_verdicts",
     "replay_group_id",
     "replay_transactional_id",
     "run_replay",
@@ -101,12 +98,6 @@ REPLAY_AUTHORIZATIONS_HEADER = "claims-worker.replay-authorizations"
 INHERITED_HEADER = "claims-worker.replay-inherited"
 _ERROR_CLASS_HEADER = "claims-worker.error-class"
 _END_METADATA = "replay-end="
-# Results and dead letters are written after their claim: read the live outputs from a little before
-# the range's start, in case the producers' clocks disagree.
-_CLOCK_MARGIN = timedelta(hours=1)
-
-Coordinates = tuple[str, int, int]
-"""Source coordinates of one claims record: topic, partition, offset."""
 
 
 def default_replay_id(start: datetime, end: datetime | None, policy_ref: str, output_topic: str) -> str:
@@ -123,85 +114,6 @@ def replay_group_id(settings: Settings, replay_id: str) -> str:
 def replay_transactional_id(settings: Settings, replay_id: str) -> str:
     """Return the replay's transactional id: never a live instance's."""
     return f"{settings.transactional_id_prefix}-replay-{replay_id}"
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def plan_ranges(
-    consumer: KafkaConsumer, topic: str, start: datetime, end: datetime | None
-) -> dict[TopicPartition, tuple[int, int]]:
-    """Return each partition's offsets ``[first, stop)`` of the time range (``offsets_for_times``).
-
-    ``first`` is the first offset with a timestamp at or after ``start``; ``stop`` the first at or after
-    ``end``, or the end offset now when ``end`` is ``None`` or no record is that late.
-    """
-    parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        msg = f"topic {topic!r} does not exist"
-        raise ConfigError(msg)
-    tps = [TopicPartition(topic, p) for p in sorted(parts)]
-    ends = consumer.end_offsets(tps)
-    firsts = consumer.offsets_for_times(dict.fromkeys(tps, _ms(start)))
-    stops = consumer.offsets_for_times(dict.fromkeys(tps, _ms(end))) if end is not None else {}
-    ranges: dict[TopicPartition, tuple[int, int]] = {}
-    for tp in tps:
-        first_at, stop_at = firsts.get(tp), stops.get(tp)
-        stop = ends[tp] if stop_at is None else stop_at.offset
-        first = stop if first_at is None else min(first_at.offset, stop)
-        ranges[tp] = (first, stop)
-    return ranges
-
-
-def _scan(
-    settings: Settings, topic: str, since: datetime | None, until: datetime | None = None
-) -> Iterator[tuple[int, int, Any]]:
-    """Yield (partition, offset, record) of committed records of ``topic`` written in ``[since, until)``.
-
-    ``since`` ``None``: from the beginning; ``until`` ``None``: to the end offsets when the scan started.
-    """
-    consumer = new_consumer(
-        settings,
-        Role.REPLAY,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_poll_records=5000,
-    )
-    try:
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            return
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        ends = consumer.end_offsets(tps)
-        if since is None:
-            starts: dict[TopicPartition, int | None] = dict(consumer.beginning_offsets(tps))
-        else:
-            found = consumer.offsets_for_times(dict.fromkeys(tps, _ms(since)))
-            starts = {tp: None if found.get(tp) is None else found[tp].offset for tp in tps}
-        stops = consumer.offsets_for_times(dict.fromkeys(tps, _ms(until))) if until is not None else {}
-        todo = {}
-        for tp in tps:
-            at, stop_at = starts.get(tp), stops.get(tp)
-            stop = ends[tp] if stop_at is None else stop_at.offset
-            first = stop if at is None else at
-            if first < stop:
-                consumer.seek(tp, first)
-                todo[tp] = stop
-        stall = _Stall(settings.outage_limit_s, f"reading {topic}")
-        while todo:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                stall.progressed()
-                for record in records:
-                    if record.offset < todo.get(tp, -1):
-                        yield tp.partition, record.offset, record
-            for tp in [tp for tp, end in todo.items() if consumer.position(tp) >= end]:
-                del todo[tp]
-            stall.check()
-    finally:
-        consumer.close(autocommit=False)
 
 
 def seed_authorizations(settings: Settings, start: datetime) -> Authorizations | None:
@@ -222,151 +134,6 @@ def seed_authorizations(settings: Settings, start: datetime) -> Authorizations |
         except BadAuthorization:
             store.rejected += 1
     return store
-
-
-class _Stall:
-    """Raise ``KafkaTimeoutError`` (exit 4) when a read makes no progress for ``limit_s`` (a lost broker)."""
-
-    def __init__(self, limit_s: float, what: str) -> None:
-        self.limit_s, self.what = limit_s, what
-        self.last = time.monotonic()
-
-    def progressed(self) -> None:
-        self.last = time.monotonic()
-
-    def check(self) -> None:
-        if time.monotonic() - self.last > self.limit_s:
-            msg = f"{self.what}: no progress for {self.limit_s:.0f}s (CLAIMS_OUTAGE_LIMIT_S)"
-            raise kerrors.KafkaTimeoutError(msg)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What a comparison looks at in one output: never ``decided_at`` or the worker version."""
-
-    outcome: str
-    criteria: tuple[tuple[str, str, str], ...] = ()
-    reject_codes: tuple[str, ...] = ()
-    window: tuple[str, str] = ("", "")
-    claim_id: str = ""
-    source: str = ""
-
-    @classmethod
-    def of_result(cls, result: Mapping[str, Any]) -> Verdict:
-        """Return the verdict of a decoded result (v1, v2 or v3).
-
-        The decision source is compared too (an approval on file vs one evaluated afresh). Results
-        written before v3 named an on-file approval only in the summary: such a result reads as ON_FILE.
-        """
-        effective, expiration = result.get("authorization_effective"), result.get("authorization_expiration")
-        source = str(result.get("decision_source") or DecisionSource.AUTOMATED_RULE.value)
-        if source == DecisionSource.AUTOMATED_RULE.value and str(result.get("summary") or "").startswith(
-            _ON_FILE_SUMMARY
-        ):
-            source = DecisionSource.ON_FILE.value
-        return cls(
-            outcome=str(result["outcome"]),
-            source=source,
-            criteria=tuple(
-                (str(c["criterion_id"]), str(c["status"]), str(c["reason_code"]))
-                for c in result.get("criteria") or ()
-            ),
-            reject_codes=tuple(str(code) for code in result.get("reject_codes") or ()),
-            window=(str(effective or ""), str(expiration or "")),
-            claim_id=str(result.get("claim_id") or ""),
-        )
-
-    @classmethod
-    def dead_letter(cls, error_class: str) -> Verdict:
-        """Return the verdict of a dead letter: its class."""
-        return cls(outcome=f"DEAD_LETTER:{error_class}")
-
-    def key(self) -> tuple[object, ...]:
-        """Return what must be equal for two verdicts to be the same (not the claim id: same record)."""
-        return (self.outcome, self.criteria, self.reject_codes, self.window, self.source)
-
-    def brief(self) -> dict[str, Any]:
-        """Return a PHI-free summary for the changes file."""
-        return {
-            "outcome": self.outcome,
-            "criteria": {cid: f"{status}/{reason}" for cid, status, reason in self.criteria},
-            "reject_codes": list(self.reject_codes),
-            "window": list(self.window) if any(self.window) else None,
-            "decision_source": self.source or None,
-        }
-
-
-def why(before: Verdict | None, after: Verdict) -> list[str]:
-    """Name what changed between two verdicts: per criterion, reject codes, window."""
-    if before is None:
-        return ["no live result for these coordinates"]
-    reasons: list[str] = []
-    old = {cid: (status, reason) for cid, status, reason in before.criteria}
-    new = {cid: (status, reason) for cid, status, reason in after.criteria}
-    for cid in sorted(old.keys() | new.keys()):
-        a, b = old.get(cid), new.get(cid)
-        if a != b:
-            was = "-" if a is None else f"{a[0]}({a[1]})"
-            now = "-" if b is None else f"{b[0]}({b[1]})"
-            reasons.append(f"{cid}: {was} -> {now}")
-    if before.reject_codes != after.reject_codes:
-        reasons.append(
-            f"reject codes {','.join(before.reject_codes) or '-'} -> {','.join(after.reject_codes) or '-'}"
-        )
-    if before.window != after.window and any(before.window) and any(after.window):
-        reasons.append("approval window")  # only between two approvals: otherwise the outcome says it
-    if before.source != after.source and before.source and after.source:
-        reasons.append(f"decision source {before.source} -> {after.source}")  # e.g. on file vs afresh
-    if not reasons and before.outcome != after.outcome:
-        reasons.append("outcome")
-    return reasons
-
-
-def read_live_verdicts(  # noqa: C901 - two topics, one filter
-    settings: Settings,
-    codec: Codec,
-    ranges: Mapping[TopicPartition, tuple[int, int]],
-    since: datetime,
-    *,
-    results: bool,
-) -> tuple[dict[Coordinates, Verdict], set[Coordinates]]:
-    """Read what the live worker published for the range: verdicts by source coordinates, and duplicates.
-
-    Reads the live dead-letter topic (and, when ``results``, the live results topic) from a little before
-    ``since``; keeps only outputs whose source coordinates fall in ``ranges``. Duplicates are the
-    coordinates the live worker dead-lettered as ``DUPLICATE_EVENT``.
-    """
-    wanted = {(tp.topic, tp.partition): span for tp, span in ranges.items()}
-
-    def in_range(source: Mapping[str, Any] | None) -> Coordinates | None:
-        if not source:
-            return None
-        span = wanted.get((source["topic"], source["partition"]))
-        if span is None or not span[0] <= source["offset"] < span[1]:
-            return None
-        return (source["topic"], source["partition"], source["offset"])
-
-    verdicts: dict[Coordinates, Verdict] = {}
-    duplicates: set[Coordinates] = set()
-    start = since - _CLOCK_MARGIN
-    for _partition, _offset, record in _scan(settings, settings.dead_letter_topic, start):
-        error_class = dict(record.headers or ()).get(_ERROR_CLASS_HEADER)
-        if error_class is None:
-            continue
-        letter = codec.decode_dead_letter(record.value)
-        at = in_range(letter.get("source"))
-        if at is None:
-            continue
-        verdicts[at] = Verdict.dead_letter(error_class.decode())
-        if error_class.decode() == DeadLetterClass.DUPLICATE_EVENT.value:
-            duplicates.add(at)
-    if results:
-        for _partition, _offset, record in _scan(settings, settings.results_topic, start):
-            result = codec.decode_result(record.value)
-            at = in_range(result.get("source"))
-            if at is not None:
-                verdicts[at] = Verdict.of_result(result)
-    return verdicts, duplicates
 
 
 METRICS_FILE_PERIOD_S = 10.0
@@ -630,7 +397,7 @@ class _Pass:
         )
         started = time.perf_counter()
         written = 0.0
-        stall = _Stall(job.settings.outage_limit_s, "replaying")
+        stall = Stall(job.settings.outage_limit_s, "replaying")
         try:
             while self.todo and not job.stop():
                 left = len(self.todo)
@@ -727,7 +494,7 @@ class _Pass:
         for tp in redo:
             self.consumer.seek(tp, self.ranges[tp][0])
         settings, count = self.job.settings, 0
-        stall = _Stall(settings.outage_limit_s, "re-reading the part replayed before the stop")
+        stall = Stall(settings.outage_limit_s, "re-reading the part replayed before the stop")
         while redo:
             batch = self.consumer.poll(
                 timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
