@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.registry import SchemaResolver
+    from worker.ops.metrics import WorkerMetrics
     from worker.runtime.kafka_io import KafkaProducer
     from worker.runtime.pipeline import Pipeline
+    from worker.runtime.watch import GroupWatch
 
 __all__ = ["run", "with_retries"]
 
@@ -256,7 +258,11 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         gc.enable()
         metrics.set_running(True)
-        code = worker.run(stop)
+        watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic])
+        try:
+            code = worker.run(stop)
+        finally:
+            watch.stop()
         _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
             print(f"error: {worker.failure}", file=sys.stderr)
@@ -286,6 +292,25 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     log.info("stopped", exit_code=int(code))
     _exit_now(int(code))
     return int(code)  # pragma: no cover - only when _exit_now is stubbed out
+
+
+def _watch_group(
+    worker: Pipeline, settings: Settings, metrics: WorkerMetrics, log: FilteringBoundLogger, partitions: int
+) -> GroupWatch:
+    """Start the watch for claims partitions the settled group leaves unowned (``runtime/watch.py``)."""
+    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415 - as in run()
+    from worker.runtime.watch import GroupWatch  # noqa: PLC0415
+
+    watch = GroupWatch(
+        lambda: new_admin(settings, Role.ADMIN),
+        group_id=settings.group_id,
+        topic=settings.claims_topic,
+        partitions=lambda: worker.partitions.claims_partitions or partitions,
+        publish=metrics.set_unowned_partitions,
+        log=log,
+    )
+    watch.start()
+    return watch
 
 
 def _leave_group_when_done(

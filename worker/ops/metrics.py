@@ -124,6 +124,7 @@ class WorkerMetrics:
         "_results",
         "_start_time",
         "_transactions",
+        "_unowned",
         "_up",
     )
 
@@ -288,6 +289,11 @@ class WorkerMetrics:
             registry=registry,
         )
         self._start_time.set(time.time())
+        self._unowned = Gauge(
+            "claims_worker_group_unowned_partitions",
+            "Claims partitions no member of the settled consumer group owns (0 when healthy).",
+            registry=registry,
+        )
 
     def record_consumed(self, n: int = 1) -> None:
         """Count ``n`` claim records read from the input topic."""
@@ -392,6 +398,10 @@ class WorkerMetrics:
         self._policy_info.info(
             {"policy_id": policy_id, "policy_version": policy_version, "worker_version": worker_version}
         )
+
+    def set_unowned_partitions(self, n: int) -> None:
+        """Publish how many claims partitions the settled group leaves without an owner."""
+        self._unowned.set(n)
 
     def set_running(self, running: bool) -> None:
         """Set ``claims_worker_up`` to 1 while the loop runs and to 0 when it stops or fails."""
