@@ -1,0 +1,105 @@
+"""The group watch on a real broker: a cooperative revoke whose follow-up join never comes leaves a partition unowned."""
+
+from __future__ import annotations
+
+from kafka import KafkaConsumer
+from kafka.admin import KafkaAdminClient
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+from tests.integration import streams
+from worker.ops.logs import get_logger
+from worker.runtime.watch import GroupWatch
+
+
+def _member(bootstrap: str, group: str, instance: str, topic: str) -> KafkaConsumer:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        group_instance_id=instance,
+        partition_assignment_strategy=[CooperativeStickyAssignor],
+        enable_auto_commit=False,
+        session_timeout_ms=30_000,
+    )
+    consumer.subscribe([topic])
+    return consumer
+
+
+def _poll_until(consumer: KafkaConsumer, wanted) -> bool:
+    return streams.wait_for(lambda: (consumer.poll(timeout_ms=100) is not None) and wanted(), 30, 0)
+
+
+def _orphan(bootstrap: str, topic: str, group: str, watch: GroupWatch, published: list[int]) -> bool:
+    """Make A revoke a partition and stop before its follow-up join; check the watch; heal it. False: raced.
+
+    A revokes inside a poll and may send its follow-up join from that same poll; then the group is
+    rebalancing, not settled with a partition unowned, and this attempt proves nothing (the caller tries
+    again with a fresh group).
+    """
+    a, b = _member(bootstrap, group, "a", topic), None
+    try:
+        assert _poll_until(a, lambda: len(a.assignment()) == 2), "A never got both partitions"
+        assert streams.wait_for(lambda: watch.check() == set(), 30, 0.2), "the settled group owns both"
+
+        b = _member(bootstrap, group, "b", topic)
+        # A and B both poll until A has given one partition up (the first step); then A stops polling.
+        assert streams.wait_for(
+            lambda: (
+                (b.poll(timeout_ms=50) is not None)
+                and (a.poll(timeout_ms=50) is not None)
+                and len(a.assignment()) == 1
+            ),
+            60,
+            0,
+        ), "A never revoked a partition"
+        revoked = {0, 1} - {tp.partition for tp in a.assignment()}
+        if not streams.wait_for(lambda: watch.check() is not None, 5, 0.2):
+            return False  # A's follow-up join went out in the same poll: a rebalance, not the stuck state
+        assert not b.assignment(), "cooperative: B gets the partition only in the follow-up rebalance"
+        assert watch.check() == revoked, f"the watch did not name {revoked}: published {published}"
+        assert published[-1] == 1
+
+        # A's follow-up join: the group hands the partition to B and nothing is unowned any more.
+        assert streams.wait_for(
+            lambda: (
+                (a.poll(timeout_ms=50) is not None)
+                and (b.poll(timeout_ms=50) is not None)
+                and len(b.assignment()) == 1
+            ),
+            60,
+            0,
+        ), "B never got the revoked partition"
+        assert streams.wait_for(lambda: watch.check() == set(), 30, 0.2)
+        assert published[-1] == 0
+        return True
+    finally:
+        a.close(autocommit=False)
+        if b is not None:
+            b.close(autocommit=False)
+
+
+def test_the_watch_sees_the_partition_a_stopped_revoke_leaves_unowned(kafka_bootstrap, topics):
+    """A holds both partitions; B joins; A revokes one and stops before its follow-up join: the watch names it.
+
+    This is the state a worker killed between the two steps of a cooperative rebalance (and restarted on
+    its slot, which the broker answers without a rebalance) leaves behind. Once A joins again, the group
+    hands the partition on and the watch reports nothing unowned. Up to five attempts, each on a fresh
+    group, since A may send its follow-up join from the very poll that revoked.
+    """
+    topic = topics["claims"]
+    for attempt in range(5):
+        group = f"{topics['group']}-{attempt}"
+        published: list[int] = []
+        watch = GroupWatch(
+            lambda: KafkaAdminClient(bootstrap_servers=kafka_bootstrap),
+            group_id=group,
+            topic=topic,
+            partitions=lambda: 2,
+            publish=published.append,
+            log=get_logger("test"),
+        )
+        try:
+            if _orphan(kafka_bootstrap, topic, group, watch, published):
+                return
+        finally:
+            watch.stop()
+    raise AssertionError("five attempts raced: A always sent its follow-up join from the revoking poll")
