@@ -98,17 +98,20 @@ def _watch(admins, published, **kwargs):
 class TestGroupWatch:
     """The watch publishes the count, logs a change once, and survives a coordinator that does not answer."""
 
-    def test_publishes_the_count_and_logs_each_change_once(self):
-        """1 unowned twice then 0: counts 1, 1, 0 published; one warning naming partition 1."""
+    def test_publishes_the_count_and_warns_once_when_it_persists(self):
+        """1 unowned three times then 0: counts published each time; one warning, at the second sighting."""
         stuck = _group("Stable", [(TOPIC, [0])], [(TOPIC, [2])])
         healed = _group("Stable", [(TOPIC, [0, 1])], [(TOPIC, [2])])
         published: list[int] = []
-        watch = _watch([_Admin([stuck, stuck, healed])], published)
+        watch = _watch([_Admin([stuck, stuck, stuck, healed])], published)
         with capture_logs() as events:
+            assert watch.check() == {1}
+            first = [e for e in events if e["event"] == "partitions_unowned"]
             assert watch.check() == {1}
             assert watch.check() == {1}
             assert watch.check() == set()
-        assert published == [1, 1, 0]
+        assert first == [], "one sighting may be the moment between a revoke and its follow-up join"
+        assert published == [1, 1, 1, 0]
         warnings = [e for e in events if e["event"] == "partitions_unowned"]
         assert [e["partitions"] for e in warnings] == [[1]]
 
@@ -157,3 +160,32 @@ class TestGroupWatch:
             watch.stop()
         assert published[:2] == [2, 2]
         assert admin.closed == 1
+
+    def test_an_odd_answer_does_not_end_the_thread(self):
+        """An answer the watch cannot read (members not a list) is logged; the next check still publishes."""
+        odd = {"group_state": "Stable", "members": 5, "error": None}
+        admin = _Admin([odd, _group("Stable", [(TOPIC, [0, 1, 2])])])
+        seen = threading.Event()
+        published: list[int] = []
+
+        def publish(n):
+            published.append(n)
+            seen.set()
+
+        watch = GroupWatch(
+            lambda: admin,
+            group_id="g",
+            topic=TOPIC,
+            partitions=lambda: 3,
+            publish=publish,
+            log=get_logger("test"),
+            interval_s=0.01,
+        )
+        with capture_logs() as events:
+            watch.start()
+            try:
+                assert seen.wait(10), "the thread stopped after the odd answer"
+            finally:
+                watch.stop()
+        assert published[0] == 0
+        assert any(e["event"] == "group_watch_failed" and e["error"] == "TypeError" for e in events)

@@ -84,6 +84,7 @@ class GroupWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: set[int] | None = None
+        self._warned: set[int] = set()
 
     def check(self) -> set[int] | None:
         """Ask once; publish and log the unowned partitions; return them (None: not settled or no answer)."""
@@ -99,8 +100,13 @@ class GroupWatch:
         if unowned is None:
             return None
         self._publish(len(unowned))
-        if unowned and unowned != self.last:
+        # The moment between a cooperative revoke and its follow-up join looks the same: warn only when
+        # two checks in a row (``interval_s`` apart) find the same partitions unowned, once per set.
+        if unowned and unowned == self.last and unowned != self._warned:
             self._log.warning("partitions_unowned", partitions=sorted(unowned))
+            self._warned = unowned
+        if not unowned:
+            self._warned = set()
         self.last = unowned
         return unowned
 
@@ -111,7 +117,10 @@ class GroupWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.check()
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - an odd answer must not end the watch
+                self._log.warning("group_watch_failed", error=type(exc).__name__)
 
     def stop(self) -> None:
         """Stop the thread (without waiting on a question in flight) and close the admin client."""
