@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -100,3 +102,103 @@ def test_compose_worker_runs_the_supervisor_on_a_host_slot():
     assert worker["environment"]["CLAIMS_INSTANCE"].startswith("${HOST_SLOT")
     assert "/readyz" in " ".join(worker["healthcheck"]["test"])
     assert worker["stop_grace_period"] == "60s"
+
+
+# --- the image (Dockerfile) ------------------------------------------------------------------------------
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """Return the Dockerfile's (INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    out = []
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def _dockerfile_problems(
+    text: str, k8s: dict[str, dict], compose: dict, pyproject: dict, version: str
+) -> list[str]:
+    """Name every way the image would not fit the manifests that run it (empty: it fits)."""
+    steps = _instructions(text)
+    problems = []
+    stages = [args for op, args in steps if op == "FROM"]
+    final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
+    if len(stages) != 2:
+        problems.append(f"expected a build and a runtime stage, found {len(stages)}")
+    for image in stages:
+        name = image.split()[0]
+        if not name.startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}-"):
+            problems.append(f"base image {name} is not the Python the tests run on")
+        if "/" in name.split(":")[0]:
+            problems.append(f"base image {name} names a registry or namespace")
+    pod = k8s["StatefulSet"]["spec"]["template"]["spec"]
+    users = [args for op, args in final if op == "USER"]
+    if users != [str(pod["securityContext"]["runAsUser"])]:
+        problems.append(f"USER {users} is not the manifests' runAsUser {pod['securityContext']['runAsUser']}")
+    container = pod["containers"][0]
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+    exposed = [args for op, args in final if op == "EXPOSE"]
+    if exposed != [str(port)]:
+        problems.append(f"EXPOSE {exposed} is not the metrics port {port}")
+    entry = [json.loads(args) for op, args in final if op == "ENTRYPOINT"]
+    if entry != [list(pyproject["project"]["scripts"])]:
+        problems.append(
+            f"ENTRYPOINT {entry} is not the console script {list(pyproject['project']['scripts'])}"
+        )
+    worker = compose["services"]["worker"]
+    for where, image in (("k8s", container["image"]), ("compose", worker["image"])):
+        if image != f"claims-worker:{version}":
+            problems.append(
+                f"{where} runs {image}, the image this Dockerfile builds is claims-worker:{version}"
+            )
+    if f"claims-worker:{version}" not in text:
+        problems.append("the build command in the Dockerfile's header names another tag")
+    return problems
+
+
+def _pyproject() -> dict:
+    import tomllib  # noqa: PLC0415
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_image_fits_the_manifests_that_run_it():
+    """The Dockerfile's user, port, entry point, Python and tag match the StatefulSet, compose file and package."""
+    from worker import __version__  # noqa: PLC0415
+
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert _dockerfile_problems(DOCKERFILE.read_text(), _k8s_docs(), compose, _pyproject(), __version__) == []
+
+
+def test_the_image_check_catches_a_root_user_and_a_wrong_port():
+    """The same check names a root user and a port the probes do not use."""
+    from worker import __version__  # noqa: PLC0415
+
+    broken = DOCKERFILE.read_text().replace("USER 10001", "USER root").replace("EXPOSE 9400", "EXPOSE 9000")
+    compose = yaml.safe_load(COMPOSE.read_text())
+    problems = _dockerfile_problems(broken, _k8s_docs(), compose, _pyproject(), __version__)
+    assert any(p.startswith("USER") for p in problems)
+    assert any(p.startswith("EXPOSE") for p in problems)
+
+
+def test_the_build_context_holds_what_the_build_copies():
+    """Every file the build stage COPYs (and the package data inside worker/) passes .dockerignore; nothing else does."""
+    rules = [r.strip() for r in DOCKERIGNORE.read_text().splitlines() if r.strip() and not r.startswith("#")]
+    assert rules[0] == "*", "ignore everything, then allow what the build needs"
+    allowed = {r[1:].rstrip("/") for r in rules if r.startswith("!")}
+    copied = set()
+    for op, args in _instructions(DOCKERFILE.read_text()):
+        if op == "COPY" and not args.startswith("--from"):
+            copied.update(p.rstrip("/").removeprefix("./") for p in args.split()[:-1])
+    assert copied == allowed
+    for source in copied:
+        assert (ROOT / source).exists(), f"{source} is copied but missing"
+    assert (ROOT / "worker" / "contracts" / "schemas").is_dir(), (
+        "the schemas ship inside worker/ (package data)"
+    )
