@@ -82,14 +82,16 @@ class _Admin:
         self.closed += 1
 
 
-def _watch(admins, published, **kwargs):
+def _watch(admins, publish, **kwargs):
+    """A watch over three claims partitions whose admin clients come from ``admins`` in turn."""
     made = iter(admins)
+    publish = publish.append if isinstance(publish, list) else publish
     return GroupWatch(
         lambda: next(made),
         group_id="g",
         topic=TOPIC,
         partitions=lambda: 3,
-        publish=published.append,
+        publish=publish,
         log=get_logger("test"),
         **kwargs,
     )
@@ -144,15 +146,7 @@ class TestGroupWatch:
             if len(published) >= 2:
                 seen.set()
 
-        watch = GroupWatch(
-            lambda: admin,
-            group_id="g",
-            topic=TOPIC,
-            partitions=lambda: 3,
-            publish=publish,
-            log=get_logger("test"),
-            interval_s=0.01,
-        )
+        watch = _watch([admin], publish, interval_s=0.01)
         watch.start()
         try:
             assert seen.wait(10), "the thread did not check twice"
@@ -172,15 +166,7 @@ class TestGroupWatch:
             published.append(n)
             seen.set()
 
-        watch = GroupWatch(
-            lambda: admin,
-            group_id="g",
-            topic=TOPIC,
-            partitions=lambda: 3,
-            publish=publish,
-            log=get_logger("test"),
-            interval_s=0.01,
-        )
+        watch = _watch([admin], publish, interval_s=0.01)
         with capture_logs() as events:
             watch.start()
             try:

@@ -12,6 +12,7 @@ Patients are not remembered: they are PHI and nearly unique per claim.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,13 +41,18 @@ class ClaimParts:
     back in it after a few thousand claims.
     """
 
-    __slots__ = ("_diagnoses", "_limit", "_prescribers", "_products")
+    __slots__ = ("_diagnoses", "_limit", "_prescribers", "_products", "_singles")
 
     def __init__(self, limit: int = 32_768) -> None:
         self._limit = limit
         self._prescribers: _Memo = {}
         self._products: _Memo = {}
         self._diagnoses: _Memo = {}
+        # The parts a claim names once: its field, the two raw fields that key it, its memo, its getter.
+        self._singles = (
+            ("prescriber", "npi", "taxonomy", self._prescribers, attrgetter("prescriber")),
+            ("product", "product_id", "qualifier", self._products, attrgetter("product")),
+        )
 
     def substitute(self, record: dict[str, Any]) -> tuple[dict[str, Any], Pending]:
         """Return ``record`` with remembered parts in place of their raw fields, and what to remember.
@@ -57,20 +63,14 @@ class ClaimParts:
         """
         pending: Pending = []
         out = dict(record)
-        key = _key(record.get("prescriber"), "npi", "taxonomy")
-        if key is not None:
-            hit = self._prescribers.get(key)
-            if hit is None:
-                pending.append((self._prescribers, key, _prescriber))
-            else:
-                out["prescriber"] = hit
-        key = _key(record.get("product"), "product_id", "qualifier")
-        if key is not None:
-            hit = self._products.get(key)
-            if hit is None:
-                pending.append((self._products, key, _product))
-            else:
-                out["product"] = hit
+        for field, first, second, memo, getter in self._singles:
+            key = _key(record.get(field), first, second)
+            if key is not None:
+                hit = memo.get(key)
+                if hit is None:
+                    pending.append((memo, key, getter))
+                else:
+                    out[field] = hit
         raw = record.get("diagnoses")
         if type(raw) is list and raw:
             memo = self._diagnoses
@@ -93,14 +93,6 @@ class ClaimParts:
             if len(memo) >= self._limit:
                 memo.clear()
             memo[key] = part(claim)
-
-
-def _prescriber(claim: Claim) -> object:
-    return claim.prescriber
-
-
-def _product(claim: Claim) -> object:
-    return claim.product
 
 
 def _diagnosis(index: int) -> Callable[[Claim], object]:
