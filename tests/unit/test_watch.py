@@ -8,7 +8,7 @@ from kafka import errors as kerrors
 from structlog.testing import capture_logs
 
 from worker.ops.logs import get_logger
-from worker.runtime.watch import GroupWatch, unowned_partitions
+from worker.runtime.watch import GroupWatch, healer, unowned_partitions
 
 TOPIC = "pharmacy.claims"
 
@@ -68,9 +68,17 @@ class TestUnownedPartitions:
 class _Admin:
     """Answers describe_groups from a list (an exception in it is raised), counting closes."""
 
-    def __init__(self, answers):
+    def __init__(self, answers, removal=kerrors.NoError):
         self.answers = list(answers)
         self.closed = 0
+        self.removal = removal  # the coordinator's answer to a removal (an exception instance is raised)
+        self.removed: list[tuple[str, str | None, str | None]] = []
+
+    def remove_group_members(self, group_id, members):
+        if isinstance(self.removal, Exception):
+            raise self.removal
+        self.removed.extend((group_id, m.group_instance_id, m.reason) for m in members)
+        return dict.fromkeys(members, self.removal)
 
     def describe_groups(self, group_ids):
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -175,3 +183,80 @@ class TestGroupWatch:
                 watch.stop()
         assert published[0] == 0
         assert any(e["event"] == "group_watch_failed" and e["error"] == "TypeError" for e in events)
+
+
+class TestHeal:
+    """Two checks in a row with the same partitions unowned: the first static member removes itself."""
+
+    STUCK = _group("Stable", [(TOPIC, [0])], [(TOPIC, [2])])  # members "0" and "1"; partition 1 unowned
+    HEALED = _group("Stable", [(TOPIC, [0, 1])], [(TOPIC, [2])])
+
+    def test_the_first_slot_removes_itself_at_the_second_sighting(self):
+        """Member "0" (sorts first) asks the coordinator to remove it, once, naming the partitions; counted."""
+        admin = _Admin([self.STUCK, self.STUCK, self.HEALED])
+        healed: list[bool] = []
+        watch = _watch([admin], [], member="0", healed=lambda: healed.append(True))
+        with capture_logs() as events:
+            assert watch.check() == {1}
+            assert admin.removed == [], (
+                "one sighting may be the moment between a revoke and its follow-up join"
+            )
+            assert watch.check() == {1}
+            assert watch.check() == set()
+        assert admin.removed == [("g", "0", "claims-worker: partitions [1] unowned; rebalance")]
+        assert healed == [True]
+        assert [e["partitions"] for e in events if e["event"] == "group_heal_requested"] == [[1]]
+
+    def test_the_other_slots_wait(self):
+        """Member "1" sees the same answer and does nothing: one worker acts for the group."""
+        admin = _Admin([self.STUCK])
+        watch = _watch([admin], [], member="1")
+        for _ in range(4):
+            assert watch.check() == {1}
+        assert admin.removed == []
+
+    def test_without_a_member_id_the_watch_only_watches(self):
+        """No static member id (``member=None``): counted and logged, never removed."""
+        admin = _Admin([self.STUCK])
+        watch = _watch([admin], [])
+        for _ in range(3):
+            watch.check()
+        assert admin.removed == []
+
+    def test_a_heal_waits_two_more_checks_before_the_next(self):
+        """Still stuck after a heal: the next removal comes two checks later, not at every check."""
+        admin = _Admin([self.STUCK])
+        watch = _watch([admin], [], member="0")
+        for _ in range(5):
+            watch.check()
+        assert [member for _, member, _ in admin.removed] == ["0", "0"]  # at checks 2 and 4
+
+    def test_a_refused_or_unanswered_removal_is_logged_and_tried_again(self):
+        """The coordinator refuses (an error code) or does not answer: logged, not counted, retried later."""
+        healed: list[bool] = []
+        refused = _Admin([self.STUCK], removal=kerrors.UnknownMemberIdError)
+        watch = _watch([refused], [], member="0", healed=lambda: healed.append(True))
+        with capture_logs() as events:
+            watch.check()
+            watch.check()
+        assert [e["error"] for e in events if e["event"] == "group_heal_failed"] == ["UnknownMemberIdError"]
+
+        down = _Admin([self.STUCK], removal=kerrors.NodeNotReadyError("coordinator"))
+        again = _Admin([self.STUCK])
+        watch = _watch([down, again], [], member="0", healed=lambda: healed.append(True))
+        watch.check()
+        watch.check()  # the removal raises: the client is dropped
+        assert down.closed == 1
+        watch.check()
+        watch.check()  # a new client, and the removal goes through
+        assert [member for _, member, _ in again.removed] == ["0"]
+        assert healed == [True]
+
+    def test_the_healer_is_the_static_member_that_sorts_first(self):
+        """Dynamic members (no instance id) and odd entries are skipped; no static member: nobody."""
+        group = _group("Stable", [(TOPIC, [0])], [(TOPIC, [1])], [(TOPIC, [2])])
+        group["members"][0]["group_instance_id"] = None
+        group["members"].append("odd")
+        assert healer(group) == "1"
+        assert healer(_group("Stable")) is None
+        assert healer(None) is None

@@ -299,6 +299,7 @@ def _watch_group(
 ) -> GroupWatch:
     """Start the watch for claims partitions the settled group leaves unowned (``runtime/watch.py``)."""
     from worker.runtime.clients import Role, new_admin  # noqa: PLC0415 - as in run()
+    from worker.runtime.failures import group_instance_id  # noqa: PLC0415
     from worker.runtime.watch import GroupWatch  # noqa: PLC0415
 
     watch = GroupWatch(
@@ -308,6 +309,8 @@ def _watch_group(
         partitions=lambda: worker.partitions.claims_partitions or partitions,
         publish=metrics.set_unowned_partitions,
         log=log,
+        member=group_instance_id(settings),
+        healed=metrics.group_healed,
     )
     watch.start()
     return watch

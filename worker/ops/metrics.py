@@ -111,6 +111,7 @@ class WorkerMetrics:
         "_dead_letters",
         "_decision_latency",
         "_e2e_latency",
+        "_heals",
         "_lag",
         "_lag_children",
         "_last_commit",
@@ -294,6 +295,11 @@ class WorkerMetrics:
             "Claims partitions no member of the settled consumer group owns (0 when healthy).",
             registry=registry,
         )
+        self._heals = Counter(
+            "claims_worker_group_heals",
+            "Times this worker removed its own static member to make the group rebalance unowned partitions.",
+            registry=registry,
+        )
 
     def record_consumed(self, n: int = 1) -> None:
         """Count ``n`` claim records read from the input topic."""
@@ -402,6 +408,10 @@ class WorkerMetrics:
     def set_unowned_partitions(self, n: int) -> None:
         """Publish how many claims partitions the settled group leaves without an owner."""
         self._unowned.set(n)
+
+    def group_healed(self) -> None:
+        """Count one removal of this worker's static member to rebalance unowned partitions."""
+        self._heals.inc()
 
     def set_running(self, running: bool) -> None:
         """Set ``claims_worker_up`` to 1 while the loop runs and to 0 when it stops or fails."""

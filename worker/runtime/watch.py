@@ -9,9 +9,17 @@ lag gauge covers only the partitions it owns, so nothing else shows it.
 
 Every worker asks the group coordinator (``DescribeGroups``; the group's Read right implies Describe)
 every ``interval_s`` on a thread of its own, and publishes how many of the claims topic's partitions
-the settled group leaves unowned (``claims_worker_group_unowned_partitions``); the
-``ClaimsWorkerPartitionsUnowned`` alert and its runbook (docs/operations.md) say what to do. A group in
-the middle of a rebalance is not judged (the answer is ``None``).
+the settled group leaves unowned (``claims_worker_group_unowned_partitions``). A group in the middle of
+a rebalance is not judged (the answer is ``None``).
+
+It also heals the group. The partition needs a rebalance, and a static member that rejoins does not get
+one, but removing a static member through the admin API does (the coordinator rebalances at once, and
+the removed member's next heartbeat makes it rejoin as a new member of the same slot). So when two
+checks in a row find the same partitions unowned, the worker whose slot sorts first among the group's
+static members removes its own member (``heal``): one worker acts, the others see the same answer and
+wait, and the alert (``ClaimsWorkerPartitionsUnowned``) fires only if the rebalance did not help. Each
+worker's own removal costs it only its open transaction, which is aborted and replayed like after any
+lost partition; the heal is counted in ``claims_worker_group_heals_total``.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
 
     from structlog.typing import FilteringBoundLogger
 
-__all__ = ["GroupWatch", "unowned_partitions"]
+__all__ = ["GroupWatch", "healer", "unowned_partitions"]
 
 STABLE = "Stable"
 
@@ -37,6 +45,10 @@ class GroupDescriber(Protocol):
 
     def describe_groups(self, group_ids: list[str]) -> Mapping[str, Any]:
         """Describe the groups (members with their decoded assignments)."""
+        ...
+
+    def remove_group_members(self, group_id: str, members: list[Any]) -> Mapping[Any, Any]:
+        """Remove members (``MemberToRemove``) from the group: LeaveGroup on their behalf."""
         ...
 
     def close(self) -> None:
@@ -63,6 +75,13 @@ def unowned_partitions(described: Mapping[str, Any] | None, topic: str, partitio
     return set(range(partitions)) - owned
 
 
+def healer(described: Mapping[str, Any] | None) -> str | None:
+    """Return the static member id that sorts first in the described group (the one worker that heals)."""
+    members = (described or {}).get("members") or ()
+    ids = [m.get("group_instance_id") for m in members if isinstance(m, dict)]
+    return min((i for i in ids if i), default=None)
+
+
 class GroupWatch:
     """Ask the coordinator every ``interval_s`` which claims partitions the settled group leaves unowned."""
 
@@ -76,7 +95,13 @@ class GroupWatch:
         publish: Callable[[int], None],
         log: FilteringBoundLogger,
         interval_s: float = 30.0,
+        member: str | None = None,
+        healed: Callable[[], None] = lambda: None,
     ) -> None:
+        """``member``: this worker's static member id; with it the watch heals (see the module docstring).
+
+        ``healed`` is called after each removal the coordinator accepted (the metric).
+        """
         self._admin_factory = admin_factory
         self._admin: GroupDescriber | None = None
         self.group_id, self.topic, self._partitions = group_id, topic, partitions
@@ -85,6 +110,7 @@ class GroupWatch:
         self._thread: threading.Thread | None = None
         self.last: set[int] | None = None
         self._warned: set[int] = set()
+        self.member, self._healed = member, healed
 
     def check(self) -> set[int] | None:
         """Ask once; publish and log the unowned partitions; return them (None: not settled or no answer)."""
@@ -102,13 +128,41 @@ class GroupWatch:
         self._publish(len(unowned))
         # The moment between a cooperative revoke and its follow-up join looks the same: warn only when
         # two checks in a row (``interval_s`` apart) find the same partitions unowned, once per set.
-        if unowned and unowned == self.last and unowned != self._warned:
+        confirmed = bool(unowned) and unowned == self.last
+        if confirmed and unowned != self._warned:
             self._log.warning("partitions_unowned", partitions=sorted(unowned))
             self._warned = unowned
         if not unowned:
             self._warned = set()
         self.last = unowned
+        if confirmed and self.member is not None and healer(described) == self.member:
+            self.heal(unowned)
+            self.last = None  # two more checks before another heal: the rebalance needs its time
         return unowned
+
+    def heal(self, unowned: set[int]) -> bool:
+        """Remove this worker's static member so the coordinator rebalances the group; True if accepted."""
+        from kafka.admin import MemberToRemove  # noqa: PLC0415 - as in kafka_io.leave_group
+
+        reason = f"claims-worker: partitions {sorted(unowned)} unowned; rebalance"
+        try:
+            if self._admin is None:
+                self._admin = self._admin_factory()
+            answers = self._admin.remove_group_members(
+                self.group_id, [MemberToRemove(group_instance_id=self.member, reason=reason)]
+            )
+        except (kerrors.KafkaError, OSError) as exc:  # the next confirmed sighting tries again
+            self._log.warning("group_heal_failed", error=type(exc).__name__)
+            self._close_admin()
+            return False
+        error = next(iter(answers.values()), kerrors.NoError)
+        name = str(getattr(error, "__name__", error))
+        if error is not kerrors.NoError:
+            self._log.warning("group_heal_failed", error=name)
+            return False
+        self._log.warning("group_heal_requested", partitions=sorted(unowned))
+        self._healed()
+        return True
 
     def start(self) -> None:
         """Check every ``interval_s`` on a daemon thread until ``stop``."""
