@@ -41,7 +41,7 @@ from worker.devtools import broker as local_broker  # noqa: E402
 from worker.directory.updates import ensure_topic  # noqa: E402
 from worker.policy import default_policy  # noqa: E402
 from worker.runtime.clients import Role, new_producer  # noqa: E402
-from worker.state.authorizations import Authorization, encode_authorization, member_pseudonym  # noqa: E402
+from worker.state.authorization import Authorization, encode_authorization, member_pseudonym  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

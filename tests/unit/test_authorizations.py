@@ -18,11 +18,8 @@ from worker.errors import ConfigError
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
-from worker.state.authorizations import (
+from worker.state.authorization import (
     Authorization,
-    AuthorizationMetrics,
-    Authorizations,
-    AuthorizationTable,
     BadAuthorization,
     Pseudonymizer,
     decode_authorization,
@@ -30,6 +27,8 @@ from worker.state.authorizations import (
     member_pseudonym,
     revoked,
 )
+from worker.state.authorization_table import AuthorizationMetrics, AuthorizationTable
+from worker.state.authorizations import Authorizations
 
 POLICY = default_policy()
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.ops.metrics import DirectoryMetrics, WorkerMetrics
 from worker.runtime.replay import ReplayMetrics
-from worker.state.authorizations import AuthorizationMetrics
+from worker.state.authorization_table import AuthorizationMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "claims-worker.json"

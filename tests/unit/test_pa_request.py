@@ -32,7 +32,8 @@ from worker.runtime.failures import ExitCode
 from worker.runtime.kafka_io import IndefiniteOutcome, Membership, TopicPartition
 from worker.runtime.reference import open_reference
 from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request, serve_requests
-from worker.state.authorizations import Authorizations, decode_authorization
+from worker.state.authorization import decode_authorization
+from worker.state.authorizations import Authorizations
 from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
 
 POLICY = default_policy()

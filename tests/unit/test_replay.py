@@ -34,7 +34,8 @@ from worker.runtime.replay import (
 from worker.runtime.replay import _Pass as Pass
 from worker.runtime.route import route
 from worker.runtime.verdicts import Verdict, why
-from worker.state.authorizations import Authorization, Authorizations, encode_authorization
+from worker.state.authorization import Authorization, encode_authorization
+from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents
 
 T0 = datetime(2026, 11, 30, 8, tzinfo=UTC)

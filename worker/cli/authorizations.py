@@ -131,7 +131,7 @@ def _as_json(auth: object) -> str:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.state.authorizations import AuthorizationTable  # noqa: PLC0415
+    from worker.state.authorization_table import AuthorizationTable  # noqa: PLC0415
 
     topic = _topic(settings)
     if topic is None:
@@ -147,11 +147,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
-    from worker.state.authorizations import (  # noqa: PLC0415
-        AuthorizationTable,
-        encode_authorization,
-        revoked,
-    )
+    from worker.state.authorization import encode_authorization, revoked  # noqa: PLC0415
+    from worker.state.authorization_table import AuthorizationTable  # noqa: PLC0415
 
     topic = _topic(settings)
     if topic is None:

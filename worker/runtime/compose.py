@@ -19,7 +19,8 @@ from worker.runtime import kafka_io
 from worker.runtime.doors import CLAIMS
 from worker.runtime.pipeline import Pipeline
 from worker.runtime.requests import REQUESTS, request_settings
-from worker.state.authorizations import AuthorizationMetrics, Authorizations
+from worker.state.authorization_table import AuthorizationMetrics
+from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:

@@ -54,11 +54,8 @@ from worker.runtime.ranges import Stall, plan_ranges
 from worker.runtime.ranges import scan as _scan
 from worker.runtime.route import route
 from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
-from worker.state.authorizations import (
-    Authorizations,
-    BadAuthorization,
-    decode_authorization,
-)
+from worker.state.authorization import BadAuthorization, decode_authorization
+from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:

@@ -6,33 +6,39 @@ plus ``revoked_at`` and ``revoked_reason``). Every worker reads the whole topic 
 (``catch_up``) and follows it on each loop pass (``follow``), so a fill on any claims partition finds
 an approval issued on any other. The topic holds no PHI: the member is a keyed pseudonym
 (``member_pseudonym``). See docs/authorizations.md.
+
+The record and its codec are in ``authorization.py``, the in-memory table and the metrics in
+``authorization_table.py``; this module is the store the loop follows, decides with and writes to.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kafka import TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from worker.contracts.model import Decision, DecisionSource, Outcome, TransactionCode
-from worker.errors import ClaimsWorkerError, ConfigError
+from worker.errors import ConfigError
 from worker.policy.definition import ProductScope
 from worker.runtime.clients import Role, new_consumer
 from worker.runtime.kafka_io import read_to_end
+from worker.state.authorization import (
+    Authorization,
+    BadAuthorization,
+    Pseudonymizer,
+    decode_authorization,
+    encode_authorization,
+)
+from worker.state.authorization_table import AuthorizationMetrics, AuthorizationTable, NotHonoured, OnFileVia
 from worker.state.store import Restored
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from kafka import KafkaConsumer
     from structlog.typing import FilteringBoundLogger
@@ -41,49 +47,10 @@ if TYPE_CHECKING:
     from worker.contracts.model import Claim, Patient
     from worker.policy import Policy
 
-__all__ = [
-    "AUTHORIZATION_FORMAT",
-    "ON_FILE_SUMMARY",
-    "Authorization",
-    "AuthorizationMetrics",
-    "AuthorizationTable",
-    "Authorizations",
-    "BadAuthorization",
-    "NotHonoured",
-    "OnFileVia",
-    "Pseudonymizer",
-    "StoreRecord",
-    "decode_authorization",
-    "encode_authorization",
-    "member_pseudonym",
-    "read_table",
-]
+__all__ = ["ON_FILE_SUMMARY", "Authorizations", "StoreRecord", "read_table"]
 
-AUTHORIZATION_FORMAT = 1
 ON_FILE_SUMMARY = "Approved on file:"
 """How an on-file approval's summary begins (results before v3 named the source only there)."""
-_PSEUDONYM_VERSION = "v1"
-
-
-class BadAuthorization(ClaimsWorkerError):  # noqa: N818 - reads as what it is
-    """A store record the follower cannot read; it is skipped, counted and logged by coordinates."""
-
-
-class OnFileVia(StrEnum):
-    """How a claim was matched to an authorization on file (closed label set)."""
-
-    MEMBER_PRODUCT = "member_product"
-    QUOTED_NUMBER = "quoted_number"
-
-
-class NotHonoured(StrEnum):
-    """Why a quoted PA number (462-EV) did not count (closed label set)."""
-
-    UNKNOWN = "unknown"
-    REVOKED = "revoked"
-    OTHER_MEMBER = "other_member"
-    OTHER_PRODUCT = "other_product"
-    OUTSIDE_WINDOW = "outside_window"
 
 
 _NOT_HONOURED_TEXT = {
@@ -93,266 +60,6 @@ _NOT_HONOURED_TEXT = {
     NotHonoured.OTHER_PRODUCT: "it was issued under another policy",
     NotHonoured.OUTSIDE_WINDOW: "the date of service is outside its window",
 }
-
-
-def member_pseudonym(secret: bytes, patient: Patient) -> str:
-    """Return the member's pseudonym: HMAC-SHA256 of the normalised member id and date of birth.
-
-    Member id (302-C2, trimmed, upper case) and date of birth (304-C4, ISO): a cardholder id can be
-    shared by dependants of one subscriber, so the date of birth tells them apart; names are left out
-    because their spelling varies between claims for the same person. Without the secret the hash
-    cannot be recomputed from a guessed member id (the id space is small: a plain hash would not hide it).
-    """
-    return hmac.digest(secret, _pseudonym_text(patient), "sha256").hex()
-
-
-def _pseudonym_text(patient: Patient) -> bytes:
-    return (
-        f"{_PSEUDONYM_VERSION}|{patient.member_id.strip().upper()}|{patient.date_of_birth.isoformat()}"
-    ).encode()
-
-
-_SHA256_BLOCK = 64
-
-
-class Pseudonymizer:
-    """``member_pseudonym`` under one secret, for the loop: the same HMAC-SHA256 (RFC 2104), pads hashed once.
-
-    Not ``hmac.digest``: it releases the GIL around OpenSSL's one-shot HMAC, and taking it back while
-    kafka-python's I/O threads are busy costs up to the interpreter's switch interval per claim (0.45 ms
-    a call in the end-to-end bench, 4 us alone); ``hashlib`` keeps the GIL for inputs under 2 KiB.
-    """
-
-    __slots__ = ("_inner", "_outer")
-
-    def __init__(self, secret: bytes) -> None:
-        """Hash the key's inner and outer pads once."""
-        key = hashlib.sha256(secret).digest() if len(secret) > _SHA256_BLOCK else secret
-        key = key.ljust(_SHA256_BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-
-    def __call__(self, patient: Patient) -> str:
-        """Return ``patient``'s pseudonym (equal to ``member_pseudonym(secret, patient)``)."""
-        inner = self._inner.copy()
-        inner.update(_pseudonym_text(patient))
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Authorization:
-    """One prior authorization on file (no PHI: the member is a pseudonym)."""
-
-    number: str
-    member: str
-    policy_id: str
-    policy_version: str
-    product: str
-    effective: date
-    expiration: date
-    source_kind: str  # "claim" or "request"
-    source_id: str
-    decided_at: datetime
-    revoked_at: datetime | None = None
-    revoked_reason: str | None = None
-
-    @property
-    def revoked(self) -> bool:
-        """Tell whether the authorization was revoked."""
-        return self.revoked_at is not None
-
-    def holds(self, day: date) -> bool:
-        """Tell whether the authorization pays a fill on ``day``: not revoked and inside its window."""
-        return not self.revoked and self.effective <= day <= self.expiration
-
-
-def encode_authorization(auth: Authorization) -> tuple[bytes, bytes]:
-    """Return the store record (key: the PA number, value: JSON ``format`` 1) of ``auth``."""
-    value: dict[str, Any] = {
-        "format": AUTHORIZATION_FORMAT,
-        "pa_number": auth.number,
-        "member_pseudonym": auth.member,
-        "policy_id": auth.policy_id,
-        "policy_version": auth.policy_version,
-        "product": auth.product,
-        "effective": auth.effective.isoformat(),
-        "expiration": auth.expiration.isoformat(),
-        "source_kind": auth.source_kind,
-        "source_id": auth.source_id,
-        "decided_at": auth.decided_at.isoformat(),
-        "revoked_at": None if auth.revoked_at is None else auth.revoked_at.isoformat(),
-        "revoked_reason": auth.revoked_reason,
-    }
-    return auth.number.encode(), json.dumps(value, separators=(",", ":")).encode()
-
-
-def decode_authorization(key: bytes | None, value: bytes | None) -> Authorization:
-    """Return the authorization of one store record; raise ``BadAuthorization`` when it is unreadable."""
-    if key is None or value is None:
-        raise BadAuthorization("a store record needs a key and a value (authorizations are never deleted)")
-    try:
-        body: dict[str, Any] = json.loads(value)
-        _check_body(body, key)
-        revoked_at = body.get("revoked_at")
-        return Authorization(
-            number=str(body["pa_number"]),
-            member=str(body["member_pseudonym"]),
-            # Shared by many authorizations: one string object each (a 1M table saves ~200 MB).
-            policy_id=sys.intern(str(body["policy_id"])),
-            policy_version=sys.intern(str(body["policy_version"])),
-            product=sys.intern(str(body["product"])),
-            effective=date.fromisoformat(body["effective"]),
-            expiration=date.fromisoformat(body["expiration"]),
-            source_kind=sys.intern(str(body["source_kind"])),
-            source_id=str(body["source_id"]),
-            decided_at=datetime.fromisoformat(body["decided_at"]),
-            revoked_at=None if revoked_at is None else datetime.fromisoformat(revoked_at),
-            revoked_reason=body.get("revoked_reason"),
-        )
-    except BadAuthorization:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-        raise BadAuthorization(f"unreadable store record ({type(exc).__name__})") from None
-
-
-def _check_body(body: dict[str, Any], key: bytes) -> None:
-    if body.get("format") != AUTHORIZATION_FORMAT:
-        raise BadAuthorization(f"unknown store record format {body.get('format')!r}")
-    if body["pa_number"] != key.decode():
-        raise BadAuthorization("the value's PA number differs from the key")
-
-
-class AuthorizationTable:
-    """Authorizations by PA number and by (member pseudonym, policy id). A revocation is final."""
-
-    __slots__ = ("_by_member", "_by_number", "_counts", "_day")
-
-    def __init__(self) -> None:
-        self._by_number: dict[str, Authorization] = {}
-        self._by_member: dict[tuple[str, str], str | list[str]] = {}
-        # The counts by state as of ``_day``, kept up to date by ``apply`` (the metrics gauge).
-        self._counts: dict[str, int] | None = None
-        self._day: date | None = None
-
-    def __len__(self) -> int:
-        return len(self._by_number)
-
-    def apply(self, auth: Authorization) -> None:
-        """Install ``auth``; a record that would undo a revocation (an older copy read late) is ignored."""
-        old = self._by_number.get(auth.number)
-        if old is not None and old.revoked and not auth.revoked:
-            return
-        self._by_number[auth.number] = auth
-        counts, day = self._counts, self._day
-        if counts is not None and day is not None:
-            if old is not None:
-                counts[_state(old, day)] -= 1
-            counts[_state(auth, day)] += 1
-        if old is None:
-            key = (auth.member, auth.policy_id)
-            held = self._by_member.get(key)
-            # Most members hold one authorization: keep its number, not a list of one (memory).
-            if held is None:
-                self._by_member[key] = auth.number
-            elif isinstance(held, str):
-                self._by_member[key] = [held, auth.number]
-            else:
-                held.append(auth.number)
-
-    def get(self, number: str) -> Authorization | None:
-        """Return the authorization numbered ``number``, or ``None``."""
-        return self._by_number.get(number)
-
-    def of_member(self, member: str, policy_id: str) -> list[Authorization]:
-        """Return the member's authorizations under ``policy_id`` (revoked and expired ones included)."""
-        held = self._by_member.get((member, policy_id))
-        if held is None:
-            return []
-        return [self._by_number[held]] if isinstance(held, str) else [self._by_number[n] for n in held]
-
-    def counts(self, today: date) -> dict[str, int]:
-        """Return how many authorizations are active, expired (or not yet effective) and revoked.
-
-        Counted in one pass over the table when ``today`` is a new day (about a second for 1M), then
-        kept up to date by ``apply``: a loop pass that read new records costs nothing here.
-        """
-        if self._counts is None or self._day != today:
-            counts = {"active": 0, "inactive": 0, "revoked": 0}
-            for auth in self._by_number.values():
-                counts[_state(auth, today)] += 1
-            self._counts, self._day = counts, today
-        return dict(self._counts)
-
-
-def _state(auth: Authorization, day: date) -> str:
-    return "revoked" if auth.revoked else "active" if auth.holds(day) else "inactive"
-
-
-class AuthorizationMetrics:
-    """The store's metrics: authorizations by state, on-file approvals, quoted numbers not honoured."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        """Register the store's metrics on ``registry`` (label values from closed enums)."""
-        self._state = Gauge(
-            "claims_worker_authorizations",
-            "Prior authorizations on file by state (active today, inactive: outside window, revoked).",
-            ["state"],
-            registry=registry,
-        )
-        on_file = Counter(
-            "claims_worker_on_file_approvals",
-            "Claims approved against an authorization on file (committed), by how they matched.",
-            ["via"],
-            registry=registry,
-        )
-        self._on_file = {via: on_file.labels(via.value) for via in OnFileVia}
-        not_honoured = Counter(
-            "claims_worker_quoted_pa_not_honoured",
-            "Claims quoting a PA number (462-EV) that did not count (committed), by why.",
-            ["why"],
-            registry=registry,
-        )
-        self._not_honoured = {why: not_honoured.labels(why.value) for why in NotHonoured}
-        self._issued = Counter(
-            "claims_worker_authorizations_issued",
-            "Authorizations written to the store with the result that approved them (committed).",
-            registry=registry,
-        )
-        self._restore_seconds = Gauge(
-            "claims_worker_authorizations_restore_seconds",
-            "How long the start-up read of the whole store topic took (the worker is not ready meanwhile).",
-            registry=registry,
-        )
-        self._restored = Gauge(
-            "claims_worker_authorizations_restored_records",
-            "Store records applied by the start-up read (the topic's size after compaction, roughly).",
-            registry=registry,
-        )
-        for state in ("active", "inactive", "revoked"):
-            self._state.labels(state).set(0)
-
-    def restored(self, seconds: float, records: int) -> None:
-        """Record how long the start-up read of the store took and how many records it applied."""
-        self._restore_seconds.set(seconds)
-        self._restored.set(records)
-
-    def set_states(self, counts: dict[str, int]) -> None:
-        """Set the authorizations-by-state gauge."""
-        for state, n in counts.items():
-            self._state.labels(state).set(n)
-
-    def committed(
-        self, on_file: Iterable[OnFileVia], not_honoured: Iterable[NotHonoured], issued: int
-    ) -> None:
-        """Count what a committed batch did."""
-        for via in on_file:
-            self._on_file[via].inc()
-        for why in not_honoured:
-            self._not_honoured[why].inc()
-        if issued:
-            self._issued.inc(issued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,8 +399,3 @@ def read_table(consumer: KafkaConsumer, topic: str, timeout_s: float = 120.0) ->
     store = Authorizations(b"operator-read", topic, consumer=consumer, catch_up_timeout_s=timeout_s)
     store.catch_up()
     return store
-
-
-def revoked(auth: Authorization, at: datetime, reason: str) -> Authorization:
-    """Return ``auth`` revoked at ``at`` for ``reason``."""
-    return replace(auth, revoked_at=at, revoked_reason=reason)
