@@ -10,7 +10,14 @@ from datetime import UTC, date, datetime
 import pytest
 
 from tests.integration import streams
-from tests.integration.test_observability import PHI_PATIENT, _phi_hits
+from tests.integration.test_observability import (
+    PHI_PATIENT,
+    _get,
+    _key,
+    _metrics_port,
+    _phi_hits,
+    _scrape,
+)
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.pa_request import encode_pa_request
@@ -196,8 +203,13 @@ def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, 
         [(b"REQ-000021", encode_pa_request(request)), (b"REQ-BAD", b"not a request")],
     )
     log = tmp_path / "requests.log"
-    served = _cli_served(env, log)
+    served, scraped = _cli_served_scraped(env, log)
     assert served == ExitCode.OK, log.read_text(errors="replace")[-3000:]
+    # serve-requests serves the claims worker's metrics and health: the answer and the dead letter counted.
+    assert scraped[_key("claims_worker_results_total", outcome="APPROVED")] == 1
+    assert scraped[_key("claims_worker_dead_letters_total", error_class="NOT_AVRO")] == 1
+    assert scraped[_key("claims_worker_authorizations_issued_total")] == 1
+    assert not _phi_hits(repr(sorted(scraped, key=repr)))
     answers = [json.loads(r.value) for r in read_topic(_settings(kafka_bootstrap), decisions, timeout_s=30)]
     assert [(a["request_id"], a["outcome"]) for a in answers] == [("REQ-000021", "APPROVED")]
     number = answers[0]["pa_number"]
@@ -242,3 +254,27 @@ def _cli_served(env, log):
             cwd=streams.ROOT,
         )
     return proc.wait(timeout=180)
+
+
+def _cli_served_scraped(env, log):
+    """Run serve-requests; while it runs, scrape /metrics (and /readyz) until an answer is counted."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "authorizations", "serve-requests"],
+            env={**env, "CLAIMS_METRICS_PORT": "0"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=streams.ROOT,
+        )
+    port = _metrics_port(proc, log)
+    scraped: dict = {}
+
+    def answered() -> bool:
+        nonlocal scraped
+        if _get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
+            return False
+        scraped = _scrape(port)[0]
+        return scraped.get(_key("claims_worker_results_total", outcome="APPROVED"), 0) >= 1
+
+    assert streams.wait_for(answered, 120, 0.2), log.read_text(errors="replace")[-3000:]
+    return proc.wait(timeout=180), scraped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
@@ -191,6 +192,17 @@ def test_serve_requests_with_a_missing_directory_index_is_a_bad_setting(tmp_path
     settings = _settings(CLAIMS_DIRECTORY_PATH=str(tmp_path / "missing.idx"))
     with pytest.raises(ConfigError, match="CLAIMS_DIRECTORY_PATH"):
         serve_requests(settings, threading.Event(), structlog.get_logger())
+
+
+def test_serve_requests_on_a_metrics_port_in_use_is_a_bad_setting():
+    """serve-requests serves metrics and health: a taken CLAIMS_METRICS_PORT is ConfigError (exit 2) naming it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = _settings(CLAIMS_METRICS_HOST="127.0.0.1", CLAIMS_METRICS_PORT=str(port))
+        with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            serve_requests(settings, threading.Event(), structlog.get_logger())
 
 
 def test_a_resent_request_is_dead_lettered_as_a_duplicate_and_not_decided_again():

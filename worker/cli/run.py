@@ -116,16 +116,6 @@ class _EarlyProducer:
         return self._producer
 
 
-class _Readiness:
-    """What ``/readyz`` asks: "connecting" until the worker exists, then the worker's own check."""
-
-    def __init__(self) -> None:
-        self.check: Callable[[], tuple[bool, str]] = lambda: (False, "connecting to Kafka")
-
-    def __call__(self) -> tuple[bool, str]:
-        return self.check()
-
-
 def _schema_resolver(settings: Settings) -> SchemaResolver | None:
     """Return the HTTP schema registry resolver when a URL is set, else ``None`` (local schema files)."""
     if not settings.schema_registry_url:
@@ -152,7 +142,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     gc.disable()  # until the start-up objects are frozen below: collecting them as they are made is waste
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
     from worker.devtools.faults import abort_injector_from_env  # noqa: PLC0415
-    from worker.ops.health import HealthServer  # noqa: PLC0415
+    from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
@@ -178,7 +168,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    readiness = _Readiness()
+    readiness = Readiness()
     health = HealthServer(registry, readiness, host=settings.metrics_host, port=settings.metrics_port)
     try:
         port = health.start()  # before connecting: a liveness probe must see a worker that only waits

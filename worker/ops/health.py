@@ -18,10 +18,22 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
 
-__all__ = ["HealthServer", "ReadinessCheck"]
+__all__ = ["HealthServer", "Readiness", "ReadinessCheck"]
 
 ReadinessCheck: TypeAlias = Callable[[], tuple[bool, str]]
 """Answers (ready, detail); ``detail`` is a short operator-facing reason and must carry no record data."""
+
+
+class Readiness:
+    """A ``ReadinessCheck`` answering "connecting to Kafka" until ``check`` is set (to the worker's own)."""
+
+    def __init__(self) -> None:
+        self.check: ReadinessCheck = lambda: (False, "connecting to Kafka")
+
+    def __call__(self) -> tuple[bool, str]:
+        """Answer (ready, detail) with the current check."""
+        return self.check()
+
 
 _READY_DETAIL_MAX = 200
 # How often the serving loop looks for a stop request: `stop` waits up to this long.
