@@ -466,6 +466,17 @@ def injected_aborts(logs: Path) -> tuple[int, int]:
     return aborted, committed
 
 
+def group_events(logs: Path) -> Counter[str]:
+    """How often the workers' group watch saw unowned partitions and healed the group, over every worker log."""
+    seen: Counter[str] = Counter()
+    for path in logs.glob("worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            for event in ("partitions_unowned", "group_heal_requested", "group_heal_failed"):
+                if f'"{event}"' in line:
+                    seen[event] += 1
+    return seen
+
+
 def abort_expected(transactions: int, rate: float, miss: float = 0.001) -> bool:
     """Tell whether ``transactions`` at abort ``rate`` make "no abort at all" less likely than ``miss``.
 
@@ -718,6 +729,11 @@ def main() -> int:  # noqa: PLR0912
             print(
                 f"stall after the broker SIGKILL (kill -> output on every partition): {max(firsts) - broker_stall:.1f} s"
             )  # type: ignore[type-var]
+    watched = group_events(logs)
+    print(
+        f"group watch: unowned partitions confirmed {watched['partitions_unowned']} time(s), heals requested "
+        f"{watched['group_heal_requested']}, failed {watched['group_heal_failed']}"
+    )
     aborts, committed = injected_aborts(logs)
     print(
         f"transactions aborted by the fault hook: {aborts} of {aborts + committed} (rate {args.abort_rate:g})"

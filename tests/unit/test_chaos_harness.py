@@ -48,3 +48,19 @@ def test_aborts_and_commits_are_counted_over_every_worker_log(tmp_path):
     for name, events in lines.items():
         (tmp_path / name).write_text("\n".join(json.dumps(e) for e in events) + "\nnot json\n")
     assert run_chaos.injected_aborts(tmp_path) == (1, 3)
+
+
+def test_group_watch_events_are_counted_over_every_worker_log(tmp_path):
+    """Confirmed unowned partitions, heals and failed heals are counted from every worker-*.log."""
+    (tmp_path / "worker-0.log").write_text(
+        '{"event": "partitions_unowned"}\n{"event": "group_heal_requested"}\n{"event": "batch_committed"}\n'
+    )
+    (tmp_path / "worker-1.log").write_text(
+        '{"event": "partitions_unowned"}\n{"event": "group_heal_failed"}\n'
+    )
+    (tmp_path / "broker.log").write_text('{"event": "partitions_unowned"}\n')
+    assert run_chaos.group_events(tmp_path) == {
+        "partitions_unowned": 2,
+        "group_heal_requested": 1,
+        "group_heal_failed": 1,
+    }
