@@ -1,0 +1,345 @@
+"""The specialist criterion (1.B): prescribed by, or in consultation with, the rule's specialist.
+
+``SpecialistRule`` is its compiled rule data; ``prescribed_by_or_with_specialist`` reads the prescriber's
+and consultant's taxonomies (from the claim or the prescriber directory) and the consultation status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from worker.contracts.model import (
+    CriterionResult,
+    CriterionStatus,
+    InformationNeed,
+    ReasonCode,
+    TriState,
+    npi_is_valid,
+)
+from worker.lru import LruMemo
+from worker.policy.criteria._common import MEMO_LIMIT as _MEMO_LIMIT
+from worker.policy.criteria._common import MET as _MET
+from worker.policy.criteria._common import NO_FACTS as _NO_FACTS
+from worker.policy.criteria._common import NOT_MET as _NOT_MET
+from worker.policy.criteria._common import UNKNOWN as _UNKNOWN
+from worker.policy.facts import Facts, ProviderFacts, ProviderStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from worker.contracts.model import Claim
+
+__all__ = ["SpecialistRule", "prescribed_by_or_with_specialist"]
+
+# Everything criterion B reads: prescriber taxonomy; consultation status, consultant taxonomy and NPI;
+# whether the consultant is the prescriber; the directory's facts on prescriber and consultant.
+_SpecialistKey = tuple[
+    str | None,
+    tuple[TriState, str | None, str | None] | None,
+    bool,
+    ProviderFacts | None,
+    ProviderFacts | None,
+]
+
+_SPECIALIST_REASONS = (
+    ReasonCode.PRESCRIBER_IS_SPECIALIST,
+    ReasonCode.CONSULTANT_IS_SPECIALIST,
+    ReasonCode.CONSULTANT_NOT_SPECIALIST,
+    ReasonCode.CONSULTANT_NOT_RESOLVED,
+    ReasonCode.CONSULTANT_IS_PRESCRIBER,
+    ReasonCode.CONSULTATION_CONFLICTS_WITH_CONSULTANT,
+    ReasonCode.PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION,
+    ReasonCode.PRESCRIBER_NOT_RESOLVED,
+    ReasonCode.CONSULTANT_NOT_IDENTIFIED,
+    ReasonCode.CONSULTATION_STATUS_NEEDED,
+    ReasonCode.PRESCRIBER_SPECIALTY_UNKNOWN,
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SpecialistRule:
+    """Compiled data for a "prescribed by or in consultation with a <specialist>" criterion."""
+
+    reason_codes: ClassVar[tuple[ReasonCode, ...]] = _SPECIALIST_REASONS
+    """Every reason code this kind of criterion can emit (a closed set, e.g. for metric labels)."""
+
+    criterion_id: str
+    clause: str
+    specialist: str
+    a_specialist: str
+    specialist_taxonomies: Mapping[str, str]
+    named_other_taxonomies: Mapping[str, str]
+    _memo: LruMemo[_SpecialistKey, CriterionResult] = field(
+        default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
+    )
+
+    def evaluate(self, claim: Claim, facts: Facts = _NO_FACTS) -> CriterionResult:
+        """Evaluate this criterion for one claim and its looked-up facts, memoised.
+
+        See ``prescribed_by_or_with_specialist``.
+        """
+        attestation = claim.attestation
+        consultation = None if attestation is None else attestation.consultation
+        key = (
+            claim.prescriber.taxonomy,
+            None
+            if consultation is None
+            else (consultation.status, consultation.consultant_taxonomy, consultation.consultant_npi),
+            consultation is not None and consultation.consultant_npi == claim.prescriber.npi,
+            facts.prescriber,
+            facts.consultant,
+        )
+        result = self._memo.get(key)
+        if result is None:
+            result = prescribed_by_or_with_specialist(claim, self, facts)
+            self._memo.put(key, result)
+        return result
+
+    def describe(self, taxonomy: str) -> str:
+        """Return a taxonomy code with its name when the policy names it."""
+        name = self.specialist_taxonomies.get(taxonomy) or self.named_other_taxonomies.get(taxonomy)
+        return f"{taxonomy} ({name})" if name else taxonomy
+
+
+class _Who:
+    """What the rule knows of one person's specialty (prescriber or consultant)."""
+
+    __slots__ = ("evidence", "is_specialist", "problem", "shown")
+
+    def __init__(
+        self, is_specialist: bool | None, evidence: str, problem: str | None = None, shown: str | None = None
+    ) -> None:
+        self.is_specialist = is_specialist  # None: not known
+        self.evidence = evidence  # codes only, for the evidence list
+        self.problem = problem  # why the NPI does not resolve to an active individual, if it does not
+        self.shown = shown or evidence  # the same with taxonomy names, for explanations
+
+
+def _source(provider: ProviderFacts, facts: Facts) -> str:
+    version = provider.directory_version or facts.directory_version or "unversioned"
+    return f"source=directory {version}"
+
+
+def _from_directory(rule: SpecialistRule, role: str, provider: ProviderFacts, facts: Facts) -> _Who:
+    """Read one directory entry: any listed taxonomy that is a physician specialty of the rule counts."""
+    source = _source(provider, facts)
+    if provider.status is not ProviderStatus.ACTIVE:
+        problem = {
+            ProviderStatus.NOT_FOUND: "is not in the directory",
+            ProviderStatus.DEACTIVATED: "is deactivated on the date of service",
+            ProviderStatus.ORGANISATION: "is an organisation (entity type 2), not a prescriber",
+        }[provider.status]
+        return _Who(None, f"{role} NPI {provider.npi} {provider.status.value} ({source})", problem)
+    if not provider.taxonomies:
+        return _Who(None, f"{role} NPI {provider.npi} lists no taxonomy ({source})")
+    listed = ", ".join(
+        f"{code}{' primary' if code == provider.primary_taxonomy else ''}" for code in provider.taxonomies
+    )
+    named = ", ".join(rule.describe(code) for code in provider.taxonomies)
+    hits = [code for code in provider.taxonomies if code in rule.specialist_taxonomies]
+    return _Who(
+        bool(hits), f"{role} taxonomies {listed} ({source})", shown=f"{role} taxonomies {named} ({source})"
+    )
+
+
+def _prescriber(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who:
+    """Read the prescriber's specialty: the claim's taxonomy as sent, else the directory, else unknown."""
+    taxonomy = claim.prescriber.taxonomy
+    if taxonomy is not None:
+        return _Who(
+            taxonomy in rule.specialist_taxonomies,
+            f"prescriber taxonomy {taxonomy} (source=claim)",
+            shown=f"prescriber taxonomy {rule.describe(taxonomy)} (source=claim)",
+        )
+    if facts.prescriber is None:
+        return _Who(None, "prescriber taxonomy unknown (no directory lookup)")
+    return _from_directory(rule, "prescriber", facts.prescriber, facts)
+
+
+def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None:
+    """Read the named consultant's specialty; ``None`` when no consultant is named."""
+    consultation = None if claim.attestation is None else claim.attestation.consultation
+    if consultation is None:
+        return None
+    taxonomy, npi = consultation.consultant_taxonomy, consultation.consultant_npi
+    if taxonomy is not None:
+        return _Who(
+            taxonomy in rule.specialist_taxonomies,
+            f"consultant taxonomy {taxonomy} (source=claim)",
+            shown=f"consultant taxonomy {rule.describe(taxonomy)} (source=claim)",
+        )
+    if npi is None:
+        return None
+    if not npi_is_valid(npi):
+        return _Who(None, f"consultant NPI {npi} fails the check digit", "fails the NPI check digit")
+    if facts.consultant is None or facts.consultant.npi != npi:
+        return _Who(None, f"consultant NPI {npi} not looked up", "was not looked up in a directory")
+    return _from_directory(rule, "consultant", facts.consultant, facts)
+
+
+def _result(  # noqa: PLR0917 - private, one call shape for every branch
+    rule: SpecialistRule,
+    status: CriterionStatus,
+    reason: ReasonCode,
+    evidence: list[str],
+    why: str,
+    needs: tuple[InformationNeed, ...] = (),
+) -> CriterionResult:
+    return CriterionResult(
+        criterion_id=rule.criterion_id,
+        status=status,
+        reason_code=reason,
+        evidence=tuple(evidence),
+        explanation=why,
+        needs=needs,
+    )
+
+
+def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch of the clause
+    claim: Claim, rule: SpecialistRule, facts: Facts = _NO_FACTS
+) -> CriterionResult:
+    """Criterion 1.B, "prescribed by or in consultation with an oncologist" (the rule's specialist).
+
+    The prescriber's specialty is the claim's taxonomy when sent (used as sent), else every taxonomy
+    the directory lists for the NPI (any physician specialty of the rule counts), else unknown. MET
+    when the prescriber is a specialist, or consultation is attested YES with a consultant who is one
+    (by the taxonomy sent, or resolved through the directory). UNKNOWN, with what is needed, when the
+    prescriber's NPI does not resolve to an active individual, when a consultant is unresolved, is
+    the prescriber, or is not a specialist under YES, when NO is attested beside a specialist
+    consultant, and when nothing tells. NOT_MET only when the prescriber is known not to be a
+    specialist and consultation is attested NO. Never reads an unknown as a "no".
+    """
+    prescriber = _prescriber(rule, claim, facts)
+    evidence = [prescriber.evidence]
+    a_specialist, specialist = rule.a_specialist, rule.specialist
+    if prescriber.is_specialist:
+        why = f"Prescribed by {a_specialist}: {prescriber.shown}."
+        return _result(rule, _MET, ReasonCode.PRESCRIBER_IS_SPECIALIST, evidence, why)
+    if prescriber.problem is not None:
+        why = (
+            f"The prescriber NPI {prescriber.problem}, so no specialty can be read and no PA can attach "
+            "to it; need the prescriber's identity verified."
+        )
+        return _result(
+            rule,
+            _UNKNOWN,
+            ReasonCode.PRESCRIBER_NOT_RESOLVED,
+            evidence,
+            why,
+            (InformationNeed.PRESCRIBER_IDENTITY,),
+        )
+    consultation = None if claim.attestation is None else claim.attestation.consultation
+    consulted = TriState.UNKNOWN if consultation is None else consultation.status
+    consultant = _consultant(rule, claim, facts)
+    if consultant is not None:
+        evidence.append(consultant.evidence)
+    is_self = consultation is not None and consultation.consultant_npi == claim.prescriber.npi
+    if consulted is TriState.YES:
+        evidence.append("consultation attested YES")
+        return _consultation_yes(rule, prescriber, consultant, is_self=is_self, evidence=evidence)
+    if consulted is TriState.NO:
+        evidence.append("consultation attested NO")
+        if consultant is not None and consultant.is_specialist and not is_self:
+            why = (
+                f"Consultation is attested NO, yet {a_specialist} is named as consultant "
+                f"({consultant.shown}); need the consultation status clarified."
+            )
+            return _result(
+                rule,
+                _UNKNOWN,
+                ReasonCode.CONSULTATION_CONFLICTS_WITH_CONSULTANT,
+                evidence,
+                why,
+                (InformationNeed.CONSULTATION_STATUS,),
+            )
+    if prescriber.is_specialist is None:
+        why = (
+            f"The prescriber's specialty is unknown and no consultation with {a_specialist} is "
+            f"attested; need the prescriber's specialty or the consulting {specialist}."
+        )
+        return _result(
+            rule,
+            _UNKNOWN,
+            ReasonCode.PRESCRIBER_SPECIALTY_UNKNOWN,
+            evidence,
+            why,
+            (InformationNeed.PRESCRIBER_SPECIALTY,),
+        )
+    if consulted is TriState.NO:
+        why = (
+            f"The prescriber is not a physician {specialist} ({prescriber.shown}), and "
+            f"consultation with {a_specialist} is attested as NO."
+        )
+        return _result(rule, _NOT_MET, ReasonCode.PRESCRIBER_NOT_SPECIALIST_NO_CONSULTATION, evidence, why)
+    why = (
+        f"The prescriber is not a physician {specialist} ({prescriber.shown}); need whether it is "
+        f"prescribed in consultation with {a_specialist}."
+    )
+    return _result(
+        rule,
+        _UNKNOWN,
+        ReasonCode.CONSULTATION_STATUS_NEEDED,
+        evidence,
+        why,
+        (InformationNeed.CONSULTATION_STATUS,),
+    )
+
+
+def _consultation_yes(
+    rule: SpecialistRule, prescriber: _Who, consultant: _Who | None, *, is_self: bool, evidence: list[str]
+) -> CriterionResult:
+    """Clause 1.B when consultation is attested YES and the prescriber is not known to be a specialist."""
+    a_specialist, specialist = rule.a_specialist, rule.specialist
+    if is_self:
+        needs: tuple[InformationNeed, ...] = (InformationNeed.CONSULTANT_IDENTITY,)
+        if prescriber.is_specialist is None:
+            needs = (InformationNeed.CONSULTANT_IDENTITY, InformationNeed.PRESCRIBER_SPECIALTY)
+        why = (
+            "The consultant NPI is the prescriber's own: that is not a consultation; need the consulting "
+            f"{specialist}'s NPI (or the prescriber's specialty)."
+        )
+        return _result(rule, _UNKNOWN, ReasonCode.CONSULTANT_IS_PRESCRIBER, evidence, why, needs)
+    if consultant is None:
+        why = (
+            f"Consultation with {a_specialist} is attested without the consultant's NPI or "
+            "taxonomy; need the consulting physician."
+        )
+        return _result(
+            rule,
+            _UNKNOWN,
+            ReasonCode.CONSULTANT_NOT_IDENTIFIED,
+            evidence,
+            why,
+            (InformationNeed.CONSULTANT_IDENTITY,),
+        )
+    if consultant.is_specialist:
+        why = f"Prescribed in consultation with {a_specialist}: {consultant.shown}."
+        return _result(rule, _MET, ReasonCode.CONSULTANT_IS_SPECIALIST, evidence, why)
+    if consultant.is_specialist is None:
+        problem = consultant.problem or "lists no taxonomy"
+        why = (
+            f"Consultation with {a_specialist} is attested, but the consultant NPI {problem}; "
+            "an unresolved consultant is not accepted; need the consultant's identity."
+        )
+        return _result(
+            rule,
+            _UNKNOWN,
+            ReasonCode.CONSULTANT_NOT_RESOLVED,
+            evidence,
+            why,
+            (InformationNeed.CONSULTANT_IDENTITY,),
+        )
+    why = (
+        f"Consultation with {a_specialist} is attested, but the consultant's specialty does not identify "
+        f"a physician {specialist} ({consultant.shown}; taxonomies are self-reported); need the "
+        "consultant's specialty confirmed."
+    )
+    return _result(
+        rule,
+        _UNKNOWN,
+        ReasonCode.CONSULTANT_NOT_SPECIALIST,
+        evidence,
+        why,
+        (InformationNeed.CONSULTANT_SPECIALTY,),
+    )
