@@ -14,16 +14,28 @@ from worker.runtime.failures import ExitCode
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
+BUSY_CLAIMS = 20_000
+
+
 def _events(log) -> list[str]:
     return [json.loads(line).get("event", "") for line in streams.iter_log(log) if line.startswith("{")]
 
 
 def test_frozen_broker_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap, own_broker, topics, tmp_path):
     """SIGSTOP the broker while the worker is busy, resume it, and the output is still exactly once."""
-    claims = [streams.claim(i) for i in range(3_000)]
+    # The worker must still be at work when the freeze comes. A poll takes what the open transaction has
+    # room for (CLAIMS_TRANSACTION_MAX_RECORDS, not CLAIMS_BATCH_MAX_RECORDS, at a commit interval), so
+    # with the defaults 3,000 claims were answered in one transaction before the test's check of the
+    # committed offsets saw the first 300, and an idle worker does not notice a frozen broker within the
+    # minute. More claims, in transactions of 500.
+    claims = [streams.claim(i) for i in range(BUSY_CLAIMS)]
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(claims))
     env = streams.worker_env(
-        kafka_bootstrap, topics, CLAIMS_COMMIT_TIMEOUT_S="3", CLAIMS_BATCH_MAX_RECORDS="100"
+        kafka_bootstrap,
+        topics,
+        CLAIMS_COMMIT_TIMEOUT_S="3",
+        CLAIMS_BATCH_MAX_RECORDS="100",
+        CLAIMS_TRANSACTION_MAX_RECORDS="500",
     )
     log = tmp_path / "worker.log"
     proc = streams.start_worker(env, log)
@@ -78,13 +90,14 @@ def test_sigterm_during_an_outage_exits_0(kafka_bootstrap, own_broker, topics, t
     """SIGTERM while the broker is frozen and the worker is recovering ends the worker with exit 0."""
     import time  # noqa: PLC0415
 
-    claims = [streams.claim(i) for i in range(3_000)]
+    claims = [streams.claim(i) for i in range(BUSY_CLAIMS)]  # busy at the freeze, as above
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(claims))
     env = streams.worker_env(
         kafka_bootstrap,
         topics,
         CLAIMS_COMMIT_TIMEOUT_S="3",
         CLAIMS_BATCH_MAX_RECORDS="100",
+        CLAIMS_TRANSACTION_MAX_RECORDS="500",
         CLAIMS_OUTAGE_LIMIT_S="600",
     )
     log = tmp_path / "worker.log"

@@ -137,7 +137,10 @@ def test_kill_9_midstream_then_restart_is_exactly_once(kafka_bootstrap, topics, 
         if i % poison_every == 0:
             values.append((f"poison-{i}".encode(), b"garbage" + bytes([i % 256])))
     streams.produce(kafka_bootstrap, topics["claims"], values)
-    env = streams.worker_env(kafka_bootstrap, topics, CLAIMS_BATCH_MAX_RECORDS="200")
+    # Transactions of 500 (a poll takes what the open transaction has room for): the kill lands mid-stream.
+    env = streams.worker_env(
+        kafka_bootstrap, topics, CLAIMS_BATCH_MAX_RECORDS="200", CLAIMS_TRANSACTION_MAX_RECORDS="500"
+    )
     proc = streams.start_worker(env, tmp_path / "w1.log")
     progressed = streams.wait_for(
         lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) >= 2_000, 120, 0.2
