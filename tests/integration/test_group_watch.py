@@ -28,6 +28,17 @@ def _poll_until(consumer: KafkaConsumer, wanted) -> bool:
     return streams.wait_for(lambda: (consumer.poll(timeout_ms=100) is not None) and wanted(), 30, 0)
 
 
+def _both_poll_until(x: KafkaConsumer, y: KafkaConsumer, wanted, poll_ms: int = 50) -> bool:
+    """Poll both members in turn (each poll drives its joins and revokes) until ``wanted()``, at most 60 s."""
+    return streams.wait_for(
+        lambda: (
+            (x.poll(timeout_ms=poll_ms) is not None) and (y.poll(timeout_ms=poll_ms) is not None) and wanted()
+        ),
+        60,
+        0,
+    )
+
+
 def _orphan(bootstrap: str, topic: str, group: str, watch: GroupWatch, published: list[int]) -> bool:
     """Make A revoke a partition and stop before its follow-up join; check the watch; heal it. False: raced.
 
@@ -42,15 +53,7 @@ def _orphan(bootstrap: str, topic: str, group: str, watch: GroupWatch, published
 
         b = _member(bootstrap, group, "b", topic)
         # A and B both poll until A has given one partition up (the first step); then A stops polling.
-        assert streams.wait_for(
-            lambda: (
-                (b.poll(timeout_ms=50) is not None)
-                and (a.poll(timeout_ms=50) is not None)
-                and len(a.assignment()) == 1
-            ),
-            60,
-            0,
-        ), "A never revoked a partition"
+        assert _both_poll_until(b, a, lambda: len(a.assignment()) == 1), "A never revoked a partition"
         revoked = {0, 1} - {tp.partition for tp in a.assignment()}
         if not streams.wait_for(lambda: watch.check() is not None, 5, 0.2):
             return False  # A's follow-up join went out in the same poll: a rebalance, not the stuck state
@@ -59,15 +62,7 @@ def _orphan(bootstrap: str, topic: str, group: str, watch: GroupWatch, published
         assert published[-1] == 1
 
         # A's follow-up join: the group hands the partition to B and nothing is unowned any more.
-        assert streams.wait_for(
-            lambda: (
-                (a.poll(timeout_ms=50) is not None)
-                and (b.poll(timeout_ms=50) is not None)
-                and len(b.assignment()) == 1
-            ),
-            60,
-            0,
-        ), "B never got the revoked partition"
+        assert _both_poll_until(a, b, lambda: len(b.assignment()) == 1), "B never got the revoked partition"
         assert streams.wait_for(lambda: watch.check() == set(), 30, 0.2)
         assert published[-1] == 0
         return True
@@ -119,15 +114,7 @@ def _stuck_after_restart(
     try:
         assert _poll_until(a, lambda: len(a.assignment()) == 2), "A never got both partitions"
         b = _member(bootstrap, group, "b", topic)
-        assert streams.wait_for(
-            lambda: (
-                (b.poll(timeout_ms=50) is not None)
-                and (a.poll(timeout_ms=50) is not None)
-                and len(a.assignment()) == 1
-            ),
-            60,
-            0,
-        ), "A never revoked a partition"
+        assert _both_poll_until(b, a, lambda: len(a.assignment()) == 1), "A never revoked a partition"
         (kept,) = {tp.partition for tp in a.assignment()}
         a.close(autocommit=False)
         a2 = _member(bootstrap, group, "a", topic)
@@ -174,14 +161,8 @@ def _heal(bootstrap: str, topic: str, group: str, stuck: tuple[KafkaConsumer, Ka
         assert healed == [True], "slot a removed its own static member"
         # Polls of the worker's default length (CLAIMS_POLL_TIMEOUT_MS, 500 ms): with 50 ms polls
         # kafka-python 3.0.12 sometimes leaves the rejoin unfinished for a session timeout.
-        assert streams.wait_for(
-            lambda: (
-                (a2.poll(timeout_ms=500) is not None)
-                and (b.poll(timeout_ms=500) is not None)
-                and len(a2.assignment()) + len(b.assignment()) == 2
-            ),
-            60,
-            0,
+        assert _both_poll_until(
+            a2, b, lambda: len(a2.assignment()) + len(b.assignment()) == 2, poll_ms=500
         ), "the group never rebalanced the unowned partition"
         assert streams.wait_for(lambda: watches["a"].check() == set(), 30, 0.2)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
@@ -19,7 +19,7 @@ from worker.state.dedupe import EVENT_ID_HEADER
 from worker.state.store import Restored
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from worker.config.settings import Settings
 
@@ -28,6 +28,7 @@ __all__ = [
     "IndefiniteOutcome",
     "KafkaConsumer",
     "KafkaProducer",
+    "MemberRemover",
     "Membership",
     "OffsetAndMetadata",
     "TopicPartition",
@@ -39,6 +40,7 @@ __all__ = [
     "make_readback_consumer",
     "read_event_ids",
     "read_to_end",
+    "remove_static_member",
     "rewind_to_committed",
     "slot_membership",
 ]
@@ -381,13 +383,29 @@ def leave_group(settings: Settings) -> str:
     rebalances now instead of after the session timeout. Call it after the consumer has closed: a live
     member removed this way would only rejoin.
     """
-    from kafka.admin import MemberToRemove  # noqa: PLC0415 - only on an idle exit
-
     admin = new_admin(settings, Role.ADMIN)
     try:
-        member = MemberToRemove(group_instance_id=group_instance_id(settings), reason="idle exit")
-        answers = admin.remove_group_members(settings.group_id, [member])
+        return remove_static_member(admin, settings.group_id, group_instance_id(settings), "idle exit")
     finally:
         admin.close()
+
+
+class MemberRemover(Protocol):
+    """What ``remove_static_member`` needs of kafka-python's ``KafkaAdminClient``."""
+
+    def remove_group_members(self, group_id: str, members: list[Any]) -> Mapping[Any, Any]:
+        """Remove members (``MemberToRemove``) from the group: LeaveGroup on their behalf."""
+        ...
+
+
+def remove_static_member(admin: MemberRemover, group_id: str, member: str, reason: str) -> str:
+    """Remove the static member ``member`` from ``group_id`` (LeaveGroup for it); return the answer's name.
+
+    ``NoError`` when the coordinator removed it and rebalances the group; raises what the admin client
+    raises when no coordinator answers.
+    """
+    from kafka.admin import MemberToRemove  # noqa: PLC0415 - only on an idle exit or a group heal
+
+    answers = admin.remove_group_members(group_id, [MemberToRemove(group_instance_id=member, reason=reason)])
     error = next(iter(answers.values()), kerrors.NoError)
     return str(getattr(error, "__name__", error))

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kafka import errors as kerrors
 
+from worker.runtime.kafka_io import MemberRemover, remove_static_member
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -40,15 +42,11 @@ __all__ = ["GroupWatch", "healer", "unowned_partitions"]
 STABLE = "Stable"
 
 
-class GroupDescriber(Protocol):
+class GroupAdmin(MemberRemover, Protocol):
     """What the watch needs of kafka-python's ``KafkaAdminClient``."""
 
     def describe_groups(self, group_ids: list[str]) -> Mapping[str, Any]:
         """Describe the groups (members with their decoded assignments)."""
-        ...
-
-    def remove_group_members(self, group_id: str, members: list[Any]) -> Mapping[Any, Any]:
-        """Remove members (``MemberToRemove``) from the group: LeaveGroup on their behalf."""
         ...
 
     def close(self) -> None:
@@ -87,7 +85,7 @@ class GroupWatch:
 
     def __init__(
         self,
-        admin_factory: Callable[[], GroupDescriber],
+        admin_factory: Callable[[], GroupAdmin],
         *,
         group_id: str,
         topic: str,
@@ -103,7 +101,7 @@ class GroupWatch:
         ``healed`` is called after each removal the coordinator accepted (the metric).
         """
         self._admin_factory = admin_factory
-        self._admin: GroupDescriber | None = None
+        self._admin: GroupAdmin | None = None
         self.group_id, self.topic, self._partitions = group_id, topic, partitions
         self._publish, self._log, self.interval_s = publish, log, interval_s
         self._stop = threading.Event()
@@ -115,9 +113,7 @@ class GroupWatch:
     def check(self) -> set[int] | None:
         """Ask once; publish and log the unowned partitions; return them (None: not settled or no answer)."""
         try:
-            if self._admin is None:
-                self._admin = self._admin_factory()
-            described = self._admin.describe_groups([self.group_id]).get(self.group_id)
+            described = self._client().describe_groups([self.group_id]).get(self.group_id)
         except (kerrors.KafkaError, OSError) as exc:  # no answer now: ask again next time
             self._log.debug("group_watch_unanswered", error=type(exc).__name__)
             self._close_admin()
@@ -142,23 +138,17 @@ class GroupWatch:
 
     def heal(self, unowned: set[int]) -> bool:
         """Remove this worker's static member so the coordinator rebalances the group; True if accepted."""
-        from kafka.admin import MemberToRemove  # noqa: PLC0415 - as in kafka_io.leave_group
-
+        if self.member is None:
+            return False
         reason = f"claims-worker: partitions {sorted(unowned)} unowned; rebalance"
         try:
-            if self._admin is None:
-                self._admin = self._admin_factory()
-            answers = self._admin.remove_group_members(
-                self.group_id, [MemberToRemove(group_instance_id=self.member, reason=reason)]
-            )
+            answer = remove_static_member(self._client(), self.group_id, self.member, reason)
         except (kerrors.KafkaError, OSError) as exc:  # the next confirmed sighting tries again
             self._log.warning("group_heal_failed", error=type(exc).__name__)
             self._close_admin()
             return False
-        error = next(iter(answers.values()), kerrors.NoError)
-        name = str(getattr(error, "__name__", error))
-        if error is not kerrors.NoError:
-            self._log.warning("group_heal_failed", error=name)
+        if answer != "NoError":
+            self._log.warning("group_heal_failed", error=answer)
             return False
         self._log.warning("group_heal_requested", partitions=sorted(unowned))
         self._healed()
@@ -182,6 +172,12 @@ class GroupWatch:
         if self._thread is not None:
             self._thread.join(timeout=1.0)
         self._close_admin()
+
+    def _client(self) -> GroupAdmin:
+        """Return the admin client, made on first use (and again after an unanswered question)."""
+        if self._admin is None:
+            self._admin = self._admin_factory()
+        return self._admin
 
     def _close_admin(self) -> None:
         admin, self._admin = self._admin, None
