@@ -1130,10 +1130,120 @@ DIRECTORY_B_CASES = [
         None,
         _provider(NPIS[0], taxonomies=("207RX0202X",)),
         None,
+        MET,
+        "PRESCRIBER_IS_SPECIALIST",
+        "dir:directory-oncology-wins-over-a-sent-non-oncology-code",
+    ),
+    # Issue 23 rule 1: a sent taxonomy never rescues an NPI the directory rejects, and a sent specialty
+    # the directory does not confirm never approves on its own.
+    _dir(
+        "207RX0202X",
+        None,
+        _provider(NPIS[0], DEACTIVATED, ("207RX0202X",)),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_NOT_RESOLVED",
+        "dir:sent-oncology-does-not-rescue-a-deactivated-NPI",
+        (InformationNeed.PRESCRIBER_IDENTITY,),
+    ),
+    _dir(
+        "207RX0202X",
+        None,
+        _provider(NPIS[0], NOT_FOUND),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_NOT_RESOLVED",
+        "dir:sent-oncology-does-not-rescue-an-NPI-not-in-the-directory",
+        (InformationNeed.PRESCRIBER_IDENTITY,),
+    ),
+    _dir(
+        "207RX0202X",
+        None,
+        _provider(NPIS[0], ORGANISATION, ("261QX0200X",)),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_NOT_RESOLVED",
+        "dir:sent-oncology-does-not-rescue-an-organisation",
+        (InformationNeed.PRESCRIBER_IDENTITY,),
+    ),
+    _dir(
+        "207RX0202X",
+        None,
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_SPECIALTY_NOT_CONFIRMED",
+        "dir:sent-oncology-against-directory-family-medicine-asks",
+        (InformationNeed.PRESCRIBER_SPECIALTY,),
+    ),
+    _dir(
+        "207RX0202X",
+        {"status": "NO"},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_SPECIALTY_NOT_CONFIRMED",
+        "dir:sent-oncology-against-directory-with-consultation-NO-asks-not-refers",
+        (InformationNeed.PRESCRIBER_SPECIALTY,),
+    ),
+    _dir(
+        "207RX0202X",
+        None,
+        _provider(NPIS[0], ACTIVE, ()),
+        None,
+        UNKNOWN,
+        "PRESCRIBER_SPECIALTY_NOT_CONFIRMED",
+        "dir:sent-oncology-directory-lists-no-taxonomy-asks",
+        (InformationNeed.PRESCRIBER_SPECIALTY,),
+    ),
+    _dir(
+        "207Q00000X",
+        None,
+        _provider(NPIS[0], ACTIVE, ()),
+        None,
         UNKNOWN,
         "CONSULTATION_STATUS_NEEDED",
-        "dir:claim-taxonomy-sent-is-used-as-sent-over-directory",
+        "dir:sent-family-medicine-directory-lists-none-read-as-sent",
         (InformationNeed.CONSULTATION_STATUS,),
+    ),
+    _dir(
+        "207Q00000X",
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI, "consultant_taxonomy": "207RX0202X"},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, NOT_FOUND),
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "dir:sent-consultant-oncology-does-not-rescue-an-unknown-consultant-NPI",
+        (InformationNeed.CONSULTANT_IDENTITY,),
+    ),
+    _dir(
+        "207Q00000X",
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI, "consultant_taxonomy": "207RX0202X"},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, taxonomies=("207R00000X",)),
+        UNKNOWN,
+        "CONSULTANT_NOT_SPECIALIST",
+        "dir:sent-consultant-oncology-against-directory-internal-medicine-asks",
+        (InformationNeed.CONSULTANT_SPECIALTY,),
+    ),
+    _dir(
+        "207Q00000X",
+        {"status": "YES", "consultant_npi": CONSULTANT_NPI, "consultant_taxonomy": "207R00000X"},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        _provider(CONSULTANT_NPI, taxonomies=("207RX0202X",)),
+        MET,
+        "CONSULTANT_IS_SPECIALIST",
+        "dir:consultant-directory-oncology-wins-over-sent-internal-medicine",
+    ),
+    _dir(
+        "207Q00000X",
+        {"status": "YES", "consultant_taxonomy": "207RX0202X"},
+        _provider(NPIS[0], taxonomies=("207Q00000X",)),
+        None,
+        UNKNOWN,
+        "CONSULTANT_NOT_RESOLVED",
+        "dir:consultant-named-by-taxonomy-alone-cannot-be-verified",
+        (InformationNeed.CONSULTANT_IDENTITY,),
     ),
     _dir(
         None,
@@ -1278,16 +1388,17 @@ DIRECTORY_B_CASES = [
 
 @pytest.mark.parametrize(("overrides", "found", "expected", "reason", "needs"), DIRECTORY_B_CASES)
 def test_criterion_b_through_the_directory(overrides, found, expected, reason, needs):
-    """Criterion B reads the claim's taxonomy as sent, else every directory taxonomy; unresolved NPIs pend."""
+    """With a directory, B reads its status and taxonomies for every NPI, weighing a sent taxonomy; unresolved NPIs pend."""
     decision = _decide(make_claim(**overrides), found)
     assert _criterion(decision, "B") == (expected, reason)
     b = decision.criteria[1]
     assert b.needs == needs
     assert decision.reference_versions == (("prescriber-directory", DIRECTORY_VERSION),)
-    if overrides["taxonomy"] is None:
-        assert f"source=directory {DIRECTORY_VERSION}" in b.evidence[0]
-    else:
-        assert b.evidence[0].endswith("(source=claim)")
+    assert f"source=directory {DIRECTORY_VERSION}" in b.evidence[0]
+    if overrides["taxonomy"] is not None:  # a sent taxonomy is named beside the directory's word
+        assert f"taxonomy {overrides['taxonomy']} sent on the claim (source=claim" in b.evidence[0]
+    if expected is not MET:
+        assert decision.outcome is not Outcome.APPROVED
 
 
 @pytest.mark.parametrize(

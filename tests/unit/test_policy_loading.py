@@ -65,7 +65,7 @@ def test_packaged_policy_identity_and_match_set():
     assert (policy.reject_not_approved, policy.reject_missing_diagnosis) == ("75", "39")
     assert [c.criterion_id for c in policy.criteria] == ["A", "B"]
     assert policy.criterion_ids == ("A", "B")
-    assert len(policy.reason_codes) == len(set(policy.reason_codes)) == 27
+    assert len(policy.reason_codes) == len(set(policy.reason_codes)) == 28
     assert {"METASTATIC_BY_CODES", "RECURRENCE_INFERRED_FROM_HISTORY", "PRESCRIBER_IS_SPECIALIST"} <= set(
         policy.reason_codes
     )

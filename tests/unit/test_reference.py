@@ -23,7 +23,7 @@ from worker.ops.metrics import DirectoryMetrics
 from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
-from worker.policy.facts import Facts, ProviderStatus
+from worker.policy.facts import ProviderStatus
 from worker.runtime.access import worker_needs
 from worker.runtime.compose import build_worker
 from worker.runtime.failures import Kind, Stopped, classify
@@ -36,6 +36,8 @@ FAMILY_PHYSICIAN = "1987654328"
 CONSULTANT = "1555000011"  # hematology & oncology
 ORGANISATION = "2222222228"
 UNLISTED = "1999999992"  # valid check digit, not in the sample
+DEACTIVATED = "1444444446"  # deactivated 2024-01-15 in the sample
+REACTIVATED_ONCOLOGIST = "1777777776"  # deactivated 2022-03-01, reactivated 2022-06-01
 DECIDED_AT = datetime(2025, 3, 10, 12, tzinfo=UTC)
 
 
@@ -93,9 +95,12 @@ def test_prescriber_with_oncology_only_as_secondary_is_approved_through_the_dire
     assert dict(decision.reference_versions) == {DIRECTORY_REFERENCE: SAMPLE_RELEASE}
 
 
-def test_a_taxonomy_sent_on_the_claim_is_not_looked_up(directory):
-    """When the claim sends the prescriber's taxonomy and names no consultant, nothing is looked up (Facts())."""
-    assert lookup(directory, make_claim(taxonomy=ONCOLOGY)) == Facts()
+def test_a_taxonomy_sent_on_the_claim_does_not_skip_the_lookup(directory):
+    """A claim that sends the prescriber's taxonomy is still looked up: the directory alone says whether the NPI is active."""
+    facts = lookup(directory, make_claim(taxonomy=ONCOLOGY))
+    assert facts.prescriber is not None
+    assert facts.prescriber.status is ProviderStatus.ACTIVE
+    assert facts.directory_version == SAMPLE_RELEASE
 
 
 def test_consultant_is_resolved_through_the_directory(directory, policy):
@@ -112,10 +117,11 @@ def test_consultant_is_resolved_through_the_directory(directory, policy):
     assert _b(decision).reason_code == "CONSULTANT_IS_SPECIALIST"
 
 
-def test_consultant_taxonomy_sent_on_the_claim_is_not_looked_up(directory):
-    """A consultant whose taxonomy the claim sends is decided on it as sent: only the prescriber is looked up."""
+def test_consultant_taxonomy_sent_on_the_claim_does_not_skip_the_lookup(directory):
+    """A consultant whose taxonomy the claim sends is looked up too, as is the prescriber."""
     facts = lookup(directory, _consulted(FAMILY_PHYSICIAN, CONSULTANT, consultant_taxonomy=ONCOLOGY))
-    assert facts.consultant is None
+    assert facts.consultant is not None
+    assert facts.consultant.npi == CONSULTANT
     assert facts.prescriber is not None
 
 
@@ -247,9 +253,14 @@ def test_updates_lag_comes_from_the_last_fetch_and_waits_for_a_high_watermark(di
     assert _sample(registry, lag) == 0
 
 
-def test_open_reference_without_a_path_is_none():
-    """With CLAIMS_DIRECTORY_PATH unset the worker looks nothing up."""
-    assert open_reference(load_settings({}), structlog.get_logger(), threading.Event()) is None
+def test_open_reference_without_a_path_is_none_and_says_identities_are_unverified():
+    """With CLAIMS_DIRECTORY_PATH unset the worker looks nothing up and says once that specialties are self-reported."""
+    with structlog.testing.capture_logs() as logs:
+        assert open_reference(load_settings({}), structlog.get_logger(), threading.Event()) is None
+    [event] = [e for e in logs if e["event"] == "prescriber_identity_unverified"]
+    assert event["log_level"] == "warning"
+    assert "self-reported" in event["detail"]
+    assert "unverified" in event["detail"]
 
 
 def test_open_reference_with_a_missing_index_is_a_bad_setting(tmp_path):
@@ -398,3 +409,106 @@ def test_following_updates_needs_read_on_the_updates_topic_only_when_a_directory
     [need] = [n for n in needs if n.name == "directory-updates"]
     assert need.operation.value == "READ"
     assert len(needs) == len(without) + 1
+
+
+def _run_worker(directory, claims):
+    """Run the worker (fakes for Kafka, the sample directory) over ``claims``; return its decoded results."""
+    cluster = FakeCluster()
+    codec = Codec()
+    for claim in claims:
+        cluster.append(0, codec.encode_claim(claim))
+    stop = threading.Event()
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"})
+    worker = build_worker(
+        settings,
+        consumer=FakeConsumer(cluster, stop),
+        producer_factory=lambda: FakeProducer(cluster, {}),
+        codec=codec,
+        registry=CollectorRegistry(),
+        log=structlog.get_logger(),
+        readback=cluster.read_back,
+        clock=lambda: DECIDED_AT,
+        claims_partitions=len(cluster.logs),
+        reference=ReferenceData(directory),
+    )
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        stop.set()
+        thread.join()
+        pytest.fail("the worker never went idle")
+    return {r["claim_id"]: r for r in (codec.decode_result(r.value) for r in cluster.results())}
+
+
+@pytest.mark.parametrize(
+    ("npi", "when", "status"),
+    [
+        pytest.param(DEACTIVATED, date(2025, 3, 10), "DEACTIVATED", id="deactivated-on-the-date-of-service"),
+        pytest.param(ORGANISATION, date(2025, 3, 10), "ORGANISATION", id="organisation"),
+        pytest.param(UNLISTED, date(2025, 3, 10), "NOT_FOUND", id="absent-from-the-directory"),
+        pytest.param(
+            REACTIVATED_ONCOLOGIST,
+            date(2022, 4, 1),
+            "DEACTIVATED",
+            id="between-deactivation-and-reactivation",
+        ),
+    ],
+)
+def test_a_sent_oncology_taxonomy_never_rescues_an_npi_the_directory_rejects(directory, npi, when, status):
+    """Through the worker (decode, lookup, decide, result): a claim sending 207RX0202X for a rejected NPI pends with 56."""
+    claim = make_claim(
+        taxonomy=ONCOLOGY,
+        prescriber={"npi": npi, "taxonomy": ONCOLOGY},
+        claim_id="c-sent",
+        dos=when,
+        event_time=datetime.combine(when, datetime.min.time(), UTC),
+    )
+    bare = make_claim(
+        taxonomy=None,
+        prescriber={"npi": npi},
+        claim_id="c-bare",
+        event_id="e-bare",
+        dos=when,
+        event_time=datetime.combine(when, datetime.min.time(), UTC),
+    )
+    results = _run_worker(directory, [claim, bare])
+    sent, without = results["c-sent"], results["c-bare"]
+    assert sent["outcome"] == without["outcome"] == "PENDED"
+    assert "56" in sent["reject_codes"]
+    assert sent["reject_codes"] == without["reject_codes"]
+    assert sent["needs"] == without["needs"] == ["PRESCRIBER_IDENTITY"]
+    b = next(c for c in sent["criteria"] if c["criterion_id"] == "B")
+    assert b["reason_code"] == "PRESCRIBER_NOT_RESOLVED"
+    assert f"{status} (source=directory" in b["evidence"][0]
+    assert sent["authorization_number"] is None
+
+
+def test_a_reactivated_oncologist_is_approved_after_the_reactivation(directory):
+    """The same NPI on a date after its reactivation is an active oncologist: approved on the directory's word."""
+    when = date(2022, 7, 1)
+    claim = make_claim(
+        taxonomy=None,
+        prescriber={"npi": REACTIVATED_ONCOLOGIST},
+        dos=when,
+        event_time=datetime.combine(when, datetime.min.time(), UTC),
+    )
+    [result] = _run_worker(directory, [claim]).values()
+    assert result["outcome"] == "APPROVED"
+
+
+def test_a_sent_oncology_taxonomy_the_directory_contradicts_pends_and_the_directory_oncology_approves(
+    directory,
+):
+    """Both directions: sent oncology against a directory family physician asks; sent family medicine against a directory oncologist approves."""
+    disputed = make_claim(prescriber={"npi": FAMILY_PHYSICIAN, "taxonomy": ONCOLOGY}, claim_id="c-disputed")
+    confirmed = make_claim(
+        prescriber={"npi": SECONDARY_ONCOLOGY, "taxonomy": "207Q00000X"}, claim_id="c-dir", event_id="e-dir"
+    )
+    results = _run_worker(directory, [disputed, confirmed])
+    asked = results["c-disputed"]
+    assert asked["outcome"] == "PENDED"
+    assert asked["needs"] == ["PRESCRIBER_SPECIALTY"]
+    b = next(c for c in asked["criteria"] if c["criterion_id"] == "B")
+    assert b["reason_code"] == "PRESCRIBER_SPECIALTY_NOT_CONFIRMED"
+    assert results["c-dir"]["outcome"] == "APPROVED"

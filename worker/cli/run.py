@@ -204,6 +204,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
                 settings.startup_retries, make, log, stop=stop, what="directory-updates"
             ),
         )
+        metrics.set_prescriber_verified(reference is not None)
         consumer = with_retries(
             settings.startup_retries,
             lambda: kafka_io.make_consumer(settings),

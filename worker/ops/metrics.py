@@ -116,6 +116,7 @@ class WorkerMetrics:
         "_lag_children",
         "_last_commit",
         "_policy_info",
+        "_prescriber_verified",
         "_producer_recreations",
         "_reasons",
         "_rebalance_partitions",
@@ -278,6 +279,12 @@ class WorkerMetrics:
             "The policy the worker decides with, and the worker's version.",
             registry=registry,
         )
+        self._prescriber_verified = Gauge(
+            "claims_worker_prescriber_identity_verified",
+            "1 when a prescriber directory verifies every NPI a decision relies on; 0 when specialties are "
+            "self-reported and identities unverified (no CLAIMS_DIRECTORY_PATH).",
+            registry=registry,
+        )
         self._up = Gauge(
             "claims_worker_up",
             "1 while the consume-decide-produce loop runs, 0 once it is stopping or has failed.",
@@ -404,6 +411,10 @@ class WorkerMetrics:
         self._policy_info.info(
             {"policy_id": policy_id, "policy_version": policy_version, "worker_version": worker_version}
         )
+
+    def set_prescriber_verified(self, verified: bool) -> None:
+        """Publish whether prescriber identities are verified through a directory (1) or not (0)."""
+        self._prescriber_verified.set(1 if verified else 0)
 
     def set_unowned_partitions(self, n: int) -> None:
         """Publish how many claims partitions the settled group leaves without an owner."""

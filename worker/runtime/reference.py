@@ -11,8 +11,9 @@ updates follower and the lookup counts; ``open_reference`` builds it at start-up
 - while running, the loop calls ``refresh()`` once per pass: it applies what the follower already
   fetched (no wait) and flushes the lookup counts to the metrics.
 
-A claim that sends a taxonomy is decided on it as sent (the policy's rule), so that person is not looked
-up: the result then names no directory version unless the other person was resolved through it.
+Every NPI a decision may rely on is looked up, whatever taxonomy the claim sends: the directory alone says
+whether an NPI is an active individual, and a sent taxonomy is weighed against it (docs/policy.md,
+"Prescriber identity and sent specialties").
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ReferenceData", "lookup", "open_reference"]
 
-_NOTHING = Facts()  # frozen: one shared instance for claims that need no lookup
-
 UPDATES_PER_PASS = 500
 """Most update records applied per loop pass (each is a dict assignment: microseconds)."""
 
@@ -47,24 +46,17 @@ UPDATES_PER_PASS = 500
 def lookup(directory: Directory, claim: Claim) -> Facts:
     """Return the directory's facts on the claim's prescriber and named consultant (pure but for the map).
 
-    A person whose taxonomy the claim sends is not looked up (the claim's taxonomy is used as sent).
+    Both are looked up whatever taxonomy the claim sends (a sent taxonomy never stands in for the
+    directory's word on an NPI's status).
     ``directory_version`` names the index's release, followed by ``+<release>`` of any overlay update
     that answered for one of them, so a replay can tell a directory change from a policy change.
     """
     when = claim.date_of_service
-    prescriber = None
-    if claim.prescriber.taxonomy is None:
-        prescriber = directory.facts(claim.prescriber.npi, when)
+    prescriber = directory.facts(claim.prescriber.npi, when)
     consultant = None
     consultation = None if claim.attestation is None else claim.attestation.consultation
-    if (
-        consultation is not None
-        and consultation.consultant_npi is not None
-        and consultation.consultant_taxonomy is None
-    ):
+    if consultation is not None and consultation.consultant_npi is not None:
         consultant = directory.facts(consultation.consultant_npi, when)
-    if prescriber is None and consultant is None:
-        return _NOTHING
     return Facts(
         prescriber=prescriber,
         consultant=consultant,
@@ -156,12 +148,20 @@ def open_reference(
 ) -> ReferenceData | None:
     """Open the directory of ``settings`` (``None`` when ``CLAIMS_DIRECTORY_PATH`` is unset), caught up.
 
+    Without a directory it logs ``prescriber_identity_unverified`` once (the callers publish
+    ``claims_worker_prescriber_identity_verified`` 0): specialties are then self-reported.
+
     ``connect`` runs the follower's constructor (``cli.run`` passes its stoppable retries); the catch-up
     runs on a helper thread and raises ``Stopped`` within ~0.1 s of ``stop``. Raises ``ConfigError``
     (exit 2) for a missing or damaged index or a missing updates topic, ``KafkaTimeoutError`` (exit 4)
     when the topic is not read to its end within ``CLAIMS_DIRECTORY_CATCH_UP_TIMEOUT_S``.
     """
     if settings.directory_path is None:
+        log.warning(
+            "prescriber_identity_unverified",
+            detail="no CLAIMS_DIRECTORY_PATH: prescriber and consultant specialties are self-reported "
+            "(taxonomies sent on claims and requests) and NPI identities are unverified",
+        )
         return None
     from worker.directory import Directory, DirectoryIndexError  # noqa: PLC0415 - only with a directory
     from worker.directory.updates import DirectoryUpdates  # noqa: PLC0415

@@ -197,6 +197,7 @@ def serve_requests(
     if lookup_facts is None:  # before any Kafka client: a bad index is exit 2
         directory = DirectoryMetrics(registry) if view.directory_path is not None else None
         reference = open_reference(view, log, stop, metrics=directory)
+    metrics.set_prescriber_verified(lookup_facts is not None or reference is not None)
     readiness = Readiness()
     health = HealthServer(registry, readiness, host=view.metrics_host, port=view.metrics_port)
     try:

@@ -54,6 +54,7 @@ _SPECIALIST_REASONS = (
     ReasonCode.CONSULTANT_NOT_IDENTIFIED,
     ReasonCode.CONSULTATION_STATUS_NEEDED,
     ReasonCode.PRESCRIBER_SPECIALTY_UNKNOWN,
+    ReasonCode.PRESCRIBER_SPECIALTY_NOT_CONFIRMED,
 )
 
 
@@ -105,15 +106,22 @@ class SpecialistRule:
 class _Who:
     """What the rule knows of one person's specialty (prescriber or consultant)."""
 
-    __slots__ = ("evidence", "is_specialist", "problem", "shown")
+    __slots__ = ("disputed", "evidence", "is_specialist", "problem", "shown")
 
     def __init__(
-        self, is_specialist: bool | None, evidence: str, problem: str | None = None, shown: str | None = None
+        self,
+        is_specialist: bool | None,
+        evidence: str,
+        problem: str | None = None,
+        shown: str | None = None,
+        *,
+        disputed: bool = False,
     ) -> None:
         self.is_specialist = is_specialist  # None: not known
         self.evidence = evidence  # codes only, for the evidence list
         self.problem = problem  # why the NPI does not resolve to an active individual, if it does not
         self.shown = shown or evidence  # the same with taxonomy names, for explanations
+        self.disputed = disputed  # a sent specialty the directory does not confirm
 
 
 def _source(provider: ProviderFacts, facts: Facts) -> str:
@@ -121,61 +129,101 @@ def _source(provider: ProviderFacts, facts: Facts) -> str:
     return f"source=directory {version}"
 
 
-def _from_directory(rule: SpecialistRule, role: str, provider: ProviderFacts, facts: Facts) -> _Who:
-    """Read one directory entry: any listed taxonomy that is a physician specialty of the rule counts."""
+_PROBLEMS = {
+    ProviderStatus.NOT_FOUND: "is not in the directory",
+    ProviderStatus.DEACTIVATED: "is deactivated on the date of service",
+    ProviderStatus.ORGANISATION: "is an organisation (entity type 2), not a prescriber",
+}
+
+
+def _from_claim(rule: SpecialistRule, role: str, taxonomy: str) -> _Who:
+    """Read a taxonomy sent on the claim, with no directory to check it against (self-reported)."""
+    return _Who(
+        taxonomy in rule.specialist_taxonomies,
+        f"{role} taxonomy {taxonomy} (source=claim)",
+        shown=f"{role} taxonomy {rule.describe(taxonomy)} (source=claim, unverified)",
+    )
+
+
+def _from_directory(
+    rule: SpecialistRule, role: str, provider: ProviderFacts, facts: Facts, sent: str | None = None
+) -> _Who:
+    """Read one directory entry, and weigh a taxonomy sent on the claim against it (docs/policy.md).
+
+    The directory alone says whether the NPI is an active individual: a sent taxonomy never rescues an
+    NPI it rejects. Any listed taxonomy that is a physician specialty of the rule counts. A sent
+    specialty the directory does not list is not confirmed: the person's specialty is then unknown
+    (``disputed``), so the decision asks instead of approving on the sent value alone; a sent
+    non-specialist code beside a directory that lists none is read as sent (it can only ask or refer).
+    """
     source = _source(provider, facts)
     if provider.status is not ProviderStatus.ACTIVE:
-        problem = {
-            ProviderStatus.NOT_FOUND: "is not in the directory",
-            ProviderStatus.DEACTIVATED: "is deactivated on the date of service",
-            ProviderStatus.ORGANISATION: "is an organisation (entity type 2), not a prescriber",
-        }[provider.status]
-        return _Who(None, f"{role} NPI {provider.npi} {provider.status.value} ({source})", problem)
+        evidence = f"{role} NPI {provider.npi} {provider.status.value} ({source})"
+        if sent is not None:
+            evidence = f"{evidence}; taxonomy {sent} sent on the claim (source=claim, not used)"
+        return _Who(None, evidence, _PROBLEMS[provider.status])
+    sent_is_specialist = sent is not None and sent in rule.specialist_taxonomies
+    sent_text = "" if sent is None else f"; taxonomy {sent} sent on the claim (source=claim)"
+    sent_shown = "" if sent is None else f"; taxonomy {rule.describe(sent)} sent on the claim (source=claim)"
     if not provider.taxonomies:
-        return _Who(None, f"{role} NPI {provider.npi} lists no taxonomy ({source})")
+        evidence = f"{role} NPI {provider.npi} lists no taxonomy ({source}){sent_text}"
+        shown = f"{role} NPI {provider.npi} lists no taxonomy ({source}){sent_shown}"
+        if sent is None or sent_is_specialist:
+            return _Who(None, evidence, shown=shown, disputed=sent_is_specialist)
+        return _Who(False, evidence, shown=shown)  # noqa: FBT003 - the sent code, not a specialist
     listed = ", ".join(
         f"{code}{' primary' if code == provider.primary_taxonomy else ''}" for code in provider.taxonomies
     )
     named = ", ".join(rule.describe(code) for code in provider.taxonomies)
     hits = [code for code in provider.taxonomies if code in rule.specialist_taxonomies]
-    return _Who(
-        bool(hits), f"{role} taxonomies {listed} ({source})", shown=f"{role} taxonomies {named} ({source})"
-    )
+    evidence = f"{role} taxonomies {listed} ({source}){sent_text}"
+    shown = f"{role} taxonomies {named} ({source}){sent_shown}"
+    if not hits and sent_is_specialist:
+        return _Who(None, evidence, shown=shown, disputed=True)
+    return _Who(bool(hits), evidence, shown=shown)
 
 
 def _prescriber(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who:
-    """Read the prescriber's specialty: the claim's taxonomy as sent, else the directory, else unknown."""
+    """Read the prescriber: the directory when consulted (weighing a sent taxonomy), else as sent."""
     taxonomy = claim.prescriber.taxonomy
+    if facts.prescriber is not None:
+        return _from_directory(rule, "prescriber", facts.prescriber, facts, taxonomy)
     if taxonomy is not None:
-        return _Who(
-            taxonomy in rule.specialist_taxonomies,
-            f"prescriber taxonomy {taxonomy} (source=claim)",
-            shown=f"prescriber taxonomy {rule.describe(taxonomy)} (source=claim)",
-        )
-    if facts.prescriber is None:
-        return _Who(None, "prescriber taxonomy unknown (no directory lookup)")
-    return _from_directory(rule, "prescriber", facts.prescriber, facts)
+        return _from_claim(rule, "prescriber", taxonomy)
+    return _Who(None, "prescriber taxonomy unknown (no directory lookup)")
 
 
-def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None:
-    """Read the named consultant's specialty; ``None`` when no consultant is named."""
+def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None:  # noqa: PLR0911
+    """Read the named consultant like the prescriber; ``None`` when no consultant is named.
+
+    With a directory, the consultant's NPI must resolve there whatever taxonomy is sent (a consultant
+    named by taxonomy alone cannot be verified); without one, a sent taxonomy is read as sent.
+    """
     consultation = None if claim.attestation is None else claim.attestation.consultation
     if consultation is None:
         return None
     taxonomy, npi = consultation.consultant_taxonomy, consultation.consultant_npi
-    if taxonomy is not None:
-        return _Who(
-            taxonomy in rule.specialist_taxonomies,
-            f"consultant taxonomy {taxonomy} (source=claim)",
-            shown=f"consultant taxonomy {rule.describe(taxonomy)} (source=claim)",
-        )
+    directory = facts.prescriber is not None or facts.consultant is not None
     if npi is None:
-        return None
+        if taxonomy is None:
+            return None
+        if not directory:
+            return _from_claim(rule, "consultant", taxonomy)
+        return _Who(
+            None,
+            f"consultant taxonomy {taxonomy} (source=claim) without an NPI to verify",
+            "was not sent, so the consultant cannot be verified in the directory",
+        )
     if not npi_is_valid(npi):
         return _Who(None, f"consultant NPI {npi} fails the check digit", "fails the NPI check digit")
-    if facts.consultant is None or facts.consultant.npi != npi:
-        return _Who(None, f"consultant NPI {npi} not looked up", "was not looked up in a directory")
-    return _from_directory(rule, "consultant", facts.consultant, facts)
+    if facts.consultant is not None and facts.consultant.npi == npi:
+        who = _from_directory(rule, "consultant", facts.consultant, facts, taxonomy)
+        if who.disputed:  # a consultant's unconfirmed specialty asks for it (CONSULTANT_SPECIALTY)
+            who.is_specialist = False
+        return who
+    if taxonomy is not None and not directory:
+        return _from_claim(rule, "consultant", taxonomy)
+    return _Who(None, f"consultant NPI {npi} not looked up", "was not looked up in a directory")
 
 
 def _result(  # noqa: PLR0917 - private, one call shape for every branch
@@ -254,18 +302,20 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
                 (InformationNeed.CONSULTATION_STATUS,),
             )
     if prescriber.is_specialist is None:
-        why = (
-            f"The prescriber's specialty is unknown and no consultation with {a_specialist} is "
-            f"attested; need the prescriber's specialty or the consulting {specialist}."
-        )
-        return _result(
-            rule,
-            _UNKNOWN,
-            ReasonCode.PRESCRIBER_SPECIALTY_UNKNOWN,
-            evidence,
-            why,
-            (InformationNeed.PRESCRIBER_SPECIALTY,),
-        )
+        if prescriber.disputed:
+            why = (
+                f"The specialty sent on the claim is not confirmed by the directory ({prescriber.shown}); "
+                f"a self-reported specialty alone does not approve; need the prescriber's specialty "
+                f"confirmed or the consulting {specialist}."
+            )
+            reason = ReasonCode.PRESCRIBER_SPECIALTY_NOT_CONFIRMED
+        else:
+            why = (
+                f"The prescriber's specialty is unknown and no consultation with {a_specialist} is "
+                f"attested; need the prescriber's specialty or the consulting {specialist}."
+            )
+            reason = ReasonCode.PRESCRIBER_SPECIALTY_UNKNOWN
+        return _result(rule, _UNKNOWN, reason, evidence, why, (InformationNeed.PRESCRIBER_SPECIALTY,))
     if consulted is TriState.NO:
         why = (
             f"The prescriber is not a physician {specialist} ({prescriber.shown}), and "
