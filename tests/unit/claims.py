@@ -43,7 +43,8 @@ def make_claim(
             attestation = {"disease_status": status or "UNKNOWN", "consultation": consult or {}}
     raw: dict[str, Any] = {
         "event_id": "evt-0001",
-        "event_time": "2025-03-10T09:30:00Z",
+        # Submitted on its date of service, as a pharmacy does (the plausibility edits compare the two).
+        "event_time": f"{dos if isinstance(dos, str) else dos.isoformat()}T09:30:00Z",
         "transaction_code": tx,
         "claim_id": "clm-0001",
         "original_claim_id": None if tx == "B1" else "clm-0000",

@@ -20,6 +20,7 @@ from worker.contracts.model import (
     TransactionCode,
 )
 from worker.policy.definition import ProductScope
+from worker.policy.edits import failed_edits
 from worker.policy.window import approval_window
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from worker.policy.definition import Policy
     from worker.policy.facts import Facts
 
-__all__ = ["DIRECTORY_REFERENCE", "authorization_number", "decide"]
+__all__ = ["DIRECTORY_REFERENCE", "authorization_number", "decide", "rejected_by_edits"]
 
 DIRECTORY_REFERENCE = "prescriber-directory"
 """The name under which a decision records the prescriber directory's version."""
@@ -73,6 +74,7 @@ def decide(  # noqa: PLR0911 - one return per outcome
     decided_at: datetime,
     *,
     automated_denials: bool = False,
+    dispensed: bool = True,
 ) -> Decision:
     """Decide one validated claim under ``policy``, with the looked-up ``facts``; no I/O, no clock.
 
@@ -80,6 +82,8 @@ def decide(  # noqa: PLR0911 - one return per outcome
 
     - REVERSED for a B2 reversal (whatever the product): no PA decision, no criteria.
     - NOT_APPLICABLE when the product is identified as another product than the policy's.
+    - REJECTED (``FIELD_EDIT``) when the claim fails a plausibility edit (``edits.failed_edits``: dates
+      against its own submission time, quantities when ``dispensed``); nothing is evaluated.
     - PENDED (PRODUCT_IDENTITY, reject 21 by default) when the product cannot be identified.
     - APPROVED when every criterion is MET: the inclusive approval window and an 11-digit PA number.
     - REFERRED to clinical review (recommendation DENY, reject 3W) when any criterion is NOT_MET;
@@ -101,6 +105,9 @@ def decide(  # noqa: PLR0911 - one return per outcome
     scope, matched = policy.match_product(claim.product)
     if scope is ProductScope.OTHER_PRODUCT:
         return _not_applicable(policy, decided_at, claim, versions)
+    failures = failed_edits(claim, policy, dispensed=dispensed)
+    if failures:
+        return rejected_by_edits(policy, decided_at, failures, matched, versions)
     if scope is ProductScope.UNIDENTIFIED:
         return _decision(
             policy,
@@ -179,6 +186,28 @@ def decide(  # noqa: PLR0911 - one return per outcome
         summary=f"Approved under {policy.policy_id} {policy.version} from {effective.isoformat()} "
         f"through {expiration.isoformat()}: {met}.",
         **approval,
+    )
+
+
+def rejected_by_edits(
+    policy: Policy,
+    decided_at: datetime,
+    failures: tuple[tuple[Reject, str], ...],
+    matched: ProductMatch | None = None,
+    versions: tuple[tuple[str, str], ...] = (),
+) -> Decision:
+    """Return the REJECTED decision for a claim that fails plausibility edits: one reject per edit."""
+    reasons = "; ".join(f"{why} ({reject.code})" for reject, why in failures)
+    return _decision(
+        policy,
+        decided_at,
+        Outcome.REJECTED,
+        f"Rejected under {policy.policy_id} {policy.version} before the criteria: {reasons}. "
+        "No prior-authorization decision was made and nothing was put on file.",
+        rejects=tuple(reject for reject, _why in failures),
+        matched=matched,
+        source=DecisionSource.FIELD_EDIT,
+        versions=versions,
     )
 
 

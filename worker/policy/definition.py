@@ -146,6 +146,18 @@ class _RejectCodesDoc(BaseModel):
     product_not_identified: _TwoChar
 
 
+class _EditsDoc(BaseModel):
+    """Plausibility edits a claim passes before anything is approved or put on file (docs/policy.md)."""
+
+    model_config = _DOC
+
+    timely_filing_days: int = Field(365, ge=1, le=3_650)
+    # At most 1: an approval window starts on the date of service and never after submission + a day.
+    max_days_after_submission: int = Field(1, ge=0, le=1)
+    max_days_supply: int = Field(365, ge=1, le=999)
+    notes: _Notes = ()
+
+
 class _PolicyDoc(BaseModel):
     """The whole policy file."""
 
@@ -162,6 +174,7 @@ class _PolicyDoc(BaseModel):
     ] = Field(min_length=1)
     approval_duration_years: int = Field(ge=1, le=10)
     reject_codes: _RejectCodesDoc
+    edits: _EditsDoc = _EditsDoc()
 
     @model_validator(mode="after")
     def _unique_criteria(self) -> _PolicyDoc:
@@ -202,6 +215,9 @@ class Policy:
     hcpcs_qualifier: str | None = None
     hcpcs_codes: Mapping[str, str] = field(default_factory=dict)
     unspecified_qualifiers: tuple[str, ...] = ()
+    timely_filing_days: int = 365
+    max_days_after_submission: int = 1
+    max_days_supply: int = 365
     _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -335,6 +351,9 @@ def _compile(doc: _PolicyDoc) -> Policy:
         hcpcs_qualifier=doc.product.hcpcs_qualifier,
         hcpcs_codes=MappingProxyType(dict(doc.product.hcpcs_codes)),
         unspecified_qualifiers=doc.product.unspecified_qualifiers,
+        timely_filing_days=doc.edits.timely_filing_days,
+        max_days_after_submission=doc.edits.max_days_after_submission,
+        max_days_supply=doc.edits.max_days_supply,
     )
 
 

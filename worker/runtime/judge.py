@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
 from worker.policy import decide
+from worker.policy.edits import failed_edits
 from worker.policy.facts import Facts
 
 if TYPE_CHECKING:
@@ -67,10 +68,16 @@ def no_facts(_claim: Claim) -> Facts:
 
 
 def _decide(
-    claim: Claim, facts: Facts, policy: Policy, decided_at: datetime, *, automated_denials: bool
+    claim: Claim,
+    facts: Facts,
+    policy: Policy,
+    decided_at: datetime,
+    *,
+    automated_denials: bool,
+    dispensed: bool = True,
 ) -> Decision:
     """Call the policy: the only call to ``decide`` in the worker (live and replay alike)."""
-    return decide(claim, facts, policy, decided_at, automated_denials=automated_denials)
+    return decide(claim, facts, policy, decided_at, automated_denials=automated_denials, dispensed=dispensed)
 
 
 def judge(
@@ -120,8 +127,9 @@ def judged(
     lookup_facts: Callable[[Claim], Facts],
     automated_denials: bool,
     authorizations: Authorizations | None,
+    dispensed: bool = True,
 ) -> Judgement:
-    """Decide a decoded claim (or a PA request's claim) and return the timed ``Judgement``."""
+    """Decide a decoded claim (a PA request's claim: ``dispensed`` false); return the timed ``Judgement``."""
     tick = time.perf_counter()
     decision = decision_for(
         claim,
@@ -130,6 +138,7 @@ def judged(
         lookup_facts=lookup_facts,
         automated_denials=automated_denials,
         authorizations=authorizations,
+        dispensed=dispensed,
     )
     return Judgement(
         record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
@@ -144,17 +153,26 @@ def decision_for(
     lookup_facts: Callable[[Claim], Facts],
     automated_denials: bool,
     authorizations: Authorizations | None,
+    dispensed: bool = True,
 ) -> Decision:
     """Decide ``claim`` (a claim, or a PA request's claim): on file when the store holds an authorization.
 
     Without a store, or without a matching authorization, the policy decides with the looked-up facts.
+    A claim that fails a plausibility edit (``policy.edits``) is decided by the policy (REJECTED) and
+    never pays on file: an authorization does not make an implausible date or quantity plausible.
     """
-    if authorizations is None:
-        return _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials)
+
+    def usual() -> Decision:
+        return _decide(
+            claim,
+            lookup_facts(claim),
+            policy,
+            decided_at,
+            automated_denials=automated_denials,
+            dispensed=dispensed,
+        )
+
+    if authorizations is None or failed_edits(claim, policy, dispensed=dispensed):
+        return usual()
     # An authorization on file pays without re-evaluation (docs/authorizations.md).
-    return authorizations.decide(
-        claim,
-        policy,
-        decided_at,
-        lambda: _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials),
-    )
+    return authorizations.decide(claim, policy, decided_at, usual)

@@ -107,6 +107,7 @@ def judge_request(
         lookup_facts=lookup_facts,
         automated_denials=automated_denials,
         authorizations=authorizations,
+        dispensed=False,  # a request dispenses nothing: its synthetic claim holds no quantity
     )
 
 
