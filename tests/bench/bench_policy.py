@@ -97,16 +97,17 @@ def build_claims(count: int, seed: int = 20200908) -> list[Claim]:
                 "disease_status": fields.get("status", "UNKNOWN"),
                 "consultation": fields.get("consultation", {}),
             }
+        service = start + timedelta(days=rng.randrange(1000))
         raw = {
             "event_id": f"evt-{i}",
-            "event_time": "2025-03-10T12:00:00Z",
+            "event_time": f"{service.isoformat()}T12:00:00Z",  # submitted on the day: passes the edits
             "transaction_code": transaction_code,
             "claim_id": f"clm-{i}",
             "original_claim_id": None if transaction_code == "B1" else f"clm-{i}-orig",
             "service_provider_id": "1234567893",
             "prescription_reference_number": f"{i % 10**12}",
             "fill_number": 0,
-            "date_of_service": (start + timedelta(days=rng.randrange(1000))).isoformat(),
+            "date_of_service": service.isoformat(),
             "patient": {"member_id": f"SYN{i}", "last_name": "SYNTHETIC", "date_of_birth": "1970-01-01"},
             "product": {"product_id": fields["ndc"], "qualifier": "03"},
             "quantity": 1,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,8 @@ FAMILY = "207Q00000X"
 IXEMPRA = "70020191001"
 CAPECITABINE = "00093747489"
 NPI = "1234567893"
+SERVICE_DAY = datetime.now(UTC).date() - timedelta(days=30)
+"""The claims' date of service: a month before the run, inside timely filing whenever the tests run."""
 
 
 def claim(n: int, **overrides: object) -> Claim:
@@ -39,7 +41,7 @@ def claim(n: int, **overrides: object) -> Claim:
         "service_provider_id": "1999999976",
         "prescription_reference_number": f"{n:012d}"[-12:],
         "fill_number": 0,
-        "date_of_service": date(2026, 11, 1),
+        "date_of_service": SERVICE_DAY,
         "patient": {
             "member_id": f"SYNTHMEM{n:06d}",
             "first_name": "TESTFIRST",

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -306,7 +306,10 @@ def test_diff_pins_the_authorizations_so_a_fill_paid_on_file_is_no_change(
     }
     approval = streams.claim(1)
     fill = streams.claim(
-        2, patient=approval.patient.model_dump(), diagnoses=[], date_of_service=date(2026, 11, 22)
+        2,
+        patient=approval.patient.model_dump(),
+        diagnoses=[],
+        date_of_service=streams.SERVICE_DAY + timedelta(days=21),
     )
     _produce_at(kafka_bootstrap, topics["claims"], streams.encoded([approval], codec), WINDOW, partition=0)
     _produce_at(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec), AFTER, partition=0)
