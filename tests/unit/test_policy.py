@@ -770,11 +770,11 @@ def test_ixempra_ndc_forms_are_decided(ndc):
     [
         pytest.param({}, id="B2-of-an-approvable-Ixempra-claim"),
         pytest.param({"dx": ()}, id="B2-without-diagnosis"),
-        pytest.param({"ndc": "00093-7474-89"}, id="B2-of-another-drug"),
+        pytest.param({"ndc": "ABC", "qualifier": "07"}, id="B2-of-an-unidentified-product"),
     ],
 )
 def test_b2_reversal_is_reversed(overrides):
-    """A B2 reversal is REVERSED whatever the product: no PA decision, no criteria, no reject codes, no window."""
+    """A B2 reversal of the policy's product (or one that may be it) is REVERSED: no PA decision, no criteria, no reject codes, no window."""
     decision = _decide(make_claim(tx="B2", **overrides))
     assert decision.outcome is Outcome.REVERSED
     assert decision.criteria == ()
@@ -782,6 +782,16 @@ def test_b2_reversal_is_reversed(overrides):
     assert decision.authorization_effective is None
     assert decision.authorization_expiration is None
     assert "clm-0000" in decision.summary
+
+
+def test_b2_reversal_of_another_drug_is_not_applicable_like_its_billing():
+    """A B2 of a drug the policy does not cover is NOT_APPLICABLE, as the B1 it reverses was: no NCPDP answer from this step."""
+    billing = _decide(make_claim(ndc="00093-7474-89"))
+    reversal = _decide(make_claim(tx="B2", ndc="00093-7474-89"))
+    assert billing.outcome is reversal.outcome is Outcome.NOT_APPLICABLE
+    assert reversal.criteria == ()
+    assert reversal.reject_codes == ()
+    assert reversal.authorization_number is None
 
 
 @pytest.mark.parametrize(

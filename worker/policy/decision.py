@@ -80,8 +80,9 @@ def decide(  # noqa: PLR0911 - one return per outcome
 
     Returns a Decision naming the policy id and version and every reference data version read:
 
-    - REVERSED for a B2 reversal (whatever the product): no PA decision, no criteria.
-    - NOT_APPLICABLE when the product is identified as another product than the policy's.
+    - NOT_APPLICABLE when the product is identified as another product than the policy's, B2 included:
+      a reversal of another drug is answered downstream, as its billing was.
+    - REVERSED for a B2 reversal of the policy's product (or an unidentified one): no PA decision.
     - REJECTED (``FIELD_EDIT``) when the claim fails a plausibility edit (``edits.failed_edits``: dates
       against its own submission time, quantities when ``dispensed``); nothing is evaluated.
     - PENDED (PRODUCT_IDENTITY, reject 21 by default) when the product cannot be identified.
@@ -94,6 +95,9 @@ def decide(  # noqa: PLR0911 - one return per outcome
     B1 and B3 are decided alike. Never raises for a validated claim.
     """
     versions = _reference_versions(facts)
+    scope, matched = policy.match_product(claim.product)
+    if scope is ProductScope.OTHER_PRODUCT:  # a B2 of another drug too: this step answers only its own
+        return _not_applicable(policy, decided_at, claim, versions)
     if claim.transaction_code is TransactionCode.REVERSAL:
         return _decision(
             policy,
@@ -102,9 +106,6 @@ def decide(  # noqa: PLR0911 - one return per outcome
             f"B2 reversal of claim {claim.original_claim_id}: no prior-authorization decision is made.",
             versions=versions,
         )
-    scope, matched = policy.match_product(claim.product)
-    if scope is ProductScope.OTHER_PRODUCT:
-        return _not_applicable(policy, decided_at, claim, versions)
     failures = failed_edits(claim, policy, dispensed=dispensed)
     if failures:
         return rejected_by_edits(policy, decided_at, failures, matched, versions)
