@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from worker.contracts.icd10cm import code_exists
+
 __all__ = [
     "Claim",
     "ClinicalAttestation",
@@ -271,12 +273,19 @@ class Diagnosis(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _icd10_shape(cls, data: object, handler: ModelWrapValidatorHandler[Diagnosis]) -> Diagnosis:
-        """Require an ICD-10 code (qualifier 02) to look like one (an instance passed in was checked)."""
+        """Require an ICD-10 code (qualifier 02) to be one of ICD-10-CM (an instance passed in was checked).
+
+        The shape first (cheap, and a clearer rule name), then the code set of ``icd10cm.RELEASE``:
+        a code that exists in no category of it (C5O.911, letter O for zero) is M/I (reject 39).
+        """
         if type(data) is cls:
             return data
         diagnosis = handler(data)
-        if diagnosis.qualifier == "02" and not _ICD10.match(diagnosis.code):
-            raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
+        if diagnosis.qualifier == "02":
+            if not _ICD10.match(diagnosis.code):
+                raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
+            if not code_exists(diagnosis.code):
+                raise PydanticCustomError("icd10_unknown", "code with qualifier 02 is not an ICD-10-CM code")
         return diagnosis
 
 
