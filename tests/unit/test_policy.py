@@ -242,7 +242,7 @@ CRITERION_A_CASES = [
     _a(("C79.81",), "METASTATIC", NOT_MET, "METASTASIS_TO_SITE_ONLY", "A-not-met:C79.81+METASTATIC-attested"),
     _a(("C79.81", "C34.90"), None, NOT_MET, "OTHER_PRIMARY_CANCER", "A-not-met:C79.81+lung-primary"),
     _a(("C34.90", "C78.7"), None, NOT_MET, "OTHER_PRIMARY_CANCER", "A-not-met:lung-primary+liver-secondary"),
-    _a(("C80.1",), None, NOT_MET, "OTHER_PRIMARY_CANCER", "A-not-met:C80.1-primary-unspecified-not-breast"),
+    _a(("C80.1",), None, UNKNOWN, "PRIMARY_SITE_UNSPECIFIED", "A-unknown:C80.1-primary-unspecified-asks"),
     _a(
         ("C18.9",),
         "METASTATIC",
@@ -670,7 +670,7 @@ def test_pa_number_is_eleven_digits_deterministic_and_luhn_checked():
         pytest.param("0015-1911-13", "03", id="NA:unverified-BMS-era-45mg-not-listed"),
         pytest.param("70020-1912-01", "03", id="NA:neighbouring-product-code"),
         pytest.param("70021-1910-01", "03", id="NA:neighbouring-labeler"),
-        pytest.param("J9999", "09", id="NA:another-HCPCS-code-qualifier-09"),
+        pytest.param("J9171", "09", id="NA:another-HCPCS-code-qualifier-09"),
         pytest.param("00093747489", "00", id="NA:capecitabine-NDC-digits-under-qualifier-00"),
         pytest.param("J9171", "00", id="NA:docetaxel-HCPCS-under-qualifier-00"),
     ],
@@ -856,7 +856,7 @@ def test_every_decision_names_the_policy_and_version():
     policy = default_policy()
     for claim in (make_claim(), make_claim(dx=()), make_claim(tx="B2"), make_claim(ndc="00093-7474-89")):
         decision = _decide(claim)
-        assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
+        assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-3")
         assert (decision.policy_id, decision.policy_version) == (policy.policy_id, policy.version)
 
 
@@ -1036,7 +1036,7 @@ def test_decision_invariants(claim, found, denials):
     """Whatever the claim and facts, outcome, criteria, needs, rejects, PA number and window agree with the rules."""
     decision = _decide(claim, found, automated_denials=denials)
     assert decision.decided_at == DECIDED_AT
-    assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
+    assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-3")
     assert decision.reference_versions == (
         () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
     )
@@ -1319,9 +1319,9 @@ def test_catalog_versions_decide_differently_where_the_data_changed():
     """The first catalog version reads C77.5 as regional; the second as distant; each decision names its version."""
     from worker.policy import catalog_policy  # noqa: PLC0415
 
-    first = catalog_policy("IXEMPRA-PA/2020.09-1")
+    first, second = catalog_policy("IXEMPRA-PA/2020.09-1"), catalog_policy("IXEMPRA-PA/2020.09-2")
     claim = make_claim(dx=("C50.911", "C77.5"))
-    old, new = _decide(claim, policy=first), _decide(claim)
+    old, new = _decide(claim, policy=first), _decide(claim, policy=second)
     assert (old.outcome, old.policy_version) == (Outcome.PENDED, "2020.09-1")
     assert (new.outcome, new.policy_version) == (Outcome.APPROVED, "2020.09-2")
 
