@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import (
     CriterionStatus,
     Decision,
@@ -33,6 +34,7 @@ MET, NOT_MET, UNKNOWN = CriterionStatus.MET, CriterionStatus.NOT_MET, CriterionS
 OUTCOME_FOR_A = {MET: Outcome.APPROVED, NOT_MET: Outcome.REFERRED, UNKNOWN: Outcome.PENDED}
 NO_DIRECTORY = Facts()
 POLICY = default_policy()
+ICD10CM = ("icd-10-cm", ICD10CM_RELEASE)  # recorded whenever the criteria read ICD-10 codes
 
 
 def _decide(claim, facts=NO_DIRECTORY, policy=POLICY, at=DECIDED_AT, **options) -> Decision:
@@ -1037,9 +1039,9 @@ def test_decision_invariants(claim, found, denials):
     decision = _decide(claim, found, automated_denials=denials)
     assert decision.decided_at == DECIDED_AT
     assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-3")
-    assert decision.reference_versions == (
-        () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
-    )
+    directory = () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
+    read_codes = bool(decision.criteria) and any(d.qualifier == "02" for d in claim.diagnoses)
+    assert decision.reference_versions == (*directory, *((ICD10CM,) if read_codes else ()))
     assert decision.outcome is not Outcome.REJECTED
     assert (decision.outcome is Outcome.DENIED) <= denials
     if decision.outcome in {Outcome.REVERSED, Outcome.NOT_APPLICABLE}:
@@ -1283,7 +1285,7 @@ def test_criterion_b_through_the_directory(overrides, found, expected, reason, n
     assert _criterion(decision, "B") == (expected, reason)
     b = decision.criteria[1]
     assert b.needs == needs
-    assert decision.reference_versions == (("prescriber-directory", DIRECTORY_VERSION),)
+    assert decision.reference_versions == (("prescriber-directory", DIRECTORY_VERSION), ICD10CM)
     if overrides["taxonomy"] is None:
         assert f"source=directory {DIRECTORY_VERSION}" in b.evidence[0]
     else:
@@ -1312,7 +1314,7 @@ def test_no_directory_behaves_as_before_directory_existed():
     assert _criterion(_decide(make_claim()), "B") == (MET, "PRESCRIBER_IS_SPECIALIST")
     decision = _decide(make_claim(taxonomy=None))
     assert _criterion(decision, "B") == (UNKNOWN, "PRESCRIBER_SPECIALTY_UNKNOWN")
-    assert decision.reference_versions == ()
+    assert decision.reference_versions == (ICD10CM,)  # the ICD-10-CM release only: no directory read
 
 
 def test_catalog_versions_decide_differently_where_the_data_changed():

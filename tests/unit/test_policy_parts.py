@@ -97,7 +97,9 @@ def test_approval_window(effective, years, expiration):
         pytest.param("C79.51", CodeFamily.DISTANT_SECONDARY, id="C79-distant"),
         pytest.param("C80.0", CodeFamily.DISTANT_SECONDARY, id="C80.0-disseminated-distant"),
         pytest.param("C79.81", CodeFamily.SECONDARY_OF_SITE, id="C79.81-secondary-OF-breast-excluded"),
-        pytest.param("C80.1", CodeFamily.UNSPECIFIED_PRIMARY, id="C80.1-primary-unspecified-is-unknown-not-other"),
+        pytest.param(
+            "C80.1", CodeFamily.UNSPECIFIED_PRIMARY, id="C80.1-primary-unspecified-is-unknown-not-other"
+        ),
         pytest.param("C80", CodeFamily.UNSPECIFIED_PRIMARY, id="C80-category-is-unknown-not-other"),
         pytest.param("C77", CodeFamily.REGIONAL_NODE, id="C77-category-alone-is-regional"),
         pytest.param("C77.2", CodeFamily.DISTANT_SECONDARY, id="C77.2-longer-prefix-beats-C77-category"),

@@ -7,7 +7,10 @@ from importlib import metadata
 
 from worker.errors import ConfigError
 
-__all__ = ["ICD10CM_REFERENCE", "RELEASE", "code_exists", "is_billable"]
+__all__ = ["ICD10CM_REFERENCE", "ICD10_QUALIFIER", "RELEASE", "code_exists", "is_billable"]
+
+ICD10_QUALIFIER = "02"
+"""Diagnosis Code Qualifier (492-WE) of an ICD-10 code."""
 
 ICD10CM_REFERENCE = "icd-10-cm"
 """The name under which a result records the ICD-10-CM release its diagnosis codes were checked with."""

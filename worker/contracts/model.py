@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from worker.contracts.icd10cm import code_exists
+from worker.contracts.icd10cm import ICD10_QUALIFIER, code_exists
 
 __all__ = [
     "Claim",
@@ -283,7 +283,7 @@ class Diagnosis(BaseModel):
         if type(data) is cls:
             return data
         diagnosis = handler(data)
-        if diagnosis.qualifier == "02":
+        if diagnosis.qualifier == ICD10_QUALIFIER:
             if not _ICD10.match(diagnosis.code):
                 raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
             if not code_exists(diagnosis.code):
