@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib import metadata
 
@@ -40,11 +41,10 @@ _MONTHS = {
     )
 }
 _FISCAL_YEAR_START = 10  # CMS/NCHS releases take effect on 1 October, the start of the federal fiscal year
-_CATEGORY_LENGTH = 3
 
 
-def _load() -> tuple[frozenset[str], frozenset[str], str]:
-    """Return every dotless category and code, the billable ones, and the release (e.g. FY2026/2026-04-01)."""
+def _load() -> tuple[frozenset[str], str]:
+    """Return every dotless category and code of the package's list, and its release (FY2026/2026-04-01)."""
     files = metadata.files(_DISTRIBUTION) or []
     lists = [(path, match) for path in files if (match := _CODE_LIST.match(str(path)))]
     if len(lists) != 1:
@@ -63,12 +63,21 @@ def _load() -> tuple[frozenset[str], frozenset[str], str]:
         for line in (raw.strip() for raw in path.read_text(encoding="utf-8").splitlines())
         if line[:1].isalpha() and "-" not in line
     )
-    headers = {code[:end] for code in codes for end in range(_CATEGORY_LENGTH, len(code))}
-    return codes, codes - headers, f"FY{fiscal_year}/{year}-{month:02d}-01"
+    return codes, f"FY{fiscal_year}/{year}-{month:02d}-01"
 
 
-_CODES, _BILLABLE, RELEASE = _load()
+_CODES, RELEASE = _load()
 """``RELEASE``: the ICD-10-CM fiscal year and the date its file took effect, e.g. ``FY2026/2026-04-01``."""
+
+
+@functools.cache
+def _billable() -> frozenset[str]:
+    """Return the billable codes: those no other code extends (built on first use, off the claim path)."""
+    # In sorted order every code that extends another follows it at once.
+    ordered = sorted(_CODES)
+    return frozenset(
+        code for code, after in zip(ordered, [*ordered[1:], ""], strict=True) if not after.startswith(code)
+    )
 
 
 def code_exists(code: str) -> bool:
@@ -82,4 +91,4 @@ def code_exists(code: str) -> bool:
 
 def is_billable(code: str) -> bool:
     """Tell whether an upper-case ICD-10-CM code (dot optional) is billable (has no subdivision)."""
-    return code.replace(".", "") in _BILLABLE
+    return code.replace(".", "") in _billable()
