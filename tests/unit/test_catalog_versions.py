@@ -285,3 +285,19 @@ def test_a_hcpcs_code_cannot_be_both_the_product_and_unclassified(tmp_path):
     path.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(ConfigError, match="J9207"):
         load_policy(path)
+
+
+@pytest.mark.parametrize("ref", [V1, V2])
+def test_longest_prefix_reads_every_code_as_the_first_family_did_for_earlier_versions(ref):
+    """For 2020.09-1 and -2, every ICD-10-CM code falls in the same family under longest-prefix as under the old first-match order."""
+    from worker.contracts import icd10cm  # noqa: PLC0415
+    from worker.policy.diagnoses import CodeFamily  # noqa: PLC0415
+
+    codes = next(c for c in catalog_policy(ref).criteria if hasattr(c, "codes")).codes
+
+    def first_match(code: str) -> CodeFamily:
+        return next(
+            (family for family, prefixes in codes.prefixes if code.startswith(prefixes)), CodeFamily.UNRELATED
+        )
+
+    assert [c for c in sorted(icd10cm._CODES) if codes.family(c) is not first_match(c)] == []
