@@ -56,6 +56,7 @@ test-integration: install broker-jars ## run the tests against a real broker
 bench: install broker-jars ## print throughput and latency figures (policy, codec, end to end, directory)
 	$(PY) tests/bench/bench_policy.py
 	$(PY) tests/bench/bench_codec.py
+	$(PY) tests/bench/bench_icd10cm.py
 	$(PY) tests/bench/bench_record_path.py
 	$(PY) tests/bench/bench_pipeline.py
 	$(PY) tests/bench/bench_directory.py

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -75,7 +75,15 @@ def _results(kafka_bootstrap, topics):
 def _fill(n: int, member_of: int | None = None, **overrides):
     """A fill carrying no clinical data, for the member of claim ``member_of`` (default: the PHI sentinel member)."""
     member = PHI_PATIENT if member_of is None else streams.claim(member_of).patient.model_dump()
+    served = overrides.get("date_of_service")
+    if served is not None:  # a later fill is submitted on its own date of service (the edits compare them)
+        overrides.setdefault("event_time", datetime.combine(served, datetime.min.time(), UTC))
     return streams.claim(n, patient=member, diagnoses=[], **overrides)
+
+
+def _later(days: int) -> date:
+    """The date ``days`` after the approvals' date of service."""
+    return streams.SERVICE_DAY + timedelta(days=days)
 
 
 def _cli(env, *args):
@@ -105,8 +113,8 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     assert [r.key for r in store] == [number.encode()]
     assert not _phi_hits(repr([(r.key, r.value, r.headers) for r in store]))
 
-    fill = _fill(2, date_of_service=date(2027, 3, 1))
-    late = _fill(3, date_of_service=date(2028, 1, 15))
+    fill = _fill(2, date_of_service=_later(120))
+    late = _fill(3, date_of_service=_later(440))
     other = streams.claim(4, diagnoses=[], prior_authorization_number=number)
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill, late, other], codec))
     _run_until_idle(env, tmp_path / "fills.log", workers=2)  # restarted: the table is read back from Kafka
@@ -135,7 +143,7 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))
     assert len(store) == 2  # the approval and exactly one revocation event
 
-    after = _fill(5, date_of_service=date(2027, 4, 1))
+    after = _fill(5, date_of_service=_later(151))
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([after], codec))
     # The same two slots again: with static membership a slot that stays away keeps its partitions until
     # the session timeout (45 s), so a single worker could go idle before claim 5's partition came back.
@@ -162,7 +170,7 @@ def test_kill_9_between_approval_and_fill_still_pays_on_file(kafka_bootstrap, st
         proc.kill()  # SIGKILL: no clean-up
         proc.wait(timeout=30)
     assert done, (tmp_path / "w1.log").read_text(errors="replace")[-3000:]
-    fill = _fill(12, member_of=11, date_of_service=date(2027, 2, 1))
+    fill = _fill(12, member_of=11, date_of_service=_later(92))
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec))
     _run_until_idle({**env, "CLAIMS_EXIT_WHEN_IDLE_S": "3"}, tmp_path / "w2.log")
     results = _results(kafka_bootstrap, topics)
@@ -195,7 +203,7 @@ def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, 
         "product": {"product_id": streams.IXEMPRA, "qualifier": "03"},
         "diagnoses": [{"code": "C50.911", "qualifier": "02"}, {"code": "C78.7", "qualifier": "02"}],
         "disease_status": "METASTATIC",
-        "requested_start": date(2026, 11, 1),
+        "requested_start": streams.SERVICE_DAY,
     }
     streams.produce(
         kafka_bootstrap,
@@ -227,7 +235,7 @@ def test_request_approved_then_fill_paid_on_file(kafka_bootstrap, store_topics, 
     letters = streams.read_all(kafka_bootstrap, topics["dead_letter"], codec, "dead_letter")
     assert sorted(d["error_class"] for d in letters) == ["DUPLICATE_EVENT", "NOT_AVRO"]
 
-    fill = _fill(22, date_of_service=date(2026, 12, 1))
+    fill = _fill(22, date_of_service=_later(30))
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([fill], codec))
     _run_until_idle(env, tmp_path / "fill.log")
     outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])

@@ -68,7 +68,7 @@ def test_decisions_on_the_broker(kafka_bootstrap, topics, tmp_path):
     assert approved["matched_product"]["code"] == streams.IXEMPRA
     assert approved["ncpdp"]["response_status"] == "A"
     assert approved["event_time"] is not None
-    assert (approved["policy_id"], approved["policy_version"]) == ("IXEMPRA-PA", "2020.09-2")
+    assert (approved["policy_id"], approved["policy_version"]) == ("IXEMPRA-PA", "2020.09-3")
 
     assert by_claim[pended.claim_id]["needs"] == ["DIAGNOSIS_CODE"]
 

@@ -16,6 +16,7 @@ from tests.unit.claims import NPIS, make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import InformationNeed, Outcome
 from worker.contracts.pa_request import (
     decide_request,
@@ -183,10 +184,13 @@ def test_a_request_without_taxonomy_is_decided_through_the_directory_and_names_i
     finally:
         reference.close()
     assert answer["outcome"] == "APPROVED"
-    assert answer["reference_versions"] == {"prescriber-directory": SAMPLE_RELEASE}
+    assert answer["reference_versions"] == {
+        "prescriber-directory": SAMPLE_RELEASE,
+        "icd-10-cm": ICD10CM_RELEASE,
+    }
     _, blind, _, _ = _answer(_record(request), _settings(), SeenEvents(10))
     assert blind["outcome"] != "APPROVED"
-    assert blind["reference_versions"] == {}
+    assert blind["reference_versions"] == {"icd-10-cm": ICD10CM_RELEASE}  # no directory read
 
 
 def test_serve_requests_with_a_missing_directory_index_is_a_bad_setting(tmp_path):

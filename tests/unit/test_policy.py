@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import (
     CriterionStatus,
     Decision,
@@ -33,6 +34,7 @@ MET, NOT_MET, UNKNOWN = CriterionStatus.MET, CriterionStatus.NOT_MET, CriterionS
 OUTCOME_FOR_A = {MET: Outcome.APPROVED, NOT_MET: Outcome.REFERRED, UNKNOWN: Outcome.PENDED}
 NO_DIRECTORY = Facts()
 POLICY = default_policy()
+ICD10CM = ("icd-10-cm", ICD10CM_RELEASE)  # recorded whenever the criteria read ICD-10 codes
 
 
 def _decide(claim, facts=NO_DIRECTORY, policy=POLICY, at=DECIDED_AT, **options) -> Decision:
@@ -242,7 +244,7 @@ CRITERION_A_CASES = [
     _a(("C79.81",), "METASTATIC", NOT_MET, "METASTASIS_TO_SITE_ONLY", "A-not-met:C79.81+METASTATIC-attested"),
     _a(("C79.81", "C34.90"), None, NOT_MET, "OTHER_PRIMARY_CANCER", "A-not-met:C79.81+lung-primary"),
     _a(("C34.90", "C78.7"), None, NOT_MET, "OTHER_PRIMARY_CANCER", "A-not-met:lung-primary+liver-secondary"),
-    _a(("C80.1",), None, NOT_MET, "OTHER_PRIMARY_CANCER", "A-not-met:C80.1-primary-unspecified-not-breast"),
+    _a(("C80.1",), None, UNKNOWN, "PRIMARY_SITE_UNSPECIFIED", "A-unknown:C80.1-primary-unspecified-asks"),
     _a(
         ("C18.9",),
         "METASTATIC",
@@ -670,7 +672,7 @@ def test_pa_number_is_eleven_digits_deterministic_and_luhn_checked():
         pytest.param("0015-1911-13", "03", id="NA:unverified-BMS-era-45mg-not-listed"),
         pytest.param("70020-1912-01", "03", id="NA:neighbouring-product-code"),
         pytest.param("70021-1910-01", "03", id="NA:neighbouring-labeler"),
-        pytest.param("J9999", "09", id="NA:another-HCPCS-code-qualifier-09"),
+        pytest.param("J9171", "09", id="NA:another-HCPCS-code-qualifier-09"),
         pytest.param("00093747489", "00", id="NA:capecitabine-NDC-digits-under-qualifier-00"),
         pytest.param("J9171", "00", id="NA:docetaxel-HCPCS-under-qualifier-00"),
     ],
@@ -866,7 +868,7 @@ def test_every_decision_names_the_policy_and_version():
     policy = default_policy()
     for claim in (make_claim(), make_claim(dx=()), make_claim(tx="B2"), make_claim(ndc="00093-7474-89")):
         decision = _decide(claim)
-        assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
+        assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-3")
         assert (decision.policy_id, decision.policy_version) == (policy.policy_id, policy.version)
 
 
@@ -1046,10 +1048,10 @@ def test_decision_invariants(claim, found, denials):
     """Whatever the claim and facts, outcome, criteria, needs, rejects, PA number and window agree with the rules."""
     decision = _decide(claim, found, automated_denials=denials)
     assert decision.decided_at == DECIDED_AT
-    assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-2")
-    assert decision.reference_versions == (
-        () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
-    )
+    assert (decision.policy_id, decision.policy_version) == ("IXEMPRA-PA", "2020.09-3")
+    directory = () if found is NO_DIRECTORY else (("prescriber-directory", DIRECTORY_VERSION),)
+    read_codes = bool(decision.criteria) and any(d.qualifier == "02" for d in claim.diagnoses)
+    assert decision.reference_versions == (*directory, *((ICD10CM,) if read_codes else ()))
     assert decision.outcome is not Outcome.REJECTED
     assert (decision.outcome is Outcome.DENIED) <= denials
     if decision.outcome in {Outcome.REVERSED, Outcome.NOT_APPLICABLE}:
@@ -1403,7 +1405,7 @@ def test_criterion_b_through_the_directory(overrides, found, expected, reason, n
     assert _criterion(decision, "B") == (expected, reason)
     b = decision.criteria[1]
     assert b.needs == needs
-    assert decision.reference_versions == (("prescriber-directory", DIRECTORY_VERSION),)
+    assert decision.reference_versions == (("prescriber-directory", DIRECTORY_VERSION), ICD10CM)
     assert f"source=directory {DIRECTORY_VERSION}" in b.evidence[0]
     if overrides["taxonomy"] is not None:  # a sent taxonomy is named beside the directory's word
         assert f"taxonomy {overrides['taxonomy']} sent on the claim (source=claim" in b.evidence[0]
@@ -1433,16 +1435,16 @@ def test_no_directory_behaves_as_before_directory_existed():
     assert _criterion(_decide(make_claim()), "B") == (MET, "PRESCRIBER_IS_SPECIALIST")
     decision = _decide(make_claim(taxonomy=None))
     assert _criterion(decision, "B") == (UNKNOWN, "PRESCRIBER_SPECIALTY_UNKNOWN")
-    assert decision.reference_versions == ()
+    assert decision.reference_versions == (ICD10CM,)  # the ICD-10-CM release only: no directory read
 
 
 def test_catalog_versions_decide_differently_where_the_data_changed():
     """The first catalog version reads C77.5 as regional; the second as distant; each decision names its version."""
     from worker.policy import catalog_policy  # noqa: PLC0415
 
-    first = catalog_policy("IXEMPRA-PA/2020.09-1")
+    first, second = catalog_policy("IXEMPRA-PA/2020.09-1"), catalog_policy("IXEMPRA-PA/2020.09-2")
     claim = make_claim(dx=("C50.911", "C77.5"))
-    old, new = _decide(claim, policy=first), _decide(claim)
+    old, new = _decide(claim, policy=first), _decide(claim, policy=second)
     assert (old.outcome, old.policy_version) == (Outcome.PENDED, "2020.09-1")
     assert (new.outcome, new.policy_version) == (Outcome.APPROVED, "2020.09-2")
 

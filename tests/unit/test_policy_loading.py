@@ -30,7 +30,7 @@ from worker.policy import (
 from worker.policy import decide as _decide_with
 
 DECIDED_AT = datetime(2025, 3, 11, 8, 15, tzinfo=UTC)
-PACKAGED = resources.files("worker.policies") / "IXEMPRA-PA" / "2020.09-2.json"
+PACKAGED = resources.files("worker.policies") / "IXEMPRA-PA" / "2020.09-3.json"
 
 
 def _decide(claim, policy=None):
@@ -48,10 +48,10 @@ def _write(tmp_path: Path, document: dict | str) -> Path:
 
 
 def test_packaged_policy_identity_and_match_set():
-    """The default catalog policy is IXEMPRA-PA 2020.09-2, one year, matching the two R-Pharm products and J9207."""
+    """The default catalog policy is IXEMPRA-PA 2020.09-3, one year, matching the two R-Pharm products and J9207."""
     policy = default_policy()
     assert isinstance(policy, Policy)
-    assert (policy.policy_id, policy.version) == ("IXEMPRA-PA", "2020.09-2")
+    assert (policy.policy_id, policy.version) == ("IXEMPRA-PA", "2020.09-3")
     assert policy.ref == DEFAULT_POLICY_REF
     assert dict(policy.hcpcs_codes).keys() == {"J9207"}
     assert (policy.reject_in_review, policy.reject_denied, policy.reject_prescriber_not_matched) == (
@@ -65,7 +65,7 @@ def test_packaged_policy_identity_and_match_set():
     assert (policy.reject_not_approved, policy.reject_missing_diagnosis) == ("75", "39")
     assert [c.criterion_id for c in policy.criteria] == ["A", "B"]
     assert policy.criterion_ids == ("A", "B")
-    assert len(policy.reason_codes) == len(set(policy.reason_codes)) == 28
+    assert len(policy.reason_codes) == len(set(policy.reason_codes)) == 30
     assert {"METASTATIC_BY_CODES", "RECURRENCE_INFERRED_FROM_HISTORY", "PRESCRIBER_IS_SPECIALIST"} <= set(
         policy.reason_codes
     )

@@ -97,7 +97,12 @@ def test_approval_window(effective, years, expiration):
         pytest.param("C79.51", CodeFamily.DISTANT_SECONDARY, id="C79-distant"),
         pytest.param("C80.0", CodeFamily.DISTANT_SECONDARY, id="C80.0-disseminated-distant"),
         pytest.param("C79.81", CodeFamily.SECONDARY_OF_SITE, id="C79.81-secondary-OF-breast-excluded"),
-        pytest.param("C80.1", CodeFamily.OTHER_MALIGNANT, id="C80.1-primary-unspecified-not-breast"),
+        pytest.param(
+            "C80.1", CodeFamily.UNSPECIFIED_PRIMARY, id="C80.1-primary-unspecified-is-unknown-not-other"
+        ),
+        pytest.param("C80", CodeFamily.UNSPECIFIED_PRIMARY, id="C80-category-is-unknown-not-other"),
+        pytest.param("C77", CodeFamily.REGIONAL_NODE, id="C77-category-alone-is-regional"),
+        pytest.param("C77.2", CodeFamily.DISTANT_SECONDARY, id="C77.2-longer-prefix-beats-C77-category"),
         pytest.param("C34.90", CodeFamily.OTHER_MALIGNANT, id="C34-other-primary"),
         pytest.param("C7B.02", CodeFamily.OTHER_MALIGNANT, id="C7B-neuroendocrine-secondary-not-breast"),
         pytest.param("D05.11", CodeFamily.IN_SITU, id="D05-in-situ"),
@@ -107,7 +112,7 @@ def test_approval_window(effective, years, expiration):
     ],
 )
 def test_code_families(code, family):
-    """Each ICD-10 code falls in the first family whose prefix it has (C79.81 before C79, C80.0 before C)."""
+    """Each ICD-10 code takes the family of its longest listed prefix (C79.81 over C79, C80.0 over C80 and C)."""
     rule = next(c for c in default_policy().criteria if isinstance(c, DiseaseStageRule))
     assert rule.codes.family(normalise_code(code)) is family
 

@@ -14,6 +14,7 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import Outcome
 from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.directory import Directory, Entry
@@ -29,6 +30,7 @@ from worker.runtime.compose import build_worker
 from worker.runtime.failures import Kind, Stopped, classify
 from worker.runtime.reference import ReferenceData, lookup, open_reference
 
+ICD10CM = {"icd-10-cm": ICD10CM_RELEASE}  # recorded whenever the criteria read ICD-10 codes
 ONCOLOGY = "207RX0202X"
 HEM_ONC = "207RH0003X"
 SECONDARY_ONCOLOGY = "1111111112"  # internal medicine primary, oncology secondary (bundled sample)
@@ -92,7 +94,7 @@ def test_prescriber_with_oncology_only_as_secondary_is_approved_through_the_dire
     decision = decide(_prescribed_by(SECONDARY_ONCOLOGY), facts, policy, DECIDED_AT)
     assert decision.outcome is Outcome.APPROVED
     assert any(f"source=directory {SAMPLE_RELEASE}" in item for item in _b(decision).evidence)
-    assert dict(decision.reference_versions) == {DIRECTORY_REFERENCE: SAMPLE_RELEASE}
+    assert dict(decision.reference_versions) == {DIRECTORY_REFERENCE: SAMPLE_RELEASE, **ICD10CM}
 
 
 def test_a_taxonomy_sent_on_the_claim_does_not_skip_the_lookup(directory):
@@ -155,7 +157,10 @@ def test_an_overlay_update_wins_over_the_index_and_is_named_in_the_version(direc
     after = decide(claim, facts, policy, DECIDED_AT)
     assert after.outcome is Outcome.APPROVED
     assert any("source=directory weekly-20240715" in item for item in _b(after).evidence)
-    assert dict(after.reference_versions) == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly-20240715"}
+    assert dict(after.reference_versions) == {
+        DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly-20240715",
+        **ICD10CM,
+    }
 
 
 class _FakeConsumer:
@@ -396,7 +401,7 @@ def test_the_worker_refreshes_once_per_pass_and_results_carry_the_directory_vers
         pytest.fail("the worker never went idle")
     [result] = [codec.decode_result(r.value) for r in cluster.results()]
     assert result["outcome"] == "APPROVED"
-    assert result["reference_versions"] == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly"}
+    assert result["reference_versions"] == {DIRECTORY_REFERENCE: f"{SAMPLE_RELEASE}+weekly", **ICD10CM}
     assert reference.refreshes == len(passes) > 0
 
 

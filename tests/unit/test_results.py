@@ -198,7 +198,7 @@ class TestResultV2:
         }
         assert record["ncpdp"] == {"response_status": "A", "rejects": [], "messages": ["PA APPROVED"]}
         assert record["decision_source"] == "AUTOMATED_RULE"
-        assert (record["policy_id"], record["policy_version"]) == ("IXEMPRA-PA", "2020.09-2")
+        assert (record["policy_id"], record["policy_version"]) == ("IXEMPRA-PA", "2020.09-3")
         assert codec.decode_result(codec.encode_result(record)) == record
 
     def test_pended_lists_needs_and_short_messages(self, codec):

@@ -271,7 +271,7 @@ class Settings(BaseSettings):
 
     # -- end of prior authorizations ---------------------------------------------------------------------
     policy: str = Field(
-        "IXEMPRA-PA/2020.09-2",
+        "IXEMPRA-PA/2020.09-3",
         pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}/[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$",
         description="Active catalog policy <POLICY-ID>/<version> (worker/policies/<id>/<version>.json).",
     )

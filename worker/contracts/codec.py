@@ -481,6 +481,7 @@ _CLAIM_NOT_PROCESSED = "85"
 _FIELD_FOR_RULE = {
     "ndc_format": "product_id",
     "icd10_format": "code",
+    "icd10_unknown": "code",
     "original_claim_id_required": "original_claim_id",
 }
 _MAX_CLAIM_ID = 64

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from worker.contracts.icd10cm import ICD10_QUALIFIER, code_exists
+
 __all__ = [
     "Claim",
     "ClinicalAttestation",
@@ -118,10 +120,12 @@ class ReasonCode(StrEnum):
     HISTORY_WITH_OTHER_ACTIVE_PRIMARY = "HISTORY_WITH_OTHER_ACTIVE_PRIMARY"
     SECONDARY_ORIGIN_UNCLEAR = "SECONDARY_ORIGIN_UNCLEAR"
     PRIMARY_SITE_NOT_SHOWN = "PRIMARY_SITE_NOT_SHOWN"
+    PRIMARY_SITE_UNSPECIFIED = "PRIMARY_SITE_UNSPECIFIED"
     DIAGNOSIS_CODE_MISSING = "DIAGNOSIS_CODE_MISSING"
     # Specialist criterion (prescribed by or in consultation with a specialist).
     PRESCRIBER_IS_SPECIALIST = "PRESCRIBER_IS_SPECIALIST"
     CONSULTANT_IS_SPECIALIST = "CONSULTANT_IS_SPECIALIST"
+    CONSULTATION_ATTESTED = "CONSULTATION_ATTESTED"
     CONSULTANT_NOT_SPECIALIST = "CONSULTANT_NOT_SPECIALIST"
     CONSULTANT_NOT_RESOLVED = "CONSULTANT_NOT_RESOLVED"
     CONSULTANT_IS_PRESCRIBER = "CONSULTANT_IS_PRESCRIBER"
@@ -272,12 +276,19 @@ class Diagnosis(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _icd10_shape(cls, data: object, handler: ModelWrapValidatorHandler[Diagnosis]) -> Diagnosis:
-        """Require an ICD-10 code (qualifier 02) to look like one (an instance passed in was checked)."""
+        """Require an ICD-10 code (qualifier 02) to be one of ICD-10-CM (an instance passed in was checked).
+
+        The shape first (cheap, and a clearer rule name), then the code set of ``icd10cm.RELEASE``:
+        a code that exists in no category of it (C5O.911, letter O for zero) is M/I (reject 39).
+        """
         if type(data) is cls:
             return data
         diagnosis = handler(data)
-        if diagnosis.qualifier == "02" and not _ICD10.match(diagnosis.code):
-            raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
+        if diagnosis.qualifier == ICD10_QUALIFIER:
+            if not _ICD10.match(diagnosis.code):
+                raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
+            if not code_exists(diagnosis.code):
+                raise PydanticCustomError("icd10_unknown", "code with qualifier 02 is not an ICD-10-CM code")
         return diagnosis
 
 

@@ -8,6 +8,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.fastwrite import share
+from worker.contracts.icd10cm import ICD10CM_REFERENCE
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import DecisionSource, InformationNeed, Outcome, Reject
 
 if TYPE_CHECKING:
@@ -271,7 +273,12 @@ def build_rejected(
         "source_criteria": [],
         "recommendation": None,
         "needs": [],
-        "reference_versions": {},
+        # A rejected diagnosis code was checked against this ICD-10-CM release (issue 23).
+        "reference_versions": (
+            {ICD10CM_REFERENCE: ICD10CM_RELEASE}
+            if any(field.startswith("diagnoses.") and field.endswith(".code") for field in error.fields)
+            else {}
+        ),
         "decided_at": decided_at,
         "worker_version": worker_version,
         "source": source.as_record(),

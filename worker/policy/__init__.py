@@ -1,7 +1,7 @@
 """Prior-authorization policy decisions: ``decide(claim, facts, policy, decided_at)`` is the only entry point.
 
 A policy is data (the catalog ``worker/policies/<policy_id>/<version>.json``) plus a small evaluator:
-``catalog_policy("IXEMPRA-PA/2020.09-2")`` validates and compiles a catalog entry into a ``Policy``;
+``catalog_policy("IXEMPRA-PA/2020.09-3")`` validates and compiles a catalog entry into a ``Policy``;
 ``load_policy`` does the same for any file; ``default_policy`` is the catalog's default entry.
 """
 

@@ -6,6 +6,8 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING
 
+from worker.contracts.icd10cm import ICD10_QUALIFIER, ICD10CM_REFERENCE
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import (
     CriterionResult,
     CriterionStatus,
@@ -78,7 +80,8 @@ def decide(  # noqa: PLR0911 - one return per outcome
 ) -> Decision:
     """Decide one validated claim under ``policy``, with the looked-up ``facts``; no I/O, no clock.
 
-    Returns a Decision naming the policy id and version and every reference data version read:
+    Returns a Decision naming the policy id and version and every reference data version read (the
+    prescriber directory's; the ICD-10-CM release when the criteria read ICD-10 codes):
 
     - NOT_APPLICABLE when the product is identified as another product than the policy's, B2 included:
       a reversal of another drug is answered downstream, as its billing was.
@@ -124,6 +127,9 @@ def decide(  # noqa: PLR0911 - one return per outcome
             versions=versions,
         )
     results = tuple([criterion.evaluate(claim, facts) for criterion in policy.criteria])
+    if any(diagnosis.qualifier == ICD10_QUALIFIER for diagnosis in claim.diagnoses):
+        # The criteria read ICD-10 codes that the codec checked against this release (issue 23).
+        versions = (*versions, (ICD10CM_REFERENCE, ICD10CM_RELEASE))
     not_met = tuple([r.criterion_id for r in results if r.status is _NOT_MET])
     if not_met:
         if automated_denials:

@@ -37,7 +37,7 @@ __all__ = [
     "load_policy",
 ]
 
-DEFAULT_POLICY_REF = "IXEMPRA-PA/2020.09-2"
+DEFAULT_POLICY_REF = "IXEMPRA-PA/2020.09-3"
 """The catalog entry ``default_policy`` loads and the default of ``CLAIMS_POLICY``."""
 
 # A catalog reference: "<policy_id>/<version>", naming worker/policies/<policy_id>/<version>.json.
@@ -62,6 +62,7 @@ _Taxonomy = Annotated[str, Field(pattern=r"^[0-9A-Z]{9}X$")]
 _CodePrefix = Annotated[str, Field(pattern=r"^[A-Z][0-9A-Z]{0,2}(\.?[0-9A-Z]{1,4})?$")]
 _Prefixes = tuple[_CodePrefix, ...]
 _TwoChar = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
+_Hcpcs = Annotated[str, Field(pattern=r"^[A-V][0-9]{4}$")]
 
 
 class _ProductDoc(BaseModel):
@@ -73,9 +74,20 @@ class _ProductDoc(BaseModel):
     product_qualifier: _TwoChar
     ndc_products: dict[Annotated[str, Field(pattern=r"^[0-9]{5}-[0-9]{4}$")], _Text] = Field(min_length=1)
     hcpcs_qualifier: _TwoChar | None = None
-    hcpcs_codes: dict[Annotated[str, Field(pattern=r"^[A-V][0-9]{4}$")], _Text] = Field(default_factory=dict)
+    hcpcs_codes: dict[_Hcpcs, _Text] = Field(default_factory=dict)
+    # Not-otherwise-classified codes (J9999): the product may be the policy's, so it pends for its identity.
+    unclassified_hcpcs_codes: dict[_Hcpcs, _Text] = Field(default_factory=dict)
     unspecified_qualifiers: tuple[_TwoChar, ...] = ()
     notes: _Notes = ()
+
+    @model_validator(mode="after")
+    def _classified_or_not(self) -> _ProductDoc:
+        """Refuse a HCPCS code listed both as the product and as not otherwise classified."""
+        both = sorted(self.hcpcs_codes.keys() & self.unclassified_hcpcs_codes.keys())
+        if both:
+            msg = f"HCPCS codes listed both as the product and as unclassified: {', '.join(both)}"
+            raise ValueError(msg)
+        return self
 
 
 class _CodesDoc(BaseModel):
@@ -90,6 +102,7 @@ class _CodesDoc(BaseModel):
     secondary_of_site_prefixes: _Prefixes = ()
     in_situ_prefixes: _Prefixes = ()
     informational_prefixes: _Prefixes = ()
+    unspecified_primary_prefixes: _Prefixes = ()
     other_malignant_prefixes: _Prefixes = ()
 
 
@@ -106,6 +119,10 @@ class _DiseaseCriterionDoc(BaseModel):
     site: _Text
     diagnosis_qualifier: _TwoChar
     codes: _CodesDoc
+    # Readings that changed between catalog versions (issue 23, rule 9); the defaults are the newest.
+    other_active_primary: Literal["ASKS", "IGNORED"] = "ASKS"
+    history_with_new_primary: Literal["ASKS", "RECURRENCE"] = "ASKS"
+    in_situ_attested_advanced: Literal["ASKS", "NOT_MET"] = "ASKS"
     notes: _Notes = ()
 
 
@@ -121,6 +138,9 @@ class _SpecialistCriterionDoc(BaseModel):
     specialist: _Text
     specialist_taxonomies: dict[_Taxonomy, _Text] = Field(min_length=1)
     named_other_taxonomies: dict[_Taxonomy, _Text] = Field(default_factory=dict)
+    # Readings that changed between catalog versions (issue 23, rule 9); the defaults are the newest.
+    consultant_under_no: Literal["ASKS", "IGNORED"] = "ASKS"
+    npi_only_consultant_under_yes: Literal["ASKS", "ACCEPTED"] = "ASKS"
     notes: _Notes = ()
 
     @model_validator(mode="after")
@@ -214,6 +234,7 @@ class Policy:
     reject_product_not_identified: str
     hcpcs_qualifier: str | None = None
     hcpcs_codes: Mapping[str, str] = field(default_factory=dict)
+    unclassified_hcpcs_codes: frozenset[str] = frozenset()
     unspecified_qualifiers: tuple[str, ...] = ()
     timely_filing_days: int = 365
     max_days_after_submission: int = 1
@@ -233,8 +254,9 @@ class Policy:
         NDC qualifier: the listed NDCs (any accepted spelling) match, any other NDC is another
         product. HCPCS qualifier: the listed codes match, any other HCPCS code is another product.
         An unspecified qualifier (e.g. 00): the ID is read as an NDC and as a HCPCS code; a listed one
-        matches, another well-formed one is another product. Anything else is UNIDENTIFIED: the
-        worker cannot tell it is not the policy's product, so it is not waved through.
+        matches, another well-formed one is another product. Anything else, and a not-otherwise-
+        classified HCPCS code (J9999) that may stand for the product, is UNIDENTIFIED: the worker
+        cannot tell it is not the policy's product, so it is not waved through.
         """
         key = (product.qualifier, product.product_id)
         memo = self._product_memo
@@ -261,6 +283,8 @@ class Policy:
                     )
         if as_hcpcs:
             code = hcpcs_code(product_id)
+            if code is not None and code in self.unclassified_hcpcs_codes:
+                return ProductScope.UNIDENTIFIED, None
             if code is not None:
                 identified = True
                 name = self.hcpcs_codes.get(code)
@@ -276,7 +300,8 @@ def _prefixes(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _compile_codes(qualifier: str, codes: _CodesDoc) -> DiagnosisCodes:
-    # Precedence matters: C79.81 must be read before the C79 distant-secondary prefix, C80.0 before "C".
+    # A code takes its longest matching prefix's family (C79.81 over C79, C80.0 over "C"); equal
+    # prefixes go by this order.
     ordered = (
         (CodeFamily.SECONDARY_OF_SITE, codes.secondary_of_site_prefixes),
         (CodeFamily.PRIMARY, codes.primary_prefixes),
@@ -285,6 +310,7 @@ def _compile_codes(qualifier: str, codes: _CodesDoc) -> DiagnosisCodes:
         (CodeFamily.DISTANT_SECONDARY, codes.distant_secondary_prefixes),
         (CodeFamily.IN_SITU, codes.in_situ_prefixes),
         (CodeFamily.INFORMATIONAL, codes.informational_prefixes),
+        (CodeFamily.UNSPECIFIED_PRIMARY, codes.unspecified_primary_prefixes),
         (CodeFamily.OTHER_MALIGNANT, codes.other_malignant_prefixes),
     )
     return DiagnosisCodes(
@@ -315,6 +341,9 @@ def _compile(doc: _PolicyDoc) -> Policy:
                     site=criterion.site,
                     codes=_compile_codes(criterion.diagnosis_qualifier, criterion.codes),
                     code_hint=_code_hint(criterion.codes),
+                    asks_other_primary=criterion.other_active_primary == "ASKS",
+                    asks_history_with_primary=criterion.history_with_new_primary == "ASKS",
+                    asks_in_situ_attested=criterion.in_situ_attested_advanced == "ASKS",
                 )
             )
         else:
@@ -326,6 +355,8 @@ def _compile(doc: _PolicyDoc) -> Policy:
                     a_specialist=_with_article(criterion.specialist),
                     specialist_taxonomies=MappingProxyType(dict(criterion.specialist_taxonomies)),
                     named_other_taxonomies=MappingProxyType(dict(criterion.named_other_taxonomies)),
+                    asks_consultant_under_no=criterion.consultant_under_no == "ASKS",
+                    accepts_npi_only_consultant=criterion.npi_only_consultant_under_yes == "ACCEPTED",
                 )
             )
     return Policy(
@@ -350,6 +381,7 @@ def _compile(doc: _PolicyDoc) -> Policy:
         reject_product_not_identified=doc.reject_codes.product_not_identified,
         hcpcs_qualifier=doc.product.hcpcs_qualifier,
         hcpcs_codes=MappingProxyType(dict(doc.product.hcpcs_codes)),
+        unclassified_hcpcs_codes=frozenset(doc.product.unclassified_hcpcs_codes),
         unspecified_qualifiers=doc.product.unspecified_qualifiers,
         timely_filing_days=doc.edits.timely_filing_days,
         max_days_after_submission=doc.edits.max_days_after_submission,

@@ -20,7 +20,12 @@ _MEMO_LIMIT = 65_536  # ICD-10-CM has about 75k codes; real claims use a small f
 
 
 class CodeFamily(StrEnum):
-    """Which part of a disease criterion a diagnosis code speaks to; precedence is the declaration order."""
+    """Which part of a disease criterion a diagnosis code speaks to.
+
+    A code takes the family of its longest matching prefix; between equal prefixes, the declaration
+    order decides. UNSPECIFIED_PRIMARY is a malignancy whose primary site is not named (C80.1): unknown,
+    not another cancer.
+    """
 
     SECONDARY_OF_SITE = "SECONDARY_OF_SITE"
     PRIMARY = "PRIMARY"
@@ -29,6 +34,7 @@ class CodeFamily(StrEnum):
     DISTANT_SECONDARY = "DISTANT_SECONDARY"
     IN_SITU = "IN_SITU"
     INFORMATIONAL = "INFORMATIONAL"
+    UNSPECIFIED_PRIMARY = "UNSPECIFIED_PRIMARY"
     OTHER_MALIGNANT = "OTHER_MALIGNANT"
     UNRELATED = "UNRELATED"
 
@@ -55,10 +61,12 @@ class DiagnosisFindings:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DiagnosisCodes:
-    """Compiled code families for one disease criterion: dotless prefix tuples in precedence order.
+    """Compiled code families for one disease criterion: dotless prefixes, longest first.
 
-    Built once when the policy loads. Each distinct submitted code is classified once and remembered
-    (the ``_MEMO_LIMIT`` most recently used codes, so odd input cannot grow it without bound).
+    Built once when the policy loads. The longest matching prefix wins (C77.2 distant over a C77
+    category listed as regional, C79.81 over C79); equal prefixes go by the family order. Each
+    distinct submitted code is classified once and remembered (the ``_MEMO_LIMIT`` most recently
+    used codes, so odd input cannot grow it without bound).
     """
 
     qualifier: str
@@ -66,11 +74,20 @@ class DiagnosisCodes:
     _memo: LruMemo[str, tuple[CodeFamily, str]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
+    _ranked: tuple[tuple[str, CodeFamily], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        order = {family: rank for rank, family in enumerate(CodeFamily)}
+        ranked = sorted(
+            ((prefix, family) for family, prefixes in self.prefixes for prefix in prefixes),
+            key=lambda pair: (-len(pair[0]), order[pair[1]]),
+        )
+        object.__setattr__(self, "_ranked", tuple(ranked))
 
     def family(self, code: str) -> CodeFamily:
-        """Return the family of a dotless, upper-case ICD-10 code: the first family whose prefix it has."""
-        for family, prefixes in self.prefixes:
-            if code.startswith(prefixes):
+        """Return the family of a dotless, upper-case ICD-10 code: the one of its longest matching prefix."""
+        for prefix, family in self._ranked:
+            if code.startswith(prefix):
                 return family
         return CodeFamily.UNRELATED
 

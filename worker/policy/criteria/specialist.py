@@ -45,6 +45,7 @@ _SpecialistKey = tuple[
 _SPECIALIST_REASONS = (
     ReasonCode.PRESCRIBER_IS_SPECIALIST,
     ReasonCode.CONSULTANT_IS_SPECIALIST,
+    ReasonCode.CONSULTATION_ATTESTED,
     ReasonCode.CONSULTANT_NOT_SPECIALIST,
     ReasonCode.CONSULTANT_NOT_RESOLVED,
     ReasonCode.CONSULTANT_IS_PRESCRIBER,
@@ -60,7 +61,11 @@ _SPECIALIST_REASONS = (
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SpecialistRule:
-    """Compiled data for a "prescribed by or in consultation with a <specialist>" criterion."""
+    """Compiled data for a "prescribed by or in consultation with a <specialist>" criterion.
+
+    ``asks_consultant_under_no`` and ``accepts_npi_only_consultant`` are the version-gated readings of
+    the catalog entry (docs/policy.md, issue 23 section); the defaults are the newest reading.
+    """
 
     reason_codes: ClassVar[tuple[ReasonCode, ...]] = _SPECIALIST_REASONS
     """Every reason code this kind of criterion can emit (a closed set, e.g. for metric labels)."""
@@ -71,6 +76,8 @@ class SpecialistRule:
     a_specialist: str
     specialist_taxonomies: Mapping[str, str]
     named_other_taxonomies: Mapping[str, str]
+    asks_consultant_under_no: bool = True  # NO attested beside a named specialist consultant: ask
+    accepts_npi_only_consultant: bool = False  # YES + a consultant NPI of unknown specialty: accept
     _memo: LruMemo[_SpecialistKey, CriterionResult] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -285,10 +292,19 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
     is_self = consultation is not None and consultation.consultant_npi == claim.prescriber.npi
     if consulted is TriState.YES:
         evidence.append("consultation attested YES")
-        return _consultation_yes(rule, prescriber, consultant, is_self=is_self, evidence=evidence)
+        npi_only = rule.accepts_npi_only_consultant and _npi_only_consultant(claim, facts)
+        return _consultation_yes(
+            rule, prescriber, consultant, is_self=is_self, npi_only=npi_only, evidence=evidence
+        )
     if consulted is TriState.NO:
         evidence.append("consultation attested NO")
-        if consultant is not None and consultant.is_specialist and not is_self:
+        # 2020.09-1 ignores a consultant named without YES (asks_consultant_under_no False).
+        if (
+            consultant is not None
+            and consultant.is_specialist
+            and not is_self
+            and rule.asks_consultant_under_no
+        ):
             why = (
                 f"Consultation is attested NO, yet {a_specialist} is named as consultant "
                 f"({consultant.shown}); need the consultation status clarified."
@@ -336,10 +352,39 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
     )
 
 
+def _npi_only_consultant(claim: Claim, facts: Facts) -> bool:
+    """Tell whether the consultant is named by a well-formed NPI alone that no directory refused.
+
+    True when no taxonomy was sent and the NPI passes its check digit, and the directory either was
+    not asked about it or lists it ACTIVE without a taxonomy. A directory that finds the NPI absent,
+    deactivated or an organisation refuses it in every catalog version.
+    """
+    consultation = None if claim.attestation is None else claim.attestation.consultation
+    if consultation is None or consultation.consultant_taxonomy is not None:
+        return False
+    npi = consultation.consultant_npi
+    if npi is None or not npi_is_valid(npi):
+        return False
+    entry = facts.consultant
+    if entry is None or entry.npi != npi:
+        return True
+    return entry.status is ProviderStatus.ACTIVE and not entry.taxonomies
+
+
 def _consultation_yes(
-    rule: SpecialistRule, prescriber: _Who, consultant: _Who | None, *, is_self: bool, evidence: list[str]
+    rule: SpecialistRule,
+    prescriber: _Who,
+    consultant: _Who | None,
+    *,
+    is_self: bool,
+    npi_only: bool,
+    evidence: list[str],
 ) -> CriterionResult:
-    """Clause 1.B when consultation is attested YES and the prescriber is not known to be a specialist."""
+    """Clause 1.B when consultation is attested YES and the prescriber is not known to be a specialist.
+
+    ``npi_only``: the rule accepts an attested consultation with a consultant named by NPI alone
+    (2020.09-1) and this consultant is one (``_npi_only_consultant``).
+    """
     a_specialist, specialist = rule.a_specialist, rule.specialist
     if is_self:
         needs: tuple[InformationNeed, ...] = (InformationNeed.CONSULTANT_IDENTITY,)
@@ -366,6 +411,12 @@ def _consultation_yes(
     if consultant.is_specialist:
         why = f"Prescribed in consultation with {a_specialist}: {consultant.shown}."
         return _result(rule, _MET, ReasonCode.CONSULTANT_IS_SPECIALIST, evidence, why)
+    if consultant.is_specialist is None and npi_only:
+        why = (
+            f"Consultation with {a_specialist} is attested and the consultant is named by NPI; the "
+            "consultant's specialty is not known, and this catalog version accepts the attestation."
+        )
+        return _result(rule, _MET, ReasonCode.CONSULTATION_ATTESTED, evidence, why)
     if consultant.is_specialist is None:
         problem = consultant.problem or "lists no taxonomy"
         why = (

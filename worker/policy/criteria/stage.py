@@ -51,13 +51,19 @@ _DISEASE_REASONS = (
     ReasonCode.HISTORY_WITH_OTHER_ACTIVE_PRIMARY,
     ReasonCode.SECONDARY_ORIGIN_UNCLEAR,
     ReasonCode.PRIMARY_SITE_NOT_SHOWN,
+    ReasonCode.PRIMARY_SITE_UNSPECIFIED,
     ReasonCode.DIAGNOSIS_CODE_MISSING,
 )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DiseaseStageRule:
-    """Compiled data for a "recurrent or metastatic <condition>" criterion."""
+    """Compiled data for a "recurrent or metastatic <condition>" criterion.
+
+    The ``asks_*`` flags are the version-gated readings of the catalog entry (docs/policy.md, issue 23
+    section): True, the newest reading, asks (pends) where the codes cannot tell; False reproduces an
+    earlier version's notes.
+    """
 
     reason_codes: ClassVar[tuple[ReasonCode, ...]] = _DISEASE_REASONS
     """Every reason code this kind of criterion can emit (a closed set, e.g. for metric labels)."""
@@ -68,6 +74,9 @@ class DiseaseStageRule:
     site: str
     codes: DiagnosisCodes
     code_hint: str
+    asks_other_primary: bool = True  # a secondary beside another active primary may be that one's
+    asks_history_with_primary: bool = True  # Z85.3 + a new C50: a recurrence or a new primary
+    asks_in_situ_attested: bool = True  # in situ only, RECURRENT/METASTATIC attested: a contradiction
     _memo: LruMemo[_DiseaseKey, CriterionResult] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -168,7 +177,7 @@ def _with_distant(
 ) -> _Branch:
     """Clause 1.A when a condition code and a distant secondary are both coded."""
     codes = _joined(condition_codes)
-    other = families.get(CodeFamily.OTHER_MALIGNANT, [])
+    other = _other_primaries(rule, families)
     evidence = condition_codes + other + distant
     if attested in _NOT_ADVANCED:
         why = (
@@ -196,6 +205,39 @@ def _with_distant(
     return _UNKNOWN, ReasonCode.HISTORY_WITH_OTHER_ACTIVE_PRIMARY, evidence, why, _NEEDS_STATUS
 
 
+def _other_primaries(rule: DiseaseStageRule, families: dict[CodeFamily, list[str]]) -> list[str]:
+    """Return the coded primaries that may have spread instead of the condition; none when not asked."""
+    if not rule.asks_other_primary:
+        return []  # earlier reading (2020.09-1): a condition code + a secondary is the condition's
+    return families.get(CodeFamily.OTHER_MALIGNANT, []) + families.get(CodeFamily.UNSPECIFIED_PRIMARY, [])
+
+
+def _primary_unspecified(
+    rule: DiseaseStageRule,
+    families: dict[CodeFamily, list[str]],
+    unspecified: list[str],
+    attested: DiseaseStatus,
+) -> _Branch:
+    """Clause 1.A when a malignancy of unspecified primary site (C80.1) is coded without a condition code.
+
+    The primary is unknown, not another cancer (docs/policy.md, issue 23 section): it may be the
+    condition, so the claim asks for the primary, as a secondary alone does, and never fails A.
+    """
+    distant = families.get(CodeFamily.DISTANT_SECONDARY, [])
+    secondary = distant + families.get(CodeFamily.REGIONAL_NODE, [])
+    other = families.get(CodeFamily.OTHER_MALIGNANT, [])
+    evidence = unspecified + other + secondary + families.get(CodeFamily.SECONDARY_OF_SITE, [])
+    beside = f" beside {_joined(other + secondary)}" if other or secondary else ""
+    why = (
+        f"{_joined(unspecified)} names no primary site{beside}: the primary is unknown, not a cancer "
+        f"other than {rule.condition}; need the primary diagnosis ({rule.code_hint})."
+    )
+    needs: tuple[InformationNeed, ...] = _NEEDS_PRIMARY
+    if distant and attested in _NOT_ADVANCED:
+        needs = (InformationNeed.DISEASE_STATUS, InformationNeed.PRIMARY_DIAGNOSIS)
+    return _UNKNOWN, ReasonCode.PRIMARY_SITE_UNSPECIFIED, evidence, why, needs
+
+
 def _with_condition_code(  # noqa: PLR0911 - one return per branch of the clause
     rule: DiseaseStageRule,
     families: dict[CodeFamily, list[str]],
@@ -213,7 +255,14 @@ def _with_condition_code(  # noqa: PLR0911 - one return per branch of the clause
     history = families.get(CodeFamily.HISTORY)
     primary = families.get(CodeFamily.PRIMARY, [])
     nodes = families.get(CodeFamily.REGIONAL_NODE, [])
-    other = families.get(CodeFamily.OTHER_MALIGNANT, [])
+    other = _other_primaries(rule, families)
+    if history and primary and not rule.asks_history_with_primary:
+        # Earlier reading (2020.09-1): history + an active C50 is a recurrence, an inference.
+        why = (
+            f"History of {rule.condition} ({_joined(history)}) with active {_joined(primary + nodes)}: "
+            "read as a recurrence (an inference; no ICD-10 code says recurrent)."
+        )
+        return _MET, ReasonCode.RECURRENCE_INFERRED_FROM_HISTORY, history + primary + nodes, why, ()
     if history and primary:
         # Z85.3 has no laterality; a new C50 may be a second primary, neither recurrent nor metastatic.
         why = (
@@ -254,6 +303,9 @@ def _without_condition_code(  # noqa: PLR0911 - one return per branch of the cla
     attested: DiseaseStatus,
 ) -> _Branch:
     """Clause 1.A when no primary or history code shows the condition."""
+    unspecified = families.get(CodeFamily.UNSPECIFIED_PRIMARY)
+    if unspecified:
+        return _primary_unspecified(rule, families, unspecified, attested)
     other = families.get(CodeFamily.OTHER_MALIGNANT)
     if other:
         why = (
@@ -293,7 +345,7 @@ def _without_condition_code(  # noqa: PLR0911 - one return per branch of the cla
         return _NOT_MET, ReasonCode.METASTASIS_TO_SITE_ONLY, list(to_site), why, ()
     in_situ = families.get(CodeFamily.IN_SITU)
     if in_situ:
-        if attested in _ATTESTED_ADVANCED:
+        if attested in _ATTESTED_ADVANCED and rule.asks_in_situ_attested:
             why = (
                 f"{attested.value} is attested, but the only {rule.site} code is carcinoma in situ "
                 f"({_joined(in_situ)}), which cannot be {attested.value.lower()}; need the invasive "
