@@ -144,6 +144,8 @@ class _RejectCodesDoc(BaseModel):
     denied: _TwoChar
     prescriber_not_matched: _TwoChar
     product_not_identified: _TwoChar
+    # 3X "Authorization Number Not Found" (NCPDP 511-FB): a quoted 462-EV that is not on file.
+    authorization_not_found: _TwoChar = "3X"
 
 
 class _PolicyDoc(BaseModel):
@@ -202,6 +204,7 @@ class Policy:
     hcpcs_qualifier: str | None = None
     hcpcs_codes: Mapping[str, str] = field(default_factory=dict)
     unspecified_qualifiers: tuple[str, ...] = ()
+    reject_authorization_not_found: str = "3X"
     _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -335,6 +338,7 @@ def _compile(doc: _PolicyDoc) -> Policy:
         hcpcs_qualifier=doc.product.hcpcs_qualifier,
         hcpcs_codes=MappingProxyType(dict(doc.product.hcpcs_codes)),
         unspecified_qualifiers=doc.product.unspecified_qualifiers,
+        reject_authorization_not_found=doc.reject_codes.authorization_not_found,
     )
 
 

@@ -147,14 +147,18 @@ def decision_for(
 ) -> Decision:
     """Decide ``claim`` (a claim, or a PA request's claim): on file when the store holds an authorization.
 
-    Without a store, or without a matching authorization, the policy decides with the looked-up facts.
+    The facts are looked up once, before the store is asked: an authorization on file does not validate
+    the claim's prescriber, so the store reads the directory's answer, and the policy decides with the
+    same facts when nothing on file pays. Without a store the policy decides with them directly.
     """
+    facts = lookup_facts(claim)
     if authorizations is None:
-        return _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials)
+        return _decide(claim, facts, policy, decided_at, automated_denials=automated_denials)
     # An authorization on file pays without re-evaluation (docs/authorizations.md).
     return authorizations.decide(
         claim,
+        facts,
         policy,
         decided_at,
-        lambda: _decide(claim, lookup_facts(claim), policy, decided_at, automated_denials=automated_denials),
+        lambda: _decide(claim, facts, policy, decided_at, automated_denials=automated_denials),
     )
