@@ -127,9 +127,9 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     assert shown.returncode == 0, shown.stderr
     assert number in shown.stdout
     assert not _phi_hits(shown.stdout + shown.stderr)
-    revoked = _cli(env, "revoke", number, "--reason", "entered in error")
+    revoked = _cli(env, "revoke", number, "--reason", "ENTERED_IN_ERROR")
     assert revoked.returncode == 0, revoked.stderr
-    again = _cli(env, "revoke", number, "--reason", "entered in error")
+    again = _cli(env, "revoke", number, "--reason", "ENTERED_IN_ERROR")
     assert again.returncode == 0
     assert "nothing written" in again.stdout
     store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))

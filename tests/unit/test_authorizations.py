@@ -22,6 +22,7 @@ from worker.state.authorization import (
     Authorization,
     BadAuthorization,
     Pseudonymizer,
+    RevocationReason,
     decode_authorization,
     encode_authorization,
     member_pseudonym,
@@ -105,7 +106,7 @@ class TestCounts:
         table.apply(auth(1, date(2025, 1, 1)))
         assert table.counts(day) == {"active": 1, "inactive": 0, "revoked": 0}
         table.apply(auth(2, date(2024, 1, 1)))  # expired by ``day``
-        table.apply(revoked(auth(1, date(2025, 1, 1)), NOW, "entered in error"))
+        table.apply(revoked(auth(1, date(2025, 1, 1)), NOW, RevocationReason.ENTERED_IN_ERROR))
         table.apply(auth(1, date(2025, 1, 1)))  # an older copy read late: ignored
         table.apply(auth(3, date(2025, 5, 1)))
         expected = {"active": 1, "inactive": 1, "revoked": 1}
@@ -219,7 +220,9 @@ class TestOnFile:
         """After a revocation the fill is decided as usual, and quoting the number says it was revoked."""
         store = Authorizations(SECRET, STORE)
         first, record = _approve(store)
-        store.table.apply(revoked(decode_authorization(record.key, record.value), NOW, "entered in error"))
+        store.table.apply(
+            revoked(decode_authorization(record.key, record.value), NOW, RevocationReason.CLINICAL_REVIEW)
+        )
         fill = _fill(6, prior_authorization_number=first.authorization_number)
         decision = store.decide(fill, Facts(), POLICY, NOW, _usual(fill))
         assert decision.outcome is Outcome.PENDED
@@ -236,7 +239,8 @@ class TestOnFile:
         assert store.decide(reversal, Facts(), POLICY, NOW, _usual(reversal)).outcome is Outcome.REVERSED
         fill = _fill(7)
         assert (
-            store.decide(fill, Facts(), POLICY, NOW, _usual(fill)).authorization_number == first.authorization_number
+            store.decide(fill, Facts(), POLICY, NOW, _usual(fill)).authorization_number
+            == first.authorization_number
         )
 
     def test_an_aborted_approval_is_forgotten_and_a_committed_one_counted(self):

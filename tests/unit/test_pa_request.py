@@ -67,7 +67,9 @@ def _request(**overrides):
 
 def _decide(request, store=None):
     claim = request_claim(decode_pa_request(encode_pa_request(request)))
-    return claim, decide_request(claim, Facts(), POLICY, NOW, lambda: decide(claim, Facts(), POLICY, NOW), store)
+    return claim, decide_request(
+        claim, Facts(), POLICY, NOW, lambda: decide(claim, Facts(), POLICY, NOW), store
+    )
 
 
 def test_an_approved_request_goes_on_file_and_the_fill_pays_against_it():
