@@ -202,7 +202,7 @@ class TestUniqueNumbers:
         assert registry.get_sample_value("claims_worker_authorization_number_collisions_total") == 0
         store.commit()
         assert registry.get_sample_value("claims_worker_authorization_number_collisions_total") == 1
-        assert [(e["event"], e["claim_id"], e["number"], e["resolved"]) for e in logs] == [
+        assert [(e["event"], e["claim_id"], e["pa_number"], e["resolved_pa_number"]) for e in logs] == [
             ("authorization_number_collision", COLLIDING[1], first, resolved)
         ]
         assert all(value not in repr(logs) for value in (*MEMBER_B.values(), *MEMBER_A.values()))

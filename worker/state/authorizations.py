@@ -397,9 +397,9 @@ class Authorizations:
             self._log.warning(
                 "authorization_number_collision",
                 claim_id=claim.claim_id,
-                number=first,
-                resolved=number,
-                rehashes=attempt,
+                pa_number=first,
+                resolved_pa_number=number,
+                attempt=attempt,
             )
         return renumbered(decision, number)
 
