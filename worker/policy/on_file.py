@@ -88,7 +88,7 @@ def prescriber_unverified(facts: Facts) -> ProviderStatus | None:
     """Return the directory's status of the prescriber when it rules out paying on file, else ``None``.
 
     An authorization belongs to the member and product; it does not validate a later claim's prescriber
-    (DOMAIN.md §9, CMS prescriber validation). ``None`` also when no directory was read
+    (CMS prescriber validation; docs/authorizations.md). ``None`` also when no directory was read
     (``facts.prescriber`` is ``None``): the on-file payment is then unchanged.
     """
     prescriber = facts.prescriber
