@@ -81,7 +81,7 @@ claims = [make_claim(claim_id=f"c{i}", patient={"member_id": f"M{i:09d}", "last_
           "date_of_birth": "1970-01-01"}, dx=()) for i in range(2000)]
 t = time.perf_counter()
 for c in claims:
-    store.decide(c, policy, now, lambda c=c: decide(c, Facts(), policy, now))
+    store.decide(c, Facts(), policy, now, lambda c=c: decide(c, Facts(), policy, now))
 lookup = (time.perf_counter() - t) / len(claims)
 store.close()
 print(json.dumps({"records": len(store.table), "catch_up_s": elapsed, "rss_before_mib": before / 1024,

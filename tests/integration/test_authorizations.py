@@ -135,9 +135,9 @@ def test_approval_pays_later_fills_on_file_until_revoked(kafka_bootstrap, store_
     assert shown.returncode == 0, shown.stderr
     assert number in shown.stdout
     assert not _phi_hits(shown.stdout + shown.stderr)
-    revoked = _cli(env, "revoke", number, "--reason", "entered in error")
+    revoked = _cli(env, "revoke", number, "--reason", "ENTERED_IN_ERROR")
     assert revoked.returncode == 0, revoked.stderr
-    again = _cli(env, "revoke", number, "--reason", "entered in error")
+    again = _cli(env, "revoke", number, "--reason", "ENTERED_IN_ERROR")
     assert again.returncode == 0
     assert "nothing written" in again.stdout
     store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))
@@ -286,3 +286,49 @@ def _cli_served_scraped(env, log):
 
     assert streams.wait_for(answered, 120, 0.2), log.read_text(errors="replace")[-3000:]
     return proc.wait(timeout=180), scraped
+
+
+# Found by a birthday search over authorization_number for streams.claim's pharmacy: one PA number.
+_COLLIDING = (32600, 72964)
+
+
+def test_colliding_pa_numbers_both_go_on_file_and_both_members_fills_pay(
+    kafka_bootstrap, store_topics, tmp_path
+):
+    """Two approvals whose hashed PA numbers collide get distinct numbers (result = store record), the collision is logged by claim id, and both members' later fills pay on file."""
+    from worker.policy.decision import authorization_number  # noqa: PLC0415
+
+    topics, codec = store_topics, Codec()
+    a, b = (streams.claim(n) for n in _COLLIDING)
+    assert authorization_number("IXEMPRA-PA", a.service_provider_id, a.claim_id) == authorization_number(
+        "IXEMPRA-PA", b.service_provider_id, b.claim_id
+    )
+    env = _env(kafka_bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3")
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([a, b], codec))
+    log = tmp_path / "approve.log"
+    _run_until_idle(env, log)
+    approved = _results(kafka_bootstrap, topics)
+    numbers = {approved[c.claim_id]["authorization_number"] for c in (a, b)}
+    assert len(numbers) == 2
+    assert {approved[c.claim_id]["outcome"] for c in (a, b)} == {"APPROVED"}
+    store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))
+    assert sorted(r.key.decode() for r in store) == sorted(numbers)
+    text = log.with_suffix(".0.log").read_text(errors="replace")
+    assert "authorization_number_collision" in text
+    assert b.claim_id in text
+    assert all(number in text for number in numbers)  # the hashed number and its rehash
+    assert not any(c.patient.member_id in text or c.patient.last_name in text for c in (a, b))
+
+    fills = [
+        _fill(90_000 + i, member_of=n, date_of_service=date(2027, 2, 1)) for i, n in enumerate(_COLLIDING)
+    ]
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(fills, codec))
+    _run_until_idle(env, tmp_path / "fills.log")  # restarted: both authorizations read back from Kafka
+    results = _results(kafka_bootstrap, topics)
+    for fill, approval in zip(fills, (a, b), strict=True):
+        assert results[fill.claim_id]["outcome"] == "APPROVED"
+        assert results[fill.claim_id]["decision_source"] == "ON_FILE"
+        assert (
+            results[fill.claim_id]["authorization_number"]
+            == approved[approval.claim_id]["authorization_number"]
+        )

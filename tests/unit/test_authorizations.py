@@ -22,6 +22,7 @@ from worker.state.authorization import (
     Authorization,
     BadAuthorization,
     Pseudonymizer,
+    RevocationReason,
     decode_authorization,
     encode_authorization,
     member_pseudonym,
@@ -46,7 +47,7 @@ def _usual(claim):
 def _approve(store: Authorizations, n: int = 1, patient=PATIENT, dos: str = "2025-03-10"):
     """Decide an approvable claim through the store, issue its authorization and commit; return the decision."""
     claim = make_claim(claim_id=f"approve-{n}", event_id=f"ea{n}", patient=patient, dos=dos)
-    decision = store.decide(claim, POLICY, NOW, _usual(claim))
+    decision = store.decide(claim, Facts(), POLICY, NOW, _usual(claim))
     assert decision.outcome is Outcome.APPROVED
     record = store.issue(claim, decision)
     assert record is not None
@@ -105,7 +106,7 @@ class TestCounts:
         table.apply(auth(1, date(2025, 1, 1)))
         assert table.counts(day) == {"active": 1, "inactive": 0, "revoked": 0}
         table.apply(auth(2, date(2024, 1, 1)))  # expired by ``day``
-        table.apply(revoked(auth(1, date(2025, 1, 1)), NOW, "entered in error"))
+        table.apply(revoked(auth(1, date(2025, 1, 1)), NOW, RevocationReason.ENTERED_IN_ERROR))
         table.apply(auth(1, date(2025, 1, 1)))  # an older copy read late: ignored
         table.apply(auth(3, date(2025, 5, 1)))
         expected = {"active": 1, "inactive": 1, "revoked": 1}
@@ -154,7 +155,7 @@ class TestOnFile:
         first, _ = _approve(store)
         fill = _fill(1)
         assert decide(fill, Facts(), POLICY, NOW).outcome is Outcome.PENDED  # what happened before
-        decision = store.decide(fill, POLICY, NOW, _usual(fill))
+        decision = store.decide(fill, Facts(), POLICY, NOW, _usual(fill))
         assert decision.outcome is Outcome.APPROVED
         assert decision.authorization_number == first.authorization_number
         assert (decision.authorization_effective, decision.authorization_expiration) == (
@@ -173,7 +174,7 @@ class TestOnFile:
         store = Authorizations(SECRET, STORE)
         first, _ = _approve(store)
         again = make_claim(claim_id="approve-again", patient=PATIENT, dos="2025-09-01")
-        decision = store.decide(again, POLICY, NOW, _usual(again))
+        decision = store.decide(again, Facts(), POLICY, NOW, _usual(again))
         assert decision.authorization_number == first.authorization_number
         assert decision.authorization_effective == first.authorization_effective
 
@@ -184,7 +185,7 @@ class TestOnFile:
         assert first.authorization_expiration is not None
         late = _fill(2, dos="2026-03-11")
         assert late.date_of_service > first.authorization_expiration
-        decision = store.decide(late, POLICY, NOW, _usual(late))
+        decision = store.decide(late, Facts(), POLICY, NOW, _usual(late))
         assert decision.outcome is Outcome.PENDED
 
     def test_another_members_quoted_number_is_not_honoured(self):
@@ -194,7 +195,7 @@ class TestOnFile:
         number = first.authorization_number
         assert number is not None
         claim = _fill(3, patient=OTHER, prior_authorization_number=number)
-        decision = store.decide(claim, POLICY, NOW, _usual(claim))
+        decision = store.decide(claim, Facts(), POLICY, NOW, _usual(claim))
         assert decision.outcome is Outcome.PENDED
         assert f"Quoted PA number {number} (462-EV) not honoured: it was issued to another member" in (
             decision.summary
@@ -205,11 +206,11 @@ class TestOnFile:
         store = Authorizations(SECRET, STORE)
         first, _ = _approve(store)
         unknown = _fill(4, patient=OTHER, prior_authorization_number="12345678903")
-        decision = store.decide(unknown, POLICY, NOW, _usual(unknown))
+        decision = store.decide(unknown, Facts(), POLICY, NOW, _usual(unknown))
         assert decision.outcome is Outcome.PENDED
         assert "no authorization with this number is on file" in decision.summary
         own = _fill(5, prior_authorization_number=first.authorization_number)
-        paid = store.decide(own, POLICY, NOW, _usual(own))
+        paid = store.decide(own, Facts(), POLICY, NOW, _usual(own))
         assert (paid.authorization_number, paid.decision_source) == (
             first.authorization_number,
             DecisionSource.ON_FILE,
@@ -219,9 +220,11 @@ class TestOnFile:
         """After a revocation the fill is decided as usual, and quoting the number says it was revoked."""
         store = Authorizations(SECRET, STORE)
         first, record = _approve(store)
-        store.table.apply(revoked(decode_authorization(record.key, record.value), NOW, "entered in error"))
+        store.table.apply(
+            revoked(decode_authorization(record.key, record.value), NOW, RevocationReason.CLINICAL_REVIEW)
+        )
         fill = _fill(6, prior_authorization_number=first.authorization_number)
-        decision = store.decide(fill, POLICY, NOW, _usual(fill))
+        decision = store.decide(fill, Facts(), POLICY, NOW, _usual(fill))
         assert decision.outcome is Outcome.PENDED
         assert "it was revoked" in decision.summary
         # An older copy read late does not undo the revocation.
@@ -233,10 +236,11 @@ class TestOnFile:
         store = Authorizations(SECRET, STORE)
         first, _ = _approve(store)
         reversal = make_claim(claim_id="rev-1", patient=PATIENT, tx="B2", dos="2025-04-01")
-        assert store.decide(reversal, POLICY, NOW, _usual(reversal)).outcome is Outcome.REVERSED
+        assert store.decide(reversal, Facts(), POLICY, NOW, _usual(reversal)).outcome is Outcome.REVERSED
         fill = _fill(7)
         assert (
-            store.decide(fill, POLICY, NOW, _usual(fill)).authorization_number == first.authorization_number
+            store.decide(fill, Facts(), POLICY, NOW, _usual(fill)).authorization_number
+            == first.authorization_number
         )
 
     def test_an_aborted_approval_is_forgotten_and_a_committed_one_counted(self):
@@ -244,13 +248,13 @@ class TestOnFile:
         registry = CollectorRegistry()
         store = Authorizations(SECRET, STORE, metrics=AuthorizationMetrics(registry))
         claim = make_claim(claim_id="approve-x", patient=PATIENT)
-        decision = store.decide(claim, POLICY, NOW, _usual(claim))
+        decision = store.decide(claim, Facts(), POLICY, NOW, _usual(claim))
         assert store.issue(claim, decision) is not None
         store.abort()
         fill = _fill(8)
-        assert store.decide(fill, POLICY, NOW, _usual(fill)).outcome is Outcome.PENDED
+        assert store.decide(fill, Facts(), POLICY, NOW, _usual(fill)).outcome is Outcome.PENDED
         _approve(store)
-        store.decide(_fill(9), POLICY, NOW, _usual(_fill(9)))
+        store.decide(_fill(9), Facts(), POLICY, NOW, _usual(_fill(9)))
         assert (
             registry.get_sample_value("claims_worker_on_file_approvals_total", {"via": "member_product"}) == 0
         )
@@ -275,7 +279,7 @@ class TestOnFile:
         _approve(approving)
         behind = Authorizations(SECRET, STORE)  # has not followed the store topic yet
         fill = _fill(10)
-        assert behind.decide(fill, POLICY, NOW, _usual(fill)).outcome is Outcome.PENDED
+        assert behind.decide(fill, Facts(), POLICY, NOW, _usual(fill)).outcome is Outcome.PENDED
 
 
 class TestSettings:

@@ -69,7 +69,7 @@ def _request(**overrides):
 def _decide(request, store=None):
     claim = request_claim(decode_pa_request(encode_pa_request(request)))
     return claim, decide_request(
-        claim, POLICY, NOW, lambda: decide(claim, Facts(), POLICY, NOW, dispensed=False), store
+        claim, Facts(), POLICY, NOW, lambda: decide(claim, Facts(), POLICY, NOW, dispensed=False), store
     )
 
 
@@ -84,7 +84,7 @@ def test_an_approved_request_goes_on_file_and_the_fill_pays_against_it():
     assert decode_authorization(record.key, record.value).source_kind == "request"
     store.commit()
     fill = make_claim(patient={**PATIENT, "date_of_birth": "1937-04-23"}, dx=(), dos="2025-05-01")
-    paid = store.decide(fill, POLICY, NOW, lambda: decide(fill, Facts(), POLICY, NOW))
+    paid = store.decide(fill, Facts(), POLICY, NOW, lambda: decide(fill, Facts(), POLICY, NOW))
     assert paid.outcome is Outcome.APPROVED
     assert paid.authorization_number == decision.authorization_number
 

@@ -1,9 +1,9 @@
 """``claims-worker authorizations``: create the store topic, show or revoke an authorization, serve requests.
 
 Exit codes: 0 done (a revoke of an already revoked number writes nothing and says so); 2 bad settings,
-a missing store topic, an unknown PA number or an empty reason; 4 Kafka unreachable. ``serve-requests``
-runs the claims' pipeline with the request door and has the worker's codes (0, 2, 3, 4, 5, 70). See
-docs/authorizations.md.
+a missing store topic, an unknown PA number or a reason that is not one of the reason codes; 4 Kafka
+unreachable. ``serve-requests`` runs the claims' pipeline with the request door and has the worker's
+codes (0, 2, 3, 4, 5, 70). See docs/authorizations.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _EPILOG = (
-    "exit codes: 0 done; 2 bad settings, no store topic, an unknown PA number or an empty reason; "
+    "exit codes: 0 done; 2 bad settings, no store topic, an unknown PA number or an unknown reason code; "
     "4 Kafka unreachable. serve-requests (the claims' pipeline with the request door): 0 clean stop, "
     "2 bad settings or a missing or too small topic, 3 fenced, 4 unreachable past the outage limit, "
     "5 not authorized, 70 internal error. See docs/authorizations.md."
@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show.set_defaults(handler=_show)
     revoke = commands.add_parser("revoke", help="revoke an authorization: an event in the store, once")
     revoke.add_argument("number", help="the 11-digit PA number (498-PY)")
-    revoke.add_argument("--reason", required=True, help="why (kept in the store; write no PHI here)")
+    revoke.add_argument(
+        "--reason",
+        required=True,
+        help="why, as a reason code: " + ", ".join(_REASONS) + " (docs/authorizations.md)",
+    )
     revoke.set_defaults(handler=_revoke)
     serve = commands.add_parser(
         "serve-requests",
@@ -60,6 +64,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "seed-demo-fill", help="(demo) produce a later fill, without clinical data, for sample approve-codes"
     )
     fill.set_defaults(handler=_seed_demo_fill)
+
+
+# The codes of worker.state.authorization.RevocationReason, spelled here so `--help` imports no store code
+# (a unit test keeps the two lists equal).
+_REASONS = (
+    "ENTERED_IN_ERROR",
+    "CLINICAL_REVIEW",
+    "PRESCRIBER_INVALID",
+    "MEMBER_NOT_ELIGIBLE",
+    "THERAPY_DISCONTINUED",
+    "DUPLICATE",
+    "PROGRAM_INTEGRITY",
+)
 
 
 def _error(message: str) -> int:
@@ -147,24 +164,29 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
-    from worker.state.authorization import encode_authorization, revoked  # noqa: PLC0415
+    from worker.state.authorization import RevocationReason, encode_authorization, revoked  # noqa: PLC0415
     from worker.state.authorization_table import AuthorizationTable  # noqa: PLC0415
 
     topic = _topic(settings)
     if topic is None:
         return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
-    reason = " ".join(args.reason.split())
-    if not reason:
-        return _error("--reason must say why")
+    # A closed set: the store is PHI-free, so no free text goes into it (and none is echoed back here).
+    reason = RevocationReason.parse(args.reason)
+    if reason is None:
+        return _error(f"--reason must be one of {', '.join(_REASONS)}")
     table = _read(settings, topic)
     assert isinstance(table, AuthorizationTable)  # noqa: S101 - narrows the lazily imported type
     auth = table.get(args.number)
     if auth is None:
         return _error(f"no authorization {args.number} on file in {topic}")
     if auth.revoked:
-        print(f"{args.number}: already revoked at {auth.revoked_at} ({auth.revoked_reason}); nothing written")
+        # An old record's free-text reason is not printed: it may hold anything.
+        was = (
+            auth.revoked_reason if RevocationReason.parse(auth.revoked_reason or "") else "a free-text reason"
+        )
+        print(f"{args.number}: already revoked at {auth.revoked_at} ({was}); nothing written")
         return 0
-    key, value = encode_authorization(revoked(auth, datetime.now(UTC), reason[:200]))
+    key, value = encode_authorization(revoked(auth, datetime.now(UTC), reason))
     producer = new_producer(settings, Role.AUTHORIZATIONS, enable_idempotence=True, acks="all")
     try:
         partitions = sorted(producer.partitions_for(topic))
@@ -173,7 +195,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         producer.flush()
     finally:
         producer.close()
-    print(f"{args.number}: revoked ({reason[:200]})")
+    print(f"{args.number}: revoked ({reason.value})")
     return 0
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from worker.policy import Policy
+    from worker.policy.facts import Facts
     from worker.state.authorizations import Authorizations
 
 __all__ = [
@@ -111,17 +112,21 @@ def request_claim(request: Mapping[str, Any]) -> Claim:
         ) from None
 
 
-def decide_request(
+def decide_request(  # noqa: PLR0917 - the store's decide, plus the store
     claim: Claim,
+    facts: Facts,
     policy: Policy,
     decided_at: datetime,
     usual: Callable[[], Decision],
     authorizations: Authorizations | None = None,
 ) -> Decision:
-    """Decide a request's claim: on file when the member holds an authorization, else ``usual()``."""
+    """Decide a request's claim: on file when the member holds an authorization, else ``usual()``.
+
+    ``facts`` are the request's looked-up facts: a prescriber the directory rules out is not paid on file.
+    """
     if authorizations is None:
         return usual()
-    return authorizations.decide(claim, policy, decided_at, usual)
+    return authorizations.decide(claim, facts, policy, decided_at, usual)
 
 
 def pa_decision(request_id: str, decision: Decision) -> dict[str, Any]:

@@ -45,6 +45,8 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
         "reason_code",
         "criterion_id",
         "transaction_code",
+        "pa_number",  # an 11-digit PA number the worker issued (498-PY), never a quoted 462-EV value
+        "resolved_pa_number",  # the rehash a colliding approval got instead (issue 23)
         "error_class",
         "fields",  # field paths (pydantic `loc`) of an invalid claim, never the values
         "error",

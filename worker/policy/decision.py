@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from worker.policy.definition import Policy
     from worker.policy.facts import Facts
 
-__all__ = ["DIRECTORY_REFERENCE", "authorization_number", "decide", "rejected_by_edits"]
+__all__ = [
+    "DIRECTORY_REFERENCE",
+    "authorization_number",
+    "decide",
+    "is_pa_number",
+    "rejected_by_edits",
+]
 
 DIRECTORY_REFERENCE = "prescriber-directory"
 """The name under which a decision records the prescriber directory's version."""
@@ -53,20 +59,38 @@ def _reject(code: str, field: str | None = None) -> Reject:
     return Reject(code=code, field=field)
 
 
-def authorization_number(policy_id: str, service_provider_id: str, claim_id: str) -> str:
+def authorization_number(policy_id: str, service_provider_id: str, claim_id: str, attempt: int = 0) -> str:
     """Return the 11-digit PA number (498-PY, 9(11)) for an approval of a claim under ``policy_id``.
 
     Deterministic: ten digits from a BLAKE2b digest of the policy id, the pharmacy (201-B1) and the
     claim id, then a Luhn check digit so a mistyped number is caught. The same claim gets the same
-    number under every version of a policy (a replay compares like with like).
+    number under every version of a policy (a replay compares like with like). ``attempt`` > 0 is the
+    rehash the store asks for when the number belongs to another authorization (a collision among
+    10^10 numbers: docs/authorizations.md); attempt 0 is the number every earlier release issued.
     """
-    text = f"{policy_id}|{service_provider_id}|{claim_id}".encode()
+    suffix = f"|{attempt}" if attempt else ""
+    text = f"{policy_id}|{service_provider_id}|{claim_id}{suffix}".encode()
     number = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big") % _PA_MODULUS
     base = f"{number:0{_PA_DIGITS}d}"
-    # The check digit makes the whole 11 digits pass Luhn: double every second digit from the right
-    # of ``base`` + check, i.e. ``base``'s last digit and every second one before it.
+    return base + _check_digit(base)
+
+
+def _check_digit(base: str) -> str:
+    """Return the Luhn digit that makes ``base`` + digit pass the check."""
+    # Double every second digit from the right of ``base`` + check, i.e. ``base``'s last digit and
+    # every second one before it.
     total = sum([_DOUBLED[ch] for ch in base[::-2]]) + sum([_SINGLE[ch] for ch in base[-2::-2]])
-    return base + str((10 - total % 10) % 10)
+    return str((10 - total % 10) % 10)
+
+
+def is_pa_number(text: str) -> bool:
+    """Tell whether ``text`` is a well-formed PA number: 11 ASCII digits whose last is the Luhn digit."""
+    return (
+        len(text) == _PA_DIGITS + 1
+        and text.isascii()
+        and text.isdigit()
+        and _check_digit(text[:_PA_DIGITS]) == text[-1]
+    )
 
 
 def decide(  # noqa: PLR0911 - one return per outcome

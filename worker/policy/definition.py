@@ -164,6 +164,8 @@ class _RejectCodesDoc(BaseModel):
     denied: _TwoChar
     prescriber_not_matched: _TwoChar
     product_not_identified: _TwoChar
+    # 3X "Authorization Number Not Found" (NCPDP 511-FB): a quoted 462-EV that is not on file.
+    authorization_not_found: _TwoChar = "3X"
 
 
 class _EditsDoc(BaseModel):
@@ -239,6 +241,7 @@ class Policy:
     timely_filing_days: int = 365
     max_days_after_submission: int = 1
     max_days_supply: int = 365
+    reject_authorization_not_found: str = "3X"
     _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -386,6 +389,7 @@ def _compile(doc: _PolicyDoc) -> Policy:
         timely_filing_days=doc.edits.timely_filing_days,
         max_days_after_submission=doc.edits.max_days_after_submission,
         max_days_supply=doc.edits.max_days_supply,
+        reject_authorization_not_found=doc.reject_codes.authorization_not_found,
     )
 
 

@@ -157,22 +157,20 @@ def decision_for(
 ) -> Decision:
     """Decide ``claim`` (a claim, or a PA request's claim): on file when the store holds an authorization.
 
-    Without a store, or without a matching authorization, the policy decides with the looked-up facts.
-    A claim that fails a plausibility edit (``policy.edits``) is decided by the policy (REJECTED) and
+    The facts are looked up once, before the store is asked: an authorization on file does not validate
+    the claim's prescriber, so the store reads the directory's answer, and the policy decides with the
+    same facts when nothing on file pays. Without a store the policy decides with them directly. A
+    claim that fails a plausibility edit (``policy.edits``) is decided by the policy (REJECTED) and
     never pays on file: an authorization does not make an implausible date or quantity plausible.
     """
+    facts = lookup_facts(claim)
 
     def usual() -> Decision:
         return _decide(
-            claim,
-            lookup_facts(claim),
-            policy,
-            decided_at,
-            automated_denials=automated_denials,
-            dispensed=dispensed,
+            claim, facts, policy, decided_at, automated_denials=automated_denials, dispensed=dispensed
         )
 
     if authorizations is None or failed_edits(claim, policy, dispensed=dispensed):
         return usual()
     # An authorization on file pays without re-evaluation (docs/authorizations.md).
-    return authorizations.decide(claim, policy, decided_at, usual)
+    return authorizations.decide(claim, facts, policy, decided_at, usual)

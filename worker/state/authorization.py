@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from worker.errors import ClaimsWorkerError
@@ -25,6 +26,7 @@ __all__ = [
     "Authorization",
     "BadAuthorization",
     "Pseudonymizer",
+    "RevocationReason",
     "decode_authorization",
     "encode_authorization",
     "member_pseudonym",
@@ -37,6 +39,32 @@ _PSEUDONYM_VERSION = "v1"
 
 class BadAuthorization(ClaimsWorkerError):  # noqa: N818 - reads as what it is
     """A store record the follower cannot read; it is skipped, counted and logged by coordinates."""
+
+
+class RevocationReason(StrEnum):
+    """Why an authorization was revoked: a closed set of codes, since the store is PHI-free.
+
+    ``authorizations revoke --reason`` takes one of these (docs/authorizations.md lists them). Records
+    written before the codes may hold free text in ``revoked_reason``; they stay readable.
+    """
+
+    ENTERED_IN_ERROR = "ENTERED_IN_ERROR"  # approved or recorded by mistake (wrong member, wrong claim)
+    CLINICAL_REVIEW = "CLINICAL_REVIEW"  # a clinician reversed the approval on review or appeal
+    PRESCRIBER_INVALID = (
+        "PRESCRIBER_INVALID"  # the prescriber's NPI is deactivated, unknown, not an individual
+    )
+    MEMBER_NOT_ELIGIBLE = "MEMBER_NOT_ELIGIBLE"  # coverage ended, or the member moved to another plan
+    THERAPY_DISCONTINUED = "THERAPY_DISCONTINUED"  # the prescriber stopped the drug
+    DUPLICATE = "DUPLICATE"  # another authorization covers the same member, product and period
+    PROGRAM_INTEGRITY = "PROGRAM_INTEGRITY"  # suspected fraud, waste or abuse under investigation
+
+    @classmethod
+    def parse(cls, text: str) -> RevocationReason | None:
+        """Return the code ``text`` names (case, blanks and hyphens ignored), or ``None``."""
+        try:
+            return cls("_".join(text.replace("-", " ").split()).upper())
+        except ValueError:
+            return None
 
 
 def member_pseudonym(secret: bytes, patient: Patient) -> str:
@@ -100,7 +128,7 @@ class Authorization:
     source_id: str
     decided_at: datetime
     revoked_at: datetime | None = None
-    revoked_reason: str | None = None
+    revoked_reason: str | None = None  # a RevocationReason code; free text in records written before them
 
     @property
     def revoked(self) -> bool:
@@ -168,6 +196,6 @@ def _check_body(body: dict[str, Any], key: bytes) -> None:
         raise BadAuthorization("the value's PA number differs from the key")
 
 
-def revoked(auth: Authorization, at: datetime, reason: str) -> Authorization:
-    """Return ``auth`` revoked at ``at`` for ``reason``."""
-    return replace(auth, revoked_at=at, revoked_reason=reason)
+def revoked(auth: Authorization, at: datetime, reason: RevocationReason) -> Authorization:
+    """Return ``auth`` revoked at ``at`` for ``reason`` (stored as its code)."""
+    return replace(auth, revoked_at=at, revoked_reason=reason.value)

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from worker.policy.facts import ProviderStatus
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import date
@@ -31,6 +33,7 @@ class NotHonoured(StrEnum):
     OTHER_MEMBER = "other_member"
     OTHER_PRODUCT = "other_product"
     OUTSIDE_WINDOW = "outside_window"
+    MALFORMED = "malformed"  # not 11 digits with a valid check digit: treated as not found, never echoed
 
 
 class AuthorizationTable:
@@ -100,7 +103,7 @@ def _state(auth: Authorization, day: date) -> str:
 
 
 class AuthorizationMetrics:
-    """The store's metrics: authorizations by state, on-file approvals, quoted numbers not honoured."""
+    """The store's metrics: authorizations by state, paid on file or not used, quoted numbers, collisions."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         """Register the store's metrics on ``registry`` (label values from closed enums)."""
@@ -129,6 +132,24 @@ class AuthorizationMetrics:
             "Authorizations written to the store with the result that approved them (committed).",
             registry=registry,
         )
+        collisions = Counter(
+            "claims_worker_authorization_number_collisions",
+            "Approvals whose PA number was already another authorization's and were renumbered (committed).",
+            registry=registry,
+        )
+        self._collisions = collisions
+        not_used = Counter(
+            "claims_worker_on_file_not_used",
+            "Fills an authorization on file would have paid, decided as usual because the directory rules "
+            "out their prescriber (committed), by the prescriber's status.",
+            ["prescriber"],
+            registry=registry,
+        )
+        self._not_used: dict[ProviderStatus, Counter] = {
+            status: not_used.labels(status.value)
+            for status in ProviderStatus
+            if status is not ProviderStatus.ACTIVE
+        }
         self._restore_seconds = Gauge(
             "claims_worker_authorizations_restore_seconds",
             "How long the start-up read of the whole store topic took (the worker is not ready meanwhile).",
@@ -153,7 +174,13 @@ class AuthorizationMetrics:
             self._state.labels(state).set(n)
 
     def committed(
-        self, on_file: Iterable[OnFileVia], not_honoured: Iterable[NotHonoured], issued: int
+        self,
+        on_file: Iterable[OnFileVia],
+        not_honoured: Iterable[NotHonoured],
+        issued: int,
+        *,
+        collisions: int = 0,
+        not_used: Iterable[ProviderStatus] = (),
     ) -> None:
         """Count what a committed batch did."""
         for via in on_file:
@@ -162,3 +189,7 @@ class AuthorizationMetrics:
             self._not_honoured[why].inc()
         if issued:
             self._issued.inc(issued)
+        if collisions:
+            self._collisions.inc(collisions)
+        for status in not_used:
+            self._not_used[status].inc()

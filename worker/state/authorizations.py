@@ -21,9 +21,19 @@ from typing import TYPE_CHECKING
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from worker.contracts.model import Decision, DecisionSource, Outcome, TransactionCode
-from worker.errors import ConfigError
+from worker.contracts.model import Outcome, TransactionCode
+from worker.errors import ClaimsWorkerError, ConfigError
+from worker.policy.decision import authorization_number, is_pa_number
 from worker.policy.definition import ProductScope
+from worker.policy.on_file import (
+    ON_FILE_SUMMARY,
+    on_file_decision,
+    prescriber_unverified,
+    quoted_not_honoured,
+    quoted_note,
+    renumbered,
+    with_not_used,
+)
 from worker.runtime.clients import Role, new_consumer
 from worker.runtime.kafka_io import read_to_end
 from worker.state.authorization import (
@@ -44,14 +54,13 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
-    from worker.contracts.model import Claim, Patient
+    from worker.contracts.model import Claim, Decision, Patient
     from worker.policy import Policy
+    from worker.policy.facts import Facts, ProviderStatus
 
 __all__ = ["ON_FILE_SUMMARY", "Authorizations", "StoreRecord", "read_table"]
 
-ON_FILE_SUMMARY = "Approved on file:"
-"""How an on-file approval's summary begins (results before v3 named the source only there)."""
-
+_MAX_REHASH = 64  # each rehash is free with odds of 1 - table/10^10: the first one, in practice
 
 _NOT_HONOURED_TEXT = {
     NotHonoured.UNKNOWN: "no authorization with this number is on file",
@@ -59,6 +68,7 @@ _NOT_HONOURED_TEXT = {
     NotHonoured.OTHER_MEMBER: "it was issued to another member",
     NotHonoured.OTHER_PRODUCT: "it was issued under another policy",
     NotHonoured.OUTSIDE_WINDOW: "the date of service is outside its window",
+    NotHonoured.MALFORMED: "it is not a well-formed PA number (11 digits with a valid check digit)",
 }
 
 
@@ -112,6 +122,8 @@ class Authorizations:
         self._staged: dict[str, Authorization] = {}
         self._staged_on_file: list[OnFileVia] = []
         self._staged_not_honoured: list[NotHonoured] = []
+        self._staged_not_used: list[ProviderStatus] = []
+        self._staged_collisions = 0
         self._states_updated = 0.0
 
     @classmethod
@@ -166,7 +178,13 @@ class Authorizations:
         """Keep the committed batch's authorizations and count what it did."""
         for auth in self._staged.values():
             self.table.apply(auth)
-        self.metrics.committed(self._staged_on_file, self._staged_not_honoured, len(self._staged))
+        self.metrics.committed(
+            self._staged_on_file,
+            self._staged_not_honoured,
+            len(self._staged),
+            collisions=self._staged_collisions,
+            not_used=self._staged_not_used,
+        )
         self._clear()
 
     def abort(self) -> None:
@@ -185,6 +203,8 @@ class Authorizations:
         self._staged.clear()
         self._staged_on_file.clear()
         self._staged_not_honoured.clear()
+        self._staged_not_used.clear()
+        self._staged_collisions = 0
 
     # --- following the topic ---------------------------------------------------------------------
     def follow(self) -> int:
@@ -279,12 +299,22 @@ class Authorizations:
         return self._pseudonym(patient)
 
     def decide(
-        self, claim: Claim, policy: Policy, decided_at: datetime, usual: Callable[[], Decision]
+        self,
+        claim: Claim,
+        facts: Facts,
+        policy: Policy,
+        decided_at: datetime,
+        usual: Callable[[], Decision],
     ) -> Decision:
         """Approve ``claim`` on file when an authorization holds its date of service; else ``usual()``.
 
-        A B2 reversal, or a product outside the policy, is decided as usual (a reversal never revokes).
-        A quoted PA number (462-EV) that does not count is named in the summary with the reason.
+        ``facts`` are the claim's looked-up facts (``usual`` decides with the same ones: nothing is looked
+        up twice). A B2 reversal, or a product outside the policy, is decided as usual (a reversal never
+        revokes). A fill whose prescriber the directory rules out (deactivated, an organisation, not
+        found) is decided as usual too, and the summary names the authorization not used. A quoted PA
+        number (462-EV) that does not count is named in the summary with the reason (never echoed when
+        it is not a well-formed PA number); one not on file adds reject 3X to a non-approval. A new
+        approval leaves with a PA number no other authorization holds (``_free_number``).
         """
         if claim.transaction_code is TransactionCode.REVERSAL:
             return usual()
@@ -292,28 +322,86 @@ class Authorizations:
         if scope is not ProductScope.MATCHED:
             return usual()
         member = self.pseudonym(claim.patient)
-        day = claim.date_of_service
-        quoted = (claim.prior_authorization_number or "").strip() or None
-        why: NotHonoured | None = None
-        if quoted is not None:
-            why = self._quoted(quoted, member, policy.policy_id, day)
-            if why is None:
-                auth = self._get(quoted)
-                if auth is not None:
-                    self._staged_on_file.append(OnFileVia.QUOTED_NUMBER)
-                    return self._on_file(auth, policy, decided_at, matched, note="")
-            else:
-                self._staged_not_honoured.append(why)
-        holding = [a for a in self._of_member(member, policy.policy_id) if a.holds(day)]
-        note = "" if quoted is None or why is None else _quoted_note(quoted, why)
-        if holding:
-            auth = max(holding, key=lambda a: (a.expiration, a.number))
-            self._staged_on_file.append(OnFileVia.MEMBER_PRODUCT)
-            return self._on_file(auth, policy, decided_at, matched, note=note)
+        found, via, quoted, why = self._find(claim, member, policy.policy_id)
+        ruled_out = prescriber_unverified(facts)
+        if found is not None and ruled_out is None:
+            self._staged_on_file.append(via)
+            note = "" if why is None else quoted_note(quoted, _NOT_HONOURED_TEXT[why])
+            return on_file_decision(found, policy, decided_at, matched, note=note)
         decision = usual()
-        if note:
-            decision = decision.model_copy(update={"summary": f"{decision.summary} {note}"})
+        if found is not None and ruled_out is not None:
+            self._staged_not_used.append(ruled_out)
+            decision = with_not_used(decision, found.number, ruled_out)
+        if why is not None:
+            decision = quoted_not_honoured(
+                decision,
+                policy,
+                quoted,
+                _NOT_HONOURED_TEXT[why],
+                not_found=why in {NotHonoured.UNKNOWN, NotHonoured.MALFORMED},
+            )
+        if decision.outcome is Outcome.APPROVED and decision.authorization_number is not None:
+            decision = self._free_number(claim, member, decision)
         return decision
+
+    def _find(
+        self, claim: Claim, member: str, policy_id: str
+    ) -> tuple[Authorization | None, OnFileVia, str | None, NotHonoured | None]:
+        """Return the authorization that would pay ``claim``, how it matched, the quoted number and why not.
+
+        The quoted number is returned only when well formed (never echo free text); ``why`` says why a
+        quoted value did not count (staged for the metrics).
+        """
+        day = claim.date_of_service
+        sent = (claim.prior_authorization_number or "").strip() or None
+        quoted = sent if sent is not None and is_pa_number(sent) else None
+        why: NotHonoured | None = None
+        if sent is not None:
+            why = NotHonoured.MALFORMED if quoted is None else self._quoted(quoted, member, policy_id, day)
+            if why is not None:
+                self._staged_not_honoured.append(why)
+            elif quoted is not None:
+                return self._get(quoted), OnFileVia.QUOTED_NUMBER, quoted, None
+        holding = [a for a in self._of_member(member, policy_id) if a.holds(day)]
+        found = max(holding, key=lambda a: (a.expiration, a.number)) if holding else None
+        return found, OnFileVia.MEMBER_PRODUCT, quoted, why
+
+    def _is_this(self, held: Authorization, claim: Claim, member: str, policy_id: str) -> bool:
+        """Tell whether ``held`` is the authorization ``claim`` issued (a replay or redelivery of it)."""
+        return held.member == member and held.policy_id == policy_id and held.source_id == claim.claim_id
+
+    def _free_number(self, claim: Claim, member: str, decision: Decision) -> Decision:
+        """Return ``decision`` under the first of its PA numbers (rehash 0, 1, ...) that is free.
+
+        Free: on file or staged for no authorization, or for this very one (same member, policy and
+        source id: a replayed or redelivered claim keeps its original number). Deterministic given the
+        table, so a replay with the store pinned renumbers as the live worker did. Each occupied number
+        met is a collision: counted on commit and logged by claim id and numbers (no PHI).
+        """
+        first = number = decision.authorization_number or ""
+        attempt = 0
+        while (held := self._get(number)) is not None and not self._is_this(
+            held, claim, member, decision.policy_id
+        ):
+            attempt += 1
+            if attempt > _MAX_REHASH:  # pragma: no cover - 10^10 numbers: unreachable in practice
+                msg = f"no free PA number for claim {claim.claim_id} after {_MAX_REHASH} rehashes"
+                raise ClaimsWorkerError(msg)
+            number = authorization_number(
+                decision.policy_id, claim.service_provider_id, claim.claim_id, attempt
+            )
+        if attempt == 0:
+            return decision
+        self._staged_collisions += attempt
+        if self._log is not None:
+            self._log.warning(
+                "authorization_number_collision",
+                claim_id=claim.claim_id,
+                pa_number=first,
+                resolved_pa_number=number,
+                attempt=attempt,
+            )
+        return renumbered(decision, number)
 
     def _quoted(self, number: str, member: str, policy_id: str, day: date) -> NotHonoured | None:
         auth = self._get(number)
@@ -329,34 +417,12 @@ class Authorizations:
             return NotHonoured.OUTSIDE_WINDOW
         return None
 
-    @staticmethod
-    def _on_file(
-        auth: Authorization, policy: Policy, decided_at: datetime, matched: object, note: str
-    ) -> Decision:
-        summary = (
-            f"{ON_FILE_SUMMARY} prior authorization {auth.number} issued under {auth.policy_id} "
-            f"{auth.policy_version} on {auth.decided_at.date().isoformat()} (from {auth.source_kind} "
-            f"{auth.source_id}) holds the date of service, window {auth.effective.isoformat()} through "
-            f"{auth.expiration.isoformat()}; the claim was not re-evaluated and no new window was issued."
-        )
-        fields: dict[str, object] = {"matched_product": matched} if matched is not None else {}
-        return Decision(
-            outcome=Outcome.APPROVED,
-            authorization_effective=auth.effective,
-            authorization_expiration=auth.expiration,
-            authorization_number=auth.number,
-            decision_source=DecisionSource.ON_FILE,
-            policy_id=policy.policy_id,
-            policy_version=policy.version,
-            decided_at=decided_at,
-            summary=f"{summary} {note}" if note else summary,
-            **fields,
-        )
-
     def issue(self, claim: Claim, decision: Decision, *, source_kind: str = "claim") -> StoreRecord | None:
         """Stage the authorization a new approval creates and return its store record (``None``: none new).
 
-        An approval on file (its number already on file or staged) creates nothing.
+        An approval on file (its number on file or staged for the same member: a fill paid on file, a
+        redelivered claim) creates nothing. A number another member holds raises ``ClaimsWorkerError``:
+        ``decide`` renumbers a colliding approval, so that is a broken invariant, never a dropped approval.
         """
         number = decision.authorization_number
         if (
@@ -364,13 +430,19 @@ class Authorizations:
             or number is None
             or decision.authorization_effective is None
             or decision.authorization_expiration is None
-            or self._get(number) is not None
         ):
             return None
+        member = self.pseudonym(claim.patient)
+        held = self._get(number)
+        if held is not None:
+            if held.member == member:
+                return None
+            msg = f"PA number {number} of claim {claim.claim_id} is another member's authorization"
+            raise ClaimsWorkerError(msg)
         matched = decision.matched_product
         auth = Authorization(
             number=number,
-            member=self.pseudonym(claim.patient),
+            member=member,
             policy_id=decision.policy_id,
             policy_version=decision.policy_version,
             product=matched.code if matched is not None else claim.product.product_id,
@@ -388,10 +460,6 @@ class Authorizations:
         """Return the store partition of a PA number (its value modulo the partition count)."""
         count = max(1, len(self._tps) or self._partitions_count)
         return int(number) % count if number.isdigit() else 0
-
-
-def _quoted_note(quoted: str, why: NotHonoured) -> str:
-    return f"Quoted PA number {quoted} (462-EV) not honoured: {_NOT_HONOURED_TEXT[why]}."
 
 
 def read_table(consumer: KafkaConsumer, topic: str, timeout_s: float = 120.0) -> Authorizations:
