@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from worker.ops.escaping import echo, printable
+
 if TYPE_CHECKING:
     import argparse
 
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    echo(f"error: {message}", file=sys.stderr)
     return 2
 
 
@@ -96,7 +98,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
     if topic is None:
         return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
     created = ensure_topic(settings, topic, args.partitions, args.replication_factor)
-    print(f"{topic}: {'created (compacted)' if created else 'already exists (compacted)'}")
+    echo(f"{topic}: {'created (compacted)' if created else 'already exists (compacted)'}")
     plain = [t for t in (settings.pa_requests_topic, settings.pa_decisions_topic) if t is not None]
     if plain:
         _create_plain(settings, plain, args.partitions, args.replication_factor)
@@ -115,9 +117,9 @@ def _create_plain(settings: Settings, topics: list[str], partitions: int, replic
         for topic in topics:
             try:
                 admin.create_topics([NewTopic(topic, partitions, replication_factor)])
-                print(f"{topic}: created")
+                echo(f"{topic}: created")
             except kerrors.TopicAlreadyExistsError:
-                print(f"{topic}: already exists")
+                echo(f"{topic}: already exists")
     finally:
         admin.close()
 
@@ -141,7 +143,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     auth = table.get(args.number)
     if auth is None:
         return _error(f"no authorization {args.number} on file in {topic}")
-    print(_as_json(auth))
+    echo(_as_json(auth))
     return 0
 
 
@@ -162,7 +164,8 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     if auth is None:
         return _error(f"no authorization {args.number} on file in {topic}")
     if auth.revoked:
-        print(f"{args.number}: already revoked at {auth.revoked_at} ({auth.revoked_reason}); nothing written")
+        on_file = printable(auth.revoked_reason)  # the store's text: one escaped line
+        echo(f"{printable(args.number)}: already revoked at {auth.revoked_at} ({on_file}); nothing written")
         return 0
     key, value = encode_authorization(revoked(auth, datetime.now(UTC), reason[:200]))
     producer = new_producer(settings, Role.AUTHORIZATIONS, enable_idempotence=True, acks="all")
@@ -173,7 +176,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         producer.flush()
     finally:
         producer.close()
-    print(f"{args.number}: revoked ({reason[:200]})")
+    echo(f"{printable(args.number)}: revoked ({printable(reason[:200])})")
     return 0
 
 
@@ -215,7 +218,7 @@ def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
         producer.flush()
     finally:
         producer.close()
-    print(f"produced PA request {_DEMO_REQUEST_ID} to {settings.pa_requests_topic}")
+    echo(f"produced PA request {_DEMO_REQUEST_ID} to {settings.pa_requests_topic}")
     return 0
 
 
@@ -226,7 +229,7 @@ def _decisions(_args: argparse.Namespace, settings: Settings) -> int:
     if settings.pa_decisions_topic is None:
         return _error("CLAIMS_PA_DECISIONS_TOPIC is not set")
     for record in read_topic(settings, settings.pa_decisions_topic, timeout_s=30):
-        print(record.value.decode())
+        echo(printable(record.value.decode("utf-8", "replace")))  # one escaped line per answer
     return 0
 
 
@@ -274,7 +277,7 @@ def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
     finally:
         producer.close()
     for claim in fills:
-        print(f"produced fill {claim.claim_id} (date of service {claim.date_of_service}, no diagnoses)")
+        echo(f"produced fill {claim.claim_id} (date of service {claim.date_of_service}, no diagnoses)")
     return 0
 
 
@@ -294,5 +297,5 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
         settings,
         stop,
         get_logger("claims_worker.pa_requests"),
-        report=lambda line: print(f"error: {line}", file=sys.stderr),
+        report=lambda line: echo(f"error: {line}", file=sys.stderr),
     )
