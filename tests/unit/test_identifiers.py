@@ -173,9 +173,7 @@ class TestClaims:
         assert out.outcome is Outcome.APPROVED
         assert out.key == "処方-1".encode()
 
-    @pytest.mark.parametrize(
-        "key", [b"\xff\xfe", b"ZQ\x1b]0;t\x07", b"ZQ\r", "ZQ\u202e".encode()], ids=str
-    )
+    @pytest.mark.parametrize("key", [b"\xff\xfe", b"ZQ\x1b]0;t\x07", b"ZQ\r", "ZQ\u202e".encode()], ids=str)
     def test_unclean_record_key_is_rejected_and_the_result_keyed_by_claim_id(self, key):
         """A valid claim under an unclean record key is REJECTED (85, field key); the result's key is the claim id."""
         out = _judge(_raw(), key=key)
