@@ -718,7 +718,7 @@ class TestFailures:
         """An unexpected exception exits 70 with one log line naming its type and the record's coordinates."""
 
         class Broken(Codec):
-            def decode_claim(self, value):  # noqa: ARG002 - the codec's signature
+            def decode_claim(self, value, key=None):  # noqa: ARG002 - the codec's signature
                 raise ZeroDivisionError
 
         cluster = FakeCluster()
@@ -741,11 +741,11 @@ class TestFailures:
         class Outage(Codec):
             failures = 1
 
-            def decode_claim(self, value):
+            def decode_claim(self, value, key=None):
                 if self.failures:
                     self.failures -= 1
                     raise RegistryUnavailable("schema registry unreachable")
-                return super().decode_claim(value)
+                return super().decode_claim(value, key)
 
         cluster = FakeCluster()
         cluster.append(0, _value(1))

@@ -309,7 +309,9 @@ def test_a_fill_after_an_approval_in_the_range_pays_on_file_in_the_replays_own_s
         make_claim(claim_id="c-fill", event_id="e2", dos="2026-06-01", dx=()),
     ]
     records = [
-        SimpleNamespace(topic="claims", partition=0, offset=n, value=codec.encode_claim(claim), headers=[])
+        SimpleNamespace(
+            topic="claims", partition=0, offset=n, key=None, value=codec.encode_claim(claim), headers=[]
+        )
         for n, claim in enumerate(claims)
     ]
     # What the live worker published: judged with its store, the approval issued and committed in between.
@@ -385,7 +387,9 @@ def test_a_resumed_replay_puts_the_approvals_it_published_before_on_file_again()
     approval = make_claim(claim_id="c-approve", event_id="e1", dos="2026-03-10")
     fill = make_claim(claim_id="c-fill", event_id="e2", dos="2026-06-01", dx=())
     records = [
-        SimpleNamespace(topic="claims", partition=0, offset=n, value=codec.encode_claim(c), headers=[])
+        SimpleNamespace(
+            topic="claims", partition=0, offset=n, key=None, value=codec.encode_claim(c), headers=[]
+        )
         for n, c in enumerate([approval, fill])
     ]
     tp = TopicPartition("claims", 0)

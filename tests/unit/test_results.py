@@ -34,7 +34,9 @@ from worker.devtools.samples import poison_records, sample_claims
 from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
 from worker.policy import Facts, decide, default_policy
 
-CLAIMS = {sample.label: sample.claim for sample in sample_claims()}
+# The samples as they were first written (served 2025-03-10): fixed, not the wall clock.
+SAMPLES_AT = datetime(2025, 3, 12, 14, 30, tzinfo=UTC)
+CLAIMS = {sample.label: sample.claim for sample in sample_claims(SAMPLES_AT)}
 SOURCE = SourceCoordinates("claims.v1", 5, 9_000_000_001)
 NOW = datetime(2025, 3, 10, 14, 30, 5, tzinfo=UTC)
 PHI_MEMBER = "PHIMEMBERSENTINEL"
@@ -438,10 +440,10 @@ class TestBuildDeadLetter:
         )
         assert codec.decode_dead_letter(codec.encode_dead_letter(record)) == record
 
-    @pytest.mark.parametrize("index", range(len(poison_records())))
+    @pytest.mark.parametrize("index", range(len(poison_records(now=SAMPLES_AT))))
     def test_poison_records_dead_letter_byte_for_byte(self, codec, index):
         """Each poison record becomes a dead letter whose original value is byte-identical after a round trip."""
-        key, value = poison_records(codec)[index]
+        key, value = poison_records(codec, SAMPLES_AT)[index]
         with pytest.raises(BadRecord) as info:
             codec.decode_claim(value)
         record = build_dead_letter(

@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 
@@ -246,7 +247,7 @@ class TestSchemaResolver:
                 }
             )
             codec = Codec(resolver=_schema_resolver(s), wire_format=s.wire_format)
-            claim = sample_claims()[0].claim
+            claim = sample_claims(datetime(2025, 3, 12, 14, 30, tzinfo=UTC))[0].claim
             body = Codec().encode_claim(claim)[10:]  # single-object header is 10 bytes
             assert codec.decode_claim(b"\x00" + (5).to_bytes(4, "big") + body) == claim
         finally:

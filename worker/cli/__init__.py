@@ -14,6 +14,7 @@ from kafka import errors as kerrors
 from worker import __version__
 from worker.config.settings import Settings, load_settings
 from worker.errors import ConfigError, ExitCode, NotAuthorized
+from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -135,26 +136,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _command(args, load_settings())
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_SETTINGS
     except NotAuthorized as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.NOT_AUTHORIZED
     except kerrors.TransactionalIdAuthorizationFailedError:
-        print(
+        echo(
             "error: not authorized: WRITE on the transactional id (prefix CLAIMS_TRANSACTIONAL_ID_PREFIX-) "
             "is missing; `claims-worker check-access` lists every right",
             file=sys.stderr,
         )
         return ExitCode.NOT_AUTHORIZED
     except kerrors.AuthorizationError as exc:
-        print(
+        echo(
             f"error: not authorized ({type(exc).__name__}); `claims-worker check-access` names the right",
             file=sys.stderr,
         )
         return ExitCode.NOT_AUTHORIZED
     except kerrors.KafkaError as exc:
-        print(
+        echo(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
         )
         return ExitCode.UNREACHABLE

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from worker.ops.escaping import echo
+
 if TYPE_CHECKING:
     from worker.config.settings import Settings
 
@@ -51,18 +53,18 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
     who = settings.kafka_username or (
         "<client certificate subject>" if settings.kafka_ssl_certfile else "ANONYMOUS"
     )
-    print(
+    echo(
         f"check-access as User:{who} at {settings.require_bootstrap()} "
         f"({settings.kafka_security_protocol.value}); login ok"
     )
     listed = list_own_acls(settings)
     if listed is None:
-        print(
+        echo(
             "DescribeAcls: denied (it needs DESCRIBE on the cluster, which a worker should not hold); "
             "asking the broker's authorizer for this principal's operations and probing instead"
         )
     else:
-        print(
+        echo(
             f"DescribeAcls: {listed} ACL(s) name User:{who}; the verdicts below still come from the "
             "broker's authorizer (it applies DENY, prefix and wildcard rules)"
         )
@@ -75,7 +77,7 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
                 findings.append(probe_transactional_id(settings, need))
     width = max(len(f.need.describe()) for f in findings)
     for finding in findings:
-        print(
+        echo(
             f"  {finding.verdict.value:<8} {finding.need.describe():<{width}}  "
             f"to {finding.need.why}  [{finding.method}]"
         )
@@ -83,16 +85,16 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
     absent = [f for f in findings if f.verdict is Verdict.NO_TOPIC]
     unknown = [f for f in findings if f.verdict is Verdict.UNKNOWN]
     if missing:
-        print(
+        echo(
             f"{len(missing)} right(s) missing (a topic this principal may not describe looks the same as "
             "one that does not exist): grant them as docs/security.md lists, then run this again"
         )
         return EXIT_NOT_AUTHORIZED
     if absent:
-        print(f"{len(absent)} topic(s) do not exist: create them (claims-worker create-topics)")
+        echo(f"{len(absent)} topic(s) do not exist: create them (claims-worker create-topics)")
         return EXIT_NO_TOPIC
     if unknown:
-        print(f"{len(unknown)} right(s) could not be established; the others are granted")
+        echo(f"{len(unknown)} right(s) could not be established; the others are granted")
         return EXIT_OK
-    print("every right the worker needs is granted")
+    echo("every right the worker needs is granted")
     return EXIT_OK

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING
 
 from worker.errors import ConfigError
+from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
@@ -74,7 +75,7 @@ def _positive(text: str) -> int:
 
 def print_settings(_args: argparse.Namespace, settings: Settings) -> int:
     """Print the effective settings as JSON with secrets masked."""
-    print(json.dumps(settings.masked(), indent=2))
+    echo(json.dumps(settings.masked(), indent=2))
     return 0
 
 
@@ -96,7 +97,7 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
         replication_factor=args.replication_factor,
         min_insync_replicas=args.min_insync_replicas,
     )
-    print("topics ready: " + ", ".join(topics))
+    echo("topics ready: " + ", ".join(topics))
     return 0
 
 
@@ -121,7 +122,7 @@ def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
         n += 1
     producer.flush()
     producer.close()
-    print(f"produced {n} records to {settings.claims_topic}")
+    echo(f"produced {n} records to {settings.claims_topic}")
     return 0
 
 

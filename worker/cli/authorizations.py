@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from worker.ops.escaping import echo, printable
+
 if TYPE_CHECKING:
     import argparse
 
@@ -80,7 +82,7 @@ _REASONS = (
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    echo(f"error: {message}", file=sys.stderr)
     return 2
 
 
@@ -113,7 +115,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
     if topic is None:
         return _error("CLAIMS_AUTHORIZATIONS_TOPIC is not set")
     created = ensure_topic(settings, topic, args.partitions, args.replication_factor)
-    print(f"{topic}: {'created (compacted)' if created else 'already exists (compacted)'}")
+    echo(f"{topic}: {'created (compacted)' if created else 'already exists (compacted)'}")
     plain = [t for t in (settings.pa_requests_topic, settings.pa_decisions_topic) if t is not None]
     if plain:
         _create_plain(settings, plain, args.partitions, args.replication_factor)
@@ -132,9 +134,9 @@ def _create_plain(settings: Settings, topics: list[str], partitions: int, replic
         for topic in topics:
             try:
                 admin.create_topics([NewTopic(topic, partitions, replication_factor)])
-                print(f"{topic}: created")
+                echo(f"{topic}: created")
             except kerrors.TopicAlreadyExistsError:
-                print(f"{topic}: already exists")
+                echo(f"{topic}: already exists")
     finally:
         admin.close()
 
@@ -158,7 +160,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     auth = table.get(args.number)
     if auth is None:
         return _error(f"no authorization {args.number} on file in {topic}")
-    print(_as_json(auth))
+    echo(_as_json(auth))
     return 0
 
 
@@ -184,7 +186,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         was = (
             auth.revoked_reason if RevocationReason.parse(auth.revoked_reason or "") else "a free-text reason"
         )
-        print(f"{args.number}: already revoked at {auth.revoked_at} ({was}); nothing written")
+        echo(f"{printable(args.number)}: already revoked at {auth.revoked_at} ({was}); nothing written")
         return 0
     key, value = encode_authorization(revoked(auth, datetime.now(UTC), reason))
     producer = new_producer(settings, Role.AUTHORIZATIONS, enable_idempotence=True, acks="all")
@@ -195,49 +197,26 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
         producer.flush()
     finally:
         producer.close()
-    print(f"{args.number}: revoked ({reason.value})")
+    echo(f"{printable(args.number)}: revoked ({reason.value})")
     return 0
 
 
-_DEMO_REQUEST_ID = "SYNTH-REQ-0001"
-
-
-def _demo_request(first: object) -> dict[str, object]:
-    """Return the demo PA request: approvable, for a member of its own, starting on the samples' date."""
-    from worker.contracts.model import Claim  # noqa: PLC0415
-
-    assert isinstance(first, Claim)  # noqa: S101 - narrows the lazily imported type
-    return {
-        "request_id": _DEMO_REQUEST_ID,
-        "requested_at": first.event_time,
-        "patient": {**first.patient.model_dump(), "member_id": "SYNTHREQ0001"},
-        "prescriber": first.prescriber.model_dump(),
-        "consultant": None,
-        "consultation_status": "UNKNOWN",
-        "product": first.product.model_dump(),
-        "diagnoses": [d.model_dump() for d in first.diagnoses],
-        "disease_status": "METASTATIC",
-        "requested_start": first.date_of_service,
-    }
-
-
 def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
-    """Produce one approvable PA request (synthetic member SYNTHREQ0001) to CLAIMS_PA_REQUESTS_TOPIC."""
+    """Produce one approvable PA request (synthetic member SYNTHREQ0001, starting today) to its topic."""
     from worker.contracts.pa_request import encode_pa_request  # noqa: PLC0415
-    from worker.devtools.samples import sample_claims  # noqa: PLC0415
+    from worker.devtools.samples import DEMO_REQUEST_ID, demo_request  # noqa: PLC0415
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
 
     if settings.pa_requests_topic is None:
         return _error("CLAIMS_PA_REQUESTS_TOPIC is not set")
-    first = next(s.claim for s in sample_claims() if s.label == "approve-codes")
     producer = new_producer(settings, Role.SEEDER, acks="all")
     try:
-        value = encode_pa_request(_demo_request(first))
-        producer.send(settings.pa_requests_topic, key=_DEMO_REQUEST_ID.encode(), value=value)
+        value = encode_pa_request(demo_request())
+        producer.send(settings.pa_requests_topic, key=DEMO_REQUEST_ID.encode(), value=value)
         producer.flush()
     finally:
         producer.close()
-    print(f"produced PA request {_DEMO_REQUEST_ID} to {settings.pa_requests_topic}")
+    echo(f"produced PA request {DEMO_REQUEST_ID} to {settings.pa_requests_topic}")
     return 0
 
 
@@ -248,55 +227,31 @@ def _decisions(_args: argparse.Namespace, settings: Settings) -> int:
     if settings.pa_decisions_topic is None:
         return _error("CLAIMS_PA_DECISIONS_TOPIC is not set")
     for record in read_topic(settings, settings.pa_decisions_topic, timeout_s=30):
-        print(record.value.decode())
+        echo(printable(record.value.decode("utf-8", "replace")))  # one escaped line per answer
     return 0
 
 
 def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
-    """Produce fills, without diagnoses, three weeks after sample ``approve-codes``.
+    """Produce fills, without diagnoses, served today (``samples.demo_fills``).
 
-    One for that sample's member; with CLAIMS_PA_REQUESTS_TOPIC set, one for the demo request's member.
+    One for the member of sample ``approve-codes``; with CLAIMS_PA_REQUESTS_TOPIC set, one for the demo
+    request's member.
     """
-    from datetime import timedelta  # noqa: PLC0415
-
     from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.devtools.samples import sample_claims  # noqa: PLC0415
+    from worker.devtools.samples import demo_fills  # noqa: PLC0415
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
 
-    first = next(s.claim for s in sample_claims() if s.label == "approve-codes")
-    fill = first.model_copy(
-        update={
-            "event_id": f"{first.event_id}-FILL2",
-            "claim_id": f"{first.claim_id}-FILL2",
-            "fill_number": first.fill_number + 1,
-            "date_of_service": first.date_of_service + timedelta(days=21),
-            "diagnoses": (),
-            "attestation": None,
-        }
-    )
-    fills = [fill]
-    if settings.pa_requests_topic is not None:
-        patient = first.patient.model_copy(update={"member_id": "SYNTHREQ0001"})
-        fills.append(
-            fill.model_copy(
-                update={
-                    "claim_id": "SYNTH-CLM-REQ1-FILL",
-                    "event_id": "SYNTH-EVT-REQ1-FILL",
-                    "patient": patient,
-                }
-            )
-        )
+    fills = demo_fills(request_member=settings.pa_requests_topic is not None)
+    codec = Codec()
     producer = new_producer(settings, Role.SEEDER, acks="all")
     try:
         for claim in fills:
-            producer.send(
-                settings.claims_topic, key=claim.claim_id.encode(), value=Codec().encode_claim(claim)
-            )
+            producer.send(settings.claims_topic, key=claim.claim_id.encode(), value=codec.encode_claim(claim))
         producer.flush()
     finally:
         producer.close()
     for claim in fills:
-        print(f"produced fill {claim.claim_id} (date of service {claim.date_of_service}, no diagnoses)")
+        echo(f"produced fill {claim.claim_id} (date of service {claim.date_of_service}, no diagnoses)")
     return 0
 
 
@@ -316,5 +271,5 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
         settings,
         stop,
         get_logger("claims_worker.pa_requests"),
-        report=lambda line: print(f"error: {line}", file=sys.stderr),
+        report=lambda line: echo(f"error: {line}", file=sys.stderr),
     )

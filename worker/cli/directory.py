@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from worker.directory.index import MAGIC, Directory, DirectoryIndexError, build_index
 from worker.directory.nppes import NppesFormatError, open_text, read_nppes
+from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
     import argparse
@@ -94,7 +95,7 @@ def release_of(path: Path, release: str | None, release_date: date | None) -> tu
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    echo(f"error: {message}", file=sys.stderr)
     return 2
 
 
@@ -133,7 +134,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
 
     def on_error(exc: NppesFormatError) -> None:
         skipped.append(exc)
-        print(f"warning: {args.file}: {exc} (skipped)", file=sys.stderr)
+        echo(f"warning: {args.file}: {exc} (skipped)", file=sys.stderr)
 
     update, close = _progress(args.file, counter, "directory build")
     started = time.monotonic()
@@ -162,7 +163,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> int:
             Directory.open(out, verify=True).close()
         except DirectoryIndexError as exc:
             return _error(str(exc))
-    print(
+    echo(
         f"built {summary.path}: release {summary.release}, {summary.rows:,} NPIs, {summary.codes} taxonomy "
         f"codes, {summary.size_bytes / 1e6:,.1f} MB, {elapsed:,.1f} s "
         f"({summary.rows / max(elapsed, 1e-9):,.0f} rows/s), {summary.skipped} rows skipped"
@@ -222,7 +223,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
     except DirectoryIndexError as exc:
         return _error(str(exc))
     what = "the diff" if args.since is not None else "every NPI"
-    print(
+    echo(
         f"published {sent:,} records ({what}, release {release}) to {topic}{' (created)' if created else ''}"
     )
     return 0
@@ -237,7 +238,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
         with Directory.open(path) as directory:
             for npi in args.npis:
                 facts = directory.facts(npi, when)
-                print(
+                echo(
                     json.dumps(
                         {
                             "npi": facts.npi,
@@ -265,5 +266,5 @@ def _info(args: argparse.Namespace, settings: Settings) -> int:
         return _error(str(exc))
     header["codes"] = len(header["codes"])
     header["size_bytes"] = path.stat().st_size
-    print(json.dumps(header, indent=2))
+    echo(json.dumps(header, indent=2))
     return 0

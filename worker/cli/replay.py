@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from worker.errors import ConfigError, ExitCode
+from worker.ops.escaping import echo, printable
 
 if TYPE_CHECKING:
     import argparse
@@ -172,18 +173,18 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure ends in a documented exit code
         kind = classify(exc)
-        print(f"error: replay {replay_id}: {describe(exc, settings)} ({type(exc).__name__})", file=sys.stderr)
+        echo(f"error: replay {replay_id}: {describe(exc, settings)} ({type(exc).__name__})", file=sys.stderr)
         if kind is Kind.INTERNAL:
             return ExitCode.INTERNAL
         return kind.exit_code if kind is not Kind.TRANSIENT else ExitCode.UNREACHABLE
     if stop.is_set():
-        print(f"replay {replay_id}: stopped; run the same command again to resume", file=sys.stderr)
+        echo(f"replay {replay_id}: stopped; run the same command again to resume", file=sys.stderr)
     if args.diff:
         changes = args.changes or Path(f"replay-diff-{replay_id}.jsonl")
         _write_changes(changes, summary.changes)
-        print(diff_report(summary, policy.ref, changes))
+        echo(diff_report(summary, policy.ref, changes))
     else:
-        print(replay_report(summary, policy.ref, output or "", dead_letters or ""))
+        echo(replay_report(summary, policy.ref, output or "", dead_letters or ""))
     return ExitCode.OK
 
 
@@ -231,7 +232,7 @@ def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_let
         f"  results: {output}   dead letters: {dead_letters}",
         _authorizations_line(summary),
     ]
-    lines += [f"  {outcome}: {n}" for outcome, n in sorted(summary.outcomes.items())]
+    lines += [f"  {printable(outcome)}: {n}" for outcome, n in sorted(summary.outcomes.items())]
     if summary.inherited_duplicates:
         lines.append(f"  live duplicates kept as duplicates: {summary.inherited_duplicates}")
     return "\n".join(lines)
@@ -249,10 +250,10 @@ def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path) -> str:
     if summary.inherited_duplicates:
         lines[0] += f" ({summary.inherited_duplicates} live duplicates kept)"
     for (before, after), n in sorted(summary.transitions.items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"{before} -> {after}: {n}")
+        lines.append(f"{printable(before)} -> {printable(after)}: {n}")  # read from topics: escaped
         for (b, a, reason), m in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             if (b, a) == (before, after):
-                lines.append(f"    {reason}: {m}")
+                lines.append(f"    {printable(reason)}: {m}")
     lines.append(f"changed claims: {changes}")
     lines.append(_authorizations_line(summary))
     return "\n".join(lines)

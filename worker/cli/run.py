@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from prometheus_client import CollectorRegistry
 
 from worker import __version__
+from worker.ops.escaping import echo
 from worker.runtime.failures import (
     Backoff,
     ExitCode,
@@ -173,7 +174,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     try:
         port = health.start()  # before connecting: a liveness probe must see a worker that only waits
     except OSError as exc:
-        print(
+        echo(
             f"error: cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
             f"({exc.strerror or type(exc).__name__}); set CLAIMS_METRICS_PORT",
             file=sys.stderr,
@@ -256,12 +257,12 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             watch.stop()
         _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
-            print(f"error: {worker.failure}", file=sys.stderr)
+            echo(f"error: {worker.failure}", file=sys.stderr)
     except Stopped:
         code = ExitCode.OK
     except OutageTooLong as exc:
         log.error("kafka_unreachable_giving_up", error=type(exc.cause).__name__, bootstrap_servers=bootstrap)  # noqa: TRY400
-        print(f"error: cannot reach Kafka at {bootstrap} ({type(exc.cause).__name__})", file=sys.stderr)
+        echo(f"error: cannot reach Kafka at {bootstrap} ({type(exc.cause).__name__})", file=sys.stderr)
         code = ExitCode.UNREACHABLE
     except Exception as exc:  # noqa: BLE001 - every start-up failure ends in a documented exit code
         kind = classify(exc)
@@ -270,7 +271,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
             log.error("internal_error", error=type(exc).__name__)  # noqa: TRY400 - no traceback
         else:
             log.error("startup_failed", error=type(exc).__name__, message=message)  # noqa: TRY400
-        print(f"error: {message}", file=sys.stderr)
+        echo(f"error: {message}", file=sys.stderr)
         code = kind.exit_code if kind is not Kind.TRANSIENT else ExitCode.UNREACHABLE
     finally:
         gc.enable()  # a start-up failure left it paused

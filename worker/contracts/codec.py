@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from worker.config.settings import WireFormat
 from worker.contracts.fastread import compile_reader
 from worker.contracts.fastwrite import Unsupported, compile_writer
+from worker.contracts.identifiers import key_is_clean
 from worker.contracts.model import Claim
 from worker.contracts.parts import ClaimParts
 from worker.contracts.registry import (
@@ -213,20 +214,24 @@ class Codec:
 
     # -- claims ---------------------------------------------------------------------------------
 
-    def decode_claim(self, value: bytes | None) -> Claim:
-        """Decode and validate one claim event.
+    def decode_claim(self, value: bytes | None, key: bytes | None = None) -> Claim:
+        """Decode and validate one claim event; ``key`` is its Kafka record key, if any.
 
         Raises ``DecodeError`` (NOT_AVRO, UNKNOWN_SCHEMA, TRUNCATED or CORRUPT) when the bytes cannot
-        be read. When they break a field rule, raises ``MalformedClaim`` (answered with a REJECTED
-        result and NCPDP M/I reject codes) if the claim id can be read, else ``InvalidClaim``
-        (INVALID_FIELD or MISSING_FIELD, a dead letter).
+        be read. When they break a field rule, or the key is not a clean identifier
+        (``contracts.identifiers``), raises ``MalformedClaim`` (answered with a REJECTED result and
+        NCPDP M/I reject codes) if the claim id can be read, else ``InvalidClaim`` (INVALID_FIELD or
+        MISSING_FIELD, a dead letter).
         """
         record = self.decode_claim_record(value)
         known, pending = self._parts.substitute(record)
+        clean_key = key_is_clean(key)
         try:
             claim = Claim.model_validate(known)
         except ValidationError as exc:
-            raise malformed_claim_from(exc, record) from exc
+            raise malformed_claim_from(exc, record, clean_key=clean_key) from exc
+        if not clean_key:
+            raise _unclean_key(claim)
         if pending:
             self._parts.remember(claim, pending)
         return claim
@@ -427,17 +432,20 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "claim"
 
 
-def invalid_claim_from(exc: ValidationError) -> InvalidClaim:
+def invalid_claim_from(exc: ValidationError, *, clean_key: bool = True) -> InvalidClaim:
     """Build an ``InvalidClaim`` from a pydantic error using only each error's ``loc`` and ``type``.
 
     ``input``, ``ctx`` and the message can hold field values (PHI), so they are never read. The
-    class is MISSING_FIELD when any error is a missing field, INVALID_FIELD otherwise.
+    class is MISSING_FIELD when any error is a missing field, INVALID_FIELD otherwise. An identifier
+    that breaks its pattern is named ``unprintable``; ``clean_key=False`` adds ``key: unprintable``.
     """
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    parts: list[str] = []
+    parts: list[str] = [] if clean_key else [_UNCLEAN_KEY_REASON]
     missing = False
     for error in errors:
         kind = error["type"] if _SAFE_ERROR_TYPE.match(error["type"]) else "?"
+        if kind == "string_pattern_mismatch" and error["loc"] and error["loc"][0] in _IDENTIFIER_FIELDS:
+            kind = "unprintable"  # the identifiers' only pattern is IDENTIFIER_PATTERN
         missing = missing or kind == "missing"
         part = f"{_loc_text(error['loc'])}: {kind}"
         if part not in parts:
@@ -454,6 +462,8 @@ def invalid_claim_from(exc: ValidationError) -> InvalidClaim:
 # against the licensed External Code List. A field with no NCPDP counterpart gets 85 Claim Not Processed.
 _REJECT_FOR_FIELD = {
     "transaction_code": "03",
+    "event_id": "85",
+    "key": "85",  # the Kafka record key: no NCPDP field
     "original_claim_id": "85",
     "service_provider_id": "05",
     "prescription_reference_number": "16",
@@ -486,6 +496,13 @@ _FIELD_FOR_RULE = {
 }
 _MAX_CLAIM_ID = 64
 _MAX_EVENT_ID = 64
+# The claim's identifier fields (``model.Identifier``) and the reason a record key that is no clean
+# identifier adds (docs/policy.md, "Clean identifiers").
+_IDENTIFIER_FIELDS = frozenset(
+    {"event_id", "claim_id", "original_claim_id", "service_provider_id", "prescription_reference_number"}
+)
+_KEY_FIELD = "key"
+_UNCLEAN_KEY_REASON = f"{_KEY_FIELD}: unprintable"
 
 
 def reject_code_for(field: str) -> str:
@@ -501,15 +518,19 @@ def _text(record: Mapping[str, Any], name: str, longest: int, bad: set[str]) -> 
     return value
 
 
-def malformed_claim_from(exc: ValidationError, record: Mapping[str, Any]) -> InvalidClaim:
+def malformed_claim_from(
+    exc: ValidationError, record: Mapping[str, Any], *, clean_key: bool = True
+) -> InvalidClaim:
     """Build the error for a decoded claim that breaks field rules, from each error's ``loc`` and ``type``.
 
     Returns a ``MalformedClaim`` (a REJECTED result) when the record's claim id, transaction code and
     event time can be read (the last two always can in a decoded claim), with one NCPDP reject code
-    per failed field path; otherwise the ``InvalidClaim`` of ``invalid_claim_from`` (a dead letter).
-    Values are never read into the error, only identifiers the result carries anyway.
+    per failed field path (``key`` first when ``clean_key`` is False); otherwise the ``InvalidClaim``
+    of ``invalid_claim_from`` (a dead letter). Values are never read into the error, only identifiers
+    the result carries anyway, and only when they passed validation (a claim id that is no clean
+    identifier is unreadable: a dead letter).
     """
-    invalid = invalid_claim_from(exc)
+    invalid = invalid_claim_from(exc, clean_key=clean_key)
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     bad_top = {str(error["loc"][0]) for error in errors if error["loc"]}
     claim_id = _text(record, "claim_id", _MAX_CLAIM_ID, bad_top)
@@ -517,7 +538,7 @@ def malformed_claim_from(exc: ValidationError, record: Mapping[str, Any]) -> Inv
     event_time = record.get("event_time")
     if claim_id is None or transaction_code is None or not isinstance(event_time, datetime):
         return invalid
-    fields: list[str] = []
+    fields: list[str] = [] if clean_key else [_KEY_FIELD]
     for error in errors:
         loc = tuple(error["loc"])
         rule_field = _FIELD_FOR_RULE.get(error["type"])
@@ -535,4 +556,17 @@ def malformed_claim_from(exc: ValidationError, record: Mapping[str, Any]) -> Inv
         fields=tuple(fields),
         reject_codes=tuple(reject_code_for(field) for field in fields),
         event_time=event_time,
+    )
+
+
+def _unclean_key(claim: Claim) -> MalformedClaim:
+    """Return the REJECTED answer for a valid claim whose record key is no clean identifier (85, ``key``)."""
+    return MalformedClaim(
+        _UNCLEAN_KEY_REASON,
+        claim_id=claim.claim_id,
+        event_id=claim.event_id,
+        transaction_code=claim.transaction_code.value,
+        fields=(_KEY_FIELD,),
+        reject_codes=(reject_code_for(_KEY_FIELD),),
+        event_time=claim.event_time,
     )

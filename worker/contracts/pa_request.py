@@ -106,10 +106,28 @@ def request_claim(request: Mapping[str, Any]) -> Claim:
     try:
         return Claim.model_validate(raw)
     except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors(include_input=False)})
+        fields = sorted({_request_field(e["loc"], e["type"]) for e in exc.errors(include_input=False)})
         raise BadRecord(
             DeadLetterClass.INVALID_FIELD, "invalid pa-request field(s): " + ", ".join(fields)
         ) from None
+
+
+# The synthetic claim's fields that carry the request id (``request_claim``).
+_REQUEST_ID_FIELDS = frozenset({"claim_id", "event_id"})
+
+
+def _request_field(loc: tuple[int | str, ...], kind: str) -> str:
+    """Name a failed field of a request's claim as the request names it (``request_id (unprintable)``).
+
+    The field path only, never its value: a request id that is no clean identifier
+    (``contracts.identifiers``) is named, not echoed.
+    """
+    path = ".".join(str(part) for part in loc)
+    if path in _REQUEST_ID_FIELDS:
+        path = "request_id"
+        if kind == "string_pattern_mismatch":
+            path += " (unprintable)"
+    return path
 
 
 def decide_request(  # noqa: PLR0917 - the store's decide, plus the store

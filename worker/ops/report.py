@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.codec import Codec
+from worker.ops.escaping import echo, printable
 from worker.runtime.clients import Role, new_consumer
 from worker.runtime.kafka_io import TopicPartition
 
@@ -67,7 +68,7 @@ def _specialty_source(result: dict[str, Any]) -> str:
 
 
 def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
-    """Print results and dead letters as an aligned table; returns 0, or 1 when there are none."""
+    """Print results and dead letters as an aligned table, every cell escaped; returns 0, or 1 when none."""
     codec = Codec()
     rows: list[tuple[str, ...]] = []
     for record in read_topic(settings, settings.results_topic, timeout_s):
@@ -91,15 +92,18 @@ def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
         source = f"{letter['source']['partition']}:{letter['source']['offset']}"
         rows.append((source, key, "-", f"DEAD LETTER {letter['error_class']}", "-", "-", letter["reason"]))
     rows.sort(key=lambda r: tuple(int(x) for x in r[0].split(":")))
+    # Each cell escaped on its own (before widths are measured): a newline in a sender's value must
+    # not start a row of its own, and no cell can move the cursor (worker.ops.escaping).
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     header = ("src", "claim", "txn", "outcome", "rejects", "B from", "why")
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     widths[-1] = len(header[-1])
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    print(line)
-    print("-" * max(len(line), 100))
+    echo(line)
+    echo("-" * max(len(line), 100))
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(
+        echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    echo(
         f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic}"
         " (read_committed)"
     )

@@ -94,11 +94,12 @@ def judge(
     """Judge one record; never raises for bad input (it becomes ``Judgement.error``).
 
     A malformed claim that names its claim id stays ``error`` (``MalformedClaim``): ``route`` answers it
-    with a REJECTED result, unless its event was already answered (then it is a duplicate).
+    with a REJECTED result, unless its event was already answered (then it is a duplicate). So does a
+    claim whose record key is no clean identifier (``contracts.identifiers``; reject 85, field ``key``).
     Infrastructure failures (an unreachable schema registry) do raise: they are not the record's fault.
     """
     try:
-        claim = codec.decode_claim(record.value)
+        claim = codec.decode_claim(record.value, record.key)
         if seen.seen(record.partition, claim.event_id):
             raise DuplicateEvent
     except MalformedClaim as error:

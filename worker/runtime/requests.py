@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from worker.contracts.identifiers import key_is_clean
 from worker.contracts.model import CriterionStatus, Outcome
 from worker.contracts.pa_request import decode_pa_request, pa_decision, request_claim
-from worker.errors import BadRecord, ConfigError
+from worker.errors import BadRecord, ConfigError, DeadLetterClass
 from worker.runtime.doors import Door
 from worker.runtime.judge import DuplicateEvent, Judgement, judged
 from worker.runtime.route import Outgoing, dead_letter
@@ -91,10 +92,13 @@ def judge_request(
 
     A request id already answered on this partition (committed, or earlier in the batch) is a
     ``DUPLICATE_EVENT``, as a redelivered claim is: its first answer stays on the PA-decisions topic.
+    A request id or record key that is no clean identifier (``contracts.identifiers``) is a dead
+    letter (INVALID_FIELD) naming the field, never its value: the answer has no REJECTED form.
     """
     del codec  # requests have their own contract (worker/contracts/pa_request.py)
     try:
         claim = request_claim(decode_pa_request(record.value))
+        _require_clean_key(record.key)
         if seen.seen(record.partition, claim.claim_id):
             raise DuplicateEvent
     except BadRecord as error:
@@ -109,6 +113,12 @@ def judge_request(
         authorizations=authorizations,
         dispensed=False,  # a request dispenses nothing: its synthetic claim holds no quantity
     )
+
+
+def _require_clean_key(key: bytes | None) -> None:
+    """Raise ``BadRecord`` (INVALID_FIELD, naming the key, never its bytes) unless the key is clean."""
+    if not key_is_clean(key):
+        raise BadRecord(DeadLetterClass.INVALID_FIELD, "key: unprintable")
 
 
 def route_request(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetime) -> Outgoing:
