@@ -175,8 +175,12 @@ class TestRelativeDating:
             assert not fill.diagnoses
             assert fill.attestation is None
             paid = store.decide(
-                fill, Facts(), POLICY, decided_at, lambda: decide(fill, Facts(), POLICY, decided_at)
-            )  # noqa: B023
+                fill,
+                Facts(),
+                POLICY,
+                decided_at,
+                lambda: decide(fill, Facts(), POLICY, decided_at),  # noqa: B023
+            )
             assert (paid.outcome, paid.decision_source) == (Outcome.APPROVED, DecisionSource.ON_FILE), (
                 fill.claim_id
             )
