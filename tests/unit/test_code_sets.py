@@ -97,6 +97,10 @@ class TestUnknownCodeIsRejected:
             pytest.param(("C50.911", "C5O911"), "diagnoses.1.code", 2, id="C5O911-undotted-second"),
             pytest.param(("C50.99", "C78.7"), "diagnoses.0.code", 1, id="C50.99-no-such-code"),
             pytest.param(("C80.1", "C79.99"), "diagnoses.1.code", 2, id="C79.99-no-such-code"),
+            pytest.param(("C50", "C78.7"), "diagnoses.0.code", 1, id="C50-category-is-incomplete"),
+            pytest.param(("C50.911", "C78"), "diagnoses.1.code", 2, id="C78-category-is-incomplete"),
+            pytest.param(("C50.9", "C79.9"), "diagnoses.0.code", 1, id="C50.9-subcategory-is-incomplete"),
+            pytest.param(("Z85.3", "C77"), "diagnoses.1.code", 2, id="C77-category-is-incomplete"),
         ],
     )
     def test_rejected_with_39_on_the_field(self, dx, field, occurrence):
@@ -116,12 +120,12 @@ class TestUnknownCodeIsRejected:
         [
             pytest.param(("C50.911", "C78.7"), id="dotted"),
             pytest.param(("C50911", "C787"), id="undotted"),
-            pytest.param(("C50", "C78"), id="categories"),
-            pytest.param(("C50.9", "C79.9"), id="subcategory-and-unspecified-site"),
+            pytest.param(("C50.919", "C79.9"), id="unspecified-site-codes-are-complete"),
+            pytest.param(("Z85.3", "C77.3"), id="history-and-regional-nodes-complete-codes"),
         ],
     )
     def test_existing_codes_are_decided_and_name_the_release(self, dx):
-        """Codes of the release (dot optional, categories too) reach the policy; the result names the release."""
+        """Complete codes of the release (dot optional) reach the policy; the result names the release."""
         record = _result(_raw(dx))
         assert record["outcome"] == Outcome.APPROVED.value
         assert record["reference_versions"] == ICD10CM
@@ -181,9 +185,6 @@ class TestUnknownIsNotOther:
                 id="C80.1+distant+LOCALLY_ADVANCED-conflict",
             ),
             pytest.param(
-                ("C80",), None, "PRIMARY_SITE_UNSPECIFIED", ("PRIMARY_DIAGNOSIS",), id="C80-category"
-            ),
-            pytest.param(
                 ("C50.911", "C80.1", "C78.7"),
                 None,
                 "SECONDARY_ORIGIN_UNCLEAR",
@@ -206,9 +207,6 @@ class TestUnknownIsNotOther:
                 "PRIMARY_SITE_NOT_SHOWN",
                 ("PRIMARY_DIAGNOSIS",),
                 id="C77.9-nodes-unspecified",
-            ),
-            pytest.param(
-                ("C77",), None, "PRIMARY_SITE_NOT_SHOWN", ("PRIMARY_DIAGNOSIS",), id="C77-category-alone"
             ),
             pytest.param(
                 ("C50.919", "C77.9"),
@@ -239,7 +237,7 @@ class TestUnknownIsNotOther:
         "dx",
         [
             pytest.param(("C50.919", "C79.9"), id="C50.919-unspecified-site+C79.9"),
-            pytest.param(("C50.9", "C80.0"), id="C50.9-subcategory+C80.0"),
+            pytest.param(("C50.919", "C80.0"), id="C50.919+C80.0-disseminated"),
             pytest.param(("C50.929", "C78.7"), id="C50.929-male-unspecified-laterality"),
         ],
     )

@@ -492,6 +492,7 @@ _FIELD_FOR_RULE = {
     "ndc_format": "product_id",
     "icd10_format": "code",
     "icd10_unknown": "code",
+    "icd10_incomplete": "code",
     "original_claim_id_required": "original_claim_id",
 }
 _MAX_CLAIM_ID = 64

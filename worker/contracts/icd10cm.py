@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from importlib import metadata
 
@@ -70,25 +69,28 @@ _CODES, RELEASE = _load()
 """``RELEASE``: the ICD-10-CM fiscal year and the date its file took effect, e.g. ``FY2026/2026-04-01``."""
 
 
-@functools.cache
-def _billable() -> frozenset[str]:
-    """Return the billable codes: those no other code extends (built on first use, off the claim path)."""
+def _complete(codes: frozenset[str]) -> frozenset[str]:
+    """Return the complete (billable) codes: those no other code extends."""
     # In sorted order every code that extends another follows it at once.
-    ordered = sorted(_CODES)
+    ordered = sorted(codes)
     return frozenset(
         code for code, after in zip(ordered, [*ordered[1:], ""], strict=True) if not after.startswith(code)
     )
 
 
-def code_exists(code: str) -> bool:
-    """Tell whether an upper-case ICD-10-CM code (dot optional) is a category or code of ``RELEASE``.
+_COMPLETE = _complete(_CODES)
 
-    Categories and subcategories that are not billable (C50, C50.9) count as existing: they name a
-    real condition, and the policy reads codes by prefix (docs/policy.md, issue 23 section).
-    """
+
+def code_exists(code: str) -> bool:
+    """Tell whether an upper-case ICD-10-CM code (dot optional) is a category or code of ``RELEASE``."""
     return code.replace(".", "") in _CODES
 
 
 def is_billable(code: str) -> bool:
-    """Tell whether an upper-case ICD-10-CM code (dot optional) is billable (has no subdivision)."""
-    return code.replace(".", "") in _billable()
+    """Tell whether an upper-case ICD-10-CM code (dot optional) is complete: no code of ``RELEASE`` extends it.
+
+    Only a complete code is valid on a claim: a category that is further subdivided (C50, C50.9) is
+    "invalid if it has not been coded to the full number of characters required" (ICD-10-CM Official
+    Guidelines, I.B.2; docs/policy.md).
+    """
+    return code.replace(".", "") in _COMPLETE

@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from worker.contracts.icd10cm import ICD10_QUALIFIER, code_exists
+from worker.contracts.icd10cm import ICD10_QUALIFIER, code_exists, is_billable
 from worker.contracts.identifiers import IDENTIFIER_PATTERN
 
 __all__ = [
@@ -283,7 +283,8 @@ class Diagnosis(BaseModel):
         """Require an ICD-10 code (qualifier 02) to be one of ICD-10-CM (an instance passed in was checked).
 
         The shape first (cheap, and a clearer rule name), then the code set of ``icd10cm.RELEASE``:
-        a code that exists in no category of it (C5O.911, letter O for zero) is M/I (reject 39).
+        a code that exists in no category of it (C5O.911, letter O for zero) or a category that is
+        further subdivided (C50, C50.9: not coded to its full length) is M/I (reject 39).
         """
         if type(data) is cls:
             return data
@@ -293,6 +294,10 @@ class Diagnosis(BaseModel):
                 raise PydanticCustomError("icd10_format", "code with qualifier 02 must be an ICD-10 code")
             if not code_exists(diagnosis.code):
                 raise PydanticCustomError("icd10_unknown", "code with qualifier 02 is not an ICD-10-CM code")
+            if not is_billable(diagnosis.code):
+                raise PydanticCustomError(
+                    "icd10_incomplete", "code with qualifier 02 is an ICD-10-CM category, not a complete code"
+                )
         return diagnosis
 
 
