@@ -28,7 +28,16 @@ _ONCOLOGY = ("207RX0202X", "207RH0003X")
 _OTHER = ("207Q00000X", "207R00000X", "207RH0000X", "163WX0200X")
 # Sample-directory NPIs (worker/devtools/nppes_sample.py): oncologist, internal medicine with oncology
 # secondary, family physician, hem-onc consultant, organisation, deactivated, reactivated, unlisted.
-_NPIS = ("1234567893", "1111111112", "1987654328", "1555000011", "2222222228", "1444444446", "1777777776", "1999999992")
+_NPIS = (
+    "1234567893",
+    "1111111112",
+    "1987654328",
+    "1555000011",
+    "2222222228",
+    "1444444446",
+    "1777777776",
+    "1999999992",
+)
 _BREAST = ("C50.911", "C50.912", "C50919", "C50.A1", "C50.9")
 _DISTANT = ("C78.7", "C79.51", "C79.9", "C80.0", "C77.2")
 _NODES = ("C77.3", "C77.9", "C77")
@@ -68,7 +77,11 @@ def _claim(i: int, rng: random.Random) -> dict[str, Any]:
             None,
             {"status": "YES", "consultant_npi": rng.choice(_NPIS), "consultant_taxonomy": None},
             {"status": "YES", "consultant_npi": None, "consultant_taxonomy": rng.choice(_ONCOLOGY)},
-            {"status": "YES", "consultant_npi": rng.choice(_NPIS), "consultant_taxonomy": rng.choice(_ONCOLOGY)},
+            {
+                "status": "YES",
+                "consultant_npi": rng.choice(_NPIS),
+                "consultant_taxonomy": rng.choice(_ONCOLOGY),
+            },
             {"status": "NO", "consultant_npi": rng.choice(_NPIS), "consultant_taxonomy": None},
         )
     )

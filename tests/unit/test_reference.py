@@ -502,18 +502,25 @@ def test_a_reactivated_oncologist_is_approved_after_the_reactivation(directory):
     assert result["outcome"] == "APPROVED"
 
 
-def test_a_sent_oncology_taxonomy_the_directory_contradicts_pends_and_the_directory_oncology_approves(
-    directory,
-):
-    """Both directions: sent oncology against a directory family physician asks; sent family medicine against a directory oncologist approves."""
-    disputed = make_claim(prescriber={"npi": FAMILY_PHYSICIAN, "taxonomy": ONCOLOGY}, claim_id="c-disputed")
-    confirmed = make_claim(
-        prescriber={"npi": SECONDARY_ONCOLOGY, "taxonomy": "207Q00000X"}, claim_id="c-dir", event_id="e-dir"
-    )
-    results = _run_worker(directory, [disputed, confirmed])
-    asked = results["c-disputed"]
-    assert asked["outcome"] == "PENDED"
-    assert asked["needs"] == ["PRESCRIBER_SPECIALTY"]
-    b = next(c for c in asked["criteria"] if c["criterion_id"] == "B")
-    assert b["reason_code"] == "PRESCRIBER_SPECIALTY_NOT_CONFIRMED"
-    assert results["c-dir"]["outcome"] == "APPROVED"
+def test_sent_and_directory_specialties_that_disagree_ask_in_both_directions(directory):
+    """Sent oncology against a directory family physician asks; sent family medicine against a directory oncologist asks too."""
+    claims = [
+        make_claim(prescriber={"npi": FAMILY_PHYSICIAN, "taxonomy": ONCOLOGY}, claim_id="c-up"),
+        make_claim(
+            prescriber={"npi": SECONDARY_ONCOLOGY, "taxonomy": "207Q00000X"}, claim_id="c-down", event_id="e2"
+        ),
+        # Agreement: the sent internal medicine code is one the directory lists beside oncology.
+        make_claim(
+            prescriber={"npi": SECONDARY_ONCOLOGY, "taxonomy": "207R00000X"},
+            claim_id="c-agree",
+            event_id="e3",
+        ),
+    ]
+    results = _run_worker(directory, claims)
+    for claim_id in ("c-up", "c-down"):
+        asked = results[claim_id]
+        assert asked["outcome"] == "PENDED", claim_id
+        assert asked["needs"] == ["PRESCRIBER_SPECIALTY"]
+        b = next(c for c in asked["criteria"] if c["criterion_id"] == "B")
+        assert b["reason_code"] == "PRESCRIBER_SPECIALTY_NOT_CONFIRMED"
+    assert results["c-agree"]["outcome"] == "APPROVED"

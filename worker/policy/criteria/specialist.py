@@ -158,10 +158,10 @@ def _from_directory(
     """Read one directory entry, and weigh a taxonomy sent on the claim against it (docs/policy.md).
 
     The directory alone says whether the NPI is an active individual: a sent taxonomy never rescues an
-    NPI it rejects. Any listed taxonomy that is a physician specialty of the rule counts. A sent
-    specialty the directory does not list is not confirmed: the person's specialty is then unknown
-    (``disputed``), so the decision asks instead of approving on the sent value alone; a sent
-    non-specialist code beside a directory that lists none is read as sent (it can only ask or refer).
+    NPI it rejects. A sent code the directory lists agrees with it, and any listed taxonomy that is a
+    physician specialty of the rule counts. A sent code the directory does not list disagrees with it:
+    when either side names the rule's specialty the person's specialty is unknown (``disputed``), so the
+    decision asks instead of approving on either value; when neither does, both say "not a specialist".
     """
     source = _source(provider, facts)
     if provider.status is not ProviderStatus.ACTIVE:
@@ -185,7 +185,7 @@ def _from_directory(
     hits = [code for code in provider.taxonomies if code in rule.specialist_taxonomies]
     evidence = f"{role} taxonomies {listed} ({source}){sent_text}"
     shown = f"{role} taxonomies {named} ({source}){sent_shown}"
-    if not hits and sent_is_specialist:
+    if sent is not None and sent not in provider.taxonomies and (hits or sent_is_specialist):
         return _Who(None, evidence, shown=shown, disputed=True)
     return _Who(bool(hits), evidence, shown=shown)
 
