@@ -87,7 +87,7 @@ def code_exists(code: str) -> bool:
 
 
 def is_billable(code: str) -> bool:
-    """Tell whether an upper-case ICD-10-CM code (dot optional) is complete: no code of ``RELEASE`` extends it.
+    """Tell whether an upper-case ICD-10-CM code (dot optional) is complete: none in ``RELEASE`` extends it.
 
     Only a complete code is valid on a claim: a category that is further subdivided (C50, C50.9) is
     "invalid if it has not been coded to the full number of characters required" (ICD-10-CM Official
