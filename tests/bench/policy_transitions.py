@@ -110,6 +110,16 @@ def _claim(i: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
+def _without_taxonomies(raw: dict[str, Any]) -> dict[str, Any]:
+    """Return ``raw`` with neither the prescriber's nor the consultant's taxonomy."""
+    bare = {**raw, "prescriber": {**raw["prescriber"], "taxonomy": None}}
+    attestation = raw["attestation"]
+    if attestation is not None and attestation.get("consultation"):
+        consultation = {**attestation["consultation"], "consultant_taxonomy": None}
+        bare["attestation"] = {**attestation, "consultation": consultation}
+    return bare
+
+
 def _emit(count: int, seed: int) -> None:
     """Decide the mix with the ``worker`` package on sys.path; print one JSON line per claim and case."""
     from pydantic import ValidationError  # noqa: PLC0415 - only in the emitting child
@@ -129,11 +139,20 @@ def _emit(count: int, seed: int) -> None:
             try:
                 claim = Claim.model_validate(raw)
             except ValidationError:
-                for case in ("none", "directory"):
+                for case in ("none", "directory", "bare"):
                     print(json.dumps({"id": raw["claim_id"], "case": case, "outcome": "REJECTED(field)"}))
                 continue
-            for case, facts in (("none", Facts()), ("directory", lookup(directory, claim))):
-                decision = decide(claim, facts, policy, datetime(2026, 1, 1, tzinfo=UTC))
+            # "bare": the same claim without the taxonomies it sends, decided with the directory: what
+            # the directory's evidence alone gave (the old worker looked a person up only then).
+            bare = _without_taxonomies(raw)
+            bare_claim = Claim.model_validate(bare)
+            cases = (
+                ("none", claim, Facts()),
+                ("directory", claim, lookup(directory, claim)),
+                ("bare", bare_claim, lookup(directory, bare_claim)),
+            )
+            for case, decided, facts in cases:
+                decision = decide(decided, facts, policy, datetime(2026, 1, 1, tzinfo=UTC))
                 print(json.dumps({"id": claim.claim_id, "case": case, "outcome": decision.outcome.value}))
         directory.close()
     print(json.dumps({"policy": policy.ref}), file=sys.stderr)
@@ -170,14 +189,24 @@ def main() -> int:
     before, old_policy = _run(args.baseline.resolve(), args.claims, args.seed)
     after, new_policy = _run(here, args.claims, args.seed)
     print(f"{args.claims} claims x (no directory, sample directory); baseline {old_policy}, now {new_policy}")
-    moves = Counter((before[key], after[key]) for key in before)
+    cases = [key for key in before if key[1] != "bare"]
+    moves = Counter((before[key], after[key]) for key in cases)
     print(f"{'before':>18} -> {'after':<18} {'count':>7}")
     for (old, new), n in sorted(moves.items(), key=lambda item: -item[1]):
         print(f"{old:>18} -> {new:<18} {n:>7}{'' if old != new else '  (same)'}")
-    weaker = sorted(key for key in before if after[key] == "APPROVED" and before[key] != "APPROVED")
-    print(f"approved now, not before: {len(weaker)}")
+    gained = sorted(key for key in cases if after[key] == "APPROVED" and before[key] != "APPROVED")
+    # An approval gained where the baseline approved the same claim sent without taxonomies rests on
+    # the directory evidence the baseline approved on; any other gained approval is unexplained.
+    same_evidence = [key for key in gained if key[1] == "directory" and before[key[0], "bare"] == "APPROVED"]
+    weaker = [key for key in gained if key not in same_evidence]
+    print(f"approved now, not before: {len(gained)}")
+    print(
+        f"  of which the baseline approved on the same directory evidence (the claim sent without its "
+        f"taxonomies): {len(same_evidence)}"
+    )
+    print(f"  unexplained (an approval on weaker evidence): {len(weaker)}")
     for claim_id, case in weaker[:20]:
-        print(f"  {claim_id} ({case}): {before[claim_id, case]} -> APPROVED")
+        print(f"    {claim_id} ({case}): {before[claim_id, case]} -> APPROVED")
     return 1 if weaker else 0
 
 
