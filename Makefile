@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration \
-        bench bench-peers bench-window chaos install-bench lint format typecheck clean
+        bench bench-peers bench-window policy-transitions chaos install-bench lint format typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,13 @@ bench-peers: install-bench broker-jars ## worker vs Quix Streams, FastStream and
 
 bench-window: install broker-jars ## claims/s and CPU per 10k claims over 3.5 duplicate windows on one partition (a slowdown over time shows)
 	$(PY) tests/bench/bench_window.py $(BENCH_ARGS)
+
+BASELINE ?= HEAD~1
+policy-transitions: install ## decide one seeded claim mix under BASELINE (a commit) and here; exit 1 on an approval gained on weaker evidence
+	@rm -rf .cache/baseline && git worktree prune
+	git worktree add --detach .cache/baseline $(BASELINE)
+	$(PY) tests/bench/policy_transitions.py --baseline .cache/baseline $(BENCH_ARGS); status=$$?; \
+	  git worktree remove --force .cache/baseline; exit $$status
 
 chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, random transaction aborts, poison records; read_committed checker
 	$(PY) tests/chaos/run_chaos.py $(CHAOS_ARGS)

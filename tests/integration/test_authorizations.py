@@ -314,14 +314,14 @@ def test_colliding_pa_numbers_both_go_on_file_and_both_members_fills_pay(
     store = list(read_topic(_settings(kafka_bootstrap), topics["store"], timeout_s=30))
     assert sorted(r.key.decode() for r in store) == sorted(numbers)
     text = log.with_suffix(".0.log").read_text(errors="replace")
-    assert "authorization_number_collision" in text
-    assert b.claim_id in text
-    assert all(number in text for number in numbers)  # the hashed number and its rehash
+    events = [json.loads(line) for line in text.splitlines() if "authorization_number_collision" in line]
+    # Whichever of the two the worker decided second is renumbered (their partitions may interleave).
+    [event] = events
+    assert event["claim_id"] in {a.claim_id, b.claim_id}
+    assert {event["pa_number"], event["resolved_pa_number"]} == numbers  # the hashed number and its rehash
     assert not any(c.patient.member_id in text or c.patient.last_name in text for c in (a, b))
 
-    fills = [
-        _fill(90_000 + i, member_of=n, date_of_service=date(2027, 2, 1)) for i, n in enumerate(_COLLIDING)
-    ]
+    fills = [_fill(90_000 + i, member_of=n, date_of_service=_later(92)) for i, n in enumerate(_COLLIDING)]
     streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(fills, codec))
     _run_until_idle(env, tmp_path / "fills.log")  # restarted: both authorizations read back from Kafka
     results = _results(kafka_bootstrap, topics)

@@ -314,10 +314,12 @@ def test_every_panel_alert_and_rule_answers_on_a_real_prometheus(kafka_bootstrap
 
             # A later fill paid on file, then the authorization revoked; a directory update while running.
             streams.produce(
-                kafka_bootstrap, topics["claims"], streams.encoded([_fill(8, 1, date(2027, 2, 1))], codec)
+                kafka_bootstrap,
+                topics["claims"],
+                streams.encoded([_fill(8, 1, streams.SERVICE_DAY + timedelta(days=15))], codec),
             )
             _wait_processed(proc, log, len(first) + 1)
-            revoked = _cli(env, "authorizations", "revoke", number, "--reason", "entered in error")
+            revoked = _cli(env, "authorizations", "revoke", number, "--reason", "ENTERED_IN_ERROR")
             assert revoked.returncode == 0, revoked.stderr
             streams.produce(
                 kafka_bootstrap,

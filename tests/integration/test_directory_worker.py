@@ -15,10 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import streams
 from worker.config.settings import load_settings
+from worker.contracts.icd10cm import ICD10CM_REFERENCE, RELEASE
 from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.directory import Entry
 from worker.directory.updates import encode_update, ensure_topic
 from worker.runtime.failures import ExitCode
+
+ICD10CM = {ICD10CM_REFERENCE: RELEASE}  # every decision that read a diagnosis code names the code set
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -115,12 +118,15 @@ def test_worker_decides_through_the_directory_and_follows_updates_while_running(
         secondary, family, hematologist = (first[f"clm-{n:06d}"] for n in (1, 2, 3))
         assert secondary["outcome"] == "APPROVED"
         assert any(f"source=directory {SAMPLE_RELEASE}" in item for item in _b_evidence(secondary))
-        assert secondary["reference_versions"] == {"prescriber-directory": SAMPLE_RELEASE}
+        assert secondary["reference_versions"] == {"prescriber-directory": SAMPLE_RELEASE, **ICD10CM}
         assert family["outcome"] != "APPROVED"
         assert any(f"source=directory {SAMPLE_RELEASE}" in item for item in _b_evidence(family))
         assert hematologist["outcome"] == "APPROVED"  # the update read at start-up wins over the index
         assert any(f"source=directory {WEEKLY}" in item for item in _b_evidence(hematologist))
-        assert hematologist["reference_versions"] == {"prescriber-directory": f"{SAMPLE_RELEASE}+{WEEKLY}"}
+        assert hematologist["reference_versions"] == {
+            "prescriber-directory": f"{SAMPLE_RELEASE}+{WEEKLY}",
+            **ICD10CM,
+        }
 
         # While running: the family physician adds oncology; wait until the worker has applied it.
         port = next(e["port"] for e in _events(log) if e.get("event") == "metrics_serving")
@@ -150,7 +156,7 @@ def test_worker_decides_through_the_directory_and_follows_updates_while_running(
     fourth = later["clm-000004"]
     assert fourth["outcome"] == "APPROVED"
     assert any(f"source=directory {WEEKLY}" in item for item in _b_evidence(fourth))
-    assert fourth["reference_versions"] == {"prescriber-directory": f"{SAMPLE_RELEASE}+{WEEKLY}"}
+    assert fourth["reference_versions"] == {"prescriber-directory": f"{SAMPLE_RELEASE}+{WEEKLY}", **ICD10CM}
     assert metrics["claims_worker_directory_overlay_npis"] == 2
     ready = [e for e in _events(log) if e.get("event") == "directory_updates_caught_up"]
     assert len(ready) == 1
