@@ -58,12 +58,18 @@ def _why(result: dict[str, Any]) -> str:
 
 
 def _specialty_source(result: dict[str, Any]) -> str:
-    """Return where the prescriber's specialty came from: ``claim``, ``directory <version>`` or ``-``."""
+    """Return where the prescriber's specialty came from: ``claim``, ``directory <version>`` or ``-``.
+
+    A directory entry beside a sent taxonomy reads ``directory <version> + sent``.
+    """
     for criterion in result["criteria"]:
         for item in criterion["evidence"]:
-            _, found, rest = str(item).partition("(source=")
+            text = str(item)
+            _, found, rest = text.partition("(source=")
             if found:
-                return rest.rstrip(")")
+                source = rest.partition(")")[0]
+                sent = source != "claim" and "sent on the claim" in text
+                return f"{source} + sent" if sent else source
     return "-"
 
 
