@@ -24,8 +24,10 @@ def _result(*evidence: str) -> dict:
         ),
         pytest.param(
             (
-                "prescriber taxonomies 207RX0202X (source=directory nppes-1); taxonomy 207Q00000X sent on the claim "
-                "(source=claim)",
+                (
+                    "prescriber taxonomies 207RX0202X (source=directory nppes-1); taxonomy 207Q00000X sent on the claim "
+                    "(source=claim)"
+                ),
             ),
             "directory nppes-1 + sent",
             id="directory-beside-a-sent-code",
