@@ -304,3 +304,12 @@ class TestGauges:
         assert (
             _value(registry, name, policy_id="IXEMPRA-PA", policy_version="1", worker_version="0.1.0") is None
         )
+
+
+class TestPrescriberVerification:
+    def test_the_gauge_says_whether_identities_are_verified(self, metrics, registry):
+        """claims_worker_prescriber_identity_verified is 0 without a directory and 1 with one."""
+        metrics.set_prescriber_verified(False)
+        assert _value(registry, "claims_worker_prescriber_identity_verified") == 0
+        metrics.set_prescriber_verified(True)
+        assert _value(registry, "claims_worker_prescriber_identity_verified") == 1

@@ -16,6 +16,7 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import Outcome
+from worker.contracts.pa_request import decode_pa_request, encode_pa_request, pa_decision, request_claim
 from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.directory import Directory, Entry
 from worker.directory.updates import DirectoryUpdates, encode_update
@@ -27,8 +28,10 @@ from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import ProviderStatus
 from worker.runtime.access import worker_needs
 from worker.runtime.compose import build_worker
+from worker.runtime.judge import decision_for
 from worker.runtime.failures import Kind, Stopped, classify
 from worker.runtime.reference import ReferenceData, lookup, open_reference
+from worker.state.authorizations import Authorizations
 
 ICD10CM = {"icd-10-cm": ICD10CM_RELEASE}  # recorded whenever the criteria read ICD-10 codes
 ONCOLOGY = "207RX0202X"
@@ -524,3 +527,40 @@ def test_sent_and_directory_specialties_that_disagree_ask_in_both_directions(dir
         b = next(c for c in asked["criteria"] if c["criterion_id"] == "B")
         assert b["reason_code"] == "PRESCRIBER_SPECIALTY_NOT_CONFIRMED"
     assert results["c-agree"]["outcome"] == "APPROVED"
+
+
+def test_a_pa_request_sending_oncology_for_a_deactivated_npi_pends_56_and_goes_on_no_file(directory):
+    """The request door: a taxonomy sent on a PA request does not rescue a deactivated prescriber; nothing goes on file."""
+    request = {
+        "request_id": "REQ-DEACT",
+        "requested_at": datetime(2025, 3, 10, 9, tzinfo=UTC),
+        "patient": {
+            "member_id": "M1",
+            "first_name": None,
+            "last_name": "L",
+            "date_of_birth": date(1960, 1, 1),
+        },
+        "prescriber": {"npi": DEACTIVATED, "taxonomy": ONCOLOGY},
+        "consultant": None,
+        "consultation_status": "UNKNOWN",
+        "product": {"product_id": "70020-1910-01", "qualifier": "03"},
+        "diagnoses": [{"code": "C50.911", "qualifier": "02"}, {"code": "C78.7", "qualifier": "02"}],
+        "disease_status": "METASTATIC",
+        "requested_start": date(2025, 3, 10),
+    }
+    claim = request_claim(decode_pa_request(encode_pa_request(request)))
+    store = Authorizations(b"unit-test-secret-0123456789", "store")
+    decision = decision_for(
+        claim,
+        policy=catalog_policy(DEFAULT_POLICY_REF),
+        decided_at=DECIDED_AT,
+        lookup_facts=ReferenceData(directory).facts,
+        automated_denials=False,
+        authorizations=store,
+        dispensed=False,
+    )
+    assert decision.outcome is Outcome.PENDED
+    assert "56" in decision.reject_codes
+    assert pa_decision(claim.claim_id, decision)["pa_number"] is None
+    assert store.issue(claim, decision, source_kind="request") is None
+    assert len(store.table) == 0
