@@ -28,8 +28,8 @@ from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import ProviderStatus
 from worker.runtime.access import worker_needs
 from worker.runtime.compose import build_worker
-from worker.runtime.judge import decision_for
 from worker.runtime.failures import Kind, Stopped, classify
+from worker.runtime.judge import decision_for
 from worker.runtime.reference import ReferenceData, lookup, open_reference
 from worker.state.authorizations import Authorizations
 
