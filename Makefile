@@ -36,13 +36,13 @@ promtool: ## install promtool and prometheus (Debian package) when missing
 	@bash deploy/prometheus/install-promtool.sh
 
 broker-up: install broker-jars ## start the local single-node KRaft broker; prints its address
-	@$(PY) -m worker.devtools.broker up
+	@$(PY) -m deploy.kafka.broker up
 
 broker-down: install ## stop the local broker
-	@$(PY) -m worker.devtools.broker down
+	@$(PY) -m deploy.kafka.broker down
 
 run: install broker-jars ## start a broker if none is configured, feed the sample claims, run the worker, show its decisions (SECURE=1: SASL_SSL, SCRAM, ACLs)
-	@$(PY) -m worker.devtools.demo $(if $(SECURE),--secure)
+	@$(PY) -m deploy.demo.demo $(if $(SECURE),--secure)
 
 test: install broker-jars promtool ## run every test (starts and stops its own broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from worker.devtools import broker as local_broker
+from deploy.kafka import broker as local_broker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -36,8 +36,8 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from deploy.kafka import broker as local_broker  # noqa: E402
 from worker.config.settings import load_settings  # noqa: E402
-from worker.devtools import broker as local_broker  # noqa: E402
 from worker.directory.updates import ensure_topic  # noqa: E402
 from worker.policy import default_policy  # noqa: E402
 from worker.runtime.clients import Role, new_producer  # noqa: E402

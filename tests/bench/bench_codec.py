@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from worker.config.settings import WireFormat
 from worker.contracts.codec import Codec
 from worker.contracts.results import SourceCoordinates, build_result
-from worker.devtools.samples import sample_claims
 from worker.policy import Facts, decide, default_policy
+from worker.samples import sample_claims
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -24,7 +24,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from worker.devtools.nppes_sample import generated_rows, write_nppes
+from deploy.demo.nppes_sample import generated_rows, write_nppes
 from worker.directory import Directory, Entry
 
 __all__: list[str] = []

@@ -424,7 +424,7 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
         APPS[args.app](*args.child_args)
         return 0
 
-    from worker.devtools import broker as local_broker  # noqa: PLC0415
+    from deploy.kafka import broker as local_broker  # noqa: PLC0415
 
     kinds = [k for k in args.kinds.split(",") if k]
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import _drain, _settings
 
+from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.contracts.codec import Codec
-from worker.devtools import broker as local_broker
 from worker.ops.logs import get_logger
 from worker.policy import catalog_policy
 from worker.runtime import kafka_io

@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.devtools import broker as local_broker
 from worker.runtime import kafka_io
 from worker.runtime.compose import build_worker
 

@@ -26,7 +26,7 @@ __all__: list[str] = []
 
 _ONCOLOGY = ("207RX0202X", "207RH0003X")
 _OTHER = ("207Q00000X", "207R00000X", "207RH0000X", "163WX0200X")
-# Sample-directory NPIs (worker/devtools/nppes_sample.py): oncologist, internal medicine with oncology
+# Sample-directory NPIs (deploy/demo/nppes_sample.py): oncologist, internal medicine with oncology
 # secondary, family physician, hem-onc consultant, organisation, deactivated, reactivated, unlisted.
 _NPIS = (
     "1234567893",
@@ -124,8 +124,8 @@ def _emit(count: int, seed: int) -> None:
     """Decide the mix with the ``worker`` package on sys.path; print one JSON line per claim and case."""
     from pydantic import ValidationError  # noqa: PLC0415 - only in the emitting child
 
+    from deploy.demo.nppes_sample import build_sample_index  # noqa: PLC0415
     from worker.contracts.model import Claim  # noqa: PLC0415
-    from worker.devtools.nppes_sample import build_sample_index  # noqa: PLC0415
     from worker.directory import Directory  # noqa: PLC0415
     from worker.policy import Facts, decide, default_policy  # noqa: PLC0415
     from worker.runtime.reference import lookup  # noqa: PLC0415

@@ -11,7 +11,7 @@ On its own broker (started here from the jars; restarted in place after its SIGK
    the broker once and restarts it on the same state folder and ports; one fault at a time: the next
    waits until every partition has committed output again; throughout, the workers abort a share
    (``--abort-rate``) of their transactions at random through the test-only fault hook
-   (``CLAIMS_FAULT_ABORT_RATE``, ``worker.devtools.faults``), so abort -> rewind -> redo runs under load;
+   (``CLAIMS_FAULT_ABORT_RATE``, ``tests.chaos.faults``), so abort -> rewind -> redo runs under load;
 3. stops the workers (SIGTERM) once every input is answered, and checks with read_committed readers:
    lost 0, duplicates 0, per-partition order kept, the dead letters are exactly the poison records,
    no open transaction left (last stable offset = high watermark on both output topics);
@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import SINGLE_OBJECT_MARKER, Codec
-from worker.devtools import broker as local_broker
 from worker.runtime import kafka_io
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ OTHER_DRUG = "00093747489"
 def kill_and_restart_broker(broker: local_broker.Broker, timeout_s: float = 180) -> local_broker.Broker:
     """SIGKILL the local broker and start it again on the same state folder, data and ports.
 
-    ``worker.devtools.broker.start_broker`` formats fresh storage on new ports, so it cannot restart a
+    ``deploy.kafka.broker.start_broker`` formats fresh storage on new ports, so it cannot restart a
     broker in place; this relaunches the JVM on the ``server.properties`` it wrote.
     """
     state = Path(broker.state_dir)
@@ -222,7 +222,7 @@ class Worker:
         env = self.env | {"CLAIMS_INSTANCE": str(self.slot)}
         with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker", "run"],
+                [sys.executable, "-m", "tests.chaos.faulty_worker"],  # `run` with the abort hook
                 env=env,
                 cwd=ROOT,
                 stdout=out,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
+from deploy.demo.nppes_sample import build_sample_index
 from tests.integration import streams
 from tests.integration.test_observability import (
     BAD_CHECK_DIGIT_NPI,
@@ -40,7 +41,6 @@ from tests.integration.test_observability import (
 )
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.devtools.nppes_sample import build_sample_index
 from worker.directory import Entry
 from worker.directory.updates import encode_update, ensure_topic
 from worker.runtime.pipeline import ExitCode

@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
+from deploy.demo.nppes_sample import SAMPLE_PATH, SampleRow, sample_rows, write_nppes
 from worker.cli import main
 from worker.config.settings import load_settings
-from worker.devtools.nppes_sample import SAMPLE_PATH, SampleRow, sample_rows, write_nppes
 from worker.directory import Directory, Entry
 from worker.directory.updates import DirectoryUpdates, ensure_topic, publish
 from worker.errors import ConfigError

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.demo.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.icd10cm import ICD10CM_REFERENCE, RELEASE
-from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.directory import Entry
 from worker.directory.updates import encode_update, ensure_topic
 from worker.runtime.failures import ExitCode

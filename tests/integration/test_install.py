@@ -6,14 +6,15 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from worker.config.settings import Settings, load_settings
 from worker.contracts.codec import Codec
-from worker.devtools.samples import poison_records, sample_claims
 from worker.ops.report import read_topic
+from worker.samples import poison_records, sample_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +62,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=base,
     )
     (wheel,) = wheels.glob("claims_worker-*.whl")
+    # No developer tool ships: the broker launcher, certificates and demo live in deploy/, the fault
+    # hook with the tests (issue 24).
+    with zipfile.ZipFile(wheel) as built:
+        shipped = built.namelist()
+    assert [n for n in shipped if n.split("/")[0] in {"deploy", "tests"} or "devtools" in n] == []
+    assert "worker/samples.py" in shipped  # what users run (seed-samples) stays
     venv = base / "venv"
     _call([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=base)
     _call(

@@ -14,9 +14,9 @@ from kafka import KafkaProducer
 
 from tests.integration import streams
 from worker.contracts.codec import Codec
-from worker.devtools.samples import poison_records, sample_claims
 from worker.errors import ExitCode
 from worker.policy import Facts, decide, default_policy
+from worker.samples import poison_records, sample_claims
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -285,7 +285,7 @@ def test_make_run_demo_shows_every_outcome(kafka_bootstrap, tmp_path):
     ):
         env.pop(name)
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.devtools.demo"],
+        [sys.executable, "-m", "deploy.demo.demo"],
         env=env,
         capture_output=True,
         text=True,

@@ -24,10 +24,10 @@ from kafka.admin import (
 )
 from kafka.structs import TopicPartition
 
+from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.devtools import broker as local_broker
 from worker.ops.report import read_topic
 from worker.runtime.access import Operation, Resource, acl_bindings, worker_needs
 from worker.runtime.clients import Role, new_admin, new_consumer, new_producer

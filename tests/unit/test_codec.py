@@ -58,7 +58,6 @@ from worker.contracts.registry import (
     single_object_fingerprint,
 )
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_result
-from worker.devtools.samples import sample_claims
 from worker.errors import (
     RETIRED_DEAD_LETTER_CLASSES,
     BadRecord,
@@ -68,6 +67,7 @@ from worker.errors import (
     InvalidClaim,
     MalformedClaim,
 )
+from worker.samples import sample_claims
 
 HYPOTHESIS = settings(
     deadline=timedelta(milliseconds=500),

@@ -7,8 +7,7 @@ from datetime import date
 
 import pytest
 
-from worker.contracts.model import npi_is_valid
-from worker.devtools.nppes_sample import (
+from deploy.demo.nppes_sample import (
     SAMPLE_PATH,
     SAMPLE_RELEASE,
     SampleRow,
@@ -18,6 +17,7 @@ from worker.devtools.nppes_sample import (
     with_check_digit,
     write_nppes,
 )
+from worker.contracts.model import npi_is_valid
 from worker.directory import Directory, DirectoryIndexError, Entry, build_index, read_nppes
 from worker.directory.index import FORMAT_VERSION, MAGIC
 from worker.directory.nppes import open_text

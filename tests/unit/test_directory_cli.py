@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from deploy.demo.nppes_sample import SAMPLE_PATH
 from worker.cli import main
-from worker.devtools.nppes_sample import SAMPLE_PATH
 
 
 def test_build_is_quiet_on_stderr_when_not_a_tty(tmp_path, capsys):

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from deploy.demo.nppes_sample import SAMPLE_PATH, SampleRow, header, sample_rows, write_nppes
 from worker.cli import main
 from worker.contracts.model import npi_is_valid
-from worker.devtools.nppes_sample import SAMPLE_PATH, SampleRow, header, sample_rows, write_nppes
 from worker.directory import Directory, NppesFormatError, read_nppes
 from worker.directory.nppes import npi_ok
 

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from deploy.demo.nppes_sample import SampleRow, sample_rows, write_nppes
 from worker.cli.directory import release_of
-from worker.devtools.nppes_sample import SampleRow, sample_rows, write_nppes
 from worker.directory import Directory, Entry, build_index, read_nppes
 from worker.directory.updates import BadUpdate, DirectoryUpdates, decode_update, diff, encode_update
 from worker.errors import ConfigError

@@ -1,25 +1,51 @@
-"""The test-only abort hook (worker.devtools.faults): off by default, loud when on, and aborts take the real path."""
+"""The test-only abort hook (tests.chaos.faults): off by default, loud when on, and aborts take the real path."""
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from tests.chaos import faulty_worker
+from tests.chaos.faults import ABORT_RATE_ENV, AbortInjector, InjectedAbort, abort_injector_from_env
 from tests.unit.fakes import FakeCluster
 from tests.unit.test_pipeline_unit import Harness, _exactly_once, _value
-from worker.config.settings import TEST_ONLY_VARIABLES, env_names, load_settings
-from worker.devtools.faults import ABORT_RATE_ENV, AbortInjector, InjectedAbort, abort_injector_from_env
+from worker.cli import run as run_module
+from worker.config.settings import env_names, load_settings
 from worker.errors import ConfigError
 from worker.runtime.failures import ExitCode, Kind, classify
 
 
-def test_the_variable_passes_the_unknown_settings_check_and_is_no_setting():
-    """Setting the test-only variable does not fail settings loading, and --help's settings do not list it."""
-    assert ABORT_RATE_ENV in TEST_ONLY_VARIABLES
+def test_production_settings_refuse_the_variable_and_the_harness_entry_point_takes_it_out():
+    """`claims-worker run` knows no fault setting (bad settings, exit 2); the harness's entry point pops it first."""
     assert ABORT_RATE_ENV not in env_names()
-    load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", ABORT_RATE_ENV: "0.1"})
+    with pytest.raises(ConfigError, match=ABORT_RATE_ENV):
+        load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", ABORT_RATE_ENV: "0.1"})
+    seen: dict[str, object] = {}
+
+    def fake_main(argv, *, fault_hook):
+        seen["argv"] = argv
+        seen["hook"] = fault_hook(_log())
+        seen["left"] = ABORT_RATE_ENV in os.environ
+        return 0
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ABORT_RATE_ENV, "0.5")
+        patch.setattr(faulty_worker, "main", fake_main)
+        assert faulty_worker.faulty_main() == 0
+    assert seen["argv"] == ["run"]
+    assert isinstance(seen["hook"], AbortInjector)
+    assert seen["left"] is False
+
+
+def test_the_production_entry_point_never_reads_a_fault_hook():
+    """worker.cli.run imports nothing from the fault harness (the hook comes only from its own entry point)."""
+    source = (Path(run_module.__file__)).read_text()
+    assert "tests.chaos" not in source
+    assert ABORT_RATE_ENV not in source
 
 
 def test_the_hook_is_off_unless_the_variable_is_set_above_zero():

@@ -48,6 +48,7 @@ def _copy(tmp: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "worker", tmp / "worker", ignore=ignore)
     shutil.copytree(ROOT / "tests", tmp / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "deploy", tmp / "deploy", ignore=ignore)  # tests/conftest.py's broker launcher
     shutil.copy(ROOT / "pyproject.toml", tmp / "pyproject.toml")
 
 

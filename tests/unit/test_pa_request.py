@@ -12,6 +12,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
+from deploy.demo.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from tests.unit.claims import NPIS, make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
@@ -25,7 +26,6 @@ from worker.contracts.pa_request import (
     pa_decision,
     request_claim,
 )
-from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.errors import BadRecord, ConfigError, DeadLetterClass
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts

@@ -41,6 +41,23 @@ def test_worker_imports_no_test_only_module():
     assert offenders == []
 
 
+def test_worker_imports_no_developer_tool():
+    """No module under worker/ imports deploy/ (broker launcher, demo) or tests/ (fault hook): none ships in the wheel."""
+    offenders = []
+    for path in sorted((ROOT / "worker").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in {"deploy", "tests"}
+            ]
+    assert offenders == []
+    assert PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"] == ["worker*"]
+
+
 def test_every_data_file_is_declared_package_data():
     """Each schema and policy file under worker/ matches a package-data pattern, so the wheel holds it."""
     declared = PYPROJECT["tool"]["setuptools"]["package-data"]

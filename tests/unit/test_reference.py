@@ -10,6 +10,7 @@ import structlog
 from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 
+from deploy.demo.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
@@ -17,7 +18,6 @@ from worker.contracts.codec import Codec
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import Outcome
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, pa_decision, request_claim
-from worker.devtools.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from worker.directory import Directory, Entry
 from worker.directory.updates import DirectoryUpdates, encode_update
 from worker.errors import ConfigError

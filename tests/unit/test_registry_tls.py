@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from deploy.kafka.broker import make_ca, make_certificates
 from worker.contracts.registry import HttpSchemaResolver, RegistryUnavailable
-from worker.devtools.broker import make_ca, make_certificates
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificates")
 

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from deploy.demo.nppes_sample import build_sample_index
 from tests.unit.claims import NPIS, make_claim
 from worker.cli import main
 from worker.cli.replay import _directory, _write_changes, diff_report, parse_time, replay_report
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.devtools.nppes_sample import build_sample_index
 from worker.directory.index import Directory
 from worker.errors import ConfigError, ExitCode
 from worker.policy import default_policy

@@ -30,9 +30,9 @@ from worker.contracts.results import (
     build_result,
     ncpdp_answer,
 )
-from worker.devtools.samples import poison_records, sample_claims
 from worker.errors import BadRecord, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
 from worker.policy import Facts, decide, default_policy
+from worker.samples import poison_records, sample_claims
 
 # The samples as they were first written (served 2025-03-10): fixed, not the wall clock.
 SAMPLES_AT = datetime(2025, 3, 12, 14, 30, tzinfo=UTC)

@@ -10,7 +10,9 @@ from worker.contracts.codec import Codec
 from worker.contracts.model import Claim, DecisionSource, Outcome, TransactionCode, npi_is_valid
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, request_claim
 from worker.contracts.registry import load_schemas
-from worker.devtools.samples import (
+from worker.errors import BadRecord, DeadLetterClass, DecodeError, MalformedClaim
+from worker.policy import Facts, decide, default_policy
+from worker.samples import (
     MEMBER_AGE_YEARS,
     SERVICE_DAYS_BEFORE,
     Sample,
@@ -21,8 +23,6 @@ from worker.devtools.samples import (
     sample_claims,
     sample_records,
 )
-from worker.errors import BadRecord, DeadLetterClass, DecodeError, MalformedClaim
-from worker.policy import Facts, decide, default_policy
 from worker.state.authorizations import Authorizations
 
 NOW = datetime(2026, 12, 7, 14, 30, 5, 123456, tzinfo=UTC)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from worker.config.settings import Settings, load_settings
-from worker.devtools.samples import sample_claims
 from worker.errors import ConfigError
+from worker.samples import sample_claims
 
 
 class TestLoadSettings:

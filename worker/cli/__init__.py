@@ -19,6 +19,8 @@ from worker.ops.escaping import echo
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from worker.cli.run import FaultHook
+
 __all__ = ["main"]
 
 # The process exit codes, fixed for every command; `--help` prints them.
@@ -107,14 +109,14 @@ def _schema_resolver(settings: Settings) -> object:
     return resolver(settings)
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, fault_hook: FaultHook | None = None) -> int:
     """Run the worker until SIGTERM/SIGINT (see ``worker.cli.run``)."""
     from worker.cli.run import run  # noqa: PLC0415 - keeps `--help` and print-settings fast
 
-    return run(settings)
+    return run(settings, fault_hook=fault_hook)
 
 
-def _command(args: argparse.Namespace, settings: Settings) -> int:
+def _command(args: argparse.Namespace, settings: Settings, fault_hook: FaultHook | None = None) -> int:
     """Run the sub-command named in ``args`` and return its exit code."""
     if args.command != "print-settings":
         from worker.runtime.clients import check_login  # noqa: PLC0415
@@ -127,14 +129,18 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args, settings))
-    return _run(settings)
+    return _run(settings, fault_hook)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``claims-worker`` console script; returns the process exit code."""
+def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = None) -> int:
+    """Entry point of the ``claims-worker`` console script; returns the process exit code.
+
+    ``fault_hook`` is for the fault harness's own entry point only (``tests/chaos/faulty_worker.py``):
+    the console script never passes one, so production never reads a fault setting.
+    """
     args = _parser().parse_args(argv)
     try:
-        return _command(args, load_settings())
+        return _command(args, load_settings(), fault_hook)
     except ConfigError as exc:
         echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_SETTINGS

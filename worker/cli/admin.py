@@ -104,8 +104,8 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
 def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
     """Produce the bundled sample claims and poison records (and directory samples) to the claims topic."""
     from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.devtools.samples import directory_samples, poison_records, sample_claims  # noqa: PLC0415
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.samples import directory_samples, poison_records, sample_claims  # noqa: PLC0415
 
     codec = Codec()
     producer = new_producer(settings, Role.SEEDER, acks="all")

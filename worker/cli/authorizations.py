@@ -204,8 +204,8 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
     """Produce one approvable PA request (synthetic member SYNTHREQ0001, starting today) to its topic."""
     from worker.contracts.pa_request import encode_pa_request  # noqa: PLC0415
-    from worker.devtools.samples import DEMO_REQUEST_ID, demo_request  # noqa: PLC0415
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.samples import DEMO_REQUEST_ID, demo_request  # noqa: PLC0415
 
     if settings.pa_requests_topic is None:
         return _error("CLAIMS_PA_REQUESTS_TOPIC is not set")
@@ -238,8 +238,8 @@ def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
     request's member.
     """
     from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.devtools.samples import demo_fills  # noqa: PLC0415
     from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.samples import demo_fills  # noqa: PLC0415
 
     fills = demo_fills(request_member=settings.pa_requests_topic is not None)
     codec = Codec()

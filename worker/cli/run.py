@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from worker.ops.metrics import WorkerMetrics
     from worker.runtime.kafka_io import KafkaProducer
     from worker.runtime.pipeline import Pipeline
+
+    FaultHook = Callable[[FilteringBoundLogger], Callable[[str], None] | None]
+    """Makes the transaction fault hook from the worker's logger (the fault harness's entry point only)."""
     from worker.runtime.watch import GroupWatch
 
 __all__ = ["run", "with_retries"]
@@ -138,11 +141,14 @@ def _path(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence reads best in one place
-    """Start metrics and health, connect to Kafka, and run the worker until told to stop."""
+def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # noqa: PLR0915 - one sequence
+    """Start metrics and health, connect to Kafka, and run the worker until told to stop.
+
+    ``fault_hook`` (``None`` in production: the console script never passes one) makes the test-only
+    transaction fault hook of the fault harness (``tests/chaos/faulty_worker.py``).
+    """
     gc.disable()  # until the start-up objects are frozen below: collecting them as they are made is waste
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
-    from worker.devtools.faults import abort_injector_from_env  # noqa: PLC0415
     from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
@@ -193,7 +199,7 @@ def run(settings: Settings) -> int:  # noqa: PLR0915 - the start-up sequence rea
     consumer = None
     reference = None
     try:
-        fault = abort_injector_from_env(log)  # test-only (make chaos); None unless CLAIMS_FAULT_ABORT_RATE
+        fault = None if fault_hook is None else fault_hook(log)  # test-only (make chaos)
         # The directory first: a bad index is exit 2 before any Kafka wait; the updates topic is read
         # to its end before the worker exists, so /readyz stays "connecting" until the overlay is current.
         reference = open_reference(

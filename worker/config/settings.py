@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SECRET_FILE_VARIABLES",
-    "TEST_ONLY_VARIABLES",
     "LogFormat",
     "SaslMechanism",
     "SecurityProtocol",
@@ -81,9 +80,6 @@ SECRET_FILE_VARIABLES: dict[str, str] = {
 }
 # A folder of secret files named after the variables (pydantic-settings' secrets directory).
 SECRETS_DIR_VARIABLE = "CLAIMS_SECRETS_DIR"
-# Test-only switches read by worker/devtools (not settings: `--help` does not offer them); accepted here
-# so the unknown-variable check lets the fault harness set them. Off unless set; logged loudly when on.
-TEST_ONLY_VARIABLES = frozenset({"CLAIMS_FAULT_ABORT_RATE"})  # worker.devtools.faults
 _MAX_SECRET_FILE_BYTES = 64 * 1024
 
 _TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
@@ -374,7 +370,6 @@ def _unknown_variables(names: Mapping[str, str]) -> list[str]:
         _BOOTSTRAP_ALIAS,
         *SECRET_FILE_VARIABLES,
         SECRETS_DIR_VARIABLE,
-        *TEST_ONLY_VARIABLES,
     }
     claims_names = [name for name in known if name.startswith("CLAIMS_")]
     problems = []

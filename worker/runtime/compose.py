@@ -90,7 +90,7 @@ def build_worker(
     store topic on the worker's first pass); its metrics go on ``registry`` when one is given.
     ``membership`` replaces the group-coordinator check made before a producer replacement
     (``kafka_io.slot_membership``; tests pass a fake); ``fault`` is the test-only abort hook
-    (``worker.devtools.faults``), None in production.
+    (``tests.chaos.faults``), None in production.
     """
     if reference is not None and lookup_facts is None:
         lookup_facts = reference.facts

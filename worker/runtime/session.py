@@ -114,7 +114,7 @@ class TransactionSession:
         self.log = log
         self._on_replaced = on_replaced
         self._membership = membership  # kafka_io.slot_membership: does the group still know us as the slot?
-        self._fault = fault  # test-only abort hook (worker.devtools.faults); None in production
+        self._fault = fault  # test-only abort hook (tests.chaos.faults); None in production
         self.producer: KafkaProducer | None = None
         self.replace_pending = True  # the first producer is made by the loop, under its backoff
         self.stop = threading.Event()  # the loop's stop event: a replacement gives way to it

@@ -45,7 +45,7 @@ class AbortInjector:
 
     def __init__(self, rate: float, rng: random.Random | None = None) -> None:
         self.rate = rate
-        self._rng = rng or random.Random()  # noqa: S311 - a test fault schedule, not cryptography
+        self._rng = rng or random.Random()
         self._armed: str | None = None
         self.injected = 0
 

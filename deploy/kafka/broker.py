@@ -3,10 +3,10 @@
 The jars come from ``deploy/kafka/pom.xml`` (``make broker-jars``). One broker per state folder: its
 ``broker.json`` records the pid and bootstrap address so ``down`` (or another process) can find it.
 
-    python -m worker.devtools.broker up      # prints the bootstrap address
-    python -m worker.devtools.broker up --secure   # SASL_SSL + SCRAM + ACLs; prints the CLAIMS_* settings
-    python -m worker.devtools.broker down
-    python -m worker.devtools.broker status
+    python -m deploy.kafka.broker up      # prints the bootstrap address
+    python -m deploy.kafka.broker up --secure   # SASL_SSL + SCRAM + ACLs; prints the CLAIMS_* settings
+    python -m deploy.kafka.broker down
+    python -m deploy.kafka.broker status
 
 ``--secure`` (``start_broker(..., secure=True)``) generates a CA and a broker certificate for
 127.0.0.1/localhost with ``openssl``, serves clients on a SASL_SSL listener with SCRAM-SHA-512 users
@@ -34,7 +34,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from worker.devtools.certificates import MTLS_USER, CertificateError, Certificates, make_ca, make_certificates
+from deploy.kafka.certificates import MTLS_USER, CertificateError, Certificates, make_ca, make_certificates
 
 __all__ = [
     "ADMIN_USER",
@@ -453,7 +453,7 @@ def grant(broker: Broker, principal: str, acls: list[object]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``up`` prints the bootstrap address, ``down`` stops, ``status`` reports."""
-    parser = argparse.ArgumentParser(prog="python -m worker.devtools.broker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m deploy.kafka.broker", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--libs", type=Path, default=DEFAULT_LIBS, help="folder of Kafka jars")
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="folder for data and logs")

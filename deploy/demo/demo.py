@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from worker.devtools import broker as local_broker
+from deploy.kafka import broker as local_broker
 
 __all__ = ["main"]
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sample_directory(folder: Path) -> Path:
     """Build the bundled sample prescriber directory's index in ``folder`` and return its path."""
-    from worker.devtools.nppes_sample import build_sample_index  # noqa: PLC0415 - only here
+    from deploy.demo.nppes_sample import build_sample_index  # noqa: PLC0415 - only here
 
     _step("building the bundled sample prescriber directory (NPPES layout)")
     index = build_sample_index(folder / "nppes-sample.idx")

@@ -195,7 +195,7 @@ def sample_claims(now: datetime | None = None) -> list[Sample]:
     return [Sample(label, Claim.model_validate(record), old_versions.get(label)) for label, record in records]
 
 
-# NPIs of the bundled NPPES sample (worker/devtools/nppes_sample.py) and one it does not list.
+# NPIs of the bundled NPPES sample (deploy/demo/nppes_sample.py) and one it does not list.
 _SECONDARY_ONCOLOGY_NPI = "1111111112"  # internal medicine primary, medical oncology secondary
 _ONCOLOGY_CLINIC_NPI = "2222222228"  # an organisation (entity type 2)
 _DEACTIVATED_NPI = "1444444446"  # deactivated 2024-01-15, before the samples' date of service

@@ -2,7 +2,7 @@
 
 Every NPI is made up (valid check digit, never issued as far as this project knows), every name is
 ``TEST``. The bundled ``nppes_sample.csv`` is ``write_nppes(path, sample_rows())``; a unit test keeps the
-two equal. Run ``python -m worker.devtools.nppes_sample OUT [N]`` to write the sample (or N generated rows).
+two equal. Run ``python -m deploy.demo.nppes_sample OUT [N]`` to write the sample (or N generated rows).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     """Write the bundled sample to OUT, or N generated rows with ``OUT N [PAD_COLUMNS]``."""
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m worker.devtools.nppes_sample OUT [N [PAD_COLUMNS]]", file=sys.stderr)
+        print("usage: python -m deploy.demo.nppes_sample OUT [N [PAD_COLUMNS]]", file=sys.stderr)
         return 2
     out = Path(args[0])
     if len(args) == 1:

@@ -1,0 +1,3 @@
+"""The `make run` demo and its synthetic NPPES sample (developer tools, not part of the wheel)."""
+
+__all__: list[str] = []

@@ -1,3 +1,0 @@
-"""Developer tools: the local Kafka broker launcher."""
-
-__all__: list[str] = []
