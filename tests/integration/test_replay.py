@@ -14,10 +14,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.wire import INHERITED_HEADER, REPLAY_ID_HEADER, REPLAY_POLICY_HEADER
 from worker.directory.updates import ensure_topic
 from worker.ops.report import read_topic
 from worker.runtime.pipeline import ExitCode
-from worker.runtime.replay import INHERITED_HEADER, REPLAY_ID_HEADER, REPLAY_POLICY_HEADER
 
 pytestmark = [pytest.mark.kafka]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from kafka.structs import TopicPartition
 
-from worker.state.dedupe import EVENT_ID_HEADER
+from worker.contracts.wire import EVENT_ID_HEADER
 from worker.state.store import Restored
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 from worker.config.settings import load_settings
+from worker.contracts.wire import EVENT_ID_HEADER
 from worker.runtime import kafka_io
 from worker.runtime.kafka_io import read_event_ids
-from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
+from worker.state.dedupe import SeenEvents
 from worker.state.store import Restored
 
 

@@ -17,13 +17,14 @@ from worker.contracts.codec import Codec
 from worker.contracts.identifiers import IDENTIFIER_PATTERN, is_clean_identifier, key_is_clean
 from worker.contracts.model import Claim, Outcome
 from worker.contracts.pa_request import encode_pa_request
+from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass
 from worker.policy import default_policy
 from worker.policy.facts import Facts
 from worker.runtime.judge import judge
 from worker.runtime.requests import judge_request, request_settings, route_request
 from worker.runtime.route import route
-from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
+from worker.state.dedupe import SeenEvents
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 CODEC = Codec()

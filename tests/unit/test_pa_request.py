@@ -26,6 +26,7 @@ from worker.contracts.pa_request import (
     pa_decision,
     request_claim,
 )
+from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import BadRecord, ConfigError, DeadLetterClass
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
@@ -36,7 +37,7 @@ from worker.runtime.reference import open_reference
 from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request, serve_requests
 from worker.state.authorization import decode_authorization
 from worker.state.authorizations import Authorizations
-from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
+from worker.state.dedupe import SeenEvents
 
 POLICY = default_policy()
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

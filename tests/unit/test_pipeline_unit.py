@@ -17,6 +17,7 @@ from tests.unit.fakes import CLAIMS, DLQ, RESULTS, FakeCluster, FakeConsumer, Fa
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Outcome
+from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass, MalformedClaim, RegistryUnavailable
 from worker.policy import default_policy
 from worker.policy.facts import Facts
@@ -25,7 +26,7 @@ from worker.runtime.failures import ExitCode
 from worker.runtime.judge import judge
 from worker.runtime.kafka_io import IndefiniteOutcome, Membership, TopicPartition
 from worker.runtime.route import route
-from worker.state.dedupe import EVENT_ID_HEADER, SeenEvents
+from worker.state.dedupe import SeenEvents
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from worker.contracts.model import Decision, DecisionSource, Outcome, Reject
+from worker.contracts.wire import NOT_APPROVED
 from worker.policy.facts import ProviderStatus
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ __all__ = [
 ON_FILE_SUMMARY = "Approved on file:"
 """How an on-file approval's summary begins (results before v3 named the source only there)."""
 
-_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 _PRESCRIBER_PROBLEM = {
     ProviderStatus.NOT_FOUND: "is not in the prescriber directory",
     ProviderStatus.DEACTIVATED: "is deactivated on the date of service",
@@ -155,7 +155,7 @@ def quoted_not_honoured(
     """
     update: dict[str, object] = {"summary": f"{decision.summary} {quoted_note(quoted, why)}"}
     code = policy.reject_authorization_not_found
-    if not_found and decision.outcome in _NOT_APPROVED and code not in decision.reject_codes:
+    if not_found and decision.outcome in NOT_APPROVED and code not in decision.reject_codes:
         update["rejects"] = (*decision.rejects, Reject(code=code, field="prior_authorization_number"))
     return decision.model_copy(update=update)
 

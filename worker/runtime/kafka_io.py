@@ -12,10 +12,10 @@ from kafka import errors as kerrors
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import OffsetAndMetadata
 
+from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
 from worker.runtime.failures import group_instance_id
-from worker.state.dedupe import EVENT_ID_HEADER
 from worker.state.store import Restored
 
 if TYPE_CHECKING:

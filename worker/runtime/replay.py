@@ -46,6 +46,13 @@ from prometheus_client import Counter as PromCounter
 from tqdm import tqdm
 
 from worker.contracts.model import Outcome
+from worker.contracts.wire import (
+    INHERITED_HEADER,
+    REPLAY_AUTHORIZATIONS_HEADER,
+    REPLAY_DIRECTORY_HEADER,
+    REPLAY_ID_HEADER,
+    REPLAY_POLICY_HEADER,
+)
 from worker.errors import DeadLetterClass
 from worker.runtime.clients import Role, new_consumer, new_producer
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
@@ -72,11 +79,6 @@ if TYPE_CHECKING:
     from worker.runtime.route import Outgoing
 
 __all__ = [
-    "INHERITED_HEADER",
-    "REPLAY_AUTHORIZATIONS_HEADER",
-    "REPLAY_DIRECTORY_HEADER",
-    "REPLAY_ID_HEADER",
-    "REPLAY_POLICY_HEADER",
     "Coordinates",
     "ReplayJob",
     "ReplayMetrics",
@@ -88,12 +90,6 @@ __all__ = [
     "seed_authorizations",
 ]
 
-REPLAY_ID_HEADER = "claims-worker.replay-id"
-REPLAY_POLICY_HEADER = "claims-worker.replay-policy"
-REPLAY_DIRECTORY_HEADER = "claims-worker.replay-directory"
-REPLAY_AUTHORIZATIONS_HEADER = "claims-worker.replay-authorizations"
-INHERITED_HEADER = "claims-worker.replay-inherited"
-_ERROR_CLASS_HEADER = "claims-worker.error-class"
 _END_METADATA = "replay-end="
 
 

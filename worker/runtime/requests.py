@@ -17,13 +17,13 @@ import json
 from typing import TYPE_CHECKING
 
 from worker.contracts.identifiers import key_is_clean
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.model import CriterionStatus
 from worker.contracts.pa_request import decode_pa_request, pa_decision, request_claim
+from worker.contracts.wire import EVENT_ID_HEADER, NOT_APPROVED
 from worker.errors import BadRecord, ConfigError, DeadLetterClass
 from worker.runtime.doors import Door
 from worker.runtime.judge import DuplicateEvent, Judgement, judged
 from worker.runtime.route import Outgoing, dead_letter
-from worker.state.dedupe import EVENT_ID_HEADER
 
 if TYPE_CHECKING:
     import threading
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from worker.state.dedupe import SeenEvents
 
 __all__ = ["REQUESTS", "judge_request", "request_settings", "route_request", "serve_requests"]
-
-_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
 def request_settings(settings: Settings) -> Settings:
@@ -136,7 +134,7 @@ def route_request(judgement: Judgement, *, codec: Codec, settings: Settings, at:
         raise TypeError(msg)
     request_id = claim.claim_id
     answer = json.dumps(pa_decision(request_id, decision), separators=(",", ":")).encode()
-    not_approved = decision.outcome in _NOT_APPROVED
+    not_approved = decision.outcome in NOT_APPROVED
     return Outgoing(
         topic=settings.results_topic,  # the PA-decisions topic (request_settings)
         partition=record.partition,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from worker import __version__
 from worker.contracts.model import CriterionStatus, Outcome
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_rejected, build_result
+from worker.contracts.wire import ERROR_CLASS_HEADER, EVENT_ID_HEADER, NOT_APPROVED
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
-from worker.state.dedupe import EVENT_ID_HEADER
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from worker.runtime.judge import Judgement, Record
 
 __all__ = ["Outgoing", "dead_letter", "route", "too_large"]
-
-_ERROR_CLASS_HEADER = "claims-worker.error-class"
-_NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__ (a few µs per record, one
@@ -66,7 +63,7 @@ def route(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetim
         raise TypeError(msg)
     source = SourceCoordinates(record.topic, record.partition, record.offset)
     result = build_result(claim, decision, source=source, worker_version=__version__)
-    not_approved = decision.outcome in _NOT_APPROVED
+    not_approved = decision.outcome in NOT_APPROVED
     return Outgoing(
         topic=settings.results_topic,
         partition=record.partition,
@@ -169,6 +166,6 @@ def _dead_letter(
         partition=record.partition,
         key=record.key,
         value=codec.encode_dead_letter(letter),
-        headers=[(_ERROR_CLASS_HEADER, error.error_class.value.encode())],
+        headers=[(ERROR_CLASS_HEADER, error.error_class.value.encode())],
         error_class=error.error_class,
     )

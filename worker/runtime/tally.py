@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.wire import NOT_APPROVED
 from worker.errors import DeadLetterClass
 
 if TYPE_CHECKING:
@@ -21,9 +22,7 @@ if TYPE_CHECKING:
     from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition
     from worker.runtime.route import Outgoing
 
-__all__ = ["NOT_APPROVED", "BatchReport", "OpenTransaction", "record_counts", "tally"]
-
-NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
+__all__ = ["BatchReport", "OpenTransaction", "record_counts", "tally"]
 
 
 @dataclass

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.model import DecisionSource
+from worker.contracts.wire import ERROR_CLASS_HEADER
 from worker.errors import DeadLetterClass
 from worker.runtime.ranges import scan
 from worker.state.authorizations import ON_FILE_SUMMARY as _ON_FILE_SUMMARY
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Coordinates", "Verdict", "read_live_verdicts", "why"]
 
-_ERROR_CLASS_HEADER = "claims-worker.error-class"
 # Results and dead letters are written after their claim: read the live outputs from a little before
 # the range's start, in case the producers' clocks disagree.
 _CLOCK_MARGIN = timedelta(hours=1)
@@ -144,7 +144,7 @@ def read_live_verdicts(  # noqa: C901 - two topics, one filter
     duplicates: set[Coordinates] = set()
     start = since - _CLOCK_MARGIN
     for _partition, _offset, record in scan(settings, settings.dead_letter_topic, start):
-        error_class = dict(record.headers or ()).get(_ERROR_CLASS_HEADER)
+        error_class = dict(record.headers or ()).get(ERROR_CLASS_HEADER)
         if error_class is None:
             continue
         letter = codec.decode_dead_letter(record.value)

@@ -17,11 +17,10 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable, Iterable
 
-__all__ = ["EVENT_ID_HEADER", "SeenEvents"]
+__all__ = ["SeenEvents"]
 
 # Results carry the source event id as a header so a restarted worker rebuilds its duplicate
 # filter from the results topic without decoding Avro (see README, "Duplicates").
-EVENT_ID_HEADER = "claims-worker.event-id"
 
 
 class SeenEvents:
