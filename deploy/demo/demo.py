@@ -165,7 +165,7 @@ def _with_store(
 def _grant_worker(broker: local_broker.Broker, env: dict[str, str]) -> None:
     """Grant ``claims-worker`` the documented ACLs for this run's topic, group and transactional id names."""
     from worker.config.settings import load_settings  # noqa: PLC0415 - only for --secure
-    from worker.runtime.access import acl_bindings, worker_needs  # noqa: PLC0415
+    from worker.kafka.access import acl_bindings, worker_needs  # noqa: PLC0415
 
     needs = worker_needs(load_settings({k: v for k, v in env.items() if k.startswith(("CLAIMS_", "KAFKA_"))}))
     local_broker.grant(broker, "User:claims-worker", list(acl_bindings(needs, "User:claims-worker")))

@@ -439,7 +439,7 @@ def stop_broker(state_dir: Path = DEFAULT_STATE, grace_s: float = 20.0) -> bool:
 def grant(broker: Broker, principal: str, acls: list[object]) -> None:
     """Create ``acls`` (kafka-python ``ACL`` objects for ``principal``) as the super user."""
     from worker.config.settings import load_settings  # noqa: PLC0415 - only for secure brokers
-    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_admin  # noqa: PLC0415
 
     admin = new_admin(load_settings(broker.client_env(ADMIN_USER)), Role.ADMIN)
     try:
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
 def _secure_demo_broker(libs: Path = DEFAULT_LIBS, state_dir: Path = DEFAULT_STATE) -> Broker:
     """Start a secure broker with a ``claims-worker`` user granted exactly the default worker's ACLs."""
     from worker.config.settings import load_settings  # noqa: PLC0415
-    from worker.runtime.access import acl_bindings, worker_needs  # noqa: PLC0415
+    from worker.kafka.access import acl_bindings, worker_needs  # noqa: PLC0415
 
     broker = start_broker(libs, state_dir, secure=True, users={"claims-worker": secrets.token_urlsafe(18)})
     if "claims-worker" in broker.password_files:

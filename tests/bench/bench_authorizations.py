@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 from deploy.kafka import broker as local_broker  # noqa: E402
 from worker.config.settings import load_settings  # noqa: E402
 from worker.directory.updates import ensure_topic  # noqa: E402
+from worker.kafka.clients import Role, new_producer  # noqa: E402
 from worker.policy import default_policy  # noqa: E402
-from worker.runtime.clients import Role, new_producer  # noqa: E402
 from worker.state.authorization import Authorization, encode_authorization, member_pseudonym  # noqa: E402
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ one at a time, each as its own subprocess:
 * ``faststream``  a FastStream (aiokafka) batch subscriber around the same ``judge``; ack_first (auto-commit), i.e.
                   at-least-once at best: it has no transactions; its per-message access log is off
 * ``kpy-pass``    a kafka-python transactional passthrough (poll → begin → send → offsets → commit), the
-                  worker's own client settings (worker.runtime.kafka_io), copying bytes unchanged
+                  worker's own client settings (worker.kafka.io), copying bytes unchanged
 * ``ck-pass``     the same passthrough on confluent-kafka (librdkafka)
 * ``quix-pass``, ``faststream-pass``  the two peer apps with no job (bytes copied): each framework's own cost
                   per record. Beside ``kpy-pass`` they bound the worker: see ``_print_bound``
@@ -183,7 +183,7 @@ def _kpy_settings(bootstrap: str, claims: str, results: str, group: str):
 
 def app_kpy_pass(bootstrap: str, claims: str, results: str, group: str) -> None:
     """kafka-python transactional passthrough with the worker's client settings."""
-    from worker.runtime import kafka_io  # noqa: PLC0415
+    from worker.kafka import io as kafka_io  # noqa: PLC0415
 
     settings = _kpy_settings(bootstrap, claims, results, group)
     stop = _stop_event()
@@ -291,8 +291,8 @@ def run_one(
 ) -> tuple[float, float]:
     """Drain ``values`` with ``kind`` in a subprocess; return (claims/s, client CPU µs per record)."""
     from tests.integration import streams  # noqa: PLC0415
+    from worker.kafka import io as kafka_io  # noqa: PLC0415
     from worker.ops.report import read_topic  # noqa: PLC0415
-    from worker.runtime import kafka_io  # noqa: PLC0415
 
     tag = f"{re.sub(r'[^a-zA-Z0-9._-]', '_', kind)}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"

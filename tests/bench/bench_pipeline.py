@@ -28,8 +28,8 @@ from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.kafka import io as kafka_io
 from worker.ops.logs import get_logger
-from worker.runtime import kafka_io
 from worker.runtime.compose import build_worker
 
 if TYPE_CHECKING:

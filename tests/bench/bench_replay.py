@@ -27,9 +27,9 @@ from bench_pipeline import _drain, _settings
 from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.contracts.codec import Codec
+from worker.kafka import io as kafka_io
 from worker.ops.logs import get_logger
 from worker.policy import catalog_policy
-from worker.runtime import kafka_io
 from worker.runtime.replay import ReplayJob, run_replay
 
 NEW = "IXEMPRA-PA/2020.09-2"

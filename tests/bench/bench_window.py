@@ -28,7 +28,7 @@ from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.runtime import kafka_io
+from worker.kafka import io as kafka_io
 from worker.runtime.compose import build_worker
 
 OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product

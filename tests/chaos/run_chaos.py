@@ -52,7 +52,7 @@ from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import SINGLE_OBJECT_MARKER, Codec
-from worker.runtime import kafka_io
+from worker.kafka import io as kafka_io
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -184,7 +184,7 @@ def produce(
         batch_size=256 * 1024,
         delivery_timeout_ms=300_000,
         request_timeout_ms=30_000,
-        # As the workers (worker.runtime.clients): with kafka-python's 30 s cap, the inputs resumed up to
+        # As the workers (worker.kafka.clients): with kafka-python's 30 s cap, the inputs resumed up to
         # ~13 s after the broker was back, and that wait was counted as the workers' broker-kill stall.
         reconnect_backoff_max_ms=1000,
     )

@@ -19,7 +19,7 @@ from worker.config.settings import load_settings
 from worker.contracts.icd10cm import ICD10CM_REFERENCE, RELEASE
 from worker.directory import Entry
 from worker.directory.updates import encode_update, ensure_topic
-from worker.runtime.failures import ExitCode
+from worker.kafka.failures import ExitCode
 
 ICD10CM = {ICD10CM_REFERENCE: RELEASE}  # every decision that read a diagnosis code names the code set
 

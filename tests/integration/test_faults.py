@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from tests.integration import streams
-from worker.runtime.failures import ExitCode
+from worker.kafka.failures import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from tests.integration import streams
 from worker.config.settings import load_settings
-from worker.runtime import kafka_io
+from worker.kafka import io as kafka_io
+from worker.kafka.failures import ExitCode
 from worker.runtime.compose import build_worker
-from worker.runtime.failures import ExitCode
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -28,9 +28,9 @@ from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.kafka.access import Operation, Resource, acl_bindings, worker_needs
+from worker.kafka.clients import Role, new_admin, new_consumer, new_producer
 from worker.ops.report import read_topic
-from worker.runtime.access import Operation, Resource, acl_bindings, worker_needs
-from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.integration import streams
 from worker.contracts.codec import Codec
-from worker.runtime.failures import ExitCode
+from worker.kafka.failures import ExitCode
 
 
 def _run_until_idle(env, log, instance: str) -> None:

@@ -11,10 +11,10 @@ import pytest
 
 from worker.config.settings import load_settings
 from worker.errors import ConfigError
-from worker.runtime.clients import Role, client_config, describe_config
+from worker.kafka.clients import Role, client_config, describe_config
 
 WORKER = Path(__file__).resolve().parents[2] / "worker"
-FACTORY_MODULES = {WORKER / "runtime" / "clients.py"}
+FACTORY_MODULES = {WORKER / "kafka" / "clients.py"}
 CLIENT_CLASSES = {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
 PASSWORD = "pw-Zx81-never-shown"  # noqa: S105 - a test value to look for in outputs
 KEY_PASSWORD = "key-pw-Qq42-never-shown"  # noqa: S105 - same
@@ -47,7 +47,7 @@ def _sasl_ssl_env(tmp_path: Path) -> dict[str, str]:
 
 class TestOnePlace:
     def test_only_the_factory_module_constructs_kafka_clients(self):
-        """No module under worker/ other than runtime/clients.py calls KafkaConsumer/Producer/AdminClient."""
+        """No module under worker/ other than kafka/clients.py calls KafkaConsumer/Producer/AdminClient."""
         offenders = [
             where
             for path in sorted(WORKER.rglob("*.py"))

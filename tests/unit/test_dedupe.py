@@ -6,8 +6,8 @@ import threading
 
 from worker.config.settings import load_settings
 from worker.contracts.wire import EVENT_ID_HEADER
-from worker.runtime import kafka_io
-from worker.runtime.kafka_io import read_event_ids
+from worker.kafka import io as kafka_io
+from worker.kafka.io import read_event_ids
 from worker.state.dedupe import SeenEvents
 from worker.state.store import Restored
 

@@ -11,7 +11,7 @@ from kafka import errors as kerrors
 from worker.cli.run import with_retries
 from worker.config.settings import load_settings
 from worker.errors import ConfigError, RegistryUnavailable
-from worker.runtime.failures import (
+from worker.kafka.failures import (
     Backoff,
     ExitCode,
     Kind,
@@ -22,7 +22,7 @@ from worker.runtime.failures import (
     interruptible,
     is_transient,
 )
-from worker.runtime.kafka_io import IndefiniteOutcome
+from worker.kafka.io import IndefiniteOutcome
 
 SETTINGS = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_INSTANCE": "7"})
 

@@ -16,7 +16,7 @@ from tests.unit.test_pipeline_unit import Harness, _exactly_once, _value
 from worker.cli import run as run_module
 from worker.config.settings import env_names, load_settings
 from worker.errors import ConfigError
-from worker.runtime.failures import ExitCode, Kind, classify
+from worker.kafka.failures import ExitCode, Kind, classify
 
 
 def test_production_settings_refuse_the_variable_and_the_harness_entry_point_takes_it_out():

@@ -20,7 +20,6 @@ from worker.contracts.codec import Codec
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
 from worker.contracts.model import InformationNeed, Outcome
 from worker.contracts.pa_request import (
-    decide_request,
     decode_pa_request,
     encode_pa_request,
     pa_decision,
@@ -28,11 +27,12 @@ from worker.contracts.pa_request import (
 )
 from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import BadRecord, ConfigError, DeadLetterClass
+from worker.kafka.failures import ExitCode
+from worker.kafka.io import IndefiniteOutcome, Membership, TopicPartition
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_request_worker
-from worker.runtime.failures import ExitCode
-from worker.runtime.kafka_io import IndefiniteOutcome, Membership, TopicPartition
+from worker.runtime.judge import decision_for
 from worker.runtime.reference import open_reference
 from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request, serve_requests
 from worker.state.authorization import decode_authorization
@@ -69,9 +69,16 @@ def _request(**overrides):
 
 def _decide(request, store=None):
     claim = request_claim(decode_pa_request(encode_pa_request(request)))
-    return claim, decide_request(
-        claim, Facts(), POLICY, NOW, lambda: decide(claim, Facts(), POLICY, NOW, dispensed=False), store
+    decision = decision_for(
+        claim,
+        policy=POLICY,
+        decided_at=NOW,
+        lookup_facts=lambda _claim: Facts(),
+        automated_denials=False,
+        authorizations=store,
+        dispensed=False,  # the request door's own setting (runtime/requests.py)
     )
+    return claim, decision
 
 
 def test_an_approved_request_goes_on_file_and_the_fill_pays_against_it():

@@ -19,12 +19,12 @@ from worker.contracts.codec import Codec
 from worker.contracts.model import Outcome
 from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass, MalformedClaim, RegistryUnavailable
+from worker.kafka.failures import ExitCode
+from worker.kafka.io import IndefiniteOutcome, Membership, TopicPartition
 from worker.policy import default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
-from worker.runtime.failures import ExitCode
 from worker.runtime.judge import judge
-from worker.runtime.kafka_io import IndefiniteOutcome, Membership, TopicPartition
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 

@@ -21,14 +21,14 @@ from worker.contracts.pa_request import decode_pa_request, encode_pa_request, pa
 from worker.directory import Directory, Entry
 from worker.directory.updates import DirectoryUpdates, encode_update
 from worker.errors import ConfigError
+from worker.kafka.access import worker_needs
+from worker.kafka.failures import Kind, Stopped, classify
 from worker.ops.metrics import DirectoryMetrics
 from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import ProviderStatus
-from worker.runtime.access import worker_needs
 from worker.runtime.compose import build_worker
-from worker.runtime.failures import Kind, Stopped, classify
 from worker.runtime.judge import decision_for
 from worker.runtime.reference import ReferenceData, lookup, open_reference
 from worker.state.authorizations import Authorizations

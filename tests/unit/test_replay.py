@@ -18,11 +18,11 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.directory.index import Directory
 from worker.errors import ConfigError, ExitCode
+from worker.kafka.io import TopicPartition
+from worker.kafka.ranges import plan_ranges
 from worker.policy import default_policy
 from worker.runtime import replay as replay_module
 from worker.runtime.judge import judge
-from worker.runtime.kafka_io import TopicPartition
-from worker.runtime.ranges import plan_ranges
 from worker.runtime.replay import (
     ReplayJob,
     ReplayMetrics,
@@ -249,8 +249,8 @@ def test_a_read_without_progress_past_the_outage_limit_is_an_outage():
     """A stalled replay read raises a Kafka timeout, which the CLI maps to exit 4 (unreachable)."""
     from kafka import errors as kerrors  # noqa: PLC0415 - only this test needs the Kafka error type
 
-    from worker.runtime.failures import Kind, classify  # noqa: PLC0415
-    from worker.runtime.ranges import Stall as _Stall  # noqa: PLC0415
+    from worker.kafka.failures import Kind, classify  # noqa: PLC0415
+    from worker.kafka.ranges import Stall as _Stall  # noqa: PLC0415
 
     stall = _Stall(-1.0, "replaying")
     with pytest.raises(kerrors.KafkaTimeoutError) as raised:

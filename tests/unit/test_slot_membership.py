@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from kafka import errors as kerrors
 
-from worker.runtime.kafka_io import Membership, slot_membership
+from worker.kafka.io import Membership, slot_membership
 
 
 class _Coordinator:

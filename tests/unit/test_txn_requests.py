@@ -20,8 +20,8 @@ from kafka.producer.transaction_manager import TransactionManager
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from worker.config.settings import load_settings
-from worker.runtime import clients
-from worker.runtime.clients import keep_transactional_requests
+from worker.kafka import clients
+from worker.kafka.clients import keep_transactional_requests
 
 COORDINATOR = "coordinator-1"
 TP = TopicPartition("claims", 0)

@@ -9,11 +9,10 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from kafka import errors as kerrors
-
 from worker import __version__
 from worker.config.settings import Settings, load_settings
 from worker.errors import ConfigError, ExitCode, NotAuthorized
+from worker.kafka.failures import AccessRefused, ClientError, TransactionalIdRefused
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
@@ -119,11 +118,11 @@ def _run(settings: Settings, fault_hook: FaultHook | None = None) -> int:
 def _command(args: argparse.Namespace, settings: Settings, fault_hook: FaultHook | None = None) -> int:
     """Run the sub-command named in ``args`` and return its exit code."""
     if args.command != "print-settings":
-        from worker.runtime.clients import check_login  # noqa: PLC0415
+        from worker.kafka.clients import check_login  # noqa: PLC0415
 
         check_login(settings)  # a refused login or untrusted certificate: NotAuthorized, exit 5
     if args.command == "run":
-        from worker.runtime.access import require_worker_access  # noqa: PLC0415
+        from worker.kafka.access import require_worker_access  # noqa: PLC0415
 
         require_worker_access(settings)  # a missing topic or group ACL: exit 5 before consuming
     handler = getattr(args, "handler", None)
@@ -147,20 +146,20 @@ def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = No
     except NotAuthorized as exc:
         echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.NOT_AUTHORIZED
-    except kerrors.TransactionalIdAuthorizationFailedError:
+    except TransactionalIdRefused:
         echo(
             "error: not authorized: WRITE on the transactional id (prefix CLAIMS_TRANSACTIONAL_ID_PREFIX-) "
             "is missing; `claims-worker check-access` lists every right",
             file=sys.stderr,
         )
         return ExitCode.NOT_AUTHORIZED
-    except kerrors.AuthorizationError as exc:
+    except AccessRefused as exc:
         echo(
             f"error: not authorized ({type(exc).__name__}); `claims-worker check-access` names the right",
             file=sys.stderr,
         )
         return ExitCode.NOT_AUTHORIZED
-    except kerrors.KafkaError as exc:
+    except ClientError as exc:
         echo(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
         )

@@ -1,7 +1,7 @@
 """``claims-worker check-access``: tell whether the configured principal holds every right the worker needs.
 
 Exit 0 when every right is there, 5 when one is missing (or the login is refused), 2 when a topic
-does not exist. The rights are those of docs/security.md (``worker.runtime.access.worker_needs``).
+does not exist. The rights are those of docs/security.md (``worker.kafka.access.worker_needs``).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def check_access(args: argparse.Namespace, settings: Settings) -> int:
     """Print one line per needed right and return the exit code (0, 2 or 5)."""
-    from worker.runtime.access import (  # noqa: PLC0415 - keeps --help fast
+    from worker.kafka.access import (  # noqa: PLC0415 - keeps --help fast
         Finding,
         Resource,
         Verdict,

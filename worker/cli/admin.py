@@ -87,7 +87,7 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
             f" {args.replication_factor}: no write could ever be acknowledged"
         )
         raise ConfigError(msg)
-    from worker.runtime.kafka_io import create_topics as create  # noqa: PLC0415 - keeps --help fast
+    from worker.kafka.io import create_topics as create  # noqa: PLC0415 - keeps --help fast
 
     topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
     create(
@@ -104,7 +104,7 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
 def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
     """Produce the bundled sample claims and poison records (and directory samples) to the claims topic."""
     from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_producer  # noqa: PLC0415
     from worker.samples import directory_samples, poison_records, sample_claims  # noqa: PLC0415
 
     codec = Codec()

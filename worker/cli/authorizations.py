@@ -91,7 +91,7 @@ def _topic(settings: Settings) -> str | None:
 
 
 def _read(settings: Settings, topic: str) -> object:
-    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415 - keeps `--help` fast
+    from worker.kafka.clients import Role, new_consumer  # noqa: PLC0415 - keeps `--help` fast
     from worker.state.authorizations import read_table  # noqa: PLC0415
 
     consumer = new_consumer(
@@ -124,21 +124,12 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 
 def _create_plain(settings: Settings, topics: list[str], partitions: int, replication_factor: int) -> None:
     """Create the PA request and decision topics (not compacted) when they are missing."""
-    from kafka import errors as kerrors  # noqa: PLC0415
-    from kafka.admin import NewTopic  # noqa: PLC0415
+    from worker.kafka.clients import Role  # noqa: PLC0415
+    from worker.kafka.io import create_plain_topics  # noqa: PLC0415
 
-    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415
-
-    admin = new_admin(settings, Role.AUTHORIZATIONS)
-    try:
-        for topic in topics:
-            try:
-                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
-                echo(f"{topic}: created")
-            except kerrors.TopicAlreadyExistsError:
-                echo(f"{topic}: already exists")
-    finally:
-        admin.close()
+    created = create_plain_topics(settings, topics, partitions, replication_factor, role=Role.AUTHORIZATIONS)
+    for topic, made in created.items():
+        echo(f"{topic}: {'created' if made else 'already exists'}")
 
 
 def _as_json(auth: object) -> str:
@@ -165,7 +156,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_producer  # noqa: PLC0415
     from worker.state.authorization import RevocationReason, encode_authorization, revoked  # noqa: PLC0415
     from worker.state.authorization_table import AuthorizationTable  # noqa: PLC0415
 
@@ -204,7 +195,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
 def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
     """Produce one approvable PA request (synthetic member SYNTHREQ0001, starting today) to its topic."""
     from worker.contracts.pa_request import encode_pa_request  # noqa: PLC0415
-    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_producer  # noqa: PLC0415
     from worker.samples import DEMO_REQUEST_ID, demo_request  # noqa: PLC0415
 
     if settings.pa_requests_topic is None:
@@ -238,7 +229,7 @@ def _seed_demo_fill(_args: argparse.Namespace, settings: Settings) -> int:
     request's member.
     """
     from worker.contracts.codec import Codec  # noqa: PLC0415
-    from worker.runtime.clients import Role, new_producer  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_producer  # noqa: PLC0415
     from worker.samples import demo_fills  # noqa: PLC0415
 
     fills = demo_fills(request_member=settings.pa_requests_topic is not None)

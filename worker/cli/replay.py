@@ -132,9 +132,9 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     """Run the replay or the diff; print the summary; return the exit code."""
     from worker.cli.run import _schema_resolver  # noqa: PLC0415
     from worker.contracts.codec import Codec  # noqa: PLC0415
+    from worker.kafka.failures import Kind, classify, describe  # noqa: PLC0415
+    from worker.kafka.io import create_topics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
-    from worker.runtime.failures import Kind, classify, describe  # noqa: PLC0415
-    from worker.runtime.kafka_io import create_topics  # noqa: PLC0415
     from worker.runtime.replay import ReplayJob, run_replay  # noqa: PLC0415
 
     start = parse_time(args.start)
@@ -189,7 +189,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _claims_partitions(settings: Settings) -> int:
-    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_consumer  # noqa: PLC0415
 
     consumer = new_consumer(settings, Role.REPLAY, group_id=None, enable_auto_commit=False)
     try:
@@ -204,7 +204,7 @@ def _claims_partitions(settings: Settings) -> int:
 
 def _check_partitions(settings: Settings, topics: list[str], need: int) -> None:
     """Raise ``ConfigError`` when an existing output topic has fewer partitions than the claims topic."""
-    from worker.runtime.clients import Role, new_consumer  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_consumer  # noqa: PLC0415
 
     consumer = new_consumer(settings, Role.REPLAY, group_id=None, enable_auto_commit=False)
     try:

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from prometheus_client import CollectorRegistry
 
 from worker import __version__
-from worker.ops.escaping import echo
-from worker.runtime.failures import (
+from worker.kafka.failures import (
     Backoff,
     ExitCode,
     Kind,
@@ -27,6 +26,7 @@ from worker.runtime.failures import (
     describe,
     interruptible,
 )
+from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.registry import SchemaResolver
+    from worker.kafka.io import KafkaProducer
     from worker.ops.metrics import WorkerMetrics
-    from worker.runtime.kafka_io import KafkaProducer
     from worker.runtime.pipeline import Pipeline
 
     FaultHook = Callable[[FilteringBoundLogger], Callable[[str], None] | None]
@@ -149,11 +149,11 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     """
     gc.disable()  # until the start-up objects are frozen below: collecting them as they are made is waste
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
+    from worker.kafka import io as kafka_io  # noqa: PLC0415
     from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
-    from worker.runtime import kafka_io  # noqa: PLC0415
     from worker.runtime.compose import build_worker  # noqa: PLC0415
     from worker.runtime.reference import open_reference  # noqa: PLC0415
 
@@ -296,8 +296,8 @@ def _watch_group(
     worker: Pipeline, settings: Settings, metrics: WorkerMetrics, log: FilteringBoundLogger, partitions: int
 ) -> GroupWatch:
     """Start the watch for claims partitions the settled group leaves unowned (``runtime/watch.py``)."""
-    from worker.runtime.clients import Role, new_admin  # noqa: PLC0415 - as in run()
-    from worker.runtime.failures import group_instance_id  # noqa: PLC0415
+    from worker.kafka.clients import Role, new_admin  # noqa: PLC0415 - as in run()
+    from worker.kafka.failures import group_instance_id  # noqa: PLC0415
     from worker.runtime.watch import GroupWatch  # noqa: PLC0415
 
     watch = GroupWatch(
@@ -324,7 +324,7 @@ def _leave_group_when_done(
     """
     if not worker.idle_exited or code != ExitCode.OK:
         return
-    from worker.runtime import kafka_io  # noqa: PLC0415 - as in run()
+    from worker.kafka import io as kafka_io  # noqa: PLC0415 - as in run()
 
     try:
         answer = kafka_io.leave_group(settings)

@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.contracts.wire import WireFormat
 from worker.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,13 +46,6 @@ class LogFormat(StrEnum):
     AUTO = "auto"
     JSON = "json"
     CONSOLE = "console"
-
-
-class WireFormat(StrEnum):
-    """How ``Codec.encode_*`` frames Avro records on the wire; decoding accepts both."""
-
-    SINGLE_OBJECT = "single-object"
-    CONFLUENT = "confluent"
 
 
 class SecurityProtocol(StrEnum):

@@ -25,7 +25,6 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
-from worker.config.settings import WireFormat
 from worker.contracts.fastread import compile_reader
 from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.identifiers import key_is_clean
@@ -42,6 +41,7 @@ from worker.contracts.registry import (
     load_schemas,
     single_object_fingerprint,
 )
+from worker.contracts.wire import WireFormat
 from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
 
 if TYPE_CHECKING:

@@ -25,15 +25,10 @@ from worker.contracts.registry import single_object_fingerprint
 from worker.errors import BadRecord, DeadLetterClass
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from worker.policy import Policy
-    from worker.policy.facts import Facts
-    from worker.state.authorizations import Authorizations
+    from collections.abc import Mapping
 
 __all__ = [
     "REQUEST_PHARMACY",
-    "decide_request",
     "decode_pa_request",
     "encode_pa_request",
     "pa_decision",
@@ -128,23 +123,6 @@ def _request_field(loc: tuple[int | str, ...], kind: str) -> str:
         if kind == "string_pattern_mismatch":
             path += " (unprintable)"
     return path
-
-
-def decide_request(  # noqa: PLR0917 - the store's decide, plus the store
-    claim: Claim,
-    facts: Facts,
-    policy: Policy,
-    decided_at: datetime,
-    usual: Callable[[], Decision],
-    authorizations: Authorizations | None = None,
-) -> Decision:
-    """Decide a request's claim: on file when the member holds an authorization, else ``usual()``.
-
-    ``facts`` are the request's looked-up facts: a prescriber the directory rules out is not paid on file.
-    """
-    if authorizations is None:
-        return usual()
-    return authorizations.decide(claim, facts, policy, decided_at, usual)
 
 
 def pa_decision(request_id: str, decision: Decision) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from worker.contracts.model import Outcome
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "REPLAY_DIRECTORY_HEADER",
     "REPLAY_ID_HEADER",
     "REPLAY_POLICY_HEADER",
+    "WireFormat",
 ]
 
 EVENT_ID_HEADER = "claims-worker.event-id"
@@ -28,3 +31,10 @@ INHERITED_HEADER = "claims-worker.replay-inherited"
 
 NOT_APPROVED = (Outcome.DENIED, Outcome.PENDED, Outcome.REFERRED)
 """The outcomes that answer "not approved": their failing criteria's reason codes are counted."""
+
+
+class WireFormat(StrEnum):
+    """How ``Codec.encode_*`` frames Avro records on the wire; decoding accepts both."""
+
+    SINGLE_OBJECT = "single-object"
+    CONFLUENT = "confluent"

@@ -17,23 +17,19 @@ import json
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from kafka import TopicPartition
-from kafka import errors as kerrors
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-
 from worker.directory.index import Directory, Entry
 from worker.directory.nppes import SLOTS, NppesRecord
 from worker.errors import ClaimsWorkerError, ConfigError
-from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
-from worker.runtime.kafka_io import read_to_end
+from worker.kafka.clients import Role, new_consumer, new_producer
+from worker.kafka.io import TopicPartition, ensure_compacted_topic, read_to_end
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from kafka import KafkaConsumer
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
+    from worker.kafka.io import KafkaConsumer
 
 __all__ = [
     "UPDATE_FORMAT",
@@ -160,31 +156,14 @@ def ensure_topic(settings: Settings, topic: str, partitions: int = 1, replicatio
     Raises ``ConfigError`` (exit 2) when the topic exists without ``compact`` in its cleanup policy: the
     follower's catch-up would then read every record ever published instead of one per NPI.
     """
-    admin = new_admin(settings, Role.DIRECTORY)
-    try:
-        admin.create_topics(
-            [
-                NewTopic(
-                    topic,
-                    num_partitions=partitions,
-                    replication_factor=replication_factor,
-                    topic_configs={"cleanup.policy": "compact"},
-                )
-            ]
-        )
-    except kerrors.TopicAlreadyExistsError:
-        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})
-        found = admin.describe_configs([resource], config_filter="all")
-        policy = found.get("topic", {}).get(topic, {}).get("cleanup.policy", {}).get("value") or ""
-        if "compact" not in policy.split(","):
-            msg = (
-                f"the directory updates topic {topic} has cleanup.policy={policy or '?'}: it must be compact"
-            )
-            raise ConfigError(msg) from None
-        return False
-    finally:
-        admin.close()
-    return True
+    return ensure_compacted_topic(
+        settings,
+        topic,
+        partitions,
+        replication_factor,
+        role=Role.DIRECTORY,
+        what="the directory updates topic",
+    )
 
 
 def publish(

@@ -6,9 +6,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.codec import Codec
+from worker.kafka.clients import Role, new_consumer
+from worker.kafka.io import TopicPartition
 from worker.ops.escaping import echo, printable
-from worker.runtime.clients import Role, new_consumer
-from worker.runtime.kafka_io import TopicPartition
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry
 
 from worker.contracts.codec import Codec
+from worker.kafka import io as kafka_io
 from worker.ops.logs import get_logger
 from worker.ops.metrics import WorkerMetrics
 from worker.policy import catalog_policy
-from worker.runtime import kafka_io
 from worker.runtime.doors import CLAIMS
 from worker.runtime.pipeline import Pipeline
 from worker.runtime.requests import REQUESTS, request_settings
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.model import Claim
+    from worker.kafka.io import KafkaConsumer, KafkaProducer, Membership
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.doors import Door
-    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, Membership
     from worker.runtime.reference import ReferenceData
     from worker.state.store import Restored
 

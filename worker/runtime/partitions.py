@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-
+from worker.kafka.io import RebalanceListener, bounded, check_topics
 from worker.ops.metrics import RebalanceKind
-from worker.runtime.kafka_io import bounded, check_topics
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -25,9 +23,9 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
+    from worker.kafka.io import KafkaConsumer, TopicPartition
     from worker.ops.metrics import WorkerMetrics
     from worker.runtime.judge import Record
-    from worker.runtime.kafka_io import KafkaConsumer, TopicPartition
     from worker.state.store import PartitionStore, Restored
 
 __all__ = ["Listener", "PartitionState", "RestoreFailed"]
@@ -232,7 +230,7 @@ class PartitionState:
         )
 
 
-class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class Listener(RebalanceListener):  # type: ignore[misc]
     """Hands the group's assignment changes to ``PartitionState`` (runs inside ``poll()``)."""
 
     def __init__(self, state: PartitionState) -> None:

@@ -22,25 +22,26 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NoReturn
 
-from kafka import errors as kerrors
-
 from worker.errors import ClaimsWorkerError
-from worker.policy import catalog_policy
-from worker.runtime.doors import CLAIMS
-from worker.runtime.failures import (
+from worker.kafka.failures import (
     Backoff,
     BatchAborted,
+    ClientError,
     ExitCode,
     Kind,
     OutageTooLong,
+    RecordTooLarge,
+    SlotTaken,
     Stopped,
     classify,
     describe,
     interruptible,
     recorded_error,
 )
+from worker.kafka.io import Membership, OffsetAndMetadata, slot_membership
+from worker.policy import catalog_policy
+from worker.runtime.doors import CLAIMS
 from worker.runtime.judge import no_facts
-from worker.runtime.kafka_io import Membership, OffsetAndMetadata, slot_membership
 from worker.runtime.partitions import Listener, PartitionState
 from worker.runtime.route import Outgoing, too_large
 from worker.runtime.session import TransactionSession
@@ -55,12 +56,12 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim
+    from worker.kafka.io import KafkaConsumer, KafkaProducer, TopicPartition
     from worker.ops.metrics import WorkerMetrics
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.doors import Door
     from worker.runtime.judge import Record
-    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, TopicPartition
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
     from worker.state.store import PartitionStore
@@ -267,9 +268,7 @@ class Pipeline:
             self.failure = f"internal error ({type(cause).__name__}) at {topic}[{partition}]@{offset}"
             return ExitCode.INTERNAL
         event = {
-            Kind.FENCED: "member_fenced"
-            if isinstance(cause, kerrors.FencedInstanceIdError)
-            else "producer_fenced",
+            Kind.FENCED: "member_fenced" if isinstance(cause, SlotTaken) else "producer_fenced",
             Kind.NOT_AUTHORIZED: "not_authorized",
             Kind.UNSUPPORTED_VERSION: "unsupported_version",
             Kind.BAD_SETTINGS: "bad_settings",
@@ -433,7 +432,7 @@ class Pipeline:
                 out = route(judgement, codec=codec, settings=settings, at=decided_at)
                 try:
                     session.send(out)
-                except kerrors.MessageSizeTooLargeError:
+                except RecordTooLarge:
                     # Retrying would fail the same way forever: publish a small dead letter instead.
                     out = too_large(record, out, codec=codec, settings=settings, at=decided_at)
                     session.send(out)
@@ -539,7 +538,7 @@ class Pipeline:
                 done = self._committed.get(tp)
                 if done is None:
                     done = self.consumer.position(tp, timeout_ms=100)
-            except kerrors.KafkaError:
+            except ClientError:
                 continue
             if high is not None and done is not None:
                 self.metrics.set_lag(tp.partition, max(0, high - done))

@@ -165,7 +165,7 @@ def open_reference(
         return None
     from worker.directory import Directory, DirectoryIndexError  # noqa: PLC0415 - only with a directory
     from worker.directory.updates import DirectoryUpdates  # noqa: PLC0415
-    from worker.runtime.failures import interruptible  # noqa: PLC0415 - failures imports kafka_io
+    from worker.kafka.failures import interruptible  # noqa: PLC0415 - failures imports kafka_io
 
     try:
         directory = Directory.open(settings.directory_path)

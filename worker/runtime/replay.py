@@ -54,11 +54,11 @@ from worker.contracts.wire import (
     REPLAY_POLICY_HEADER,
 )
 from worker.errors import DeadLetterClass
-from worker.runtime.clients import Role, new_consumer, new_producer
+from worker.kafka.clients import Role, new_consumer, new_producer
+from worker.kafka.io import OffsetAndMetadata, TopicPartition, bounded
+from worker.kafka.ranges import Stall, plan_ranges
+from worker.kafka.ranges import scan as _scan
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
-from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
-from worker.runtime.ranges import Stall, plan_ranges
-from worker.runtime.ranges import scan as _scan
 from worker.runtime.route import route
 from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
 from worker.state.authorization import BadAuthorization, decode_authorization
@@ -72,10 +72,10 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim
+    from worker.kafka.io import KafkaConsumer, KafkaProducer
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.judge import Record
-    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer
     from worker.runtime.route import Outgoing
 
 __all__ = [

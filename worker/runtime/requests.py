@@ -193,11 +193,11 @@ def serve_requests(
     ``claims-worker run`` does).
     """
     # Imported here: compose imports this module (the request door) at its top.
+    from worker.kafka import io as kafka_io  # noqa: PLC0415
+    from worker.kafka.failures import Kind, classify, describe  # noqa: PLC0415
     from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
     from worker.ops.metrics import DirectoryMetrics  # noqa: PLC0415
-    from worker.runtime import kafka_io  # noqa: PLC0415
     from worker.runtime.compose import build_request_worker  # noqa: PLC0415
-    from worker.runtime.failures import Kind, classify, describe  # noqa: PLC0415
     from worker.runtime.reference import open_reference  # noqa: PLC0415
 
     view = request_settings(settings)

@@ -22,11 +22,19 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from kafka import errors as kerrors
-
 from worker.errors import ClaimsWorkerError
-from worker.runtime.failures import Kind, StalePartitions, Stopped, classify, interruptible
-from worker.runtime.kafka_io import IndefiniteOutcome, Membership, bounded, rewind_to_committed
+from worker.kafka.failures import (
+    PRODUCER_FENCED,
+    ClientError,
+    Kind,
+    SlotTaken,
+    SlotUnconfirmed,
+    StalePartitions,
+    Stopped,
+    classify,
+    interruptible,
+)
+from worker.kafka.io import IndefiniteOutcome, Membership, bounded, rewind_to_committed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -34,22 +42,13 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
+    from worker.kafka.io import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from worker.ops.metrics import WorkerMetrics
-    from worker.runtime.kafka_io import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from worker.runtime.route import Outgoing
     from worker.state.authorizations import StoreRecord
     from worker.state.store import PartitionStore
 
 __all__ = ["SlotUnconfirmed", "TransactionSession"]
-
-# Fenced by the broker's transaction coordinator: a newer producer with our transactional id, or the
-# broker's own abort of a timed-out transaction (it bumps the epoch). Not FencedInstanceIdError: that
-# comes from the group coordinator and already says another process holds the slot.
-_PRODUCER_FENCED = (kerrors.ProducerFencedError, kerrors.InvalidProducerEpochError)
-
-
-class SlotUnconfirmed(kerrors.KafkaError):  # type: ignore[misc]
-    """The group coordinator did not answer whether the slot is still ours: retried on the backoff."""
 
 
 class _FirstProducer:
@@ -180,7 +179,7 @@ class TransactionSession:
         """
         for store in self.stores:
             store.abort()
-        if isinstance(cause, _PRODUCER_FENCED):
+        if isinstance(cause, PRODUCER_FENCED):
             return self._fenced(cause)
         if self.producer is None or classify(cause) in (
             Kind.FENCED,
@@ -194,8 +193,8 @@ class TransactionSession:
         self.log.warning("transaction_aborting", error=type(cause).__name__)
         try:
             bounded(self.producer.abort_transaction, self.settings.commit_timeout_s, "abort_transaction")
-        except (IndefiniteOutcome, kerrors.KafkaError) as abort_exc:
-            if isinstance(abort_exc, _PRODUCER_FENCED):
+        except (IndefiniteOutcome, ClientError) as abort_exc:
+            if isinstance(abort_exc, PRODUCER_FENCED):
                 return self._fenced(abort_exc)
             if classify(abort_exc) is Kind.TRANSIENT:
                 self.replace(f"abort failed: {type(abort_exc).__name__}")
@@ -228,9 +227,9 @@ class TransactionSession:
         self.replace_pending = True
         return True
 
-    def _slot_lost(self) -> kerrors.FencedInstanceIdError:
+    def _slot_lost(self) -> SlotTaken:
         """Return the error that ends the process when another live process holds this slot (exit 3)."""
-        return kerrors.FencedInstanceIdError((self.settings.group_id, self.settings.instance))
+        return SlotTaken((self.settings.group_id, self.settings.instance))
 
     def _confirm_slot(self) -> None:
         """Before a replacement producer fences the transactional id: make sure the slot is still ours.

@@ -18,8 +18,8 @@ from worker.errors import DeadLetterClass
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from worker.kafka.io import OffsetAndMetadata, TopicPartition
     from worker.ops.metrics import WorkerMetrics
-    from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition
     from worker.runtime.route import Outgoing
 
 __all__ = ["BatchReport", "OpenTransaction", "record_counts", "tally"]

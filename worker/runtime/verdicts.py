@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from worker.contracts.model import DecisionSource
 from worker.contracts.wire import ERROR_CLASS_HEADER
 from worker.errors import DeadLetterClass
-from worker.runtime.ranges import scan
+from worker.kafka.ranges import scan
 from worker.state.authorizations import ON_FILE_SUMMARY as _ON_FILE_SUMMARY
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
-    from worker.runtime.kafka_io import TopicPartition
+    from worker.kafka.io import TopicPartition
 
 __all__ = ["Coordinates", "Verdict", "read_live_verdicts", "why"]
 

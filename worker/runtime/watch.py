@@ -28,9 +28,8 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kafka import errors as kerrors
-
-from worker.runtime.kafka_io import MemberRemover, remove_static_member
+from worker.kafka.failures import ClientError
+from worker.kafka.io import MemberRemover, remove_static_member
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -114,7 +113,7 @@ class GroupWatch:
         """Ask once; publish and log the unowned partitions; return them (None: not settled or no answer)."""
         try:
             described = self._client().describe_groups([self.group_id]).get(self.group_id)
-        except (kerrors.KafkaError, OSError) as exc:  # no answer now: ask again next time
+        except (ClientError, OSError) as exc:  # no answer now: ask again next time
             self._log.debug("group_watch_unanswered", error=type(exc).__name__)
             self._close_admin()
             return None
@@ -143,7 +142,7 @@ class GroupWatch:
         reason = f"claims-worker: partitions {sorted(unowned)} unowned; rebalance"
         try:
             answer = remove_static_member(self._client(), self.group_id, self.member, reason)
-        except (kerrors.KafkaError, OSError) as exc:  # the next confirmed sighting tries again
+        except (ClientError, OSError) as exc:  # the next confirmed sighting tries again
             self._log.warning("group_heal_failed", error=type(exc).__name__)
             self._close_admin()
             return False

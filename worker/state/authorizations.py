@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from worker.contracts.model import Outcome, TransactionCode
 from worker.errors import ClaimsWorkerError, ConfigError
+from worker.kafka.clients import Role, new_consumer
+from worker.kafka.io import TopicPartition, read_to_end
 from worker.policy.decision import authorization_number, is_pa_number
 from worker.policy.definition import ProductScope
 from worker.policy.on_file import (
@@ -34,8 +35,6 @@ from worker.policy.on_file import (
     renumbered,
     with_not_used,
 )
-from worker.runtime.clients import Role, new_consumer
-from worker.runtime.kafka_io import read_to_end
 from worker.state.authorization import (
     Authorization,
     BadAuthorization,
@@ -50,11 +49,11 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
-    from kafka import KafkaConsumer
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
     from worker.contracts.model import Claim, Decision, Patient
+    from worker.kafka.io import KafkaConsumer
     from worker.policy import Policy
     from worker.policy.facts import Facts, ProviderStatus
 

@@ -8,23 +8,14 @@ poll thread (``restore``, which may block), then handed in with ``load``; on rev
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from worker.kafka.io import Restored
 
 if TYPE_CHECKING:
     import threading
 
 __all__ = ["PartitionStore", "Restored"]
-
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """What a read-back found for one partition: the state, and whether the read reached its goal."""
-
-    partition: int
-    state: object
-    complete: bool = True
-    detail: str = ""
 
 
 class PartitionStore(Protocol):

@@ -26,7 +26,7 @@ from kafka.admin import (
 
 from worker.config.settings import SecurityProtocol
 from worker.errors import NotAuthorized
-from worker.runtime.clients import Role, new_admin, new_producer
+from worker.kafka.clients import Role, new_admin, new_producer
 
 if TYPE_CHECKING:
     from kafka.admin import KafkaAdminClient

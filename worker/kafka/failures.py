@@ -36,20 +36,58 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
 
 __all__ = [
+    "PRODUCER_FENCED",
+    "AccessRefused",
     "Backoff",
     "BatchAborted",
+    "ClientError",
     "ExitCode",
     "FatalError",
+    "IndefiniteOutcome",
     "Kind",
     "OutageTooLong",
+    "RecordTooLarge",
+    "SlotTaken",
+    "SlotUnconfirmed",
     "StalePartitions",
     "Stopped",
+    "TopicExists",
+    "TransactionalIdRefused",
     "classify",
     "describe",
     "interruptible",
     "is_transient",
     "recorded_error",
 ]
+
+
+# The client's failures as the rest of the worker names them: only this package imports kafka-python,
+# so these are the door's vocabulary (a second client would map its own errors onto them here).
+ClientError = kerrors.KafkaError
+"""Any failure the Kafka client reports (classified by ``classify``)."""
+RecordTooLarge = kerrors.MessageSizeTooLargeError
+"""A record larger than the producer or broker accepts."""
+SlotTaken = kerrors.FencedInstanceIdError
+"""The group coordinator says another live process holds this static member slot (exit 3)."""
+TransactionalIdRefused = kerrors.TransactionalIdAuthorizationFailedError
+"""WRITE on the transactional id is missing."""
+AccessRefused = kerrors.AuthorizationError
+"""The brokers refused a right (a topic, group, cluster or transactional id ACL)."""
+TopicExists = kerrors.TopicAlreadyExistsError
+"""A topic to create exists already."""
+PRODUCER_FENCED = (kerrors.ProducerFencedError, kerrors.InvalidProducerEpochError)
+"""Fenced by the transaction coordinator: a newer producer with our transactional id, or the broker's
+own abort of a timed-out transaction (it bumps the epoch). Not ``SlotTaken``: that comes from the group
+coordinator and already says another process holds the slot."""
+
+
+class SlotUnconfirmed(ClaimsWorkerError):  # noqa: N818 - established public name
+    """The group coordinator did not answer whether the slot is still ours: retried on the backoff."""
+
+
+class IndefiniteOutcome(ClaimsWorkerError):  # noqa: N818 - established public name, used by the pipeline
+    """A commit, abort or send_offsets did not answer in time: its outcome is unknown."""
+
 
 T = TypeVar("T")
 
@@ -142,12 +180,18 @@ def is_transient(exc: BaseException) -> bool:
     Every other ``KafkaError`` (an aborted transaction, a commit lost to a rebalance, ...) is abortable:
     the batch is aborted and comes again, on the same backoff and outage clock as a lost broker.
     """
-    from worker.runtime.kafka_io import IndefiniteOutcome  # noqa: PLC0415 - kafka_io imports this module
-
     if isinstance(exc, _FENCED + _NOT_AUTHORIZED + _UNSUPPORTED + _BAD_SETTINGS):
         return False
     return isinstance(
-        exc, (kerrors.KafkaError, RegistryUnavailable, IndefiniteOutcome, BatchAborted, StalePartitions)
+        exc,
+        (
+            kerrors.KafkaError,
+            RegistryUnavailable,
+            IndefiniteOutcome,
+            SlotUnconfirmed,
+            BatchAborted,
+            StalePartitions,
+        ),
     )
 
 

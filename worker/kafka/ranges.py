@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 from kafka import errors as kerrors
 
 from worker.errors import ConfigError
-from worker.runtime.clients import Role, new_consumer
-from worker.runtime.kafka_io import TopicPartition
+from worker.kafka.clients import Role, new_consumer
+from worker.kafka.io import TopicPartition
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
     from worker.config.settings import Settings
-    from worker.runtime.kafka_io import KafkaConsumer
+    from worker.kafka.io import KafkaConsumer
 
 __all__ = ["Stall", "plan_ranges", "scan"]
 

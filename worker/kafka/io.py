@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import OffsetAndMetadata
 
 from worker.contracts.wire import EVENT_ID_HEADER
-from worker.errors import ClaimsWorkerError, ConfigError
-from worker.runtime.clients import Role, new_admin, new_consumer, new_producer
-from worker.runtime.failures import group_instance_id
-from worker.state.store import Restored
+from worker.errors import ConfigError
+from worker.kafka.clients import Role, new_admin, new_consumer, new_producer
+from worker.kafka.failures import IndefiniteOutcome, group_instance_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -31,10 +33,14 @@ __all__ = [
     "MemberRemover",
     "Membership",
     "OffsetAndMetadata",
+    "RebalanceListener",
+    "Restored",
     "TopicPartition",
     "bounded",
     "check_topics",
+    "create_plain_topics",
     "create_topics",
+    "ensure_compacted_topic",
     "make_consumer",
     "make_producer",
     "make_readback_consumer",
@@ -46,11 +52,21 @@ __all__ = [
 ]
 
 
+RebalanceListener = ConsumerRebalanceListener
+"""The base of a consumer's rebalance callbacks (revoked, assigned, lost), called inside ``poll``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """What a read-back found for one partition: the state, and whether the read reached its goal."""
+
+    partition: int
+    state: object
+    complete: bool = True
+    detail: str = ""
+
+
 T = TypeVar("T")
-
-
-class IndefiniteOutcome(ClaimsWorkerError):  # noqa: N818 - established public name, used by the pipeline
-    """A commit, abort or send_offsets did not answer in time: its outcome is unknown."""
 
 
 def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:
@@ -200,6 +216,57 @@ def create_topics(
         raise ConfigError(f"the cluster refused the topic settings ({type(exc).__name__})") from None
     finally:
         admin.close()
+
+
+def ensure_compacted_topic(
+    settings: Settings, topic: str, partitions: int, replication_factor: int, *, role: Role, what: str
+) -> bool:
+    """Create ``topic`` compacted when it is missing; return whether it was created.
+
+    Raises ``ConfigError`` (exit 2) naming ``what`` when the topic exists without ``compact`` in its
+    cleanup policy: a follower's catch-up would read every record ever published, not one per key.
+    """
+    admin = new_admin(settings, role)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            ]
+        )
+    except kerrors.TopicAlreadyExistsError:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})
+        found = admin.describe_configs([resource], config_filter="all")
+        policy = found.get("topic", {}).get(topic, {}).get("cleanup.policy", {}).get("value") or ""
+        if "compact" not in policy.split(","):
+            msg = f"{what} {topic} has cleanup.policy={policy or '?'}: it must be compact"
+            raise ConfigError(msg) from None
+        return False
+    finally:
+        admin.close()
+    return True
+
+
+def create_plain_topics(
+    settings: Settings, topics: Iterable[str], partitions: int, replication_factor: int, *, role: Role
+) -> dict[str, bool]:
+    """Create each of ``topics`` (not compacted) unless it exists; return ``{topic: created}``."""
+    admin = new_admin(settings, role)
+    created: dict[str, bool] = {}
+    try:
+        for topic in topics:
+            try:
+                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+                created[topic] = True
+            except kerrors.TopicAlreadyExistsError:
+                created[topic] = False
+    finally:
+        admin.close()
+    return created
 
 
 def rewind_to_committed(consumer: KafkaConsumer) -> None:
