@@ -86,10 +86,11 @@ policy-transitions: install ## decide one seeded claim mix under BASELINE (a com
 chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, random transaction aborts, poison records; read_committed checker
 	$(PY) tests/chaos/run_chaos.py $(CHAOS_ARGS)
 
-lint: install ## ruff check, ruff format --check, mypy --strict
+lint: install ## ruff check, ruff format --check, mypy --strict, the import layers (import-linter)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 format: install ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
