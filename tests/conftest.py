@@ -16,6 +16,9 @@ from deploy.kafka import broker as local_broker
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+# pytester drives the guard's own tests; broker_marker refuses an unmarked test that needs the broker.
+pytest_plugins = ("pytester", "tests.broker_marker")
+
 # Transaction state topics on the testcontainers image need RF/ISR 1 like the local broker.
 _CONTAINER_ENV = {
     "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
@@ -9,6 +10,8 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 from tests.integration import streams
 from worker.ops.logs import get_logger
 from worker.runtime.watch import GroupWatch
+
+pytestmark = [pytest.mark.kafka]
 
 
 def _member(bootstrap: str, group: str, instance: str, topic: str) -> KafkaConsumer:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration import streams
 from worker.contracts.codec import Codec
 from worker.kafka.failures import ExitCode
+
+pytestmark = [pytest.mark.kafka]
 
 
 def _run_until_idle(env, log, instance: str) -> None:

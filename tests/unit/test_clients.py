@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.sources import python_sources
 from worker.config.settings import load_settings
 from worker.errors import ConfigError
 from worker.kafka.clients import Role, client_config, describe_config
@@ -50,7 +51,7 @@ class TestOnePlace:
         """No module under worker/ other than kafka/clients.py calls KafkaConsumer/Producer/AdminClient."""
         offenders = [
             where
-            for path in sorted(WORKER.rglob("*.py"))
+            for path in python_sources(WORKER)
             if path not in FACTORY_MODULES
             for where in _constructions(path.read_text(), str(path.relative_to(WORKER.parent)))
         ]

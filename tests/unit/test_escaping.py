@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.claims import make_claim
+from tests.unit.sources import python_sources
 from worker.cli import authorizations as auth_cli
 from worker.cli.replay import diff_report, replay_report
 from worker.config.settings import load_settings
@@ -211,9 +212,9 @@ class TestPrinters:
 
 def test_no_command_line_module_prints_without_escaping():
     """No module of worker/cli nor worker/ops/report.py calls print(): every line goes through echo."""
-    modules = [*sorted((WORKER / "cli").glob("*.py")), WORKER / "ops" / "report.py"]
+    modules = [*python_sources(WORKER / "cli"), WORKER / "ops" / "report.py"]
     offenders = [
-        f"{path.name}:{node.lineno}"
+        f"{path.relative_to(WORKER)}:{node.lineno}"
         for path in modules
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.unit.sources import python_sources
 from worker.errors import DeadLetterClass, DecodeError, RegistryUnavailable
 from worker.ops.logs import ALLOWED_KEYS, configure_logging, get_logger, keep_allowed_keys, reset_logging
 
@@ -139,7 +140,7 @@ class TestAllowlist:
         """Each keyword the worker passes to a log call is allowlisted, so no intended field is silently lost."""
         methods = {"debug", "info", "warning", "error", "exception", "critical", "bind"}
         used: dict[str, str] = {}
-        for path in WORKER.rglob("*.py"):
+        for path in python_sources(WORKER):
             for node in ast.walk(ast.parse(path.read_text())):
                 if (
                     isinstance(node, ast.Call)

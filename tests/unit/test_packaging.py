@@ -7,6 +7,8 @@ import fnmatch
 import tomllib
 from pathlib import Path
 
+from tests.unit.sources import python_sources
+
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 TEST_ONLY = {"testcontainers", "packaging", "pytest", "hypothesis", "docker"}
@@ -30,7 +32,7 @@ def test_test_only_tools_are_not_runtime_dependencies():
 def test_worker_imports_no_test_only_module():
     """No module under worker/ imports a test-only distribution, so the wheel runs without the dev extra."""
     offenders = []
-    for path in sorted((ROOT / "worker").rglob("*.py")):
+    for path in python_sources(ROOT / "worker"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = []
             if isinstance(node, ast.Import):

@@ -15,6 +15,7 @@ import pytest
 
 import worker.policy
 from tests.unit.claims import make_claim
+from tests.unit.sources import module_name, python_sources
 from worker.contracts.model import Outcome
 from worker.errors import ConfigError
 from worker.policy import (
@@ -31,6 +32,7 @@ from worker.policy import decide as _decide_with
 
 DECIDED_AT = datetime(2025, 3, 11, 8, 15, tzinfo=UTC)
 PACKAGED = resources.files("worker.policies") / "IXEMPRA-PA" / "2020.09-3.json"
+POLICY_PACKAGE = Path(worker.policy.__file__).parent
 
 
 def _decide(claim, policy=None):
@@ -239,9 +241,13 @@ def test_missing_policy_file_raises_config_error(tmp_path):
 
 
 def test_importing_policy_loads_no_infrastructure():
-    """Importing worker.policy (and deciding) in a fresh interpreter loads no kafka, fastavro, structlog or prometheus."""
+    """Importing every module of worker.policy, nested ones too, in a fresh interpreter loads no kafka, fastavro, structlog or prometheus."""
+    modules = [module_name(path) for path in python_sources(POLICY_PACKAGE)]
+    assert "worker.policy.criteria.stage" in modules
     script = (
-        "import sys, datetime\n"
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
         "import worker.policy\n"
         "worker.policy.default_policy()\n"
         "banned = {'kafka', 'fastavro', 'structlog', 'prometheus_client'}\n"
@@ -255,30 +261,41 @@ def test_importing_policy_loads_no_infrastructure():
 
 def test_policy_package_reads_no_clock():
     """No module of worker.policy imports time or calls a clock: time comes in as the decided_at argument."""
-    package = Path(worker.policy.__file__).parent
     clocks = {"now", "today", "utcnow", "time", "time_ns", "monotonic", "perf_counter", "process_time"}
-    for source in package.glob("*.py"):
-        tree = ast.parse(source.read_text(encoding="utf-8"))
+    for path in python_sources(POLICY_PACKAGE):
+        source = path.relative_to(POLICY_PACKAGE)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                assert all(alias.name != "time" for alias in node.names), source.name
+                assert all(alias.name != "time" for alias in node.names), source
             if isinstance(node, ast.ImportFrom):
-                assert node.module != "time", source.name
+                assert node.module != "time", source
             if isinstance(node, ast.Call):
                 called = (
                     node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
                 )
-                assert called not in clocks, f"{source.name}:{node.lineno} calls {called}()"
+                assert called not in clocks, f"{source}:{node.lineno} calls {called}()"
+
+
+# The recursive walk found policy/criteria/_common.py without __all__. worker/ belongs to the layout
+# work of issue 24 (which may also rename this module), so the gap is listed here, not fixed; the
+# test fails once the module declares __all__, so the entry cannot outlive the gap.
+_KNOWN_WITHOUT_ALL = {"criteria/_common.py"}
 
 
 def test_policy_modules_declare_all_and_docstring():
-    """Every policy module starts with a docstring and declares __all__."""
-    package = Path(worker.policy.__file__).parent
-    sources = [*package.glob("*.py"), Path(resources.files("worker.policies") / "__init__.py")]
+    """Every policy module, nested ones too, starts with a docstring and declares __all__ (one listed gap aside)."""
+    sources = [*python_sources(POLICY_PACKAGE), Path(resources.files("worker.policies") / "__init__.py")]
+    without_all = set()
     for source in sources:
         text = source.read_text(encoding="utf-8")
-        assert text.startswith('"""'), source.name
-        assert "\n__all__" in text, source.name
+        assert text.startswith('"""'), source
+        if "\n__all__" not in text:
+            inside = source.is_relative_to(POLICY_PACKAGE)
+            without_all.add(source.relative_to(POLICY_PACKAGE).as_posix() if inside else str(source))
+    assert without_all == _KNOWN_WITHOUT_ALL, (
+        "declare __all__, or drop a module that now has it from _KNOWN_WITHOUT_ALL"
+    )
 
 
 def test_worker_exits_2_naming_the_catalog_for_an_unknown_policy():
