@@ -277,14 +277,8 @@ def test_policy_package_reads_no_clock():
                 assert called not in clocks, f"{source}:{node.lineno} calls {called}()"
 
 
-# The recursive walk found policy/criteria/_common.py without __all__. worker/ belongs to the layout
-# work of issue 24 (which may also rename this module), so the gap is listed here, not fixed; the
-# test fails once the module declares __all__, so the entry cannot outlive the gap.
-_KNOWN_WITHOUT_ALL = {"criteria/_common.py"}
-
-
 def test_policy_modules_declare_all_and_docstring():
-    """Every policy module, nested ones too, starts with a docstring and declares __all__ (one listed gap aside)."""
+    """Every policy module, nested ones too, starts with a docstring and declares __all__."""
     sources = [*python_sources(POLICY_PACKAGE), Path(resources.files("worker.policies") / "__init__.py")]
     without_all = set()
     for source in sources:
@@ -293,9 +287,7 @@ def test_policy_modules_declare_all_and_docstring():
         if "\n__all__" not in text:
             inside = source.is_relative_to(POLICY_PACKAGE)
             without_all.add(source.relative_to(POLICY_PACKAGE).as_posix() if inside else str(source))
-    assert without_all == _KNOWN_WITHOUT_ALL, (
-        "declare __all__, or drop a module that now has it from _KNOWN_WITHOUT_ALL"
-    )
+    assert without_all == set()
 
 
 def test_worker_exits_2_naming_the_catalog_for_an_unknown_policy():

@@ -5,6 +5,8 @@ from __future__ import annotations
 from worker.contracts.model import CriterionStatus
 from worker.policy.facts import Facts
 
+__all__ = ["MEMO_LIMIT", "MET", "NOT_MET", "NO_FACTS", "UNKNOWN"]
+
 MET = CriterionStatus.MET
 NOT_MET = CriterionStatus.NOT_MET
 UNKNOWN = CriterionStatus.UNKNOWN
