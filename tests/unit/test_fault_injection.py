@@ -115,3 +115,21 @@ def _log():
     import structlog  # noqa: PLC0415
 
     return structlog.get_logger()
+
+
+def test_main_hands_the_fault_hook_to_run_and_the_console_script_hands_none(monkeypatch):
+    """`main(["run"], fault_hook=h)` runs the worker with h; plain `main(["run"])` runs it with none."""
+    from worker import cli  # noqa: PLC0415
+
+    seen = []
+    monkeypatch.setattr(run_module, "run", lambda _settings, *, fault_hook=None: seen.append(fault_hook) or 0)
+    monkeypatch.setattr("worker.kafka.clients.check_login", lambda _settings: None)
+    monkeypatch.setattr("worker.kafka.access.require_worker_access", lambda _settings: None)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+
+    def hook(log):
+        return None
+
+    assert cli.main(["run"], fault_hook=hook) == 0
+    assert cli.main(["run"]) == 0
+    assert seen == [hook, None]

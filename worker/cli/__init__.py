@@ -125,6 +125,8 @@ def _command(args: argparse.Namespace, settings: Settings, fault_hook: FaultHook
         from worker.kafka.access import require_worker_access  # noqa: PLC0415
 
         require_worker_access(settings)  # a missing topic or group ACL: exit 5 before consuming
+    if args.command == "run" and not getattr(args, "processes", 0):
+        return _run(settings, fault_hook)  # one worker in this process (`--processes N` supervises N)
     handler = getattr(args, "handler", None)
     if handler is not None:
         return int(handler(args, settings))

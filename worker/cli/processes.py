@@ -44,10 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.processes:
-        from worker.cli import _run  # noqa: PLC0415 - the one-process path stays where it was
-
-        return _run(settings)
+    """Run ``args.processes`` (at least 1) workers under a supervisor; ``cli`` runs one itself."""
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.runtime import supervisor  # noqa: PLC0415
 
