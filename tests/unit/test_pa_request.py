@@ -34,7 +34,8 @@ from worker.policy.facts import Facts
 from worker.runtime.compose import build_request_worker
 from worker.runtime.judge import decision_for
 from worker.runtime.reference import open_reference
-from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request, serve_requests
+from worker.runtime.request_worker import serve_requests
+from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request
 from worker.state.authorization import decode_authorization
 from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents

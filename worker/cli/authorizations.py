@@ -252,7 +252,7 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
     import threading  # noqa: PLC0415
 
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
-    from worker.runtime.requests import serve_requests  # noqa: PLC0415
+    from worker.runtime.request_worker import serve_requests  # noqa: PLC0415
 
     configure_logging(settings.log_format.value, settings.log_level)
     stop = threading.Event()

@@ -26,24 +26,19 @@ from worker.runtime.judge import DuplicateEvent, Judgement, judged
 from worker.runtime.route import Outgoing, dead_letter
 
 if TYPE_CHECKING:
-    import threading
     from collections.abc import Callable
     from datetime import datetime
-
-    from prometheus_client import CollectorRegistry
-    from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim
-    from worker.ops.metrics import WorkerMetrics
     from worker.policy import Policy
     from worker.policy.facts import Facts
     from worker.runtime.judge import Record
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
-__all__ = ["REQUESTS", "judge_request", "request_settings", "route_request", "serve_requests"]
+__all__ = ["REQUESTS", "judge_request", "request_settings", "route_request"]
 
 
 def request_settings(settings: Settings) -> Settings:
@@ -155,103 +150,3 @@ def route_request(judgement: Judgement, *, codec: Codec, settings: Settings, at:
 
 REQUESTS = Door("pa-requests", judge_request, route_request, "request")
 """PA requests in, answers (or dead letters) out; an approval goes on file with source ``request``."""
-
-
-def _request_metrics(view: Settings) -> tuple[Policy, CollectorRegistry, WorkerMetrics]:
-    """Return the policy and the claims worker's metrics on a fresh registry (counting requests, answers).
-
-    ``catalog_policy`` raises ``ConfigError`` (exit 2) naming the catalog's entries.
-    """
-    from prometheus_client import CollectorRegistry  # noqa: PLC0415
-
-    from worker import __version__  # noqa: PLC0415
-    from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
-    from worker.policy import catalog_policy  # noqa: PLC0415
-
-    policy = catalog_policy(view.policy)
-    registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
-    metrics.set_policy_info(policy.policy_id, policy.version, __version__)
-    return policy, registry, metrics
-
-
-def serve_requests(
-    settings: Settings,
-    stop: threading.Event,
-    log: FilteringBoundLogger,
-    *,
-    lookup_facts: Callable[[Claim], Facts] | None = None,
-    report: Callable[[str], None] = lambda _line: None,
-) -> int:
-    """Serve PA requests until ``stop`` (or idle past ``CLAIMS_EXIT_WHEN_IDLE_S``); return the exit code.
-
-    Without ``lookup_facts`` the prescriber directory of ``CLAIMS_DIRECTORY_PATH`` (if set) is opened as
-    the live worker opens it (``open_reference``: a missing or damaged index raises ``ConfigError``, exit 2,
-    before any Kafka client). It serves the claims worker's metrics (counting requests and answers) and
-    health endpoints on ``CLAIMS_METRICS_HOST:CLAIMS_METRICS_PORT``; a port in use raises ``ConfigError``.
-    A fatal failure's one operator line goes to ``report`` (the CLI prints it on stderr, as
-    ``claims-worker run`` does).
-    """
-    # Imported here: compose imports this module (the request door) at its top.
-    from worker.kafka import io as kafka_io  # noqa: PLC0415
-    from worker.kafka.failures import Kind, classify, describe  # noqa: PLC0415
-    from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
-    from worker.ops.metrics import DirectoryMetrics  # noqa: PLC0415
-    from worker.runtime.compose import build_request_worker  # noqa: PLC0415
-    from worker.runtime.reference import open_reference  # noqa: PLC0415
-
-    view = request_settings(settings)
-    policy, registry, metrics = _request_metrics(view)
-    reference = None
-    if lookup_facts is None:  # before any Kafka client: a bad index is exit 2
-        directory = DirectoryMetrics(registry) if view.directory_path is not None else None
-        reference = open_reference(view, log, stop, metrics=directory)
-    metrics.set_prescriber_verified(lookup_facts is not None or reference is not None)
-    readiness = Readiness()
-    health = HealthServer(registry, readiness, host=view.metrics_host, port=view.metrics_port)
-    try:
-        log.info("metrics_serving", port=health.start())  # ConfigError (exit 2) when the port is taken
-    except ConfigError:
-        if reference is not None:
-            reference.close()
-        raise
-    consumer = None
-    try:
-        consumer = kafka_io.make_consumer(view)
-        made = consumer
-        counts = kafka_io.bounded(  # a missing topic, or outputs smaller than the requests topic: exit 2
-            lambda: kafka_io.check_topics(made, view, refresh=True), view.commit_timeout_s, "topic metadata"
-        )
-        worker = build_request_worker(
-            settings,
-            consumer=consumer,
-            log=log,
-            policy=policy,
-            metrics=metrics,
-            registry=registry,
-            lookup_facts=lookup_facts,
-            reference=reference,
-            claims_partitions=counts[view.claims_topic],
-        )
-        consumer = None  # the worker owns and closes it now
-        readiness.check = worker.readiness
-        metrics.set_running(True)
-        code = worker.run(stop)
-        if worker.failure is not None:
-            report(worker.failure)
-    except Exception as exc:  # noqa: BLE001 - every start-up failure ends in a documented exit code
-        kind = classify(exc)
-        log.error("pa_requests_failed", error=type(exc).__name__)  # noqa: TRY400 - no payload
-        if kind is Kind.TRANSIENT:  # the topic check timed out: no broker answered
-            report(f"cannot reach Kafka at {view.bootstrap_servers} ({type(exc).__name__})")
-        else:
-            report(describe(exc, view))
-        code = kind.exit_code  # a transient failure at start-up: 4 (unreachable); internal: 70
-    finally:
-        metrics.set_running(False)
-        health.stop()
-        if consumer is not None:
-            consumer.close(autocommit=False)
-        if reference is not None:
-            reference.close()
-    return int(code)
