@@ -180,19 +180,16 @@ _KILLER = textwrap.dedent(
         if sys.argv[4] == "after-commit" and done >= AT:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    transaction, calls = replay._transaction, [0]
+    commit, calls = replay._commit, [0]
 
-    def open_then_die(job, producer, outputs, offsets):
+    def open_then_die(job, producer, offsets):
         calls[0] += 1
         if sys.argv[4] == "mid-transaction" and calls[0] > AT // 20:
-            producer.begin_transaction()  # outputs written to the log, never committed
-            for out in outputs:
-                producer.send(out.topic, value=out.value, key=out.key, partition=out.partition)
-            producer.flush()
+            producer.flush()  # the open transaction's outputs written to the log, never committed
             os.kill(os.getpid(), signal.SIGKILL)
-        transaction(job, producer, outputs, offsets)
+        commit(job, producer, offsets)
 
-    replay._transaction = open_then_die
+    replay._commit = open_then_die
 
     run_replay(ReplayJob(
         settings=load_settings(), codec=Codec(), policy=catalog_policy("IXEMPRA-PA/2020.09-2"),

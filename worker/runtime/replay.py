@@ -12,6 +12,9 @@ What a replay writes: the live worker's result (v2, naming the policy and the so
 dead letter, on the input's partition number of the replay's own topics, with headers that name the
 replay (``claims-worker.replay-id``, ``claims-worker.replay-policy``, ``claims-worker.replay-directory``).
 The record schemas are unchanged (headers, not a schema evolution: consumers of results need nothing new).
+Each output is sent as it is decided, through the live loop's ``session.send_within_limit``: one too
+large for the producer's ``max_request_size`` goes to the dead-letter topic as a small TOO_LARGE dead
+letter (with the replay's headers), as the live worker's does, instead of failing every rerun.
 
 Duplicates: a replay does not use the live duplicate filter (keyed by event id and rebuilt from the live
 results, it would dead-letter every record). What it compares is keyed by source coordinates (topic,
@@ -53,13 +56,14 @@ from worker.runtime.kafka_io import OffsetAndMetadata, TopicPartition, bounded
 from worker.runtime.ranges import Stall, plan_ranges
 from worker.runtime.ranges import scan as _scan
 from worker.runtime.route import route
+from worker.runtime.session import send_within_limit
 from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
 from worker.state.authorization import BadAuthorization, decode_authorization
 from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from worker.config.settings import Settings
@@ -258,7 +262,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
                     summary.already_done += committed - ranges[tp][0]
             if any(committed is None for committed in done.values()):
                 # Record the range's end in the group first: a resumed replay reads the same range.
-                _transaction(job, producer, [], _offsets(ranges, positions))
+                _transaction(job, producer, _offsets(ranges, positions))
         summary.total = sum(stop - first for first, stop in ranges.values())
         todo = {tp: stop for tp, (_first, stop) in ranges.items() if positions[tp] < stop}
         run = _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary, store)
@@ -272,7 +276,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:
-                _transaction(job, producer, [], _offsets(ranges, final))
+                _transaction(job, producer, _offsets(ranges, final))
     finally:
         summary.seconds = time.perf_counter() - started
         if producer is not None:
@@ -329,28 +333,33 @@ def _producer(job: ReplayJob) -> KafkaProducer:
 
 
 def _transaction(
-    job: ReplayJob,
-    producer: KafkaProducer,
-    outputs: list[Outgoing],
-    offsets: dict[TopicPartition, OffsetAndMetadata],
+    job: ReplayJob, producer: KafkaProducer, offsets: dict[TopicPartition, OffsetAndMetadata]
 ) -> None:
-    """Publish ``outputs`` and commit ``offsets`` in one transaction; abort it when anything fails."""
-    timeout = job.settings.commit_timeout_s
+    """Commit ``offsets`` alone in one transaction; abort it when anything fails."""
     producer.begin_transaction()
     try:
-        for out in outputs:
-            producer.send(
-                out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
-            )
-        group = replay_group_id(job.settings, job.replay_id)
-        bounded(lambda: producer.send_offsets_to_transaction(offsets, group), timeout, "send_offsets")
-        bounded(producer.commit_transaction, timeout, "commit_transaction")
+        _commit(job, producer, offsets)
     except BaseException:
-        # The first failure is the one to report; a failed abort is fenced by the next run's producer.
-        with contextlib.suppress(Exception):
-            bounded(producer.abort_transaction, timeout, "abort_transaction")
+        _abort(job, producer)
         raise
+
+
+def _commit(
+    job: ReplayJob, producer: KafkaProducer, offsets: dict[TopicPartition, OffsetAndMetadata]
+) -> None:
+    """Add ``offsets`` to the open transaction and commit it (what it sent becomes visible with them)."""
+    timeout = job.settings.commit_timeout_s
+    group = replay_group_id(job.settings, job.replay_id)
+    bounded(lambda: producer.send_offsets_to_transaction(offsets, group), timeout, "send_offsets")
+    bounded(producer.commit_transaction, timeout, "commit_transaction")
     job.metrics.transactions.inc()
+
+
+def _abort(job: ReplayJob, producer: KafkaProducer) -> None:
+    """Abort the open transaction after a failure (the caller re-raises it)."""
+    # The first failure is the one to report; a failed abort is fenced by the next run's producer.
+    with contextlib.suppress(Exception):
+        bounded(producer.abort_transaction, job.settings.commit_timeout_s, "abort_transaction")
 
 
 @dataclass
@@ -368,6 +377,7 @@ class _Pass:
     summary: ReplaySummary
     store: Authorizations | None = None  # the replay's own, pinned to the range start; never written out
     seen: SeenEvents = field(default_factory=lambda: SeenEvents(0))  # never filters by event id
+    opened: bool = False  # the step's transaction is open (begun at its first send)
 
     def __post_init__(self) -> None:
         job, settings = self.job, self.job.settings
@@ -419,11 +429,36 @@ class _Pass:
             bar.close()
 
     def step(self) -> int:
-        """One poll: decide its records of the range, publish them with the offsets; return how many."""
+        """One poll: decide its records of the range, publish them with the offsets; return how many.
+
+        The transaction opens at the step's first send and commits with the offsets; anything that
+        fails once it is open aborts it (the rerun resumes from the last committed step).
+        """
         settings = self.job.settings
         batch = self.consumer.poll(
             timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
         )
+        try:
+            count = self._decide_batch(batch)
+            for tp in list(self.todo):
+                position = self.consumer.position(tp)
+                if position is not None and position >= self.todo[tp]:
+                    self.positions[tp] = max(self.positions[tp], self.todo[tp])
+                    del self.todo[tp]
+            if self.producer is not None and self.opened:
+                _commit(self.job, self.producer, _offsets(self.ranges, self.positions))
+        except BaseException:
+            if self.producer is not None and self.opened:
+                _abort(self.job, self.producer)
+            raise
+        finally:
+            self.opened = False
+        if self.store is not None:
+            self.store.commit()  # the batch's approvals stay on file for the rest of the range
+        return count
+
+    def _decide_batch(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> int:
+        """Decide (and send) the batch's records of the range, moving the positions; return how many."""
         decided_at = self.job.clock()
         outputs: list[Outgoing] = []
         count = 0
@@ -438,15 +473,6 @@ class _Pass:
                 self.one(record, decided_at, outputs)
             last = records[-1].offset
             self.positions[tp] = max(self.positions[tp], last + 1 if last < stop else stop)
-        for tp in list(self.todo):
-            position = self.consumer.position(tp)
-            if position is not None and position >= self.todo[tp]:
-                self.positions[tp] = max(self.positions[tp], self.todo[tp])
-                del self.todo[tp]
-        if self.producer is not None and (outputs or count):
-            _transaction(self.job, self.producer, outputs, _offsets(self.ranges, self.positions))
-        if self.store is not None:
-            self.store.commit()  # the batch's approvals stay on file for the rest of the range
         return count
 
     def decide(self, record: Record, decided_at: datetime) -> tuple[Judgement, bool]:
@@ -512,7 +538,11 @@ class _Pass:
         return count
 
     def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
-        """Judge and route one record with the live worker's code; a live duplicate keeps its verdict."""
+        """Judge and route one record with the live worker's code; a live duplicate keeps its verdict.
+
+        A replay (not a diff) with a producer sends the output in the step's transaction, as the
+        live loop does (too large: its TOO_LARGE dead letter); ``outputs`` gets what was published.
+        """
         job = self.job
         at = (record.topic, record.partition, record.offset)
         inherited = at in self.duplicates
@@ -525,13 +555,40 @@ class _Pass:
             _compare(job, record, out, self.verdicts, self.summary)
         else:
             extra = [(INHERITED_HEADER, b"live-duplicate")] if inherited else []
-            outputs.append(dataclasses.replace(out, headers=[*out.headers, *self.headers, *extra]))
+            out = self.publish(record, out, decided_at, [*self.headers, *extra])
+            outputs.append(out)
         if out.outcome is not None:
             label = out.outcome.value
         else:
             label = f"DEAD_LETTER:{out.error_class.value}" if out.error_class is not None else "other"
         self.summary.outcomes[label] += 1
         job.metrics.count(self.mode, label)
+
+    def publish(
+        self, record: Record, out: Outgoing, decided_at: datetime, headers: list[tuple[str, bytes]]
+    ) -> Outgoing:
+        """Send ``out`` with the replay's ``headers`` in the step's transaction; return what was sent.
+
+        Without a producer (tests) nothing is sent and ``out`` is returned with the headers.
+        """
+        out = dataclasses.replace(out, headers=[*out.headers, *headers])
+        if self.producer is None:
+            return out
+        return send_within_limit(
+            self._send, out, record, codec=self.job.codec, settings=self.out_settings, at=decided_at,
+            headers=headers,
+        )  # fmt: skip
+
+    def _send(self, out: Outgoing) -> None:
+        """Send one output, opening the step's transaction first if it is not open yet."""
+        producer = self.producer
+        if producer is None:  # pragma: no cover - publish sends only with a producer
+            msg = "a diff publishes nothing"
+            raise TypeError(msg)
+        if not self.opened:
+            producer.begin_transaction()
+            self.opened = True
+        producer.send(out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers)
 
 
 def _compare(
