@@ -12,9 +12,9 @@ What a replay writes: the live worker's result (v2, naming the policy and the so
 dead letter, on the input's partition number of the replay's own topics, with headers that name the
 replay (``claims-worker.replay-id``, ``claims-worker.replay-policy``, ``claims-worker.replay-directory``).
 The record schemas are unchanged (headers, not a schema evolution: consumers of results need nothing new).
-Each output is sent as it is decided, through the live loop's ``session.send_within_limit``: one too
-large for the producer's ``max_request_size`` goes to the dead-letter topic as a small TOO_LARGE dead
-letter (with the replay's headers), as the live worker's does, instead of failing every rerun.
+Each output is sent through the live loop's ``session.send_within_limit``: one too large for the
+producer's ``max_request_size`` goes to the dead-letter topic as a small TOO_LARGE dead letter (with
+the replay's headers), as the live worker's does, instead of failing every rerun.
 
 Duplicates: a replay does not use the live duplicate filter (keyed by event id and rebuilt from the live
 results, it would dead-letter every record). What it compares is keyed by source coordinates (topic,
@@ -333,11 +333,15 @@ def _producer(job: ReplayJob) -> KafkaProducer:
 
 
 def _transaction(
-    job: ReplayJob, producer: KafkaProducer, offsets: dict[TopicPartition, OffsetAndMetadata]
+    job: ReplayJob,
+    producer: KafkaProducer,
+    offsets: dict[TopicPartition, OffsetAndMetadata],
+    publish: Callable[[], object] = lambda: None,
 ) -> None:
-    """Commit ``offsets`` alone in one transaction; abort it when anything fails."""
+    """Send what ``publish`` sends and commit ``offsets`` in one transaction; abort it when anything fails."""
     producer.begin_transaction()
     try:
+        publish()
         _commit(job, producer, offsets)
     except BaseException:
         _abort(job, producer)
@@ -377,7 +381,7 @@ class _Pass:
     summary: ReplaySummary
     store: Authorizations | None = None  # the replay's own, pinned to the range start; never written out
     seen: SeenEvents = field(default_factory=lambda: SeenEvents(0))  # never filters by event id
-    opened: bool = False  # the step's transaction is open (begun at its first send)
+    queued: list[_Queued] = field(default_factory=list)  # the step's outputs, sent in its transaction
 
     def __post_init__(self) -> None:
         job, settings = self.job, self.job.settings
@@ -431,28 +435,24 @@ class _Pass:
     def step(self) -> int:
         """One poll: decide its records of the range, publish them with the offsets; return how many.
 
-        The transaction opens at the step's first send and commits with the offsets; anything that
-        fails once it is open aborts it (the rerun resumes from the last committed step).
+        The records are all decided first, then sent in one transaction with the offsets (sending each
+        as it is decided made a replay a fifth slower: the producer's thread then competes with the
+        decisions); anything that fails in the transaction aborts it (a rerun resumes from the last one).
         """
         settings = self.job.settings
         batch = self.consumer.poll(
             timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
         )
-        try:
-            count = self._decide_batch(batch)
-            for tp in list(self.todo):
-                position = self.consumer.position(tp)
-                if position is not None and position >= self.todo[tp]:
-                    self.positions[tp] = max(self.positions[tp], self.todo[tp])
-                    del self.todo[tp]
-            if self.producer is not None and self.opened:
-                _commit(self.job, self.producer, _offsets(self.ranges, self.positions))
-        except BaseException:
-            if self.producer is not None and self.opened:
-                _abort(self.job, self.producer)
-            raise
-        finally:
-            self.opened = False
+        self.queued = []
+        count = self._decide_batch(batch)
+        for tp in list(self.todo):
+            position = self.consumer.position(tp)
+            if position is not None and position >= self.todo[tp]:
+                self.positions[tp] = max(self.positions[tp], self.todo[tp])
+                del self.todo[tp]
+        if self.producer is not None and count:
+            offsets = _offsets(self.ranges, self.positions)
+            _transaction(self.job, self.producer, offsets, self._publish_queued)
         if self.store is not None:
             self.store.commit()  # the batch's approvals stay on file for the rest of the range
         return count
@@ -540,8 +540,8 @@ class _Pass:
     def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
         """Judge and route one record with the live worker's code; a live duplicate keeps its verdict.
 
-        A replay (not a diff) with a producer sends the output in the step's transaction, as the
-        live loop does (too large: its TOO_LARGE dead letter); ``outputs`` gets what was published.
+        A replay (not a diff) with a producer queues the output for the step's transaction and counts
+        it once sent (too large: as its TOO_LARGE dead letter); ``outputs`` gets it either way.
         """
         job = self.job
         at = (record.topic, record.partition, record.offset)
@@ -555,40 +555,51 @@ class _Pass:
             _compare(job, record, out, self.verdicts, self.summary)
         else:
             extra = [(INHERITED_HEADER, b"live-duplicate")] if inherited else []
-            out = self.publish(record, out, decided_at, [*self.headers, *extra])
+            headers = [*self.headers, *extra]
+            out = dataclasses.replace(out, headers=[*out.headers, *headers])
             outputs.append(out)
+            if self.producer is not None:
+                self.queued.append(_Queued(record, out, decided_at, headers))
+                return  # counted once sent
+        self._count(out)
+
+    def _count(self, out: Outgoing) -> None:
+        """Count one output by its outcome or dead-letter class, in the summary and the metrics."""
         if out.outcome is not None:
             label = out.outcome.value
         else:
             label = f"DEAD_LETTER:{out.error_class.value}" if out.error_class is not None else "other"
         self.summary.outcomes[label] += 1
-        job.metrics.count(self.mode, label)
+        self.job.metrics.count(self.mode, label)
 
-    def publish(
-        self, record: Record, out: Outgoing, decided_at: datetime, headers: list[tuple[str, bytes]]
-    ) -> Outgoing:
-        """Send ``out`` with the replay's ``headers`` in the step's transaction; return what was sent.
-
-        Without a producer (tests) nothing is sent and ``out`` is returned with the headers.
-        """
-        out = dataclasses.replace(out, headers=[*out.headers, *headers])
-        if self.producer is None:
-            return out
-        return send_within_limit(
-            self._send, out, record, codec=self.job.codec, settings=self.out_settings, at=decided_at,
-            headers=headers,
-        )  # fmt: skip
-
-    def _send(self, out: Outgoing) -> None:
-        """Send one output, opening the step's transaction first if it is not open yet."""
-        producer = self.producer
-        if producer is None:  # pragma: no cover - publish sends only with a producer
+    def _publish_queued(self) -> None:
+        """Send the step's queued outputs in its open transaction, as the live loop sends, and count them."""
+        producer, codec, settings = self.producer, self.job.codec, self.out_settings
+        if producer is None:  # pragma: no cover - a step queues only with a producer
             msg = "a diff publishes nothing"
             raise TypeError(msg)
-        if not self.opened:
-            producer.begin_transaction()
-            self.opened = True
-        producer.send(out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers)
+
+        def send(out: Outgoing) -> None:
+            producer.send(
+                out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
+            )
+
+        for queued in self.queued:
+            sent = send_within_limit(
+                send, queued.out, queued.record, codec=codec, settings=settings, at=queued.decided_at,
+                headers=queued.headers,
+            )  # fmt: skip
+            self._count(sent)
+
+
+@dataclass(slots=True)
+class _Queued:
+    """One output waiting for the step's transaction, with what its too-large dead letter needs."""
+
+    record: Record
+    out: Outgoing
+    decided_at: datetime
+    headers: list[tuple[str, bytes]]
 
 
 def _compare(
