@@ -180,19 +180,16 @@ _KILLER = textwrap.dedent(
         if sys.argv[4] == "after-commit" and done >= AT:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    transaction, calls = replay._transaction, [0]
+    commit, calls = replay._commit, [0]
 
-    def open_then_die(job, producer, outputs, offsets):
+    def open_then_die(job, producer, offsets):
         calls[0] += 1
         if sys.argv[4] == "mid-transaction" and calls[0] > AT // 20:
-            producer.begin_transaction()  # outputs written to the log, never committed
-            for out in outputs:
-                producer.send(out.topic, value=out.value, key=out.key, partition=out.partition)
-            producer.flush()
+            producer.flush()  # the open transaction's outputs written to the log, never committed
             os.kill(os.getpid(), signal.SIGKILL)
-        transaction(job, producer, outputs, offsets)
+        commit(job, producer, offsets)
 
-    replay._transaction = open_then_die
+    replay._commit = open_then_die
 
     run_replay(ReplayJob(
         settings=load_settings(), codec=Codec(), policy=catalog_policy("IXEMPRA-PA/2020.09-2"),
@@ -342,3 +339,61 @@ def test_diff_pins_the_authorizations_so_a_fill_paid_on_file_is_no_change(
     assert "0 changed, 2 unchanged" in done.stdout
     assert f"authorizations as of {WINDOW.isoformat()}: 0 on file at the range start, 1 issued" in done.stdout
     assert len(_records(kafka_bootstrap, store)) == on_file  # the replay never writes the live store
+
+
+_BIG = 1_200_000
+"""Bytes of an undecodable input: its dead letter, which carries it, exceeds the producer's 1 MiB default."""
+
+
+def test_a_replayed_output_too_large_to_send_is_a_too_large_dead_letter_and_the_rerun_exits_0(
+    kafka_bootstrap, unique, tmp_path
+):
+    """A record whose output exceeds max_request_size: the replay dead-letters it TOO_LARGE as the live worker does, and reruns exit 0."""
+    from kafka.admin import KafkaAdminClient, NewTopic  # noqa: PLC0415 - a topic that takes the big input
+
+    topics = {
+        "claims": f"claims-{unique}",
+        "results": f"results-{unique}",
+        "dead_letter": f"dlq-{unique}",
+        "group": f"grp-{unique}",
+    }
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="tests-admin")
+    try:
+        admin.create_topics(
+            [NewTopic(topics["claims"], 2, 1, topic_configs={"max.message.bytes": str(4 * _BIG)})]
+            + [NewTopic(topics[kind], 2, 1) for kind in ("results", "dead_letter")]
+        )
+    finally:
+        admin.close()
+    codec = Codec()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=4 * _BIG)
+    try:
+        at = int(WINDOW.timestamp() * 1000)
+        futures = [
+            producer.send(topics["claims"], key=k, value=v, partition=0, timestamp_ms=at)
+            for k, v in [*streams.encoded([streams.claim(1)], codec), (b"big", b"\x00" * _BIG)]
+        ]
+        producer.flush()
+        inside = [(m.partition, m.offset) for m in (f.get(timeout=30) for f in futures)]
+    finally:
+        producer.close()
+    _live(kafka_bootstrap, topics, tmp_path)
+    live = [codec.decode_dead_letter(r.value) for r in _records(kafka_bootstrap, topics["dead_letter"])]
+    assert [d["error_class"] for d in live] == ["TOO_LARGE"]
+
+    output = f"replayed-{topics['claims']}"
+    args = ("--from", WINDOW.isoformat(), "--policy", NEW, "--replay-id", "big1", "--output-topic", output)
+    first = _replay(kafka_bootstrap, topics, *args)
+    results = _records(kafka_bootstrap, output)
+    letters = _records(kafka_bootstrap, f"{output}.dead-letter")
+    assert _sources(codec, results, letters) == sorted(inside)
+    (letter,) = [codec.decode_dead_letter(r.value) for r in letters]
+    assert letter["error_class"] == "TOO_LARGE"
+    assert letter["original_value"] is None
+    assert tuple(letter["source"].values())[1:] == inside[1]
+    assert dict(letters[0].headers)[REPLAY_ID_HEADER] == b"big1"
+    assert "2 records decided this run" in first.stdout
+
+    second = _replay(kafka_bootstrap, topics, *args)
+    assert "0 records decided this run (2 already done before)" in second.stdout
+    assert len(_records(kafka_bootstrap, f"{output}.dead-letter")) == 1

@@ -26,6 +26,7 @@ from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
 from worker.runtime.judge import judge
 from worker.runtime.route import route
+from worker.runtime.session import send_within_limit
 from worker.state.dedupe import SeenEvents
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -297,6 +298,38 @@ class TestTooLarge:
         assert all(d["original_value"] is None for d in letters)
         assert not h.worker.seen.seen(0, "e1")
         assert not h.worker.seen.seen(0, "e2")
+
+    def test_send_within_limit_adds_the_callers_headers_and_passes_other_errors_on(self):
+        """The shared send: too large becomes the dead letter (with the given headers); any other send error is raised."""
+        settings = load_settings({})
+        record = Rec(b"\x00" * 2000, offset=7)
+        big = route(
+            judge(record, codec=CODEC, seen=SeenEvents(0), policy=default_policy(), decided_at=NOW),
+            codec=CODEC,
+            settings=settings,
+            at=NOW,
+        )
+        sent: list = []
+
+        def send(out):
+            if len(out.value) > 1500:
+                raise kerrors.MessageSizeTooLargeError
+            sent.append(out)
+
+        out = send_within_limit(
+            send, big, record, codec=CODEC, settings=settings, at=NOW, headers=[("h", b"v")]
+        )
+        assert sent == [out]
+        assert out.error_class is DeadLetterClass.TOO_LARGE
+        assert out.topic == settings.dead_letter_topic
+        assert ("h", b"v") in out.headers
+        assert CODEC.decode_dead_letter(out.value)["original_value"] is None
+
+        def refuse(_out):
+            raise kerrors.KafkaTimeoutError
+
+        with pytest.raises(kerrors.KafkaTimeoutError):
+            send_within_limit(refuse, big, record, codec=CODEC, settings=settings, at=NOW)
 
 
 class TestRecovery:

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kafka import errors as kerrors
 
 from deploy.demo.nppes_sample import build_sample_index
 from tests.unit.claims import NPIS, make_claim
@@ -17,7 +18,7 @@ from worker.cli.replay import _directory, _write_changes, diff_report, parse_tim
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.directory.index import Directory
-from worker.errors import ConfigError, ExitCode
+from worker.errors import ConfigError, DeadLetterClass, ExitCode
 from worker.kafka.io import TopicPartition
 from worker.kafka.ranges import plan_ranges
 from worker.policy import default_policy
@@ -441,3 +442,109 @@ def test_a_running_replay_rewrites_its_metrics_file_before_the_end(tmp_path, mon
     assert "claims_replay_remaining_records 2.0" in seen[0]
     assert "claims_replay_range_records 4.0" in seen[0]
     assert "claims_replay_remaining_records 0.0" in seen[1]
+
+
+class _LimitedProducer:
+    """A transactional producer that refuses a value over ``limit`` bytes, as kafka-python's max_request_size."""
+
+    def __init__(self, limit: int, fail_commit: BaseException | None = None) -> None:
+        self.limit, self.fail_commit = limit, fail_commit
+        self.calls: list[str] = []
+        self.open: list[tuple[str, int, bytes, dict[str, bytes]]] = []
+        self.committed: list[tuple[str, int, bytes, dict[str, bytes]]] = []
+        self.offsets: dict = {}
+
+    def begin_transaction(self):
+        self.calls.append("begin")
+        self.open = []
+
+    def send(self, topic, value=None, key=None, partition=None, headers=None):  # noqa: ARG002 - kafka-python's
+        if len(value) > self.limit:
+            raise kerrors.MessageSizeTooLargeError
+        self.open.append((topic, partition, value, dict(headers or [])))
+
+    def send_offsets_to_transaction(self, offsets, group):  # noqa: ARG002 - kafka-python's signature
+        self.calls.append("offsets")
+        self.offsets = {tp: o.offset for tp, o in offsets.items()}
+
+    def commit_transaction(self):
+        self.calls.append("commit")
+        if self.fail_commit is not None:
+            raise self.fail_commit
+        self.committed.extend(self.open)
+
+    def abort_transaction(self):
+        self.calls.append("abort")
+        self.open = []
+
+
+def _too_large_pass(producer):
+    """A replay pass over one partition: a claim, then 4,000 undecodable bytes (their dead letter is too large)."""
+    codec = Codec()
+    records = [
+        SimpleNamespace(
+            topic="claims",
+            partition=0,
+            offset=0,
+            key=b"k0",
+            value=codec.encode_claim(make_claim()),
+            headers=[],
+        ),
+        SimpleNamespace(topic="claims", partition=0, offset=1, key=b"k1", value=b"\x00" * 4000, headers=[]),
+    ]
+    tp = TopicPartition("claims", 0)
+    job = ReplayJob(
+        settings=load_settings({}),
+        codec=codec,
+        policy=default_policy(),
+        replay_id="r1",
+        start=T0,
+        output_topic="replayed",
+        dead_letter_topic="replayed.dead-letter",
+        clock=lambda: T0,
+    )
+    consumer = _Rereader(records)
+    consumer.seek(tp, 0)
+    summary = ReplaySummary("r1", total=2)
+    return Pass(job, consumer, producer, {tp: (0, 2)}, {tp: 0}, {tp: 2}, {}, set(), summary, None), codec
+
+
+def test_a_replayed_output_too_large_to_send_becomes_the_live_workers_too_large_dead_letter():
+    """An output over max_request_size is sent as a small TOO_LARGE dead letter with the replay's headers, in the committed transaction."""
+    producer = _LimitedProducer(limit=2000)  # a result is ~500 bytes; the 4,000-byte original's letter is not
+    run, codec = _too_large_pass(producer)
+    assert run.step() == 2
+    assert producer.calls == ["begin", "offsets", "commit"]
+    assert producer.offsets == {TopicPartition("claims", 0): 2}
+    (_, _, result, _), (topic, partition, value, headers) = producer.committed
+    assert codec.decode_result(result)["outcome"] == "APPROVED"
+    letter = codec.decode_dead_letter(value)
+    assert (topic, partition) == ("replayed.dead-letter", 0)
+    assert letter["error_class"] == DeadLetterClass.TOO_LARGE.value
+    assert letter["original_value"] is None
+    assert tuple(letter["source"].values())[1:] == (0, 1)
+    assert headers[replay_module.REPLAY_ID_HEADER] == b"r1"
+    assert headers["claims-worker.error-class"] == b"TOO_LARGE"
+    assert run.summary.outcomes == Counter({"APPROVED": 1, "DEAD_LETTER:TOO_LARGE": 1})
+    assert run.job.metrics.registry.get_sample_value(
+        "claims_replay_records_total", {"mode": "replay", "outcome": "DEAD_LETTER:TOO_LARGE"}
+    ) == 1.0  # fmt: skip
+
+
+def test_a_replay_step_whose_commit_fails_aborts_its_transaction():
+    """A commit that fails aborts the step's open transaction and is raised: nothing of it is published."""
+    producer = _LimitedProducer(limit=2000, fail_commit=kerrors.KafkaTimeoutError())
+    run, _codec = _too_large_pass(producer)
+    with pytest.raises(kerrors.KafkaTimeoutError):
+        run.step()
+    assert producer.calls == ["begin", "offsets", "commit", "abort"]
+    assert producer.committed == []
+
+
+def test_a_diff_sends_nothing_and_opens_no_transaction():
+    """Without a producer (a diff) the step decides the records and sends nothing."""
+    run, _codec = _too_large_pass(None)
+    run.job.output_topic = None
+    assert run.step() == 2
+    assert run.queued == []
+    assert len(run.summary.changes) == 2  # compared with the (absent) live verdicts instead

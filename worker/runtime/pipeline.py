@@ -30,7 +30,6 @@ from worker.kafka.failures import (
     ExitCode,
     Kind,
     OutageTooLong,
-    RecordTooLarge,
     SlotTaken,
     Stopped,
     classify,
@@ -43,8 +42,8 @@ from worker.policy import catalog_policy
 from worker.runtime.doors import CLAIMS
 from worker.runtime.judge import no_facts
 from worker.runtime.partitions import Listener, PartitionState
-from worker.runtime.route import Outgoing, too_large
-from worker.runtime.session import TransactionSession
+from worker.runtime.route import Outgoing
+from worker.runtime.session import TransactionSession, send_within_limit
 from worker.runtime.tally import BatchReport, OpenTransaction, record_counts, tally
 
 if TYPE_CHECKING:
@@ -411,6 +410,7 @@ class Pipeline:
         automated_denials = settings.automated_denials
         authorizations = self.authorizations
         judge, route, source_kind = self.door.judge, self.door.route, self.door.source_kind
+        send = session.send
         open_ = self._open
         if open_ is None:
             open_ = self._open = OpenTransaction(started=time.perf_counter(), opened=time.monotonic())
@@ -430,12 +430,9 @@ class Pipeline:
                     authorizations=authorizations,
                 )
                 out = route(judgement, codec=codec, settings=settings, at=decided_at)
-                try:
-                    session.send(out)
-                except RecordTooLarge:
-                    # Retrying would fail the same way forever: publish a small dead letter instead.
-                    out = too_large(record, out, codec=codec, settings=settings, at=decided_at)
-                    session.send(out)
+                out = send_within_limit(  # too large to send: a small dead letter instead
+                    send, out, record, codec=codec, settings=settings, at=decided_at
+                )
                 if out.event_id is not None:
                     seen.stage(record.partition, out.event_id)
                 if authorizations is not None and judgement.claim and judgement.decision:

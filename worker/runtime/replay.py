@@ -12,6 +12,9 @@ What a replay writes: the live worker's result (v2, naming the policy and the so
 dead letter, on the input's partition number of the replay's own topics, with headers that name the
 replay (``claims-worker.replay-id``, ``claims-worker.replay-policy``, ``claims-worker.replay-directory``).
 The record schemas are unchanged (headers, not a schema evolution: consumers of results need nothing new).
+Each output is sent through the live loop's ``session.send_within_limit``: one too large for the
+producer's ``max_request_size`` goes to the dead-letter topic as a small TOO_LARGE dead letter (with
+the replay's headers), as the live worker's does, instead of failing every rerun.
 
 Duplicates: a replay does not use the live duplicate filter (keyed by event id and rebuilt from the live
 results, it would dead-letter every record). What it compares is keyed by source coordinates (topic,
@@ -60,13 +63,14 @@ from worker.kafka.ranges import Stall, plan_ranges
 from worker.kafka.ranges import scan as _scan
 from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
 from worker.runtime.route import route
+from worker.runtime.session import send_within_limit
 from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
 from worker.state.authorization import BadAuthorization, decode_authorization
 from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
 
     from worker.config.settings import Settings
@@ -254,7 +258,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
                     summary.already_done += committed - ranges[tp][0]
             if any(committed is None for committed in done.values()):
                 # Record the range's end in the group first: a resumed replay reads the same range.
-                _transaction(job, producer, [], _offsets(ranges, positions))
+                _transaction(job, producer, _offsets(ranges, positions))
         summary.total = sum(stop - first for first, stop in ranges.values())
         todo = {tp: stop for tp, (_first, stop) in ranges.items() if positions[tp] < stop}
         run = _Pass(job, consumer, producer, ranges, positions, todo, verdicts, duplicates, summary, store)
@@ -268,7 +272,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:
-                _transaction(job, producer, [], _offsets(ranges, final))
+                _transaction(job, producer, _offsets(ranges, final))
     finally:
         summary.seconds = time.perf_counter() - started
         if producer is not None:
@@ -327,26 +331,35 @@ def _producer(job: ReplayJob) -> KafkaProducer:
 def _transaction(
     job: ReplayJob,
     producer: KafkaProducer,
-    outputs: list[Outgoing],
     offsets: dict[TopicPartition, OffsetAndMetadata],
+    publish: Callable[[], object] = lambda: None,
 ) -> None:
-    """Publish ``outputs`` and commit ``offsets`` in one transaction; abort it when anything fails."""
-    timeout = job.settings.commit_timeout_s
+    """Send what ``publish`` sends and commit ``offsets`` in one transaction; abort it when anything fails."""
     producer.begin_transaction()
     try:
-        for out in outputs:
-            producer.send(
-                out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
-            )
-        group = replay_group_id(job.settings, job.replay_id)
-        bounded(lambda: producer.send_offsets_to_transaction(offsets, group), timeout, "send_offsets")
-        bounded(producer.commit_transaction, timeout, "commit_transaction")
+        publish()
+        _commit(job, producer, offsets)
     except BaseException:
-        # The first failure is the one to report; a failed abort is fenced by the next run's producer.
-        with contextlib.suppress(Exception):
-            bounded(producer.abort_transaction, timeout, "abort_transaction")
+        _abort(job, producer)
         raise
+
+
+def _commit(
+    job: ReplayJob, producer: KafkaProducer, offsets: dict[TopicPartition, OffsetAndMetadata]
+) -> None:
+    """Add ``offsets`` to the open transaction and commit it (what it sent becomes visible with them)."""
+    timeout = job.settings.commit_timeout_s
+    group = replay_group_id(job.settings, job.replay_id)
+    bounded(lambda: producer.send_offsets_to_transaction(offsets, group), timeout, "send_offsets")
+    bounded(producer.commit_transaction, timeout, "commit_transaction")
     job.metrics.transactions.inc()
+
+
+def _abort(job: ReplayJob, producer: KafkaProducer) -> None:
+    """Abort the open transaction after a failure (the caller re-raises it)."""
+    # The first failure is the one to report; a failed abort is fenced by the next run's producer.
+    with contextlib.suppress(Exception):
+        bounded(producer.abort_transaction, job.settings.commit_timeout_s, "abort_transaction")
 
 
 @dataclass
@@ -364,6 +377,7 @@ class _Pass:
     summary: ReplaySummary
     store: Authorizations | None = None  # the replay's own, pinned to the range start; never written out
     seen: SeenEvents = field(default_factory=lambda: SeenEvents(0))  # never filters by event id
+    queued: list[_Queued] = field(default_factory=list)  # the step's outputs, sent in its transaction
 
     def __post_init__(self) -> None:
         job, settings = self.job, self.job.settings
@@ -415,11 +429,32 @@ class _Pass:
             bar.close()
 
     def step(self) -> int:
-        """One poll: decide its records of the range, publish them with the offsets; return how many."""
+        """One poll: decide its records of the range, publish them with the offsets; return how many.
+
+        The records are all decided first, then sent in one transaction with the offsets (sending each
+        as it is decided made a replay a fifth slower: the producer's thread then competes with the
+        decisions); anything that fails in the transaction aborts it (a rerun resumes from the last one).
+        """
         settings = self.job.settings
         batch = self.consumer.poll(
             timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
         )
+        self.queued = []
+        count = self._decide_batch(batch)
+        for tp in list(self.todo):
+            position = self.consumer.position(tp)
+            if position is not None and position >= self.todo[tp]:
+                self.positions[tp] = max(self.positions[tp], self.todo[tp])
+                del self.todo[tp]
+        if self.producer is not None and count:
+            offsets = _offsets(self.ranges, self.positions)
+            _transaction(self.job, self.producer, offsets, self._publish_queued)
+        if self.store is not None:
+            self.store.commit()  # the batch's approvals stay on file for the rest of the range
+        return count
+
+    def _decide_batch(self, batch: Mapping[TopicPartition, Sequence[Record]]) -> int:
+        """Decide (and send) the batch's records of the range, moving the positions; return how many."""
         decided_at = self.job.clock()
         outputs: list[Outgoing] = []
         count = 0
@@ -434,15 +469,6 @@ class _Pass:
                 self.one(record, decided_at, outputs)
             last = records[-1].offset
             self.positions[tp] = max(self.positions[tp], last + 1 if last < stop else stop)
-        for tp in list(self.todo):
-            position = self.consumer.position(tp)
-            if position is not None and position >= self.todo[tp]:
-                self.positions[tp] = max(self.positions[tp], self.todo[tp])
-                del self.todo[tp]
-        if self.producer is not None and (outputs or count):
-            _transaction(self.job, self.producer, outputs, _offsets(self.ranges, self.positions))
-        if self.store is not None:
-            self.store.commit()  # the batch's approvals stay on file for the rest of the range
         return count
 
     def decide(self, record: Record, decided_at: datetime) -> tuple[Judgement, bool]:
@@ -508,7 +534,11 @@ class _Pass:
         return count
 
     def one(self, record: Record, decided_at: datetime, outputs: list[Outgoing]) -> None:
-        """Judge and route one record with the live worker's code; a live duplicate keeps its verdict."""
+        """Judge and route one record with the live worker's code; a live duplicate keeps its verdict.
+
+        A replay (not a diff) with a producer queues the output for the step's transaction and counts
+        it once sent (too large: as its TOO_LARGE dead letter); ``outputs`` gets it either way.
+        """
         job = self.job
         at = (record.topic, record.partition, record.offset)
         inherited = at in self.duplicates
@@ -521,13 +551,51 @@ class _Pass:
             _compare(job, record, out, self.verdicts, self.summary)
         else:
             extra = [(INHERITED_HEADER, b"live-duplicate")] if inherited else []
-            outputs.append(dataclasses.replace(out, headers=[*out.headers, *self.headers, *extra]))
+            headers = [*self.headers, *extra]
+            out = dataclasses.replace(out, headers=[*out.headers, *headers])
+            outputs.append(out)
+            if self.producer is not None:
+                self.queued.append(_Queued(record, out, decided_at, headers))
+                return  # counted once sent
+        self._count(out)
+
+    def _count(self, out: Outgoing) -> None:
+        """Count one output by its outcome or dead-letter class, in the summary and the metrics."""
         if out.outcome is not None:
             label = out.outcome.value
         else:
             label = f"DEAD_LETTER:{out.error_class.value}" if out.error_class is not None else "other"
         self.summary.outcomes[label] += 1
-        job.metrics.count(self.mode, label)
+        self.job.metrics.count(self.mode, label)
+
+    def _publish_queued(self) -> None:
+        """Send the step's queued outputs in its open transaction, as the live loop sends, and count them."""
+        producer, codec, settings = self.producer, self.job.codec, self.out_settings
+        if producer is None:  # pragma: no cover - a step queues only with a producer
+            msg = "a diff publishes nothing"
+            raise TypeError(msg)
+
+        def send(out: Outgoing) -> None:
+            producer.send(
+                out.topic, value=out.value, key=out.key, partition=out.partition, headers=out.headers
+            )
+
+        for queued in self.queued:
+            sent = send_within_limit(
+                send, queued.out, queued.record, codec=codec, settings=settings, at=queued.decided_at,
+                headers=queued.headers,
+            )  # fmt: skip
+            self._count(sent)
+
+
+@dataclass(slots=True)
+class _Queued:
+    """One output waiting for the step's transaction, with what its too-large dead letter needs."""
+
+    record: Record
+    out: Outgoing
+    decided_at: datetime
+    headers: list[tuple[str, bytes]]
 
 
 def _compare(

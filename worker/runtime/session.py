@@ -1,7 +1,9 @@
 """The transactional session: one Kafka transaction per batch, and what to do when one fails.
 
 ``begin``/``send``/``commit`` run the batch's transaction (commit and abort under the watchdog:
-kafka-python waits on them without a timeout); ``fail`` ends a failed batch, undoes the stores'
+kafka-python waits on them without a timeout); ``send_within_limit`` is the one send of an output
+for the live loop and the replay alike (an output too large for the producer goes out as a small
+dead letter); ``fail`` ends a failed batch, undoes the stores'
 staged changes and rewinds the consumer to the committed offsets; ``replace`` swaps in a new
 producer when the outcome is unknown (KAFKA-17754: never reuse such a producer), which also drops
 the partition state (only a read-back knows what committed) and rewinds.
@@ -27,6 +29,7 @@ from worker.kafka.failures import (
     PRODUCER_FENCED,
     ClientError,
     Kind,
+    RecordTooLarge,
     SlotTaken,
     SlotUnconfirmed,
     StalePartitions,
@@ -35,20 +38,24 @@ from worker.kafka.failures import (
     interruptible,
 )
 from worker.kafka.io import IndefiniteOutcome, Membership, bounded, rewind_to_committed
+from worker.runtime.route import too_large
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from datetime import datetime
 
     from structlog.typing import FilteringBoundLogger
 
     from worker.config.settings import Settings
+    from worker.contracts.codec import Codec
     from worker.kafka.io import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from worker.ops.metrics import WorkerMetrics
+    from worker.runtime.judge import Record
     from worker.runtime.route import Outgoing
     from worker.state.authorizations import StoreRecord
     from worker.state.store import PartitionStore
 
-__all__ = ["SlotUnconfirmed", "TransactionSession"]
+__all__ = ["SlotUnconfirmed", "TransactionSession", "send_within_limit"]
 
 
 class _FirstProducer:
@@ -81,6 +88,33 @@ class _FirstProducer:
             raise self.error
         assert self.producer is not None  # noqa: S101 - set whenever no error was
         return self.producer
+
+
+def send_within_limit(
+    send: Callable[[Outgoing], object],
+    out: Outgoing,
+    record: Record,
+    *,
+    codec: Codec,
+    settings: Settings,
+    at: datetime,
+    headers: Sequence[tuple[str, bytes]] = (),
+) -> Outgoing:
+    """Send ``out`` for ``record`` with ``send``; return what was sent (``out``, or its dead letter).
+
+    When the producer refuses ``out`` as larger than its ``max_request_size`` (kafka-python raises
+    ``MessageSizeTooLargeError`` before it buffers anything, so the open transaction is intact), a
+    retry would fail the same way for ever: send ``route.too_large``'s small TOO_LARGE dead letter
+    instead, on ``settings.dead_letter_topic``, with ``headers`` added (a replay's own). Raises what
+    ``send`` raises otherwise.
+    """
+    try:
+        send(out)
+    except RecordTooLarge:
+        out = too_large(record, out, codec=codec, settings=settings, at=at)
+        out.headers.extend(headers)
+        send(out)
+    return out
 
 
 def _abandon(producer: KafkaProducer) -> None:
