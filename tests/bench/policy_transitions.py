@@ -124,7 +124,10 @@ def _emit(count: int, seed: int) -> None:
     """Decide the mix with the ``worker`` package on sys.path; print one JSON line per claim and case."""
     from pydantic import ValidationError  # noqa: PLC0415 - only in the emitting child
 
-    from deploy.demo.nppes_sample import build_sample_index  # noqa: PLC0415
+    try:  # the sample moved out of the package with the developer tools (issue 24)
+        from deploy.demo.nppes_sample import build_sample_index  # noqa: PLC0415
+    except ImportError:  # a checkout from before the move
+        from worker.devtools.nppes_sample import build_sample_index  # noqa: PLC0415
     from worker.contracts.model import Claim  # noqa: PLC0415
     from worker.directory import Directory  # noqa: PLC0415
     from worker.policy import Facts, decide, default_policy  # noqa: PLC0415
@@ -165,8 +168,11 @@ def _run(tree: Path, count: int, seed: int) -> tuple[dict[tuple[str, str], str],
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        msg = f"deciding the mix in {tree} failed:\n{done.stderr[-3000:]}"
+        raise SystemExit(msg)
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     policy = json.loads(done.stderr.strip().splitlines()[-1])["policy"]
     return {(row["id"], row["case"]): row["outcome"] for row in rows}, policy
