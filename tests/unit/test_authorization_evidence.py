@@ -24,7 +24,7 @@ from worker.policy import decide, default_policy
 from worker.policy.decision import authorization_number, is_pa_number
 from worker.policy.facts import Facts, ProviderFacts, ProviderStatus
 from worker.runtime.compose import build_worker
-from worker.runtime.judge import decision_for
+from worker.runtime.judge import Decider
 from worker.state.authorization import RevocationReason, decode_authorization, encode_authorization, revoked
 from worker.state.authorization_table import AuthorizationMetrics
 from worker.state.authorizations import Authorizations
@@ -130,8 +130,8 @@ class TestPrescriberOnFile:
         assert (decision.decision_source, decision.authorization_number) == (DecisionSource.ON_FILE, number)
 
     @pytest.mark.parametrize("door", ["claim", "request"])
-    def test_decision_for_looks_the_facts_up_once_and_checks_the_prescriber(self, door):
-        """The worker's decision_for (claims and PA requests) looks up once and pends a deactivated prescriber's fill with 56."""
+    def test_the_decider_looks_the_facts_up_once_and_checks_the_prescriber(self, door):
+        """The worker's Decider (claims and PA requests) looks up once and pends a deactivated prescriber's fill with 56."""
         store = Authorizations(SECRET, STORE)
         _approve(store, "approve-4", MEMBER_A)
         if door == "claim":
@@ -154,15 +154,13 @@ class TestPrescriberOnFile:
             lookups.append(str(looked))
             return _directory(ProviderStatus.DEACTIVATED)
 
-        decision = decision_for(
-            claim,
-            policy=POLICY,
-            decided_at=NOW,
+        decision = Decider(
+            POLICY,
             lookup_facts=lookup,
             automated_denials=False,
             authorizations=store,
             dispensed=door == "claim",
-        )
+        ).decide(claim, NOW)
         assert len(lookups) == 1
         assert decision.outcome is Outcome.PENDED
         assert "56" in decision.reject_codes
@@ -276,15 +274,13 @@ class TestUniqueNumbers:
                     "requested_start": "2025-03-10",
                 }
             )
-            decision = decision_for(
-                claim,
-                policy=POLICY,
-                decided_at=NOW,
+            decision = Decider(
+                POLICY,
                 lookup_facts=lambda _c: Facts(),
                 automated_denials=False,
                 authorizations=store,
                 dispensed=False,
-            )
+            ).decide(claim, NOW)
             record = store.issue(claim, decision, source_kind="request")
             assert record is not None
             answers.append(pa_decision(request_id, decision)["pa_number"])

@@ -15,7 +15,7 @@ from worker.contracts import icd10cm
 from worker.contracts.codec import Codec
 from worker.contracts.model import Diagnosis, InformationNeed, Outcome
 from worker.policy import Facts, decide, default_policy
-from worker.runtime.judge import judge
+from worker.runtime.judge import Decider, judge
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 
@@ -37,7 +37,11 @@ def _raw(dx: tuple[str, ...], **overrides) -> dict:
 def _result(raw: dict) -> dict:
     """Run raw claim fields through the worker's decode -> decide -> result path; return the result record."""
     judgement = judge(
-        Rec(CODEC.encode_claim(raw)), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW
+        Rec(CODEC.encode_claim(raw)),
+        codec=CODEC,
+        seen=SeenEvents(10),
+        decided_at=NOW,
+        decider=Decider(POLICY),
     )
     out = route(judgement, codec=CODEC, settings=SETTINGS, at=NOW)
     assert out.topic == SETTINGS.results_topic

@@ -20,7 +20,7 @@ from worker.contracts.pa_request import decode_pa_request, encode_pa_request, re
 from worker.policy import Facts, decide, default_policy
 from worker.policy.edits import failed_edits, submission_day
 from worker.runtime.compose import build_worker
-from worker.runtime.judge import decision_for, no_facts
+from worker.runtime.judge import Decider, no_facts
 from worker.state.authorizations import Authorizations
 
 POLICY = default_policy()
@@ -150,37 +150,22 @@ def test_an_implausible_fill_never_pays_on_file_and_puts_nothing_on_file():
     """With an authorization on file, a fill dated in the future is REJECTED, not paid on file; nothing new is issued."""
     store = Authorizations(b"unit-test-secret-0123456789", "store")
     approvable = _claim(SUBMITTED.date(), claim_id="first")
-    first = decision_for(
-        approvable,
-        policy=POLICY,
-        decided_at=SUBMITTED,
-        lookup_facts=no_facts,
-        automated_denials=False,
-        authorizations=store,
+    first = Decider(POLICY, lookup_facts=no_facts, automated_denials=False, authorizations=store).decide(
+        approvable, SUBMITTED
     )
     assert first.outcome is Outcome.APPROVED
     assert store.issue(approvable, first) is not None
     store.commit()
     fill = _claim(SUBMITTED.date() + 5 * DAY, claim_id="fill", event_id="e2", dx=())
-    decision = decision_for(
-        fill,
-        policy=POLICY,
-        decided_at=SUBMITTED,
-        lookup_facts=no_facts,
-        automated_denials=False,
-        authorizations=store,
+    decision = Decider(POLICY, lookup_facts=no_facts, automated_denials=False, authorizations=store).decide(
+        fill, SUBMITTED
     )
     assert decision.outcome is Outcome.REJECTED
     assert decision.decision_source is DecisionSource.FIELD_EDIT
     assert store.issue(fill, decision) is None
     good_fill = _claim(SUBMITTED.date(), claim_id="fill2", event_id="e3", dx=())
-    paid = decision_for(
-        good_fill,
-        policy=POLICY,
-        decided_at=SUBMITTED,
-        lookup_facts=no_facts,
-        automated_denials=False,
-        authorizations=store,
+    paid = Decider(POLICY, lookup_facts=no_facts, automated_denials=False, authorizations=store).decide(
+        good_fill, SUBMITTED
     )
     assert paid.decision_source is DecisionSource.ON_FILE
 

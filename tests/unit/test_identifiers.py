@@ -21,8 +21,8 @@ from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass
 from worker.policy import default_policy
 from worker.policy.facts import Facts
-from worker.runtime.judge import judge
-from worker.runtime.requests import judge_request, request_settings, route_request
+from worker.runtime.judge import Decider, judge
+from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 
@@ -74,7 +74,7 @@ def _pattern_accepts(text: str) -> bool:
 def _judge(claim_record: dict[str, object], key: bytes | None = b"k"):
     """Encode a raw claim, judge and route it as the worker does; return the outgoing record."""
     record = Rec(CODEC.encode_claim(claim_record), key=key)
-    judgement = judge(record, codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW)
+    judgement = judge(record, codec=CODEC, seen=SeenEvents(10), decided_at=NOW, decider=Decider(POLICY))
     return route(judgement, codec=CODEC, settings=SETTINGS, at=NOW)
 
 
@@ -244,11 +244,8 @@ class TestPaRequests:
             record,
             codec=CODEC,
             seen=SeenEvents(10),
-            policy=POLICY,
             decided_at=NOW,
-            lookup_facts=lambda _claim: Facts(),
-            automated_denials=False,
-            authorizations=None,
+            decider=Decider(POLICY, lookup_facts=lambda _claim: Facts(), dispensed=REQUESTS.dispensed),
         )
         return view, route_request(judgement, codec=CODEC, settings=view, at=NOW)
 

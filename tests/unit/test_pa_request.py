@@ -32,7 +32,7 @@ from worker.kafka.io import IndefiniteOutcome, Membership, TopicPartition
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_request_worker
-from worker.runtime.judge import decision_for
+from worker.runtime.judge import Decider
 from worker.runtime.reference import open_reference
 from worker.runtime.request_worker import serve_requests
 from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request
@@ -70,15 +70,13 @@ def _request(**overrides):
 
 def _decide(request, store=None):
     claim = request_claim(decode_pa_request(encode_pa_request(request)))
-    decision = decision_for(
-        claim,
-        policy=POLICY,
-        decided_at=NOW,
+    decision = Decider(
+        POLICY,
         lookup_facts=lambda _claim: Facts(),
         automated_denials=False,
         authorizations=store,
-        dispensed=False,  # the request door's own setting (runtime/requests.py)
-    )
+        dispensed=False,
+    ).decide(claim, NOW)
     return claim, decision
 
 
@@ -163,11 +161,8 @@ def _answer(record, settings, seen, store=None, lookup_facts=lambda _claim: Fact
         record,
         codec=Codec(),
         seen=seen,
-        policy=POLICY,
         decided_at=NOW,
-        lookup_facts=lookup_facts,
-        automated_denials=False,
-        authorizations=store,
+        decider=Decider(POLICY, lookup_facts, authorizations=store, dispensed=REQUESTS.dispensed),
     )
     out = route_request(judgement, codec=Codec(), settings=view, at=NOW)
     if out.event_id is not None:

@@ -24,7 +24,7 @@ from worker.kafka.io import IndefiniteOutcome, Membership, TopicPartition
 from worker.policy import default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
-from worker.runtime.judge import judge
+from worker.runtime.judge import Decider, judge
 from worker.runtime.route import route
 from worker.runtime.session import send_within_limit
 from worker.state.dedupe import SeenEvents
@@ -121,8 +121,8 @@ class TestJudgeAndRoute:
             Rec(CODEC.encode_claim(claim), partition=3),
             codec=CODEC,
             seen=SeenEvents(10),
-            policy=POLICY,
             decided_at=NOW,
+            decider=Decider(POLICY),
         )
         out = route(judgement, codec=CODEC, settings=SETTINGS, at=NOW)
         assert (out.topic, out.partition, out.key) == (SETTINGS.results_topic, 3, claim.claim_id.encode())
@@ -133,7 +133,11 @@ class TestJudgeAndRoute:
     def test_poison_becomes_a_dead_letter_with_original_bytes(self):
         """Undecodable bytes go to the dead-letter topic untouched, with their error class and no event id."""
         judgement = judge(
-            Rec(b"garbage", key=b"orig"), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW
+            Rec(b"garbage", key=b"orig"),
+            codec=CODEC,
+            seen=SeenEvents(10),
+            decided_at=NOW,
+            decider=Decider(POLICY),
         )
         out = route(judgement, codec=CODEC, settings=SETTINGS, at=NOW)
         letter = CODEC.decode_dead_letter(out.value)
@@ -145,11 +149,11 @@ class TestJudgeAndRoute:
         """judge is pure: a staged id makes a duplicate, but judging itself stages nothing."""
         seen = SeenEvents(10)
         value = CODEC.encode_claim(make_claim())
-        first = judge(Rec(value), codec=CODEC, seen=seen, policy=POLICY, decided_at=NOW)
+        first = judge(Rec(value), codec=CODEC, seen=seen, decided_at=NOW, decider=Decider(POLICY))
         assert first.error is None
         assert seen.snapshot(0) == []
         seen.stage(0, make_claim().event_id)
-        second = judge(Rec(value, offset=1), codec=CODEC, seen=seen, policy=POLICY, decided_at=NOW)
+        second = judge(Rec(value, offset=1), codec=CODEC, seen=seen, decided_at=NOW, decider=Decider(POLICY))
         assert second.error is not None
         assert second.error.error_class is DeadLetterClass.DUPLICATE_EVENT
 
@@ -165,12 +169,15 @@ class TestJudgeAndRoute:
             Rec(_value(1)),
             codec=CODEC,
             seen=SeenEvents(10),
-            policy=POLICY,
             decided_at=NOW,
-            lookup_facts=lookup,
+            decider=Decider(POLICY, lookup_facts=lookup),
         )
         judge(
-            Rec(b"junk"), codec=CODEC, seen=SeenEvents(10), policy=POLICY, decided_at=NOW, lookup_facts=lookup
+            Rec(b"junk"),
+            codec=CODEC,
+            seen=SeenEvents(10),
+            decided_at=NOW,
+            decider=Decider(POLICY, lookup_facts=lookup),
         )
         assert asked == ["c1"]
 
@@ -304,7 +311,7 @@ class TestTooLarge:
         settings = load_settings({})
         record = Rec(b"\x00" * 2000, offset=7)
         big = route(
-            judge(record, codec=CODEC, seen=SeenEvents(0), policy=default_policy(), decided_at=NOW),
+            judge(record, codec=CODEC, seen=SeenEvents(0), decided_at=NOW, decider=Decider(default_policy())),
             codec=CODEC,
             settings=settings,
             at=NOW,

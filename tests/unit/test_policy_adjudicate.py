@@ -12,7 +12,7 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Outcome
 from worker.policy import catalog_policy, default_policy
-from worker.runtime.judge import judge
+from worker.runtime.judge import Decider, judge
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 
@@ -38,9 +38,8 @@ def adjudicate(record, *, codec, settings, seen, policy, decided_at):
         record,
         codec=codec,
         seen=seen,
-        policy=policy,
         decided_at=decided_at,
-        automated_denials=settings.automated_denials,
+        decider=Decider(policy, automated_denials=settings.automated_denials),
     )
     out = route(judgement, codec=codec, settings=settings, at=decided_at)
     if out.event_id is not None:

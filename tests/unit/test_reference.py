@@ -29,7 +29,7 @@ from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
 from worker.policy.facts import ProviderStatus
 from worker.runtime.compose import build_worker
-from worker.runtime.judge import decision_for
+from worker.runtime.judge import Decider
 from worker.runtime.reference import ReferenceData, lookup, open_reference
 from worker.state.authorizations import Authorizations
 
@@ -550,15 +550,13 @@ def test_a_pa_request_sending_oncology_for_a_deactivated_npi_pends_56_and_goes_o
     }
     claim = request_claim(decode_pa_request(encode_pa_request(request)))
     store = Authorizations(b"unit-test-secret-0123456789", "store")
-    decision = decision_for(
-        claim,
-        policy=catalog_policy(DEFAULT_POLICY_REF),
-        decided_at=DECIDED_AT,
+    decision = Decider(
+        catalog_policy(DEFAULT_POLICY_REF),
         lookup_facts=ReferenceData(directory).facts,
         automated_denials=False,
         authorizations=store,
         dispensed=False,
-    )
+    ).decide(claim, DECIDED_AT)
     assert decision.outcome is Outcome.PENDED
     assert "56" in decision.reject_codes
     assert pa_decision(claim.claim_id, decision)["pa_number"] is None

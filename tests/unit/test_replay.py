@@ -23,7 +23,7 @@ from worker.kafka.io import TopicPartition
 from worker.kafka.ranges import plan_ranges
 from worker.policy import default_policy
 from worker.runtime import replay as replay_module
-from worker.runtime.judge import judge
+from worker.runtime.judge import Decider, judge
 from worker.runtime.replay import (
     ReplayJob,
     ReplayMetrics,
@@ -320,7 +320,11 @@ def test_a_fill_after_an_approval_in_the_range_pays_on_file_in_the_replays_own_s
     verdicts = {}
     for record in records:
         judgement = judge(
-            record, codec=codec, seen=SeenEvents(0), policy=policy, decided_at=T0, authorizations=live_store
+            record,
+            codec=codec,
+            seen=SeenEvents(0),
+            decided_at=T0,
+            decider=Decider(policy, authorizations=live_store),
         )
         live_store.issue(judgement.claim, judgement.decision)
         live_store.commit()

@@ -15,17 +15,12 @@ from worker.runtime.judge import judge
 from worker.runtime.route import route
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
-    from worker.contracts.model import Claim
-    from worker.policy import Policy
-    from worker.policy.facts import Facts
-    from worker.runtime.judge import Judgement, Record
+    from worker.runtime.judge import Decider, Judgement, Record
     from worker.runtime.route import Outgoing
-    from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
 __all__ = ["CLAIMS", "Door", "Judge", "Router"]
@@ -40,11 +35,8 @@ class Judge(Protocol):
         *,
         codec: Codec,
         seen: SeenEvents,
-        policy: Policy,
+        decider: Decider,
         decided_at: datetime,
-        lookup_facts: Callable[[Claim], Facts],
-        automated_denials: bool,
-        authorizations: Authorizations | None,
     ) -> Judgement:
         """Judge ``record``."""
         ...
@@ -66,6 +58,8 @@ class Door:
     judge: Judge
     route: Router
     source_kind: str
+    dispensed: bool = True
+    """Whether its claims dispense (carry quantity and days supply to edit): false for PA requests."""
 
 
 CLAIMS = Door("claims", judge, route, "claim")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
-__all__ = ["DuplicateEvent", "Judgement", "Record", "decision_for", "judge", "judged", "no_facts"]
+__all__ = ["Decider", "DuplicateEvent", "Judgement", "Record", "judge", "judged", "no_facts"]
 
 
 class Record(Protocol):
@@ -67,17 +67,50 @@ def no_facts(_claim: Claim) -> Facts:
     return Facts()
 
 
-def _decide(
-    claim: Claim,
-    facts: Facts,
-    policy: Policy,
-    decided_at: datetime,
-    *,
-    automated_denials: bool,
-    dispensed: bool = True,
-) -> Decision:
-    """Call the policy: the only call to ``decide`` in the worker (live and replay alike)."""
-    return decide(claim, facts, policy, decided_at, automated_denials=automated_denials, dispensed=dispensed)
+@dataclass(frozen=True, slots=True)
+class Decider:
+    """What a decision needs besides the claim and its time, bound once per worker (live and replay alike).
+
+    ``policy`` decides; ``lookup_facts`` is the reference-data lookup (``no_facts`` without a
+    directory); ``automated_denials`` the plan's opt-in to final denials; ``authorizations`` the store
+    on file (``None``: no store); ``dispensed`` false for a door whose claims carry no quantity (PA
+    requests: no quantity or days-supply edits).
+    """
+
+    policy: Policy
+    lookup_facts: Callable[[Claim], Facts] = no_facts
+    automated_denials: bool = False
+    authorizations: Authorizations | None = None
+    dispensed: bool = True
+
+    def decide(self, claim: Claim, decided_at: datetime) -> Decision:
+        """Decide ``claim``: on file when the store holds an authorization, else by the policy.
+
+        The facts are looked up once, before the store is asked: an authorization on file does not
+        validate the claim's prescriber, so the store reads the directory's answer, and the policy
+        decides with the same facts when nothing on file pays. A claim that fails a plausibility edit
+        (``policy.edits``) is decided by the policy (REJECTED) and never pays on file: an authorization
+        does not make an implausible date or quantity plausible. The only call to ``decide`` in the
+        worker.
+        """
+        policy, dispensed = self.policy, self.dispensed
+        facts = self.lookup_facts(claim)
+
+        def usual() -> Decision:
+            return decide(
+                claim,
+                facts,
+                policy,
+                decided_at,
+                automated_denials=self.automated_denials,
+                dispensed=dispensed,
+            )
+
+        authorizations = self.authorizations
+        if authorizations is None or failed_edits(claim, policy, dispensed=dispensed):
+            return usual()
+        # An authorization on file pays without re-evaluation (docs/authorizations.md).
+        return authorizations.decide(claim, facts, policy, decided_at, usual)
 
 
 def judge(
@@ -85,11 +118,8 @@ def judge(
     *,
     codec: Codec,
     seen: SeenEvents,
-    policy: Policy,
+    decider: Decider,
     decided_at: datetime,
-    lookup_facts: Callable[[Claim], Facts] = no_facts,
-    automated_denials: bool = False,
-    authorizations: Authorizations | None = None,
 ) -> Judgement:
     """Judge one record; never raises for bad input (it becomes ``Judgement.error``).
 
@@ -98,6 +128,7 @@ def judge(
     claim whose record key is no clean identifier (``contracts.identifiers``; reject 85, field ``key``).
     Infrastructure failures (an unreachable schema registry) do raise: they are not the record's fault.
     """
+    policy = decider.policy
     try:
         claim = codec.decode_claim(record.value, record.key)
         if seen.seen(record.partition, claim.event_id):
@@ -108,70 +139,13 @@ def judge(
         return Judgement(record, error=error, policy=policy)
     except BadRecord as error:
         return Judgement(record, error=error, policy=policy)
-    return judged(
-        record,
-        claim,
-        policy=policy,
-        decided_at=decided_at,
-        lookup_facts=lookup_facts,
-        automated_denials=automated_denials,
-        authorizations=authorizations,
-    )
+    return judged(record, claim, decider=decider, decided_at=decided_at)
 
 
-def judged(
-    record: Record,
-    claim: Claim,
-    *,
-    policy: Policy,
-    decided_at: datetime,
-    lookup_facts: Callable[[Claim], Facts],
-    automated_denials: bool,
-    authorizations: Authorizations | None,
-    dispensed: bool = True,
-) -> Judgement:
-    """Decide a decoded claim (a PA request's claim: ``dispensed`` false); return the timed ``Judgement``."""
+def judged(record: Record, claim: Claim, *, decider: Decider, decided_at: datetime) -> Judgement:
+    """Decide a decoded claim (or a PA request's claim) and return the timed ``Judgement``."""
     tick = time.perf_counter()
-    decision = decision_for(
-        claim,
-        policy=policy,
-        decided_at=decided_at,
-        lookup_facts=lookup_facts,
-        automated_denials=automated_denials,
-        authorizations=authorizations,
-        dispensed=dispensed,
-    )
+    decision = decider.decide(claim, decided_at)
     return Judgement(
-        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=policy
+        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=decider.policy
     )
-
-
-def decision_for(
-    claim: Claim,
-    *,
-    policy: Policy,
-    decided_at: datetime,
-    lookup_facts: Callable[[Claim], Facts],
-    automated_denials: bool,
-    authorizations: Authorizations | None,
-    dispensed: bool = True,
-) -> Decision:
-    """Decide ``claim`` (a claim, or a PA request's claim): on file when the store holds an authorization.
-
-    The facts are looked up once, before the store is asked: an authorization on file does not validate
-    the claim's prescriber, so the store reads the directory's answer, and the policy decides with the
-    same facts when nothing on file pays. Without a store the policy decides with them directly. A
-    claim that fails a plausibility edit (``policy.edits``) is decided by the policy (REJECTED) and
-    never pays on file: an authorization does not make an implausible date or quantity plausible.
-    """
-    facts = lookup_facts(claim)
-
-    def usual() -> Decision:
-        return _decide(
-            claim, facts, policy, decided_at, automated_denials=automated_denials, dispensed=dispensed
-        )
-
-    if authorizations is None or failed_edits(claim, policy, dispensed=dispensed):
-        return usual()
-    # An authorization on file pays without re-evaluation (docs/authorizations.md).
-    return authorizations.decide(claim, facts, policy, decided_at, usual)

@@ -40,7 +40,7 @@ from worker.kafka.failures import (
 from worker.kafka.io import Membership, OffsetAndMetadata, slot_membership
 from worker.policy import catalog_policy
 from worker.runtime.doors import CLAIMS
-from worker.runtime.judge import no_facts
+from worker.runtime.judge import Decider, no_facts
 from worker.runtime.partitions import Listener, PartitionState
 from worker.runtime.route import Outgoing
 from worker.runtime.session import TransactionSession, send_within_limit
@@ -103,10 +103,17 @@ class Pipeline:
         self.log = log
         self.policy = policy if policy is not None else catalog_policy(settings.policy)
         self.seen = seen
-        self._lookup_facts = lookup_facts or no_facts
         self._refresh = refresh  # once per pass: reference data updates (worker.runtime.reference)
         self._clock = clock
         self.authorizations = authorizations
+        # Everything a decision needs besides the claim and its time, bound once (runtime.judge.Decider).
+        self.decider = Decider(
+            self.policy,
+            lookup_facts or no_facts,
+            automated_denials=settings.automated_denials,
+            authorizations=authorizations,
+            dispensed=door.dispensed,
+        )
         stores: tuple[PartitionStore, ...] = (seen,) if authorizations is None else (seen, authorizations)
         self.partitions = PartitionState(
             settings, consumer, stores, metrics, log, claims_partitions=claims_partitions
@@ -399,15 +406,13 @@ class Pipeline:
         """
         offsets = self._next_offsets(batch)
         decided_at = self._clock()
-        session, codec, settings, seen, policy = (
+        session, codec, settings, seen, decider = (
             self.session,
             self.codec,
             self.settings,
             self.seen,
-            self.policy,
+            self.decider,
         )
-        lookup_facts = self._lookup_facts
-        automated_denials = settings.automated_denials
         authorizations = self.authorizations
         judge, route, source_kind = self.door.judge, self.door.route, self.door.source_kind
         send = session.send
@@ -419,16 +424,7 @@ class Pipeline:
         for records in batch.values():
             for record in records:
                 self._current = (record.topic, record.partition, record.offset)
-                judgement = judge(
-                    record,
-                    codec=codec,
-                    seen=seen,
-                    policy=policy,
-                    decided_at=decided_at,
-                    lookup_facts=lookup_facts,
-                    automated_denials=automated_denials,
-                    authorizations=authorizations,
-                )
+                judgement = judge(record, codec=codec, seen=seen, decider=decider, decided_at=decided_at)
                 out = route(judgement, codec=codec, settings=settings, at=decided_at)
                 out = send_within_limit(  # too large to send: a small dead letter instead
                     send, out, record, codec=codec, settings=settings, at=decided_at

@@ -61,7 +61,7 @@ from worker.kafka.clients import Role, new_consumer, new_producer
 from worker.kafka.io import OffsetAndMetadata, TopicPartition, bounded
 from worker.kafka.ranges import Stall, plan_ranges
 from worker.kafka.ranges import scan as _scan
-from worker.runtime.judge import DuplicateEvent, Judgement, judge, no_facts
+from worker.runtime.judge import Decider, DuplicateEvent, Judgement, judge, no_facts
 from worker.runtime.route import route
 from worker.runtime.session import send_within_limit
 from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
@@ -394,6 +394,12 @@ class _Pass:
             (REPLAY_AUTHORIZATIONS_HEADER, self.summary.authorizations_as_of.encode()),
         ]
         self.mode = "diff" if job.diff else "replay"
+        self.decider = Decider(
+            job.policy,
+            job.lookup_facts,
+            automated_denials=settings.automated_denials,
+            authorizations=self.store,
+        )
 
     def run(self) -> None:
         """Poll, decide, publish (or compare) until every partition reached its range's end."""
@@ -480,14 +486,7 @@ class _Pass:
         if (record.topic, record.partition, record.offset) in self.duplicates:
             return Judgement(record, error=DuplicateEvent(), policy=job.policy), False
         judgement = judge(
-            record,
-            codec=job.codec,
-            seen=self.seen,
-            policy=job.policy,
-            decided_at=decided_at,
-            lookup_facts=job.lookup_facts,
-            automated_denials=job.settings.automated_denials,
-            authorizations=self.store,
+            record, codec=job.codec, seen=self.seen, decider=self.decider, decided_at=decided_at
         )
         # As the live pipeline does, but the store record goes nowhere: only the replay's table.
         issued = (

@@ -26,16 +26,11 @@ from worker.runtime.judge import DuplicateEvent, Judgement, judged
 from worker.runtime.route import Outgoing, dead_letter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
-    from worker.contracts.model import Claim
-    from worker.policy import Policy
-    from worker.policy.facts import Facts
-    from worker.runtime.judge import Record
-    from worker.state.authorizations import Authorizations
+    from worker.runtime.judge import Decider, Record
     from worker.state.dedupe import SeenEvents
 
 __all__ = ["REQUESTS", "judge_request", "request_settings", "route_request"]
@@ -75,11 +70,8 @@ def judge_request(
     *,
     codec: Codec,
     seen: SeenEvents,
-    policy: Policy,
+    decider: Decider,
     decided_at: datetime,
-    lookup_facts: Callable[[Claim], Facts],
-    automated_denials: bool,
-    authorizations: Authorizations | None,
 ) -> Judgement:
     """Judge one PA request: decode it, refuse a request id already answered, decide it as a claim.
 
@@ -95,17 +87,8 @@ def judge_request(
         if seen.seen(record.partition, claim.claim_id):
             raise DuplicateEvent
     except BadRecord as error:
-        return Judgement(record, error=error, policy=policy)
-    return judged(
-        record,
-        claim,
-        policy=policy,
-        decided_at=decided_at,
-        lookup_facts=lookup_facts,
-        automated_denials=automated_denials,
-        authorizations=authorizations,
-        dispensed=False,  # a request dispenses nothing: its synthetic claim holds no quantity
-    )
+        return Judgement(record, error=error, policy=decider.policy)
+    return judged(record, claim, decider=decider, decided_at=decided_at)
 
 
 def _require_clean_key(key: bytes | None) -> None:
@@ -148,5 +131,5 @@ def route_request(judgement: Judgement, *, codec: Codec, settings: Settings, at:
     )
 
 
-REQUESTS = Door("pa-requests", judge_request, route_request, "request")
+REQUESTS = Door("pa-requests", judge_request, route_request, "request", dispensed=False)
 """PA requests in, answers (or dead letters) out; an approval goes on file with source ``request``."""
