@@ -106,7 +106,7 @@ def _result_record(offset: int, claim_id: str, summary: str) -> types.SimpleName
         worker_version="t",
     )
     result["claim_id"], result["summary"], result["criteria"] = claim_id, summary, []
-    return types.SimpleNamespace(value=CODEC.encode_result(result))
+    return types.SimpleNamespace(value=CODEC.encode_result(result), partition=0, offset=offset, timestamp=0)
 
 
 def _letter_record(offset: int, key: bytes, reason: str) -> types.SimpleNamespace:
@@ -119,7 +119,9 @@ def _letter_record(offset: int, key: bytes, reason: str) -> types.SimpleNamespac
         worker_version="t",
         dead_lettered_at=NOW,
     )
-    return types.SimpleNamespace(value=CODEC.encode_dead_letter(letter))
+    return types.SimpleNamespace(
+        value=CODEC.encode_dead_letter(letter), partition=0, offset=offset, timestamp=0
+    )
 
 
 class TestPrinters:
@@ -131,10 +133,10 @@ class TestPrinters:
         letters = [_letter_record(100 + i, a.encode(), f"r {a}") for i, a in enumerate(ATTACKS.values())]
         settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
 
-        def read_topic(_settings, topic, _timeout):
+        def read_to_ends(_settings, topic, _progress=None):
             return iter(results if topic == settings.results_topic else letters)
 
-        monkeypatch.setattr(report, "read_topic", read_topic)
+        monkeypatch.setattr(report, "read_to_ends", read_to_ends)
         assert report.print_results(settings) == 0
         out = capsys.readouterr().out
         _shown(out)

@@ -87,6 +87,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         admin,
         authorizations,
         directory,
+        feed,
         processes,
         replay,
     )
@@ -98,6 +99,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         processes.register,
         replay.register,
         authorizations.register,
+        feed.register,
     ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from worker.errors import ConfigError
@@ -56,9 +57,92 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also produce claims without a taxonomy, decided through the bundled sample directory",
     )
     seed.set_defaults(handler=seed_samples)
-    show = sub.add_parser("show-results", help="print the committed results and dead letters as a table")
-    show.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for more records")
+    _register_show(sub)
+
+
+def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``show-results``: every committed result and dead letter, filtered, as a table or JSON Lines."""
+    from worker.contracts.model import DecisionSource, Outcome  # noqa: PLC0415 - keeps imports light
+
+    show = sub.add_parser(
+        "show-results",
+        help="print the committed results and dead letters (every partition, to its end) as a table or JSON",
+        epilog="--partition and --offsets select by the claims-topic coordinates a row answers (the src"
+        " column); --since/--until by the record's Kafka timestamp. Exit codes: 0 rows shown; 1 read to the"
+        " end, nothing matched; 2 a missing topic or bad arguments; 4 Kafka unreachable or the read stalled"
+        " past CLAIMS_OUTAGE_LIMIT_S; 5 not authorized.",
+    )
+    show.add_argument("--claim-id", action="append", default=[], help="only this claim id (repeatable)")
+    show.add_argument(
+        "--outcome",
+        action="append",
+        default=[],
+        choices=[*(o.value for o in Outcome), "DEAD_LETTER", "UNREADABLE"],
+        help="only this outcome (repeatable)",
+    )
+    show.add_argument(
+        "--decision-source",
+        action="append",
+        default=[],
+        choices=[d.value for d in DecisionSource],
+        help="only results from this decision step (repeatable)",
+    )
+    show.add_argument(
+        "--partition",
+        action="append",
+        default=[],
+        type=_natural,
+        help="only this source partition (repeatable)",
+    )
+    show.add_argument("--offsets", type=_offsets, help="only source offsets A-B (inclusive; A- or -B open)")
+    show.add_argument(
+        "--since", type=_moment, help="only records written at or after this ISO time (UTC if naive)"
+    )
+    show.add_argument(
+        "--until", type=_moment, help="only records written before this ISO time (UTC if naive)"
+    )
+    show.add_argument(
+        "--format", dest="output", choices=("table", "json"), default="table", help="[default: table]"
+    )
+    show.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="read this topic instead (a replay or dead-letter topic; repeatable)"
+        " [default: the results and dead-letter topics]",
+    )
     show.set_defaults(handler=show_results)
+
+
+def _natural(text: str) -> int:
+    """Parse a whole number of at least 0 for argparse."""
+    if not text.isdigit():
+        msg = f"must be a whole number of at least 0, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(text)
+
+
+def _offsets(text: str) -> tuple[int | None, int | None]:
+    """Parse ``A-B``, ``A-`` or ``-B`` (inclusive offsets) for argparse."""
+    low, dash, high = text.partition("-")
+    if not dash or not (low or high) or not all(part.isdigit() for part in (low, high) if part):
+        msg = f"must be A-B, A- or -B with whole numbers, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    bounds = (int(low) if low else None, int(high) if high else None)
+    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
+        msg = f"the range {text!r} is empty"
+        raise argparse.ArgumentTypeError(msg)
+    return bounds
+
+
+def _moment(text: str) -> datetime:
+    """Parse an ISO date or date-time for argparse; a naive one is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        msg = f"must be an ISO date or time such as 2025-03-01T12:00:00Z, not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _positive(text: str) -> int:
@@ -127,7 +211,18 @@ def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def show_results(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the committed results and dead letters as a table."""
-    from worker.ops.report import print_results  # noqa: PLC0415
+    """Print the committed results and dead letters that the filters keep, as a table or JSON Lines."""
+    from worker.ops.report import Selection, print_results  # noqa: PLC0415
 
-    return print_results(settings, timeout_s=args.timeout)
+    if args.since is not None and args.until is not None and args.since >= args.until:
+        raise ConfigError("--since must be before --until")
+    selection = Selection(
+        claim_ids=frozenset(args.claim_id),
+        outcomes=frozenset(args.outcome),
+        decision_sources=frozenset(args.decision_source),
+        partitions=frozenset(args.partition),
+        offsets=args.offsets,
+        since=args.since,
+        until=args.until,
+    )
+    return print_results(settings, topics=args.topic or None, selection=selection, output=args.output)

@@ -1,21 +1,37 @@
-"""Read the committed results and dead letters back from Kafka and print them as a table."""
+"""Read the committed results and dead letters back from Kafka and print them as a table or JSON Lines."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.codec import Codec
+from worker.errors import ConfigError, DecodeError
 from worker.kafka.clients import Role, new_consumer
 from worker.kafka.io import TopicPartition
+from worker.kafka.ranges import Stall
 from worker.ops.escaping import echo, printable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from worker.config.settings import Settings
 
-__all__ = ["print_results", "read_topic"]
+__all__ = [
+    "Row",
+    "Selection",
+    "json_line",
+    "print_results",
+    "read_to_ends",
+    "read_topic",
+    "table_lines",
+    "to_row",
+]
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> Iterator[Any]:
@@ -73,44 +89,321 @@ def _specialty_source(result: dict[str, Any]) -> str:
     return "-"
 
 
-def print_results(settings: Settings, timeout_s: float = 5.0) -> int:
-    """Print results and dead letters as an aligned table, every cell escaped; returns 0, or 1 when none."""
-    codec = Codec()
-    rows: list[tuple[str, ...]] = []
-    for record in read_topic(settings, settings.results_topic, timeout_s):
-        result = codec.decode_result(record.value)
+RESULT, DEAD_LETTER, UNREADABLE = "result", "dead_letter", "unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One record read back: where it sits, what it is (result, dead letter, unreadable) and its fields."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    kind: str
+    record: dict[str, Any]
+
+    @property
+    def claim_id(self) -> str:
+        """The claim id of a result, the original key of a dead letter, ``""`` for an unreadable record."""
+        if self.kind == RESULT:
+            return str(self.record["claim_id"])
+        if self.kind == DEAD_LETTER:
+            return (self.record["original_key"] or b"").decode("utf-8", "replace")
+        return ""
+
+    @property
+    def outcome(self) -> str:
+        """The result's outcome, ``DEAD_LETTER`` or ``UNREADABLE``."""
+        return str(self.record["outcome"]) if self.kind == RESULT else self.kind.upper()
+
+    @property
+    def source(self) -> tuple[int, int] | None:
+        """The claims-topic ``(partition, offset)`` the record answers (``None`` when unreadable)."""
+        source = self.record.get("source")
+        return None if source is None else (int(source["partition"]), int(source["offset"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which rows ``show-results`` prints; an empty set or ``None`` keeps every row.
+
+    ``partitions`` and ``offsets`` (inclusive, either end open) select by the claims-topic coordinates
+    the row answers (the ``src`` column); ``since`` (inclusive) and ``until`` (exclusive) by the
+    record's own Kafka timestamp.
+    """
+
+    claim_ids: frozenset[str] = frozenset()
+    outcomes: frozenset[str] = frozenset()
+    decision_sources: frozenset[str] = frozenset()
+    partitions: frozenset[int] = frozenset()
+    offsets: tuple[int | None, int | None] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def keeps(self, row: Row) -> bool:
+        """Tell whether ``row`` passes every filter."""
+        if self.claim_ids and row.claim_id not in self.claim_ids:
+            return False
+        if self.outcomes and row.outcome not in self.outcomes:
+            return False
+        if self.decision_sources and (
+            row.kind != RESULT or str(row.record.get("decision_source")) not in self.decision_sources
+        ):
+            return False
+        return self._time_keeps(row.timestamp_ms) and self._source_keeps(row.source)
+
+    def _source_keeps(self, source: tuple[int, int] | None) -> bool:
+        if not self.partitions and self.offsets is None:
+            return True
+        if source is None or (self.partitions and source[0] not in self.partitions):
+            return False
+        if self.offsets is None:
+            return True
+        low, high = self.offsets
+        return (low is None or source[1] >= low) and (high is None or source[1] <= high)
+
+    def _time_keeps(self, timestamp_ms: int) -> bool:
+        if self.since is not None and timestamp_ms < _ms(self.since):
+            return False
+        return self.until is None or timestamp_ms < _ms(self.until)
+
+
+def _ms(moment: datetime) -> int:
+    """Return ``moment`` as epoch milliseconds; a naive moment is read as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def read_to_ends(
+    settings: Settings, topic: str, progress: Callable[[int], None] | None = None
+) -> Iterator[Any]:
+    """Yield every committed record of ``topic``, each partition up to the end offset it had at the start.
+
+    No overall timeout: the read ends when every partition reaches its end, however long that takes;
+    a read that makes no progress for ``CLAIMS_OUTAGE_LIMIT_S`` raises ``KafkaTimeoutError`` (exit 4).
+    Raises ``ConfigError`` (exit 2) when ``topic`` does not exist; the read never creates it.
+    ``progress`` is called with each batch's record count (and once with 0 and the total first, see
+    ``expected``).
+    """
+    consumer = new_consumer(
+        settings,
+        Role.REPORT,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        allow_auto_create_topics=False,
+        max_poll_records=5000,
+    )
+    try:
+        numbers = consumer.partitions_for_topic(topic)
+        if not numbers:
+            msg = f"topic {topic!r} does not exist (or this login may not describe it)"
+            raise ConfigError(msg)
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        consumer.assign(partitions)
+        ends = consumer.end_offsets(partitions)
+        firsts = consumer.beginning_offsets(partitions)
+        pending = {tp: ends[tp] for tp in partitions if ends[tp] > firsts[tp]}
+        for tp in pending:
+            consumer.seek(tp, firsts[tp])
+        stall = Stall(settings.outage_limit_s, f"reading {topic}")
+        while pending:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                stall.progressed()
+                end = pending.get(tp, -1)
+                kept = [record for record in records if record.offset < end]
+                if progress is not None:
+                    progress(len(kept))
+                yield from kept
+            for tp in [tp for tp, end in pending.items() if consumer.position(tp) >= end]:
+                del pending[tp]
+            stall.check()
+    finally:
+        consumer.close(autocommit=False)
+
+
+def expected(settings: Settings, topic: str) -> int:
+    """Return how many offsets ``topic`` holds now (a progress bar's total; markers count too)."""
+    consumer = new_consumer(settings, Role.REPORT, group_id=None, allow_auto_create_topics=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return 0
+        ends, firsts = consumer.end_offsets(partitions), consumer.beginning_offsets(partitions)
+        return sum(ends[tp] - firsts[tp] for tp in partitions)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def to_row(codec: Codec, topic: str, record: Any) -> Row:  # noqa: ANN401 - a kafka-python ConsumerRecord
+    """Decode one record as a result, else as a dead letter, else keep it as unreadable (its class)."""
+    kind, decoded = UNREADABLE, {}
+    try:
+        decoded, kind = codec.decode_result(record.value), RESULT
+    except DecodeError:
+        try:
+            decoded, kind = codec.decode_dead_letter(record.value), DEAD_LETTER
+        except DecodeError as exc:
+            decoded = {"error_class": exc.error_class.value, "reason": exc.reason}
+    return Row(topic, record.partition, record.offset, int(record.timestamp), kind, decoded)
+
+
+def _jsonable(value: object) -> object:
+    """Return ``value`` with dates as ISO strings, so ``json.dumps`` can write it."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def json_line(row: Row) -> str:
+    """Return ``row`` as one JSON line: its coordinates, kind and every decoded field.
+
+    A dead letter's original value and header values are the sender's bytes, which hold PHI
+    (the patient): only their sizes are written (``original_value_bytes``, each header's ``value_bytes``).
+    ASCII-only JSON: every control character is written as an escape, so the line is safe on a terminal.
+    """
+    record = dict(row.record)
+    if row.kind == DEAD_LETTER:
+        original = record.pop("original_value", None)
+        record["original_value_bytes"] = None if original is None else len(original)
+        record["original_headers"] = [
+            {"key": header["key"], "value_bytes": None if header["value"] is None else len(header["value"])}
+            for header in record.get("original_headers") or ()
+        ]
+    stamp = datetime.fromtimestamp(row.timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    line = {
+        "kind": row.kind,
+        "topic": row.topic,
+        "partition": row.partition,
+        "offset": row.offset,
+        "timestamp": stamp,
+        "record": _jsonable(record),
+    }
+    return json.dumps(line, ensure_ascii=True, sort_keys=False)
+
+
+def table_cells(row: Row) -> tuple[str, ...]:
+    """Return the table's cells of ``row`` (unescaped; ``table_lines`` escapes each one)."""
+    source = row.source
+    src = "-" if source is None else f"{source[0]}:{source[1]}"
+    if row.kind == RESULT:
+        result = row.record
         rejects = ",".join(result["reject_codes"]) or "-"
-        source = f"{result['source']['partition']}:{result['source']['offset']}"
-        rows.append(
-            (
-                source,
-                result["claim_id"],
-                result["transaction_code"],
-                result["outcome"],
-                rejects,
-                _specialty_source(result),
-                _why(result),
-            )
+        return (
+            src,
+            result["claim_id"],
+            result["transaction_code"],
+            result["outcome"],
+            rejects,
+            _specialty_source(result),
+            _why(result),
         )
-    for record in read_topic(settings, settings.dead_letter_topic, timeout_s):
-        letter = codec.decode_dead_letter(record.value)
-        key = (letter["original_key"] or b"").decode("utf-8", "replace") or "(no key)"
-        source = f"{letter['source']['partition']}:{letter['source']['offset']}"
-        rows.append((source, key, "-", f"DEAD LETTER {letter['error_class']}", "-", "-", letter["reason"]))
-    rows.sort(key=lambda r: tuple(int(x) for x in r[0].split(":")))
+    if row.kind == DEAD_LETTER:
+        letter = row.record
+        return (
+            src,
+            row.claim_id or "(no key)",
+            "-",
+            f"DEAD LETTER {letter['error_class']}",
+            "-",
+            "-",
+            letter["reason"],
+        )
+    where = f"{row.topic}[{row.partition}]@{row.offset}"
+    return (
+        src,
+        "-",
+        "-",
+        f"UNREADABLE {row.record['error_class']}",
+        "-",
+        "-",
+        f"{where}: {row.record['reason']}",
+    )
+
+
+def _order(row: Row) -> tuple[int, int, int, int]:
+    source = row.source
+    return (0, *source, 0) if source is not None else (1, row.partition, row.offset, 0)
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    """Return the aligned table of ``rows`` (sorted by ``src``), every cell escaped on its own."""
     # Each cell escaped on its own (before widths are measured): a newline in a sender's value must
     # not start a row of its own, and no cell can move the cursor (worker.ops.escaping).
-    rows = [tuple(printable(cell) for cell in row) for row in rows]
+    cells = [tuple(printable(cell) for cell in table_cells(row)) for row in sorted(rows, key=_order)]
     header = ("src", "claim", "txn", "outcome", "rejects", "B from", "why")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
     widths[-1] = len(header[-1])
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    echo(line)
-    echo("-" * max(len(line), 100))
-    for row in rows:
-        echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    echo(
-        f"\n{len(rows)} records from {settings.results_topic} and {settings.dead_letter_topic}"
-        " (read_committed)"
+    out = [line, "-" * max(len(line), 100)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return out
+
+
+def _progress_bar(settings: Settings, topics: list[str]) -> Any:  # noqa: ANN401 - a tqdm bar or None
+    """Return a tqdm bar on stderr when stderr is a terminal, else ``None``."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm  # noqa: PLC0415 - only on a terminal
+
+    total = sum(expected(settings, topic) for topic in topics)
+    return tqdm(total=total, unit="rec", file=sys.stderr, leave=False)
+
+
+def print_results(
+    settings: Settings,
+    *,
+    topics: list[str] | None = None,
+    selection: Selection | None = None,
+    output: str = "table",
+) -> int:
+    """Print every record of ``topics`` (default: results and dead letters) that ``selection`` keeps.
+
+    ``output`` ``table`` (aligned, every cell escaped, sorted by src) or ``json`` (JSON Lines, streamed
+    in read order). Returns 0 when rows were printed, 1 when the read was complete but nothing matched;
+    raises ``ConfigError`` for a missing topic and ``KafkaTimeoutError`` for a stalled read (see
+    ``read_to_ends``), so that no partial read ends in 0.
+    """
+    codec = Codec()
+    topics = topics or [settings.results_topic, settings.dead_letter_topic]
+    selection = selection or Selection()
+    bar = _progress_bar(settings, topics)
+    rows: list[Row] = []
+    counts: Counter[str] = Counter()
+    read = 0
+    try:
+        for topic in topics:
+            for record in read_to_ends(settings, topic, None if bar is None else bar.update):
+                read += 1
+                row = to_row(codec, topic, record)
+                if not selection.keeps(row):
+                    continue
+                counts[row.kind] += 1
+                if output == "json":
+                    echo(json_line(row))
+                else:
+                    rows.append(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    shown = sum(counts.values())
+    if output != "json":
+        for line in table_lines(rows):
+            echo(line)
+    detail = ", ".join(
+        f"{counts[k]} {k.replace('_', ' ')}s" for k in (RESULT, DEAD_LETTER, UNREADABLE) if counts[k]
     )
-    return 0 if rows else 1
+    summary = (
+        f"{shown} of {read} records from {', '.join(topics)} (read_committed, every partition to its end)"
+    )
+    summary += f": {detail}" if detail else ""
+    echo(summary, file=sys.stderr if output == "json" else None)
+    return 0 if shown else 1
