@@ -85,7 +85,7 @@ def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str
     """Return the directory lookup pinned for the whole run and its version ("none": no directory)."""
     if settings.directory_path is None:
         return None, "none"
-    from worker.directory.index import Directory, DirectoryIndexError  # noqa: PLC0415
+    from worker.directory import Directory, DirectoryIndexError  # noqa: PLC0415
 
     try:
         directory = Directory.open(settings.directory_path)
