@@ -26,27 +26,29 @@ from worker.contracts.codec import (
     invalid_claim_from,
     reject_code_for,
 )
+from worker.contracts.codes import (
+    CriterionStatus,
+    DecisionSource,
+    DiseaseStatus,
+    InformationNeed,
+    Outcome,
+    ProductCodeSystem,
+    ProductReading,
+    Recommendation,
+    TransactionCode,
+    TriState,
+)
 from worker.contracts.fastread import compile_reader
 from worker.contracts.model import (
     Claim,
     ClinicalAttestation,
     Consultation,
     CriterionResult,
-    CriterionStatus,
     Decision,
-    DecisionSource,
     Diagnosis,
-    DiseaseStatus,
-    InformationNeed,
-    Outcome,
     Patient,
     Prescriber,
     Product,
-    ProductCodeSystem,
-    ProductReading,
-    Recommendation,
-    TransactionCode,
-    TriState,
 )
 from worker.contracts.parts import ClaimParts
 from worker.contracts.registry import (

@@ -7,7 +7,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.contracts.results import REJECT_MESSAGES
 from worker.errors import DeadLetterClass
 from worker.ops.metrics import OTHER, RebalanceKind, WorkerMetrics

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.contracts.results import REJECT_MESSAGES
 from worker.errors import DeadLetterClass
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from worker.contracts.model import ProductCodeSystem, ProductMatch, ProductReading
+from worker.contracts.codes import ProductCodeSystem, ProductReading
+from worker.contracts.model import ProductMatch
 from worker.errors import ConfigError
 from worker.lru import LruMemo
 from worker.policy.criteria import DiseaseStageRule, SpecialistRule

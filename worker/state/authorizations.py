@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from worker.contracts.model import Outcome, TransactionCode
+from worker.contracts.codes import Outcome, TransactionCode
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.kafka.clients import Role, new_consumer
 from worker.kafka.io import TopicPartition, read_to_end

@@ -6,7 +6,7 @@ consultant).
 
 from __future__ import annotations
 
-from worker.contracts.model import ReasonCode
+from worker.contracts.codes import ReasonCode
 from worker.policy.criteria.specialist import SpecialistRule, prescribed_by_or_with_specialist
 from worker.policy.criteria.stage import DiseaseStageRule, recurrent_or_metastatic
 

@@ -9,14 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from worker.contracts.model import (
-    CriterionResult,
-    CriterionStatus,
-    InformationNeed,
-    ReasonCode,
-    TriState,
-    npi_is_valid,
-)
+from worker.contracts.codes import CriterionStatus, InformationNeed, ReasonCode, TriState
+from worker.contracts.model import CriterionResult, npi_is_valid
 from worker.lru import LruMemo
 from worker.policy.criteria._common import MEMO_LIMIT as _MEMO_LIMIT
 from worker.policy.criteria._common import MET as _MET
