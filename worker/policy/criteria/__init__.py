@@ -1,7 +1,7 @@
 """The criteria of a prior-authorization policy: compiled rule data plus one pure function per criterion.
 
 One module per kind of criterion: ``stage`` (1.A, disease stage) and ``specialist`` (1.B, prescriber or
-consultant).
+consultant, whose specialties ``specialty`` reads).
 """
 
 from __future__ import annotations
