@@ -23,7 +23,7 @@ from worker.directory.updates import DirectoryUpdates, encode_update
 from worker.errors import ConfigError
 from worker.kafka.access import worker_needs
 from worker.kafka.failures import Kind, Stopped, classify
-from worker.ops.metrics import DirectoryMetrics
+from worker.ops.directory_metrics import DirectoryMetrics
 from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF
