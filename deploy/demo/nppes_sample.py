@@ -218,7 +218,7 @@ SAMPLE_RELEASE_DATE = date(2024, 7, 8)
 
 def build_sample_index(out: Path) -> Path:
     """Build the bundled sample's index at ``out`` (release ``SAMPLE_RELEASE``) for ``make run`` and demos."""
-    from worker.directory.index import build_index  # noqa: PLC0415 - devtools import the worker lazily
+    from worker.directory.builder import build_index  # noqa: PLC0415 - devtools import the worker lazily
     from worker.directory.nppes import open_text, read_nppes  # noqa: PLC0415
 
     build_index(

@@ -291,12 +291,12 @@ def run_one(
 ) -> tuple[float, float]:
     """Drain ``values`` with ``kind`` in a subprocess; return (claims/s, client CPU µs per record)."""
     from tests.integration import streams  # noqa: PLC0415
-    from worker.kafka import io as kafka_io  # noqa: PLC0415
+    from worker.kafka import topics as kafka_topics  # noqa: PLC0415
     from worker.ops.report import read_topic  # noqa: PLC0415
 
     tag = f"{re.sub(r'[^a-zA-Z0-9._-]', '_', kind)}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"
-    kafka_io.create_topics(
+    kafka_topics.create_topics(
         _kpy_settings(bootstrap, claims, results, "admin"), [claims, results, results + ".dlq"], partitions
     )
     streams.produce(bootstrap, claims, values)

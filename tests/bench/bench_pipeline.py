@@ -29,6 +29,7 @@ from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.kafka import io as kafka_io
+from worker.kafka import topics as kafka_topics
 from worker.ops.logs import get_logger
 from worker.runtime.compose import build_worker
 
@@ -60,7 +61,7 @@ def _settings(bootstrap: str, tag: str, batch: int):
 def _prepare(bootstrap: str, batch: int, values: list[tuple[bytes | None, bytes | None]] | None):
     tag = uuid.uuid4().hex[:8]
     settings = _settings(bootstrap, tag, batch)
-    kafka_io.create_topics(
+    kafka_topics.create_topics(
         settings, [settings.claims_topic, settings.results_topic, settings.dead_letter_topic], 1
     )
     if values:

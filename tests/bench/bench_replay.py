@@ -27,7 +27,7 @@ from bench_pipeline import _drain, _settings
 from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.contracts.codec import Codec
-from worker.kafka import io as kafka_io
+from worker.kafka import topics as kafka_topics
 from worker.ops.logs import get_logger
 from worker.policy import catalog_policy
 from worker.runtime.replay import ReplayJob, run_replay
@@ -57,7 +57,7 @@ def _mix(n: int):
 def _round(bootstrap: str, values, n: int) -> tuple[float, float, float, int]:
     tag = uuid.uuid4().hex[:8]
     settings = _settings(bootstrap, tag, 500).model_copy(update={"policy": "IXEMPRA-PA/2020.09-1"})
-    kafka_io.create_topics(
+    kafka_topics.create_topics(
         settings, [settings.claims_topic, settings.results_topic, settings.dead_letter_topic], 1
     )
     start = datetime.now(UTC) - timedelta(minutes=1)
@@ -65,7 +65,7 @@ def _round(bootstrap: str, values, n: int) -> tuple[float, float, float, int]:
     live = _drain("worker", settings, n, None)
     codec, policy = Codec(), catalog_policy(NEW)
     output = f"bench-{tag}.replay"
-    kafka_io.create_topics(settings, [output, f"{output}.dlq"], 1)
+    kafka_topics.create_topics(settings, [output, f"{output}.dlq"], 1)
     job = ReplayJob(
         settings, codec, policy, f"b{tag}", start, output_topic=output, dead_letter_topic=f"{output}.dlq"
     )

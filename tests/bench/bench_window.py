@@ -29,6 +29,7 @@ from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.kafka import io as kafka_io
+from worker.kafka import topics as kafka_topics
 from worker.runtime.compose import build_worker
 
 OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product
@@ -73,7 +74,7 @@ def main() -> int:
     )
     chunks: list[tuple[float, float]] = []  # (claims/s, CPU µs per claim)
     try:
-        kafka_io.create_topics(
+        kafka_topics.create_topics(
             settings, [settings.claims_topic, settings.results_topic, settings.dead_letter_topic], 1
         )
         other = {"product_id": OTHER_DRUG, "qualifier": "03"}

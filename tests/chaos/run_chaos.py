@@ -52,7 +52,7 @@ from deploy.kafka import broker as local_broker
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import SINGLE_OBJECT_MARKER, Codec
-from worker.kafka import io as kafka_io
+from worker.kafka import topics as kafka_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -566,7 +566,7 @@ def main() -> int:  # noqa: PLR0912
 
     failures: list[str] = []
     try:
-        kafka_io.create_topics(
+        kafka_topics.create_topics(
             load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap}),
             [names["claims"], names["results"], names["dead_letter"]],
             PARTITIONS,

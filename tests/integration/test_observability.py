@@ -13,6 +13,7 @@ import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from kafka import KafkaProducer
@@ -22,11 +23,14 @@ from tests.integration import streams
 from worker import __version__
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import Claim, CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
 from worker.ops.report import read_topic
 from worker.policy import Facts, decide, default_policy
 from worker.runtime.pipeline import ExitCode
+
+if TYPE_CHECKING:
+    from worker.contracts.model import Claim
 
 pytestmark = [pytest.mark.kafka]
 

@@ -16,7 +16,7 @@ from worker.cli import authorizations as cli_authorizations
 from worker.cli import main
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import DecisionSource, Outcome
+from worker.contracts.codes import DecisionSource, Outcome
 from worker.contracts.pa_request import REQUEST_PHARMACY, pa_decision, request_claim
 from worker.contracts.results import SourceCoordinates, build_result
 from worker.errors import ClaimsWorkerError

@@ -13,7 +13,7 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import DecisionSource, Outcome
+from worker.contracts.codes import DecisionSource, Outcome
 from worker.errors import ConfigError
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts

@@ -9,7 +9,7 @@ from importlib import resources
 import pytest
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.errors import ConfigError
 from worker.policy import Facts, ProviderFacts, ProviderStatus, catalog_policy, decide, load_policy
 

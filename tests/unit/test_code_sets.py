@@ -13,7 +13,8 @@ from tests.unit.fakes import Rec
 from worker.config.settings import load_settings
 from worker.contracts import icd10cm
 from worker.contracts.codec import Codec
-from worker.contracts.model import Diagnosis, InformationNeed, Outcome
+from worker.contracts.codes import InformationNeed, Outcome
+from worker.contracts.model import Diagnosis
 from worker.policy import Facts, decide, default_policy
 from worker.runtime.judge import Decider, judge
 from worker.runtime.route import route

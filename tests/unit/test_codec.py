@@ -19,12 +19,19 @@ from tests.unit.fake_registry import FakeRegistry
 from tests.unit.test_policy import claims as policy_claims
 from tests.unit.test_policy import facts as policy_facts
 from worker.config.settings import WireFormat
-from worker.contracts.codec import (
-    CONFLUENT_MAGIC,
-    SINGLE_OBJECT_MARKER,
-    Codec,
-    invalid_claim_from,
-    reject_code_for,
+from worker.contracts.bad_claims import invalid_claim_from, reject_code_for
+from worker.contracts.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Codec
+from worker.contracts.codes import (
+    CriterionStatus,
+    DecisionSource,
+    DiseaseStatus,
+    InformationNeed,
+    Outcome,
+    ProductCodeSystem,
+    ProductReading,
+    Recommendation,
+    TransactionCode,
+    TriState,
 )
 from worker.contracts.fastread import compile_reader
 from worker.contracts.model import (
@@ -32,21 +39,11 @@ from worker.contracts.model import (
     ClinicalAttestation,
     Consultation,
     CriterionResult,
-    CriterionStatus,
     Decision,
-    DecisionSource,
     Diagnosis,
-    DiseaseStatus,
-    InformationNeed,
-    Outcome,
     Patient,
     Prescriber,
     Product,
-    ProductCodeSystem,
-    ProductReading,
-    Recommendation,
-    TransactionCode,
-    TriState,
 )
 from worker.contracts.parts import ClaimParts
 from worker.contracts.registry import (

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.ops.metrics import DirectoryMetrics, WorkerMetrics
+from worker.ops.directory_metrics import DirectoryMetrics
+from worker.ops.metrics import WorkerMetrics
 from worker.runtime.replay import ReplayMetrics
 from worker.state.authorization_table import AuthorizationMetrics
 

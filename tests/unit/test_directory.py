@@ -19,7 +19,7 @@ from deploy.demo.nppes_sample import (
 )
 from worker.contracts.model import npi_is_valid
 from worker.directory import Directory, DirectoryIndexError, Entry, build_index, read_nppes
-from worker.directory.index import FORMAT_VERSION, MAGIC
+from worker.directory.layout import FORMAT_VERSION, MAGIC
 from worker.directory.nppes import open_text
 from worker.policy.facts import ProviderStatus
 

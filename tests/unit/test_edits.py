@@ -15,7 +15,7 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import DecisionSource, Outcome
+from worker.contracts.codes import DecisionSource, Outcome
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, request_claim
 from worker.policy import Facts, decide, default_policy
 from worker.policy.edits import failed_edits, submission_day

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.contracts.model import Outcome
+from worker.contracts.codes import Outcome
 from worker.ops.health import HealthServer
 from worker.ops.metrics import WorkerMetrics
 

@@ -14,8 +14,9 @@ from tests.unit.claims import NPIS, make_claim
 from tests.unit.fakes import Rec
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.codes import Outcome
 from worker.contracts.identifiers import IDENTIFIER_PATTERN, is_clean_identifier, key_is_clean
-from worker.contracts.model import Claim, Outcome
+from worker.contracts.model import Claim
 from worker.contracts.pa_request import encode_pa_request
 from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass

@@ -7,10 +7,11 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.contracts.results import REJECT_MESSAGES
 from worker.errors import DeadLetterClass
-from worker.ops.metrics import OTHER, RebalanceKind, WorkerMetrics
+from worker.ops.labels import OTHER, RebalanceKind
+from worker.ops.metrics import WorkerMetrics
 
 CRITERIA = ("A", "B")
 REASONS = ("DX_NOT_COVERED", "NO_ONCOLOGY_CONSULT")
@@ -201,7 +202,8 @@ class TestHistograms:
         """observe_*_latencies gives every bucket, the count and the sum that one observe per value gives, edges included."""
         from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
 
-        from worker.ops.metrics import DECISION_LATENCY_BUCKETS, E2E_LATENCY_BUCKETS, WorkerMetrics  # noqa: PLC0415
+        from worker.ops.histograms import DECISION_LATENCY_BUCKETS, E2E_LATENCY_BUCKETS  # noqa: PLC0415
+        from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
 
         values = [0.0, 1e-7, *DECISION_LATENCY_BUCKETS, *E2E_LATENCY_BUCKETS, 0.000_003, 45.0, 1e9]
         values += [b * 1.0001 for b in DECISION_LATENCY_BUCKETS + E2E_LATENCY_BUCKETS]

@@ -17,8 +17,8 @@ from tests.unit.claims import NPIS, make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.codes import InformationNeed, Outcome
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
-from worker.contracts.model import InformationNeed, Outcome
 from worker.contracts.pa_request import (
     decode_pa_request,
     encode_pa_request,

@@ -16,7 +16,7 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import CLAIMS, DLQ, RESULTS, FakeCluster, FakeConsumer, FakeProducer, Rec
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import Outcome
+from worker.contracts.codes import Outcome
 from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass, MalformedClaim, RegistryUnavailable
 from worker.kafka.failures import ExitCode

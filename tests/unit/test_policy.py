@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.claims import CONSULTANT_NPI, NPIS, make_claim
+from worker.contracts.codes import CriterionStatus, DecisionSource, InformationNeed, Outcome, Recommendation
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
-from worker.contracts.model import (
-    CriterionStatus,
-    Decision,
-    DecisionSource,
-    InformationNeed,
-    Outcome,
-    Recommendation,
-)
 from worker.policy import Facts, ProviderFacts, ProviderStatus, decide, default_policy
 from worker.policy.criteria import (
     DiseaseStageRule,
@@ -27,6 +21,9 @@ from worker.policy.criteria import (
     recurrent_or_metastatic,
 )
 from worker.policy.window import approval_window
+
+if TYPE_CHECKING:
+    from worker.contracts.model import Decision
 
 DECIDED_AT = datetime(2025, 3, 11, 8, 15, tzinfo=UTC)
 ONCOLOGY = ("207RX0202X", "207RH0003X", "2086X0206X", "2085R0001X", "207VX0201X", "2080P0207X")

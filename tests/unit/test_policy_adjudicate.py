@@ -10,7 +10,7 @@ import pytest
 from tests.unit.claims import make_claim
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.contracts.model import Outcome
+from worker.contracts.codes import Outcome
 from worker.policy import catalog_policy, default_policy
 from worker.runtime.judge import Decider, judge
 from worker.runtime.route import route

@@ -16,7 +16,7 @@ import pytest
 import worker.policy
 from tests.unit.claims import make_claim
 from tests.unit.sources import module_name, python_sources
-from worker.contracts.model import Outcome
+from worker.contracts.codes import Outcome
 from worker.errors import ConfigError
 from worker.policy import (
     DEFAULT_POLICY_REF,

@@ -15,15 +15,15 @@ from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
+from worker.contracts.codes import Outcome
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
-from worker.contracts.model import Outcome
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, pa_decision, request_claim
 from worker.directory import Directory, Entry
 from worker.directory.updates import DirectoryUpdates, encode_update
 from worker.errors import ConfigError
 from worker.kafka.access import worker_needs
 from worker.kafka.failures import Kind, Stopped, classify
-from worker.ops.metrics import DirectoryMetrics
+from worker.ops.directory_metrics import DirectoryMetrics
 from worker.policy import catalog_policy, decide
 from worker.policy.decision import DIRECTORY_REFERENCE
 from worker.policy.definition import DEFAULT_POLICY_REF

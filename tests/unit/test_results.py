@@ -9,16 +9,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from worker.contracts.codec import Codec
-from worker.contracts.model import (
-    Claim,
-    CriterionResult,
-    CriterionStatus,
-    Decision,
-    DecisionSource,
-    InformationNeed,
-    Outcome,
-    Reject,
-)
+from worker.contracts.codes import CriterionStatus, DecisionSource, InformationNeed, Outcome
+from worker.contracts.model import Claim, CriterionResult, Decision, Reject
 from worker.contracts.registry import SCHEMAS_DIR
 from worker.contracts.results import (
     MESSAGE_MAX_CHARS,

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from worker.contracts.codec import Codec
-from worker.contracts.model import Claim, DecisionSource, Outcome, TransactionCode, npi_is_valid
+from worker.contracts.codes import DecisionSource, Outcome, TransactionCode
+from worker.contracts.model import Claim, npi_is_valid
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, request_claim
 from worker.contracts.registry import load_schemas
 from worker.errors import BadRecord, DeadLetterClass, DecodeError, MalformedClaim

@@ -171,7 +171,7 @@ def create_topics(args: argparse.Namespace, settings: Settings) -> int:
             f" {args.replication_factor}: no write could ever be acknowledged"
         )
         raise ConfigError(msg)
-    from worker.kafka.io import create_topics as create  # noqa: PLC0415 - keeps --help fast
+    from worker.kafka.topics import create_topics as create  # noqa: PLC0415 - keeps --help fast
 
     topics = [settings.claims_topic, settings.results_topic, settings.dead_letter_topic]
     create(

@@ -125,7 +125,7 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
 def _create_plain(settings: Settings, topics: list[str], partitions: int, replication_factor: int) -> None:
     """Create the PA request and decision topics (not compacted) when they are missing."""
     from worker.kafka.clients import Role  # noqa: PLC0415
-    from worker.kafka.io import create_plain_topics  # noqa: PLC0415
+    from worker.kafka.topics import create_plain_topics  # noqa: PLC0415
 
     created = create_plain_topics(settings, topics, partitions, replication_factor, role=Role.AUTHORIZATIONS)
     for topic, made in created.items():

@@ -16,7 +16,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from worker.directory.index import MAGIC, Directory, DirectoryIndexError, build_index
+from worker.directory.builder import build_index
+from worker.directory.index import Directory
+from worker.directory.layout import MAGIC, DirectoryIndexError
 from worker.directory.nppes import NppesFormatError, open_text, read_nppes
 from worker.ops.escaping import echo
 

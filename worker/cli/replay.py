@@ -85,7 +85,7 @@ def _directory(settings: Settings) -> tuple[Callable[[Claim], Facts] | None, str
     """Return the directory lookup pinned for the whole run and its version ("none": no directory)."""
     if settings.directory_path is None:
         return None, "none"
-    from worker.directory.index import Directory, DirectoryIndexError  # noqa: PLC0415
+    from worker.directory import Directory, DirectoryIndexError  # noqa: PLC0415
 
     try:
         directory = Directory.open(settings.directory_path)
@@ -133,7 +133,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     from worker.cli.run import _schema_resolver  # noqa: PLC0415
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.kafka.failures import Kind, classify, describe  # noqa: PLC0415
-    from worker.kafka.io import create_topics  # noqa: PLC0415
+    from worker.kafka.topics import create_topics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
     from worker.runtime.replay import ReplayJob, run_replay  # noqa: PLC0415
 

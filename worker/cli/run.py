@@ -150,9 +150,10 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     gc.disable()  # until the start-up objects are frozen below: collecting them as they are made is waste
     from worker.contracts.codec import Codec  # noqa: PLC0415 - keeps `--help` and print-settings fast
     from worker.kafka import io as kafka_io  # noqa: PLC0415
+    from worker.ops.directory_metrics import DirectoryMetrics  # noqa: PLC0415
     from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
-    from worker.ops.metrics import DirectoryMetrics, WorkerMetrics  # noqa: PLC0415
+    from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
     from worker.runtime.compose import build_worker  # noqa: PLC0415
     from worker.runtime.reference import open_reference  # noqa: PLC0415

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +18,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.config.choices import LogFormat, SaslMechanism, SecurityProtocol
+from worker.config.secrets import (
+    SECRET_FILE_VARIABLES,
+    SECRETS_DIR_VARIABLE,
+    read_secret_files,
+    read_secrets_dir,
+)
 from worker.contracts.wire import WireFormat
 from worker.errors import ConfigError
 
@@ -28,53 +34,12 @@ if TYPE_CHECKING:
     from pydantic_settings import PydanticBaseSettingsSource
 
 __all__ = [
-    "SECRET_FILE_VARIABLES",
-    "LogFormat",
-    "SaslMechanism",
-    "SecurityProtocol",
     "Settings",
     "WireFormat",
     "env_names",
     "load_settings",
-    "read_secret_files",
 ]
 
-
-class LogFormat(StrEnum):
-    """How log lines are rendered."""
-
-    AUTO = "auto"
-    JSON = "json"
-    CONSOLE = "console"
-
-
-class SecurityProtocol(StrEnum):
-    """How the worker talks to the brokers (Kafka's ``security.protocol``)."""
-
-    PLAINTEXT = "PLAINTEXT"
-    SSL = "SSL"
-    SASL_PLAINTEXT = "SASL_PLAINTEXT"
-    SASL_SSL = "SASL_SSL"
-
-
-class SaslMechanism(StrEnum):
-    """SASL mechanisms the worker can authenticate with (Kafka's ``sasl.mechanism``)."""
-
-    PLAIN = "PLAIN"
-    SCRAM_SHA_256 = "SCRAM-SHA-256"
-    SCRAM_SHA_512 = "SCRAM-SHA-512"
-
-
-# Secrets that may also come from a file (a mounted Kubernetes secret): CLAIMS_<NAME>_FILE=/path.
-SECRET_FILE_VARIABLES: dict[str, str] = {
-    "CLAIMS_KAFKA_PASSWORD_FILE": "CLAIMS_KAFKA_PASSWORD",
-    "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE": "CLAIMS_KAFKA_SSL_KEY_PASSWORD",
-    "CLAIMS_SCHEMA_REGISTRY_PASSWORD_FILE": "CLAIMS_SCHEMA_REGISTRY_PASSWORD",
-    "CLAIMS_MEMBER_PSEUDONYM_SECRET_FILE": "CLAIMS_MEMBER_PSEUDONYM_SECRET",
-}
-# A folder of secret files named after the variables (pydantic-settings' secrets directory).
-SECRETS_DIR_VARIABLE = "CLAIMS_SECRETS_DIR"
-_MAX_SECRET_FILE_BYTES = 64 * 1024
 
 _TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
 Topic = Annotated[str, Field(pattern=_TOPIC)]
@@ -391,7 +356,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if secrets_dir is not None:
         if not Path(secrets_dir).is_dir():
             raise ConfigError(f"bad settings: {SECRETS_DIR_VARIABLE}: {secrets_dir} is not a directory")
-        source.update(_read_secrets_dir(Path(secrets_dir), source))
+        source.update(read_secrets_dir(Path(secrets_dir), source))
     kwargs: dict[str, Any] = {}
     for field_name, field_info in Settings.model_fields.items():
         env_name = _env_name(field_name)
@@ -409,53 +374,3 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             variable = _env_name(where) if where in Settings.model_fields else where
             problems.append(f"{variable}: {error['msg']}")
         raise ConfigError("bad settings: " + "; ".join(problems)) from None
-
-
-def _read_secret(path: Path, label: str) -> str:
-    """Return one secret file's text, one trailing newline dropped; errors name ``label``, never content."""
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(_MAX_SECRET_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"bad settings: {label}: cannot read {path} ({type(exc).__name__})") from None
-    if len(raw) > _MAX_SECRET_FILE_BYTES:
-        raise ConfigError(f"bad settings: {label}: {path} is larger than a secret can be")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"bad settings: {label}: {path} is not UTF-8 text") from None
-    return text.removesuffix("\n").removesuffix("\r")
-
-
-def read_secret_files(env: Mapping[str, str]) -> dict[str, str]:
-    """Return ``CLAIMS_<NAME>`` values read from the files named by ``CLAIMS_<NAME>_FILE`` in ``env``.
-
-    One trailing newline is dropped (``echo`` and Kubernetes secrets add one). Raises ``ConfigError``
-    naming the variable (never the content) when a file cannot be read or both forms are set.
-    """
-    values: dict[str, str] = {}
-    for file_variable, variable in SECRET_FILE_VARIABLES.items():
-        path = env.get(file_variable)
-        if not path:
-            continue
-        if env.get(variable):
-            raise ConfigError(f"bad settings: set {variable} or {file_variable}, not both")
-        values[variable] = _read_secret(Path(path), file_variable)
-    return values
-
-
-def _read_secrets_dir(directory: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """Return secrets from files named after their variables (``claims_kafka_password`` or upper case).
-
-    This is a mounted Kubernetes secret; a value set in the environment (or by a ``_FILE``) wins.
-    """
-    values: dict[str, str] = {}
-    for variable in SECRET_FILE_VARIABLES.values():
-        if env.get(variable):
-            continue
-        for name in (variable.lower(), variable):
-            path = directory / name
-            if path.is_file():
-                values[variable] = _read_secret(path, f"{SECRETS_DIR_VARIABLE} ({name})")
-                break
-    return values

@@ -9,31 +9,27 @@ Wire formats (the first bytes tell them apart when reading):
 
 Every kept version of a record family (``claim.v1.avsc``, ``claim.v2.avsc``, ...) is a valid writer
 schema; records are always read into the family's newest version, so old claims decode (v2's added
-field comes back as its default).
+field comes back as its default). How each writer schema is read is in ``read_plans``; how a claim
+that breaks field rules is explained (reasons, NCPDP reject codes) is in ``bad_claims``.
 """
 
 from __future__ import annotations
 
-import re
-import struct
-from dataclasses import dataclass
-from datetime import datetime
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
-from fastavro import schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
+from fastavro import schemaless_writer
 from pydantic import ValidationError
 
-from worker.contracts.fastread import compile_reader
+from worker.contracts.bad_claims import malformed_claim_from, unclean_key
 from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.identifiers import key_is_clean
 from worker.contracts.model import Claim
 from worker.contracts.parts import ClaimParts
+from worker.contracts.read_plans import CORRUPT_BODY_ERRORS, ReadPlan, SchemaFamily, read_body, read_plan
 from worker.contracts.registry import (
     HttpSchemaResolver,
     LocalSchemaResolver,
-    ParsedSchema,
     SchemaResolver,
     SchemaVersion,
     check_arrays_bounded,
@@ -42,21 +38,13 @@ from worker.contracts.registry import (
     single_object_fingerprint,
 )
 from worker.contracts.wire import WireFormat
-from worker.errors import ConfigError, DeadLetterClass, DecodeError, InvalidClaim, MalformedClaim
+from worker.errors import ConfigError, DeadLetterClass, DecodeError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Mapping
     from pathlib import Path
 
-__all__ = [
-    "CONFLUENT_MAGIC",
-    "DEFAULT_MAX_RECORD_BYTES",
-    "SINGLE_OBJECT_MARKER",
-    "Codec",
-    "invalid_claim_from",
-    "malformed_claim_from",
-    "reject_code_for",
-]
+__all__ = ["CONFLUENT_MAGIC", "DEFAULT_MAX_RECORD_BYTES", "SINGLE_OBJECT_MARKER", "Codec"]
 
 SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -64,101 +52,6 @@ _SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MARKER) + 8
 _CONFLUENT_HEADER = len(CONFLUENT_MAGIC) + 4
 # Kafka's default max.message.bytes; a larger value is refused before fastavro sees it.
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
-# How many field errors a reason lists before it summarises the rest as a count.
-_MAX_REASON_ERRORS = 8
-_SAFE_LOC_PART = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-_SAFE_ERROR_TYPE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
-
-# What fastavro (compiled or pure-Python) raises on a body that does not fit its writer schema:
-# bad UTF-8, an enum/union index out of range, a date or timestamp out of range, a giant length.
-_CORRUPT_BODY_ERRORS = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    OverflowError,
-    MemoryError,
-    RecursionError,
-    struct.error,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _ReadPlan:
-    """How to read one writer schema into the current version.
-
-    ``reader`` is None when no resolution is needed: the writer is the current version, or differs
-    from it only by ``added_nulls``, top-level fields with a null default that are then set to None
-    (twice as fast as fastavro's general resolution, and the same result).
-    """
-
-    writer: ParsedSchema
-    reader: ParsedSchema | None
-    added_nulls: tuple[str, ...] = ()
-    # The generated reader of a well-formed body (``fastread``), when no resolution is needed and it
-    # covers the writer schema; bytes it cannot read are read again by fastavro, which names the fault.
-    fast: Callable[[bytes, int], tuple[dict[str, Any], int]] | None = None
-
-
-# Schema keys that do not change how a writer's bytes are read when names and symbols already match.
-_READ_NEUTRAL_KEYS = frozenset({"doc", "default", "aliases"})
-
-
-def _reading_form(node: object) -> object:
-    """Return ``node`` without documentation, defaults, aliases and fastavro's bookkeeping keys."""
-    if isinstance(node, dict):
-        return {
-            key: _reading_form(value)
-            for key, value in node.items()
-            if key not in _READ_NEUTRAL_KEYS and not key.startswith("__")
-        }
-    if isinstance(node, list):
-        return [_reading_form(item) for item in node]
-    return node
-
-
-def _plan(writer: ParsedSchema, current: ParsedSchema) -> _ReadPlan:
-    """Return the cheapest plan that reads ``writer`` into ``current``."""
-    if writer is current:
-        return _ReadPlan(writer, None, fast=compile_reader(writer))
-    writer_names = {field["name"] for field in writer["fields"]}
-    added = [field for field in current["fields"] if field["name"] not in writer_names]
-    if all("default" in field and field["default"] is None for field in added):
-        kept = [field for field in current["fields"] if field["name"] in writer_names]
-        if _reading_form(writer) == _reading_form({**current, "fields": kept}):
-            added_nulls = tuple(field["name"] for field in added)
-            return _ReadPlan(writer, None, added_nulls, compile_reader(writer))
-    return _ReadPlan(writer, current)
-
-
-class _Family:
-    """All kept versions of one record type, their read plans by fingerprint and by registry id."""
-
-    __slots__ = (
-        "by_fingerprint",
-        "by_id",
-        "current",
-        "field_names",
-        "name",
-        "nullable_branches",
-        "record_name",
-        "versions",
-    )
-
-    def __init__(self, name: str, versions: Iterable[SchemaVersion]) -> None:
-        self.name = name
-        self.versions = {version.version: version for version in versions}
-        self.current = self.versions[max(self.versions)]
-        self.record_name = self.current.record_name
-        self.by_fingerprint = {
-            v.fingerprint: _plan(v.parsed, self.current.parsed) for v in self.versions.values()
-        }
-        self.by_id: dict[int, _ReadPlan] = {}
-        self.field_names = {
-            number: frozenset(field["name"] for field in version.parsed["fields"])
-            for number, version in self.versions.items()
-        }
-        self.nullable_branches = _nullable_branches(self.current.parsed)
 
 
 class Codec:
@@ -191,7 +84,7 @@ class Codec:
         missing = {"claim", "result", "dead_letter"} - by_family.keys()
         if missing:
             raise ConfigError(f"schema folder lacks the families {sorted(missing)}")
-        self._families = {name: _Family(name, family) for name, family in by_family.items()}
+        self._families = {name: SchemaFamily(name, family) for name, family in by_family.items()}
         self._result_writer = compile_writer(self._families["result"].current.parsed)
         self._parts = ClaimParts()  # validated prescribers, products, diagnoses (claims repeat them)
         if resolver is None:
@@ -231,7 +124,7 @@ class Codec:
         except ValidationError as exc:
             raise malformed_claim_from(exc, record, clean_key=clean_key) from exc
         if not clean_key:
-            raise _unclean_key(claim)
+            raise unclean_key(claim)
         if pending:
             self._parts.remember(claim, pending)
         return claim
@@ -303,11 +196,11 @@ class Codec:
         buffer.write(self._headers[version.file_name])
         try:
             schemaless_writer(buffer, version.parsed, record, disable_tuple_notation=not tuple_unions)
-        except (*_CORRUPT_BODY_ERRORS, AttributeError) as exc:
+        except (*CORRUPT_BODY_ERRORS, AttributeError) as exc:
             raise ValueError(f"record does not fit schema {version.file_name}") from exc
         return buffer.getvalue()
 
-    def _decode(self, family: _Family, value: bytes | None) -> dict[str, Any]:
+    def _decode(self, family: SchemaFamily, value: bytes | None) -> dict[str, Any]:
         """Read the framing, pick the read plan for the writer schema and read the body."""
         if value is None:
             raise DecodeError(DeadLetterClass.NOT_AVRO, "record value is null")
@@ -335,9 +228,9 @@ class Codec:
             raise DecodeError(DeadLetterClass.TRUNCATED, "single-object header ends early")
         else:
             raise DecodeError(DeadLetterClass.NOT_AVRO, "no single-object or Confluent header")
-        return _read_body(plan, value, start, family.name)
+        return read_body(plan, value, start, family.name)
 
-    def _plan_for_id(self, family: _Family, schema_id: int) -> _ReadPlan:
+    def _plan_for_id(self, family: SchemaFamily, schema_id: int) -> ReadPlan:
         """Resolve a Confluent schema id to a read plan, once per id and family."""
         plan = family.by_id.get(schema_id)
         if plan is not None:
@@ -361,213 +254,6 @@ class Codec:
                 raise DecodeError(
                     DeadLetterClass.UNKNOWN_SCHEMA, f"schema id {schema_id} has unbounded arrays"
                 ) from exc
-            plan = _plan(writer, family.current.parsed)
+            plan = read_plan(writer, family.current.parsed)
         family.by_id[schema_id] = plan
         return plan
-
-
-def _nullable_branches(schema: ParsedSchema) -> tuple[tuple[str, str], ...]:
-    """Return ``(field, branch name)`` for each top-level ``["null", T]`` field, as tuple notation names T."""
-    out = []
-    for field in schema["fields"]:
-        kind = field["type"]
-        if isinstance(kind, list) and len(kind) == 2 and kind[0] == "null":  # noqa: PLR2004 - null + one type
-            branch = kind[1]
-            if isinstance(branch, dict):
-                branch = branch["name"] if branch["type"] in ("record", "enum", "fixed") else branch["type"]
-            out.append((field["name"], str(branch)))
-    return tuple(out)
-
-
-def _read_fast(plan: _ReadPlan, value: bytes, start: int) -> dict[str, Any] | None:
-    """Read a well-formed body with the plan's generated reader; None when there is none or it refuses."""
-    fast = plan.fast
-    if fast is None:
-        return None
-    try:
-        record, end = fast(value, start)
-    except Exception:  # noqa: BLE001 - any surprise: fastavro reads the bytes and names the fault
-        return None
-    if end != len(value):
-        return None
-    for name in plan.added_nulls:
-        record[name] = None
-    return record
-
-
-def _read_body(plan: _ReadPlan, value: bytes, start: int, family: str) -> dict[str, Any]:
-    """Read the Avro body at ``value[start:]``, turning every reader failure into a ``DecodeError``."""
-    fast = _read_fast(plan, value, start)
-    if fast is not None:
-        return fast
-    buffer = BytesIO(value)
-    buffer.seek(start)
-    try:
-        record = schemaless_reader(buffer, plan.writer, plan.reader)
-    except EOFError as exc:
-        raise DecodeError(DeadLetterClass.TRUNCATED, f"{family} body ends early") from exc
-    except SchemaResolutionError as exc:
-        raise DecodeError(
-            DeadLetterClass.UNKNOWN_SCHEMA, f"{family} writer schema does not resolve to the current version"
-        ) from exc
-    except (IndexError, struct.error) as exc:
-        # The compiled reader reads a varint byte by byte and fails with IndexError at the end of input.
-        if buffer.tell() >= len(value):
-            raise DecodeError(DeadLetterClass.TRUNCATED, f"{family} body ends early") from exc
-        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body does not fit its writer schema") from exc
-    except _CORRUPT_BODY_ERRORS as exc:
-        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body does not fit its writer schema") from exc
-    if buffer.tell() != len(value):
-        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body has trailing bytes")
-    if not isinstance(record, dict):
-        raise DecodeError(DeadLetterClass.CORRUPT, f"{family} body is not a record")
-    for name in plan.added_nulls:
-        record[name] = None
-    return record
-
-
-def _loc_text(loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic error location as a dotted field path, masking any part that is not a field name."""
-    parts = [str(p) if isinstance(p, int) or _SAFE_LOC_PART.match(p) else "?" for p in loc]
-    return ".".join(parts) or "claim"
-
-
-def invalid_claim_from(exc: ValidationError, *, clean_key: bool = True) -> InvalidClaim:
-    """Build an ``InvalidClaim`` from a pydantic error using only each error's ``loc`` and ``type``.
-
-    ``input``, ``ctx`` and the message can hold field values (PHI), so they are never read. The
-    class is MISSING_FIELD when any error is a missing field, INVALID_FIELD otherwise. An identifier
-    that breaks its pattern is named ``unprintable``; ``clean_key=False`` adds ``key: unprintable``.
-    """
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    parts: list[str] = [] if clean_key else [_UNCLEAN_KEY_REASON]
-    missing = False
-    for error in errors:
-        kind = error["type"] if _SAFE_ERROR_TYPE.match(error["type"]) else "?"
-        if kind == "string_pattern_mismatch" and error["loc"] and error["loc"][0] in _IDENTIFIER_FIELDS:
-            kind = "unprintable"  # the identifiers' only pattern is IDENTIFIER_PATTERN
-        missing = missing or kind == "missing"
-        part = f"{_loc_text(error['loc'])}: {kind}"
-        if part not in parts:
-            parts.append(part)
-    reason = "; ".join(parts[:_MAX_REASON_ERRORS]) or "claim: invalid"
-    if len(parts) > _MAX_REASON_ERRORS:
-        reason += f"; and {len(parts) - _MAX_REASON_ERRORS} more"
-    error_class = DeadLetterClass.MISSING_FIELD if missing else DeadLetterClass.INVALID_FIELD
-    return InvalidClaim(error_class, reason)
-
-
-# NCPDP reject code for a malformed claim field (field path without indexes). 25, 39 and 21 are [V]
-# (docs/policy.md §4, §8); the other M/I codes follow the public NCPDP reject list and are [U] until checked
-# against the licensed External Code List. A field with no NCPDP counterpart gets 85 Claim Not Processed.
-_REJECT_FOR_FIELD = {
-    "transaction_code": "03",
-    "event_id": "85",
-    "key": "85",  # the Kafka record key: no NCPDP field
-    "original_claim_id": "85",
-    "service_provider_id": "05",
-    "prescription_reference_number": "16",
-    "fill_number": "17",
-    "date_of_service": "15",
-    "patient.member_id": "07",
-    "patient.first_name": "CA",
-    "patient.last_name": "CB",
-    "patient.date_of_birth": "09",
-    "product.product_id": "21",
-    "product.qualifier": "E1",
-    "quantity": "E7",
-    "days_supply": "19",
-    "diagnoses.code": "39",
-    "diagnoses.qualifier": "WE",
-    "diagnoses": "39",
-    "prescriber.npi": "25",
-    "prescriber.taxonomy": "25",
-    "prescriber": "25",
-    "prior_authorization_number": "EV",
-    "prior_authorization_type_code": "EU",
-}
-_CLAIM_NOT_PROCESSED = "85"
-# Model-level rules report at the model's location; these name the field they are about.
-_FIELD_FOR_RULE = {
-    "ndc_format": "product_id",
-    "icd10_format": "code",
-    "icd10_unknown": "code",
-    "icd10_incomplete": "code",
-    "original_claim_id_required": "original_claim_id",
-}
-_MAX_CLAIM_ID = 64
-_MAX_EVENT_ID = 64
-# The claim's identifier fields (``model.Identifier``) and the reason a record key that is no clean
-# identifier adds (docs/policy.md, "Clean identifiers").
-_IDENTIFIER_FIELDS = frozenset(
-    {"event_id", "claim_id", "original_claim_id", "service_provider_id", "prescription_reference_number"}
-)
-_KEY_FIELD = "key"
-_UNCLEAN_KEY_REASON = f"{_KEY_FIELD}: unprintable"
-
-
-def reject_code_for(field: str) -> str:
-    """Return the NCPDP reject code for a malformed claim field path (``diagnoses.2.code`` -> 39)."""
-    key = ".".join(part for part in field.split(".") if not part.isdigit())
-    return _REJECT_FOR_FIELD.get(key, _CLAIM_NOT_PROCESSED)
-
-
-def _text(record: Mapping[str, Any], name: str, longest: int, bad: set[str]) -> str | None:
-    value = record.get(name)
-    if name in bad or not isinstance(value, str) or not 1 <= len(value) <= longest:
-        return None
-    return value
-
-
-def malformed_claim_from(
-    exc: ValidationError, record: Mapping[str, Any], *, clean_key: bool = True
-) -> InvalidClaim:
-    """Build the error for a decoded claim that breaks field rules, from each error's ``loc`` and ``type``.
-
-    Returns a ``MalformedClaim`` (a REJECTED result) when the record's claim id, transaction code and
-    event time can be read (the last two always can in a decoded claim), with one NCPDP reject code
-    per failed field path (``key`` first when ``clean_key`` is False); otherwise the ``InvalidClaim``
-    of ``invalid_claim_from`` (a dead letter). Values are never read into the error, only identifiers
-    the result carries anyway, and only when they passed validation (a claim id that is no clean
-    identifier is unreadable: a dead letter).
-    """
-    invalid = invalid_claim_from(exc, clean_key=clean_key)
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    bad_top = {str(error["loc"][0]) for error in errors if error["loc"]}
-    claim_id = _text(record, "claim_id", _MAX_CLAIM_ID, bad_top)
-    transaction_code = _text(record, "transaction_code", 2, bad_top)
-    event_time = record.get("event_time")
-    if claim_id is None or transaction_code is None or not isinstance(event_time, datetime):
-        return invalid
-    fields: list[str] = [] if clean_key else [_KEY_FIELD]
-    for error in errors:
-        loc = tuple(error["loc"])
-        rule_field = _FIELD_FOR_RULE.get(error["type"])
-        if rule_field is not None:
-            loc = (*loc, rule_field)
-        field = _loc_text(loc)
-        if field not in fields:
-            fields.append(field)
-    fields = fields[:_MAX_REASON_ERRORS]
-    return MalformedClaim(
-        invalid.reason,
-        claim_id=claim_id,
-        event_id=_text(record, "event_id", _MAX_EVENT_ID, bad_top),
-        transaction_code=transaction_code,
-        fields=tuple(fields),
-        reject_codes=tuple(reject_code_for(field) for field in fields),
-        event_time=event_time,
-    )
-
-
-def _unclean_key(claim: Claim) -> MalformedClaim:
-    """Return the REJECTED answer for a valid claim whose record key is no clean identifier (85, ``key``)."""
-    return MalformedClaim(
-        _UNCLEAN_KEY_REASON,
-        claim_id=claim.claim_id,
-        event_id=claim.event_id,
-        transaction_code=claim.transaction_code.value,
-        fields=(_KEY_FIELD,),
-        reject_codes=(reject_code_for(_KEY_FIELD),),
-        event_time=claim.event_time,
-    )

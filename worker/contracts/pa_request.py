@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import fastavro
 from pydantic import ValidationError
 
-from worker.contracts.model import Claim, Decision, Outcome
+from worker.contracts.codes import Outcome
+from worker.contracts.model import Claim, Decision
 from worker.contracts.registry import single_object_fingerprint
 from worker.errors import BadRecord, DeadLetterClass
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from worker.contracts.codes import DecisionSource, InformationNeed, Outcome
 from worker.contracts.fastwrite import share
 from worker.contracts.icd10cm import ICD10CM_REFERENCE
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
-from worker.contracts.model import DecisionSource, InformationNeed, Outcome, Reject
+from worker.contracts.model import Reject
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from worker.contracts.model import Outcome
+from worker.contracts.codes import Outcome
 
 __all__ = [
     "ERROR_CLASS_HEADER",

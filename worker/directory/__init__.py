@@ -7,7 +7,9 @@ the compacted updates topic and overlays it. See docs/directory.md.
 
 from __future__ import annotations
 
-from worker.directory.index import Directory, DirectoryIndexError, Entry, build_index, status_of
+from worker.directory.builder import build_index
+from worker.directory.index import Directory, Entry, status_of
+from worker.directory.layout import DirectoryIndexError
 from worker.directory.nppes import NppesFormatError, NppesRecord, read_nppes
 
 __all__ = [

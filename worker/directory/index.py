@@ -1,17 +1,4 @@
-"""The prescriber directory index: built once from an NPPES file, opened read-only and shared by workers.
-
-File layout (little-endian, every section 8-byte aligned)::
-
-    0   8 bytes  magic b"CWNPIDX1"
-    8   u32      length of the JSON header that follows
-    12  u32      0 (reserved)
-    16  JSON     header: format_version, release, release_date, built_at, source, rows, codes (the
-                 taxonomy code table), sections {name: [offset, length]}, sha256 of the sections, counts
-    ... npis        u32[rows]   sorted NPIs (the binary-search key, 4 bytes per NPI)
-    ... records     16 bytes per NPI, same order: u32 first taxonomy (index into ``taxonomies``),
-                    u32 deactivation date, u32 reactivation date (proleptic ordinals, 0 = none),
-                    u8 entity type (0 blank, 1, 2), u8 taxonomy count, u8 primary slot (255 = none), u8 0
-    ... taxonomies  u16[...]    ids into the header's code table, each NPI's in slot order
+"""The reader of the prescriber directory index: mapped read-only, shared by workers, with an overlay.
 
 Workers ``mmap`` the file read-only: the pages live once in the page cache whatever the number of worker
 processes, a lookup is a C-level ``bisect`` over the ``npis`` section plus one 16-byte record, and nothing
@@ -25,50 +12,27 @@ import bisect
 import hashlib
 import json
 import mmap
-import os
 import struct
 import sys
-import tempfile
-from array import array
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
-from worker.directory.nppes import ENTITY_ORGANISATION, NppesRecord
-from worker.errors import ClaimsWorkerError
+from worker.directory.layout import FORMAT_VERSION, MAGIC, NO_PRIMARY, PREFIX, RECORD, DirectoryIndexError
+from worker.directory.nppes import ENTITY_ORGANISATION
 from worker.policy.facts import ProviderFacts, ProviderStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    import os
+    from collections.abc import Iterator
 
-__all__ = [
-    "FORMAT_VERSION",
-    "MAGIC",
-    "BuildSummary",
-    "Directory",
-    "DirectoryIndexError",
-    "Entry",
-    "build_index",
-    "facts_of",
-    "status_of",
-]
+__all__ = ["Directory", "Entry", "facts_of", "status_of"]
 
-MAGIC = b"CWNPIDX1"
-FORMAT_VERSION = 1
-_PREFIX = struct.Struct("<8sII")
-_RECORD = struct.Struct("<IIIBBBB")
-_NO_PRIMARY = 255
-_MAX_CODES = 65535
 _CACHE_SIZE = 65536  # decoded index entries kept per process (~15 MB at most)
 
 if sys.byteorder != "little":  # pragma: no cover - the sections are read through native casts
     msg = "the directory index is read through native little-endian casts"
     raise ImportError(msg)
-
-
-class DirectoryIndexError(ClaimsWorkerError):
-    """The index file is missing, not an index, of another format version, or damaged."""
 
 
 class Entry(NamedTuple):
@@ -118,143 +82,6 @@ def facts_of(npi: str, entry: Entry | None, date_of_service: date, version: str 
     )
 
 
-def _ordinal(value: date | None) -> int:
-    return value.toordinal() if value is not None else 0
-
-
-@dataclass(frozen=True, slots=True)
-class BuildSummary:
-    """What a build wrote."""
-
-    path: Path
-    rows: int
-    codes: int
-    size_bytes: int
-    release: str
-    skipped: int
-
-
-def build_index(  # noqa: C901, PLR0912, PLR0915 - one pass: collect, sort, check duplicates, write
-    records: Iterable[NppesRecord],
-    out: Path,
-    *,
-    release: str,
-    release_date: date,
-    source: str,
-    on_progress: Callable[[int], None] | None = None,
-    skipped: int = 0,
-) -> BuildSummary:
-    """Write the index of ``records`` to ``out`` (atomically: a temporary file renamed over it).
-
-    Raises ``NppesFormatError`` (from the records) or ``DirectoryIndexError`` on a duplicate NPI.
-    """
-    npis = array("I")
-    lines = array("I")
-    first = array("I")
-    deact = array("I")
-    react = array("I")
-    meta = bytearray()
-    taxes = array("H")
-    codes: dict[str, int] = {}
-    ordered = True
-    previous = -1
-    counts = {"individual": 0, "organisation": 0, "deactivated_row": 0}
-    for n, rec in enumerate(records, start=1):
-        if rec.npi <= previous:
-            ordered = False
-        previous = rec.npi
-        npis.append(rec.npi)
-        lines.append(rec.line)
-        first.append(len(taxes))
-        for code in rec.taxonomies:
-            code_id = codes.get(code)
-            if code_id is None:
-                if len(codes) >= _MAX_CODES:
-                    raise DirectoryIndexError(f"more than {_MAX_CODES} distinct taxonomy codes")
-                code_id = codes[code] = len(codes)
-            taxes.append(code_id)
-        deact.append(_ordinal(rec.deactivation))
-        react.append(_ordinal(rec.reactivation))
-        meta += bytes(
-            (rec.entity_type, len(rec.taxonomies), _NO_PRIMARY if rec.primary is None else rec.primary, 0)
-        )
-        counts[("deactivated_row", "individual", "organisation")[rec.entity_type]] += 1
-        if on_progress is not None and n & 0xFFFF == 0:
-            on_progress(n)
-    rows = len(npis)
-    if on_progress is not None:
-        on_progress(rows)
-    order: Iterable[int] = range(rows) if ordered else sorted(range(rows), key=npis.__getitem__)
-    sorted_npis = array("I")
-    record_bytes = bytearray(rows * _RECORD.size)
-    offset = 0
-    last = -1
-    last_line = 0
-    for i in order:
-        npi = npis[i]
-        if npi == last:
-            raise DirectoryIndexError(f"line {lines[i]}: NPI listed twice (first at line {last_line})")
-        last, last_line = npi, lines[i]
-        sorted_npis.append(npi)
-        m = meta[4 * i : 4 * i + 4]
-        _RECORD.pack_into(record_bytes, offset, first[i], deact[i], react[i], m[0], m[1], m[2], 0)
-        offset += _RECORD.size
-    del npis, first, deact, react, meta, lines
-    sections: dict[str, bytes | bytearray] = {
-        "npis": sorted_npis.tobytes(),
-        "records": record_bytes,
-        "taxonomies": taxes.tobytes(),
-    }
-    digest = hashlib.sha256()
-    for body in sections.values():
-        digest.update(body)
-    header: dict[str, Any] = {
-        "format": "claims-worker-npi-directory",
-        "format_version": FORMAT_VERSION,
-        "release": release,
-        "release_date": release_date.isoformat(),
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": source,
-        "rows": rows,
-        "codes": sorted(codes, key=codes.__getitem__),
-        "counts": counts,
-        "sha256": digest.hexdigest(),
-    }
-    # Offsets depend on the header length, which depends on the offsets' digits: reserve room for them.
-    header["sections"] = {name: [0, len(body)] for name, body in sections.items()}
-    reserve = len(json.dumps(header).encode()) + 3 * 2 * 20
-    start = _align(_PREFIX.size + reserve)
-    position = start
-    for name, body in sections.items():
-        header["sections"][name] = [position, len(body)]
-        position = _align(position + len(body))
-    header_bytes = json.dumps(header).encode().ljust(reserve)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(_PREFIX.pack(MAGIC, len(header_bytes), 0))
-            handle.write(header_bytes)
-            handle.write(b"\0" * (start - _PREFIX.size - len(header_bytes)))
-            for name, body in sections.items():
-                handle.seek(header["sections"][name][0])
-                handle.write(body)
-            handle.truncate(position)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp_name).chmod(0o644)
-        Path(tmp_name).replace(out)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return BuildSummary(out, rows, len(codes), out.stat().st_size, release, skipped)
-
-
-def _align(value: int) -> int:
-    return (value + 7) & ~7
-
-
 class Directory:
     """A read-only, memory-mapped prescriber directory with an overlay of updates from the topic.
 
@@ -281,7 +108,7 @@ class Directory:
         self._records = records
         self._taxes = taxes.cast("H")
         self._views = [self._npis, self._taxes, npis, records, taxes, view]
-        if len(self._npis) != self.rows or len(self._records) != self.rows * _RECORD.size:
+        if len(self._npis) != self.rows or len(self._records) != self.rows * RECORD.size:
             for held in self._views:
                 held.release()
             raise DirectoryIndexError(f"{path}: section sizes do not match the header's {self.rows} rows")
@@ -345,11 +172,11 @@ class Directory:
         return self._entry_at(i)
 
     def _entry_at(self, i: int) -> Entry:
-        first, deact, react, entity, count, primary, _ = _RECORD.unpack_from(self._records, i * _RECORD.size)
+        first, deact, react, entity, count, primary, _ = RECORD.unpack_from(self._records, i * RECORD.size)
         return Entry(
             entity,
             tuple(map(self._codes.__getitem__, self._taxes[first : first + count])),
-            None if primary == _NO_PRIMARY else primary,
+            None if primary == NO_PRIMARY else primary,
             date.fromordinal(deact) if deact else None,
             date.fromordinal(react) if react else None,
         )
@@ -400,10 +227,10 @@ class Directory:
 
 
 def _header(location: Path, mapped: mmap.mmap) -> dict[str, Any]:
-    magic, length, _ = _PREFIX.unpack_from(mapped, 0)
+    magic, length, _ = PREFIX.unpack_from(mapped, 0)
     if magic != MAGIC:
         raise DirectoryIndexError(f"{location}: not a claims-worker directory index")
-    header: dict[str, Any] = json.loads(bytes(mapped[_PREFIX.size : _PREFIX.size + length]))
+    header: dict[str, Any] = json.loads(bytes(mapped[PREFIX.size : PREFIX.size + length]))
     if header.get("format_version") != FORMAT_VERSION:
         raise DirectoryIndexError(
             f"{location}: index format {header.get('format_version')}, this worker reads "

@@ -21,7 +21,8 @@ from worker.directory.index import Directory, Entry
 from worker.directory.nppes import SLOTS, NppesRecord
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.kafka.clients import Role, new_consumer, new_producer
-from worker.kafka.io import TopicPartition, ensure_compacted_topic, read_to_end
+from worker.kafka.io import TopicPartition, read_to_end
+from worker.kafka.topics import ensure_compacted_topic
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

@@ -24,7 +24,7 @@ from kafka.admin import (
     ResourceType,
 )
 
-from worker.config.settings import SecurityProtocol
+from worker.config.choices import SecurityProtocol
 from worker.errors import NotAuthorized
 from worker.kafka.clients import Role, new_admin, new_producer
 

@@ -22,7 +22,7 @@ from kafka import errors as kerrors
 from kafka.admin import KafkaAdminClient
 from kafka.net.sasl import get_sasl_mechanism
 
-from worker.config.settings import SecurityProtocol
+from worker.config.choices import SecurityProtocol
 from worker.errors import ConfigError, NotAuthorized
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The only kafka-python importer: client factories, bounded transaction calls, topic checks, read-back."""
+"""The worker's calls on kafka-python: client factories, bounded calls, topic checks, groups, read-back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kerrors
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.structs import OffsetAndMetadata
@@ -21,7 +20,7 @@ from worker.kafka.clients import Role, new_admin, new_consumer, new_producer
 from worker.kafka.failures import IndefiniteOutcome, group_instance_id
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Mapping
 
     from worker.config.settings import Settings
 
@@ -38,9 +37,6 @@ __all__ = [
     "TopicPartition",
     "bounded",
     "check_topics",
-    "create_plain_topics",
-    "create_topics",
-    "ensure_compacted_topic",
     "make_consumer",
     "make_producer",
     "make_readback_consumer",
@@ -181,92 +177,6 @@ def check_topics(consumer: KafkaConsumer, settings: Settings, *, refresh: bool =
                 f"(as many as {settings.claims_topic!r}): add partitions to it"
             )
     return counts
-
-
-def create_topics(
-    settings: Settings,
-    topics: Iterable[str],
-    partitions: int = 1,
-    *,
-    replication_factor: int = 1,
-    min_insync_replicas: int | None = None,
-) -> None:
-    """Create topics that do not exist yet; existing ones are left alone.
-
-    ``min_insync_replicas`` is set as the topic's ``min.insync.replicas`` config. Raises ``ConfigError``
-    when the cluster refuses the replication factor or the config (e.g. more replicas than brokers).
-    """
-    admin = new_admin(settings, Role.ADMIN)
-    configs = {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
-    try:
-        existing = set(admin.list_topics())
-        new = {
-            t: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
-            for t in topics
-            if t not in existing
-        }
-        if new:
-            admin.create_topics(new)
-    except kerrors.InvalidReplicationFactorError as exc:
-        raise ConfigError(
-            f"the cluster refused replication factor {replication_factor} ({type(exc).__name__}):"
-            " it may have fewer brokers (a single local broker needs --replication-factor 1)"
-        ) from None
-    except (kerrors.InvalidConfigurationError, kerrors.PolicyViolationError) as exc:
-        raise ConfigError(f"the cluster refused the topic settings ({type(exc).__name__})") from None
-    finally:
-        admin.close()
-
-
-def ensure_compacted_topic(
-    settings: Settings, topic: str, partitions: int, replication_factor: int, *, role: Role, what: str
-) -> bool:
-    """Create ``topic`` compacted when it is missing; return whether it was created.
-
-    Raises ``ConfigError`` (exit 2) naming ``what`` when the topic exists without ``compact`` in its
-    cleanup policy: a follower's catch-up would read every record ever published, not one per key.
-    """
-    admin = new_admin(settings, role)
-    try:
-        admin.create_topics(
-            [
-                NewTopic(
-                    topic,
-                    num_partitions=partitions,
-                    replication_factor=replication_factor,
-                    topic_configs={"cleanup.policy": "compact"},
-                )
-            ]
-        )
-    except kerrors.TopicAlreadyExistsError:
-        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": None})
-        found = admin.describe_configs([resource], config_filter="all")
-        policy = found.get("topic", {}).get(topic, {}).get("cleanup.policy", {}).get("value") or ""
-        if "compact" not in policy.split(","):
-            msg = f"{what} {topic} has cleanup.policy={policy or '?'}: it must be compact"
-            raise ConfigError(msg) from None
-        return False
-    finally:
-        admin.close()
-    return True
-
-
-def create_plain_topics(
-    settings: Settings, topics: Iterable[str], partitions: int, replication_factor: int, *, role: Role
-) -> dict[str, bool]:
-    """Create each of ``topics`` (not compacted) unless it exists; return ``{topic: created}``."""
-    admin = new_admin(settings, role)
-    created: dict[str, bool] = {}
-    try:
-        for topic in topics:
-            try:
-                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
-                created[topic] = True
-            except kerrors.TopicAlreadyExistsError:
-                created[topic] = False
-    finally:
-        admin.close()
-    return created
 
 
 def rewind_to_committed(consumer: KafkaConsumer) -> None:

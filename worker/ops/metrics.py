@@ -2,95 +2,29 @@
 
 from __future__ import annotations
 
-import re
 import time
-from bisect import bisect_left
-from datetime import UTC, date, datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.contracts.results import REJECT_MESSAGES
 from worker.errors import DeadLetterClass
+from worker.ops.histograms import (
+    BATCH_DURATION_BUCKETS,
+    BATCH_SIZE_BUCKETS,
+    DECISION_LATENCY_BUCKETS,
+    E2E_LATENCY_BUCKETS,
+    observe_many,
+)
+from worker.ops.labels import OTHER, RebalanceKind, TransactionResult, closed_set
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from prometheus_client import CollectorRegistry
 
-__all__ = [
-    "BATCH_DURATION_BUCKETS",
-    "BATCH_SIZE_BUCKETS",
-    "DECISION_LATENCY_BUCKETS",
-    "E2E_LATENCY_BUCKETS",
-    "OTHER",
-    "DirectoryMetrics",
-    "LookupRole",
-    "RebalanceKind",
-    "TransactionResult",
-    "WorkerMetrics",
-]
-
-OTHER = "OTHER"
-"""Label value for a criterion id or reason code outside the set declared at construction."""
-
-# Deciding one claim is pure CPU work: microseconds, with a tail up to 10 ms.
-DECISION_LATENCY_BUCKETS = (
-    0.000_001,
-    0.000_002_5,
-    0.000_005,
-    0.000_01,
-    0.000_025,
-    0.000_05,
-    0.000_1,
-    0.000_25,
-    0.000_5,
-    0.001,
-    0.002_5,
-    0.005,
-    0.01,
-)
-# Event time to result publish: milliseconds when caught up, up to a minute when behind.
-E2E_LATENCY_BUCKETS = (0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-BATCH_SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
-BATCH_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-# Declared label values must look like codes, not data: this keeps a caller from passing free text.
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class TransactionResult(StrEnum):
-    """How a batch's Kafka transaction ended."""
-
-    COMMITTED = "committed"
-    ABORTED = "aborted"
-
-
-class RebalanceKind(StrEnum):
-    """Which consumer-rebalance callback fired."""
-
-    ASSIGNED = "assigned"
-    REVOKED = "revoked"
-    LOST = "lost"
-
-
-def _closed_set(values: Iterable[str], what: str) -> tuple[str, ...]:
-    """Return the declared label values plus ``OTHER``, in order, without duplicates.
-
-    Raises ``ValueError`` when a value does not look like a code.
-    """
-    out: list[str] = []
-    for value in values:
-        if not _LABEL_VALUE.match(value):
-            msg = f"{what} must match {_LABEL_VALUE.pattern}"
-            raise ValueError(msg)
-        if value not in out:
-            out.append(value)
-    if OTHER not in out:
-        out.append(OTHER)
-    return tuple(out)
+__all__ = ["WorkerMetrics"]
 
 
 class WorkerMetrics:
@@ -138,9 +72,9 @@ class WorkerMetrics:
         reason_codes: Sequence[str] = (),
         ncpdp_codes: Sequence[str] | None = None,
     ) -> None:
-        criteria = _closed_set(criterion_ids, "criterion_ids")
-        reasons = _closed_set(reason_codes, "reason_codes")
-        codes = _closed_set(REJECT_MESSAGES if ncpdp_codes is None else ncpdp_codes, "ncpdp_codes")
+        criteria = closed_set(criterion_ids, "criterion_ids")
+        reasons = closed_set(reason_codes, "reason_codes")
+        codes = closed_set(REJECT_MESSAGES if ncpdp_codes is None else ncpdp_codes, "ncpdp_codes")
 
         self._consumed = Counter(
             "claims_worker_claims_consumed",
@@ -349,11 +283,11 @@ class WorkerMetrics:
 
     def observe_decision_latencies(self, seconds: Sequence[float]) -> None:
         """Record a batch's decision times at once (same histogram as ``observe_decision_latency``)."""
-        _observe_many(self._decision_latency, seconds)
+        observe_many(self._decision_latency, seconds)
 
     def observe_e2e_latencies(self, seconds: Sequence[float]) -> None:
         """Record a batch's event-time-to-commit times at once (as ``observe_e2e_latency``)."""
-        _observe_many(self._e2e_latency, seconds)
+        observe_many(self._e2e_latency, seconds)
 
     def observe_batch(self, size: int, duration_s: float) -> None:
         """Record one batch's record count and processing time."""
@@ -427,119 +361,3 @@ class WorkerMetrics:
     def set_running(self, running: bool) -> None:
         """Set ``claims_worker_up`` to 1 while the loop runs and to 0 when it stops or fails."""
         self._up.set(1 if running else 0)
-
-
-# -- prescriber directory (worker/runtime/reference.py, docs/directory.md) ------------------------------
-
-LookupRole = Literal["prescriber", "consultant"]
-_LOOKUP_ROLES: tuple[LookupRole, ...] = ("prescriber", "consultant")
-
-
-class DirectoryMetrics:
-    """The prescriber directory's metrics: lookups by role and ``ProviderStatus``, version, age, updates.
-
-    Labels are closed: ``role`` is prescriber or consultant, ``status`` a ``ProviderStatus``; the info
-    series carries the index's release id (a code like ``nppes-20241110``, checked like any label value).
-    """
-
-    __slots__ = (
-        "_info",
-        "_lookups",
-        "_overlay",
-        "_release",
-        "_updates_applied",
-        "_updates_lag",
-        "_updates_rejected",
-    )
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        from worker.policy.facts import ProviderStatus  # noqa: PLC0415 - keeps this module's imports light
-
-        lookups = Counter(
-            "claims_worker_directory_lookups",
-            "Prescriber directory lookups, by who was looked up and what the directory said.",
-            ["role", "status"],
-            registry=registry,
-        )
-        self._lookups = {
-            (role, status.value): lookups.labels(role=role, status=status.value)
-            for role in _LOOKUP_ROLES
-            for status in ProviderStatus
-        }
-        self._info = Info(
-            "claims_worker_directory",
-            "The prescriber directory index the worker reads (its release and release date).",
-            registry=registry,
-        )
-        self._release = Gauge(
-            "claims_worker_directory_release_timestamp_seconds",
-            "Unix time of the directory index's release date: its age is time() minus this.",
-            registry=registry,
-        )
-        self._updates_applied = Counter(
-            "claims_worker_directory_updates_applied",
-            "Directory update records applied from the updates topic (catch-up included).",
-            registry=registry,
-        )
-        self._updates_rejected = Counter(
-            "claims_worker_directory_updates_rejected",
-            "Directory update records that could not be read and were skipped.",
-            registry=registry,
-        )
-        self._overlay = Gauge(
-            "claims_worker_directory_overlay_npis",
-            "NPIs the updates topic currently overrides over the index.",
-            registry=registry,
-        )
-        self._updates_lag = Gauge(
-            "claims_worker_directory_updates_lag_records",
-            "Update records on the updates topic not applied yet (from the follower's last fetch).",
-            registry=registry,
-        )
-
-    def record_lookup(self, role: LookupRole, status: str, n: int = 1) -> None:
-        """Count ``n`` lookups of ``role`` that answered ``status`` (a ``ProviderStatus`` value)."""
-        self._lookups[role, status].inc(n)
-
-    def set_directory(self, version: str, release_date: date) -> None:
-        """Publish the index's release (info series) and its release date (the age gauge)."""
-        if not _LABEL_VALUE.match(version):
-            version = OTHER
-        self._info.info({"version": version, "release_date": release_date.isoformat()})
-        self._release.set(datetime.combine(release_date, datetime.min.time(), UTC).timestamp())
-
-    def updates_applied(self, n: int) -> None:
-        """Count ``n`` update records applied."""
-        self._updates_applied.inc(n)
-
-    def updates_rejected(self, n: int) -> None:
-        """Count ``n`` update records skipped as unreadable."""
-        self._updates_rejected.inc(n)
-
-    def set_overlay(self, n: int) -> None:
-        """Set how many NPIs the updates currently override."""
-        self._overlay.set(n)
-
-    def set_updates_lag(self, n: int) -> None:
-        """Set how many update records the follower is behind the topic's end (negative counts as 0)."""
-        self._updates_lag.set(max(n, 0))
-
-
-def _observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
-    """Observe ``amounts`` in ``histogram``: the same buckets and sum as one ``observe`` per value.
-
-    prometheus_client's ``observe`` takes two locks per value; this counts the buckets first and then
-    takes one lock per bucket touched and one for the sum (a batch of 500 claims: a few instead of 1000).
-    """
-    if not amounts:
-        return
-    bounds = histogram._upper_bounds  # noqa: SLF001 - prometheus_client has no bulk observe
-    counts = [0] * len(bounds)
-    for amount in amounts:
-        counts[bisect_left(bounds, amount)] += (
-            1  # the first bound >= amount, as observe's ``amount <= bound``
-        )
-    histogram._sum.inc(sum(amounts))  # noqa: SLF001
-    for i, n in enumerate(counts):
-        if n:
-            histogram._buckets[i].inc(n)  # noqa: SLF001

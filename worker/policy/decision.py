@@ -6,21 +6,18 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING
 
-from worker.contracts.icd10cm import ICD10_QUALIFIER, ICD10CM_REFERENCE
-from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
-from worker.contracts.model import (
-    CriterionResult,
+from worker.contracts.codes import (
     CriterionStatus,
-    Decision,
     DecisionSource,
     InformationNeed,
     Outcome,
-    ProductMatch,
     ReasonCode,
     Recommendation,
-    Reject,
     TransactionCode,
 )
+from worker.contracts.icd10cm import ICD10_QUALIFIER, ICD10CM_REFERENCE
+from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
+from worker.contracts.model import CriterionResult, Decision, ProductMatch, Reject
 from worker.policy.definition import ProductScope
 from worker.policy.edits import failed_edits
 from worker.policy.window import approval_window

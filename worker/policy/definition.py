@@ -10,15 +10,17 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from worker.contracts.model import ProductCodeSystem, ProductMatch, ProductReading
+from worker.contracts.codes import ProductCodeSystem, ProductReading
+from worker.contracts.model import ProductMatch
 from worker.errors import ConfigError
 from worker.lru import LruMemo
 from worker.policy.criteria import DiseaseStageRule, SpecialistRule
 from worker.policy.diagnoses import CodeFamily, DiagnosisCodes, normalise_code
+from worker.policy.document import CodesDoc, DiseaseCriterionDoc, PolicyDoc
 from worker.policy.ndc import hcpcs_code, ndc_candidates, product_key
 
 if TYPE_CHECKING:
@@ -53,159 +55,6 @@ class ProductScope(StrEnum):
 
 
 _MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, the least recently used is forgotten
-
-_DOC = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-_Text = Annotated[str, Field(min_length=1, max_length=500)]
-_Notes = tuple[_Text, ...]
-_Taxonomy = Annotated[str, Field(pattern=r"^[0-9A-Z]{9}X$")]
-_CodePrefix = Annotated[str, Field(pattern=r"^[A-Z][0-9A-Z]{0,2}(\.?[0-9A-Z]{1,4})?$")]
-_Prefixes = tuple[_CodePrefix, ...]
-_TwoChar = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
-_Hcpcs = Annotated[str, Field(pattern=r"^[A-V][0-9]{4}$")]
-
-
-class _ProductDoc(BaseModel):
-    """The ``product`` section: which claims the policy applies to."""
-
-    model_config = _DOC
-
-    name: _Text
-    product_qualifier: _TwoChar
-    ndc_products: dict[Annotated[str, Field(pattern=r"^[0-9]{5}-[0-9]{4}$")], _Text] = Field(min_length=1)
-    hcpcs_qualifier: _TwoChar | None = None
-    hcpcs_codes: dict[_Hcpcs, _Text] = Field(default_factory=dict)
-    # Not-otherwise-classified codes (J9999): the product may be the policy's, so it pends for its identity.
-    unclassified_hcpcs_codes: dict[_Hcpcs, _Text] = Field(default_factory=dict)
-    unspecified_qualifiers: tuple[_TwoChar, ...] = ()
-    notes: _Notes = ()
-
-    @model_validator(mode="after")
-    def _classified_or_not(self) -> _ProductDoc:
-        """Refuse a HCPCS code listed both as the product and as not otherwise classified."""
-        both = sorted(self.hcpcs_codes.keys() & self.unclassified_hcpcs_codes.keys())
-        if both:
-            msg = f"HCPCS codes listed both as the product and as unclassified: {', '.join(both)}"
-            raise ValueError(msg)
-        return self
-
-
-class _CodesDoc(BaseModel):
-    """ICD-10 code families of a disease criterion (dots optional; a full code is its own prefix)."""
-
-    model_config = _DOC
-
-    primary_prefixes: _Prefixes = Field(min_length=1)
-    history_prefixes: _Prefixes = ()
-    regional_node_prefixes: _Prefixes = ()
-    distant_secondary_prefixes: _Prefixes = Field(min_length=1)
-    secondary_of_site_prefixes: _Prefixes = ()
-    in_situ_prefixes: _Prefixes = ()
-    informational_prefixes: _Prefixes = ()
-    unspecified_primary_prefixes: _Prefixes = ()
-    other_malignant_prefixes: _Prefixes = ()
-
-
-class _DiseaseCriterionDoc(BaseModel):
-    """A "recurrent or metastatic <condition>" criterion."""
-
-    model_config = _DOC
-
-    id: _Text
-    kind: Literal["RECURRENT_OR_METASTATIC_DISEASE"]
-    clause: _Text
-    text: _Text
-    condition: _Text
-    site: _Text
-    diagnosis_qualifier: _TwoChar
-    codes: _CodesDoc
-    # Readings that changed between catalog versions (issue 23, rule 9); the defaults are the newest.
-    other_active_primary: Literal["ASKS", "IGNORED"] = "ASKS"
-    history_with_new_primary: Literal["ASKS", "RECURRENCE"] = "ASKS"
-    in_situ_attested_advanced: Literal["ASKS", "NOT_MET"] = "ASKS"
-    notes: _Notes = ()
-
-
-class _SpecialistCriterionDoc(BaseModel):
-    """A "prescribed by or in consultation with a <specialist>" criterion."""
-
-    model_config = _DOC
-
-    id: _Text
-    kind: Literal["PRESCRIBED_BY_OR_WITH_SPECIALIST"]
-    clause: _Text
-    text: _Text
-    specialist: _Text
-    specialist_taxonomies: dict[_Taxonomy, _Text] = Field(min_length=1)
-    named_other_taxonomies: dict[_Taxonomy, _Text] = Field(default_factory=dict)
-    # Readings that changed between catalog versions (issue 23, rule 9); the defaults are the newest.
-    consultant_under_no: Literal["ASKS", "IGNORED"] = "ASKS"
-    npi_only_consultant_under_yes: Literal["ASKS", "ACCEPTED"] = "ASKS"
-    notes: _Notes = ()
-
-    @model_validator(mode="after")
-    def _disjoint(self) -> _SpecialistCriterionDoc:
-        """Refuse a taxonomy listed both as a qualifying specialty and as a named other one."""
-        both = sorted(self.specialist_taxonomies.keys() & self.named_other_taxonomies.keys())
-        if both:
-            msg = f"taxonomies listed both as specialist and as other: {', '.join(both)}"
-            raise ValueError(msg)
-        return self
-
-
-class _RejectCodesDoc(BaseModel):
-    """NCPDP reject codes (511-FB) a non-approval carries."""
-
-    model_config = _DOC
-
-    not_approved: _TwoChar
-    missing_diagnosis: _TwoChar
-    in_review: _TwoChar
-    denied: _TwoChar
-    prescriber_not_matched: _TwoChar
-    product_not_identified: _TwoChar
-    # 3X "Authorization Number Not Found" (NCPDP 511-FB): a quoted 462-EV that is not on file.
-    authorization_not_found: _TwoChar = "3X"
-
-
-class _EditsDoc(BaseModel):
-    """Plausibility edits a claim passes before anything is approved or put on file (docs/policy.md)."""
-
-    model_config = _DOC
-
-    timely_filing_days: int = Field(365, ge=1, le=3_650)
-    # At most 1: an approval window starts on the date of service and never after submission + a day.
-    max_days_after_submission: int = Field(1, ge=0, le=1)
-    max_days_supply: int = Field(365, ge=1, le=999)
-    notes: _Notes = ()
-
-
-class _PolicyDoc(BaseModel):
-    """The whole policy file."""
-
-    model_config = _DOC
-
-    policy_id: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
-    version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")]
-    title: _Text
-    source_document: _Text
-    notes: _Notes = ()
-    product: _ProductDoc
-    criteria: tuple[
-        Annotated[_DiseaseCriterionDoc | _SpecialistCriterionDoc, Field(discriminator="kind")], ...
-    ] = Field(min_length=1)
-    approval_duration_years: int = Field(ge=1, le=10)
-    reject_codes: _RejectCodesDoc
-    edits: _EditsDoc = _EditsDoc()
-
-    @model_validator(mode="after")
-    def _unique_criteria(self) -> _PolicyDoc:
-        """Refuse duplicate criterion ids: they name the results in a Decision."""
-        ids = [criterion.id for criterion in self.criteria]
-        if len(ids) != len(set(ids)):
-            msg = f"criterion ids must be unique, got {ids}"
-            raise ValueError(msg)
-        return self
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -302,7 +151,7 @@ def _prefixes(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(normalise_code(value) for value in values))
 
 
-def _compile_codes(qualifier: str, codes: _CodesDoc) -> DiagnosisCodes:
+def _compile_codes(qualifier: str, codes: CodesDoc) -> DiagnosisCodes:
     # A code takes its longest matching prefix's family (C79.81 over C79, C80.0 over "C"); equal
     # prefixes go by this order.
     ordered = (
@@ -322,7 +171,7 @@ def _compile_codes(qualifier: str, codes: _CodesDoc) -> DiagnosisCodes:
     )
 
 
-def _code_hint(codes: _CodesDoc) -> str:
+def _code_hint(codes: CodesDoc) -> str:
     """Return a short reminder of which codes show the condition, e.g. "C50* or Z85.3"."""
     return " or ".join([f"{prefix}*" for prefix in codes.primary_prefixes] + list(codes.history_prefixes))
 
@@ -332,10 +181,10 @@ def _with_article(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
-def _compile(doc: _PolicyDoc) -> Policy:
+def _compile(doc: PolicyDoc) -> Policy:
     criteria: list[DiseaseStageRule | SpecialistRule] = []
     for criterion in doc.criteria:
-        if isinstance(criterion, _DiseaseCriterionDoc):
+        if isinstance(criterion, DiseaseCriterionDoc):
             criteria.append(
                 DiseaseStageRule(
                     criterion_id=criterion.id,
@@ -400,7 +249,7 @@ def _parse(text: str, source: str) -> Policy:
         msg = f"policy file {source} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
         raise ConfigError(msg) from exc
     try:
-        doc = _PolicyDoc.model_validate(raw)
+        doc = PolicyDoc.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']) or '<root>'}: {error['msg']}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from worker.contracts.model import Reject, TransactionCode
+from worker.contracts.codes import TransactionCode
+from worker.contracts.model import Reject
 
 if TYPE_CHECKING:
     from worker.contracts.model import Claim

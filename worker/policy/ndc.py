@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from worker.contracts.model import ProductReading
+from worker.contracts.codes import ProductReading
 
 __all__ = ["hcpcs_code", "ndc_candidates", "product_key"]
 

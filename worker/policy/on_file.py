@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from worker.contracts.model import Decision, DecisionSource, Outcome, Reject
+from worker.contracts.codes import DecisionSource, Outcome
+from worker.contracts.model import Decision, Reject
 from worker.contracts.wire import NOT_APPROVED
 from worker.policy.facts import ProviderStatus
 

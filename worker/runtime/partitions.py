@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from worker.kafka.io import RebalanceListener, bounded, check_topics
-from worker.ops.metrics import RebalanceKind
+from worker.ops.labels import RebalanceKind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from worker.contracts.model import Claim
     from worker.directory import Directory
     from worker.directory.updates import DirectoryUpdates
-    from worker.ops.metrics import DirectoryMetrics, LookupRole
+    from worker.ops.directory_metrics import DirectoryMetrics, LookupRole
     from worker.policy.facts import ProviderFacts
 
 __all__ = ["ReferenceData", "lookup", "open_reference"]

@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 from prometheus_client import Counter as PromCounter
 from tqdm import tqdm
 
-from worker.contracts.model import Outcome
+from worker.contracts.codes import Outcome
 from worker.contracts.wire import (
     INHERITED_HEADER,
     REPLAY_AUTHORIZATIONS_HEADER,

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 from worker.errors import ConfigError
 from worker.kafka import io as kafka_io
 from worker.kafka.failures import Kind, classify, describe
+from worker.ops.directory_metrics import DirectoryMetrics
 from worker.ops.health import HealthServer, Readiness
-from worker.ops.metrics import DirectoryMetrics, WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 from worker.runtime.compose import build_request_worker
 from worker.runtime.reference import open_reference
 from worker.runtime.requests import request_settings

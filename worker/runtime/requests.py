@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from worker.contracts.codes import CriterionStatus
 from worker.contracts.identifiers import key_is_clean
-from worker.contracts.model import CriterionStatus
 from worker.contracts.pa_request import decode_pa_request, pa_decision, request_claim
 from worker.contracts.wire import EVENT_ID_HEADER, NOT_APPROVED
 from worker.errors import BadRecord, ConfigError, DeadLetterClass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from worker import __version__
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.contracts.results import SourceCoordinates, build_dead_letter, build_rejected, build_result
 from worker.contracts.wire import ERROR_CLASS_HEADER, EVENT_ID_HEADER, NOT_APPROVED
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim

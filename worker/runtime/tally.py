@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from worker.contracts.model import CriterionStatus, Outcome
+from worker.contracts.codes import CriterionStatus, Outcome
 from worker.contracts.wire import NOT_APPROVED
 from worker.errors import DeadLetterClass
 

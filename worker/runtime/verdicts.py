@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from worker.contracts.model import DecisionSource
+from worker.contracts.codes import DecisionSource
 from worker.contracts.wire import ERROR_CLASS_HEADER
 from worker.errors import DeadLetterClass
 from worker.kafka.ranges import scan

@@ -8,22 +8,19 @@ an approval issued on any other. The topic holds no PHI: the member is a keyed p
 (``member_pseudonym``). See docs/authorizations.md.
 
 The record and its codec are in ``authorization.py``, the in-memory table and the metrics in
-``authorization_table.py``; this module is the store the loop follows, decides with and writes to.
+``authorization_table.py``, reading the topic in ``authorization_follower.py``; this module is the store
+the loop decides with and writes to.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
-
-from worker.contracts.model import Outcome, TransactionCode
+from worker.contracts.codes import Outcome, TransactionCode
 from worker.errors import ClaimsWorkerError, ConfigError
 from worker.kafka.clients import Role, new_consumer
-from worker.kafka.io import TopicPartition, read_to_end
 from worker.policy.decision import authorization_number, is_pa_number
 from worker.policy.definition import ProductScope
 from worker.policy.on_file import (
@@ -37,12 +34,11 @@ from worker.policy.on_file import (
 )
 from worker.state.authorization import (
     Authorization,
-    BadAuthorization,
     Pseudonymizer,
-    decode_authorization,
     encode_authorization,
 )
-from worker.state.authorization_table import AuthorizationMetrics, AuthorizationTable, NotHonoured, OnFileVia
+from worker.state.authorization_follower import AuthorizationFollower
+from worker.state.authorization_table import AuthorizationMetrics, NotHonoured, OnFileVia
 from worker.state.store import Restored
 
 if TYPE_CHECKING:
@@ -81,7 +77,7 @@ class StoreRecord:
     value: bytes
 
 
-class Authorizations:
+class Authorizations(AuthorizationFollower):
     """The authorization store wired into the loop: a ``PartitionStore`` over a global table.
 
     Global, so the per-partition hooks are trivial (``restore`` returns at once, ``is_loaded`` is always
@@ -105,25 +101,22 @@ class Authorizations:
         """Follow ``topic`` with ``consumer`` (``None``: a table held in memory only, for unit tests)."""
         if not secret:
             raise ConfigError("the authorization store needs CLAIMS_MEMBER_PSEUDONYM_SECRET")
+        super().__init__(
+            topic,
+            consumer=consumer,
+            metrics=metrics,
+            log=log,
+            catch_up_timeout_s=catch_up_timeout_s,
+            partitions=partitions,
+            clock=clock,
+        )
         self.name = "authorizations"
-        self.topic = topic
-        self.table = AuthorizationTable()
-        self.metrics = metrics or AuthorizationMetrics(CollectorRegistry())
-        self.ready = consumer is None
-        self.rejected = 0
         self._pseudonym = Pseudonymizer(secret)
-        self._consumer = consumer
-        self._log = log
-        self._timeout_s = catch_up_timeout_s
-        self._partitions_count = partitions
-        self._tps: list[TopicPartition] = []
-        self._clock = clock
         self._staged: dict[str, Authorization] = {}
         self._staged_on_file: list[OnFileVia] = []
         self._staged_not_honoured: list[NotHonoured] = []
         self._staged_not_used: list[ProviderStatus] = []
         self._staged_collisions = 0
-        self._states_updated = 0.0
 
     @classmethod
     def connect(
@@ -204,83 +197,6 @@ class Authorizations:
         self._staged_not_honoured.clear()
         self._staged_not_used.clear()
         self._staged_collisions = 0
-
-    # --- following the topic ---------------------------------------------------------------------
-    def follow(self) -> int:
-        """Catch up first (once), then apply what the topic gained; return records applied."""
-        if self._consumer is None:
-            return 0
-        applied = self.catch_up() if not self.ready else self._poll(timeout_ms=0)
-        now = time.monotonic()
-        if applied or now - self._states_updated > 30.0:  # noqa: PLR2004 - gauge refresh period
-            self._states_updated = now
-            self.metrics.set_states(self.table.counts(self._clock()))
-        return applied
-
-    def catch_up(self) -> int:
-        """Read the topic to its end offsets as of now; ``KafkaTimeoutError`` (exit 4) past the limit."""
-        consumer = self._consumer
-        if consumer is None:
-            self.ready = True
-            return 0
-        if not self._tps:
-            found = consumer.partitions_for_topic(self.topic)
-            if not found:
-                raise ConfigError(
-                    f"the authorization store topic {self.topic} does not exist "
-                    "(create it with `claims-worker authorizations create-topic`)"
-                )
-            self._tps = [TopicPartition(self.topic, p) for p in sorted(found)]
-            self._partitions_count = len(self._tps)
-            consumer.assign(self._tps)
-            consumer.seek_to_beginning(*self._tps)
-        started = time.monotonic()
-        applied = read_to_end(
-            consumer,
-            self._tps,
-            lambda: self._poll(timeout_ms=200, max_records=50_000),
-            self._timeout_s,
-            f"authorization store {self.topic}",
-        )
-        self.ready = True
-        self.metrics.restored(time.monotonic() - started, applied)
-        if self._log is not None:
-            self._log.info(
-                "authorizations_caught_up",
-                topic=self.topic,
-                counts={"applied": applied, "on_file": len(self.table), "rejected": self.rejected},
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
-            )
-        return applied
-
-    def _poll(self, *, timeout_ms: int, max_records: int = 5_000) -> int:
-        consumer = self._consumer
-        if consumer is None:
-            return 0
-        applied = 0
-        for records in consumer.poll(timeout_ms=timeout_ms, max_records=max_records).values():
-            for record in records:
-                try:
-                    auth = decode_authorization(record.key, record.value)
-                except BadAuthorization as exc:
-                    self.rejected += 1
-                    if self._log is not None:
-                        self._log.warning(
-                            "authorization_record_rejected",
-                            topic=record.topic,
-                            partition=record.partition,
-                            offset=record.offset,
-                            error=str(exc),  # names the rule, never the record's content
-                        )
-                    continue
-                self.table.apply(auth)
-                applied += 1
-        return applied
-
-    def close(self) -> None:
-        """Close the follower's consumer."""
-        if self._consumer is not None:
-            self._consumer.close()
 
     # --- claims against the store ----------------------------------------------------------------
     def _get(self, number: str) -> Authorization | None:
@@ -454,11 +370,6 @@ class Authorizations:
         self._staged[number] = auth
         key, value = encode_authorization(auth)
         return StoreRecord(self.topic, self.partition_of(number), key, value)
-
-    def partition_of(self, number: str) -> int:
-        """Return the store partition of a PA number (its value modulo the partition count)."""
-        count = max(1, len(self._tps) or self._partitions_count)
-        return int(number) % count if number.isdigit() else 0
 
 
 def read_table(consumer: KafkaConsumer, topic: str, timeout_s: float = 120.0) -> Authorizations:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.contracts.model import CriterionStatus
+from worker.contracts.codes import CriterionStatus
 from worker.policy.facts import Facts
 
 __all__ = ["MEMO_LIMIT", "MET", "NOT_MET", "NO_FACTS", "UNKNOWN"]

@@ -1,7 +1,8 @@
 """The specialist criterion (1.B): prescribed by, or in consultation with, the rule's specialist.
 
-``SpecialistRule`` is its compiled rule data; ``prescribed_by_or_with_specialist`` reads the prescriber's
-and consultant's taxonomies (from the claim or the prescriber directory) and the consultation status.
+``SpecialistRule`` is its compiled rule data; ``prescribed_by_or_with_specialist`` weighs the prescriber's
+and consultant's specialties (read by ``specialty``, from the claim or the prescriber directory) and the
+consultation status.
 """
 
 from __future__ import annotations
@@ -9,21 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from worker.contracts.model import (
-    CriterionResult,
-    CriterionStatus,
-    InformationNeed,
-    ReasonCode,
-    TriState,
-    npi_is_valid,
-)
+from worker.contracts.codes import CriterionStatus, InformationNeed, ReasonCode, TriState
+from worker.contracts.model import CriterionResult
 from worker.lru import LruMemo
 from worker.policy.criteria._common import MEMO_LIMIT as _MEMO_LIMIT
 from worker.policy.criteria._common import MET as _MET
 from worker.policy.criteria._common import NO_FACTS as _NO_FACTS
 from worker.policy.criteria._common import NOT_MET as _NOT_MET
 from worker.policy.criteria._common import UNKNOWN as _UNKNOWN
-from worker.policy.facts import Facts, ProviderFacts, ProviderStatus
+from worker.policy.criteria.specialty import (
+    Specialty,
+    consultant_specialty,
+    npi_only_consultant,
+    prescriber_specialty,
+)
+from worker.policy.facts import Facts, ProviderFacts
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -110,129 +111,6 @@ class SpecialistRule:
         return f"{taxonomy} ({name})" if name else taxonomy
 
 
-class _Who:
-    """What the rule knows of one person's specialty (prescriber or consultant)."""
-
-    __slots__ = ("disputed", "evidence", "is_specialist", "problem", "shown")
-
-    def __init__(
-        self,
-        is_specialist: bool | None,
-        evidence: str,
-        problem: str | None = None,
-        shown: str | None = None,
-        *,
-        disputed: bool = False,
-    ) -> None:
-        self.is_specialist = is_specialist  # None: not known
-        self.evidence = evidence  # codes only, for the evidence list
-        self.problem = problem  # why the NPI does not resolve to an active individual, if it does not
-        self.shown = shown or evidence  # the same with taxonomy names, for explanations
-        self.disputed = disputed  # a sent specialty the directory does not confirm
-
-
-def _source(provider: ProviderFacts, facts: Facts) -> str:
-    version = provider.directory_version or facts.directory_version or "unversioned"
-    return f"source=directory {version}"
-
-
-_PROBLEMS = {
-    ProviderStatus.NOT_FOUND: "is not in the directory",
-    ProviderStatus.DEACTIVATED: "is deactivated on the date of service",
-    ProviderStatus.ORGANISATION: "is an organisation (entity type 2), not a prescriber",
-}
-
-
-def _from_claim(rule: SpecialistRule, role: str, taxonomy: str) -> _Who:
-    """Read a taxonomy sent on the claim, with no directory to check it against (self-reported)."""
-    return _Who(
-        taxonomy in rule.specialist_taxonomies,
-        f"{role} taxonomy {taxonomy} (source=claim)",
-        shown=f"{role} taxonomy {rule.describe(taxonomy)} (source=claim, unverified)",
-    )
-
-
-def _from_directory(
-    rule: SpecialistRule, role: str, provider: ProviderFacts, facts: Facts, sent: str | None = None
-) -> _Who:
-    """Read one directory entry, and weigh a taxonomy sent on the claim against it (docs/policy.md).
-
-    The directory alone says whether the NPI is an active individual: a sent taxonomy never rescues an
-    NPI it rejects. A sent code the directory lists agrees with it, and any listed taxonomy that is a
-    physician specialty of the rule counts. A sent code the directory does not list disagrees with it:
-    when either side names the rule's specialty the person's specialty is unknown (``disputed``), so the
-    decision asks instead of approving on either value; when neither does, both say "not a specialist".
-    """
-    source = _source(provider, facts)
-    if provider.status is not ProviderStatus.ACTIVE:
-        evidence = f"{role} NPI {provider.npi} {provider.status.value} ({source})"
-        if sent is not None:
-            evidence = f"{evidence}; taxonomy {sent} sent on the claim (source=claim, not used)"
-        return _Who(None, evidence, _PROBLEMS[provider.status])
-    sent_is_specialist = sent is not None and sent in rule.specialist_taxonomies
-    sent_text = "" if sent is None else f"; taxonomy {sent} sent on the claim (source=claim)"
-    sent_shown = "" if sent is None else f"; taxonomy {rule.describe(sent)} sent on the claim (source=claim)"
-    if not provider.taxonomies:
-        evidence = f"{role} NPI {provider.npi} lists no taxonomy ({source}){sent_text}"
-        shown = f"{role} NPI {provider.npi} lists no taxonomy ({source}){sent_shown}"
-        if sent is None or sent_is_specialist:
-            return _Who(None, evidence, shown=shown, disputed=sent_is_specialist)
-        return _Who(False, evidence, shown=shown)  # noqa: FBT003 - the sent code, not a specialist
-    listed = ", ".join(
-        f"{code}{' primary' if code == provider.primary_taxonomy else ''}" for code in provider.taxonomies
-    )
-    named = ", ".join(rule.describe(code) for code in provider.taxonomies)
-    hits = [code for code in provider.taxonomies if code in rule.specialist_taxonomies]
-    evidence = f"{role} taxonomies {listed} ({source}){sent_text}"
-    shown = f"{role} taxonomies {named} ({source}){sent_shown}"
-    if sent is not None and sent not in provider.taxonomies and (hits or sent_is_specialist):
-        return _Who(None, evidence, shown=shown, disputed=True)
-    return _Who(bool(hits), evidence, shown=shown)
-
-
-def _prescriber(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who:
-    """Read the prescriber: the directory when consulted (weighing a sent taxonomy), else as sent."""
-    taxonomy = claim.prescriber.taxonomy
-    if facts.prescriber is not None:
-        return _from_directory(rule, "prescriber", facts.prescriber, facts, taxonomy)
-    if taxonomy is not None:
-        return _from_claim(rule, "prescriber", taxonomy)
-    return _Who(None, "prescriber taxonomy unknown (no directory lookup)")
-
-
-def _consultant(rule: SpecialistRule, claim: Claim, facts: Facts) -> _Who | None:  # noqa: PLR0911
-    """Read the named consultant like the prescriber; ``None`` when no consultant is named.
-
-    With a directory, the consultant's NPI must resolve there whatever taxonomy is sent (a consultant
-    named by taxonomy alone cannot be verified); without one, a sent taxonomy is read as sent.
-    """
-    consultation = None if claim.attestation is None else claim.attestation.consultation
-    if consultation is None:
-        return None
-    taxonomy, npi = consultation.consultant_taxonomy, consultation.consultant_npi
-    directory = facts.prescriber is not None or facts.consultant is not None
-    if npi is None:
-        if taxonomy is None:
-            return None
-        if not directory:
-            return _from_claim(rule, "consultant", taxonomy)
-        return _Who(
-            None,
-            f"consultant taxonomy {taxonomy} (source=claim) without an NPI to verify",
-            "was not sent, so the consultant cannot be verified in the directory",
-        )
-    if not npi_is_valid(npi):
-        return _Who(None, f"consultant NPI {npi} fails the check digit", "fails the NPI check digit")
-    if facts.consultant is not None and facts.consultant.npi == npi:
-        who = _from_directory(rule, "consultant", facts.consultant, facts, taxonomy)
-        if who.disputed:  # a consultant's unconfirmed specialty asks for it (CONSULTANT_SPECIALTY)
-            who.is_specialist = False
-        return who
-    if taxonomy is not None and not directory:
-        return _from_claim(rule, "consultant", taxonomy)
-    return _Who(None, f"consultant NPI {npi} not looked up", "was not looked up in a directory")
-
-
 def _result(  # noqa: PLR0917 - private, one call shape for every branch
     rule: SpecialistRule,
     status: CriterionStatus,
@@ -265,7 +143,7 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
     consultant, and when nothing tells. NOT_MET only when the prescriber is known not to be a
     specialist and consultation is attested NO. Never reads an unknown as a "no".
     """
-    prescriber = _prescriber(rule, claim, facts)
+    prescriber = prescriber_specialty(rule, claim, facts)
     evidence = [prescriber.evidence]
     a_specialist, specialist = rule.a_specialist, rule.specialist
     if prescriber.is_specialist:
@@ -286,13 +164,13 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
         )
     consultation = None if claim.attestation is None else claim.attestation.consultation
     consulted = TriState.UNKNOWN if consultation is None else consultation.status
-    consultant = _consultant(rule, claim, facts)
+    consultant = consultant_specialty(rule, claim, facts)
     if consultant is not None:
         evidence.append(consultant.evidence)
     is_self = consultation is not None and consultation.consultant_npi == claim.prescriber.npi
     if consulted is TriState.YES:
         evidence.append("consultation attested YES")
-        npi_only = rule.accepts_npi_only_consultant and _npi_only_consultant(claim, facts)
+        npi_only = rule.accepts_npi_only_consultant and npi_only_consultant(claim, facts)
         return _consultation_yes(
             rule, prescriber, consultant, is_self=is_self, npi_only=npi_only, evidence=evidence
         )
@@ -352,29 +230,10 @@ def prescribed_by_or_with_specialist(  # noqa: PLR0911 - one return per branch o
     )
 
 
-def _npi_only_consultant(claim: Claim, facts: Facts) -> bool:
-    """Tell whether the consultant is named by a well-formed NPI alone that no directory refused.
-
-    True when no taxonomy was sent and the NPI passes its check digit, and the directory either was
-    not asked about it or lists it ACTIVE without a taxonomy. A directory that finds the NPI absent,
-    deactivated or an organisation refuses it in every catalog version.
-    """
-    consultation = None if claim.attestation is None else claim.attestation.consultation
-    if consultation is None or consultation.consultant_taxonomy is not None:
-        return False
-    npi = consultation.consultant_npi
-    if npi is None or not npi_is_valid(npi):
-        return False
-    entry = facts.consultant
-    if entry is None or entry.npi != npi:
-        return True
-    return entry.status is ProviderStatus.ACTIVE and not entry.taxonomies
-
-
 def _consultation_yes(
     rule: SpecialistRule,
-    prescriber: _Who,
-    consultant: _Who | None,
+    prescriber: Specialty,
+    consultant: Specialty | None,
     *,
     is_self: bool,
     npi_only: bool,
@@ -383,7 +242,7 @@ def _consultation_yes(
     """Clause 1.B when consultation is attested YES and the prescriber is not known to be a specialist.
 
     ``npi_only``: the rule accepts an attested consultation with a consultant named by NPI alone
-    (2020.09-1) and this consultant is one (``_npi_only_consultant``).
+    (2020.09-1) and this consultant is one (``npi_only_consultant``).
     """
     a_specialist, specialist = rule.a_specialist, rule.specialist
     if is_self:

@@ -9,13 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from worker.contracts.model import (
-    CriterionResult,
-    CriterionStatus,
-    DiseaseStatus,
-    InformationNeed,
-    ReasonCode,
-)
+from worker.contracts.codes import CriterionStatus, DiseaseStatus, InformationNeed, ReasonCode
+from worker.contracts.model import CriterionResult
 from worker.lru import LruMemo
 from worker.policy.criteria._common import MEMO_LIMIT as _MEMO_LIMIT
 from worker.policy.criteria._common import MET as _MET
