@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``show-results``: every committed result and dead letter, filtered, as a table or JSON Lines."""
-    from worker.contracts.model import DecisionSource, Outcome  # noqa: PLC0415 - keeps imports light
+    from worker.contracts.codes import DecisionSource, Outcome  # noqa: PLC0415 - keeps imports light
 
     show = sub.add_parser(
         "show-results",

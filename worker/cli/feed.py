@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from worker.contracts.codec import Codec, invalid_claim_from
+from worker.contracts.bad_claims import invalid_claim_from
+from worker.contracts.codec import Codec
 from worker.contracts.model import Claim
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, request_claim
 from worker.contracts.wire import WireFormat
