@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
 from tests.unit.claims import make_claim
-from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
-from worker.config.settings import load_settings
-from worker.contracts.codec import Codec
+from tests.unit.worker_runs import results_of
 from worker.contracts.codes import DecisionSource, Outcome
 from worker.contracts.pa_request import decode_pa_request, encode_pa_request, request_claim
 from worker.policy import Facts, decide, default_policy
 from worker.policy.edits import failed_edits, submission_day
-from worker.runtime.compose import build_worker
 from worker.runtime.judge import Decider, no_facts
 from worker.state.authorizations import Authorizations
 
@@ -220,30 +214,11 @@ def test_no_window_ever_starts_after_submission_plus_a_day(offset, quantity, day
 
 def test_the_worker_answers_an_implausible_claim_with_a_rejected_result():
     """Through decode -> decide -> result on the worker (fakes for Kafka): REJECTED, FIELD_EDIT, NCPDP answer R with 15."""
-    cluster = FakeCluster()
-    codec = Codec()
-    cluster.append(0, codec.encode_claim(_claim(SUBMITTED.date() + 9 * DAY, claim_id="future")))
-    cluster.append(0, codec.encode_claim(_claim(SUBMITTED.date(), claim_id="fine", event_id="e-fine")))
-    stop = threading.Event()
-    worker = build_worker(
-        load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"}),
-        consumer=FakeConsumer(cluster, stop),
-        producer_factory=lambda: FakeProducer(cluster, {}),
-        codec=codec,
-        registry=CollectorRegistry(),
-        log=structlog.get_logger(),
-        readback=cluster.read_back,
-        clock=lambda: SUBMITTED,
-        claims_partitions=len(cluster.logs),
-    )
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    thread.join(10)
-    if thread.is_alive():
-        stop.set()
-        thread.join()
-        pytest.fail("the worker never went idle")
-    results = {r["claim_id"]: r for r in (codec.decode_result(p.value) for p in cluster.results())}
+    claims = [
+        _claim(SUBMITTED.date() + 9 * DAY, claim_id="future"),
+        _claim(SUBMITTED.date(), claim_id="fine", event_id="e-fine"),
+    ]
+    results = results_of(claims, at=SUBMITTED)
     future = results["future"]
     assert future["outcome"] == "REJECTED"
     assert future["decision_source"] == "FIELD_EDIT"

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from deploy.demo.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from tests.unit.claims import make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
+from tests.unit.worker_runs import results_of
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.codes import Outcome
@@ -421,32 +422,7 @@ def test_following_updates_needs_read_on_the_updates_topic_only_when_a_directory
 
 def _run_worker(directory, claims):
     """Run the worker (fakes for Kafka, the sample directory) over ``claims``; return its decoded results."""
-    cluster = FakeCluster()
-    codec = Codec()
-    for claim in claims:
-        cluster.append(0, codec.encode_claim(claim))
-    stop = threading.Event()
-    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"})
-    worker = build_worker(
-        settings,
-        consumer=FakeConsumer(cluster, stop),
-        producer_factory=lambda: FakeProducer(cluster, {}),
-        codec=codec,
-        registry=CollectorRegistry(),
-        log=structlog.get_logger(),
-        readback=cluster.read_back,
-        clock=lambda: DECIDED_AT,
-        claims_partitions=len(cluster.logs),
-        reference=ReferenceData(directory),
-    )
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    thread.join(10)
-    if thread.is_alive():
-        stop.set()
-        thread.join()
-        pytest.fail("the worker never went idle")
-    return {r["claim_id"]: r for r in (codec.decode_result(r.value) for r in cluster.results())}
+    return results_of(claims, at=DECIDED_AT, reference=ReferenceData(directory))
 
 
 @pytest.mark.parametrize(
