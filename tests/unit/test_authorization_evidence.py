@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -11,10 +10,10 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from tests.unit.claims import NPIS, make_claim
-from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
+from tests.unit.fakes import FakeCluster
+from tests.unit.worker_runs import results_of
 from worker.cli import authorizations as cli_authorizations
 from worker.cli import main
-from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.codes import DecisionSource, Outcome
 from worker.contracts.pa_request import REQUEST_PHARMACY, pa_decision, request_claim
@@ -23,7 +22,6 @@ from worker.errors import ClaimsWorkerError
 from worker.policy import decide, default_policy
 from worker.policy.decision import authorization_number, is_pa_number
 from worker.policy.facts import Facts, ProviderFacts, ProviderStatus
-from worker.runtime.compose import build_worker
 from worker.runtime.judge import Decider
 from worker.state.authorization import RevocationReason, decode_authorization, encode_authorization, revoked
 from worker.state.authorization_table import AuthorizationMetrics
@@ -291,39 +289,15 @@ class TestUniqueNumbers:
 
     def test_through_the_loop_result_and_store_record_agree_on_the_resolved_number(self):
         """Two colliding approvals in one batch: distinct numbers in the results, the same ones as the store records' keys."""
-        codec = Codec()
         cluster = FakeCluster(partitions=1)
-        for claim_id, member in zip(COLLIDING, (MEMBER_A, MEMBER_B), strict=True):
-            cluster.append(
-                0, codec.encode_claim(make_claim(claim_id=claim_id, event_id=f"e-{claim_id}", patient=member))
-            )
-        settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "CLAIMS_EXIT_WHEN_IDLE_S": "0.2"})
-        stop = threading.Event()
+        claims = [
+            make_claim(claim_id=claim_id, event_id=f"e-{claim_id}", patient=member)
+            for claim_id, member in zip(COLLIDING, (MEMBER_A, MEMBER_B), strict=True)
+        ]
         registry = CollectorRegistry()
         store = Authorizations(SECRET, STORE, metrics=AuthorizationMetrics(registry))
-        worker = build_worker(
-            settings,
-            consumer=FakeConsumer(cluster, stop),
-            producer_factory=lambda: FakeProducer(cluster, {}),
-            codec=codec,
-            registry=registry,
-            log=structlog.get_logger(),
-            readback=cluster.read_back,
-            clock=lambda: NOW,
-            claims_partitions=1,
-            authorizations=store,
-        )
-        thread = threading.Thread(target=worker.run, args=(stop,))
-        thread.start()
-        thread.join(10)
-        if thread.is_alive():
-            stop.set()
-            thread.join()
-            pytest.fail("the worker never drained the input")
-        results = {
-            r["claim_id"]: r["authorization_number"]
-            for r in (codec.decode_result(p.value) for p in cluster.results())
-        }
+        decoded = results_of(claims, at=NOW, cluster=cluster, registry=registry, authorizations=store)
+        results = {claim_id: r["authorization_number"] for claim_id, r in decoded.items()}
         stored = sorted(p.key.decode() for p in cluster.published if p.topic == STORE)
         assert sorted(results.values()) == stored
         assert results[COLLIDING[0]] != results[COLLIDING[1]]

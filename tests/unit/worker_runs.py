@@ -23,13 +23,22 @@ if TYPE_CHECKING:
 __all__ = ["results_of"]
 
 
-def results_of(claims: Iterable[Claim], *, at: datetime, **parts: Any) -> dict[str, dict[str, Any]]:
+def results_of(
+    claims: Iterable[Claim] = (),
+    *,
+    at: datetime,
+    cluster: FakeCluster | None = None,
+    registry: CollectorRegistry | None = None,
+    **parts: Any,
+) -> dict[str, dict[str, Any]]:
     """Decode, decide and publish ``claims`` through ``build_worker`` (decided at ``at``) until idle.
 
-    ``parts`` go to ``build_worker`` (e.g. ``reference=``). Returns the decoded results by claim id;
-    fails the test when the worker does not go idle within 10 s.
+    ``claims`` go to partition 0 of ``cluster`` (a fresh one-partition cluster by default; pass one
+    already filled to spread records over partitions and to read what else it published). ``parts`` go
+    to ``build_worker`` (e.g. ``reference=``, ``authorizations=``). Returns the decoded results by claim
+    id; fails the test when the worker does not go idle within 10 s.
     """
-    cluster = FakeCluster()
+    cluster = FakeCluster() if cluster is None else cluster
     codec = Codec()
     for claim in claims:
         cluster.append(0, codec.encode_claim(claim))
@@ -39,7 +48,7 @@ def results_of(claims: Iterable[Claim], *, at: datetime, **parts: Any) -> dict[s
         consumer=FakeConsumer(cluster, stop),
         producer_factory=lambda: FakeProducer(cluster, {}),
         codec=codec,
-        registry=CollectorRegistry(),
+        registry=CollectorRegistry() if registry is None else registry,
         log=structlog.get_logger(),
         readback=cluster.read_back,
         clock=lambda: at,
