@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
 from worker.policy import decide
-from worker.policy.edits import failed_edits
 from worker.policy.facts import Facts
 
 if TYPE_CHECKING:
@@ -88,10 +87,8 @@ class Decider:
 
         The facts are looked up once, before the store is asked: an authorization on file does not
         validate the claim's prescriber, so the store reads the directory's answer, and the policy
-        decides with the same facts when nothing on file pays. A claim that fails a plausibility edit
-        (``policy.edits``) is decided by the policy (REJECTED) and never pays on file: an authorization
-        does not make an implausible date or quantity plausible. The only call to ``decide`` in the
-        worker.
+        decides with the same facts when nothing on file pays; the store never pays a claim that fails
+        a plausibility edit (the policy then REJECTS it). The only call to ``decide`` in the worker.
         """
         policy, dispensed = self.policy, self.dispensed
         facts = self.lookup_facts(claim)
@@ -107,10 +104,10 @@ class Decider:
             )
 
         authorizations = self.authorizations
-        if authorizations is None or failed_edits(claim, policy, dispensed=dispensed):
+        if authorizations is None:
             return usual()
         # An authorization on file pays without re-evaluation (docs/authorizations.md).
-        return authorizations.decide(claim, facts, policy, decided_at, usual)
+        return authorizations.decide(claim, facts, policy, decided_at, usual, dispensed=dispensed)
 
 
 def judge(

@@ -23,6 +23,7 @@ from worker.errors import ClaimsWorkerError, ConfigError
 from worker.kafka.clients import Role, new_consumer
 from worker.policy.decision import authorization_number, is_pa_number
 from worker.policy.definition import ProductScope
+from worker.policy.edits import failed_edits
 from worker.policy.on_file import (
     ON_FILE_SUMMARY,
     on_file_decision,
@@ -220,22 +221,26 @@ class Authorizations(AuthorizationFollower):
         policy: Policy,
         decided_at: datetime,
         usual: Callable[[], Decision],
+        *,
+        dispensed: bool = True,
     ) -> Decision:
         """Approve ``claim`` on file when an authorization holds its date of service; else ``usual()``.
 
-        ``facts`` are the claim's looked-up facts (``usual`` decides with the same ones: nothing is looked
-        up twice). A B2 reversal, or a product outside the policy, is decided as usual (a reversal never
-        revokes). A fill whose prescriber the directory rules out (deactivated, an organisation, not
-        found) is decided as usual too, and the summary names the authorization not used. A quoted PA
-        number (462-EV) that does not count is named in the summary with the reason (never echoed when
-        it is not a well-formed PA number); one not on file adds reject 3X to a non-approval. A new
-        approval leaves with a PA number no other authorization holds (``_free_number``).
+        ``facts`` are the claim's looked-up facts (``usual`` decides with the same ones: nothing is
+        looked up twice). Decided as usual: a B2 reversal (a reversal never revokes), a product outside
+        the policy, a claim that fails a plausibility edit (``policy.edits``; ``dispensed`` false for a
+        PA request, which carries no quantity), and a fill whose prescriber the directory rules out
+        (deactivated, an organisation, not found: the summary names the authorization not used). A
+        quoted PA number (462-EV) that does not count is named in the summary with the reason (never
+        echoed when it is not a well-formed PA number); one not on file adds reject 3X to a
+        non-approval. A new approval leaves with a PA number no other authorization holds
+        (``_free_number``).
         """
         if claim.transaction_code is TransactionCode.REVERSAL:
             return usual()
         scope, matched = policy.match_product(claim.product)
-        if scope is not ProductScope.MATCHED:
-            return usual()
+        if scope is not ProductScope.MATCHED or failed_edits(claim, policy, dispensed=dispensed):
+            return usual()  # an authorization does not make an implausible date or quantity plausible
         member = self.pseudonym(claim.patient)
         found, via, quoted, why = self._find(claim, member, policy.policy_id)
         ruled_out = prescriber_unverified(facts)
