@@ -292,7 +292,7 @@ def run_one(
     """Drain ``values`` with ``kind`` in a subprocess; return (claims/s, client CPU µs per record)."""
     from tests.integration import streams  # noqa: PLC0415
     from worker.kafka import topics as kafka_topics  # noqa: PLC0415
-    from worker.ops.report import read_topic  # noqa: PLC0415
+    from worker.kafka.reads import read_topic  # noqa: PLC0415
 
     tag = f"{re.sub(r'[^a-zA-Z0-9._-]', '_', kind)}-{uuid.uuid4().hex[:8]}"
     claims, results, group = f"peers-{tag}.claims", f"peers-{tag}.results", f"peers-{tag}"

@@ -330,7 +330,7 @@ def check(  # noqa: PLR0912 - one branch per check
     bootstrap: str, names: dict[str, str], poison_keys: set[bytes], rejected_keys: set[bytes]
 ) -> tuple[dict[str, object], list[str]]:
     """Read everything back with read_committed and return (figures, failures)."""
-    from worker.ops.report import read_topic  # noqa: PLC0415
+    from worker.kafka.reads import read_topic  # noqa: PLC0415
 
     codec = Codec()
     inputs = {

@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.model import Claim
-from worker.ops.report import read_topic
+from worker.kafka.reads import read_topic
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

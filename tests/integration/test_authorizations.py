@@ -22,7 +22,7 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.pa_request import encode_pa_request
 from worker.directory.updates import ensure_topic
-from worker.ops.report import read_topic
+from worker.kafka.reads import read_topic
 from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka]

@@ -13,7 +13,7 @@ import pytest
 
 from worker.config.settings import Settings, load_settings
 from worker.contracts.codec import Codec
-from worker.ops.report import read_topic
+from worker.kafka.reads import read_topic
 from worker.samples import poison_records, sample_claims
 
 ROOT = Path(__file__).resolve().parents[2]

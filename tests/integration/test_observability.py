@@ -25,7 +25,7 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.codes import CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
-from worker.ops.report import read_topic
+from worker.kafka.reads import read_topic
 from worker.policy import Facts, decide, default_policy
 from worker.runtime.pipeline import ExitCode
 

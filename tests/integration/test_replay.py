@@ -16,7 +16,7 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.wire import INHERITED_HEADER, REPLAY_ID_HEADER, REPLAY_POLICY_HEADER
 from worker.directory.updates import ensure_topic
-from worker.ops.report import read_topic
+from worker.kafka.reads import read_topic
 from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka]

@@ -30,7 +30,7 @@ from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.kafka.access import Operation, Resource, acl_bindings, worker_needs
 from worker.kafka.clients import Role, new_admin, new_consumer, new_producer
-from worker.ops.report import read_topic
+from worker.kafka.reads import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

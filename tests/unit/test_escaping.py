@@ -183,7 +183,8 @@ class TestPrinters:
         """``authorizations decisions`` prints each answer as one escaped line, even one another producer wrote."""
         answers = [b'{"request_id": "R\x1b]0;t\x07"}', b"not json\r\x1b[2K", "\u202e".encode()]
         monkeypatch.setattr(
-            report, "read_topic", lambda *_a, **_k: iter(types.SimpleNamespace(value=v) for v in answers)
+            "worker.kafka.reads.read_topic",
+            lambda *_a, **_k: iter(types.SimpleNamespace(value=v) for v in answers),
         )
         settings = load_settings(
             {

@@ -213,7 +213,7 @@ def _seed_demo_request(_args: argparse.Namespace, settings: Settings) -> int:
 
 def _decisions(_args: argparse.Namespace, settings: Settings) -> int:
     """Print every committed answer on CLAIMS_PA_DECISIONS_TOPIC, one JSON line each."""
-    from worker.ops.report import read_topic  # noqa: PLC0415
+    from worker.kafka.reads import read_topic  # noqa: PLC0415
 
     if settings.pa_decisions_topic is None:
         return _error("CLAIMS_PA_DECISIONS_TOPIC is not set")
