@@ -30,7 +30,8 @@ from worker.contracts.codec import Codec
 from worker.kafka import topics as kafka_topics
 from worker.ops.logs import get_logger
 from worker.policy import catalog_policy
-from worker.runtime.replay import ReplayJob, run_replay
+from worker.runtime.replay import run_replay
+from worker.runtime.replay_job import ReplayJob
 
 NEW = "IXEMPRA-PA/2020.09-2"
 

@@ -170,7 +170,8 @@ _KILLER = textwrap.dedent(
     from worker.config.settings import load_settings
     from worker.contracts.codec import Codec
     from worker.policy import catalog_policy
-    from worker.runtime.replay import ReplayJob, run_replay
+    from worker.runtime.replay import run_replay
+    from worker.runtime.replay_job import ReplayJob
 
     import worker.runtime.replay as replay
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.ops.directory_metrics import DirectoryMetrics
 from worker.ops.metrics import WorkerMetrics
-from worker.runtime.replay import ReplayMetrics
+from worker.runtime.replay_job import ReplayMetrics
 from worker.state.authorization_table import AuthorizationMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

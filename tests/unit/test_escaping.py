@@ -23,7 +23,7 @@ from worker.errors import BadRecord, DeadLetterClass
 from worker.ops import report
 from worker.ops.escaping import echo, printable, printable_lines
 from worker.policy import Facts, decide, default_policy
-from worker.runtime.replay import ReplaySummary
+from worker.runtime.replay_job import ReplaySummary
 from worker.state.authorization import Authorization
 from worker.state.authorization_table import AuthorizationTable
 

@@ -23,8 +23,10 @@ from worker.kafka.io import TopicPartition
 from worker.kafka.ranges import plan_ranges
 from worker.policy import default_policy
 from worker.runtime import replay as replay_module
+from worker.runtime import replay_job
 from worker.runtime.judge import Decider, judge
-from worker.runtime.replay import (
+from worker.runtime.replay import _Pass as Pass
+from worker.runtime.replay_job import (
     ReplayJob,
     ReplayMetrics,
     ReplaySummary,
@@ -32,7 +34,6 @@ from worker.runtime.replay import (
     replay_group_id,
     replay_transactional_id,
 )
-from worker.runtime.replay import _Pass as Pass
 from worker.runtime.route import route
 from worker.runtime.verdicts import Verdict, why
 from worker.state.authorization import Authorization, encode_authorization
@@ -292,7 +293,7 @@ def test_a_replay_seeds_its_own_store_from_the_store_topic_up_to_the_range_start
         yield 0, 0, SimpleNamespace(key=key, value=value)
         yield 0, 1, SimpleNamespace(key=b"1", value=b"not json")
 
-    monkeypatch.setattr(replay_module, "_scan", scan)
+    monkeypatch.setattr(replay_job, "_scan", scan)  # the module that seeds the store
     store = replay_module.seed_authorizations(_store_settings(), T1)
     assert store is not None
     assert calls == [(_STORE_TOPIC, None, T1)]

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.contracts.model import Claim
     from worker.policy.facts import Facts
-    from worker.runtime.replay import ReplaySummary
+    from worker.runtime.replay_job import ReplaySummary
 
 __all__ = ["parse_time", "register"]
 
@@ -105,7 +105,7 @@ def _targets(
     args: argparse.Namespace, settings: Settings, start: datetime, end: datetime | None, policy_ref: str
 ) -> tuple[str, str | None, str | None]:
     """Return the replay id and its output topics (``None`` for a diff); refuse the live and claims topics."""
-    from worker.runtime.replay import default_replay_id  # noqa: PLC0415
+    from worker.runtime.replay_job import default_replay_id  # noqa: PLC0415
 
     output = None if args.diff else args.output_topic
     replay_id = args.replay_id or default_replay_id(
@@ -135,7 +135,8 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     from worker.kafka.failures import Kind, classify, describe  # noqa: PLC0415
     from worker.kafka.topics import create_topics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
-    from worker.runtime.replay import ReplayJob, run_replay  # noqa: PLC0415
+    from worker.runtime.replay import run_replay  # noqa: PLC0415
+    from worker.runtime.replay_job import ReplayJob  # noqa: PLC0415
 
     start = parse_time(args.start)
     end = parse_time(args.end) if args.end else None
