@@ -11,18 +11,34 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration \
-        bench bench-peers bench-window policy-transitions chaos install-bench lint format typecheck clean
+        bench bench-peers bench-window policy-transitions chaos install-bench lock lint format typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Installs come from the hashed lock files in requirements/ (make lock refreshes them): every wheel's
+# hash must match, and the worker itself is installed without its dependencies and without a build
+# isolation env (the locked setuptools builds it), so nothing unlocked is ever fetched.
+LOCK_DEV   := requirements/dev.txt
+LOCK_BENCH := requirements/bench.txt
+PIP_LOCKED := $(PY) -m pip install --quiet --require-hashes --no-deps -r
+
+$(STAMP): pyproject.toml $(LOCK_DEV)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PIP_LOCKED) $(LOCK_DEV)
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps --no-build-isolation -e .  # quiet: setuptools warns on every editable build
 	@touch $@
 
-install: $(STAMP) ## create the venv and install the worker with its dev tools (idempotent)
+install: $(STAMP) ## create the venv and install the worker with its dev tools from the hashed lock (idempotent)
+
+# uv resolves for every platform (--universal) on Python 3.11 and writes each file's sha256 hashes. The
+# bench set is resolved first and bounds the others, so the bench measures the versions the image ships.
+UV_COMPILE := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+              pyproject.toml requirements/build.in
+lock: install ## refresh the hashed lock files in requirements/ from pyproject.toml (then review the diff)
+	$(UV_COMPILE) $(LOCK_ARGS) --extra dev --extra bench -o $(LOCK_BENCH)
+	$(UV_COMPILE) $(LOCK_ARGS) --extra dev --constraint $(LOCK_BENCH) -o $(LOCK_DEV)
+	$(UV_COMPILE) $(LOCK_ARGS) --constraint $(LOCK_BENCH) -o requirements/runtime.txt
 
 $(JARS): deploy/kafka/pom.xml
 	@command -v mvn >/dev/null || { echo "error: mvn not found: install Maven (and Java 17+) to fetch the Kafka broker"; exit 1; }
@@ -64,8 +80,8 @@ bench: install broker-jars ## print throughput and latency figures (policy, code
 	$(PY) tests/bench/bench_authorizations.py
 
 BENCH_STAMP := $(VENV)/.installed-bench
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+$(BENCH_STAMP): $(STAMP) pyproject.toml $(LOCK_BENCH)
+	$(PIP_LOCKED) $(LOCK_BENCH)
 	@touch $@
 
 install-bench: $(BENCH_STAMP) ## add the bench-only peers (Quix Streams, FastStream, confluent-kafka, py-spy)

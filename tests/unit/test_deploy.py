@@ -127,14 +127,22 @@ def _dockerfile_problems(
     """Name every way the image would not fit the manifests that run it (empty: it fits)."""
     steps = _instructions(text)
     problems = []
-    stages = [args for op, args in steps if op == "FROM"]
+    arguments = dict(args.split("=", 1) for op, args in steps if op == "ARG" and "=" in args)
+    stages = [
+        re.sub(r"\$\{(\w+)\}", lambda m: arguments.get(m[1], m[0]), args)
+        for op, args in steps
+        if op == "FROM"
+    ]
     final = steps[max(i for i, (op, _) in enumerate(steps) if op == "FROM") :]
     if len(stages) != 2:
         problems.append(f"expected a build and a runtime stage, found {len(stages)}")
+    exact = re.compile(
+        rf"python:{sys.version_info.major}\.{sys.version_info.minor}\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{{64}})?"
+    )
     for image in stages:
         name = image.split()[0]
-        if not name.startswith(f"python:{sys.version_info.major}.{sys.version_info.minor}-"):
-            problems.append(f"base image {name} is not the Python the tests run on")
+        if not exact.fullmatch(name):
+            problems.append(f"base image {name} is not one exact release of the Python the tests run on")
         if "/" in name.split(":")[0]:
             problems.append(f"base image {name} names a registry or namespace")
     pod = k8s["StatefulSet"]["spec"]["template"]["spec"]
@@ -157,8 +165,28 @@ def _dockerfile_problems(
             problems.append(
                 f"{where} runs {image}, the image this Dockerfile builds is claims-worker:{version}"
             )
+    problems += _install_problems(steps)
     if f"claims-worker:{version}" not in text:
         problems.append("the build command in the Dockerfile's header names another tag")
+    return problems
+
+
+def _install_problems(steps: list[tuple[str, str]]) -> list[str]:
+    """Name every pip install from a requirements file without hashes, or a build without the runtime lock."""
+    commands = [
+        command.strip()
+        for op, args in steps
+        if op == "RUN"
+        for command in args.split("&&")
+        if re.search(r"pip (install|download)", command)
+    ]
+    problems = [
+        f"`{command}` installs from a requirements file without the hashed lock"
+        for command in commands
+        if "-r " in command and "--require-hashes" not in command
+    ]
+    if not any("--require-hashes" in c and "requirements/runtime.txt" in c for c in commands):
+        problems.append("no stage installs the dependencies from the hashed lock requirements/runtime.txt")
     return problems
 
 
@@ -185,6 +213,29 @@ def test_the_image_check_catches_a_root_user_and_a_wrong_port():
     problems = _dockerfile_problems(broken, _k8s_docs(), compose, _pyproject(), __version__)
     assert any(p.startswith("USER") for p in problems)
     assert any(p.startswith("EXPOSE") for p in problems)
+
+
+def test_the_image_check_catches_a_floating_base_and_an_unlocked_install():
+    """A base image without its patch release, or a pip install without the hashed lock, is named."""
+    from worker import __version__  # noqa: PLC0415
+
+    text = DOCKERFILE.read_text()
+    assert (
+        _dockerfile_problems(
+            text, _k8s_docs(), yaml.safe_load(COMPOSE.read_text()), _pyproject(), __version__
+        )
+        == []
+    )
+    floating = re.sub(r"ARG BASE=\S+", "ARG BASE=python:3.11-slim", text)
+    problems = _dockerfile_problems(
+        floating, _k8s_docs(), yaml.safe_load(COMPOSE.read_text()), _pyproject(), __version__
+    )
+    assert any("exact release" in p for p in problems)
+    unlocked = text.replace("--require-hashes", "")
+    problems = _dockerfile_problems(
+        unlocked, _k8s_docs(), yaml.safe_load(COMPOSE.read_text()), _pyproject(), __version__
+    )
+    assert any("hashed lock" in p for p in problems)
 
 
 def test_the_build_context_holds_what_the_build_copies():
