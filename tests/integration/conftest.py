@@ -16,3 +16,11 @@ def topics(make_topics, unique):
     }
     make_topics(names["claims"], names["results"], names["dead_letter"], partitions=2)
     return names
+
+
+@pytest.fixture(scope="session")
+def secured(tmp_path_factory):
+    """The session's secured broker (tests/integration/secure_broker.py), started on first use."""
+    from tests.integration.secure_broker import start_secured  # noqa: PLC0415 - only for the security tests
+
+    yield from start_secured(tmp_path_factory)

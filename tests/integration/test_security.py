@@ -1,8 +1,6 @@
 """The worker on a secured broker: SASL_SSL with SCRAM-SHA-512, StandardAuthorizer, documented ACLs only.
 
-One secured broker for this module (started here, not the session's plaintext one). Principals:
-``worker`` holds exactly the ACLs of docs/security.md; ``nowrite`` the same minus WRITE on the results
-topic; ``admin`` is the super user that creates topics, seeds claims and reads back.
+The secured broker and its principals are tests/integration/secure_broker.py's (fixture ``secured``).
 """
 
 from __future__ import annotations
@@ -26,9 +24,10 @@ from kafka.structs import TopicPartition
 
 from deploy.kafka import broker as local_broker
 from tests.integration import streams
+from tests.integration.secure_broker import assert_one_clear_line, secrets_of
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
-from worker.kafka.access import Operation, Resource, acl_bindings, worker_needs
+from worker.kafka.access import acl_bindings, worker_needs
 from worker.kafka.clients import Role, new_admin, new_consumer, new_producer
 from worker.kafka.reads import read_topic
 
@@ -37,140 +36,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = 17  # the bundled samples: 12 claims that get a result, 5 poison records
 EXIT_NOT_AUTHORIZED = 5
-
-
-class Secured:
-    """The module's secured broker, its topics, and every output captured from it (for the secret scan)."""
-
-    def __init__(self, broker: local_broker.Broker, tag: str, passwords: dict[str, str]) -> None:
-        self.broker = broker
-        self.tag = tag
-        self.topics = {
-            "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
-            "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
-            "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-        }
-        self.passwords = passwords
-        self.outputs: list[str] = []
-
-    def env(self, user: str, group: str, **extra: str) -> dict[str, str]:
-        """Environment for a CLI subprocess connecting as ``user`` with the module's topics."""
-        base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-        return {
-            **base,
-            **self.broker.client_env(user),
-            **self.topics,
-            "CLAIMS_GROUP_ID": group,
-            "CLAIMS_TRANSACTIONAL_ID_PREFIX": group,
-            "CLAIMS_METRICS_PORT": "0",
-            "CLAIMS_LOG_FORMAT": "json",
-            "CLAIMS_STARTUP_RETRIES": "0",
-            "CLAIMS_TRANSACTION_TIMEOUT_MS": "10000",
-            **extra,
-        }
-
-    def cli(self, env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run ``python -m worker <args>``; keep its output for the secret scan."""
-        done = subprocess.run(
-            [sys.executable, "-m", "worker", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=ROOT,
-            check=False,
-        )
-        self.outputs += [done.stdout, done.stderr]
-        return done
-
-    def settings(self, user: str, group: str = "unused"):
-        return load_settings(self.env(user, group))
-
-    def committed(self, group: str) -> dict[int, int | None]:
-        """The group's committed offsets on the claims topic, read as admin."""
-        consumer = new_consumer(
-            self.settings("admin", group), Role.REPORT, group_id=group, enable_auto_commit=False
-        )
-        try:
-            topic = self.topics["CLAIMS_CLAIMS_TOPIC"]
-            return {
-                p: consumer.committed(TopicPartition(topic, p))
-                for p in sorted(consumer.partitions_for_topic(topic))
-            }
-        finally:
-            consumer.close()
-
-
-def _grant_documented(secured: Secured, user: str, group: str, *, without=()) -> None:
-    needs = [
-        n
-        for n in worker_needs(secured.settings(user, group))
-        if (n.resource, n.operation, n.name) not in without
-    ]
-    local_broker.grant(secured.broker, f"User:{user}", acl_bindings(needs, f"User:{user}"))
-
-
-@pytest.fixture(scope="module")
-def secured(tmp_path_factory) -> Secured:
-    """A SASL_SSL broker with users worker/nowrite/notxn/revoked, the module's topics (2 partitions) and seeded samples."""
-    tag = uuid.uuid4().hex[:8]
-    passwords = {name: f"{name}-{uuid.uuid4().hex}" for name in ("worker", "nowrite", "notxn", "revoked")}
-    state = tmp_path_factory.mktemp("secure-kafka")
-    broker = local_broker.start_broker(state_dir=state, secure=True, users=passwords)
-    passwords["admin"] = Path(broker.password_files["admin"]).read_text()
-    try:
-        secured = Secured(broker, tag, passwords)
-        _grant_documented(secured, "worker", f"grp-worker-{tag}")
-        results = secured.topics["CLAIMS_RESULTS_TOPIC"]
-        _grant_documented(
-            secured, "nowrite", f"grp-nowrite-{tag}", without={(Resource.TOPIC, Operation.WRITE, results)}
-        )
-        notxn = f"grp-notxn-{tag}"
-        _grant_documented(
-            secured, "notxn", notxn, without={(Resource.TRANSACTIONAL_ID, Operation.WRITE, f"{notxn}-")}
-        )
-        admin_env = secured.env("admin", f"grp-admin-{tag}")
-        made = secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        )
-        assert made.returncode == 0, made.stderr
-        seeded = secured.cli(admin_env, "seed-samples")
-        assert seeded.returncode == 0, seeded.stderr
-        yield secured
-    finally:
-        local_broker.stop_broker(state)
-
-
-def _assert_one_clear_line(done: subprocess.CompletedProcess[str], *needles: str) -> None:
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, done.stderr
-    for needle in needles:
-        assert needle in errors[0]
-    assert "Traceback" not in done.stdout + done.stderr
-
-
-def _secrets(secured: Secured) -> list[str]:
-    """Every password and every private key's body that must never appear in an output."""
-    tls = Path(secured.broker.state_dir) / "tls"
-    keys = [
-        line
-        for name in ("broker.key", "ca.key", "client.key")
-        for line in (tls / name).read_text().splitlines()
-        if line and not line.startswith("-----")
-    ]
-    store = (Path(secured.broker.state_dir) / "server.properties").read_text()
-    store_password = next(
-        line.split("=", 1)[1] for line in store.splitlines() if line.startswith("ssl.keystore.password=")
-    )
-    client_key_password = Path(secured.broker.mtls_env()["CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE"]).read_text()
-    return [*secured.passwords.values(), store_password, client_key_password, *keys]
 
 
 def test_documented_acls_are_enough_end_to_end(secured):
@@ -206,7 +71,7 @@ def test_wrong_password_is_one_clear_line_exit_5(secured):
     secured.passwords["wrong"] = env["CLAIMS_KAFKA_PASSWORD"]
     done = secured.cli(env, "run")
     assert done.returncode == EXIT_NOT_AUTHORIZED
-    _assert_one_clear_line(done, "authentication failed", "'worker'", "CLAIMS_KAFKA_PASSWORD")
+    assert_one_clear_line(done, "authentication failed", "'worker'", "CLAIMS_KAFKA_PASSWORD")
 
 
 def test_untrusted_ca_is_one_clear_line_exit_5(secured, tmp_path):
@@ -215,7 +80,7 @@ def test_untrusted_ca_is_one_clear_line_exit_5(secured, tmp_path):
     env = secured.env("worker", f"grp-worker-{secured.tag}", CLAIMS_KAFKA_SSL_CAFILE=str(other_ca))
     done = secured.cli(env, "run")
     assert done.returncode == EXIT_NOT_AUTHORIZED
-    _assert_one_clear_line(done, "not trusted", "CLAIMS_KAFKA_SSL_CAFILE")
+    assert_one_clear_line(done, "not trusted", "CLAIMS_KAFKA_SSL_CAFILE")
 
 
 def test_missing_write_on_results_consumes_nothing(secured):
@@ -224,7 +89,7 @@ def test_missing_write_on_results_consumes_nothing(secured):
     before = secured.committed(group)
     done = secured.cli(secured.env("nowrite", group, CLAIMS_OUTAGE_LIMIT_S="15"), "run")
     assert done.returncode == EXIT_NOT_AUTHORIZED, done.stdout[-2000:] + done.stderr
-    _assert_one_clear_line(done, "WRITE", secured.topics["CLAIMS_RESULTS_TOPIC"])
+    assert_one_clear_line(done, "WRITE", secured.topics["CLAIMS_RESULTS_TOPIC"])
     assert secured.committed(group) == before == {0: None, 1: None}
 
 
@@ -233,7 +98,7 @@ def test_missing_transactional_id_right_consumes_nothing(secured):
     group = f"grp-notxn-{secured.tag}"
     done = secured.cli(secured.env("notxn", group, CLAIMS_OUTAGE_LIMIT_S="15"), "run")
     assert done.returncode == EXIT_NOT_AUTHORIZED, done.stdout[-2000:] + done.stderr
-    _assert_one_clear_line(done, "WRITE on the transactional id")
+    assert_one_clear_line(done, "WRITE on the transactional id")
     assert secured.committed(group) == {0: None, 1: None}
     checked = secured.cli(secured.env("notxn", group), "check-access")
     assert checked.returncode == EXIT_NOT_AUTHORIZED
@@ -301,12 +166,12 @@ def test_mutual_tls_without_certificate_or_with_wrong_key_password(secured):
     }
     done = secured.cli(without, "run")
     assert done.returncode == EXIT_NOT_AUTHORIZED
-    _assert_one_clear_line(done, "requires a client certificate", "CLAIMS_KAFKA_SSL_CERTFILE")
+    assert_one_clear_line(done, "requires a client certificate", "CLAIMS_KAFKA_SSL_CERTFILE")
     wrong = {k: v for k, v in env.items() if k != "CLAIMS_KAFKA_SSL_KEY_PASSWORD_FILE"}
     wrong["CLAIMS_KAFKA_SSL_KEY_PASSWORD"] = secured.passwords["wrong-key"] = f"wrong-{uuid.uuid4().hex}"
     done = secured.cli(wrong, "run")
     assert done.returncode == 2
-    _assert_one_clear_line(done, "CLAIMS_KAFKA_SSL_KEY_PASSWORD")
+    assert_one_clear_line(done, "CLAIMS_KAFKA_SSL_KEY_PASSWORD")
 
 
 @pytest.fixture(scope="module")
@@ -444,5 +309,5 @@ def test_no_output_shows_a_password_or_key_material(secured):
     assert len(secured.outputs) >= 4  # at least create-topics and seed-samples; with the module, every run
     broker_log = Path(secured.broker.log_file).read_text(errors="replace")
     everything = "\n".join([*secured.outputs, broker_log])
-    leaked = [i for i, secret in enumerate(_secrets(secured)) if secret in everything]
+    leaked = [i for i, secret in enumerate(secrets_of(secured)) if secret in everything]
     assert leaked == []

@@ -12,6 +12,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from tests.unit.claims import NPIS, make_claim
 from tests.unit.fakes import Rec
+from worker.config.roles import request_settings
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.codes import Outcome
@@ -23,7 +24,7 @@ from worker.errors import DeadLetterClass
 from worker.policy import default_policy
 from worker.policy.facts import Facts
 from worker.runtime.judge import Decider, judge
-from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request
+from worker.runtime.requests import REQUESTS, judge_request, route_request
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from deploy.demo.nppes_sample import SAMPLE_RELEASE, build_sample_index
 from tests.unit.claims import NPIS, make_claim
 from tests.unit.fakes import FakeCluster, FakeConsumer, FakeProducer
+from worker.config.roles import request_settings
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.codes import InformationNeed, Outcome
@@ -35,7 +36,7 @@ from worker.runtime.compose import build_request_worker
 from worker.runtime.judge import Decider
 from worker.runtime.reference import open_reference
 from worker.runtime.request_worker import serve_requests
-from worker.runtime.requests import REQUESTS, judge_request, request_settings, route_request
+from worker.runtime.requests import REQUESTS, judge_request, route_request
 from worker.state.authorization import decode_authorization
 from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents

@@ -1,7 +1,9 @@
 """``claims-worker check-access``: tell whether the configured principal holds every right the worker needs.
 
+It checks the rights of every role the settings configure: ``run`` always, and ``authorizations
+serve-requests`` too when CLAIMS_PA_REQUESTS_TOPIC and CLAIMS_PA_DECISIONS_TOPIC are set (with the store).
 Exit 0 when every right is there, 5 when one is missing (or the login is refused), 2 when a topic
-does not exist. The rights are those of docs/security.md (``worker.kafka.access.worker_needs``).
+does not exist. The rights are those of docs/security.md (``worker.kafka.access.role_needs``).
 """
 
 from __future__ import annotations
@@ -46,16 +48,16 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
         check_topics_and_group,
         list_own_acls,
         probe_transactional_id,
-        worker_needs,
+        role_needs,
     )
 
-    needs = worker_needs(settings)
+    roles = role_needs(settings)
     who = settings.kafka_username or (
         "<client certificate subject>" if settings.kafka_ssl_certfile else "ANONYMOUS"
     )
     echo(
         f"check-access as User:{who} at {settings.require_bootstrap()} "
-        f"({settings.kafka_security_protocol.value}); login ok"
+        f"({settings.kafka_security_protocol.value}); login ok; roles: {', '.join(roles)}"
     )
     listed = list_own_acls(settings)
     if listed is None:
@@ -68,6 +70,7 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
             f"DescribeAcls: {listed} ACL(s) name User:{who}; the verdicts below still come from the "
             "broker's authorizer (it applies DENY, prefix and wildcard rules)"
         )
+    needs = list(dict.fromkeys(need for role in roles.values() for need in role))  # each right once
     findings: list[Finding] = check_topics_and_group(settings, needs)
     for need in needs:
         if need.resource is Resource.TRANSACTIONAL_ID:
@@ -75,12 +78,16 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
                 findings.append(Finding(need, Verdict.UNKNOWN, "not probed (--no-transaction-probe)"))
             else:
                 findings.append(probe_transactional_id(settings, need))
-    width = max(len(f.need.describe()) for f in findings)
-    for finding in findings:
-        echo(
-            f"  {finding.verdict.value:<8} {finding.need.describe():<{width}}  "
-            f"to {finding.need.why}  [{finding.method}]"
-        )
+    by_need = {finding.need: finding for finding in findings}
+    width = max(len(need.describe()) for need in by_need)
+    for role, role_rights in roles.items():
+        echo(f"{role}:")
+        for need in role_rights:
+            finding = by_need[need]
+            echo(
+                f"  {finding.verdict.value:<8} {need.describe():<{width}}  to {need.why}  [{finding.method}]"
+            )
+    findings = list(by_need.values())  # a right two roles share is counted once
     missing = [f for f in findings if f.verdict is Verdict.MISSING]
     absent = [f for f in findings if f.verdict is Verdict.NO_TOPIC]
     unknown = [f for f in findings if f.verdict is Verdict.UNKNOWN]

@@ -251,9 +251,13 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
     import signal  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
+    from worker.kafka.access import request_needs, require_access  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
     from worker.runtime.request_worker import serve_requests  # noqa: PLC0415
 
+    # A missing right (READ on the requests or PA-decisions topic, WRITE on either output, the group):
+    # exit 5 naming it, before a record is consumed, as `run` does (docs/security.md).
+    require_access(settings, request_needs(settings))
     configure_logging(settings.log_format.value, settings.log_level)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -25,6 +25,7 @@ from kafka.admin import (
 )
 
 from worker.config.choices import SecurityProtocol
+from worker.config.roles import request_settings, serves_requests
 from worker.errors import NotAuthorized
 from worker.kafka.clients import Role, new_admin, new_producer
 
@@ -43,7 +44,10 @@ __all__ = [
     "check_topics_and_group",
     "list_own_acls",
     "probe_transactional_id",
+    "request_needs",
+    "require_access",
     "require_worker_access",
+    "role_needs",
     "worker_needs",
 ]
 
@@ -80,9 +84,36 @@ class Need:
         return f"{self.operation.value} on {kind} {self.name!r}"
 
 
-def worker_needs(settings: Settings) -> list[Need]:
-    """Return every right ``claims-worker run`` needs with ``settings``; nothing more."""
-    store = settings.authorizations_topic
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """What one role's pipeline does with its input, output and ids: the ``why`` of each need."""
+
+    consume: str
+    join: str
+    publish: str
+    restore: str
+    transact: str
+
+
+_RUN = _Words(
+    consume="consume the claims",
+    join="join the group and commit offsets",
+    publish="publish the results",
+    restore="rebuild the duplicate filter",
+    transact="one transaction per batch (ids <prefix>-<instance>)",
+)
+_SERVE_REQUESTS = _Words(
+    consume="consume the PA requests",
+    join="join the requests' group and commit its offsets",
+    publish="publish the PA decisions",
+    restore="rebuild the answered-request filter, even while the topic is empty",
+    transact="one transaction per batch of requests (ids <prefix>-pa-requests-<instance>)",
+)
+
+
+def _pipeline_needs(view: Settings, words: _Words) -> list[Need]:
+    """Return every right a pipeline on ``view`` needs (its input, output, dead letters, store, directory)."""
+    store = view.authorizations_topic
     on_file = (
         [
             Need(Resource.TOPIC, store, Operation.READ, "follow the authorizations on file"),
@@ -92,30 +123,54 @@ def worker_needs(settings: Settings) -> list[Need]:
         else []
     )
     needs = [
-        Need(Resource.TOPIC, settings.claims_topic, Operation.READ, "consume the claims"),
-        Need(Resource.GROUP, settings.group_id, Operation.READ, "join the group and commit offsets"),
-        Need(Resource.TOPIC, settings.results_topic, Operation.WRITE, "publish the results"),
-        Need(Resource.TOPIC, settings.results_topic, Operation.READ, "rebuild the duplicate filter"),
-        Need(Resource.TOPIC, settings.dead_letter_topic, Operation.WRITE, "publish dead letters"),
+        Need(Resource.TOPIC, view.claims_topic, Operation.READ, words.consume),
+        Need(Resource.GROUP, view.group_id, Operation.READ, words.join),
+        Need(Resource.TOPIC, view.results_topic, Operation.WRITE, words.publish),
+        Need(Resource.TOPIC, view.results_topic, Operation.READ, words.restore),
+        Need(Resource.TOPIC, view.dead_letter_topic, Operation.WRITE, "publish dead letters"),
         Need(
             Resource.TRANSACTIONAL_ID,
-            f"{settings.transactional_id_prefix}-",
+            f"{view.transactional_id_prefix}-",
             Operation.WRITE,
-            "one transaction per batch (ids <prefix>-<instance>)",
+            words.transact,
             prefixed=True,
         ),
         *on_file,
     ]
-    if settings.directory_path is not None and settings.directory_updates_topic is not None:
+    if view.directory_path is not None and view.directory_updates_topic is not None:
         needs.append(
             Need(
                 Resource.TOPIC,
-                settings.directory_updates_topic,
+                view.directory_updates_topic,
                 Operation.READ,
                 "follow the prescriber directory's updates (assigned, no group)",
             )
         )
     return needs
+
+
+def worker_needs(settings: Settings) -> list[Need]:
+    """Return every right ``claims-worker run`` needs with ``settings``; nothing more."""
+    return _pipeline_needs(settings, _RUN)
+
+
+def request_needs(settings: Settings) -> list[Need]:
+    """Return every right ``authorizations serve-requests`` needs with ``settings``; nothing more.
+
+    It runs the claims' pipeline on ``request_settings(settings)``: the requests topic in, the PA-decisions
+    topic out (and read back for the answered-request filter), group ``<group>-pa-requests``, ids
+    ``<prefix>-pa-requests-<instance>``, the worker's dead-letter and store topics. Raises ``ConfigError``
+    (exit 2) when the PA topics or the store are not set.
+    """
+    return _pipeline_needs(request_settings(settings), _SERVE_REQUESTS)
+
+
+def role_needs(settings: Settings) -> dict[str, list[Need]]:
+    """Return each configured role's rights: ``run``, and ``serve-requests`` when the PA topics are set."""
+    roles = {"run": worker_needs(settings)}
+    if serves_requests(settings) and settings.authorizations_topic is not None:
+        roles["serve-requests"] = request_needs(settings)
+    return roles
 
 
 _RESOURCE_TYPES = {
@@ -254,11 +309,12 @@ def list_own_acls(settings: Settings) -> int | None:
 def probe_transactional_id(settings: Settings, need: Need, timeout_s: float = 15.0) -> Finding:
     """Probe WRITE on the transactional-id prefix: ``init_transactions`` under a probe id of that prefix.
 
-    The probe id (``<transactional id>-check-access``) never collides with a live worker's id, so no
-    worker is fenced; no record is written. The broker keeps the probe id's state until
-    ``transactional.id.expiration.ms`` (7 days by default).
+    The probe id (``<need's prefix><instance>-check-access``, e.g. ``claims-worker-0-check-access``) is
+    under the prefix the need names and never collides with a live worker's id, so no worker is fenced;
+    no record is written. The broker keeps the probe id's state until ``transactional.id.expiration.ms``
+    (7 days by default).
     """
-    probe_id = f"{settings.transactional_id}-check-access"
+    probe_id = f"{need.name}{settings.instance}-check-access"
     method = f"probe: InitProducerId for {probe_id!r}"
     producer = None
     try:
@@ -277,15 +333,21 @@ def probe_transactional_id(settings: Settings, need: Need, timeout_s: float = 15
 
 
 def require_worker_access(settings: Settings) -> None:
-    """Raise ``NotAuthorized`` naming the first missing topic or group right the worker needs.
+    """Raise ``NotAuthorized`` naming the first missing topic or group right ``claims-worker run`` needs."""
+    require_access(settings, worker_needs(settings))
 
-    A cheap start-up check (one Metadata and one DescribeGroups request): the worker stops with exit
-    5 before it consumes anything, instead of failing a transaction per batch. Rights the broker does
-    not report (no authorizer answers) pass; the transactional id is checked by ``init_transactions``.
+
+def require_access(settings: Settings, needs: list[Need]) -> None:
+    """Raise ``NotAuthorized`` naming the first missing topic or group right among ``needs``.
+
+    A cheap start-up check (one Metadata and one DescribeGroups request): a role stops with exit 5
+    before it consumes anything, instead of failing a transaction per batch (or, for a topic it only
+    reads back, on the first record that needs it). Rights the broker does not report (no authorizer
+    answers) pass; the transactional id is checked by ``init_transactions``.
     """
     if settings.kafka_security_protocol is SecurityProtocol.PLAINTEXT:
         return  # no principal to authorize but ANONYMOUS: the run loop reports a refusal
-    needs = [n for n in worker_needs(settings) if n.resource is not Resource.TRANSACTIONAL_ID]
+    needs = [n for n in needs if n.resource is not Resource.TRANSACTIONAL_ID]
     try:
         findings = check_topics_and_group(settings, needs)
     except kerrors.AuthorizationError:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from worker.config.roles import request_settings
 from worker.contracts.codec import Codec
 from worker.kafka import io as kafka_io
 from worker.ops.logs import get_logger
@@ -18,7 +19,7 @@ from worker.ops.metrics import WorkerMetrics
 from worker.policy import catalog_policy
 from worker.runtime.doors import CLAIMS
 from worker.runtime.pipeline import Pipeline
-from worker.runtime.requests import REQUESTS, request_settings
+from worker.runtime.requests import REQUESTS
 from worker.state.authorization_table import AuthorizationMetrics
 from worker.state.authorizations import Authorizations
 from worker.state.dedupe import SeenEvents
@@ -135,7 +136,7 @@ def build_request_worker(
 ) -> Pipeline:
     """Return the PA-request worker: the same ``Pipeline`` with the request door (``requests.REQUESTS``).
 
-    ``settings`` are the worker's; the pipeline runs on ``requests.request_settings(settings)`` (requests
+    ``settings`` are the worker's; the pipeline runs on ``config.roles.request_settings(settings)`` (requests
     in, PA decisions out, group ``<group>-pa-requests``, transactional id prefix ``<prefix>-pa-requests``),
     with the authorization store and the answered-requests filter (read back from PA decisions).
     """

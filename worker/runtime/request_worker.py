@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from worker.config.roles import request_settings
 from worker.errors import ConfigError
 from worker.kafka import io as kafka_io
 from worker.kafka.failures import Kind, classify, describe
@@ -12,7 +13,6 @@ from worker.ops.health import HealthServer, Readiness
 from worker.ops.metrics import WorkerMetrics
 from worker.runtime.compose import build_request_worker
 from worker.runtime.reference import open_reference
-from worker.runtime.requests import request_settings
 
 if TYPE_CHECKING:
     import threading

@@ -1,7 +1,7 @@
 """The PA-request door: requests are decided by the claims' ``Pipeline``, with a request judge and router.
 
 ``authorizations serve-requests`` builds a ``Pipeline`` (``compose.build_request_worker``) whose input is
-the requests topic and whose output is the PA-decisions topic (``request_settings``: the worker's
+the requests topic and whose output is the PA-decisions topic (``config.roles.request_settings``: the worker's
 settings with those topics, group ``<group>-pa-requests`` and transactional id prefix
 ``<prefix>-pa-requests``); only the per-record steps differ (``REQUESTS``). So the request path has the
 claims' transaction session (one transaction per batch: answers, new authorizations, request offsets;
@@ -20,7 +20,7 @@ from worker.contracts.codes import CriterionStatus
 from worker.contracts.identifiers import key_is_clean
 from worker.contracts.pa_request import decode_pa_request, pa_decision, request_claim
 from worker.contracts.wire import EVENT_ID_HEADER, NOT_APPROVED
-from worker.errors import BadRecord, ConfigError, DeadLetterClass
+from worker.errors import BadRecord, DeadLetterClass
 from worker.runtime.doors import Door
 from worker.runtime.judge import DuplicateEvent, Judgement, judged
 from worker.runtime.route import Outgoing, dead_letter
@@ -33,36 +33,7 @@ if TYPE_CHECKING:
     from worker.runtime.judge import Decider, Record
     from worker.state.dedupe import SeenEvents
 
-__all__ = ["REQUESTS", "judge_request", "request_settings", "route_request"]
-
-
-def request_settings(settings: Settings) -> Settings:
-    """Return the settings of the request door: requests in, PA decisions out, its own group and ids.
-
-    Everything else (dead-letter topic, store, policy, directory, limits, security) is the worker's.
-    Raises ``ConfigError`` (exit 2) unless the requests, decisions and store topics are all set.
-    """
-    requests, decisions = settings.pa_requests_topic, settings.pa_decisions_topic
-    if requests is None or decisions is None or settings.authorizations_topic is None:
-        msg = (
-            "serve-requests needs CLAIMS_PA_REQUESTS_TOPIC, CLAIMS_PA_DECISIONS_TOPIC and the store settings"
-        )
-        raise ConfigError(msg)
-    others = {settings.claims_topic, settings.results_topic, settings.dead_letter_topic}
-    if requests == decisions or {requests, decisions} & others:
-        msg = (
-            "CLAIMS_PA_REQUESTS_TOPIC and CLAIMS_PA_DECISIONS_TOPIC must differ from each other "
-            "and from the claims, results and dead-letter topics"
-        )
-        raise ConfigError(msg)
-    return settings.model_copy(
-        update={
-            "claims_topic": requests,
-            "results_topic": decisions,
-            "group_id": f"{settings.group_id}-pa-requests",
-            "transactional_id_prefix": f"{settings.transactional_id_prefix}-pa-requests",
-        }
-    )
+__all__ = ["REQUESTS", "judge_request", "route_request"]
 
 
 def judge_request(
