@@ -112,7 +112,10 @@ def explain_command(args: argparse.Namespace, settings: Settings) -> int:
     asked = f"claim id {args.claim_id}" if args.at is None else f"source {args.at[0]}@{args.at[1]}"
     found, read = _found(settings, topics, args)
     rows = newest_last(found)
-    read_from = f"{read} records read from {', '.join(topics)} (read_committed, every partition to its end)"
+    read_from = (
+        f"{read} record{'' if read == 1 else 's'} read from {', '.join(topics)}"
+        " (read_committed, every partition to its end)"
+    )
     if not rows:
         echo(f"no result for {printable(asked)}: {read_from}", file=sys.stderr)
         if args.at is None:
