@@ -217,3 +217,34 @@ def test_explain_nothing_matched_and_a_missing_topic(decided):
     assert missing.returncode == ExitCode.BAD_SETTINGS
     assert missing.stderr.strip().startswith("error: topic ")
     assert "Traceback" not in missing.stderr
+
+
+def test_explain_live_and_replay_topics_together(decided):
+    """After a replay, explain over the live and replay topics shows both decisions of a claim, the replay's named."""
+    env, claims, results = decided
+    replayed = f"{env['CLAIMS_RESULTS_TOPIC']}.replay.explain"
+    replay = _cli(
+        [
+            "replay",
+            "--progress",
+            "off",
+            "--from",
+            "2000-01-01",
+            "--replay-id",
+            "explain",
+            "--output-topic",
+            replayed,
+        ],
+        env,
+    )
+    assert replay.returncode == ExitCode.OK, replay.stderr
+    (live,) = results[claims["approved"].claim_id]
+    argv = ["explain", "--claim-id", claims["approved"].claim_id, "--format", "json"]
+    proc = _cli([*argv, "--topic", env["CLAIMS_RESULTS_TOPIC"], "--topic", replayed], env)
+    assert proc.returncode == ExitCode.OK, proc.stderr
+    shown = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [s["record"]["topic"] for s in shown] == [env["CLAIMS_RESULTS_TOPIC"], replayed]  # newest last
+    assert shown[0]["replay"] == {}
+    assert shown[1]["replay"]["id"] == "explain"
+    assert shown[1]["source"] == shown[0]["source"] == live["source"]
+    assert shown[1]["criteria"] == shown[0]["criteria"] == _criteria(live)

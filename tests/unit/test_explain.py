@@ -208,7 +208,7 @@ class TestText:
         assert (
             f"  PA            {result['authorization_number']}, window {window} (498-PY, 498-PS/PT)" in lines
         )
-        assert "  paid on file  no (AUTOMATED_RULE)" in lines
+        assert "  paid on file  no: the criteria were evaluated for this claim" in lines
         assert f"  policy        {POLICY.policy_id} {POLICY.version}" in lines
         assert any(line.startswith("  source        claims partition 0 offset 7 (src 0:7") for line in lines)
 

@@ -249,7 +249,7 @@ def _outcome_line(explained: Mapping[str, Any]) -> str:
     if explained["recommendation"] is not None:
         text += f", recommendation to the reviewer {explained['recommendation']}"
     shown = printable(outcome) + (f": {printable(text)}" if text else "")
-    return f"{shown} (decided by {printable(explained['decision_source'])})"
+    return f"{shown}; decided by {printable(explained['decision_source'])}"
 
 
 def _authorization_lines(explained: Mapping[str, Any]) -> list[str]:
@@ -261,8 +261,10 @@ def _authorization_lines(explained: Mapping[str, Any]) -> list[str]:
         pa = f"{number}, window {auth['effective']} through {auth['expiration']} (498-PY, 498-PS/PT)"
     if explained["paid_on_file"]:
         on_file = "yes: paid against the authorization on file in its original window; not re-evaluated"
+    elif explained["criteria"]:
+        on_file = "no: the criteria were evaluated for this claim"
     else:
-        on_file = f"no ({printable(explained['decision_source'])})"
+        on_file = "no"
     return [_line("PA", pa), _line("paid on file", on_file)]
 
 
