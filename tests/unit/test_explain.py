@@ -55,6 +55,20 @@ def _row(result: dict, **record):
     return to_row(CODEC, "results", _record(result, **record))
 
 
+def _letter(value: bytes, error: BadRecord) -> bytes:
+    """The encoded dead letter of claim ``clm-9`` (source claims 0@9) holding ``value``, for ``error``."""
+    letter = build_dead_letter(
+        key=b"clm-9",
+        value=value,
+        headers=[],
+        source=SourceCoordinates("claims", 0, 9),
+        error=error,
+        worker_version="t",
+        dead_lettered_at=NOW,
+    )
+    return CODEC.encode_dead_letter(letter)
+
+
 def _on_file_result() -> dict:
     """The result of a later fill paid against an authorization on file (no criterion evaluated)."""
     auth = Authorization(
@@ -152,18 +166,8 @@ class TestExplanation:
 
     def test_a_dead_letter_shows_its_class_and_reason_without_the_senders_bytes(self):
         """A dead letter's explanation names its class, reason and source; its original value is not in it."""
-        letter = build_dead_letter(
-            key=b"clm-9",
-            value=b"PHIMEMBER8675309",
-            headers=[],
-            source=SourceCoordinates("claims", 0, 9),
-            error=BadRecord(DeadLetterClass.NOT_AVRO, "value: not Avro"),
-            worker_version="t",
-            dead_lettered_at=NOW,
-        )
-        record = types.SimpleNamespace(
-            value=CODEC.encode_dead_letter(letter), partition=0, offset=1, timestamp=0
-        )
+        value = _letter(b"PHIMEMBER8675309", BadRecord(DeadLetterClass.NOT_AVRO, "value: not Avro"))
+        record = types.SimpleNamespace(value=value, partition=0, offset=1, timestamp=0)
         explained = explain(to_row(CODEC, "dlq", record))
         assert (explained["kind"], explained["claim_id"], explained["reason"]) == (
             "dead_letter",
@@ -332,6 +336,18 @@ class TestCommand:
         err = capsys.readouterr().err
         assert "no result for claim id clm-\\u001bnone: 1 record read from results" in err
         assert "show-results --topic dlq --claim-id clm-\\u001bnone" in err
+
+    def test_a_dead_letter_topic_explains_its_dead_letters(self, topic_records, capsys):
+        """--topic of a dead-letter topic shows the record's class and reason, counted as a dead letter."""
+        value = _letter(b"\x00", BadRecord(DeadLetterClass.TRUNCATED, "claim body ends early"))
+        topic_records["dlq"] = [
+            types.SimpleNamespace(value=value, partition=0, offset=0, timestamp=0, headers=[])
+        ]
+        assert main(["explain", "--at", "0@9", "--topic", "dlq"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("1 dead letter for source 0@9; 1 record read from dlq")
+        assert "clm-9  DEAD LETTER TRUNCATED" in out
+        assert "  reason        claim body ends early" in out
 
     @pytest.mark.usefixtures("topic_records")
     def test_a_missing_topic_exits_2(self, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from worker.errors import ExitCode
@@ -125,7 +126,12 @@ def explain_command(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
         return _NOTHING_MATCHED
-    count = f"{len(rows)} result{'s' if len(rows) != 1 else ''} for {printable(asked)}"
+    kinds = Counter(row.kind for row, _ in rows)
+    count = ", ".join(
+        f"{n} {kind.replace('_', ' ')}{'' if n == 1 else 's'}"
+        for kind, n in sorted(kinds.items(), reverse=True)
+    )
+    count += f" for {printable(asked)}"
     count += ", newest last" if len(rows) > 1 else ""
     if args.output == "json":
         for row, replay in rows:

@@ -228,7 +228,7 @@ def _coordinates(explained: Mapping[str, Any]) -> list[str]:
         _line(
             "source",
             f"{printable(source['topic'])} partition {source['partition']} offset {source['offset']}"
-            f" (src {_src(source)}; explain --at {source['partition']}@{source['offset']})",
+            f" (src {_src(source)})",
         ),
         _line(
             "record",
