@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.integration import streams
+from tests.integration.test_feed_show import _cli
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.directory.updates import ensure_topic
@@ -21,18 +20,6 @@ pytestmark = [pytest.mark.kafka]
 SECRET = "integration-explain-secret-0123456789"  # noqa: S105 - a test key, not a credential
 CONSULTANT_NPI = "1987654328"
 _CRITERION_KEYS = ("criterion_id", "status", "reason_code", "evidence", "needs", "explanation")
-
-
-def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m worker`` with ``env`` (no timeout of its own: the test's is enough)."""
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=streams.ROOT,
-    )
 
 
 def _run_until_idle(env: dict[str, str], log) -> None:
@@ -46,12 +33,8 @@ def _topics(kafka_bootstrap: str) -> dict[str, str]:
     from kafka.admin import KafkaAdminClient, NewTopic  # noqa: PLC0415 - as tests/conftest.py's make_topics
 
     unique = uuid.uuid4().hex[:10]
-    names = {
-        "claims": f"claims-{unique}",
-        "results": f"results-{unique}",
-        "dead_letter": f"dlq-{unique}",
-        "group": f"grp-{unique}",
-    }
+    prefixes = {"claims": "claims", "results": "results", "dead_letter": "dlq", "group": "grp"}
+    names = {kind: f"{prefix}-{unique}" for kind, prefix in prefixes.items()}
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="tests-admin")
     try:
         topics = [names["claims"], names["results"], names["dead_letter"]]
