@@ -204,6 +204,20 @@ class TestText:
         )
         assert "PENDED: more information needed" in text
 
+    def test_outcome_line_names_the_recommendation_of_a_denial_or_referral(self):
+        """A denied or referred claim's outcome line carries the rule's recommendation to the reviewer."""
+        result = _result(REFERRED)
+        referred = text_lines(explain(_row(result)))[1]
+        assert referred == (
+            "  outcome       REFERRED: sent to clinical review, recommendation to the reviewer DENY;"
+            " decided by CRITERIA_NOT_MET"
+        )
+        denied = text_lines(explain(_row({**result, "outcome": "DENIED"})))[1]
+        assert (
+            denied
+            == "  outcome       DENIED: recommendation to the reviewer DENY; decided by CRITERIA_NOT_MET"
+        )
+
     def test_approval_text_has_the_pa_window_and_not_on_file(self):
         """An approval by the rule prints its PA number and window and says it was not paid on file."""
         result = _result(APPROVED)

@@ -245,10 +245,10 @@ def _coordinates(explained: Mapping[str, Any]) -> list[str]:
 
 def _outcome_line(explained: Mapping[str, Any]) -> str:
     outcome = explained["outcome"]
-    text = _OUTCOME_TEXT.get(outcome, "")
+    parts = [_OUTCOME_TEXT[outcome]] if outcome in _OUTCOME_TEXT else []
     if explained["recommendation"] is not None:
-        text += f", recommendation to the reviewer {explained['recommendation']}"
-    shown = printable(outcome) + (f": {printable(text)}" if text else "")
+        parts.append(f"recommendation to the reviewer {explained['recommendation']}")
+    shown = printable(outcome) + (f": {printable(', '.join(parts))}" if parts else "")
     return f"{shown}; decided by {printable(explained['decision_source'])}"
 
 
