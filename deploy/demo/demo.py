@@ -1,4 +1,4 @@
-"""`make run`: broker (unless configured), topics, sample claims, the worker, then a table of decisions.
+"""`make run`: broker (unless configured), topics, sample claims, the worker, its decisions, one explained.
 
 The worker reads the bundled sample prescriber directory (built into a scratch folder first), and the
 seeded claims include some that send no taxonomy, so criterion B is decided through the directory
@@ -23,6 +23,7 @@ from deploy.kafka import broker as local_broker
 __all__ = ["main"]
 
 _DEMO_SECRET = "make-run-demo-secret-not-for-production"  # noqa: S105 - announced as a demo key
+_EXPLAINED_SAMPLE = "pend-non-oncologist-consult-unknown"  # pended: shows criteria, evidence and a need
 
 
 def _step(text: str) -> None:
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         ("what the worker decided (read back from the output topics)", ["show-results"], env),
     ]
     _with_store(steps, env, run_id, worker_env)
+    steps.append(_explain_step(env))
     if worker_env:
         _grant_worker(broker, env | worker_env)
         steps.insert(2, ("checking the worker's rights", ["check-access"], env | worker_env))
@@ -94,6 +96,20 @@ def main(argv: list[str] | None = None) -> int:
             _step("stopping the local broker")
             local_broker.stop_broker()
     return 0
+
+
+def _explain_step(env: dict[str, str]) -> tuple[str, list[str], dict[str, str]]:
+    """Return the last step: explain one pended sample claim (criteria, evidence, what is needed and why)."""
+    from worker.samples import sample_claims  # noqa: PLC0415 - only here
+
+    claim_id = next(s.claim.claim_id for s in sample_claims() if s.label == _EXPLAINED_SAMPLE)
+    args = ["explain", "--claim-id", claim_id]
+    command = f"CLAIMS_RESULTS_TOPIC={env['CLAIMS_RESULTS_TOPIC']} claims-worker {' '.join(args)}"
+    title = (
+        f"one decision as a PA pharmacist reads it (sample {_EXPLAINED_SAMPLE}):\n    {command}\n"
+        "    (any other: --claim-id ID, or --at P@O with the src column of show-results; docs/operations.md)"
+    )
+    return title, args, env
 
 
 def _sample_directory(folder: Path) -> Path:

@@ -214,8 +214,8 @@ class TestPrinters:
 
 
 def test_no_command_line_module_prints_without_escaping():
-    """No module of worker/cli nor worker/ops/report.py calls print(): every line goes through echo."""
-    modules = [*python_sources(WORKER / "cli"), WORKER / "ops" / "report.py"]
+    """No module of worker/cli nor worker/ops/report.py or explain.py calls print(): every line goes through echo."""
+    modules = [*python_sources(WORKER / "cli"), WORKER / "ops" / "report.py", WORKER / "ops" / "explain.py"]
     offenders = [
         f"{path.relative_to(WORKER)}:{node.lineno}"
         for path in modules

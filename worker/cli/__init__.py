@@ -87,6 +87,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         admin,
         authorizations,
         directory,
+        explain,
         feed,
         processes,
         replay,
@@ -100,6 +101,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         replay.register,
         authorizations.register,
         feed.register,
+        explain.register,
     ]
 
 
