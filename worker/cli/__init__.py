@@ -137,6 +137,19 @@ def _command(args: argparse.Namespace, settings: Settings, fault_hook: FaultHook
     return _run(settings, fault_hook)
 
 
+def _transactional_hint(args: argparse.Namespace, settings: Settings | None) -> str:
+    """Name the transactional-id right the refused command needs, with its real prefix."""
+    from worker.kafka.failures import transactional_id_refused  # noqa: PLC0415
+
+    if settings is None:
+        return "WRITE on the transactional-id prefix is missing; `claims-worker check-access` checks it"
+    if getattr(args, "authorizations_command", None) == "serve-requests":
+        from worker.config.roles import request_settings  # noqa: PLC0415
+
+        settings = request_settings(settings)
+    return transactional_id_refused(settings)
+
+
 def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = None) -> int:
     """Entry point of the ``claims-worker`` console script; returns the process exit code.
 
@@ -144,8 +157,10 @@ def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = No
     the console script never passes one, so production never reads a fault setting.
     """
     args = _parser().parse_args(argv)
+    settings: Settings | None = None
     try:
-        return _command(args, load_settings(), fault_hook)
+        settings = load_settings()
+        return _command(args, settings, fault_hook)
     except ConfigError as exc:
         echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_SETTINGS
@@ -153,11 +168,7 @@ def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = No
         echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.NOT_AUTHORIZED
     except TransactionalIdRefused:
-        echo(
-            "error: not authorized: WRITE on the transactional id (prefix CLAIMS_TRANSACTIONAL_ID_PREFIX-) "
-            "is missing; `claims-worker check-access` lists every right",
-            file=sys.stderr,
-        )
+        echo(f"error: not authorized: {_transactional_hint(args, settings)}", file=sys.stderr)
         return ExitCode.NOT_AUTHORIZED
     except AccessRefused as exc:
         echo(

@@ -252,7 +252,7 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
     import threading  # noqa: PLC0415
 
     from worker.kafka.access import request_needs, require_access  # noqa: PLC0415
-    from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
+    from worker.ops.logs import configure_logging, get_logger, log_startup_warnings  # noqa: PLC0415
     from worker.runtime.request_worker import serve_requests  # noqa: PLC0415
 
     # A missing right (READ on the requests or PA-decisions topic, WRITE on either output, the group):
@@ -262,9 +262,11 @@ def _serve_requests(_args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log = get_logger("claims_worker.pa_requests")
+    log_startup_warnings(settings, log)
     return serve_requests(
         settings,
         stop,
-        get_logger("claims_worker.pa_requests"),
+        log,
         report=lambda line: echo(f"error: {line}", file=sys.stderr),
     )

@@ -118,10 +118,9 @@ def _targets(
         return replay_id, None, None
     output = output or f"{settings.results_topic}.replay.{replay_id}"
     dead_letters = args.dead_letter_topic or f"{output}.dead-letter"
-    if not args.allow_live_topic and (
-        {output, dead_letters} & {settings.results_topic, settings.dead_letter_topic}
-    ):
-        msg = f"refusing to replay into a live topic ({output}); pass --allow-live-topic to mean it"
+    live = sorted({output, dead_letters} & {settings.results_topic, settings.dead_letter_topic})
+    if live and not args.allow_live_topic:
+        msg = f"refusing to replay into a live topic ({', '.join(live)}); pass --allow-live-topic to mean it"
         raise ConfigError(msg)
     if settings.claims_topic in {output, dead_letters}:
         raise ConfigError("the replay output cannot be the claims topic")

@@ -152,7 +152,7 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     from worker.kafka import io as kafka_io  # noqa: PLC0415
     from worker.ops.directory_metrics import DirectoryMetrics  # noqa: PLC0415
     from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
-    from worker.ops.logs import configure_logging, get_logger  # noqa: PLC0415
+    from worker.ops.logs import configure_logging, get_logger, log_startup_warnings  # noqa: PLC0415
     from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
     from worker.policy import catalog_policy  # noqa: PLC0415
     from worker.runtime.compose import build_worker  # noqa: PLC0415
@@ -197,6 +197,7 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
         group_id=settings.group_id,
         transactional_id=settings.transactional_id,
     )
+    log_startup_warnings(settings, log)
     consumer = None
     reference = None
     try:

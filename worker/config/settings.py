@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,10 +39,15 @@ __all__ = [
     "WireFormat",
     "env_names",
     "load_settings",
+    "mask_url",
 ]
 
 
 _TOPIC = r"^[a-zA-Z0-9._-]{1,249}$"
+# The member pseudonym key (docs/security.md, "Member pseudonyms"): refused with fewer distinct characters,
+# or when it repeats a pattern this short ("aaaa...", "abab...", "abcdabcd..."): no random key does either.
+_MIN_SECRET_DISTINCT = 4
+_MAX_SECRET_PERIOD = 4
 Topic = Annotated[str, Field(pattern=_TOPIC)]
 
 
@@ -201,6 +207,24 @@ class Settings(BaseSettings):
         description="Longest read of the authorization store at start before exiting 4.",
     )
 
+    @field_validator("member_pseudonym_secret")
+    @classmethod
+    def _secret_not_trivial(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse a guessable key: under 4 distinct characters, or a pattern of up to 4 repeated."""
+        if value is None:
+            return value
+        text = value.get_secret_value()
+        if len(set(text)) < _MIN_SECRET_DISTINCT or any(
+            text == (text[:period] * (len(text) // period + 1))[: len(text)]
+            for period in range(1, _MAX_SECRET_PERIOD + 1)
+        ):
+            msg = (
+                "too easy to guess (one character or a short pattern repeated): use a random key, e.g. "
+                "`openssl rand -hex 32`"
+            )
+            raise ValueError(msg)
+        return value
+
     @model_validator(mode="after")
     def _authorizations_consistent(self) -> Settings:
         topic = self.authorizations_topic
@@ -240,8 +264,10 @@ class Settings(BaseSettings):
     def _host_ports(cls, value: str) -> str:
         for server in filter(None, (s.strip() for s in value.split(","))):
             host, sep, port = server.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
-                msg = "each server must be host:port with a port in 1..65535"
+            if not sep or not host or "@" in host or not port.isdigit() or not 0 < int(port) < 65536:  # noqa: PLR2004
+                msg = (
+                    "each server must be host:port with a port in 1..65535 (credentials go in CLAIMS_KAFKA_*)"
+                )
                 raise ValueError(msg)
         return value
 
@@ -304,7 +330,47 @@ class Settings(BaseSettings):
 
     def masked(self) -> dict[str, Any]:
         """Return the settings as a dict with secrets masked, for `print-settings` and the start-up log."""
-        return self.model_dump(mode="json")
+        dumped = self.model_dump(mode="json")
+        if dumped.get(
+            "schema_registry_url"
+        ):  # load_settings moves credentials out; a direct Settings may not
+            dumped["schema_registry_url"] = mask_url(dumped["schema_registry_url"])
+        return dumped
+
+
+def _move_url_credentials(kwargs: dict[str, Any]) -> None:
+    """Move a ``user:password@`` in CLAIMS_SCHEMA_REGISTRY_URL into the registry's user and password.
+
+    The URL is then printed, logged and sent without them, and the password is a ``SecretStr`` like the
+    others (masked by ``print-settings``). Both forms at once is a ``ConfigError`` naming the settings.
+    """
+    url = kwargs.get("schema_registry_url")
+    if not url:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return
+    if kwargs.get("schema_registry_username") or kwargs.get("schema_registry_password"):
+        msg = (
+            "bad settings: CLAIMS_SCHEMA_REGISTRY_URL holds credentials and CLAIMS_SCHEMA_REGISTRY_USERNAME"
+            " or _PASSWORD is set too: keep one form"
+        )
+        raise ConfigError(msg)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    kwargs["schema_registry_url"] = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    kwargs["schema_registry_username"] = urllib.parse.unquote(user) or None
+    kwargs["schema_registry_password"] = urllib.parse.unquote(password) or None
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with the password of any ``user:password@`` replaced by ``**********``."""
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}{':**********' if colon else ''}@{host}"))
 
 
 _BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -365,6 +431,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             value = source.get(_BOOTSTRAP_ALIAS)
         if value is not None:
             kwargs[field_name if field_info.validation_alias is None else env_name] = value
+    _move_url_credentials(kwargs)
     try:
         return Settings(**kwargs)
     except ValidationError as exc:

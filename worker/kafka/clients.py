@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,13 @@ from kafka import errors as kerrors
 from kafka.admin import KafkaAdminClient
 from kafka.net.sasl import get_sasl_mechanism
 
+from worker.config.certificate_dates import certificate_validity
 from worker.config.choices import SecurityProtocol
 from worker.errors import ConfigError, NotAuthorized
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from worker.config.settings import Settings
 
 __all__ = [
@@ -282,7 +286,7 @@ def check_login(settings: Settings, timeout_s: float = 10.0) -> None:
                     sock, _frame(_API_VERSIONS, 0, 1, client_config(settings, Role.ACCESS)["client_id"], b"")
                 )
         except ssl.SSLError as exc:
-            raise NotAuthorized(_refused_tls(server, exc, settings.kafka_ssl_certfile is not None)) from None
+            raise NotAuthorized(_refused_tls(server, exc, settings.kafka_ssl_certfile)) from None
         except (OSError, struct.error):
             continue
         finally:
@@ -290,12 +294,26 @@ def check_login(settings: Settings, timeout_s: float = 10.0) -> None:
         return
 
 
-def _refused_tls(server: str, exc: ssl.SSLError, has_certificate: bool) -> str:
-    """Name what the broker's TLS alert most likely means."""
-    if not has_certificate:
+def _refused_tls(server: str, exc: ssl.SSLError, certfile: Path | None) -> str:
+    """Name what the broker's TLS alert most likely means (an expired certificate says so, with its date)."""
+    if certfile is None:
         return (
             f"TLS: the broker at {server} refused the connection ({exc.reason}): it requires a client "
             "certificate (set CLAIMS_KAFKA_SSL_CERTFILE and CLAIMS_KAFKA_SSL_KEYFILE)"
+        )
+    validity = certificate_validity(certfile)
+    now = datetime.now(UTC)  # the certificate's own clock, not a decision's: the wall clock is right here
+    if validity is not None and now > validity.not_after:
+        return (
+            f"TLS: the broker at {server} refused the client certificate ({exc.reason}): "
+            f"CLAIMS_KAFKA_SSL_CERTFILE {certfile} expired on {validity.not_after:%Y-%m-%d %H:%M} UTC;"
+            " renew it"
+        )
+    if validity is not None and now < validity.not_before:
+        return (
+            f"TLS: the broker at {server} refused the client certificate ({exc.reason}): "
+            f"CLAIMS_KAFKA_SSL_CERTFILE {certfile} is not valid before "
+            f"{validity.not_before:%Y-%m-%d %H:%M} UTC (is this machine's clock right?)"
         )
     return (
         f"TLS: the broker at {server} refused the client certificate ({exc.reason}); "

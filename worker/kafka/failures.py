@@ -58,6 +58,7 @@ __all__ = [
     "interruptible",
     "is_transient",
     "recorded_error",
+    "transactional_id_refused",
 ]
 
 
@@ -242,14 +243,19 @@ def _what_was_refused(exc: BaseException, settings: Settings) -> str:
     if isinstance(exc, kerrors.GroupAuthorizationFailedError):
         return f"consumer group {settings.group_id!r}: grant READ on the group"
     if isinstance(exc, kerrors.TransactionalIdAuthorizationFailedError):
-        return (
-            f"WRITE on the transactional id {settings.transactional_id!r} is missing: grant WRITE and"
-            f" DESCRIBE on it (or on the prefix {settings.transactional_id_prefix!r}, PREFIXED);"
-            " `claims-worker check-access` lists every right"
-        )
+        return transactional_id_refused(settings)
     if isinstance(exc, kerrors.ClusterAuthorizationFailedError):
         return "the cluster (IDEMPOTENT_WRITE or a cluster action): grant it to this principal"
     return "authentication with the brokers failed: check the SASL or TLS credentials"
+
+
+def transactional_id_refused(settings: Settings) -> str:
+    """Name the transactional-id right as docs/security.md grants it: WRITE, on a PREFIXED pattern."""
+    return (
+        f"WRITE on the transactional id {settings.transactional_id!r} is missing: grant WRITE on"
+        f" transactional-id prefix '{settings.transactional_id_prefix}-' (resource pattern PREFIXED;"
+        " WRITE implies DESCRIBE), as docs/security.md lists; `claims-worker check-access` checks it"
+    )
 
 
 def _broker_detail(exc: BaseException) -> str:

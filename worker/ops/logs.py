@@ -12,11 +12,14 @@ from worker.errors import ClaimsWorkerError
 if TYPE_CHECKING:
     from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+    from worker.config.settings import Settings
+
 __all__ = [
     "ALLOWED_KEYS",
     "configure_logging",
     "get_logger",
     "keep_allowed_keys",
+    "log_startup_warnings",
     "render_exception",
     "reset_logging",
 ]
@@ -71,7 +74,8 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
         "waited_s",
         "limit_s",
         "store",  # a partition-state store's name (closed set: dedupe)
-        "detail",  # why a read-back was cut short: "stopped" or "timed out"
+        "detail",  # why a read-back was cut short: "stopped" or "timed out"; why a setting weakens security
+        "setting",  # the name of a setting (an environment variable), never its value
         "message",  # the operator's line for a fatal failure: names topics, group, ids; never record data
         # process lifecycle
         "worker_version",
@@ -216,3 +220,14 @@ def reset_logging() -> None:
     """Put structlog back to its defaults (for tests); loggers cached before this keep their old set-up."""
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+def log_startup_warnings(settings: Settings, log: FilteringBoundLogger) -> None:
+    """Log each setting that weakens security (``worker.config.warnings``) once, as ``setting_warning``."""
+    import os  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from worker.config.warnings import startup_warnings  # noqa: PLC0415
+
+    for setting, why in startup_warnings(settings, os.environ, datetime.now(UTC)):
+        log.warning("setting_warning", setting=setting, detail=why)
