@@ -88,6 +88,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         authorizations,
         directory,
         feed,
+        lag,
         processes,
         replay,
     )
@@ -100,6 +101,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         replay.register,
         authorizations.register,
         feed.register,
+        lag.register,
     ]
 
 
