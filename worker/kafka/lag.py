@@ -34,6 +34,7 @@ STABLE = "Stable"
 
 # Bytes fetched per partition and request: only the first record past the committed offset is needed.
 _FETCH_BYTES = 64 * 1024
+_RETRY_S = 0.5  # between two questions to a coordinator that answered "not available"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +128,12 @@ def read_group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
     (a ``KafkaError``: exit 4), and ``KafkaTimeoutError`` when reading the oldest records stalls past
     ``CLAIMS_OUTAGE_LIMIT_S``.
     """
-    admin = new_admin(settings, Role.REPORT)
-    try:
-        # The offsets first: OffsetFetch raises a refused group right as its own error (exit 5), where
-        # describe_groups only writes it into the group's entry.
-        offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
-        described = admin.describe_groups([group_id]).get(group_id) or {}
-    finally:
-        admin.close()
-    if described.get("error"):
-        msg = f"describing group {group_id!r}: {described['error']}"
+    offsets, described = _ask_coordinator(settings, group_id)
+    error = str(described.get("error") or "")
+    if kerrors.GroupIdNotFoundError.__name__ in error:  # DescribeGroups v6+ (Kafka 4): an unknown group
+        described = {"group_state": DEAD}
+    elif error:
+        msg = f"describing group {group_id!r}: {error}"
         raise kerrors.KafkaError(msg)
     members = members_of(described, topic)
     owners = {p: m for m in members for p in m.partitions}
@@ -178,6 +175,29 @@ def read_group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
     )
     state = str(described.get("group_state") or DEAD)
     return GroupLag(group_id, topic, state, members, partitions, read_at=time.time())
+
+
+def _ask_coordinator(settings: Settings, group_id: str) -> tuple[Mapping[Any, Any], dict[str, Any]]:
+    """Return the group's committed offsets and its ``describe_groups`` entry.
+
+    A retriable answer (no coordinator yet: a new cluster creates ``__consumer_offsets`` on the first
+    group request; a coordinator moving) is asked again for up to ``CLAIMS_OUTAGE_LIMIT_S``.
+    """
+    deadline = time.monotonic() + settings.outage_limit_s
+    admin = new_admin(settings, Role.REPORT)
+    try:
+        while True:
+            try:
+                # The offsets first: OffsetFetch raises a refused group right as its own error (exit 5),
+                # where describe_groups only writes it into the group's entry.
+                offsets = admin.list_group_offsets({group_id: None}).get(group_id) or {}
+                return offsets, admin.describe_groups([group_id]).get(group_id) or {}
+            except kerrors.KafkaError as exc:
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise
+                time.sleep(_RETRY_S)
+    finally:
+        admin.close()
 
 
 def _offset(found: object) -> int | None:
