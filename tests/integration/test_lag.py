@@ -96,4 +96,7 @@ def test_lag_of_a_missing_topic_exits_2(kafka_bootstrap, topics):
     env = streams.worker_env(kafka_bootstrap, topics)
     proc = _lag(env, "--topic", f"{topics['claims']}-absent")
     assert proc.returncode == ExitCode.BAD_SETTINGS
-    assert proc.stderr.strip() == f"error: topic '{topics['claims']}-absent' does not exist (or this login may not describe it)"
+    assert (
+        proc.stderr.strip()
+        == f"error: topic '{topics['claims']}-absent' does not exist (or this login may not describe it)"
+    )

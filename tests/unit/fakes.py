@@ -64,10 +64,14 @@ class FakeCluster:
         self.lock = threading.Lock()
         self.open_transactions = 0  # producers with a transaction open (it may still commit what was read)
 
-    def append(self, partition: int, value: bytes | None, key: bytes | None = b"k", timestamp: int = 0) -> None:
+    def append(
+        self, partition: int, value: bytes | None, key: bytes | None = b"k", timestamp: int = 0
+    ) -> None:
         """Append one record to an input partition (``timestamp``: its Kafka timestamp, epoch ms)."""
         log = self.logs.setdefault(partition, [])
-        log.append(Rec(value, offset=len(log), partition=partition, key=key, topic=self.topic, timestamp=timestamp))
+        log.append(
+            Rec(value, offset=len(log), partition=partition, key=key, topic=self.topic, timestamp=timestamp)
+        )
 
     def add_partitions(self, total: int, outputs: int | None = None) -> None:
         """Grow the claims topic (and the output topics, unless ``outputs`` says otherwise)."""

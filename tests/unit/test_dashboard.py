@@ -169,6 +169,7 @@ class TestDashboard:
             "claims_worker_results_total",
             "claims_worker_dead_letters_total",
             "claims_worker_consumer_lag_records",
+            "claims_worker_consumer_lag_seconds",
             "claims_worker_end_to_end_latency_seconds_bucket",
             "claims_worker_decision_latency_seconds_bucket",
             "claims_worker_batch_size_records_bucket",

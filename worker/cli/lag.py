@@ -101,11 +101,18 @@ def lag_table(lag: GroupLag) -> list[str]:
     caller prints through ``echo``, which escapes control characters in member, client and host names.
     """
     now = lag.read_at
-    rows: list[tuple[str, ...]] = [("PARTITION", "COMMITTED", "END", "LAG", "LAG_SECONDS", "OWNER")]
+    rows: list[tuple[str, ...]] = [("PARTITION", "COMMITTED", "END", "LAG_RECORDS", "LAG_SECONDS", "OWNER")]
     for p in lag.partitions:
         committed = "-" if p.committed is None else str(p.committed)
         rows.append(
-            (str(p.partition), committed, str(p.end), str(p.lag_records), f"{p.lag_seconds(now):.1f}", _owner(p))
+            (
+                str(p.partition),
+                committed,
+                str(p.end),
+                str(p.lag_records),
+                f"{p.lag_seconds(now):.1f}",
+                _owner(p),
+            )
         )
     total = sum(p.lag_records for p in lag.partitions)
     oldest = max((p.lag_seconds(now) for p in lag.partitions), default=0.0)
@@ -117,7 +124,8 @@ def lag_table(lag: GroupLag) -> list[str]:
         return lines
     members: list[tuple[str, ...]] = [("MEMBER", "SLOT", "CLIENT", "HOST", "STATE")]
     members += [
-        (m.member_id, m.instance_id or "-", m.client_id, m.host, member_state(m, lag.state)) for m in lag.members
+        (m.member_id, m.instance_id or "-", m.client_id, m.host, member_state(m, lag.state))
+        for m in lag.members
     ]
     lines += ["", *_columns(members)]
     if any(m.instance_id for m in lag.members):

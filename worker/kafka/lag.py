@@ -1,4 +1,4 @@
-"""A consumer group's lag on one topic, as the brokers tell it: committed and end offsets, oldest waiting record.
+"""A consumer group's lag on one topic as the brokers tell it: committed and end offsets, the oldest waiting.
 
 ``read_group_lag`` asks the group coordinator for the group's committed offsets and its members
 (``DescribeGroups``: state, members, decoded assignments), the partition leaders for the log start and
@@ -72,7 +72,7 @@ class PartitionLag:
         return max(0, self.end - resume)
 
     def lag_seconds(self, now_s: float) -> float:
-        """Seconds since the oldest waiting record was written (``now_s`` epoch seconds); 0 when none waits."""
+        """Seconds since the oldest waiting record was written (``now_s``: epoch seconds); 0 if none waits."""
         if self.lag_records == 0 or self.oldest_ms is None:
             return 0.0
         return max(0.0, now_s - self.oldest_ms / 1000)
@@ -225,9 +225,9 @@ def _oldest_timestamps(
         batch = consumer.poll(timeout_ms=500, max_records=100)
         for tp, records in batch.items():
             stall.progressed()
-            first = next((r for r in records if r.offset < pending.get(tp, (0, -1))[1]), None)
-            if first is not None and tp in pending:
-                found[tp] = int(first.timestamp)
+            oldest = next((r for r in records if r.offset < pending.get(tp, (0, -1))[1]), None)
+            if oldest is not None and tp in pending:
+                found[tp] = int(oldest.timestamp)
                 del pending[tp]
                 consumer.pause(tp)
         for tp in [tp for tp, (_, end) in pending.items() if consumer.position(tp) >= end]:

@@ -341,8 +341,11 @@ class WorkerMetrics:
         _partition_child(self._lag_seconds, self._lag_seconds_children, partition).set(max(seconds, 0.0))
 
     def clear_lag(self, partition: int) -> None:
-        """Remove one partition's lag series, records and seconds (on revoke or loss); unknown ones are ignored."""
-        for gauge, children in ((self._lag, self._lag_children), (self._lag_seconds, self._lag_seconds_children)):
+        """Remove one partition's lag series (on revoke or loss); unknown ones are ignored."""
+        for gauge, children in (
+            (self._lag, self._lag_children),
+            (self._lag_seconds, self._lag_seconds_children),
+        ):
             if children.pop(partition, None) is not None:
                 gauge.remove(str(partition))
 
