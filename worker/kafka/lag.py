@@ -15,16 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import errors as kerrors
 
-from worker.errors import ConfigError
-from worker.kafka.clients import Role, new_admin, new_consumer
-from worker.kafka.io import TopicPartition
+from worker.kafka.clients import Role, new_admin
 from worker.kafka.ranges import Stall
+from worker.kafka.reads import existing_partitions, report_consumer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from worker.config.settings import Settings
-    from worker.kafka.io import KafkaConsumer
+    from worker.kafka.io import KafkaConsumer, TopicPartition
 
 __all__ = ["GroupLag", "Member", "PartitionLag", "members_of", "read_group_lag"]
 
@@ -137,21 +136,9 @@ def read_group_lag(settings: Settings, group_id: str, topic: str) -> GroupLag:
         raise kerrors.KafkaError(msg)
     members = members_of(described, topic)
     owners = {p: m for m in members for p in m.partitions}
-    consumer = new_consumer(
-        settings,
-        Role.REPORT,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        allow_auto_create_topics=False,
-        max_partition_fetch_bytes=_FETCH_BYTES,
-    )
+    consumer = report_consumer(settings, max_partition_fetch_bytes=_FETCH_BYTES)
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            msg = f"topic {topic!r} does not exist (or this login may not describe it)"
-            raise ConfigError(msg)
-        tps = [TopicPartition(topic, p) for p in sorted(numbers)]
+        tps = existing_partitions(consumer, topic)
         starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
         committed = {tp: _offset(offsets.get(tp)) for tp in tps}
         resume = {tp: max(starts[tp], committed[tp] or 0) for tp in tps}
