@@ -36,6 +36,7 @@ class Rec:
     topic: str = CLAIMS
     headers: list = field(default_factory=list)
     leader_epoch: int = 0
+    timestamp: int = 0  # the Kafka timestamp, epoch ms
 
 
 @dataclass
@@ -63,10 +64,14 @@ class FakeCluster:
         self.lock = threading.Lock()
         self.open_transactions = 0  # producers with a transaction open (it may still commit what was read)
 
-    def append(self, partition: int, value: bytes | None, key: bytes | None = b"k") -> None:
-        """Append one record to an input partition."""
+    def append(
+        self, partition: int, value: bytes | None, key: bytes | None = b"k", timestamp: int = 0
+    ) -> None:
+        """Append one record to an input partition (``timestamp``: its Kafka timestamp, epoch ms)."""
         log = self.logs.setdefault(partition, [])
-        log.append(Rec(value, offset=len(log), partition=partition, key=key, topic=self.topic))
+        log.append(
+            Rec(value, offset=len(log), partition=partition, key=key, topic=self.topic, timestamp=timestamp)
+        )
 
     def add_partitions(self, total: int, outputs: int | None = None) -> None:
         """Grow the claims topic (and the output topics, unless ``outputs`` says otherwise)."""

@@ -44,6 +44,7 @@ def _exposed() -> dict[str, list[dict[str, str]]]:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(registry, criterion_ids=("A", "B"), reason_codes=("DX_NOT_COVERED",))
     metrics.set_lag(0, 1)
+    metrics.set_lag_seconds(0, 1.0)
     metrics.set_policy_info("IXEMPRA-PA", "1", "0.1.0")
     DirectoryMetrics(registry).set_directory("nppes-20241110", date(2024, 11, 10))
     AuthorizationMetrics(registry)
@@ -168,6 +169,7 @@ class TestDashboard:
             "claims_worker_results_total",
             "claims_worker_dead_letters_total",
             "claims_worker_consumer_lag_records",
+            "claims_worker_consumer_lag_seconds",
             "claims_worker_end_to_end_latency_seconds_bucket",
             "claims_worker_decision_latency_seconds_bucket",
             "claims_worker_batch_size_records_bucket",

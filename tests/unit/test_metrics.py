@@ -258,6 +258,20 @@ class TestGauges:
         metrics.clear_all_lag()
         assert _label_values(registry, "partition") == set()
 
+    def test_lag_seconds_series_come_and_go_with_the_records_series(self, registry, metrics):
+        """set_lag_seconds sets one series per partition; a negative age is 0; clear_lag removes both series."""
+        metrics.set_lag(2, 5)
+        metrics.set_lag_seconds(2, 42.5)
+        metrics.set_lag_seconds(4, -3.0)
+        name = "claims_worker_consumer_lag_seconds"
+        assert _value(registry, name, partition="2") == 42.5
+        assert _value(registry, name, partition="4") == 0
+        metrics.clear_lag(2)
+        assert _value(registry, name, partition="2") is None
+        assert _value(registry, "claims_worker_consumer_lag_records", partition="2") is None
+        metrics.clear_all_lag()
+        assert _label_values(registry, "partition") == set()
+
     def test_negative_lag_is_zero(self, registry, metrics):
         """A negative lag (offsets read at different moments) is recorded as 0."""
         metrics.set_lag(1, -5)

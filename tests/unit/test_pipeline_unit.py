@@ -21,6 +21,7 @@ from worker.contracts.wire import EVENT_ID_HEADER
 from worker.errors import DeadLetterClass, MalformedClaim, RegistryUnavailable
 from worker.kafka.failures import ExitCode
 from worker.kafka.io import IndefiniteOutcome, Membership, TopicPartition
+from worker.ops.metrics import WorkerMetrics
 from worker.policy import default_policy
 from worker.policy.facts import Facts
 from worker.runtime.compose import build_worker
@@ -263,6 +264,31 @@ class TestBatches:
         assert h.run() == ExitCode.OK
         assert h.metric("claims_worker_results_total", outcome="APPROVED") == 3
         assert h.metric("claims_worker_transactions_total", result="committed") == 1
+
+    def test_lag_seconds_is_the_age_of_the_oldest_undecided_record_and_0_once_drained(self, monkeypatch):
+        """Polled: the first record's age; after a commit with records left: the last decided one's; drained: 0."""
+        cluster = FakeCluster()
+        now_ms = int(NOW.timestamp() * 1000)
+        for i, waited_s in enumerate((120, 90, 60, 30)):
+            cluster.append(0, _value(i), timestamp=now_ms - waited_s * 1000)
+        seen: list[float] = []
+        original = WorkerMetrics.set_lag_seconds
+
+        def spy(metrics: WorkerMetrics, partition: int, seconds: float) -> None:
+            seen.append(seconds)
+            original(metrics, partition, seconds)
+
+        monkeypatch.setattr(WorkerMetrics, "set_lag_seconds", spy)
+        h = Harness(cluster, CLAIMS_BATCH_MAX_RECORDS="2", CLAIMS_COMMIT_INTERVAL_MS="0")
+        # The gauges are refreshed at most once a second on a pass (and after every commit): refresh on
+        # every pass here, so the sequence does not depend on how fast the machine is.
+        h.consumer.on_poll = lambda _consumer: setattr(h.worker, "_lag_updated", 0.0)
+        assert h.run() == ExitCode.OK
+        shown = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
+        # 120: records 0-1 polled, not committed; 90: they are committed, record 1 the last decided;
+        # 60: records 2-3 polled; 0: drained. Before the first poll nothing is known: no value at all.
+        assert shown == [120, 90, 60, 0], seen
+        assert h.metric("claims_worker_consumer_lag_seconds", partition="0") == 0
 
     def test_ncpdp_reject_codes_are_counted_per_code(self):
         """A PENDED claim (no diagnosis) and a REJECTED one (bad NPI) add their 511-FB codes to the reject counter."""

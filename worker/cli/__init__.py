@@ -89,6 +89,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         directory,
         explain,
         feed,
+        lag,
         processes,
         replay,
     )
@@ -102,6 +103,7 @@ def _feature_commands() -> list[Callable[[argparse._SubParsersAction[argparse.Ar
         authorizations.register,
         feed.register,
         explain.register,
+        lag.register,
     ]
 
 

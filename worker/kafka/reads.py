@@ -14,8 +14,30 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from worker.config.settings import Settings
+    from worker.kafka.io import KafkaConsumer
 
-__all__ = ["expected", "read_to_ends", "read_topic"]
+__all__ = ["existing_partitions", "expected", "read_to_ends", "read_topic", "report_consumer"]
+
+
+def report_consumer(settings: Settings, **overrides: object) -> KafkaConsumer:
+    """Return a group-less ``read_committed`` consumer that never creates a topic (reports, ``lag``)."""
+    config: dict[str, Any] = {
+        "group_id": None,
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        "allow_auto_create_topics": False,
+        **overrides,
+    }
+    return new_consumer(settings, Role.REPORT, **config)
+
+
+def existing_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Return ``topic``'s partitions in order; raise ``ConfigError`` (exit 2) when it does not exist."""
+    numbers = consumer.partitions_for_topic(topic)
+    if not numbers:
+        msg = f"topic {topic!r} does not exist (or this login may not describe it)"
+        raise ConfigError(msg)
+    return [TopicPartition(topic, p) for p in sorted(numbers)]
 
 
 def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> Iterator[Any]:
@@ -55,21 +77,9 @@ def read_to_ends(
     ``progress`` is called with each batch's record count (and once with 0 and the total first, see
     ``expected``).
     """
-    consumer = new_consumer(
-        settings,
-        Role.REPORT,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        allow_auto_create_topics=False,
-        max_poll_records=5000,
-    )
+    consumer = report_consumer(settings, max_poll_records=5000)
     try:
-        numbers = consumer.partitions_for_topic(topic)
-        if not numbers:
-            msg = f"topic {topic!r} does not exist (or this login may not describe it)"
-            raise ConfigError(msg)
-        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
+        partitions = existing_partitions(consumer, topic)
         consumer.assign(partitions)
         ends = consumer.end_offsets(partitions)
         firsts = consumer.beginning_offsets(partitions)

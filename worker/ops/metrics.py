@@ -32,7 +32,7 @@ class WorkerMetrics:
 
     ``criterion_ids`` and ``reason_codes`` are the closed sets the policy can emit; anything else is
     counted under ``OTHER``. The only label not drawn from a closed set at construction is the lag
-    gauge's ``partition``: it is the partition number, so it is bounded by the input topic's
+    gauges' ``partition``: it is the partition number, so it is bounded by the input topic's
     partition count, and ``clear_lag`` removes a partition's series when it is revoked.
     """
 
@@ -48,6 +48,8 @@ class WorkerMetrics:
         "_heals",
         "_lag",
         "_lag_children",
+        "_lag_seconds",
+        "_lag_seconds_children",
         "_last_commit",
         "_policy_info",
         "_prescriber_verified",
@@ -199,6 +201,14 @@ class WorkerMetrics:
             registry=registry,
         )
         self._lag_children: dict[int, Gauge] = {}
+        self._lag_seconds = Gauge(
+            "claims_worker_consumer_lag_seconds",
+            "Age of the oldest record not yet decided in each assigned input partition (now minus its Kafka"
+            " timestamp; 0 without lag). Definition: worker/runtime/waiting.py.",
+            ["partition"],
+            registry=registry,
+        )
+        self._lag_seconds_children: dict[int, Gauge] = {}
 
         self._last_commit = Gauge(
             "claims_worker_last_commit_timestamp_seconds",
@@ -321,23 +331,27 @@ class WorkerMetrics:
 
         Raises ``ValueError`` for a negative partition number.
         """
-        child = self._lag_children.get(partition)
-        if child is None:
-            if partition < 0:
-                msg = "partition must be >= 0"
-                raise ValueError(msg)
-            child = self._lag.labels(partition=str(partition))
-            self._lag_children[partition] = child
-        child.set(max(lag, 0))
+        _partition_child(self._lag, self._lag_children, partition).set(max(lag, 0))
+
+    def set_lag_seconds(self, partition: int, seconds: float) -> None:
+        """Set one assigned partition's lag in seconds (oldest undecided record's age); negative is 0.
+
+        Raises ``ValueError`` for a negative partition number.
+        """
+        _partition_child(self._lag_seconds, self._lag_seconds_children, partition).set(max(seconds, 0.0))
 
     def clear_lag(self, partition: int) -> None:
-        """Remove one partition's lag series (on revoke or loss); unknown partitions are ignored."""
-        if self._lag_children.pop(partition, None) is not None:
-            self._lag.remove(str(partition))
+        """Remove one partition's lag series (on revoke or loss); unknown ones are ignored."""
+        for gauge, children in (
+            (self._lag, self._lag_children),
+            (self._lag_seconds, self._lag_seconds_children),
+        ):
+            if children.pop(partition, None) is not None:
+                gauge.remove(str(partition))
 
     def clear_all_lag(self) -> None:
         """Remove every partition's lag series."""
-        for partition in list(self._lag_children):
+        for partition in {*self._lag_children, *self._lag_seconds_children}:
             self.clear_lag(partition)
 
     def set_policy_info(self, policy_id: str, policy_version: str, worker_version: str) -> None:
@@ -361,3 +375,15 @@ class WorkerMetrics:
     def set_running(self, running: bool) -> None:
         """Set ``claims_worker_up`` to 1 while the loop runs and to 0 when it stops or fails."""
         self._up.set(1 if running else 0)
+
+
+def _partition_child(gauge: Gauge, children: dict[int, Gauge], partition: int) -> Gauge:
+    """Return ``gauge``'s child for ``partition``, bound on first use; ``ValueError`` for a negative one."""
+    child = children.get(partition)
+    if child is None:
+        if partition < 0:
+            msg = "partition must be >= 0"
+            raise ValueError(msg)
+        child = gauge.labels(partition=str(partition))
+        children[partition] = child
+    return child

@@ -38,6 +38,7 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes | None]]
+    timestamp: int  # the Kafka timestamp, epoch ms (the lag in seconds: worker.runtime.waiting)
 
 
 class DuplicateEvent(BadRecord):

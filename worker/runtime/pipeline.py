@@ -45,6 +45,7 @@ from worker.runtime.partitions import Listener, PartitionState
 from worker.runtime.route import Outgoing
 from worker.runtime.session import TransactionSession, send_within_limit
 from worker.runtime.tally import BatchReport, OpenTransaction, record_counts, tally
+from worker.runtime.waiting import OldestWaiting
 
 if TYPE_CHECKING:
     import threading
@@ -132,6 +133,7 @@ class Pipeline:
         self._last_poll_ok: float | None = None
         self._committed: dict[TopicPartition, int] = {}
         self._lag_updated = 0.0
+        self._waiting = OldestWaiting()  # the lag in seconds (worker.runtime.waiting)
         self._failed_since_commit = False
         self._current: tuple[str, int, int] | None = None
         self._open: OpenTransaction | None = None  # the transaction open over polls, if any
@@ -321,7 +323,9 @@ class Pipeline:
             self.authorizations.follow()  # read in what other workers approved (catches up first)
         batch = self.consumer.poll(timeout_ms=self._poll_wait_ms(), max_records=self._poll_room())
         self._last_poll_ok = time.monotonic()
+        self._waiting.polled(batch)
         gone = self.partitions.take_gone()
+        self._waiting.forget(gone)
         if self._open is not None and not gone.isdisjoint(self._open.offsets):
             self._abort_for_rebalance(gone)
             batch = {}  # rewound with the rest: its records come again
@@ -441,6 +445,7 @@ class Pipeline:
         self._current = None
         for tp, records in batch.items():
             open_.first.setdefault(tp, records[0].offset)
+        self._waiting.held(batch)
         open_.offsets.update(offsets)
         tally(outgoing, open_)
 
@@ -486,6 +491,7 @@ class Pipeline:
         report = BatchReport(records=open_.records)
         self._count(open_, report)
         metrics = self.metrics
+        self._waiting.committed(open_.offsets)
         for tp, offset in open_.offsets.items():
             self._committed[tp] = offset.offset
             report.offsets[f"{tp.topic}[{tp.partition}]"] = (open_.first[tp], offset.offset - 1)
@@ -518,13 +524,15 @@ class Pipeline:
     def _update_lag(self, *, force: bool = False) -> None:
         """Set each assigned partition's lag: high watermark minus committed (or current) position.
 
-        Runs after every commit and, at most once a second, on every loop pass, so a worker that
-        stops committing still shows its lag growing (the no-progress alert needs it).
+        And its lag in seconds (``worker.runtime.waiting``). Runs after every commit and, at most once
+        a second, on every loop pass, so a worker that stops committing still shows its lag growing
+        (the no-progress alert needs it).
         """
         now = time.monotonic()
         if not force and now - self._lag_updated < 1.0:
             return
         self._lag_updated = now
+        wall = self._clock().timestamp()  # the decision clock: record timestamps are wall time
         for tp in list(self.partitions.assigned):
             try:
                 high = self.consumer.highwater(tp)
@@ -535,3 +543,6 @@ class Pipeline:
                 continue
             if high is not None and done is not None:
                 self.metrics.set_lag(tp.partition, max(0, high - done))
+                age = self._waiting.age_s(tp, high - done, wall)
+                if age is not None:
+                    self.metrics.set_lag_seconds(tp.partition, age)
