@@ -104,6 +104,54 @@ def test_compose_worker_runs_the_supervisor_on_a_host_slot():
     assert worker["stop_grace_period"] == "60s"
 
 
+def _one_node_properties() -> dict[str, str]:
+    """The local broker's settings that make one node enough (replication factors and min ISRs)."""
+    from deploy.kafka.broker import SERVER_PROPERTIES  # noqa: PLC0415
+
+    pairs = (line.split("=", 1) for line in SERVER_PROPERTIES.splitlines() if "=" in line)
+    return {k: v for k, v in pairs if k.endswith(("replication.factor", ".min.isr"))}
+
+
+def _compose_broker_properties(service: dict) -> dict[str, str]:
+    """The compose broker's KAFKA_* variables as the server properties the image makes of them."""
+    return {
+        name.removeprefix("KAFKA_").lower().replace("_", "."): str(value)
+        for name, value in service["environment"].items()
+        if name.startswith("KAFKA_")
+    }
+
+
+def test_compose_broker_has_every_one_node_setting_of_the_local_broker():
+    """The compose `kafka` service sets each replication factor and min ISR the local one-node broker needs."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    wanted = _one_node_properties()
+    assert "transaction.state.log.min.isr" in wanted
+    properties = _compose_broker_properties(services["kafka"])
+    assert {k: properties.get(k) for k in wanted} == wanted
+    assert properties["auto.create.topics.enable"] == "false"
+
+
+def test_compose_topic_set_up_fits_one_broker_and_runs_once():
+    """create-topics asks for one copy (one broker), waits for a healthy broker, is not restarted forever,
+    and the worker waits for it to complete."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    setup = services["create-topics"]
+    command = setup["command"]
+    assert command[0] == "create-topics"
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert flags["--replication-factor"] == "1"
+    assert flags["--min-insync-replicas"] == "1"
+    assert setup["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka"]["healthcheck"]["test"]
+    assert setup.get("restart", "no") in {"no", "on-failure:1", "on-failure:2", "on-failure:3"}
+    assert setup["profiles"] == services["kafka"]["profiles"] == ["local"]
+    dependency = services["worker"]["depends_on"]["create-topics"]
+    assert dependency == {"condition": "service_completed_successfully", "required": False}
+    assert setup["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == services["kafka"]["environment"][
+        "KAFKA_ADVERTISED_LISTENERS"
+    ].removeprefix("PLAINTEXT://")
+
+
 # --- the image (Dockerfile) ------------------------------------------------------------------------------
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
