@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import sys
 from importlib import resources
@@ -70,6 +71,48 @@ def test_statefulset_slot_is_the_pod_name_and_probes_hit_the_metrics_port():
     assert pod["terminationGracePeriodSeconds"] > 30
     assert svc["spec"]["clusterIP"] == "None"
     assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
+
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+_MIB = 2**20
+
+
+def _sizing_inputs(text: str) -> dict[str, float]:
+    """The table under "Memory: sizing the pod": input name -> number (MiB, bytes, a count or a share)."""
+    section = text.split("\n### Memory: sizing the pod\n", 1)[1].split("\n### ", 1)[0]
+    inputs = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3 and re.match(r"^[\d,.]+", cells[1]):
+            number = float(re.match(r"^[\d,.]+", cells[1]).group(0).replace(",", ""))
+            inputs[cells[0]] = number / 100 if cells[1].endswith("%") else number
+    return inputs
+
+
+def _mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi"), f"memory {quantity!r} is not in Mi"
+    return int(quantity.removesuffix("Mi"))
+
+
+def _round_up(mib: float, step: int = 64) -> int:
+    return math.ceil(mib / step) * step
+
+
+def test_statefulset_memory_is_the_documented_formula():
+    """requests/limits.memory = the docs' formula over its documented inputs (each rounded up to 64 MiB)."""
+    from worker.config.settings import Settings  # noqa: PLC0415
+
+    inputs = _sizing_inputs(OPERATIONS.read_text())
+    assert inputs["dedupe window"] == Settings.model_fields["dedup_window"].default
+    request = (
+        inputs["baseline"]
+        + inputs["authorizations"] * inputs["bytes per authorization"] / _MIB
+        + inputs["partitions on one pod"] * inputs["dedupe window"] * inputs["bytes per event id"] / _MIB
+    )
+    (container,) = _k8s_docs()["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    resources = container["resources"]
+    assert _mebibytes(resources["requests"]["memory"]) == _round_up(request)
+    assert _mebibytes(resources["limits"]["memory"]) == _round_up(request * (1 + inputs["headroom"]))
 
 
 def test_selectors_match_the_pods():
