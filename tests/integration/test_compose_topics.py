@@ -30,28 +30,30 @@ def _service(name: str) -> dict:
     return yaml.safe_load(COMPOSE.read_text())["services"][name]
 
 
-def _compose(name: str, bootstrap: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run the compose service's command with its environment (``${VAR:-default}`` as its default)."""
-    service = _service(name)
-    env = {"PATH": "/usr/bin:/bin"}
-    for key, value in service["environment"].items():
-        text = str(value)
-        if text.startswith("${") and ":-" in text:
-            text = text.split(":-", 1)[1].rstrip("}")
-        env[key] = text
-    env |= {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **extra}
-    command = [
-        part.split(":-", 1)[1].rstrip("}") if part.startswith("${") else part for part in service["command"]
-    ]
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m worker`` (the image's entry point) with exactly ``env`` (plus PATH)."""
     return subprocess.run(
-        [sys.executable, "-m", "worker", *command],
-        env=env,
+        [sys.executable, "-m", "worker", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
         cwd=ROOT,
     )
+
+
+def _default(text: str) -> str:
+    """Compose's ``${VAR:-default}`` as its default; anything else as it is."""
+    return text.split(":-", 1)[1].rstrip("}") if text.startswith("${") and ":-" in text else text
+
+
+def _compose(name: str, bootstrap: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the compose service's command with its environment, the broker's address being ``bootstrap``."""
+    service = _service(name)
+    env = {key: _default(str(value)) for key, value in service["environment"].items()}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, **extra}
+    return _cli([_default(part) for part in service["command"]], env)
 
 
 @pytest.fixture
@@ -67,15 +69,7 @@ def fresh_broker(tmp_path):
 def test_compose_topic_set_up_comes_up_cleanly_on_one_broker(fresh_broker):
     """create-topics as the compose file runs it exits 0 on one broker, again on a re-run, and the worker
     service's command then starts on those topics and stops cleanly; the production defaults would fail."""
-    defaults = subprocess.run(
-        [sys.executable, "-m", "worker", "create-topics", "--partitions", "4"],
-        env={"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP_SERVERS": fresh_broker},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-        cwd=ROOT,
-    )
+    defaults = _cli(["create-topics", "--partitions", "4"], {"KAFKA_BOOTSTRAP_SERVERS": fresh_broker})
     assert defaults.returncode != 0, "replication factor 3 on one broker should be refused"
 
     first = _compose("create-topics", fresh_broker)
