@@ -324,7 +324,7 @@ def env_names() -> tuple[str, ...]:
 
 
 def known_env_names() -> frozenset[str]:
-    """Return every variable ``load_settings`` accepts: the settings, the secret files and the secrets folder."""
+    """Return every variable ``load_settings`` accepts: settings, secret files and the secrets folder."""
     return frozenset({*env_names(), _BOOTSTRAP_ALIAS, *SECRET_FILE_VARIABLES, SECRETS_DIR_VARIABLE})
 
 
