@@ -57,7 +57,7 @@ broker-up: install broker-jars ## start the local single-node KRaft broker; prin
 broker-down: install ## stop the local broker
 	@$(PY) -m deploy.kafka.broker down
 
-run: install broker-jars ## start a broker if none is configured, feed the sample claims, run the worker, show its decisions (SECURE=1: SASL_SSL, SCRAM, ACLs)
+run: install broker-jars ## use the broker-up broker (left running) or start and stop its own if none is configured; feed the sample claims, run the worker, show its decisions (SECURE=1: SASL_SSL, SCRAM, ACLs)
 	@$(PY) -m deploy.demo.demo $(if $(SECURE),--secure)
 
 test: install broker-jars promtool ## run every test (starts and stops its own broker unless KAFKA_BOOTSTRAP_SERVERS is set)

@@ -7,6 +7,11 @@ seeded claims include some that send no taxonomy, so criterion B is decided thro
 `make run SECURE=1` (``--secure``) starts the broker with SASL_SSL, SCRAM and ACLs instead: set-up
 and the table run as the super user ``admin``, the worker as ``claims-worker`` holding exactly the
 ACLs of docs/security.md, after ``check-access`` has confirmed them.
+
+The demo stops only a broker it started: one that ``make broker-up`` left running (as secure as asked)
+is used and left running; otherwise the demo starts its own in a state folder of its own and stops
+that one at the end. ``SECURE=1`` with ``KAFKA_BOOTSTRAP_SERVERS`` set is refused (exit 2): the
+demo can only secure a broker it starts itself.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ import uuid
 from pathlib import Path
 
 from deploy.kafka import broker as local_broker
+from worker.errors import ExitCode
 
-__all__ = ["main"]
+__all__ = ["DEMO_STATE", "local_broker_for_demo", "main"]
+
+# The demo's own broker (when it starts one): apart from `make broker-up`'s, so neither stops the other.
+DEMO_STATE = local_broker.DEFAULT_STATE.parent / "demo-run"
 
 _DEMO_SECRET = "make-run-demo-secret-not-for-production"  # noqa: S105 - announced as a demo key
 _EXPLAINED_SAMPLE = "pend-non-oncologist-consult-unknown"  # pended: shows criteria, evidence and a need
@@ -30,24 +39,50 @@ def _step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
+def local_broker_for_demo(
+    secure: bool, shared_state: Path = local_broker.DEFAULT_STATE, own_state: Path = DEMO_STATE
+) -> tuple[local_broker.Broker, Path | None]:
+    """Return the broker the demo uses and the state folder to stop afterwards (None: not ours to stop).
+
+    A broker running from ``shared_state`` (``make broker-up``) that is as secure as asked is used and
+    left running. Otherwise the demo starts one in ``own_state``, so a broker it did not start (plain
+    when ``--secure`` is asked, or the other way round) is never stopped or replaced.
+    """
+    running = local_broker.find_running(shared_state)
+    if running is not None and running.secure == secure:
+        print(f"using the local broker already running from {shared_state} (left running afterwards)")
+        return running, None
+    kind = "SASL_SSL + SCRAM + ACLs" if secure else "PLAINTEXT"
+    _step(f"starting a local single-node Kafka broker (KRaft, 127.0.0.1, {kind})")
+    if secure:
+        broker = local_broker._secure_demo_broker(state_dir=own_state)  # noqa: SLF001
+    else:
+        broker = local_broker.start_broker(state_dir=own_state)
+    return broker, own_state
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo end to end and return the worker's exit code (non-zero if any step fails)."""
     secure = "--secure" in (sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
     worker_env: dict[str, str] = {}
-    started = False
+    ours: Path | None = None
+    if env.get("KAFKA_BOOTSTRAP_SERVERS") and secure:
+        print(
+            "error: SECURE=1 secures a local broker the demo starts; KAFKA_BOOTSTRAP_SERVERS is set: "
+            "unset it, or run without SECURE=1 (your CLAIMS_KAFKA_* login settings apply)",
+            file=sys.stderr,
+        )
+        return int(ExitCode.BAD_SETTINGS)
     if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        kind = "SASL_SSL + SCRAM + ACLs" if secure else "PLAINTEXT"
-        _step(f"starting a local single-node Kafka broker (KRaft, 127.0.0.1, {kind})")
         try:
-            broker = local_broker._secure_demo_broker() if secure else local_broker.start_broker()  # noqa: SLF001
+            broker, ours = local_broker_for_demo(secure)
         except local_broker.BrokerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         env |= broker.client_env(local_broker.ADMIN_USER)
         if secure:
             worker_env = broker.client_env("claims-worker")
-        started = True
         print(f"broker at {env['KAFKA_BOOTSTRAP_SERVERS']}")
     else:
         print(f"using KAFKA_BOOTSTRAP_SERVERS={env['KAFKA_BOOTSTRAP_SERVERS']}")
@@ -92,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                 return code
     finally:
         scratch.cleanup()
-        if started:
-            _step("stopping the local broker")
-            local_broker.stop_broker()
+        if ours is not None:
+            _step("stopping the local broker this run started")
+            local_broker.stop_broker(ours)
     return 0
 
 

@@ -14,7 +14,7 @@ batch's transaction. The clock starts at the first batch (the store's catch-up a
 counted). Prints the medians over the rounds and the on/off ratio. Figures only: nothing asserts a time.
 
     .venv/bin/python tests/bench/bench_authorizations.py [--count 1000000] [--partitions 2]
-        [--e2e-claims 20000] [--rounds 3] [--table 100000] [--skip-restore] [--skip-e2e]
+        [--e2e-claims 20000] [--rounds 3] [--table 100000] [--skip-restore] [--skip-e2e] [--worker-baseline]
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ from tests.unit.claims import make_claim
 from worker.policy import decide, default_policy
 from worker.policy.facts import Facts
 
-def rss_kib():
+def rss_kib(field="VmRSS:"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1])
     return 0
 
@@ -85,7 +85,8 @@ for c in claims:
 lookup = (time.perf_counter() - t) / len(claims)
 store.close()
 print(json.dumps({"records": len(store.table), "catch_up_s": elapsed, "rss_before_mib": before / 1024,
-                  "rss_after_mib": after / 1024, "decide_with_store_us": lookup * 1e6}))
+                  "rss_after_mib": after / 1024, "rss_peak_mib": rss_kib("VmHWM:") / 1024,
+                  "decide_with_store_us": lookup * 1e6}))
 """
 
 
@@ -213,6 +214,11 @@ def main() -> int:
     parser.add_argument("--table", type=int, default=100_000, help="unrelated authorizations on file (e2e)")
     parser.add_argument("--skip-restore", action="store_true", help="only the end-to-end figures")
     parser.add_argument("--skip-e2e", action="store_true", help="only the restore figures")
+    parser.add_argument(
+        "--worker-baseline",
+        action="store_true",
+        help="first: peak RSS of `claims-worker run` (store on, empty) draining the sample claims",
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     state = None
@@ -220,6 +226,8 @@ def main() -> int:
         state = Path(local_broker.ROOT, ".cache", "kafka", f"bench-auth-{os.getpid()}")
         bootstrap = local_broker.start_broker(state_dir=state).bootstrap
     try:
+        if args.worker_baseline:
+            _worker_baseline(bootstrap)
         if not args.skip_restore:
             _restore(bootstrap, args)
         if not args.skip_e2e:
@@ -228,6 +236,51 @@ def main() -> int:
         if state is not None:
             local_broker.stop_broker(state)
     return 0
+
+
+_PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=False); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def _worker_baseline(bootstrap: str) -> None:
+    """Print the peak RSS of a real ``claims-worker run`` with the store on but empty (the sizing baseline)."""
+    run = uuid.uuid4().hex[:6]
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CLAIMS_CLAIMS_TOPIC": f"baseline-{run}.claims",
+        "CLAIMS_RESULTS_TOPIC": f"baseline-{run}.results",
+        "CLAIMS_DEAD_LETTER_TOPIC": f"baseline-{run}.dead-letter",
+        "CLAIMS_GROUP_ID": f"baseline-{run}",
+        "CLAIMS_TRANSACTIONAL_ID_PREFIX": f"baseline-{run}",
+        "CLAIMS_AUTHORIZATIONS_TOPIC": f"baseline-{run}.authorizations",
+        "CLAIMS_MEMBER_PSEUDONYM_SECRET": _E2E_SECRET,
+        "CLAIMS_METRICS_PORT": "0",
+        "CLAIMS_EXIT_WHEN_IDLE_S": "5",
+        "CLAIMS_LOG_FORMAT": "json",
+    }
+    cli = [sys.executable, "-m", "worker"]
+    for step in (
+        ["create-topics", "--partitions", "2", "--replication-factor", "1", "--min-insync-replicas", "1"],
+        ["authorizations", "create-topic"],
+        ["seed-samples"],
+    ):
+        subprocess.run([*cli, *step], env=env, check=True, capture_output=True, cwd=ROOT)
+    peak = subprocess.run(
+        [sys.executable, "-c", _PEAK, *cli, "run"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    peak_mib = int(peak.stdout.strip().splitlines()[-1]) / 1024
+    print(
+        f"worker baseline: peak RSS of `claims-worker run`, store on and empty: {peak_mib:.0f} MiB",
+        flush=True,
+    )
 
 
 def _restore(bootstrap: str, args: argparse.Namespace) -> None:
@@ -252,7 +305,9 @@ def _restore(bootstrap: str, args: argparse.Namespace) -> None:
         f"  catch-up (restore at start):       {figures['catch_up_s']:.1f} s "
         f"({figures['records'] / max(figures['catch_up_s'], 1e-9):,.0f} records/s)\n"
         f"  RSS before / after catch-up:       {figures['rss_before_mib']:.0f} MiB / "
-        f"{figures['rss_after_mib']:.0f} MiB\n"
+        f"{figures['rss_after_mib']:.0f} MiB (peak {figures['rss_peak_mib']:.0f} MiB)\n"
+        f"  RSS per authorization (after - before) / records: "
+        f"{(figures['rss_after_mib'] - figures['rss_before_mib']) * 2**20 / max(figures['records'], 1):.0f} bytes\n"
         f"  decide with the store (no match):  {figures['decide_with_store_us']:.1f} us per claim",
         flush=True,
     )

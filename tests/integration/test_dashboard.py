@@ -137,6 +137,13 @@ def _textfile_collector(path: Path) -> Iterator[int]:
         server.server_close()
 
 
+def _worker_labels() -> dict[str, str]:
+    """The target labels of the claims-worker job in deploy/prometheus/prometheus.yml."""
+    config = yaml.safe_load((ALERTS.parent / "prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "claims-worker"]
+    return dict(job["static_configs"][0]["labels"])
+
+
 @contextmanager
 def _prometheus(tmp_path: Path, worker_port: int, replay_port: int) -> Iterator[str]:
     """Run Prometheus scraping the worker and the replay's metrics every second, with alerts.yml loaded."""
@@ -157,7 +164,10 @@ def _prometheus(tmp_path: Path, worker_port: int, replay_port: int) -> Iterator[
                 "scrape_configs": [
                     {
                         "job_name": "claims-worker",
-                        "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}],
+                        # The labels deploy/prometheus/prometheus.yml gives a worker (ClaimsWorkerDown's `service`).
+                        "static_configs": [
+                            {"targets": [f"127.0.0.1:{worker_port}"], "labels": _worker_labels()}
+                        ],
                     },
                     {
                         "job_name": "claims-replay",

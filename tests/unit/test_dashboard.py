@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 
 from worker.ops.directory_metrics import DirectoryMetrics
@@ -25,7 +26,20 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "claims-worker.json"
 PROMETHEUS_FILES = [ROOT / "deploy" / "prometheus" / name for name in ("alerts.yml", "tests.yml")]
 
 # Labels Prometheus adds at scrape time, or that histogram_quantile groups by; kube-state-metrics' pod label.
-SCRAPE_LABELS = frozenset({"job", "instance", "le"})
+
+
+def _target_labels() -> set[str]:
+    """The labels prometheus.yml gives its targets (ClaimsWorkerDown's `service`): added by the scrape."""
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    return {
+        label
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+        for label in group.get("labels", {})
+    }
+
+
+SCRAPE_LABELS = frozenset({"job", "instance", "le", *_target_labels()})
 EXTERNAL_LABELS = frozenset({"pod", "namespace", "container"})
 EXTERNAL_METRIC = re.compile(r"\bkube_pod_container_status_(?:last_terminated_exitcode|restarts_total)\b")
 # Label values that depend on the deployment (partition numbers) rather than a closed set.
@@ -36,7 +50,8 @@ _METRIC = re.compile(r"(?<![\w:])claims_(?:worker|replay)_[a-zA-Z0-9_]+(?![\w:])
 _SELECTOR = re.compile(r"(?<![\w:])(claims_(?:worker|replay)_[a-zA-Z0-9_]+)\{([^}]*)\}")
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)")
-_LEGEND_LABEL = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+# `{{ label }}` in a legend; `{{ else }}` and `{{ end }}` are template keywords (alert annotations).
+_LEGEND_LABEL = re.compile(r"\{\{\s*(?!(?:else|end)\s*\}\})([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 
 
 def _exposed() -> dict[str, list[dict[str, str]]]:

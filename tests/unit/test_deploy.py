@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import sys
 from importlib import resources
@@ -72,6 +73,48 @@ def test_statefulset_slot_is_the_pod_name_and_probes_hit_the_metrics_port():
     assert sts["spec"]["serviceName"] == svc["metadata"]["name"]
 
 
+OPERATIONS = ROOT / "docs" / "operations.md"
+_MIB = 2**20
+
+
+def _sizing_inputs(text: str) -> dict[str, float]:
+    """The table under "Memory: sizing the pod": input name -> number (MiB, bytes, a count or a share)."""
+    section = text.split("\n### Memory: sizing the pod\n", 1)[1].split("\n### ", 1)[0]
+    inputs = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 3 and re.match(r"^[\d,.]+", cells[1]):
+            number = float(re.match(r"^[\d,.]+", cells[1]).group(0).replace(",", ""))
+            inputs[cells[0]] = number / 100 if cells[1].endswith("%") else number
+    return inputs
+
+
+def _mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi"), f"memory {quantity!r} is not in Mi"
+    return int(quantity.removesuffix("Mi"))
+
+
+def _round_up(mib: float, step: int = 64) -> int:
+    return math.ceil(mib / step) * step
+
+
+def test_statefulset_memory_is_the_documented_formula():
+    """requests/limits.memory = the docs' formula over its documented inputs (each rounded up to 64 MiB)."""
+    from worker.config.settings import Settings  # noqa: PLC0415
+
+    inputs = _sizing_inputs(OPERATIONS.read_text())
+    assert inputs["dedupe window"] == Settings.model_fields["dedup_window"].default
+    request = (
+        inputs["baseline"]
+        + inputs["authorizations"] * inputs["bytes per authorization"] / _MIB
+        + inputs["partitions on one pod"] * inputs["dedupe window"] * inputs["bytes per event id"] / _MIB
+    )
+    (container,) = _k8s_docs()["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    resources = container["resources"]
+    assert _mebibytes(resources["requests"]["memory"]) == _round_up(request)
+    assert _mebibytes(resources["limits"]["memory"]) == _round_up(request * (1 + inputs["headroom"]))
+
+
 def test_selectors_match_the_pods():
     """The service, the StatefulSet and the PodDisruptionBudget all select the StatefulSet's pod labels."""
     docs = _k8s_docs()
@@ -102,6 +145,54 @@ def test_compose_worker_runs_the_supervisor_on_a_host_slot():
     assert worker["environment"]["CLAIMS_INSTANCE"].startswith("${HOST_SLOT")
     assert "/readyz" in " ".join(worker["healthcheck"]["test"])
     assert worker["stop_grace_period"] == "60s"
+
+
+def _one_node_properties() -> dict[str, str]:
+    """The local broker's settings that make one node enough (replication factors and min ISRs)."""
+    from deploy.kafka.broker import SERVER_PROPERTIES  # noqa: PLC0415
+
+    pairs = (line.split("=", 1) for line in SERVER_PROPERTIES.splitlines() if "=" in line)
+    return {k: v for k, v in pairs if k.endswith(("replication.factor", ".min.isr"))}
+
+
+def _compose_broker_properties(service: dict) -> dict[str, str]:
+    """The compose broker's KAFKA_* variables as the server properties the image makes of them."""
+    return {
+        name.removeprefix("KAFKA_").lower().replace("_", "."): str(value)
+        for name, value in service["environment"].items()
+        if name.startswith("KAFKA_")
+    }
+
+
+def test_compose_broker_has_every_one_node_setting_of_the_local_broker():
+    """The compose `kafka` service sets each replication factor and min ISR the local one-node broker needs."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    wanted = _one_node_properties()
+    assert "transaction.state.log.min.isr" in wanted
+    properties = _compose_broker_properties(services["kafka"])
+    assert {k: properties.get(k) for k in wanted} == wanted
+    assert properties["auto.create.topics.enable"] == "false"
+
+
+def test_compose_topic_set_up_fits_one_broker_and_runs_once():
+    """create-topics asks for one copy (one broker), waits for a healthy broker, is not restarted forever,
+    and the worker waits for it to complete."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    setup = services["create-topics"]
+    command = setup["command"]
+    assert command[0] == "create-topics"
+    flags = dict(zip(command[1::2], command[2::2], strict=True))
+    assert flags["--replication-factor"] == "1"
+    assert flags["--min-insync-replicas"] == "1"
+    assert setup["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka"]["healthcheck"]["test"]
+    assert setup.get("restart", "no") in {"no", "on-failure:1", "on-failure:2", "on-failure:3"}
+    assert setup["profiles"] == services["kafka"]["profiles"] == ["local"]
+    dependency = services["worker"]["depends_on"]["create-topics"]
+    assert dependency == {"condition": "service_completed_successfully", "required": False}
+    assert setup["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == services["kafka"]["environment"][
+        "KAFKA_ADVERTISED_LISTENERS"
+    ].removeprefix("PLAINTEXT://")
 
 
 # --- the image (Dockerfile) ------------------------------------------------------------------------------

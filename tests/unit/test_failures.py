@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
@@ -73,10 +74,33 @@ class TestClassify:
 
 
 class TestBackoff:
-    def test_delays_double_up_to_the_cap(self):
-        """Each failure doubles the delay until the cap."""
-        backoff = Backoff(threading.Event(), base_s=1, cap_s=5)
-        assert [backoff.failed(RuntimeError()) for _ in range(5)] == [1, 2, 4, 5, 5]
+    def test_each_delay_is_drawn_between_the_base_and_three_times_the_last_up_to_the_cap(self):
+        """Decorrelated jitter: base <= delay <= min(cap, 3 x previous delay), and repeated failures reach the cap."""
+        backoff = Backoff(threading.Event(), base_s=0.5, cap_s=10, rng=random.Random(25))
+        delays = [backoff.failed(RuntimeError()) for _ in range(40)]
+        previous = 0.5
+        for delay in delays:
+            assert 0.5 <= delay <= min(10, 3 * previous)
+            previous = delay
+        assert max(delays) == 10
+        assert len(set(delays)) > 10, "the delays are drawn, not a fixed ladder"
+
+    def test_workers_failing_together_spread_their_retries(self):
+        """Fifty workers (own seeds) failing at once spread their first retry over [base, 3 x base]."""
+        firsts = [
+            Backoff(threading.Event(), rng=random.Random(seed)).failed(RuntimeError()) for seed in range(50)
+        ]
+        assert all(0.5 <= d <= 1.5 for d in firsts)
+        assert min(firsts) < 0.75
+        assert max(firsts) > 1.25
+
+    def test_success_brings_the_delay_back_to_the_first_range(self):
+        """After ``succeeded`` the next delay is again within [base, 3 x base], however long the outage was."""
+        backoff = Backoff(threading.Event(), base_s=0.5, cap_s=10, rng=random.Random(3))
+        for _ in range(20):
+            backoff.failed(RuntimeError())
+        backoff.succeeded()
+        assert 0.5 <= backoff.failed(RuntimeError()) <= 1.5
 
     def test_the_outage_clock_runs_until_success(self):
         """Past the limit since the first failure it raises OutageTooLong; success starts a new clock."""
@@ -87,7 +111,9 @@ class TestBackoff:
         with pytest.raises(OutageTooLong):
             backoff.failed(RuntimeError())
         backoff.succeeded()
-        assert backoff.failed(RuntimeError()) == 0.5
+        assert backoff.attempts == 0
+        backoff.failed(RuntimeError())
+        assert backoff.since == 11
 
     def test_attempts_limit(self):
         """With max_attempts the (n+1)-th failure raises OutageTooLong."""

@@ -94,3 +94,39 @@ def test_runbook_sections_cover_only_existing_alerts():
 def test_readme_links_the_operations_guide():
     """The README points operators at docs/operations.md."""
     assert "docs/operations.md" in README.read_text()
+
+
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+_JOB_MATCHER = re.compile(r"\bjob\s*(=|!=|=~|!~)\s*\"")
+_SERVICE_MATCHER = re.compile(r'\bservice\s*=\s*"([^"]+)"')
+
+
+@pytest.mark.parametrize("rule", ALERT_RULES, ids=ALERT_NAMES)
+def test_no_alert_selects_a_job_name(rule):
+    """Alerts never filter on `job`: an operator's own job name must not silence them (`by (job)` is fine)."""
+    assert not _JOB_MATCHER.search(rule["expr"]), f"{rule['alert']} selects on job: {rule['expr']}"
+
+
+def test_the_label_claims_worker_down_matches_is_set_by_the_scrape_config():
+    """Every claims-worker target in prometheus.yml carries the `service` label ClaimsWorkerDown selects."""
+    (down,) = [rule for rule in ALERT_RULES if rule["alert"] == "ClaimsWorkerDown"]
+    assert "absent(" in down["expr"], "a target that disappears must fire too"
+    (service,) = set(_SERVICE_MATCHER.findall(down["expr"]))
+    jobs = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
+    claims_jobs = [job for job in jobs if job["job_name"] == "claims-worker"]
+    assert claims_jobs
+    for job in claims_jobs:
+        for target in job["static_configs"]:
+            assert target.get("labels", {}).get("service") == service
+
+
+def test_claims_worker_down_is_tested_down_absent_and_under_another_job():
+    """tests.yml has ClaimsWorkerDown firing for a down target, a vanished one (no series) and another job."""
+    fired: list[dict] = []
+    for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]:
+        for case in test.get("alert_rule_test", []):
+            if case["alertname"] == "ClaimsWorkerDown":
+                fired += [alert["exp_labels"] for alert in case["exp_alerts"]]
+    assert any("instance" not in labels for labels in fired), "no case where the target is absent"
+    assert any(labels.get("job") == "claims-worker" and "instance" in labels for labels in fired)
+    assert any(labels.get("job") not in {None, "claims-worker"} for labels in fired), "no other job label"

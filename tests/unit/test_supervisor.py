@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -79,12 +80,18 @@ def test_port_zero_is_left_to_each_child():
     assert child_slot("web-2", 1) == "web-2-1"
 
 
-def test_crashed_child_is_restarted_with_doubling_backoff(tmp_path):
-    """A child that crashes three times (exit 1, 70, SIGKILL) is restarted each time, backoff doubling."""
-    sup = _supervisor(tmp_path, ["1,70,kill,0", "0"])
+def test_crashed_child_is_restarted_with_growing_jittered_backoff(tmp_path):
+    """A child that crashes three times (exit 1, 70, SIGKILL) is restarted each time, each wait drawn in
+    [initial, 3 x the last wait] (decorrelated jitter, seeded here)."""
+    sup = _supervisor(tmp_path, ["1,70,kill,0", "0"], rng=random.Random(11))
     assert sup.run(install_signals=False) == 0
     assert sup.starts == [4, 1]
-    assert [delay for _, delay in sup.restarts] == [0.01, 0.02, 0.04]
+    delays = [delay for _, delay in sup.restarts]
+    assert len(delays) == 3
+    previous = 0.01
+    for delay in delays:
+        assert 0.01 <= delay <= min(sup.backoff_max_s, 3 * previous)
+        previous = delay
     assert {child for child, _ in sup.restarts} == {0}
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "Settings",
     "WireFormat",
     "env_names",
+    "known_env_names",
     "load_settings",
     "mask_url",
 ]
@@ -388,14 +389,14 @@ def env_names() -> tuple[str, ...]:
     return tuple(_env_name(field) for field in Settings.model_fields)
 
 
+def known_env_names() -> frozenset[str]:
+    """Return every variable ``load_settings`` accepts: settings, secret files and the secrets folder."""
+    return frozenset({*env_names(), _BOOTSTRAP_ALIAS, *SECRET_FILE_VARIABLES, SECRETS_DIR_VARIABLE})
+
+
 def _unknown_variables(names: Mapping[str, str]) -> list[str]:
     """Describe each unknown ``CLAIMS_*`` variable, with the closest valid name when one is near."""
-    known = {
-        *env_names(),
-        _BOOTSTRAP_ALIAS,
-        *SECRET_FILE_VARIABLES,
-        SECRETS_DIR_VARIABLE,
-    }
+    known = known_env_names()
     claims_names = [name for name in known if name.startswith("CLAIMS_")]
     problems = []
     for name in sorted(names):

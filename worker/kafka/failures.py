@@ -21,6 +21,7 @@ Exit codes (also in ``claims-worker --help``):
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from enum import Enum
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kafka import errors as kerrors
 
 from worker.errors import ClaimsWorkerError, ConfigError, ExitCode, RegistryUnavailable
+from worker.retry import decorrelated_jitter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -273,15 +275,27 @@ def group_instance_id(settings: Settings) -> str:
 
 
 class Backoff:
-    """Exponential backoff that a stop request cuts short, with one outage clock.
+    """Exponential backoff with decorrelated jitter that a stop request cuts short, with one outage clock.
 
-    ``failed`` counts a failure and returns the delay to wait; past ``limit_s`` since the first
-    failure of the current outage (or past ``max_attempts``) it raises ``OutageTooLong``.
+    ``failed`` counts a failure and returns the delay to wait (``decorrelated_jitter``: between
+    ``base_s`` and ``cap_s``, growing about threefold while failures repeat); past ``limit_s`` since
+    the first failure of the current outage (or past ``max_attempts``) it raises ``OutageTooLong``.
     ``succeeded`` ends the outage. ``wait`` sleeps the delay unless ``stop`` is set (then raises
     ``Stopped``), so every wait of the worker answers SIGTERM within ``stop.wait``'s latency.
     """
 
-    __slots__ = ("_base", "_cap", "_clock", "_limit_s", "_max_attempts", "_stop", "attempts", "since")
+    __slots__ = (
+        "_base",
+        "_cap",
+        "_clock",
+        "_last",
+        "_limit_s",
+        "_max_attempts",
+        "_rng",
+        "_stop",
+        "attempts",
+        "since",
+    )
 
     def __init__(
         self,
@@ -292,6 +306,7 @@ class Backoff:
         base_s: float = 0.5,
         cap_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self._stop = stop
         self._limit_s = limit_s
@@ -299,6 +314,9 @@ class Backoff:
         self._base = base_s
         self._cap = cap_s
         self._clock = clock
+        # Not for secrets: only spreads retry times (a seeded one in tests).
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._last = base_s
         self.attempts = 0
         self.since: float | None = None
 
@@ -312,7 +330,8 @@ class Backoff:
             self._max_attempts is not None and self.attempts > self._max_attempts
         ):
             raise OutageTooLong(exc, waited, self.attempts) from exc
-        return float(min(self._base * 2 ** (self.attempts - 1), self._cap))
+        self._last = decorrelated_jitter(self._last, self._base, self._cap, self._rng)
+        return self._last
 
     def wait(self, delay_s: float) -> None:
         """Sleep ``delay_s`` unless stopped; raise ``Stopped`` when the stop event is (or becomes) set."""
@@ -320,9 +339,10 @@ class Backoff:
             raise Stopped
 
     def succeeded(self) -> None:
-        """End the current outage: the next failure starts a new clock."""
+        """End the current outage: the next failure starts a new clock and a short delay again."""
         self.attempts = 0
         self.since = None
+        self._last = self._base
 
 
 def interruptible(call: Callable[[], T], stop: threading.Event, what: str, poll_s: float = 0.1) -> T:

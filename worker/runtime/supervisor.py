@@ -8,8 +8,10 @@ same across restarts and hosts) and, unless the metrics port is 0, ``CLAIMS_METR
   child_started, child_crashed (exit_code, backoff_s), child_exited, supervisor_stopping.
 * SIGTERM and SIGINT are forwarded to every live child; the supervisor then waits for them to stop.
 * A child that crashes (any exit code other than the final ones below, or death by a signal) is started
-  again on the same slot after a backoff that doubles per consecutive crash (``backoff_initial_s`` up to
-  ``backoff_max_s``), reset once a child has run for ``stable_s``.
+  again on the same slot after a backoff that grows per consecutive crash, with decorrelated jitter
+  (``worker.retry``: between ``backoff_initial_s`` and ``backoff_max_s``, so children and hosts that
+  crashed together, e.g. in one broker outage, do not restart in step), reset once a child has run for
+  ``stable_s``.
 * Exit codes 0, 2, 3, 5 and 6 are final (clean stop, bad settings, fenced, not authorized, unsupported
   broker): such a child is not restarted. A final non-zero code stops the other children too, so the
   whole unit fails visibly rather than running short-handed.
@@ -21,6 +23,7 @@ same across restarts and hosts) and, unless the metrics port is 0, ``CLAIMS_METR
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -28,6 +31,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
+
+from worker.retry import decorrelated_jitter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -82,6 +87,7 @@ class _Child:
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     crashes: int = 0
+    last_delay: float = 0.0
     restart_at: float | None = None
     final: int | None = None
     last_code: int = 0
@@ -100,6 +106,8 @@ class Supervisor:
     poll_s: float = 0.1
     log: _Log = field(default_factory=_NullLog)
     clock: Callable[[], float] = time.monotonic
+    # Not for secrets: only spreads restart times (a seeded one in tests).
+    rng: random.Random = field(default_factory=random.Random)
     restarts: list[tuple[int, float]] = field(default_factory=list)
     _children: list[_Child] = field(default_factory=list)
     _stopping: bool = False
@@ -179,7 +187,9 @@ class Supervisor:
                 continue
             if now - child.started_at >= self.stable_s:
                 child.crashes = 0
-            delay = min(self.backoff_max_s, self.backoff_initial_s * 2**child.crashes)
+            previous = child.last_delay if child.crashes else self.backoff_initial_s
+            delay = decorrelated_jitter(previous, self.backoff_initial_s, self.backoff_max_s, self.rng)
+            child.last_delay = delay
             child.crashes += 1
             child.restart_at = now + delay
             self.restarts.append((child.index, delay))
