@@ -148,6 +148,16 @@ def test_the_metrics_port_is_one_number_everywhere():
     assert "prometheus.yml target" in found
 
 
+_COMMAND_START = re.compile(r"\s*(\$\s*)?(sudo\s+)?([A-Z_][A-Z0-9_]*=\S*\s+)*")
+
+
+def _starts_a_command(prefix: str) -> bool:
+    """Tell whether text before ``claims-worker`` on a line leaves it in a command's place (a prompt, env, a pipe)."""
+    return bool(_COMMAND_START.fullmatch(prefix)) or prefix.rstrip().endswith(
+        ("|", "&&", ";", "$(", "`", "(")
+    )
+
+
 def test_every_command_the_docs_quote_exists_with_its_options():
     """`claims-worker <command> [<sub-command>] [--option ...]` in README and docs/ names real commands and options."""
     root = _parser()
@@ -157,6 +167,8 @@ def test_every_command_the_docs_quote_exists_with_its_options():
         for span in _code_spans(path.read_text(encoding="utf-8")):
             for line in span.splitlines():
                 for match in quoted.finditer(line):
+                    if not _starts_a_command(line[: match.start()]):
+                        continue  # program output that names the group or client, not a command line
                     parser, words = root, []
                     for word in match.group(1).split():
                         choices = _subcommands(parser)
