@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from worker.cli.exits import exit_epilog
+from worker.errors import ExitCode
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
@@ -16,9 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_NO_TOPIC = 2
-EXIT_NOT_AUTHORIZED = 5
+EXIT_OK = ExitCode.OK
+EXIT_NO_TOPIC = ExitCode.BAD_SETTINGS
+EXIT_NOT_AUTHORIZED = ExitCode.NOT_AUTHORIZED
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +30,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="report, for each topic, group and transactional id the worker needs, whether it is granted",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_epilog(
+            (EXIT_OK, "every right granted (or some could not be established: the lines say UNKNOWN)"),
+            (EXIT_NO_TOPIC, "a topic does not exist, or bad settings"),
+            (ExitCode.UNREACHABLE, "no broker answer within CLAIMS_ADMIN_TIMEOUT_S"),
+            (EXIT_NOT_AUTHORIZED, "a right is missing or the login is refused"),
+        ),
     )
     parser.add_argument(
         "--no-transaction-probe",

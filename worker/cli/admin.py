@@ -10,7 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from worker.errors import ConfigError
+from worker.cli.exits import exit_epilog
+from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
@@ -22,16 +23,25 @@ __all__ = ["register"]
 # broker can be down without losing acknowledged records or stopping writes. One local broker needs 1 and 1.
 DEFAULT_REPLICATION_FACTOR = 3
 DEFAULT_MIN_INSYNC_REPLICAS = 2
+_UNREACHABLE = (ExitCode.UNREACHABLE, "no broker answer within CLAIMS_ADMIN_TIMEOUT_S")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the admin sub-commands to the ``claims-worker`` parser."""
     sub.add_parser(
-        "print-settings", help="print the effective settings (secrets masked) as JSON"
+        "print-settings",
+        help="print the effective settings (secrets masked) as JSON",
+        epilog=exit_epilog((ExitCode.OK, "printed"), (ExitCode.BAD_SETTINGS, "bad settings")),
     ).set_defaults(handler=print_settings)
     topics = sub.add_parser(
         "create-topics",
         help="create the claims, results and dead-letter topics (existing ones are left alone)",
+        epilog=exit_epilog(
+            (ExitCode.OK, "the topics exist"),
+            (ExitCode.BAD_SETTINGS, "bad arguments or settings, or the cluster refused the topic settings"),
+            _UNREACHABLE,
+            (ExitCode.NOT_AUTHORIZED, "not authorized (CREATE on the cluster or the topics)"),
+        ),
     )
     topics.add_argument("--partitions", type=_positive, default=1, help="partitions per topic [default: 1]")
     topics.add_argument(
@@ -49,7 +59,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     topics.set_defaults(handler=create_topics)
     seed = sub.add_parser(
-        "seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic"
+        "seed-samples",
+        help="produce the bundled sample claims (and poison records) to the claims topic",
+        epilog=exit_epilog(
+            (ExitCode.OK, "produced"),
+            (ExitCode.BAD_SETTINGS, "bad settings or a missing claims topic"),
+            _UNREACHABLE,
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+        ),
     )
     seed.add_argument(
         "--directory-samples",
@@ -67,10 +84,15 @@ def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     show = sub.add_parser(
         "show-results",
         help="print the committed results and dead letters (every partition, to its end) as a table or JSON",
-        epilog="--partition and --offsets select by the claims-topic coordinates a row answers (the src"
-        " column); --since/--until by the record's Kafka timestamp. Exit codes: 0 rows shown; 1 read to the"
-        " end, nothing matched; 2 a missing topic or bad arguments; 4 Kafka unreachable or the read stalled"
-        " past CLAIMS_OUTAGE_LIMIT_S; 5 not authorized.",
+        epilog=exit_epilog(
+            (ExitCode.OK, "rows shown"),
+            (1, "read to the end, nothing matched"),
+            (ExitCode.BAD_SETTINGS, "a missing topic or bad arguments"),
+            (ExitCode.UNREACHABLE, _UNREACHABLE[1] + " or the read stalled past CLAIMS_OUTAGE_LIMIT_S"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+            note="--partition and --offsets select by the claims-topic coordinates a row answers (the src"
+            " column); --since/--until by the record's Kafka timestamp.",
+        ),
     )
     show.add_argument("--claim-id", action="append", default=[], help="only this claim id (repeatable)")
     show.add_argument(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from worker.cli.exits import exit_epilog
 from worker.contracts.bad_claims import invalid_claim_from
 from worker.contracts.codec import Codec
 from worker.contracts.model import Claim
@@ -84,8 +85,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Each line is one JSON object in the shape of the newest claim schema (dates as ISO"
         " strings), or with --requests of the pa-request schema. Every line is validated first; nothing"
         " is sent unless all are good (or --skip-bad).",
-        epilog="exit codes: 0 sent (or checked, with --check); 2 a bad file, bad lines, a missing topic or"
-        " bad settings; 4 Kafka unreachable; 5 not authorized",
+        epilog=exit_epilog(
+            (ExitCode.OK, "sent (or checked, with --check)"),
+            (ExitCode.BAD_SETTINGS, "a bad file, bad lines, a missing topic or bad settings"),
+            (ExitCode.UNREACHABLE, "no broker answer within CLAIMS_ADMIN_TIMEOUT_S, or a send failed"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+        ),
     )
     feed.add_argument("file", type=Path, help="the JSON Lines file (one claim or request per line)")
     feed.add_argument(

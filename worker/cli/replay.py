@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.cli.exits import exit_epilog
 from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo, printable
 
@@ -51,9 +52,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "replay",
         help="decide a time range of the claims topic again (into a replay topic), or --diff it",
-        epilog="exit codes: 0 done; 2 bad arguments or settings; 3 fenced (the same replay id runs "
-        "elsewhere); 4 Kafka unreachable; 5 not authorized; 70 internal error. A stopped replay resumes "
-        "when run again with the same arguments.",
+        epilog=exit_epilog(
+            (ExitCode.OK, "done (a diff exits 0 whatever changed)"),
+            (ExitCode.BAD_SETTINGS, "bad arguments or settings, a missing claims topic or partition"),
+            (ExitCode.FENCED, "fenced (the same replay id runs elsewhere)"),
+            (ExitCode.UNREACHABLE, "Kafka unreachable (no broker answer within CLAIMS_ADMIN_TIMEOUT_S)"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+            (ExitCode.INTERNAL, "internal error"),
+            (
+                ExitCode.INTERRUPTED,
+                "stopped by SIGINT/SIGTERM before the end: it prints the command to resume",
+            ),
+            note="A stopped replay resumes from its own committed progress when run again with the same"
+            " arguments (or --replay-id).",
+        ),
     )
     parser.add_argument(
         "--from", dest="start", required=True, help="start of the range (ISO 8601; UTC if naive)"

@@ -40,6 +40,7 @@ __all__ = [
     "AccessRefused",
     "Backoff",
     "BatchAborted",
+    "BrokerUnreachable",
     "ClientError",
     "ExitCode",
     "FatalError",
@@ -79,6 +80,21 @@ PRODUCER_FENCED = (kerrors.ProducerFencedError, kerrors.InvalidProducerEpochErro
 """Fenced by the transaction coordinator: a newer producer with our transactional id, or the broker's
 own abort of a timed-out transaction (it bumps the epoch). Not ``SlotTaken``: that comes from the group
 coordinator and already says another process holds the slot."""
+
+
+class BrokerUnreachable(kerrors.KafkaTimeoutError):
+    """No bootstrap server answered a new client in time (a wrong address, a closed port, a firewall).
+
+    A ``KafkaTimeoutError``, so the live worker's start-up retries it as before; an operator command
+    ends with its one line, which names the addresses (exit 4).
+    """
+
+    def __init__(self, servers: list[str], timeout_s: float | None) -> None:
+        within = "" if timeout_s is None else f" within {timeout_s:g} s (CLAIMS_ADMIN_TIMEOUT_S)"
+        super().__init__(
+            f"no Kafka broker answered at {', '.join(servers)}{within}; is KAFKA_BOOTSTRAP_SERVERS right?"
+        )
+        self.servers = servers
 
 
 class SlotUnconfirmed(ClaimsWorkerError):  # noqa: N818 - established public name
