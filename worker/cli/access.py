@@ -61,11 +61,12 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
     who = settings.kafka_username or (
         "<client certificate subject>" if settings.kafka_ssl_certfile else "ANONYMOUS"
     )
+    listed = list_own_acls(settings)  # the first contact: no broker answering is exit 4 before any line
+    login = "no login (PLAINTEXT)" if settings.kafka_security_protocol.value == "PLAINTEXT" else "login ok"
     echo(
         f"check-access as User:{who} at {settings.require_bootstrap()} "
-        f"({settings.kafka_security_protocol.value}); login ok"
+        f"({settings.kafka_security_protocol.value}); {login}"
     )
-    listed = list_own_acls(settings)
     if listed is None:
         echo(
             "DescribeAcls: denied (it needs DESCRIBE on the cluster, which a worker should not hold); "
@@ -99,10 +100,26 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_NOT_AUTHORIZED
     if absent:
-        echo(f"{len(absent)} topic(s) do not exist: create them (claims-worker create-topics)")
+        echo(f"{len(absent)} topic(s) do not exist:")
+        for topic in sorted({f.need.name for f in absent}):
+            echo(f"  {topic}: {creating_command(settings, topic)}")
         return EXIT_NO_TOPIC
     if unknown:
         echo(f"{len(unknown)} right(s) could not be established; the others are granted")
         return EXIT_OK
     echo("every right the worker needs is granted")
     return EXIT_OK
+
+
+def creating_command(settings: Settings, topic: str) -> str:
+    """Return the command that creates ``topic``: each feature topic has its own, not ``create-topics``.
+
+    ``create-topics`` makes only the claims, results and dead-letter topics; the authorization store is
+    compacted (``authorizations create-topic``) and the directory's updates topic is created, compacted,
+    by its first ``directory publish``.
+    """
+    if topic == settings.authorizations_topic:
+        return "claims-worker authorizations create-topic"
+    if topic == settings.directory_updates_topic:
+        return "claims-worker directory publish NPPES_FILE (creates it, compacted)"
+    return "claims-worker create-topics"

@@ -37,8 +37,10 @@ _EPILOG = exit_epilog(
     (ExitCode.OK, "done"),
     (
         ExitCode.BAD_SETTINGS,
-        "bad input (a malformed NPPES row, named by line; a missing or damaged index;"
-        " a missing path or topic)",
+        (
+            "bad input (a malformed NPPES row, named by line; a missing or damaged index;"
+            " a missing path or topic)"
+        ),
     ),
     (ExitCode.UNREACHABLE, "Kafka unreachable"),
     (ExitCode.NOT_AUTHORIZED, "not authorized (a refused login or a missing ACL)"),

@@ -91,10 +91,15 @@ class BrokerUnreachable(kerrors.KafkaTimeoutError):
 
     def __init__(self, servers: list[str], timeout_s: float | None) -> None:
         within = "" if timeout_s is None else f" within {timeout_s:g} s (CLAIMS_ADMIN_TIMEOUT_S)"
-        super().__init__(
+        self.message = (
             f"no Kafka broker answered at {', '.join(servers)}{within}; is KAFKA_BOOTSTRAP_SERVERS right?"
         )
+        super().__init__(self.message)
         self.servers = servers
+
+    def __str__(self) -> str:
+        """Return the operator's line (kafka-python's errors put their class name in front)."""
+        return self.message
 
 
 class SlotUnconfirmed(ClaimsWorkerError):  # noqa: N818 - established public name
@@ -218,7 +223,7 @@ def describe(exc: BaseException, settings: Settings) -> str:
     """
     kind = classify(exc)
     name = type(exc).__name__
-    if isinstance(exc, (FatalError, ConfigError)):
+    if isinstance(exc, (FatalError, ConfigError, BrokerUnreachable)):
         return str(exc)
     if kind is Kind.FENCED:
         return _who_fenced(exc, settings)
