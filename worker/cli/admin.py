@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from worker.cli.exits import exit_epilog
+from worker.cli.selectors import moment, natural, offsets
 from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo
 
@@ -113,16 +113,14 @@ def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--partition",
         action="append",
         default=[],
-        type=_natural,
+        type=natural,
         help="only this source partition (repeatable)",
     )
-    show.add_argument("--offsets", type=_offsets, help="only source offsets A-B (inclusive; A- or -B open)")
+    show.add_argument("--offsets", type=offsets, help="only source offsets A-B (inclusive; A- or -B open)")
     show.add_argument(
-        "--since", type=_moment, help="only records written at or after this ISO time (UTC if naive)"
+        "--since", type=moment, help="only records written at or after this ISO time (UTC if naive)"
     )
-    show.add_argument(
-        "--until", type=_moment, help="only records written before this ISO time (UTC if naive)"
-    )
+    show.add_argument("--until", type=moment, help="only records written before this ISO time (UTC if naive)")
     show.add_argument(
         "--format", dest="output", choices=("table", "json"), default="table", help="[default: table]"
     )
@@ -134,37 +132,6 @@ def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         " [default: the results and dead-letter topics]",
     )
     show.set_defaults(handler=show_results)
-
-
-def _natural(text: str) -> int:
-    """Parse a whole number of at least 0 for argparse."""
-    if not text.isdigit():
-        msg = f"must be a whole number of at least 0, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return int(text)
-
-
-def _offsets(text: str) -> tuple[int | None, int | None]:
-    """Parse ``A-B``, ``A-`` or ``-B`` (inclusive offsets) for argparse."""
-    low, dash, high = text.partition("-")
-    if not dash or not (low or high) or not all(part.isdigit() for part in (low, high) if part):
-        msg = f"must be A-B, A- or -B with whole numbers, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    bounds = (int(low) if low else None, int(high) if high else None)
-    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-        msg = f"the range {text!r} is empty"
-        raise argparse.ArgumentTypeError(msg)
-    return bounds
-
-
-def _moment(text: str) -> datetime:
-    """Parse an ISO date or date-time for argparse; a naive one is UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        msg = f"must be an ISO date or time such as 2025-03-01T12:00:00Z, not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _positive(text: str) -> int:
