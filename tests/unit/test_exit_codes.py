@@ -26,8 +26,8 @@ _ROW = re.compile(r"^\| `([a-z-]+)` \| ([0-9, ]+)", re.MULTILINE)
 
 def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
     """Yield ``(command path, parser)`` for every sub-command and nested sub-command of ``parser``."""
-    for action in parser._actions:  # noqa: SLF001 - argparse keeps its sub-parsers only here
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
             for name, child in action.choices.items():
                 yield (*path, name), child
                 yield from _commands(child, (*path, name))

@@ -178,8 +178,10 @@ def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
     """Produce the bundled sample claims and poison records (and directory samples) to the claims topic."""
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.kafka.clients import Role, new_producer  # noqa: PLC0415
+    from worker.kafka.topics import require_topic  # noqa: PLC0415
     from worker.samples import directory_samples, poison_records, sample_claims  # noqa: PLC0415
 
+    require_topic(settings, settings.claims_topic, Role.SEEDER)  # a missing topic: one line, exit 2
     codec = Codec()
     producer = new_producer(settings, Role.SEEDER, acks="all")
     n = 0
