@@ -82,7 +82,7 @@ own abort of a timed-out transaction (it bumps the epoch). Not ``SlotTaken``: th
 coordinator and already says another process holds the slot."""
 
 
-class BrokerUnreachable(kerrors.KafkaTimeoutError):
+class BrokerUnreachable(kerrors.KafkaTimeoutError):  # type: ignore[misc]  # kafka-python is untyped
     """No bootstrap server answered a new client in time (a wrong address, a closed port, a firewall).
 
     A ``KafkaTimeoutError``, so the live worker's start-up retries it as before; an operator command
