@@ -601,3 +601,42 @@ def test_a_selection_gets_its_own_default_replay_id_and_the_resume_line_pins_it(
     assert (again.partition, again.offsets, again.replay_id) == ([1], (10, None), "r1")
     with pytest.raises(SystemExit):
         _parser().parse_args(["replay", "--from", "2026-11-30T08:00", "--offsets", "9-3"])
+
+
+@pytest.mark.parametrize(("finished", "code"), [(False, ExitCode.INTERRUPTED), (True, ExitCode.OK)])
+def test_sigint_exits_130_with_the_resume_line_unless_the_range_was_done(
+    monkeypatch, capsys, tmp_path, finished, code
+):
+    """SIGINT before the range's end: exit 130 and one line with the command; after it: exit 0, no such line."""
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    import worker.runtime.replay as runtime_replay  # noqa: PLC0415
+    from worker.runtime.replay_job import ReplaySummary  # noqa: PLC0415
+
+    def interrupted(job):
+        os.kill(os.getpid(), signal.SIGINT)  # the replay's own handler sets its stop event
+        assert job.stop()
+        return ReplaySummary(job.replay_id, finished=finished)
+
+    monkeypatch.setattr(runtime_replay, "run_replay", interrupted)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    changes = tmp_path / "changes.jsonl"
+    try:
+        got = main(
+            ["replay", "--from", "2026-11-30T08:00", "--diff", "--changes", str(changes), "--replay-id", "d1"]
+        )
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert got == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "interrupted before the end" in line]
+    if finished:
+        assert lines == []
+    else:
+        command = f"claims-worker replay --from 2026-11-30T08:00 --changes {changes} --replay-id d1 --diff"
+        assert lines == [
+            f"replay d1: interrupted before the end of its range; to start it over, run: {command}"
+        ]

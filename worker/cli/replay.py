@@ -251,7 +251,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         echo(diff_report(summary, policy.ref, changes))
     else:
         echo(replay_report(summary, policy.ref, output or "", dead_letters or ""))
-    if stop.is_set():
+    if stop.is_set() and not summary.finished:
         again = "start it over" if args.diff else "resume from its last committed batch"
         echo(
             f"replay {replay_id}: interrupted before the end of its range; to {again}, run:"

@@ -16,6 +16,8 @@ Exit codes (also in ``claims-worker --help``):
  5    not authorized: authentication failed or an ACL is missing (the message names what)
  6    the broker does not support a needed protocol version
 70    unexpected internal error
+130   a replay stopped by SIGINT/SIGTERM before its end (it prints the command that resumes it)
+141   stdout closed before the output ended (``| head``)
 ====  ===========================================================================================
 """
 

@@ -135,6 +135,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         job.metrics.range.set(summary.total)
         job.metrics.remaining.set(summary.total - summary.already_done)
         run.run()
+        summary.finished = not todo  # False: stopped (SIGINT/SIGTERM) with part of the range left
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:

@@ -136,6 +136,7 @@ class ReplaySummary:
     changes: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
     seconds: float = 0.0
+    finished: bool = False  # every partition reached its range's end (not stopped part-way)
     authorizations_as_of: str = "none"  # the range start when a store was pinned; "none": no store
     authorizations_seeded: int = 0  # authorizations on file at the range start
     authorizations_issued: int = 0  # approvals the replay put on file in its own store
