@@ -609,6 +609,7 @@ def test_sigint_exits_130_with_the_resume_line_unless_the_range_was_done(
 ):
     """SIGINT before the range's end: exit 130 and one line with the command; after it: exit 0, no such line."""
     import os  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
     import worker.runtime.replay as runtime_replay  # noqa: PLC0415
@@ -636,7 +637,7 @@ def test_sigint_exits_130_with_the_resume_line_unless_the_range_was_done(
     if finished:
         assert lines == []
     else:
-        command = f"claims-worker replay --from 2026-11-30T08:00 --changes {changes} --replay-id d1 --diff"
+        command = f"claims-worker replay --from 2026-11-30T08:00 --changes {shlex.quote(str(changes))} --replay-id d1 --diff"
         assert lines == [
             f"replay d1: interrupted before the end of its range; to start it over, run: {command}"
         ]
