@@ -33,6 +33,7 @@ _RUN_EXITS = exit_epilog(
     (ExitCode.UNSUPPORTED_VERSION, "unsupported broker version"),
     (ExitCode.INTERNAL, "internal error"),
     note="--processes N: the worst child's code.",
+    pipe=False,
 )
 
 

@@ -1,8 +1,8 @@
 """The process exit codes: what each one means, and the ``--help`` epilog that lists a command's own.
 
 Every sub-command's epilog is built by ``exit_epilog``, so each one reads ``exit codes: 0 ...; 2 ...``
-and ends with the closed-pipe code, which ``main`` gives every command (docs/operations.md, "Exit
-codes by command"; ``tests/unit/test_exit_codes.py`` checks the two agree).
+and ends with the closed-pipe code, which ``main`` gives every command but ``run`` (docs/operations.md,
+"Exit codes by command"; ``tests/unit/test_exit_codes.py`` checks the two agree).
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
 _PIPE = (ExitCode.PIPE_CLOSED, "stdout closed early (| head)")
 
 
-def exit_epilog(*codes: tuple[int, str], note: str = "") -> str:
+def exit_epilog(*codes: tuple[int, str], note: str = "", pipe: bool = True) -> str:
     """Return a sub-command's epilog: ``exit codes: 0 done; 2 ...; 141 stdout closed early``, then ``note``.
 
-    ``codes`` are the command's own ``(code, meaning)`` pairs in order; the closed-pipe code is added.
+    ``codes`` are the command's own ``(code, meaning)`` pairs in order; the closed-pipe code is added
+    unless ``pipe`` is false (``run``: it logs to stderr and ends through ``os._exit`` with its own code).
     """
-    listed = "; ".join(f"{int(code)} {meaning}" for code, meaning in (*codes, _PIPE))
+    listed = "; ".join(f"{int(code)} {meaning}" for code, meaning in (*codes, *([_PIPE] if pipe else [])))
     return f"exit codes: {listed}." + (f" {note}" if note else "")
