@@ -36,6 +36,8 @@ class ExitCode(IntEnum):
     NOT_AUTHORIZED = 5
     UNSUPPORTED_VERSION = 6
     INTERNAL = 70
+    INTERRUPTED = 130  # a replay stopped by SIGINT/SIGTERM before its end (128 + SIGINT, as a shell says)
+    PIPE_CLOSED = 141  # stdout's reader went away (`| head`): 128 + SIGPIPE, what a killed writer reports
 
 
 class DeadLetterClass(StrEnum):

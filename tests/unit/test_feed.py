@@ -12,6 +12,7 @@ import pytest
 from worker.cli import feed, main
 from worker.contracts.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Codec
 from worker.contracts.pa_request import decode_pa_request
+from worker.kafka import topics
 from worker.samples import demo_request
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class _Sender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, list[feed.FeedLine]]] = []
 
-    def require_topic(self, _settings: object, _topic: str) -> None:
+    def require_topic(self, _settings: object, _topic: str, _role: object) -> None:
         """The topic exists."""
 
     def send(self, _settings: object, topic: str, lines: list[feed.FeedLine]):
@@ -168,7 +169,7 @@ class _Sender:
 def sender(monkeypatch: pytest.MonkeyPatch) -> _Sender:
     """Replace the feed's Kafka calls with a recorder, and give it a broker address that is never dialled."""
     fake = _Sender()
-    monkeypatch.setattr(feed, "_require_topic", fake.require_topic)
+    monkeypatch.setattr(topics, "require_topic", fake.require_topic)
     monkeypatch.setattr(feed, "send_lines", fake.send)
     for name in ("CLAIMS_WIRE_FORMAT", "CLAIMS_PA_REQUESTS_TOPIC", "CLAIMS_CLAIMS_TOPIC"):
         monkeypatch.delenv(name, raising=False)

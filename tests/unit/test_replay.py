@@ -553,3 +553,91 @@ def test_a_diff_sends_nothing_and_opens_no_transaction():
     assert run.step() == 2
     assert run.queued == []
     assert len(run.summary.changes) == 2  # compared with the (absent) live verdicts instead
+
+
+def test_narrow_keeps_the_asked_partitions_and_offsets_of_the_time_range():
+    """--partition keeps those partitions; --offsets A-B (inclusive) clips each range; an unknown partition is exit 2."""
+    from worker.kafka.io import TopicPartition  # noqa: PLC0415
+    from worker.kafka.ranges import narrow  # noqa: PLC0415
+
+    ranges = {TopicPartition("claims", 0): (5, 40), TopicPartition("claims", 1): (0, 10)}
+    assert narrow(ranges) == ranges
+    assert narrow(ranges, frozenset({1})) == {TopicPartition("claims", 1): (0, 10)}
+    assert narrow(ranges, offsets=(8, 20)) == {
+        TopicPartition("claims", 0): (8, 21),
+        TopicPartition("claims", 1): (8, 10),
+    }
+    assert narrow(ranges, offsets=(None, 6)) == {
+        TopicPartition("claims", 0): (5, 7),
+        TopicPartition("claims", 1): (0, 7),
+    }
+    assert narrow(ranges, frozenset({1}), (30, None)) == {TopicPartition("claims", 1): (10, 10)}
+    with pytest.raises(ConfigError, match="no partition 2"):
+        narrow(ranges, frozenset({2}))
+
+
+def test_a_selection_gets_its_own_default_replay_id_and_the_resume_line_pins_it():
+    """--partition/--offsets change the default id; the resume command repeats the arguments with --replay-id."""
+    import shlex  # noqa: PLC0415
+
+    from worker.cli import _parser  # noqa: PLC0415
+    from worker.cli.replay import _selection, resume_command  # noqa: PLC0415
+
+    plain = _parser().parse_args(["replay", "--from", "2026-11-30T08:00"])
+    picked = _parser().parse_args(
+        ["replay", "--since", "2026-11-30T08:00", "--partition", "1", "--offsets", "10-", "--diff"]
+    )
+    assert _selection(plain) == ""
+    assert _selection(picked) == "p=1;o=10-"
+    base = default_replay_id(T0, None, "P/1", "out")
+    assert default_replay_id(T0, None, "P/1", "out", "") == base
+    assert default_replay_id(T0, None, "P/1", "out", _selection(picked)) != base
+    line = resume_command(picked, "r1")
+    assert shlex.split(line) == [
+        "claims-worker", "replay", "--from", "2026-11-30T08:00", "--partition", "1", "--offsets", "10-",
+        "--replay-id", "r1", "--diff",
+    ]  # fmt: skip
+    again = _parser().parse_args(shlex.split(line)[1:])
+    assert (again.partition, again.offsets, again.replay_id) == ([1], (10, None), "r1")
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["replay", "--from", "2026-11-30T08:00", "--offsets", "9-3"])
+
+
+@pytest.mark.parametrize(("finished", "code"), [(False, ExitCode.INTERRUPTED), (True, ExitCode.OK)])
+def test_sigint_exits_130_with_the_resume_line_unless_the_range_was_done(
+    monkeypatch, capsys, tmp_path, finished, code
+):
+    """SIGINT before the range's end: exit 130 and one line with the command; after it: exit 0, no such line."""
+    import os  # noqa: PLC0415
+    import shlex  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    import worker.runtime.replay as runtime_replay  # noqa: PLC0415
+    from worker.runtime.replay_job import ReplaySummary  # noqa: PLC0415
+
+    def interrupted(job):
+        os.kill(os.getpid(), signal.SIGINT)  # the replay's own handler sets its stop event
+        assert job.stop()
+        return ReplaySummary(job.replay_id, finished=finished)
+
+    monkeypatch.setattr(runtime_replay, "run_replay", interrupted)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    changes = tmp_path / "changes.jsonl"
+    try:
+        got = main(
+            ["replay", "--from", "2026-11-30T08:00", "--diff", "--changes", str(changes), "--replay-id", "d1"]
+        )
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert got == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "interrupted before the end" in line]
+    if finished:
+        assert lines == []
+    else:
+        command = f"claims-worker replay --from 2026-11-30T08:00 --changes {shlex.quote(str(changes))} --replay-id d1 --diff"
+        assert lines == [
+            f"replay d1: interrupted before the end of its range; to start it over, run: {command}"
+        ]

@@ -151,7 +151,7 @@ class TestCommandLine:
         ]
 
     def test_help_lists_the_fixed_exit_codes(self):
-        """`--help` documents exit codes 0, 2, 3, 4, 5, 6 and 70 with their meaning."""
+        """`--help` documents exit codes 0, 2, 3, 4, 5, 6, 70, 130 and 141 with their meaning."""
         from worker.cli import EXIT_CODES  # noqa: PLC0415
 
         proc = subprocess.run(
@@ -159,7 +159,7 @@ class TestCommandLine:
         )
         from worker.errors import ExitCode  # noqa: PLC0415
 
-        assert [code for code, _ in EXIT_CODES] == [0, 2, 3, 4, 5, 6, 70] == sorted(ExitCode)
+        assert [code for code, _ in EXIT_CODES] == [0, 2, 3, 4, 5, 6, 70, 130, 141] == sorted(ExitCode)
         for code, meaning in EXIT_CODES:
             assert f"  {code.value:<3} {meaning}" in proc.stdout
         assert "not authorized" in proc.stdout

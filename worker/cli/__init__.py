@@ -6,13 +6,15 @@ It also maps failures to the process exit codes listed in ``--help``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING
 
 from worker import __version__
+from worker.cli.exits import EXIT_CODES, exit_epilog
 from worker.config.settings import Settings, load_settings
 from worker.errors import ConfigError, ExitCode, NotAuthorized
-from worker.kafka.failures import AccessRefused, ClientError, TransactionalIdRefused
+from worker.kafka.failures import AccessRefused, BrokerUnreachable, ClientError, TransactionalIdRefused
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
@@ -20,39 +22,32 @@ if TYPE_CHECKING:
 
     from worker.cli.run import FaultHook
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "main"]
 
-# The process exit codes, fixed for every command; `--help` prints them.
-EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
+_RUN_EXITS = exit_epilog(
     (ExitCode.OK, "stopped cleanly (SIGTERM/SIGINT, or idle past CLAIMS_EXIT_WHEN_IDLE_S)"),
-    (
-        ExitCode.BAD_SETTINGS,
-        "bad settings or arguments, a missing or mis-sized topic, the metrics port in use",
-    ),
-    (ExitCode.FENCED, "fenced: another live instance owns the transactional id or the static member id"),
-    (
-        ExitCode.UNREACHABLE,
-        "Kafka or the schema registry unreachable past CLAIMS_STARTUP_RETRIES / CLAIMS_OUTAGE_LIMIT_S",
-    ),
-    (
-        ExitCode.NOT_AUTHORIZED,
-        "not authorized: authentication failed or an ACL is missing (the topic, group or id is named)",
-    ),
+    (ExitCode.BAD_SETTINGS, "bad settings, a missing or mis-sized topic, the metrics port in use"),
+    (ExitCode.FENCED, "fenced (another live instance owns the slot)"),
+    (ExitCode.UNREACHABLE, "Kafka or the schema registry unreachable past the limits"),
+    (ExitCode.NOT_AUTHORIZED, "not authorized"),
     (ExitCode.UNSUPPORTED_VERSION, "unsupported broker version"),
-    (
-        ExitCode.INTERNAL,
-        "unexpected internal error (one log line with its type and the record's coordinates)",
-    ),
+    (ExitCode.INTERNAL, "internal error"),
+    note="--processes N: the worst child's code.",
+    pipe=False,
 )
 
 
-def _settings_help() -> str:
+def _settings_help(exits: str | None = None) -> str:
+    """Return the settings table, then ``exits`` or (``None``) the table of every exit code."""
     lines = ["settings (environment variables):"]
     for name, field in Settings.model_fields.items():
         env = "KAFKA_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" else f"CLAIMS_{name.upper()}"
         default = "" if field.default in (None, "") else f" [default: {field.default}]"
         lines.append(f"  {env:<36} {field.description}{default}")
+    if exits is not None:
+        return "\n".join([*lines, "", exits])
     lines += ["", "exit codes:", *(f"  {code.value:<3} {meaning}" for code, meaning in EXIT_CODES)]
+    lines.append("  each command's own: claims-worker COMMAND --help")
     return "\n".join(lines)
 
 
@@ -68,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "run",
         help="run the worker until SIGTERM/SIGINT",
-        epilog=_settings_help(),
+        epilog=_settings_help(_RUN_EXITS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for register in _feature_commands():
@@ -152,7 +147,7 @@ def _transactional_hint(args: argparse.Namespace, settings: Settings | None) -> 
     return transactional_id_refused(settings)
 
 
-def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = None) -> int:  # noqa: PLR0911 - one return per documented failure
     """Entry point of the ``claims-worker`` console script; returns the process exit code.
 
     ``fault_hook`` is for the fault harness's own entry point only (``tests/chaos/faulty_worker.py``):
@@ -162,7 +157,10 @@ def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = No
     settings: Settings | None = None
     try:
         settings = load_settings()
-        return _command(args, settings, fault_hook)
+        code = _command(args, settings, fault_hook)
+        sys.stdout.flush()  # a closed pipe is met here, not in the interpreter's own flush at exit
+    except BrokenPipeError:
+        return _pipe_closed()
     except ConfigError as exc:
         echo(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_SETTINGS
@@ -178,11 +176,31 @@ def main(argv: Sequence[str] | None = None, *, fault_hook: FaultHook | None = No
             file=sys.stderr,
         )
         return ExitCode.NOT_AUTHORIZED
+    except BrokerUnreachable as exc:
+        echo(f"error: {exc}", file=sys.stderr)
+        return ExitCode.UNREACHABLE
     except ClientError as exc:
         echo(
             f"error: Kafka failed: {type(exc).__name__} (is KAFKA_BOOTSTRAP_SERVERS right?)", file=sys.stderr
         )
         return ExitCode.UNREACHABLE
+    return code
+
+
+def _pipe_closed() -> int:
+    """Stdout's reader went away (``| head``): end quietly with 141, as a writer killed by SIGPIPE does.
+
+    The Python docs' "Note on SIGPIPE": stdout is pointed at /dev/null so the interpreter's flush at
+    exit cannot raise a second BrokenPipeError (and print "Exception ignored ...").
+    """
+    try:
+        fileno = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing left to flush
+        return ExitCode.PIPE_CLOSED
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)
+    return ExitCode.PIPE_CLOSED
 
 
 if __name__ == "__main__":

@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from worker.cli.exits import exit_epilog
+from worker.errors import ExitCode
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
     from worker.config.settings import Settings
+    from worker.kafka.access import Finding
 
 __all__ = ["register"]
 
-EXIT_OK = 0
-EXIT_NO_TOPIC = 2
-EXIT_NOT_AUTHORIZED = 5
+EXIT_OK = ExitCode.OK
+EXIT_NO_TOPIC = ExitCode.BAD_SETTINGS
+EXIT_NOT_AUTHORIZED = ExitCode.NOT_AUTHORIZED
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +33,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="report, for each topic, group and transactional id the worker needs, whether it is granted",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_epilog(
+            (EXIT_OK, "every right granted (or some could not be established: the lines say UNKNOWN)"),
+            (EXIT_NO_TOPIC, "a topic does not exist, or bad settings"),
+            (ExitCode.UNREACHABLE, "no broker answer within CLAIMS_ADMIN_TIMEOUT_S"),
+            (EXIT_NOT_AUTHORIZED, "a right is missing or the login is refused"),
+        ),
     )
     parser.add_argument(
         "--no-transaction-probe",
@@ -55,11 +64,12 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
     who = settings.kafka_username or (
         "<client certificate subject>" if settings.kafka_ssl_certfile else "ANONYMOUS"
     )
+    listed = list_own_acls(settings)  # the first contact: no broker answering is exit 4 before any line
+    login = "no login (PLAINTEXT)" if settings.kafka_security_protocol.value == "PLAINTEXT" else "login ok"
     echo(
         f"check-access as User:{who} at {settings.require_bootstrap()} "
-        f"({settings.kafka_security_protocol.value}); login ok; roles: {', '.join(roles)}"
+        f"({settings.kafka_security_protocol.value}); {login}; roles: {', '.join(roles)}"
     )
-    listed = list_own_acls(settings)
     if listed is None:
         echo(
             "DescribeAcls: denied (it needs DESCRIBE on the cluster, which a worker should not hold); "
@@ -87,7 +97,13 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
             echo(
                 f"  {finding.verdict.value:<8} {need.describe():<{width}}  to {need.why}  [{finding.method}]"
             )
-    findings = list(by_need.values())  # a right two roles share is counted once
+    return _conclude(settings, list(by_need.values()))  # a right two roles share is counted once
+
+
+def _conclude(settings: Settings, findings: list[Finding]) -> int:
+    """Print what the findings add up to and return the exit code (0, 2 or 5)."""
+    from worker.kafka.access import Verdict  # noqa: PLC0415 - keeps --help fast
+
     missing = [f for f in findings if f.verdict is Verdict.MISSING]
     absent = [f for f in findings if f.verdict is Verdict.NO_TOPIC]
     unknown = [f for f in findings if f.verdict is Verdict.UNKNOWN]
@@ -98,10 +114,26 @@ def check_access(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_NOT_AUTHORIZED
     if absent:
-        echo(f"{len(absent)} topic(s) do not exist: create them (claims-worker create-topics)")
+        echo(f"{len(absent)} topic(s) do not exist:")
+        for topic in sorted({f.need.name for f in absent}):
+            echo(f"  {topic}: {creating_command(settings, topic)}")
         return EXIT_NO_TOPIC
     if unknown:
         echo(f"{len(unknown)} right(s) could not be established; the others are granted")
         return EXIT_OK
     echo("every right the worker needs is granted")
     return EXIT_OK
+
+
+def creating_command(settings: Settings, topic: str) -> str:
+    """Return the command that creates ``topic``: each feature topic has its own, not ``create-topics``.
+
+    ``create-topics`` makes only the claims, results and dead-letter topics; the authorization store is
+    compacted (``authorizations create-topic``) and the directory's updates topic is created, compacted,
+    by its first ``directory publish``.
+    """
+    if topic == settings.authorizations_topic:
+        return "claims-worker authorizations create-topic"
+    if topic == settings.directory_updates_topic:
+        return "claims-worker directory publish NPPES_FILE (creates it, compacted)"
+    return "claims-worker create-topics"

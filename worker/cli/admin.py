@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from worker.errors import ConfigError
+from worker.cli.exits import exit_epilog
+from worker.cli.selectors import moment, natural, offsets
+from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
@@ -22,16 +23,25 @@ __all__ = ["register"]
 # broker can be down without losing acknowledged records or stopping writes. One local broker needs 1 and 1.
 DEFAULT_REPLICATION_FACTOR = 3
 DEFAULT_MIN_INSYNC_REPLICAS = 2
+_UNREACHABLE = (ExitCode.UNREACHABLE, "no broker answer within CLAIMS_ADMIN_TIMEOUT_S")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the admin sub-commands to the ``claims-worker`` parser."""
     sub.add_parser(
-        "print-settings", help="print the effective settings (secrets masked) as JSON"
+        "print-settings",
+        help="print the effective settings (secrets masked) as JSON",
+        epilog=exit_epilog((ExitCode.OK, "printed"), (ExitCode.BAD_SETTINGS, "bad settings")),
     ).set_defaults(handler=print_settings)
     topics = sub.add_parser(
         "create-topics",
         help="create the claims, results and dead-letter topics (existing ones are left alone)",
+        epilog=exit_epilog(
+            (ExitCode.OK, "the topics exist"),
+            (ExitCode.BAD_SETTINGS, "bad arguments or settings, or the cluster refused the topic settings"),
+            _UNREACHABLE,
+            (ExitCode.NOT_AUTHORIZED, "not authorized (CREATE on the cluster or the topics)"),
+        ),
     )
     topics.add_argument("--partitions", type=_positive, default=1, help="partitions per topic [default: 1]")
     topics.add_argument(
@@ -49,7 +59,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     topics.set_defaults(handler=create_topics)
     seed = sub.add_parser(
-        "seed-samples", help="produce the bundled sample claims (and poison records) to the claims topic"
+        "seed-samples",
+        help="produce the bundled sample claims (and poison records) to the claims topic",
+        epilog=exit_epilog(
+            (ExitCode.OK, "produced"),
+            (ExitCode.BAD_SETTINGS, "bad settings or a missing claims topic"),
+            _UNREACHABLE,
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+        ),
     )
     seed.add_argument(
         "--directory-samples",
@@ -67,10 +84,15 @@ def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     show = sub.add_parser(
         "show-results",
         help="print the committed results and dead letters (every partition, to its end) as a table or JSON",
-        epilog="--partition and --offsets select by the claims-topic coordinates a row answers (the src"
-        " column); --since/--until by the record's Kafka timestamp. Exit codes: 0 rows shown; 1 read to the"
-        " end, nothing matched; 2 a missing topic or bad arguments; 4 Kafka unreachable or the read stalled"
-        " past CLAIMS_OUTAGE_LIMIT_S; 5 not authorized.",
+        epilog=exit_epilog(
+            (ExitCode.OK, "rows shown"),
+            (1, "read to the end, nothing matched"),
+            (ExitCode.BAD_SETTINGS, "a missing topic or bad arguments"),
+            (ExitCode.UNREACHABLE, _UNREACHABLE[1] + " or the read stalled past CLAIMS_OUTAGE_LIMIT_S"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+            note="--partition and --offsets select by the claims-topic coordinates a row answers (the src"
+            " column); --since/--until by the record's Kafka timestamp.",
+        ),
     )
     show.add_argument("--claim-id", action="append", default=[], help="only this claim id (repeatable)")
     show.add_argument(
@@ -91,16 +113,14 @@ def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--partition",
         action="append",
         default=[],
-        type=_natural,
+        type=natural,
         help="only this source partition (repeatable)",
     )
-    show.add_argument("--offsets", type=_offsets, help="only source offsets A-B (inclusive; A- or -B open)")
+    show.add_argument("--offsets", type=offsets, help="only source offsets A-B (inclusive; A- or -B open)")
     show.add_argument(
-        "--since", type=_moment, help="only records written at or after this ISO time (UTC if naive)"
+        "--since", type=moment, help="only records written at or after this ISO time (UTC if naive)"
     )
-    show.add_argument(
-        "--until", type=_moment, help="only records written before this ISO time (UTC if naive)"
-    )
+    show.add_argument("--until", type=moment, help="only records written before this ISO time (UTC if naive)")
     show.add_argument(
         "--format", dest="output", choices=("table", "json"), default="table", help="[default: table]"
     )
@@ -112,37 +132,6 @@ def _register_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         " [default: the results and dead-letter topics]",
     )
     show.set_defaults(handler=show_results)
-
-
-def _natural(text: str) -> int:
-    """Parse a whole number of at least 0 for argparse."""
-    if not text.isdigit():
-        msg = f"must be a whole number of at least 0, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return int(text)
-
-
-def _offsets(text: str) -> tuple[int | None, int | None]:
-    """Parse ``A-B``, ``A-`` or ``-B`` (inclusive offsets) for argparse."""
-    low, dash, high = text.partition("-")
-    if not dash or not (low or high) or not all(part.isdigit() for part in (low, high) if part):
-        msg = f"must be A-B, A- or -B with whole numbers, not {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    bounds = (int(low) if low else None, int(high) if high else None)
-    if bounds[0] is not None and bounds[1] is not None and bounds[0] > bounds[1]:
-        msg = f"the range {text!r} is empty"
-        raise argparse.ArgumentTypeError(msg)
-    return bounds
-
-
-def _moment(text: str) -> datetime:
-    """Parse an ISO date or date-time for argparse; a naive one is UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        msg = f"must be an ISO date or time such as 2025-03-01T12:00:00Z, not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _positive(text: str) -> int:
@@ -189,8 +178,10 @@ def seed_samples(args: argparse.Namespace, settings: Settings) -> int:
     """Produce the bundled sample claims and poison records (and directory samples) to the claims topic."""
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.kafka.clients import Role, new_producer  # noqa: PLC0415
+    from worker.kafka.topics import require_topic  # noqa: PLC0415
     from worker.samples import directory_samples, poison_records, sample_claims  # noqa: PLC0415
 
+    require_topic(settings, settings.claims_topic, Role.SEEDER)  # a missing topic: one line, exit 2
     codec = Codec()
     producer = new_producer(settings, Role.SEEDER, acks="all")
     n = 0

@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from worker.cli.exits import exit_epilog
+from worker.errors import ExitCode
 from worker.ops.escaping import echo, printable
 
 if TYPE_CHECKING:
@@ -22,11 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_EPILOG = (
-    "exit codes: 0 done; 2 bad settings, no store topic, an unknown PA number or an unknown reason code; "
-    "4 Kafka unreachable. serve-requests (the claims' pipeline with the request door): 0 clean stop, "
-    "2 bad settings or a missing or too small topic, 3 fenced, 4 unreachable past the outage limit, "
-    "5 not authorized, 70 internal error. See docs/authorizations.md."
+_EPILOG = exit_epilog(
+    (ExitCode.OK, "done"),
+    (ExitCode.BAD_SETTINGS, "bad settings, no store topic, an unknown PA number or an unknown reason code"),
+    (ExitCode.UNREACHABLE, "Kafka unreachable"),
+    (ExitCode.NOT_AUTHORIZED, "not authorized (a refused login or a missing ACL)"),
+    note="serve-requests (the claims' pipeline with the request door): 0 clean stop, 2 bad settings or a"
+    " missing or too small topic, 3 fenced, 4 unreachable past the outage limit, 5 not authorized, 70"
+    " internal error. See docs/authorizations.md.",
 )
 
 
@@ -36,14 +41,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "authorizations", help="show or revoke prior authorizations on file", epilog=_EPILOG
     )
     commands = parser.add_subparsers(dest="authorizations_command", required=True)
-    create = commands.add_parser("create-topic", help="create the compacted store topic if it is missing")
+    create = commands.add_parser(
+        "create-topic", epilog=_EPILOG, help="create the compacted store topic if it is missing"
+    )
     create.add_argument("--partitions", type=int, default=1, help="partitions when the topic is created")
     create.add_argument("--replication-factor", type=int, default=1, help="when the topic is created")
     create.set_defaults(handler=_create)
-    show = commands.add_parser("show", help="print one authorization on file (JSON; no PHI)")
+    show = commands.add_parser("show", epilog=_EPILOG, help="print one authorization on file (JSON; no PHI)")
     show.add_argument("number", help="the 11-digit PA number (498-PY)")
     show.set_defaults(handler=_show)
-    revoke = commands.add_parser("revoke", help="revoke an authorization: an event in the store, once")
+    revoke = commands.add_parser(
+        "revoke", epilog=_EPILOG, help="revoke an authorization: an event in the store, once"
+    )
     revoke.add_argument("number", help="the 11-digit PA number (498-PY)")
     revoke.add_argument(
         "--reason",
@@ -53,17 +62,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.set_defaults(handler=_revoke)
     serve = commands.add_parser(
         "serve-requests",
+        epilog=_EPILOG,
         help="decide PA requests (CLAIMS_PA_REQUESTS_TOPIC) and answer on CLAIMS_PA_DECISIONS_TOPIC",
     )
     serve.set_defaults(handler=_serve_requests)
     answers = commands.add_parser(
-        "decisions", help="print the answers on CLAIMS_PA_DECISIONS_TOPIC (JSON lines)"
+        "decisions", epilog=_EPILOG, help="print the answers on CLAIMS_PA_DECISIONS_TOPIC (JSON lines)"
     )
     answers.set_defaults(handler=_decisions)
-    request = commands.add_parser("seed-demo-request", help="(demo) produce one approvable PA request")
+    request = commands.add_parser(
+        "seed-demo-request", epilog=_EPILOG, help="(demo) produce one approvable PA request"
+    )
     request.set_defaults(handler=_seed_demo_request)
     fill = commands.add_parser(
-        "seed-demo-fill", help="(demo) produce a later fill, without clinical data, for sample approve-codes"
+        "seed-demo-fill",
+        epilog=_EPILOG,
+        help="(demo) produce a later fill, without clinical data, for sample approve-codes",
     )
     fill.set_defaults(handler=_seed_demo_fill)
 

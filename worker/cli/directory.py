@@ -16,10 +16,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from worker.cli.exits import exit_epilog
 from worker.directory.builder import build_index
 from worker.directory.index import Directory
 from worker.directory.layout import MAGIC, DirectoryIndexError
 from worker.directory.nppes import NppesFormatError, open_text, read_nppes
+from worker.errors import ExitCode
 from worker.ops.escaping import echo
 
 if TYPE_CHECKING:
@@ -31,6 +33,19 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
+_EPILOG = exit_epilog(
+    (ExitCode.OK, "done"),
+    (
+        ExitCode.BAD_SETTINGS,
+        (
+            "bad input (a malformed NPPES row, named by line; a missing or damaged index;"
+            " a missing path or topic)"
+        ),
+    ),
+    (ExitCode.UNREACHABLE, "Kafka unreachable"),
+    (ExitCode.NOT_AUTHORIZED, "not authorized (a refused login or a missing ACL)"),
+    note="See docs/directory.md.",
+)
 _RELEASE = re.compile(r"npidata_pfile_(\d{8})-(\d{8})")
 
 
@@ -39,12 +54,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "directory",
         help="build, publish and query the prescriber directory (NPPES)",
-        epilog="exit codes: 0 done; 2 bad input (a malformed NPPES row, named by line; a missing or damaged "
-        "index; a missing path or topic); 4 Kafka unreachable. See docs/directory.md.",
+        epilog=_EPILOG,
     )
     commands = parser.add_subparsers(dest="directory_command", required=True)
 
-    build = commands.add_parser("build", help="build the memory-mapped index from an NPPES file")
+    build = commands.add_parser(
+        "build", epilog=_EPILOG, help="build the memory-mapped index from an NPPES file"
+    )
     build.add_argument("file", type=Path, help="NPPES data dissemination CSV (npidata_pfile_*.csv)")
     build.add_argument("--out", type=Path, help="index to write [default: CLAIMS_DIRECTORY_PATH]")
     _release_arguments(build)
@@ -53,7 +69,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     build.set_defaults(handler=_build)
 
     publish = commands.add_parser(
-        "publish", help="write an NPPES file (or its diff from an older release) to the updates topic"
+        "publish",
+        epilog=_EPILOG,
+        help="write an NPPES file (or its diff from an older release) to the updates topic",
     )
     publish.add_argument("file", type=Path, help="NPPES CSV or a built index: the newer release")
     publish.add_argument(
@@ -65,13 +83,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _release_arguments(publish)
     publish.set_defaults(handler=_publish)
 
-    show = commands.add_parser("show", help="print what the directory says of NPIs on a date (JSON lines)")
+    show = commands.add_parser(
+        "show", epilog=_EPILOG, help="print what the directory says of NPIs on a date (JSON lines)"
+    )
     show.add_argument("npis", nargs="+", help="10-digit NPIs")
     show.add_argument("--index", type=Path, help="index [default: CLAIMS_DIRECTORY_PATH]")
     show.add_argument("--date", type=date.fromisoformat, default=None, help="date of service [today]")
     show.set_defaults(handler=_show)
 
-    info = commands.add_parser("info", help="print an index's header (release, build time, counts)")
+    info = commands.add_parser(
+        "info", epilog=_EPILOG, help="print an index's header (release, build time, counts)"
+    )
     info.add_argument("index", type=Path, nargs="?", help="index [default: CLAIMS_DIRECTORY_PATH]")
     info.add_argument("--verify", action="store_true", help="also check the sections' SHA-256")
     info.set_defaults(handler=_info)

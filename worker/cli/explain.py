@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from worker.cli.exits import exit_epilog
 from worker.errors import ExitCode
 from worker.ops.escaping import echo, printable
 
@@ -26,12 +27,15 @@ __all__ = ["explain_command", "register"]
 
 _NOTHING_MATCHED = 1  # as show-results: the read was complete, and nothing answers what was asked
 
-_EPILOG = (
-    "--at names the claims-topic coordinates a result answers, the src column of show-results"
+_EPILOG = exit_epilog(
+    (ExitCode.OK, "shown"),
+    (_NOTHING_MATCHED, "read to the end, nothing matched"),
+    (ExitCode.BAD_SETTINGS, "a missing topic or bad arguments"),
+    (ExitCode.UNREACHABLE, "Kafka unreachable or the read stalled past CLAIMS_OUTAGE_LIMIT_S"),
+    (ExitCode.NOT_AUTHORIZED, "not authorized"),
+    note="--at names the claims-topic coordinates a result answers, the src column of show-results"
     " (PARTITION@OFFSET or PARTITION:OFFSET). A claim id with several results (re-submissions, replays on"
-    " --topic) shows each, newest last, and says how many. Exit codes: 0 shown; 1 read to the end, nothing"
-    " matched; 2 a missing topic or bad arguments; 4 Kafka unreachable or the read stalled past"
-    " CLAIMS_OUTAGE_LIMIT_S; 5 not authorized."
+    " --topic) shows each, newest last, and says how many.",
 )
 
 

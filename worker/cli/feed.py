@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from worker.cli.exits import exit_epilog
 from worker.contracts.bad_claims import invalid_claim_from
 from worker.contracts.codec import Codec
 from worker.contracts.model import Claim
@@ -84,8 +85,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Each line is one JSON object in the shape of the newest claim schema (dates as ISO"
         " strings), or with --requests of the pa-request schema. Every line is validated first; nothing"
         " is sent unless all are good (or --skip-bad).",
-        epilog="exit codes: 0 sent (or checked, with --check); 2 a bad file, bad lines, a missing topic or"
-        " bad settings; 4 Kafka unreachable; 5 not authorized",
+        epilog=exit_epilog(
+            (ExitCode.OK, "sent (or checked, with --check)"),
+            (ExitCode.BAD_SETTINGS, "a bad file, bad lines, a missing topic or bad settings"),
+            (ExitCode.UNREACHABLE, "no broker answer within CLAIMS_ADMIN_TIMEOUT_S, or a send failed"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+        ),
     )
     feed.add_argument("file", type=Path, help="the JSON Lines file (one claim or request per line)")
     feed.add_argument(
@@ -205,20 +210,6 @@ def _report_bad(feed: FeedFile, path: Path) -> None:
         echo(f"... and {len(feed.bad) - _MAX_REPORTED} more bad lines", file=sys.stderr)
 
 
-def _require_topic(settings: Settings, topic: str) -> None:
-    """Raise ``ConfigError`` (exit 2) when ``topic`` does not exist (asked without creating it)."""
-    from worker.kafka.clients import Role, new_consumer  # noqa: PLC0415 - keeps --help fast
-
-    consumer = new_consumer(settings, Role.SEEDER, group_id=None, allow_auto_create_topics=False)
-    try:
-        known = consumer.topics()
-    finally:
-        consumer.close()
-    if topic not in known:
-        msg = f"topic {topic!r} does not exist (or this login may not describe it); see create-topics"
-        raise ConfigError(msg)
-
-
 def send_lines(
     settings: Settings, topic: str, lines: list[FeedLine]
 ) -> tuple[Counter[int], int, BaseException | None]:
@@ -279,7 +270,10 @@ def feed_command(args: argparse.Namespace, settings: Settings) -> int:
     if not feed.good:
         echo("no good lines: nothing sent", file=sys.stderr)
         return ExitCode.BAD_SETTINGS
-    _require_topic(settings, topic)
+    from worker.kafka.clients import Role  # noqa: PLC0415 - keeps --help fast
+    from worker.kafka.topics import require_topic  # noqa: PLC0415
+
+    require_topic(settings, topic, Role.SEEDER)
     per_partition, failed, error = send_lines(settings, topic, feed.good)
     sent = sum(per_partition.values())
     spread = ", ".join(f"{p}: {n}" for p, n in sorted(per_partition.items())) or "none"

@@ -19,6 +19,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from worker.cli.exits import exit_epilog
 from worker.errors import ExitCode
 from worker.ops.escaping import echo
 
@@ -39,6 +40,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="show the group's lag per partition (committed, end, records, seconds) and its members",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=exit_epilog(
+            (ExitCode.OK, "shown"),
+            (EXIT_NO_GROUP, "the group does not exist"),
+            (ExitCode.BAD_SETTINGS, "bad arguments or a missing topic"),
+            (ExitCode.UNREACHABLE, "Kafka unreachable or the read stalled past CLAIMS_OUTAGE_LIMIT_S"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized (Describe on the group or the topic)"),
+        ),
     )
     parser.add_argument("--group", help="the consumer group [default: CLAIMS_GROUP_ID]")
     parser.add_argument("--topic", help="the topic [default: CLAIMS_CLAIMS_TOPIC]")

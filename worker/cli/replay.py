@@ -1,10 +1,12 @@
 """``claims-worker replay``: decide a time range again into a replay topic, or ``--diff`` it against live.
 
-Exit codes (the worker's, see ``claims-worker --help``): 0 done (a diff exits 0 whatever changed); 2 bad
-arguments or settings (a bad time, an unknown policy, the live results topic without
-``--allow-live-topic``, a missing claims topic); 3 fenced (another run of the same replay id); 4 Kafka
-unreachable; 5 not authorized; 70 unexpected internal error. A replay that stopped early resumes when
-run again with the same arguments (or ``--replay-id``). See README, "Replay".
+``--partition`` and ``--offsets`` narrow the time range to some claims partitions and offsets (the
+parsers ``show-results`` uses). Exit codes (the worker's, see ``claims-worker --help``): 0 done (a diff
+exits 0 whatever changed); 2 bad arguments or settings (a bad time, an unknown policy or partition, the
+live results topic without ``--allow-live-topic``, a missing claims topic); 3 fenced (another run of
+the same replay id); 4 Kafka unreachable; 5 not authorized; 70 unexpected internal error; 130 stopped
+by SIGINT/SIGTERM before the end, with one stderr line holding the command that resumes it (the same
+arguments and its replay id: it resumes from its own committed progress). See docs/operations.md.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -19,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from worker.cli.exits import exit_epilog
+from worker.cli.selectors import natural, offsets
 from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo, printable
 
@@ -51,14 +56,39 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "replay",
         help="decide a time range of the claims topic again (into a replay topic), or --diff it",
-        epilog="exit codes: 0 done; 2 bad arguments or settings; 3 fenced (the same replay id runs "
-        "elsewhere); 4 Kafka unreachable; 5 not authorized; 70 internal error. A stopped replay resumes "
-        "when run again with the same arguments.",
+        epilog=exit_epilog(
+            (ExitCode.OK, "done (a diff exits 0 whatever changed)"),
+            (ExitCode.BAD_SETTINGS, "bad arguments or settings, a missing claims topic or partition"),
+            (ExitCode.FENCED, "fenced (the same replay id runs elsewhere)"),
+            (ExitCode.UNREACHABLE, "Kafka unreachable (no broker answer within CLAIMS_ADMIN_TIMEOUT_S)"),
+            (ExitCode.NOT_AUTHORIZED, "not authorized"),
+            (ExitCode.INTERNAL, "internal error"),
+            (
+                ExitCode.INTERRUPTED,
+                "stopped by SIGINT/SIGTERM before the end: it prints the command to resume",
+            ),
+            note="A stopped replay resumes from its own committed progress when run again with the same"
+            " arguments (or --replay-id).",
+        ),
     )
     parser.add_argument(
-        "--from", dest="start", required=True, help="start of the range (ISO 8601; UTC if naive)"
+        "--from", "--since", dest="start", required=True, help="start of the range (ISO 8601; UTC if naive)"
     )
-    parser.add_argument("--to", dest="end", help="end of the range, exclusive [default: the end offsets now]")
+    parser.add_argument(
+        "--to", "--until", dest="end", help="end of the range, exclusive [default: the end offsets now]"
+    )
+    parser.add_argument(
+        "--partition",
+        action="append",
+        default=[],
+        type=natural,
+        help="only this claims partition (repeatable) [default: every partition]",
+    )
+    parser.add_argument(
+        "--offsets",
+        type=offsets,
+        help="only claims offsets A-B of the range (inclusive; A- or -B open), in each partition",
+    )
     parser.add_argument("--policy", help="catalog policy ID/VERSION [default: CLAIMS_POLICY]")
     parser.add_argument("--output-topic", help="replay results topic [default: <results topic>.replay.<id>]")
     parser.add_argument(
@@ -109,7 +139,7 @@ def _targets(
 
     output = None if args.diff else args.output_topic
     replay_id = args.replay_id or default_replay_id(
-        start, end, policy_ref, "diff" if args.diff else (output or "replay:default")
+        start, end, policy_ref, "diff" if args.diff else (output or "replay:default"), _selection(args)
     )
     if not _REPLAY_ID.fullmatch(replay_id):
         msg = f"--replay-id {replay_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it names a group)"
@@ -125,6 +155,41 @@ def _targets(
     if settings.claims_topic in {output, dead_letters}:
         raise ConfigError("the replay output cannot be the claims topic")
     return replay_id, output, dead_letters
+
+
+def _selection(args: argparse.Namespace) -> str:
+    """Name ``--partition``/``--offsets`` for the default replay id (``""`` when neither is given)."""
+    parts = ",".join(str(p) for p in sorted(set(args.partition)))
+    low, high = args.offsets or (None, None)
+    span = "" if args.offsets is None else f"{'' if low is None else low}-{'' if high is None else high}"
+    return f"p={parts};o={span}" if parts or span else ""
+
+
+def resume_command(args: argparse.Namespace, replay_id: str) -> str:
+    """Return the command line that resumes this run: its own arguments, with its replay id pinned.
+
+    A replay resumes from its group's committed offsets (the range's end is recorded with them), and
+    the group is named by the replay id; a diff keeps no progress, so the same command starts it over.
+    """
+    argv = ["claims-worker", "replay", "--from", args.start]
+    argv += ["--to", args.end] if args.end else []
+    for partition in sorted(set(args.partition)):
+        argv += ["--partition", str(partition)]
+    if args.offsets is not None:
+        low, high = args.offsets
+        argv += ["--offsets", f"{'' if low is None else low}-{'' if high is None else high}"]
+    for flag, value in (
+        ("--policy", args.policy),
+        ("--output-topic", args.output_topic),
+        ("--dead-letter-topic", args.dead_letter_topic),
+        ("--changes", args.changes),
+        ("--metrics-file", args.metrics_file),
+    ):
+        argv += [flag, str(value)] if value is not None else []
+    argv += ["--replay-id", replay_id]
+    argv += ["--allow-live-topic"] if args.allow_live_topic else []
+    argv += ["--diff"] if args.diff else []
+    return shlex.join(argv)
 
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,6 +219,8 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         replay_id=replay_id,
         start=start,
         end=end,
+        partitions=frozenset(args.partition),
+        offsets=args.offsets,
         output_topic=output,
         dead_letter_topic=dead_letters,
         directory_version=directory_version,
@@ -177,14 +244,20 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         if kind is Kind.INTERNAL:
             return ExitCode.INTERNAL
         return kind.exit_code if kind is not Kind.TRANSIENT else ExitCode.UNREACHABLE
-    if stop.is_set():
-        echo(f"replay {replay_id}: stopped; run the same command again to resume", file=sys.stderr)
     if args.diff:
         changes = args.changes or Path(f"replay-diff-{replay_id}.jsonl")
         _write_changes(changes, summary.changes)
         echo(diff_report(summary, policy.ref, changes))
     else:
         echo(replay_report(summary, policy.ref, output or "", dead_letters or ""))
+    if stop.is_set() and not summary.finished:
+        again = "start it over" if args.diff else "resume from its last committed batch"
+        echo(
+            f"replay {replay_id}: interrupted before the end of its range; to {again}, run:"
+            f" {resume_command(args, replay_id)}",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERRUPTED
     return ExitCode.OK
 
 

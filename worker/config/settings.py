@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         None, gt=0, description="Stop after this long with nothing to read (for demos and batch runs)."
     )
     startup_retries: int = Field(10, ge=0, le=1000, description="Attempts to reach the brokers at start.")
+    admin_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="How long an operator command (create-topics, show-results, replay...) waits for a"
+        " first broker answer before exiting 4.",
+    )
     outage_limit_s: float = Field(
         300.0, gt=0, le=86_400, description="How long a running worker retries lost brokers before exiting 4."
     )

@@ -16,7 +16,7 @@ import ssl
 import struct
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import errors as kerrors
@@ -26,13 +26,16 @@ from kafka.net.sasl import get_sasl_mechanism
 from worker.config.certificate_dates import certificate_validity
 from worker.config.choices import SecurityProtocol
 from worker.errors import ConfigError, NotAuthorized
+from worker.kafka.failures import BrokerUnreachable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from worker.config.settings import Settings
 
 __all__ = [
+    "OPERATOR_ROLES",
     "Role",
     "check_login",
     "client_config",
@@ -67,6 +70,12 @@ class Role(StrEnum):
 
 
 RECONNECT_BACKOFF_MAX_MS = 1_000
+# The clients of operator commands (create-topics, show-results, check-access, seed-samples, feed,
+# replay): they give up a first contact after CLAIMS_ADMIN_TIMEOUT_S. kafka-python's own bound is its
+# constructors' eager bootstrap (``bootstrap_timeout_ms``, 30 s), which made a wrong address take 32 s
+# to fail. The long-running worker's consumer, producer and read-back keep it: its start-up retries
+# (CLAIMS_STARTUP_RETRIES); its group watch's admin client (ADMIN) asks again every 30 s anyway.
+OPERATOR_ROLES = frozenset({Role.ADMIN, Role.REPORT, Role.SEEDER, Role.ACCESS, Role.REPLAY})
 
 
 def client_config(settings: Settings, role: Role | str) -> dict[str, Any]:
@@ -84,6 +93,8 @@ def client_config(settings: Settings, role: Role | str) -> dict[str, Any]:
         # client could wait half a minute more before it even tries again (chaos: a 43 s stall).
         "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
     }
+    if role in OPERATOR_ROLES:
+        config["bootstrap_timeout_ms"] = int(settings.admin_timeout_s * 1000)
     if protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
         config["ssl_check_hostname"] = settings.kafka_ssl_check_hostname
         if settings.kafka_ssl_cafile is not None:
@@ -107,17 +118,39 @@ def describe_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: ("**********" if k in _SECRET_KEYS and v is not None else v) for k, v in config.items()}
 
 
+_Client = TypeVar("_Client")
+
+
+def _construct(kind: Callable[..., _Client], config: dict[str, Any]) -> _Client:
+    """Build a kafka-python client; a first contact that timed out is ``BrokerUnreachable``.
+
+    kafka-python's constructors bootstrap eagerly (its ``bootstrap_timeout_ms``): a timeout there means
+    no bootstrap server answered, so the error names them instead of a bare ``KafkaTimeoutError``.
+    """
+    try:
+        return kind(**config)
+    except kerrors.KafkaTimeoutError as exc:
+        bound = config.get("bootstrap_timeout_ms")
+        raise BrokerUnreachable(
+            list(config["bootstrap_servers"]), None if bound is None else bound / 1000
+        ) from exc
+
+
 def new_consumer(settings: Settings, role: Role | str, **overrides: object) -> KafkaConsumer:
-    """Return a ``KafkaConsumer`` for ``role``: ``client_config`` plus the caller's ``overrides``."""
-    return KafkaConsumer(**{**client_config(settings, role), **overrides})
+    """Return a ``KafkaConsumer`` for ``role``: ``client_config`` plus the caller's ``overrides``.
+
+    Raises ``BrokerUnreachable`` when no bootstrap server answers in time.
+    """
+    return _construct(KafkaConsumer, {**client_config(settings, role), **overrides})
 
 
 def new_producer(settings: Settings, role: Role | str, **overrides: object) -> KafkaProducer:
     """Return a ``KafkaProducer`` for ``role``: ``client_config`` plus the caller's ``overrides``.
 
     A transactional producer (``transactional_id`` given) gets ``keep_transactional_requests``.
+    Raises ``BrokerUnreachable`` when no bootstrap server answers in time.
     """
-    producer = KafkaProducer(**{**client_config(settings, role), **overrides})
+    producer = _construct(KafkaProducer, {**client_config(settings, role), **overrides})
     if overrides.get("transactional_id") is not None:
         keep_transactional_requests(producer)
     return producer
@@ -166,8 +199,11 @@ def keep_transactional_requests(producer: KafkaProducer) -> bool:
 
 
 def new_admin(settings: Settings, role: Role | str = Role.ADMIN, **overrides: object) -> KafkaAdminClient:
-    """Return a ``KafkaAdminClient`` for ``role``: ``client_config`` plus the caller's ``overrides``."""
-    return KafkaAdminClient(**{**client_config(settings, role), **overrides})
+    """Return a ``KafkaAdminClient`` for ``role``: ``client_config`` plus the caller's ``overrides``.
+
+    Raises ``BrokerUnreachable`` when no bootstrap server answers in time.
+    """
+    return _construct(KafkaAdminClient, {**client_config(settings, role), **overrides})
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:

@@ -16,6 +16,8 @@ Exit codes (also in ``claims-worker --help``):
  5    not authorized: authentication failed or an ACL is missing (the message names what)
  6    the broker does not support a needed protocol version
 70    unexpected internal error
+130   a replay stopped by SIGINT/SIGTERM before its end (it prints the command that resumes it)
+141   stdout closed before the output ended (``| head``)
 ====  ===========================================================================================
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "AccessRefused",
     "Backoff",
     "BatchAborted",
+    "BrokerUnreachable",
     "ClientError",
     "ExitCode",
     "FatalError",
@@ -82,6 +85,26 @@ PRODUCER_FENCED = (kerrors.ProducerFencedError, kerrors.InvalidProducerEpochErro
 """Fenced by the transaction coordinator: a newer producer with our transactional id, or the broker's
 own abort of a timed-out transaction (it bumps the epoch). Not ``SlotTaken``: that comes from the group
 coordinator and already says another process holds the slot."""
+
+
+class BrokerUnreachable(kerrors.KafkaTimeoutError):  # type: ignore[misc]  # kafka-python is untyped
+    """No bootstrap server answered a new client in time (a wrong address, a closed port, a firewall).
+
+    A ``KafkaTimeoutError``, so the live worker's start-up retries it as before; an operator command
+    ends with its one line, which names the addresses (exit 4).
+    """
+
+    def __init__(self, servers: list[str], timeout_s: float | None) -> None:
+        within = "" if timeout_s is None else f" within {timeout_s:g} s (CLAIMS_ADMIN_TIMEOUT_S)"
+        self.message = (
+            f"no Kafka broker answered at {', '.join(servers)}{within}; is KAFKA_BOOTSTRAP_SERVERS right?"
+        )
+        super().__init__(self.message)
+        self.servers = servers
+
+    def __str__(self) -> str:
+        """Return the operator's line (kafka-python's errors put their class name in front)."""
+        return self.message
 
 
 class SlotUnconfirmed(ClaimsWorkerError):  # noqa: N818 - established public name
@@ -205,7 +228,7 @@ def describe(exc: BaseException, settings: Settings) -> str:
     """
     kind = classify(exc)
     name = type(exc).__name__
-    if isinstance(exc, (FatalError, ConfigError)):
+    if isinstance(exc, (FatalError, ConfigError, BrokerUnreachable)):
         return str(exc)
     if kind is Kind.FENCED:
         return _who_fenced(exc, settings)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.kafka.io import KafkaConsumer
 
-__all__ = ["Stall", "plan_ranges", "scan"]
+__all__ = ["Stall", "narrow", "plan_ranges", "scan"]
 
 
 def _ms(moment: datetime) -> int:
@@ -55,6 +55,31 @@ def plan_ranges(
         first = stop if first_at is None else min(first_at.offset, stop)
         ranges[tp] = (first, stop)
     return ranges
+
+
+def narrow(
+    ranges: dict[TopicPartition, tuple[int, int]],
+    partitions: frozenset[int] = frozenset(),
+    offsets: tuple[int | None, int | None] | None = None,
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Keep only ``partitions`` (empty: all) and, in each, the inclusive offsets ``offsets`` (an end open).
+
+    Raises ``ConfigError`` naming a partition the topic does not have. A range that ``offsets`` misses
+    is kept empty (``first == stop``), so the partition is still known, with nothing to do.
+    """
+    have = {tp.partition for tp in ranges}
+    if missing := sorted(partitions - have):
+        topic = next(iter(ranges)).topic if ranges else "?"
+        msg = f"topic {topic!r} has no partition {missing[0]} (it has 0-{max(have, default=-1)})"
+        raise ConfigError(msg)
+    kept: dict[TopicPartition, tuple[int, int]] = {}
+    low, high = offsets or (None, None)
+    for tp, (first, stop) in ranges.items():
+        if partitions and tp.partition not in partitions:
+            continue
+        end = stop if high is None else min(stop, high + 1)
+        kept[tp] = (min(first if low is None else max(first, low), end), end)
+    return kept
 
 
 def scan(

@@ -1,4 +1,4 @@
-"""Topic creation: the worker's topics, compacted store topics and plain ones; an existing topic is kept."""
+"""Topic creation (worker, compacted store and plain topics; an existing one is kept) and existence checks."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from kafka import errors as kerrors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 
 from worker.errors import ConfigError
-from worker.kafka.clients import Role, new_admin
+from worker.kafka.clients import Role, new_admin, new_consumer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from worker.config.settings import Settings
 
-__all__ = ["create_plain_topics", "create_topics", "ensure_compacted_topic"]
+__all__ = ["create_plain_topics", "create_topics", "ensure_compacted_topic", "require_topic"]
 
 
 def create_topics(
@@ -102,3 +102,19 @@ def create_plain_topics(
     finally:
         admin.close()
     return created
+
+
+def require_topic(settings: Settings, topic: str, role: Role) -> None:
+    """Raise ``ConfigError`` (exit 2) when ``topic`` does not exist; asked without creating it.
+
+    A producer's first send to a missing topic would wait for its metadata until ``max_block_ms``
+    and end in a bare timeout (exit 4); this names the topic instead.
+    """
+    consumer = new_consumer(settings, role, group_id=None, allow_auto_create_topics=False)
+    try:
+        known = consumer.topics()
+    finally:
+        consumer.close()
+    if topic not in known:
+        msg = f"topic {topic!r} does not exist (or this login may not describe it); see create-topics"
+        raise ConfigError(msg)

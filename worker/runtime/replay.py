@@ -54,7 +54,7 @@ from worker.contracts.wire import (
 from worker.errors import DeadLetterClass
 from worker.kafka.clients import Role, new_consumer, new_producer
 from worker.kafka.io import OffsetAndMetadata, TopicPartition, bounded
-from worker.kafka.ranges import Stall, plan_ranges
+from worker.kafka.ranges import Stall, narrow, plan_ranges
 from worker.runtime.judge import Decider, DuplicateEvent, Judgement, judge
 from worker.runtime.replay_job import (
     ReplayJob,
@@ -104,7 +104,9 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
     )
     producer: KafkaProducer | None = None
     try:
-        ranges = plan_ranges(consumer, settings.claims_topic, job.start, job.end)
+        ranges = narrow(
+            plan_ranges(consumer, settings.claims_topic, job.start, job.end), job.partitions, job.offsets
+        )
         if not job.diff:
             ranges = _resume(consumer, ranges)
         verdicts, duplicates = read_live_verdicts(settings, job.codec, ranges, job.start, results=job.diff)
@@ -133,6 +135,7 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         job.metrics.range.set(summary.total)
         job.metrics.remaining.set(summary.total - summary.already_done)
         run.run()
+        summary.finished = not todo  # False: stopped (SIGINT/SIGTERM) with part of the range left
         if producer is not None and todo == {}:
             final = {tp: stop for tp, (_first, stop) in ranges.items()}
             if final != positions:

@@ -39,9 +39,16 @@ __all__ = [
 ]
 
 
-def default_replay_id(start: datetime, end: datetime | None, policy_ref: str, output_topic: str) -> str:
-    """Return the replay id for a range, policy and output: the same replay gets the same id (and group)."""
+def default_replay_id(
+    start: datetime, end: datetime | None, policy_ref: str, output_topic: str, selection: str = ""
+) -> str:
+    """Return the replay id for a range, policy and output: the same replay gets the same id (and group).
+
+    ``selection`` names ``--partition``/``--offsets`` (``""``: none, the id a time range always had), so
+    two selections of one time range never share a group and its recorded range.
+    """
     text = f"{start.isoformat()}|{end.isoformat() if end else '-'}|{policy_ref}|{output_topic}"
+    text += f"|{selection}" if selection else ""
     return "r" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -129,6 +136,7 @@ class ReplaySummary:
     changes: list[dict[str, Any]] = field(default_factory=list)
     unchanged: int = 0
     seconds: float = 0.0
+    finished: bool = False  # every partition reached its range's end (not stopped part-way)
     authorizations_as_of: str = "none"  # the range start when a store was pinned; "none": no store
     authorizations_seeded: int = 0  # authorizations on file at the range start
     authorizations_issued: int = 0  # approvals the replay put on file in its own store
@@ -144,6 +152,8 @@ class ReplayJob:
     replay_id: str
     start: datetime
     end: datetime | None = None
+    partitions: frozenset[int] = frozenset()  # only these claims partitions (empty: every one)
+    offsets: tuple[int | None, int | None] | None = None  # only these offsets, inclusive (None: all)
     output_topic: str | None = None  # None: diff (publishes nothing)
     dead_letter_topic: str | None = None
     directory_version: str = "none"
