@@ -1,4 +1,4 @@
-"""The compose file's `--profile local` set-up, run for real: its commands against a fresh one-broker cluster.
+"""The local-demo compose file's set-up (deploy/compose/local-demo.yaml), run for real: its commands against a fresh one-broker cluster.
 
 No Docker engine here, so the containers are not started. What they run is: `create-topics` with the
 compose service's arguments, then the `worker` service's command. Both run here as `python -m worker`
@@ -22,7 +22,7 @@ from deploy.kafka import broker as local_broker
 pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yaml"
+COMPOSE = ROOT / "deploy" / "compose" / "local-demo.yaml"  # the one-broker local demo
 DEFAULT_TOPICS = ("pharmacy.claims", "pharmacy.claims.adjudicated", "pharmacy.claims.dead-letter")
 
 

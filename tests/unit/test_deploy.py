@@ -23,6 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s" / "statefulset.yaml"
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yaml"
+LOCAL_DEMO = ROOT / "deploy" / "compose" / "local-demo.yaml"  # plaintext, one broker: a local demo only
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes still in wide support; fields used here are all GA there
 
 
@@ -125,9 +126,78 @@ def test_selectors_match_the_pods():
     assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
 
 
-def test_compose_file_is_valid_for_the_compose_spec():
-    """docker-compose.yaml passes the compose specification's JSON schema."""
-    jsonschema.validate(yaml.safe_load(COMPOSE.read_text()), _compose_schema())
+@pytest.mark.parametrize("path", [COMPOSE, LOCAL_DEMO], ids=lambda p: p.name)
+def test_compose_file_is_valid_for_the_compose_spec(path):
+    """docker-compose.yaml and local-demo.yaml pass the compose specification's JSON schema."""
+    jsonschema.validate(yaml.safe_load(path.read_text()), _compose_schema())
+
+
+def test_the_compose_worker_connects_with_sasl_ssl_and_secrets_from_files():
+    """The cluster file's worker uses SASL_SSL, its password and CA from compose secrets, never a literal."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    env = compose["services"]["worker"]["environment"]
+    assert env["CLAIMS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert "CLAIMS_KAFKA_PASSWORD" not in env
+    mounted = {f"/run/secrets/{name}" for name in compose["services"]["worker"]["secrets"]}
+    assert {env["CLAIMS_KAFKA_PASSWORD_FILE"], env["CLAIMS_KAFKA_SSL_CAFILE"]} <= mounted
+    assert set(compose["services"]["worker"]["secrets"]) <= set(compose["secrets"])
+    assert all("file" in secret for secret in compose["secrets"].values())
+    assert set(compose["services"]) == {"worker"}, "no plaintext broker beside the cluster file's worker"
+
+
+def test_the_local_demo_runs_the_same_worker_service_as_the_cluster_file():
+    """Both compose files run one worker service: same image, command, ports, probes, limits, hardening."""
+    secure = yaml.safe_load(COMPOSE.read_text())["services"]["worker"]
+    demo = yaml.safe_load(LOCAL_DEMO.read_text())["services"]["worker"]
+    shared = (
+        "image",
+        "command",
+        "ports",
+        "restart",
+        "stop_signal",
+        "stop_grace_period",
+        "healthcheck",
+        "deploy",
+        "read_only",
+        "security_opt",
+    )
+    assert {k: demo.get(k) for k in shared} == {k: secure.get(k) for k in shared}
+    common = set(demo["environment"]) - {"KAFKA_BOOTSTRAP_SERVERS"}
+    assert {k: demo["environment"][k] for k in common} == {k: secure["environment"][k] for k in common}
+
+
+def test_the_plaintext_compose_file_is_named_a_local_demo():
+    """The only plaintext example says what it is: its name, project name and first line say local demo."""
+    text = LOCAL_DEMO.read_text()
+    demo = yaml.safe_load(text)
+    assert text.splitlines()[0].startswith("# LOCAL DEMO ONLY")
+    assert demo["name"].endswith("local-demo")
+    assert "CLAIMS_KAFKA_SECURITY_PROTOCOL" not in demo["services"]["worker"]["environment"]
+    assert (
+        demo["services"]["kafka"]["environment"]["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].count("PLAINTEXT")
+        >= 1
+    )
+
+
+def test_the_k8s_pod_is_locked_down_and_connects_with_sasl_ssl_from_mounted_secrets():
+    """No service-account token, the runtime's seccomp profile, SASL_SSL with the password and CA as mounted files."""
+    pod = _k8s_docs()["StatefulSet"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = pod["containers"][0]
+    env = {name: entry.get("value") for name, entry in _env(container).items()}
+    assert env["CLAIMS_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert "CLAIMS_KAFKA_PASSWORD" not in env
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all(m["readOnly"] for m in mounts.values())
+    for variable in ("CLAIMS_KAFKA_PASSWORD_FILE", "CLAIMS_KAFKA_SSL_CAFILE"):
+        mount = next(m for m in mounts.values() if env[variable].startswith(m["mountPath"] + "/"))
+        assert mount["name"] in volumes, variable
+    password_volume = next(
+        m["name"] for m in mounts.values() if env["CLAIMS_KAFKA_PASSWORD_FILE"].startswith(m["mountPath"])
+    )
+    assert volumes[password_volume]["secret"]["defaultMode"] == 0o400
 
 
 def test_compose_validator_catches_a_typo():
@@ -165,8 +235,8 @@ def _compose_broker_properties(service: dict) -> dict[str, str]:
 
 
 def test_compose_broker_has_every_one_node_setting_of_the_local_broker():
-    """The compose `kafka` service sets each replication factor and min ISR the local one-node broker needs."""
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    """The local demo's `kafka` service sets each replication factor and min ISR the local one-node broker needs."""
+    services = yaml.safe_load(LOCAL_DEMO.read_text())["services"]
     wanted = _one_node_properties()
     assert "transaction.state.log.min.isr" in wanted
     properties = _compose_broker_properties(services["kafka"])
@@ -177,7 +247,7 @@ def test_compose_broker_has_every_one_node_setting_of_the_local_broker():
 def test_compose_topic_set_up_fits_one_broker_and_runs_once():
     """create-topics asks for one copy (one broker), waits for a healthy broker, is not restarted forever,
     and the worker waits for it to complete."""
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    services = yaml.safe_load(LOCAL_DEMO.read_text())["services"]
     setup = services["create-topics"]
     command = setup["command"]
     assert command[0] == "create-topics"
@@ -187,9 +257,8 @@ def test_compose_topic_set_up_fits_one_broker_and_runs_once():
     assert setup["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert services["kafka"]["healthcheck"]["test"]
     assert setup.get("restart", "no") in {"no", "on-failure:1", "on-failure:2", "on-failure:3"}
-    assert setup["profiles"] == services["kafka"]["profiles"] == ["local"]
     dependency = services["worker"]["depends_on"]["create-topics"]
-    assert dependency == {"condition": "service_completed_successfully", "required": False}
+    assert dependency == {"condition": "service_completed_successfully"}
     assert setup["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == services["kafka"]["environment"][
         "KAFKA_ADVERTISED_LISTENERS"
     ].removeprefix("PLAINTEXT://")

@@ -23,6 +23,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEPLOY_FILES = [
     ROOT / "deploy" / "k8s" / "statefulset.yaml",
     ROOT / "deploy" / "compose" / "docker-compose.yaml",
+    ROOT / "deploy" / "compose" / "local-demo.yaml",
     ROOT / "deploy" / "prometheus" / "prometheus.yml",
     ROOT / "Dockerfile",
     ROOT / "Makefile",
