@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     FaultHook = Callable[[FilteringBoundLogger], Callable[[str], None] | None]
     """Makes the transaction fault hook from the worker's logger (the fault harness's entry point only)."""
+    from worker.runtime.sentinel import Sentinel
     from worker.runtime.watch import GroupWatch
 
 __all__ = ["run", "with_retries"]
@@ -242,7 +243,6 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
             producer_factory=early.factory,
         )
         consumer = None  # the worker owns and closes it now
-        readiness.check = worker.readiness
         # Everything loaded so far lives for the whole run: keep it out of the collector's way.
         gc.collect()
         gc.freeze()
@@ -257,11 +257,13 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         gc.enable()
         metrics.set_running(True)
-        watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic])
+        watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic], stop)
+        readiness.check = _with_faults(worker.readiness, watch.sentinel)
         try:
             code = worker.run(stop)
         finally:
             watch.stop()
+        code = _operator_fault(code, worker, watch)
         _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
             echo(f"error: {worker.failure}", file=sys.stderr)
@@ -293,14 +295,41 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     return int(code)  # pragma: no cover - only when _exit_now is stubbed out
 
 
-def _watch_group(
-    worker: Pipeline, settings: Settings, metrics: WorkerMetrics, log: FilteringBoundLogger, partitions: int
+def _watch_group(  # noqa: PLR0917 - the parts the watch reads
+    worker: Pipeline,
+    settings: Settings,
+    metrics: WorkerMetrics,
+    log: FilteringBoundLogger,
+    partitions: int,
+    stop: threading.Event,
 ) -> GroupWatch:
-    """Start the watch for claims partitions the settled group leaves unowned (``runtime/watch.py``)."""
-    from worker.kafka.clients import Role, new_admin  # noqa: PLC0415 - as in run()
+    """Start the watch for unowned claims partitions and operator faults (``watch.py``, ``sentinel.py``).
+
+    An operator fault the sentinel sees (a topic deleted or shrunk, another cluster, a twin on the slot)
+    sets ``stop``: the loop ends as on SIGTERM and ``_operator_fault`` gives the exit code and the line.
+    """
+    from worker.kafka.clients import Role, new_admin  # noqa: PLC0415
+    from worker.kafka.cluster import consumer_cluster_id  # noqa: PLC0415 - as in run()
     from worker.kafka.failures import group_instance_id  # noqa: PLC0415
+    from worker.runtime.sentinel import Sentinel  # noqa: PLC0415
     from worker.runtime.watch import GroupWatch  # noqa: PLC0415
 
+    consumer = worker.consumer
+
+    def member_id() -> str | None:
+        try:
+            return str(consumer.group_metadata().member_id or "")
+        except Exception:  # noqa: BLE001 - a consumer closing under the watch: nothing to judge
+            return None
+
+    sentinel = Sentinel(
+        settings,
+        log,
+        cluster_id=consumer_cluster_id(consumer),
+        member_id=member_id,
+        instance_id=group_instance_id(settings),
+        on_fatal=stop.set,
+    )
     watch = GroupWatch(
         lambda: new_admin(settings, Role.ADMIN),
         group_id=settings.group_id,
@@ -310,9 +339,42 @@ def _watch_group(
         log=log,
         member=group_instance_id(settings),
         healed=metrics.group_healed,
+        interval_s=settings.group_watch_interval_s,
+        sentinel=sentinel,
     )
     watch.start()
     return watch
+
+
+def _with_faults(
+    check: Callable[[], tuple[bool, str]], sentinel: Sentinel | None
+) -> Callable[[], tuple[bool, str]]:
+    """Return ``/readyz``'s check: not ready while the sentinel sees a fault, else the worker's own answer."""
+
+    def ready() -> tuple[bool, str]:
+        seen = sentinel.readiness() if sentinel is not None else None
+        return seen if seen is not None else check()
+
+    return ready
+
+
+def _operator_fault(code: int, worker: Pipeline, watch: GroupWatch) -> int:
+    """Return the exit code after the loop: an operator fault's own when one ended it or explains exit 70.
+
+    The sentinel's fault stopped the loop (it returned 0 as on SIGTERM), or the loop ended in an internal
+    error that a fresh look at the cluster explains (a topic gone or shrunk, another cluster): the
+    fault's line replaces the internal error's, and its code (2 or 3) replaces 70.
+    """
+    sentinel = watch.sentinel
+    if sentinel is None:
+        return code
+    fault = sentinel.fatal
+    if fault is None and code == ExitCode.INTERNAL:
+        fault = watch.diagnose()
+    if fault is None:
+        return code
+    worker.failure = fault.message
+    return int(fault.kind.exit_code)
 
 
 def _leave_group_when_done(

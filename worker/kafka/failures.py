@@ -53,6 +53,7 @@ __all__ = [
     "Stopped",
     "TopicExists",
     "TransactionalIdRefused",
+    "WrappedError",
     "classify",
     "describe",
     "interruptible",
@@ -154,6 +155,10 @@ class Stopped(ClaimsWorkerError):  # noqa: N818 - a signal, not an error
     """The stop event was set while waiting: unwind and exit 0."""
 
 
+class WrappedError(ClaimsWorkerError):
+    """A failure handed over from a helper thread: ``classify`` and ``describe`` judge its ``__cause__``."""
+
+
 class FatalError(ClaimsWorkerError):
     """A failure that ends the process: its ``kind`` gives the exit code, ``message`` the operator's line."""
 
@@ -165,9 +170,14 @@ class FatalError(ClaimsWorkerError):
 
 
 def classify(exc: BaseException) -> Kind:
-    """Return what ``exc`` is; the single mapping from exception types to decisions."""
+    """Return what ``exc`` is; the single mapping from exception types to decisions.
+
+    A ``WrappedError`` (a failure handed over from another thread) is what its cause is.
+    """
     if isinstance(exc, FatalError):
         return exc.kind
+    if isinstance(exc, WrappedError) and exc.__cause__ is not None:
+        return classify(exc.__cause__)
     for types, kind in _FATAL:
         if isinstance(exc, types):
             return kind
@@ -182,6 +192,8 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, _FENCED + _NOT_AUTHORIZED + _UNSUPPORTED + _BAD_SETTINGS):
         return False
+    if isinstance(exc, WrappedError):
+        return exc.__cause__ is not None and is_transient(exc.__cause__)
     return isinstance(
         exc,
         (
@@ -200,6 +212,8 @@ def describe(exc: BaseException, settings: Settings) -> str:
 
     Never includes record data: only exception types, settings names and what the broker named.
     """
+    if isinstance(exc, WrappedError) and exc.__cause__ is not None:
+        return describe(exc.__cause__, settings)
     kind = classify(exc)
     name = type(exc).__name__
     if isinstance(exc, (FatalError, ConfigError)):

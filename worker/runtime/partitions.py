@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from worker.kafka.failures import WrappedError
 from worker.kafka.io import RebalanceListener, bounded, check_topics
 from worker.ops.labels import RebalanceKind
 
@@ -31,8 +32,13 @@ if TYPE_CHECKING:
 __all__ = ["Listener", "PartitionState", "RestoreFailed"]
 
 
-class RestoreFailed(Exception):  # noqa: N818 - carries the read-back's own error as its cause
-    """A background read-back failed; raised on the poll thread so the loop's backoff handles the cause."""
+class RestoreFailed(WrappedError):  # noqa: N818 - carries the read-back's own error as its cause
+    """A background read-back failed; raised on the poll thread so the loop's backoff handles the cause.
+
+    It is what its cause is (``failures.classify``): a timed-out read is retried on the outage clock (the
+    partition's restore starts again), a refused one is exit 5; before it is raised the topics are
+    checked, so a results topic deleted or recreated smaller under the read is exit 2, named.
+    """
 
 
 @dataclass
@@ -117,15 +123,12 @@ class PartitionState:
             task.cancel.set()
         self._tasks.clear()
         self._restore(sorted(self.assigned, key=lambda tp: tp.partition))
+        self._check_pending = True  # a replacement may follow an output topic shrunk under the producer
 
     def settle(self) -> None:
         """After a poll: check partition counts if the assignment changed, install finished restores."""
         if self._check_pending:
-            counts = bounded(  # ConfigError: exit 2; IndefiniteOutcome: transient, checked again
-                lambda: check_topics(self.consumer, self.settings, refresh=True),
-                self.settings.commit_timeout_s,
-                "topic metadata",
-            )
+            counts = self._check_topics()
             self._check_pending = False
             claims = counts[self.settings.claims_topic]
             if self.claims_partitions is not None and claims > self.claims_partitions:
@@ -142,8 +145,19 @@ class PartitionState:
                 continue  # revoked or superseded while it ran
             del self._tasks[tp]
             if isinstance(outcome, BaseException):
-                raise RestoreFailed(str(tp.partition)) from outcome
+                self._restore([tp])  # again, while the loop backs off; still paused
+                self._check_topics()  # a results topic deleted or shrunk under the read: exit 2, named
+                msg = f"reading back partition {tp.partition}'s state failed ({type(outcome).__name__})"
+                raise RestoreFailed(msg) from outcome
             self._install(tp, outcome)
+
+    def _check_topics(self) -> dict[str, int]:
+        """Return fresh partition counts; ``ConfigError`` (exit 2) names a topic missing or too small."""
+        return bounded(  # IndefiniteOutcome: transient, checked again
+            lambda: check_topics(self.consumer, self.settings, refresh=True),
+            self.settings.commit_timeout_s,
+            "topic metadata",
+        )
 
     def loaded(
         self, batch: Mapping[TopicPartition, Sequence[Record]]
