@@ -114,7 +114,8 @@ def _grant_documented(secured: Secured, user: str, group: str, *, without=()) ->
 def secured(tmp_path_factory) -> Secured:
     """A SASL_SSL broker with users worker/nowrite/notxn/revoked, the module's topics (2 partitions) and seeded samples."""
     tag = uuid.uuid4().hex[:8]
-    passwords = {name: f"{name}-{uuid.uuid4().hex}" for name in ("worker", "nowrite", "notxn", "revoked")}
+    users = ("worker", "nowrite", "notxn", "revoked", "deleted")
+    passwords = {name: f"{name}-{uuid.uuid4().hex}" for name in users}
     state = tmp_path_factory.mktemp("secure-kafka")
     broker = local_broker.start_broker(state_dir=state, secure=True, users=passwords)
     passwords["admin"] = Path(broker.password_files["admin"]).read_text()
@@ -427,6 +428,59 @@ def test_write_revoked_while_running_exits_5_naming_the_topic(revoked_run):
     assert len(refused) == 1, revoked_run["stdout"][-2000:]
     assert revoked_run["results_topic"] in refused[0]["message"]
     assert "Traceback" not in revoked_run["stderr"]
+
+
+def test_a_claims_topic_deleted_under_acls_is_named_not_taken_for_a_refusal(secured):
+    """With only the documented ACLs, a claims topic deleted while the worker runs is exit 2 naming it, not 5.
+
+    The literal ACLs outlive the topic, so the brokers answer the worker's Metadata with
+    UNKNOWN_TOPIC_OR_PARTITION (not TOPIC_AUTHORIZATION_FAILED): the group watch reports the deletion.
+    """
+    tag = f"dl{secured.tag}"
+    topics = {
+        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
+        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
+        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
+    }
+    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
+    made = secured.cli(admin_env, "create-topics", "--partitions", "2", "--replication-factor", "1")
+    assert made.returncode == 0, made.stderr
+    worker_env = {
+        **secured.env(
+            "deleted", f"grp-{tag}", CLAIMS_GROUP_WATCH_INTERVAL_S="1", CLAIMS_TOPIC_MISSING_LIMIT_S="10"
+        ),
+        **topics,
+    }
+    needs = worker_needs(load_settings(worker_env))
+    local_broker.grant(secured.broker, "User:deleted", acl_bindings(needs, "User:deleted"))
+    stdout_path = Path(secured.broker.state_dir) / f"{tag}.stdout"
+    stderr_path = Path(secured.broker.state_dir) / f"{tag}.stderr"
+    with stderr_path.open("w") as err, stdout_path.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "run"], env=worker_env, stdout=out, stderr=err, cwd=ROOT
+        )
+    try:
+        assigned = streams.wait_for(lambda: '"partitions_assigned"' in stdout_path.read_text(), 90)
+        assert assigned, stdout_path.read_text()[-3000:]
+        admin = new_admin(load_settings(admin_env))
+        try:
+            admin.delete_topics([topics["CLAIMS_CLAIMS_TOPIC"]])
+        finally:
+            admin.close()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr, stdout = stderr_path.read_text(), stdout_path.read_text()
+    secured.outputs += [stdout, stderr]
+    assert code == 2, stderr + stdout[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert f"topic '{topics['CLAIMS_CLAIMS_TOPIC']}' was deleted while the worker ran" in errors[0]
+    events = [line.get("event") for line in _json_lines(stdout)]
+    assert "topic_missing" in events
+    assert "not_authorized" not in events
 
 
 def _json_lines(text: str) -> list[dict]:

@@ -10,12 +10,13 @@ Exit codes (also in ``claims-worker --help``):
 
 ====  ===========================================================================================
  0    stopped cleanly (SIGTERM/SIGINT, or idle limit reached)
- 2    bad settings, a missing topic or an output topic with too few partitions
+ 2    bad settings, a missing topic or an output topic with too few partitions (at start, or deleted
+      or recreated smaller while running), or the brokers now belong to another cluster
  3    fenced: another live instance owns this transactional id or static member id (slot)
  4    Kafka or the schema registry unreachable past the limits
  5    not authorized: authentication failed or an ACL is missing (the message names what)
  6    the broker does not support a needed protocol version
-70    unexpected internal error
+70    unexpected internal error: a bug (operator faults have their own lines, ``runtime/sentinel.py``)
 ====  ===========================================================================================
 """
 
