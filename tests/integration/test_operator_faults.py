@@ -163,8 +163,18 @@ def test_a_results_topic_recreated_smaller_is_named_and_ends_in_exit_2(
     assert not _named(log, "internal_error")
 
 
-def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(tmp_path_factory, tmp_path):
-    """Replace the broker by a fresh cluster on the same address (topics made again): exit 2 naming both ids."""
+@pytest.mark.parametrize(
+    "watch_interval",
+    [pytest.param("1", id="seen-by-the-watch"), pytest.param("3600", id="after-the-loop-fails")],
+)
+def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(
+    tmp_path_factory, tmp_path, watch_interval
+):
+    """Replace the broker by a fresh cluster on the same address (topics made again): exit 2 naming both ids.
+
+    ``after-the-loop-fails``: the watch does not look (one check an hour), new claims arrive on the new
+    cluster, and the loop ends in what was exit 70; the last look before exiting names the cluster change.
+    """
     state = tmp_path_factory.mktemp("replaced")
     ports = tuple(local_broker._free_ports(3))
     first = local_broker.start_broker(state_dir=state, ports=ports)
@@ -179,7 +189,9 @@ def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(tmp_pa
         streams.produce(
             first.bootstrap, names["claims"], streams.encoded([streams.claim(i) for i in range(10)])
         )
-        env = streams.worker_env(first.bootstrap, names, CLAIMS_INSTANCE="w0", **FAST_WATCH)
+        env = streams.worker_env(
+            first.bootstrap, names, CLAIMS_INSTANCE="w0", CLAIMS_GROUP_WATCH_INTERVAL_S=watch_interval
+        )
         log = tmp_path / "worker.log"
         proc = streams.start_worker(env, log)
         try:
@@ -190,6 +202,9 @@ def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(tmp_pa
             second = local_broker.start_broker(state_dir=state, ports=ports)
             assert second.bootstrap == first.bootstrap
             _make_topics(second.bootstrap, names)
+            streams.produce(
+                second.bootstrap, names["claims"], streams.encoded([streams.claim(i) for i in range(10, 20)])
+            )
         except BaseException:
             proc.kill()
             raise
@@ -200,7 +215,13 @@ def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(tmp_pa
     lines = _error_lines(log)
     assert len(lines) == 1, lines
     assert "now belong to another Kafka cluster" in lines[0]
-    assert not _named(log, "internal_error")
+    faults = _named(log, "operator_fault")
+    assert [f["exit_code"] for f in faults] == [ExitCode.BAD_SETTINGS]
+    if watch_interval == "3600":  # the loop met it first (offset went back: was exit 70), the look named it
+        events = [e.get("event") for e in _events(log)]
+        assert events.index("internal_error") < events.index("operator_fault")
+    else:
+        assert not _named(log, "internal_error")
 
 
 def _make_topics(bootstrap: str, names: dict[str, str]) -> None:
