@@ -114,9 +114,9 @@ def _recreate_smaller(bootstrap: str, topic: str) -> None:
         admin.close()
 
 
-def _create(admin: KafkaAdminClient, topic: str) -> bool:
+def _create(admin: KafkaAdminClient, topic: str, partitions: int = 1) -> bool:
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     except Exception:  # noqa: BLE001 - the deletion may still be in progress: try again
         return False
     return True
@@ -260,3 +260,49 @@ def test_an_idle_worker_whose_slot_a_twin_takes_exits_3_without_input(kafka_boot
     assert len(lines) == 1, lines
     assert "another live worker uses instance slot 'w0'" in lines[0]
     assert streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 0, "no input came"
+
+
+def test_a_claims_topic_deleted_and_recreated_at_once_is_answered_from_its_start(
+    kafka_bootstrap, topics, tmp_path
+):
+    """Claims topic deleted and made again (same partitions) between two watch checks: its claims are answered.
+
+    Not a fault the worker ends on: the group forgets the old topic's offsets with it, so the new topic is
+    read from its start. It must not end in an internal error (an offset that "went back").
+    """
+    env = streams.worker_env(
+        kafka_bootstrap, topics, CLAIMS_INSTANCE="w0", CLAIMS_GROUP_WATCH_INTERVAL_S="3600"
+    )
+    log = tmp_path / "worker.log"
+    first = [streams.claim(i) for i in range(30)]
+    streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(first))
+    proc = streams.start_worker(env, log)
+    try:
+        assert streams.wait_for(
+            lambda: streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 30, 120
+        ), log.read_text(errors="replace")[-3000:]
+        admin = _admin(kafka_bootstrap)
+        try:
+            admin.delete_topics([topics["claims"]])
+            assert streams.wait_for(lambda: topics["claims"] not in admin.list_topics(), 60, 0.2)
+            assert streams.wait_for(lambda: _create(admin, topics["claims"], 2), 60, 0.5)
+        finally:
+            admin.close()
+        second = [streams.claim(i) for i in range(100, 110)]
+        streams.produce(kafka_bootstrap, topics["claims"], streams.encoded(second))
+        answered = streams.wait_for(
+            lambda: (
+                proc.poll() is not None
+                or streams.committed_total(kafka_bootstrap, topics["group"], topics["claims"]) == 10
+            ),
+            180,
+        )
+        assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
+        assert answered
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=60)
+    outputs = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"])
+    assert sorted(r["claim_id"] for r in outputs.results) == sorted(c.claim_id for c in first + second)
+    assert not _named(log, "internal_error")
