@@ -83,6 +83,43 @@ class Secured:
         self.outputs += [done.stdout, done.stderr]
         return done
 
+    def own_topics(self, tag: str, *, seed: bool = False) -> tuple[dict[str, str], dict[str, str]]:
+        """Create a test's own claims/results/dead-letter topics (2 partitions), seeded with the samples if asked.
+
+        Returns the ``CLAIMS_*_TOPIC`` settings and the admin's environment with them.
+        """
+        topics = {
+            "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
+            "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
+            "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
+        }
+        admin_env = {**self.env("admin", f"grp-admin-{tag}"), **topics}
+        made = self.cli(
+            admin_env,
+            "create-topics",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--min-insync-replicas",
+            "1",
+        )
+        assert made.returncode == 0, made.stderr
+        if seed:
+            seeded = self.cli(admin_env, "seed-samples")
+            assert seeded.returncode == 0, seeded.stderr
+        return topics, admin_env
+
+    def start_worker(self, env: dict[str, str], tag: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+        """Start ``python -m worker run``; return it and the files its stdout and stderr go to."""
+        stdout_path = Path(self.broker.state_dir) / f"{tag}.stdout"
+        stderr_path = Path(self.broker.state_dir) / f"{tag}.stderr"
+        with stderr_path.open("w") as err, stdout_path.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker", "run"], env=env, stdout=out, stderr=err, cwd=ROOT
+            )
+        return proc, stdout_path, stderr_path
+
     def settings(self, user: str, group: str = "unused"):
         return load_settings(self.env(user, group))
 
@@ -130,20 +167,7 @@ def secured(tmp_path_factory) -> Secured:
         _grant_documented(
             secured, "notxn", notxn, without={(Resource.TRANSACTIONAL_ID, Operation.WRITE, f"{notxn}-")}
         )
-        admin_env = secured.env("admin", f"grp-admin-{tag}")
-        made = secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        )
-        assert made.returncode == 0, made.stderr
-        seeded = secured.cli(admin_env, "seed-samples")
-        assert seeded.returncode == 0, seeded.stderr
+        secured.own_topics(tag, seed=True)  # the module's topics (Secured.topics)
         yield secured
     finally:
         local_broker.stop_broker(state)
@@ -255,26 +279,7 @@ def test_check_access_names_the_missing_right(secured):
 def test_mutual_tls_with_documented_acls_end_to_end(secured):
     """Over mutual TLS (encrypted client key) the certificate's principal with the documented ACLs decides every claim."""
     tag = f"mt{secured.tag}"
-    topics = {
-        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
-        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
-        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-    }
-    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    assert (
-        secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        ).returncode
-        == 0
-    )
-    assert secured.cli(admin_env, "seed-samples").returncode == 0
+    topics, admin_env = secured.own_topics(tag, seed=True)
     base = {k: v for k, v in secured.env("admin", f"grp-{tag}").items() if not k.startswith("CLAIMS_KAFKA_")}
     env = {**base, **topics, **secured.broker.mtls_env()}
     principal = f"User:CN={local_broker.MTLS_USER}"
@@ -320,26 +325,7 @@ def revoked_run(secured):
     """
     tag = f"rv{secured.tag}"
     group = f"grp-{tag}"
-    topics = {
-        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
-        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
-        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-    }
-    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    assert (
-        secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        ).returncode
-        == 0
-    )
-    assert secured.cli(admin_env, "seed-samples").returncode == 0
+    topics, admin_env = secured.own_topics(tag, seed=True)
     worker_env = {**secured.env("revoked", group, CLAIMS_OUTAGE_LIMIT_S="10"), **topics}
     needs = worker_needs(load_settings(worker_env))
     local_broker.grant(secured.broker, "User:revoked", acl_bindings(needs, "User:revoked"))
@@ -358,12 +344,7 @@ def revoked_run(secured):
     def result_count() -> int:
         return len(list(read_topic(admin_settings, topics["CLAIMS_RESULTS_TOPIC"], 30)))
 
-    stderr_path = Path(secured.broker.state_dir) / f"{tag}.stderr"
-    stdout_path = Path(secured.broker.state_dir) / f"{tag}.stdout"
-    with stderr_path.open("w") as err, stdout_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"], env=worker_env, stdout=out, stderr=err, cwd=ROOT
-        )
+    proc, stdout_path, stderr_path = secured.start_worker(worker_env, tag)
     try:
         assert streams.wait_for(lambda: committed() == SAMPLES, 90), "the worker did not process the samples"
         before = (committed(), result_count())
@@ -437,14 +418,7 @@ def test_a_claims_topic_deleted_under_acls_is_named_not_taken_for_a_refusal(secu
     UNKNOWN_TOPIC_OR_PARTITION (not TOPIC_AUTHORIZATION_FAILED): the group watch reports the deletion.
     """
     tag = f"dl{secured.tag}"
-    topics = {
-        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
-        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
-        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-    }
-    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    made = secured.cli(admin_env, "create-topics", "--partitions", "2", "--replication-factor", "1")
-    assert made.returncode == 0, made.stderr
+    topics, admin_env = secured.own_topics(tag)
     worker_env = {
         **secured.env(
             "deleted", f"grp-{tag}", CLAIMS_GROUP_WATCH_INTERVAL_S="1", CLAIMS_TOPIC_MISSING_LIMIT_S="10"
@@ -453,12 +427,7 @@ def test_a_claims_topic_deleted_under_acls_is_named_not_taken_for_a_refusal(secu
     }
     needs = worker_needs(load_settings(worker_env))
     local_broker.grant(secured.broker, "User:deleted", acl_bindings(needs, "User:deleted"))
-    stdout_path = Path(secured.broker.state_dir) / f"{tag}.stdout"
-    stderr_path = Path(secured.broker.state_dir) / f"{tag}.stderr"
-    with stderr_path.open("w") as err, stdout_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"], env=worker_env, stdout=out, stderr=err, cwd=ROOT
-        )
+    proc, stdout_path, stderr_path = secured.start_worker(worker_env, tag)
     try:
         assigned = streams.wait_for(lambda: '"partitions_assigned"' in stdout_path.read_text(), 90)
         assert assigned, stdout_path.read_text()[-3000:]
