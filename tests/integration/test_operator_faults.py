@@ -85,6 +85,7 @@ def test_a_deleted_claims_topic_is_named_unready_never_healed_and_ends_in_exit_2
         finally:
             admin.close()
         assert streams.wait_for(lambda: _named(log, "topic_missing") or proc.poll() is not None, 120)
+        assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
         status, body = _readyz(log)
     except BaseException:
         proc.kill()
@@ -165,15 +166,16 @@ def test_a_results_topic_recreated_smaller_is_named_and_ends_in_exit_2(
 
 @pytest.mark.parametrize(
     "watch_interval",
-    [pytest.param("1", id="seen-by-the-watch"), pytest.param("3600", id="after-the-loop-fails")],
+    [pytest.param("1", id="seen-by-the-watch"), pytest.param("3600", id="met-by-the-loop")],
 )
 def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(
     tmp_path_factory, tmp_path, watch_interval
 ):
     """Replace the broker by a fresh cluster on the same address (topics made again): exit 2 naming both ids.
 
-    ``after-the-loop-fails``: the watch does not look (one check an hour), new claims arrive on the new
-    cluster, and the loop ends in what was exit 70; the last look before exiting names the cluster change.
+    ``met-by-the-loop``: the watch does not look (one check an hour) and new claims arrive on the new
+    cluster; the group rejoins there and the assignment's topic check (fresh metadata) sees the new id
+    before a record is judged (was exit 70: an offset that "went back").
     """
     state = tmp_path_factory.mktemp("replaced")
     ports = tuple(local_broker._free_ports(3))
@@ -215,13 +217,7 @@ def test_a_broker_replaced_by_a_fresh_cluster_is_named_and_ends_in_exit_2(
     lines = _error_lines(log)
     assert len(lines) == 1, lines
     assert "now belong to another Kafka cluster" in lines[0]
-    faults = _named(log, "operator_fault")
-    assert [f["exit_code"] for f in faults] == [ExitCode.BAD_SETTINGS]
-    if watch_interval == "3600":  # the loop met it first (offset went back: was exit 70), the look named it
-        events = [e.get("event") for e in _events(log)]
-        assert events.index("internal_error") < events.index("operator_fault")
-    else:
-        assert not _named(log, "internal_error")
+    assert not _named(log, "internal_error")
 
 
 def _make_topics(bootstrap: str, names: dict[str, str]) -> None:

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from kafka import errors as kerrors
 
+from worker.kafka.failures import FatalError, Kind
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from worker.kafka.io import KafkaConsumer
 
-__all__ = ["ClusterView", "cluster_view", "consumer_cluster_id"]
+__all__ = ["ClusterView", "cluster_changed", "cluster_view", "consumer_cluster_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +60,14 @@ def consumer_cluster_id(consumer: KafkaConsumer) -> str | None:
     cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
     value = getattr(cluster, "cluster_id", None)
     return value if isinstance(value, str) else None
+
+
+def cluster_changed(bootstrap: str, was: str, now: str) -> FatalError:
+    """Return the fault (exit 2) of brokers at ``bootstrap`` that answer another cluster id than ``was``."""
+    message = (
+        f"the brokers at {bootstrap} now belong to another Kafka cluster "
+        f"(cluster id {was!r}, now {now!r}): the offsets, transactions and "
+        "results the worker knew are not there; point KAFKA_BOOTSTRAP_SERVERS back at the old cluster, "
+        "or start the worker on the new one on purpose"
+    )
+    return FatalError(Kind.BAD_SETTINGS, message)

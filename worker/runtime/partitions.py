@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from worker.kafka.cluster import cluster_changed, consumer_cluster_id
 from worker.kafka.failures import WrappedError
 from worker.kafka.io import RebalanceListener, bounded, check_topics
 from worker.ops.labels import RebalanceKind
@@ -75,6 +76,7 @@ class PartitionState:
             queue.SimpleQueue()
         )
         self._check_pending = False
+        self.cluster_id: str | None = None  # the cluster id at the first assignment's check
         self.grew = False  # the claims topic gained partitions: the producer's metadata is stale
         # Partitions revoked or lost since the loop last looked (``take_gone``): an open transaction
         # that holds their records must not commit.
@@ -152,12 +154,23 @@ class PartitionState:
             self._install(tp, outcome)
 
     def _check_topics(self) -> dict[str, int]:
-        """Return fresh partition counts; ``ConfigError`` (exit 2) names a topic missing or too small."""
-        return bounded(  # IndefiniteOutcome: transient, checked again
+        """Return fresh partition counts; ``ConfigError`` (exit 2) names a topic missing or too small.
+
+        The same fresh metadata carries the cluster id: brokers that now answer another one than at the
+        first check (the broker replaced by a fresh cluster; the group rejoined there) end the worker
+        with exit 2 before it judges a record there.
+        """
+        counts = bounded(  # IndefiniteOutcome: transient, checked again
             lambda: check_topics(self.consumer, self.settings, refresh=True),
             self.settings.commit_timeout_s,
             "topic metadata",
         )
+        now = consumer_cluster_id(self.consumer)
+        if self.cluster_id is None:
+            self.cluster_id = now
+        elif now is not None and now != self.cluster_id:
+            raise cluster_changed(self.settings.bootstrap_servers, self.cluster_id, now)
+        return counts
 
     def loaded(
         self, batch: Mapping[TopicPartition, Sequence[Record]]

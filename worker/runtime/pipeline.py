@@ -326,9 +326,8 @@ class Pipeline:
             self._abort_for_rebalance(gone)
             batch = {}  # rewound with the rest: its records come again
         self.partitions.settle()
-        if len(self._committed) > len(self.partitions.assigned):
-            # Partitions that left: their forward-only check starts afresh if they come back.
-            self._committed = {tp: o for tp, o in self._committed.items() if tp in self.partitions.assigned}
+        for tp in gone:  # partitions that left (even if back in the same poll: a claims topic recreated)
+            self._committed.pop(tp, None)  # their forward-only check starts afresh
         self._update_lag()
         if batch:
             batch = self.partitions.loaded(batch)

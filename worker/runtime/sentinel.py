@@ -29,6 +29,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from worker.kafka.cluster import cluster_changed
 from worker.kafka.failures import FatalError, Kind, SlotTaken, describe
 from worker.kafka.io import topic_problem
 
@@ -129,13 +130,7 @@ class Sentinel:
             return None
         if view.cluster_id == self.cluster_id:
             return None
-        message = (
-            f"the brokers at {self.settings.bootstrap_servers} now belong to another Kafka cluster "
-            f"(cluster id {self.cluster_id!r}, now {view.cluster_id!r}): the offsets, transactions and "
-            "results the worker knew are not there; point KAFKA_BOOTSTRAP_SERVERS back at the old cluster, "
-            "or start the worker on the new one on purpose"
-        )
-        return FatalError(Kind.BAD_SETTINGS, message)
+        return cluster_changed(self.settings.bootstrap_servers, self.cluster_id, view.cluster_id)
 
     def _topics(self, view: ClusterView, *, wait: bool) -> FatalError | None:
         """Return the fault for a topic gone (past the limit; at once without ``wait``) or too small."""
