@@ -233,62 +233,62 @@ class TestWatchWithSentinel:
         assert not [e for e in events if e["event"] == "partitions_unowned"]
 
 
-class _Worker:
-    failure: str | None = None
+def _watch_over(sentinel: Sentinel, *admins) -> GroupWatch:
+    """A group watch with ``sentinel`` whose admin clients come from ``admins`` (an exception: no answer)."""
+    made = iter(admins)
+
+    def factory():
+        admin = next(made)
+        if isinstance(admin, Exception):
+            raise admin
+        return admin
+
+    return GroupWatch(
+        factory,
+        group_id="claims-worker",
+        topic=CLAIMS,
+        partitions=lambda: 2,
+        publish=lambda _n: None,
+        log=get_logger("test"),
+        sentinel=sentinel,
+    )
 
 
-class _Watch:
-    def __init__(self, sentinel: Sentinel, fresh: ClusterView | None = None) -> None:
-        self.sentinel, self.fresh, self.asked = sentinel, fresh, 0
-
-    def diagnose(self):
-        self.asked += 1
-        return self.sentinel.diagnose(self.fresh)
+HEALTHY = {CLAIMS: 2, RESULTS: 2, DLQ: 2}
 
 
-class TestExitMapping:
+class TestNamedExit:
     """After the loop: the sentinel's fault decides the code and the line; exit 70 gets one more look."""
 
     def test_a_fault_that_stopped_the_loop_gives_its_code_and_line(self):
         """The loop returned 0 (stopped by the sentinel): the fault's code (3) and message win."""
-        from worker.cli.run import _operator_fault  # noqa: PLC0415 - the run command's helper
-
         sentinel = _sentinel()
         sentinel.look(None, _group("m-twin"))
         sentinel.look(None, _group("m-twin"))
-        worker, watch = _Worker(), _Watch(sentinel)
-        assert _operator_fault(ExitCode.OK, worker, watch) == ExitCode.FENCED
-        assert "instance slot 'w0'" in (worker.failure or "")
-        assert watch.asked == 0
+        code, line = _watch_over(sentinel).named_exit(ExitCode.OK)
+        assert code == ExitCode.FENCED
+        assert "instance slot 'w0'" in (line or "")
 
     def test_an_internal_error_a_fresh_look_explains_is_renamed(self):
         """Exit 70 and the brokers now answer another cluster id: exit 2 with that line."""
-        from worker.cli.run import _operator_fault  # noqa: PLC0415
-
-        worker = _Worker()
-        worker.failure = "internal error (ClaimsWorkerError) at claims[0]@0"
-        code = _operator_fault(ExitCode.INTERNAL, worker, _Watch(_sentinel(), _view(cluster_id="c2")))
+        watch = _watch_over(_sentinel(), _MetadataAdmin(HEALTHY, {}, cluster_id="c2"))
+        code, line = watch.named_exit(ExitCode.INTERNAL)
         assert code == ExitCode.BAD_SETTINGS
-        assert "another Kafka cluster" in (worker.failure or "")
+        assert "another Kafka cluster" in (line or "")
 
     def test_an_internal_error_nothing_explains_stays_70(self):
         """Exit 70 and a healthy answer (or none): a bug, left as it is; other codes are not looked at."""
-        from worker.cli.run import _operator_fault  # noqa: PLC0415
-
-        worker = _Worker()
-        assert _operator_fault(ExitCode.INTERNAL, worker, _Watch(_sentinel(), _view())) == ExitCode.INTERNAL
-        assert _operator_fault(ExitCode.INTERNAL, worker, _Watch(_sentinel(), None)) == ExitCode.INTERNAL
-        watch = _Watch(_sentinel(), _view(cluster_id="c2"))
-        assert _operator_fault(ExitCode.UNREACHABLE, worker, watch) == ExitCode.UNREACHABLE
-        assert watch.asked == 0
-        assert worker.failure is None
+        healthy = _watch_over(_sentinel(), _MetadataAdmin(HEALTHY, {}))
+        assert healthy.named_exit(ExitCode.INTERNAL) == (ExitCode.INTERNAL, None)
+        silent = _watch_over(_sentinel(), kerrors.NodeNotReadyError("no broker"))
+        assert silent.named_exit(ExitCode.INTERNAL) == (ExitCode.INTERNAL, None)
+        never = _watch_over(_sentinel())  # no admin client to give: asking would fail the test
+        assert never.named_exit(ExitCode.UNREACHABLE) == (ExitCode.UNREACHABLE, None)
 
     def test_readyz_is_false_while_a_topic_is_missing(self):
         """The worker's own check answers unless the sentinel sees a fault."""
-        from worker.cli.run import _with_faults  # noqa: PLC0415
-
         sentinel = _sentinel()
-        ready = _with_faults(lambda: (True, "2 partitions assigned"), sentinel)
+        ready = sentinel.guard(lambda: (True, "2 partitions assigned"))
         assert ready() == (True, "2 partitions assigned")
         sentinel.look(_view(results=0), None)
         ok, why = ready()

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
     FaultHook = Callable[[FilteringBoundLogger], Callable[[str], None] | None]
     """Makes the transaction fault hook from the worker's logger (the fault harness's entry point only)."""
-    from worker.runtime.sentinel import Sentinel
     from worker.runtime.watch import GroupWatch
 
 __all__ = ["run", "with_retries"]
@@ -258,12 +257,13 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
         gc.enable()
         metrics.set_running(True)
         watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic], stop)
-        readiness.check = _with_faults(worker.readiness, watch.sentinel)
+        readiness.check = watch.sentinel.guard(worker.readiness) if watch.sentinel else worker.readiness
         try:
             code = worker.run(stop)
         finally:
             watch.stop()
-        code = _operator_fault(code, worker, watch)
+        code, named = watch.named_exit(code)  # an operator fault's code and line, not 0 or 70
+        worker.failure = named or worker.failure
         _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
             echo(f"error: {worker.failure}", file=sys.stderr)
@@ -344,37 +344,6 @@ def _watch_group(  # noqa: PLR0917 - the parts the watch reads
     )
     watch.start()
     return watch
-
-
-def _with_faults(
-    check: Callable[[], tuple[bool, str]], sentinel: Sentinel | None
-) -> Callable[[], tuple[bool, str]]:
-    """Return ``/readyz``'s check: not ready while the sentinel sees a fault, else the worker's own answer."""
-
-    def ready() -> tuple[bool, str]:
-        seen = sentinel.readiness() if sentinel is not None else None
-        return seen if seen is not None else check()
-
-    return ready
-
-
-def _operator_fault(code: int, worker: Pipeline, watch: GroupWatch) -> int:
-    """Return the exit code after the loop: an operator fault's own when one ended it or explains exit 70.
-
-    The sentinel's fault stopped the loop (it returned 0 as on SIGTERM), or the loop ended in an internal
-    error that a fresh look at the cluster explains (a topic gone or shrunk, another cluster): the
-    fault's line replaces the internal error's, and its code (2 or 3) replaces 70.
-    """
-    sentinel = watch.sentinel
-    if sentinel is None:
-        return code
-    fault = sentinel.fatal
-    if fault is None and code == ExitCode.INTERNAL:
-        fault = watch.diagnose()
-    if fault is None:
-        return code
-    worker.failure = fault.message
-    return int(fault.kind.exit_code)
 
 
 def _leave_group_when_done(

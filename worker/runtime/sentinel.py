@@ -96,6 +96,15 @@ class Sentinel:
             self._judge(fault)
         return fault
 
+    def guard(self, check: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[bool, str]]:
+        """Return ``/readyz``'s check: not ready while a fault is seen, else ``check``'s own answer."""
+
+        def ready() -> tuple[bool, str]:
+            seen = self.readiness()
+            return seen if seen is not None else check()
+
+        return ready
+
     def readiness(self) -> tuple[bool, str] | None:
         """Return (False, why) while a fault is seen (a topic missing, the end coming); None: nothing seen."""
         if self.fatal is not None:

@@ -34,7 +34,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.kafka.cluster import ClusterView, cluster_view
-from worker.kafka.failures import ClientError
+from worker.kafka.failures import ClientError, ExitCode
 from worker.kafka.io import MemberRemover, remove_static_member
 
 if TYPE_CHECKING:
@@ -165,6 +165,21 @@ class GroupWatch:
             self._log.debug("group_watch_unanswered", error=type(exc).__name__)
             self._close_admin()
             return None
+
+    def named_exit(self, code: int) -> tuple[int, str | None]:
+        """Return the exit code after the loop and the fault's line: an operator fault's, if one decides.
+
+        The sentinel's fault stopped the loop (it returned 0 as on SIGTERM), or the loop ended in an
+        internal error (70) that a fresh look explains (a topic gone or shrunk, another cluster): the
+        fault's code (2 or 3) and line replace the loop's. Otherwise ``(code, None)``.
+        """
+        sentinel = self.sentinel
+        fault = None if sentinel is None else sentinel.fatal
+        if fault is None and code == ExitCode.INTERNAL:
+            fault = self.diagnose()
+        if fault is None:
+            return code, None
+        return int(fault.kind.exit_code), fault.message
 
     def diagnose(self) -> FatalError | None:
         """Look once more, at once, with a client of its own: the operator fault that explains an exit 70."""
