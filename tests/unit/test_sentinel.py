@@ -269,21 +269,20 @@ class TestNamedExit:
         assert code == ExitCode.FENCED
         assert "instance slot 'w0'" in (line or "")
 
-    def test_an_internal_error_a_fresh_look_explains_is_renamed(self):
-        """Exit 70 and the brokers now answer another cluster id: exit 2 with that line."""
-        watch = _watch_over(_sentinel(), _MetadataAdmin(HEALTHY, {}, cluster_id="c2"))
-        code, line = watch.named_exit(ExitCode.INTERNAL)
-        assert code == ExitCode.BAD_SETTINGS
-        assert "another Kafka cluster" in (line or "")
-
-    def test_an_internal_error_nothing_explains_stays_70(self):
-        """Exit 70 and a healthy answer (or none): a bug, left as it is; other codes are not looked at."""
-        healthy = _watch_over(_sentinel(), _MetadataAdmin(HEALTHY, {}))
-        assert healthy.named_exit(ExitCode.INTERNAL) == (ExitCode.INTERNAL, None)
-        silent = _watch_over(_sentinel(), kerrors.NodeNotReadyError("no broker"))
-        assert silent.named_exit(ExitCode.INTERNAL) == (ExitCode.INTERNAL, None)
+    def test_without_a_fault_the_loop_code_stands(self):
+        """No fault seen: whatever the loop returned (0, 4, 70) is the exit code; nothing is asked."""
         never = _watch_over(_sentinel())  # no admin client to give: asking would fail the test
-        assert never.named_exit(ExitCode.UNREACHABLE) == (ExitCode.UNREACHABLE, None)
+        for code in (ExitCode.OK, ExitCode.UNREACHABLE, ExitCode.INTERNAL):
+            assert never.named_exit(code) == (code, None)
+
+    def test_diagnose_names_another_cluster_and_nothing_else(self):
+        """The fresh look behind an internal error: another cluster id is named; a healthy answer or none is not."""
+        fault = _watch_over(_sentinel(), _MetadataAdmin(HEALTHY, {}, cluster_id="c2")).diagnose()
+        assert fault is not None
+        assert fault.kind.exit_code == ExitCode.BAD_SETTINGS
+        assert "another Kafka cluster" in fault.message
+        assert _watch_over(_sentinel(), _MetadataAdmin(HEALTHY, {})).diagnose() is None
+        assert _watch_over(_sentinel(), kerrors.NodeNotReadyError("no broker")).diagnose() is None
 
     def test_readyz_is_false_while_a_topic_is_missing(self):
         """The worker's own check answers unless the sentinel sees a fault."""

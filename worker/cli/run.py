@@ -258,11 +258,12 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
         metrics.set_running(True)
         watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic], stop)
         readiness.check = watch.sentinel.guard(worker.readiness) if watch.sentinel else worker.readiness
+        worker.explain = watch.diagnose
         try:
             code = worker.run(stop)
         finally:
             watch.stop()
-        code, named = watch.named_exit(code)  # an operator fault's code and line, not 0 or 70
+        code, named = watch.named_exit(code)  # the fault that stopped the loop: its code and line, not 0
         worker.failure = named or worker.failure
         _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up

@@ -139,6 +139,9 @@ class Pipeline:
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
         self.idle_exited = False  # ended by CLAIMS_EXIT_WHEN_IDLE_S: done, not coming back (leave the group)
+        # Asked before an internal error ends the loop: the operator fault behind it, if one is (a topic
+        # gone or shrunk, another cluster: ``GroupWatch.diagnose``), whose own line and code are reported.
+        self.explain: Callable[[], Exception | None] = lambda: None
 
     def _slot_membership(self) -> Membership:
         """Ask the group coordinator whether this process still holds its slot (``slot_membership``).
@@ -266,6 +269,10 @@ class Pipeline:
         """Log one line for a failure that ends the process and return its exit code."""
         kind = classify(exc)
         cause = exc.__cause__ if isinstance(exc, BatchAborted) and exc.__cause__ is not None else exc
+        named = self.explain() if kind is Kind.INTERNAL else None
+        if named is not None:  # not a bug: e.g. an offset that "went back" on a fresh cluster
+            self.log.warning("internal_error_explained", error=type(cause).__name__)
+            kind, cause = classify(named), named
         if kind is Kind.INTERNAL:
             topic, partition, offset = self._current or ("", -1, -1)
             self.log.error(

@@ -34,7 +34,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.kafka.cluster import ClusterView, cluster_view
-from worker.kafka.failures import ClientError, ExitCode
+from worker.kafka.failures import ClientError
 from worker.kafka.io import MemberRemover, remove_static_member
 
 if TYPE_CHECKING:
@@ -167,16 +167,13 @@ class GroupWatch:
             return None
 
     def named_exit(self, code: int) -> tuple[int, str | None]:
-        """Return the exit code after the loop and the fault's line: an operator fault's, if one decides.
+        """Return the exit code after the loop and the fault's line: the sentinel's, if one stopped it.
 
-        The sentinel's fault stopped the loop (it returned 0 as on SIGTERM), or the loop ended in an
-        internal error (70) that a fresh look explains (a topic gone or shrunk, another cluster): the
-        fault's code (2 or 3) and line replace the loop's. Otherwise ``(code, None)``.
+        The sentinel's fault stops the loop as SIGTERM does (it returns 0, or whatever the stop met):
+        the fault's code (2 or 3) and line replace the loop's. Otherwise ``(code, None)``. (An internal
+        error a fresh look explains is renamed by the loop itself: ``Pipeline.explain`` is ``diagnose``.)
         """
-        sentinel = self.sentinel
-        fault = None if sentinel is None else sentinel.fatal
-        if fault is None and code == ExitCode.INTERNAL:
-            fault = self.diagnose()
+        fault = None if self.sentinel is None else self.sentinel.fatal
         if fault is None:
             return code, None
         return int(fault.kind.exit_code), fault.message
