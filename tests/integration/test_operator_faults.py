@@ -78,7 +78,10 @@ def test_a_deleted_claims_topic_is_named_unready_never_healed_and_ends_in_exit_2
     log = tmp_path / "worker.log"
     proc = streams.start_worker(env, log)
     try:
-        assert streams.wait_for(lambda: _assigned(log), 120), log.read_text(errors="replace")[-3000:]
+        # Restored state is installed after the assignment's topic check: the deletion comes later.
+        assert streams.wait_for(lambda: _named(log, "state_restored"), 120), log.read_text(errors="replace")[
+            -3000:
+        ]
         admin = _admin(kafka_bootstrap)
         try:
             admin.delete_topics([topics["claims"]])

@@ -108,3 +108,29 @@ class TestRestoreFailed:
         _settle_until(state, reader, 1)
         with pytest.raises(ConfigError, match=f"topic '{RESULTS}' has 1 partitions; it needs at least 2"):
             state.settle()
+
+
+class TestTopicCheckWhileRunning:
+    """A topic missing at an assignment's check: exit 2 at once the first time, the watch's to judge later."""
+
+    def _missing_results(self, consumer: FakeConsumer) -> None:
+        shown = consumer.partitions_for_topic
+        consumer.partitions_for_topic = lambda topic: set() if topic == RESULTS else shown(topic)
+
+    def test_the_first_check_fails_at_once(self):
+        """Before any check passed, a missing topic is exit 2, as at start."""
+        state, consumer = _state(FakeCluster(partitions=1), _Reader())
+        self._missing_results(consumer)
+        state.assigned_now([TopicPartition(CLAIMS, 0)])
+        with pytest.raises(ConfigError, match=f"topic '{RESULTS}' does not exist"):
+            state.settle()
+
+    def test_a_topic_deleted_after_a_passed_check_waits_for_the_watch(self):
+        """Deleted while running: the check passes it over (the sentinel's limit decides), counts unchanged."""
+        state, consumer = _state(FakeCluster(partitions=1), _Reader())
+        state.assigned_now([TopicPartition(CLAIMS, 0)])
+        state.settle()
+        self._missing_results(consumer)
+        state.assigned_now([TopicPartition(CLAIMS, 1)])
+        state.settle()
+        assert state.claims_partitions == 1

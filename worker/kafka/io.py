@@ -34,6 +34,7 @@ __all__ = [
     "OffsetAndMetadata",
     "RebalanceListener",
     "Restored",
+    "TopicMissing",
     "TopicPartition",
     "bounded",
     "check_topics",
@@ -170,8 +171,12 @@ def check_topics(consumer: KafkaConsumer, settings: Settings, *, refresh: bool =
     }
     problem = topic_problem(settings, counts)
     if problem is not None:
-        raise ConfigError(problem)
+        raise (TopicMissing if 0 in counts.values() else ConfigError)(problem)
     return counts
+
+
+class TopicMissing(ConfigError):  # noqa: N818 - names the condition, like the other ConfigErrors' lines
+    """A topic the worker reads or writes does not exist (exit 2 at start; while running: the sentinel)."""
 
 
 def topic_problem(settings: Settings, counts: Mapping[str, int]) -> str | None:
