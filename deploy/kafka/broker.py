@@ -314,8 +314,12 @@ def start_broker(
     *,
     secure: bool = False,
     users: dict[str, str] | None = None,
+    ports: tuple[int, int, int] | None = None,
 ) -> Broker:
     """Format fresh KRaft storage and start a combined broker+controller; wait until it serves.
+
+    ``ports`` (client, controller, mTLS) are free ones unless given: a test that replaces a broker by a
+    fresh cluster (a new cluster id) behind the same address passes the old broker's.
 
     With ``secure``, clients must use SASL_SSL with SCRAM-SHA-512 and are authorized by ACLs;
     ``users`` (name -> password) are created at format time besides the super user ``admin``, whose
@@ -333,7 +337,7 @@ def start_broker(
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
-    port, cport, sport = _free_ports(3)
+    port, cport, sport = ports or _free_ports(3)
     props = state_dir / "server.properties"
     text = SERVER_PROPERTIES.format(port=port, cport=cport, data=state_dir / "data")
     scram: list[str] = []

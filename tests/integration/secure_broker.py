@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
-USERS = ("worker", "nowrite", "notxn", "revoked", "requests")
+USERS = ("worker", "nowrite", "notxn", "revoked", "deleted", "requests")
 
 
 class Secured:
@@ -73,6 +73,43 @@ class Secured:
         self.outputs += [done.stdout, done.stderr]
         return done
 
+    def own_topics(self, tag: str, *, seed: bool = False) -> tuple[dict[str, str], dict[str, str]]:
+        """Create a test's own claims/results/dead-letter topics (2 partitions), seeded with the samples if asked.
+
+        Returns the ``CLAIMS_*_TOPIC`` settings and the admin's environment with them.
+        """
+        topics = {
+            "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
+            "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
+            "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
+        }
+        admin_env = {**self.env("admin", f"grp-admin-{tag}"), **topics}
+        made = self.cli(
+            admin_env,
+            "create-topics",
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "1",
+            "--min-insync-replicas",
+            "1",
+        )
+        assert made.returncode == 0, made.stderr
+        if seed:
+            seeded = self.cli(admin_env, "seed-samples")
+            assert seeded.returncode == 0, seeded.stderr
+        return topics, admin_env
+
+    def start_worker(self, env: dict[str, str], tag: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+        """Start ``python -m worker run``; return it and the files its stdout and stderr go to."""
+        stdout_path = Path(self.broker.state_dir) / f"{tag}.stdout"
+        stderr_path = Path(self.broker.state_dir) / f"{tag}.stderr"
+        with stderr_path.open("w") as err, stdout_path.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker", "run"], env=env, stdout=out, stderr=err, cwd=ROOT
+            )
+        return proc, stdout_path, stderr_path
+
     def settings(self, user: str, group: str = "unused"):
         return load_settings(self.env(user, group))
 
@@ -118,20 +155,7 @@ def start_secured(tmp_path_factory) -> Iterator[Secured]:
         grant_documented(
             secured, "notxn", notxn, without={(Resource.TRANSACTIONAL_ID, Operation.WRITE, f"{notxn}-")}
         )
-        admin_env = secured.env("admin", f"grp-admin-{tag}")
-        made = secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        )
-        assert made.returncode == 0, made.stderr
-        seeded = secured.cli(admin_env, "seed-samples")
-        assert seeded.returncode == 0, seeded.stderr
+        secured.own_topics(tag, seed=True)  # the module's topics (Secured.topics)
         yield secured
     finally:
         local_broker.stop_broker(state)

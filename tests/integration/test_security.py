@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -119,26 +118,7 @@ def test_check_access_names_the_missing_right(secured):
 def test_mutual_tls_with_documented_acls_end_to_end(secured):
     """Over mutual TLS (encrypted client key) the certificate's principal with the documented ACLs decides every claim."""
     tag = f"mt{secured.tag}"
-    topics = {
-        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
-        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
-        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-    }
-    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    assert (
-        secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        ).returncode
-        == 0
-    )
-    assert secured.cli(admin_env, "seed-samples").returncode == 0
+    topics, admin_env = secured.own_topics(tag, seed=True)
     base = {k: v for k, v in secured.env("admin", f"grp-{tag}").items() if not k.startswith("CLAIMS_KAFKA_")}
     env = {**base, **topics, **secured.broker.mtls_env()}
     principal = f"User:CN={local_broker.MTLS_USER}"
@@ -184,26 +164,7 @@ def revoked_run(secured):
     """
     tag = f"rv{secured.tag}"
     group = f"grp-{tag}"
-    topics = {
-        "CLAIMS_CLAIMS_TOPIC": f"claims-{tag}",
-        "CLAIMS_RESULTS_TOPIC": f"results-{tag}",
-        "CLAIMS_DEAD_LETTER_TOPIC": f"dlq-{tag}",
-    }
-    admin_env = {**secured.env("admin", f"grp-admin-{tag}"), **topics}
-    assert (
-        secured.cli(
-            admin_env,
-            "create-topics",
-            "--partitions",
-            "2",
-            "--replication-factor",
-            "1",
-            "--min-insync-replicas",
-            "1",
-        ).returncode
-        == 0
-    )
-    assert secured.cli(admin_env, "seed-samples").returncode == 0
+    topics, admin_env = secured.own_topics(tag, seed=True)
     worker_env = {**secured.env("revoked", group, CLAIMS_OUTAGE_LIMIT_S="10"), **topics}
     needs = worker_needs(load_settings(worker_env))
     local_broker.grant(secured.broker, "User:revoked", acl_bindings(needs, "User:revoked"))
@@ -222,12 +183,7 @@ def revoked_run(secured):
     def result_count() -> int:
         return len(list(read_topic(admin_settings, topics["CLAIMS_RESULTS_TOPIC"], 30)))
 
-    stderr_path = Path(secured.broker.state_dir) / f"{tag}.stderr"
-    stdout_path = Path(secured.broker.state_dir) / f"{tag}.stdout"
-    with stderr_path.open("w") as err, stdout_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"], env=worker_env, stdout=out, stderr=err, cwd=ROOT
-        )
+    proc, stdout_path, stderr_path = secured.start_worker(worker_env, tag)
     try:
         assert streams.wait_for(lambda: committed() == SAMPLES, 90), "the worker did not process the samples"
         before = (committed(), result_count())
@@ -292,6 +248,47 @@ def test_write_revoked_while_running_exits_5_naming_the_topic(revoked_run):
     assert len(refused) == 1, revoked_run["stdout"][-2000:]
     assert revoked_run["results_topic"] in refused[0]["message"]
     assert "Traceback" not in revoked_run["stderr"]
+
+
+def test_a_claims_topic_deleted_under_acls_is_named_not_taken_for_a_refusal(secured):
+    """With only the documented ACLs, a claims topic deleted while the worker runs is exit 2 naming it, not 5.
+
+    The literal ACLs outlive the topic, so the brokers answer the worker's Metadata with
+    UNKNOWN_TOPIC_OR_PARTITION (not TOPIC_AUTHORIZATION_FAILED): the group watch reports the deletion.
+    """
+    tag = f"dl{secured.tag}"
+    topics, admin_env = secured.own_topics(tag)
+    worker_env = {
+        **secured.env(
+            "deleted", f"grp-{tag}", CLAIMS_GROUP_WATCH_INTERVAL_S="1", CLAIMS_TOPIC_MISSING_LIMIT_S="10"
+        ),
+        **topics,
+    }
+    needs = worker_needs(load_settings(worker_env))
+    local_broker.grant(secured.broker, "User:deleted", acl_bindings(needs, "User:deleted"))
+    proc, stdout_path, stderr_path = secured.start_worker(worker_env, tag)
+    try:
+        assigned = streams.wait_for(lambda: '"partitions_assigned"' in stdout_path.read_text(), 90)
+        assert assigned, stdout_path.read_text()[-3000:]
+        admin = new_admin(load_settings(admin_env))
+        try:
+            admin.delete_topics([topics["CLAIMS_CLAIMS_TOPIC"]])
+        finally:
+            admin.close()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr, stdout = stderr_path.read_text(), stdout_path.read_text()
+    secured.outputs += [stdout, stderr]
+    assert code == 2, stderr + stdout[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert f"topic '{topics['CLAIMS_CLAIMS_TOPIC']}' was deleted while the worker ran" in errors[0]
+    events = [line.get("event") for line in _json_lines(stdout)]
+    assert "topic_missing" in events
+    assert "not_authorized" not in events
 
 
 def _json_lines(text: str) -> list[dict]:

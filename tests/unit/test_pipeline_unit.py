@@ -900,3 +900,27 @@ def test_a_cut_short_read_back_is_logged_and_counted_never_silent():
     assert (warning["store"], warning["partition"], warning["detail"]) == ("dedupe", 0, "timed out")
     assert h.metric("claims_worker_state_restore_incomplete_total", store="dedupe") == 1
     _exactly_once(cluster)
+
+
+class TestExplainedInternalError:
+    """An internal error an operator fault explains (``Pipeline.explain``) ends with the fault's code and line."""
+
+    def test_the_explanation_replaces_exit_70(self):
+        """The loop meets a bug-shaped error; the fresh look names another cluster: exit 2, that line."""
+        from worker.kafka.cluster import cluster_changed  # noqa: PLC0415 - the fault the watch would name
+
+        h = Harness(FakeCluster())
+        h.consumer.poll_errors = [TypeError("offset went back, say")]
+        h.worker.explain = lambda: cluster_changed("broker:9092", "c1", "c2")
+        with capture_logs() as events:
+            assert h.run() == ExitCode.BAD_SETTINGS
+        assert "another Kafka cluster (cluster id 'c1', now 'c2')" in (h.worker.failure or "")
+        assert [e["error"] for e in events if e["event"] == "internal_error_explained"] == ["TypeError"]
+        assert not [e for e in events if e["event"] == "internal_error"]
+
+    def test_without_an_explanation_it_stays_70(self):
+        """Nothing explains it: exit 70 and the internal error's line, as before."""
+        h = Harness(FakeCluster())
+        h.consumer.poll_errors = [TypeError("a bug")]
+        assert h.run() == ExitCode.INTERNAL
+        assert (h.worker.failure or "").startswith("internal error (TypeError)")

@@ -26,12 +26,18 @@ __all__ = ["EXIT_CODES", "main"]
 
 _RUN_EXITS = exit_epilog(
     (ExitCode.OK, "stopped cleanly (SIGTERM/SIGINT, or idle past CLAIMS_EXIT_WHEN_IDLE_S)"),
-    (ExitCode.BAD_SETTINGS, "bad settings, a missing or mis-sized topic, the metrics port in use"),
-    (ExitCode.FENCED, "fenced (another live instance owns the slot)"),
+    (
+        ExitCode.BAD_SETTINGS,
+        (
+            "bad settings, a missing or mis-sized topic (at start, or deleted or recreated smaller while"
+            " running), the brokers now another cluster, the metrics port in use"
+        ),
+    ),
+    (ExitCode.FENCED, "fenced (another live instance owns the slot; noticed when idle too)"),
     (ExitCode.UNREACHABLE, "Kafka or the schema registry unreachable past the limits"),
     (ExitCode.NOT_AUTHORIZED, "not authorized"),
     (ExitCode.UNSUPPORTED_VERSION, "unsupported broker version"),
-    (ExitCode.INTERNAL, "internal error"),
+    (ExitCode.INTERNAL, "internal error (a bug; operator faults have their own codes)"),
     note="--processes N: the worst child's code.",
     pipe=False,
 )

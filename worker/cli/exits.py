@@ -16,9 +16,15 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     (ExitCode.OK, "stopped cleanly (SIGTERM/SIGINT, or idle past CLAIMS_EXIT_WHEN_IDLE_S)"),
     (
         ExitCode.BAD_SETTINGS,
-        "bad settings or arguments, a missing or mis-sized topic, the metrics port in use",
+        (
+            "bad settings or arguments, a missing or mis-sized topic (at start, or deleted or recreated"
+            " smaller while running), the brokers now another cluster, the metrics port in use"
+        ),
     ),
-    (ExitCode.FENCED, "fenced: another live instance owns the transactional id or the static member id"),
+    (
+        ExitCode.FENCED,
+        "fenced: another live instance owns the transactional id or the static member id (noticed idle too)",
+    ),
     (
         ExitCode.UNREACHABLE,
         (
@@ -33,7 +39,7 @@ EXIT_CODES: tuple[tuple[ExitCode, str], ...] = (
     (ExitCode.UNSUPPORTED_VERSION, "unsupported broker version"),
     (
         ExitCode.INTERNAL,
-        "unexpected internal error (one log line with its type and the record's coordinates)",
+        "unexpected internal error, a bug (one log line with its type and the record's coordinates)",
     ),
     (
         ExitCode.INTERRUPTED,

@@ -243,7 +243,6 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
             producer_factory=early.factory,
         )
         consumer = None  # the worker owns and closes it now
-        readiness.check = worker.readiness
         # Everything loaded so far lives for the whole run: keep it out of the collector's way.
         gc.collect()
         gc.freeze()
@@ -258,11 +257,15 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         gc.enable()
         metrics.set_running(True)
-        watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic])
+        watch = _watch_group(worker, settings, metrics, log, counts[settings.claims_topic], stop)
+        readiness.check = watch.sentinel.guard(worker.readiness) if watch.sentinel else worker.readiness
+        worker.explain = watch.diagnose
         try:
             code = worker.run(stop)
         finally:
             watch.stop()
+        code, named = watch.named_exit(code)  # the fault that stopped the loop: its code and line, not 0
+        worker.failure = named or worker.failure
         _leave_group_when_done(worker, code, settings, log)
         if worker.failure is not None:  # a fatal failure inside the loop: the same one line as at start-up
             echo(f"error: {worker.failure}", file=sys.stderr)
@@ -294,14 +297,41 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     return int(code)  # pragma: no cover - only when _exit_now is stubbed out
 
 
-def _watch_group(
-    worker: Pipeline, settings: Settings, metrics: WorkerMetrics, log: FilteringBoundLogger, partitions: int
+def _watch_group(  # noqa: PLR0917 - the parts the watch reads
+    worker: Pipeline,
+    settings: Settings,
+    metrics: WorkerMetrics,
+    log: FilteringBoundLogger,
+    partitions: int,
+    stop: threading.Event,
 ) -> GroupWatch:
-    """Start the watch for claims partitions the settled group leaves unowned (``runtime/watch.py``)."""
-    from worker.kafka.clients import Role, new_admin  # noqa: PLC0415 - as in run()
+    """Start the watch for unowned claims partitions and operator faults (``watch.py``, ``sentinel.py``).
+
+    An operator fault the sentinel sees (a topic deleted or shrunk, another cluster, a twin on the slot)
+    sets ``stop``: the loop ends as on SIGTERM and ``_operator_fault`` gives the exit code and the line.
+    """
+    from worker.kafka.clients import Role, new_admin  # noqa: PLC0415
+    from worker.kafka.cluster import consumer_cluster_id  # noqa: PLC0415 - as in run()
     from worker.kafka.failures import group_instance_id  # noqa: PLC0415
+    from worker.runtime.sentinel import Sentinel  # noqa: PLC0415
     from worker.runtime.watch import GroupWatch  # noqa: PLC0415
 
+    consumer = worker.consumer
+
+    def member_id() -> str | None:
+        try:
+            return str(consumer.group_metadata().member_id or "")
+        except Exception:  # noqa: BLE001 - a consumer closing under the watch: nothing to judge
+            return None
+
+    sentinel = Sentinel(
+        settings,
+        log,
+        cluster_id=consumer_cluster_id(consumer),
+        member_id=member_id,
+        instance_id=group_instance_id(settings),
+        on_fatal=stop.set,
+    )
     watch = GroupWatch(
         lambda: new_admin(settings, Role.ADMIN),
         group_id=settings.group_id,
@@ -311,6 +341,8 @@ def _watch_group(
         log=log,
         member=group_instance_id(settings),
         healed=metrics.group_healed,
+        interval_s=settings.group_watch_interval_s,
+        sentinel=sentinel,
     )
     watch.start()
     return watch

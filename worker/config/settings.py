@@ -132,6 +132,20 @@ class Settings(BaseSettings):
     outage_limit_s: float = Field(
         300.0, gt=0, le=86_400, description="How long a running worker retries lost brokers before exiting 4."
     )
+    group_watch_interval_s: float = Field(
+        30.0,
+        gt=0,
+        le=3_600,
+        description="Seconds between the group watch's checks: unowned partitions, deleted or shrunk topics,"
+        " another cluster id, a twin on this slot (docs/operations.md).",
+    )
+    topic_missing_limit_s: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="How long a claims, results or dead-letter topic deleted while the worker runs may stay"
+        " missing before the worker exits 2 (/readyz is false meanwhile).",
+    )
     # --- Kafka and registry security (docs/security.md). Secrets are SecretStr: masked everywhere. ---
     kafka_security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT, description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."

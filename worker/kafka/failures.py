@@ -10,12 +10,13 @@ Exit codes (also in ``claims-worker --help``):
 
 ====  ===========================================================================================
  0    stopped cleanly (SIGTERM/SIGINT, or idle limit reached)
- 2    bad settings, a missing topic or an output topic with too few partitions
+ 2    bad settings, a missing topic or an output topic with too few partitions (at start, or deleted
+      or recreated smaller while running), or the brokers now belong to another cluster
  3    fenced: another live instance owns this transactional id or static member id (slot)
  4    Kafka or the schema registry unreachable past the limits
  5    not authorized: authentication failed or an ACL is missing (the message names what)
  6    the broker does not support a needed protocol version
-70    unexpected internal error
+70    unexpected internal error: a bug (operator faults have their own lines, ``runtime/sentinel.py``)
 130   a replay stopped by SIGINT/SIGTERM before its end (it prints the command that resumes it)
 141   stdout closed before the output ended (``| head``)
 ====  ===========================================================================================
@@ -58,6 +59,7 @@ __all__ = [
     "Stopped",
     "TopicExists",
     "TransactionalIdRefused",
+    "WrappedError",
     "classify",
     "describe",
     "interruptible",
@@ -180,6 +182,10 @@ class Stopped(ClaimsWorkerError):  # noqa: N818 - a signal, not an error
     """The stop event was set while waiting: unwind and exit 0."""
 
 
+class WrappedError(ClaimsWorkerError):
+    """A failure handed over from a helper thread: ``classify`` and ``describe`` judge its ``__cause__``."""
+
+
 class FatalError(ClaimsWorkerError):
     """A failure that ends the process: its ``kind`` gives the exit code, ``message`` the operator's line."""
 
@@ -191,9 +197,14 @@ class FatalError(ClaimsWorkerError):
 
 
 def classify(exc: BaseException) -> Kind:
-    """Return what ``exc`` is; the single mapping from exception types to decisions."""
+    """Return what ``exc`` is; the single mapping from exception types to decisions.
+
+    A ``WrappedError`` (a failure handed over from another thread) is what its cause is.
+    """
     if isinstance(exc, FatalError):
         return exc.kind
+    if isinstance(exc, WrappedError) and exc.__cause__ is not None:
+        return classify(exc.__cause__)
     for types, kind in _FATAL:
         if isinstance(exc, types):
             return kind
@@ -208,6 +219,8 @@ def is_transient(exc: BaseException) -> bool:
     """
     if isinstance(exc, _FENCED + _NOT_AUTHORIZED + _UNSUPPORTED + _BAD_SETTINGS):
         return False
+    if isinstance(exc, WrappedError):
+        return exc.__cause__ is not None and is_transient(exc.__cause__)
     return isinstance(
         exc,
         (
@@ -226,6 +239,8 @@ def describe(exc: BaseException, settings: Settings) -> str:
 
     Never includes record data: only exception types, settings names and what the broker named.
     """
+    if isinstance(exc, WrappedError) and exc.__cause__ is not None:
+        return describe(exc.__cause__, settings)
     kind = classify(exc)
     name = type(exc).__name__
     if isinstance(exc, (FatalError, ConfigError, BrokerUnreachable)):

@@ -34,6 +34,7 @@ __all__ = [
     "OffsetAndMetadata",
     "RebalanceListener",
     "Restored",
+    "TopicMissing",
     "TopicPartition",
     "bounded",
     "check_topics",
@@ -45,6 +46,7 @@ __all__ = [
     "remove_static_member",
     "rewind_to_committed",
     "slot_membership",
+    "topic_problem",
 ]
 
 
@@ -163,20 +165,35 @@ def check_topics(consumer: KafkaConsumer, settings: Settings, *, refresh: bool =
     """
     if refresh:
         consumer.topics()
-    counts: dict[str, int] = {}
-    for topic in (settings.claims_topic, settings.results_topic, settings.dead_letter_topic):
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise ConfigError(f"topic {topic!r} does not exist (create it, or run `make run` for a demo)")
-        counts[topic] = len(parts)
-    need = counts[settings.claims_topic]
-    for topic in (settings.results_topic, settings.dead_letter_topic):
-        if counts[topic] < need:
-            raise ConfigError(
-                f"topic {topic!r} has {counts[topic]} partitions; it needs at least {need} "
+    counts = {
+        topic: len(consumer.partitions_for_topic(topic) or ())
+        for topic in (settings.claims_topic, settings.results_topic, settings.dead_letter_topic)
+    }
+    problem = topic_problem(settings, counts)
+    if problem is not None:
+        raise (TopicMissing if 0 in counts.values() else ConfigError)(problem)
+    return counts
+
+
+class TopicMissing(ConfigError):  # noqa: N818 - names the condition, like the other ConfigErrors' lines
+    """A topic the worker reads or writes does not exist (exit 2 at start; while running: the sentinel)."""
+
+
+def topic_problem(settings: Settings, counts: Mapping[str, int]) -> str | None:
+    """Return the operator's line for a missing or too small topic in ``counts`` (0: missing), or None."""
+    topics = (settings.claims_topic, settings.results_topic, settings.dead_letter_topic)
+    for topic in topics:
+        if counts.get(topic) == 0:
+            return f"topic {topic!r} does not exist (create it, or run `make run` for a demo)"
+    need = counts.get(settings.claims_topic)
+    for topic in topics[1:]:
+        have = counts.get(topic)
+        if need is not None and have is not None and have < need:
+            return (
+                f"topic {topic!r} has {have} partitions; it needs at least {need} "
                 f"(as many as {settings.claims_topic!r}): add partitions to it"
             )
-    return counts
+    return None
 
 
 def rewind_to_committed(consumer: KafkaConsumer) -> None:

@@ -14,7 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from worker.kafka.io import RebalanceListener, bounded, check_topics
+from worker.kafka.cluster import cluster_changed, consumer_cluster_id
+from worker.kafka.failures import WrappedError
+from worker.kafka.io import RebalanceListener, TopicMissing, bounded, check_topics
 from worker.ops.labels import RebalanceKind
 
 if TYPE_CHECKING:
@@ -31,8 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["Listener", "PartitionState", "RestoreFailed"]
 
 
-class RestoreFailed(Exception):  # noqa: N818 - carries the read-back's own error as its cause
-    """A background read-back failed; raised on the poll thread so the loop's backoff handles the cause."""
+class RestoreFailed(WrappedError):  # noqa: N818 - carries the read-back's own error as its cause
+    """A background read-back failed; raised on the poll thread so the loop's backoff handles the cause.
+
+    It is what its cause is (``failures.classify``): a timed-out read is retried on the outage clock (the
+    partition's restore starts again), a refused one is exit 5; before it is raised the topics are
+    checked, so a results topic deleted or recreated smaller under the read is exit 2, named.
+    """
 
 
 @dataclass
@@ -69,6 +76,8 @@ class PartitionState:
             queue.SimpleQueue()
         )
         self._check_pending = False
+        self.cluster_id: str | None = None  # the cluster id at the first assignment's check
+        self._checked = False  # a check passed: a topic missing later is the group watch's to judge
         self.grew = False  # the claims topic gained partitions: the producer's metadata is stale
         # Partitions revoked or lost since the loop last looked (``take_gone``): an open transaction
         # that holds their records must not commit.
@@ -117,18 +126,15 @@ class PartitionState:
             task.cancel.set()
         self._tasks.clear()
         self._restore(sorted(self.assigned, key=lambda tp: tp.partition))
+        self._check_pending = True  # a replacement may follow an output topic shrunk under the producer
 
     def settle(self) -> None:
         """After a poll: check partition counts if the assignment changed, install finished restores."""
         if self._check_pending:
-            counts = bounded(  # ConfigError: exit 2; IndefiniteOutcome: transient, checked again
-                lambda: check_topics(self.consumer, self.settings, refresh=True),
-                self.settings.commit_timeout_s,
-                "topic metadata",
-            )
+            counts = self._check_topics(missing_ok=True)
             self._check_pending = False
-            claims = counts[self.settings.claims_topic]
-            if self.claims_partitions is not None and claims > self.claims_partitions:
+            claims = counts.get(self.settings.claims_topic, self.claims_partitions)
+            if self.claims_partitions is not None and claims is not None and claims > self.claims_partitions:
                 self.log.info("claims_partitions_added", n=claims)
                 self.grew = True
             self.claims_partitions = claims
@@ -142,8 +148,38 @@ class PartitionState:
                 continue  # revoked or superseded while it ran
             del self._tasks[tp]
             if isinstance(outcome, BaseException):
-                raise RestoreFailed(str(tp.partition)) from outcome
+                self._restore([tp])  # again, while the loop backs off; still paused
+                self._check_topics(missing_ok=True)  # a results topic shrunk under the read: exit 2, named
+                msg = f"reading back partition {tp.partition}'s state failed ({type(outcome).__name__})"
+                raise RestoreFailed(msg) from outcome
             self._install(tp, outcome)
+
+    def _check_topics(self, *, missing_ok: bool = False) -> dict[str, int]:
+        """Return fresh partition counts; ``ConfigError`` (exit 2) names a topic missing or too small.
+
+        With ``missing_ok``, a topic deleted after the first check passed returns ``{}`` instead: the
+        group watch names it and ends the worker only past CLAIMS_TOPIC_MISSING_LIMIT_S (it may be
+        recreated); the first check fails at once, as at start. The same fresh metadata carries the
+        cluster id: brokers that now answer another one than at the first check (the broker replaced by
+        a fresh cluster; the group rejoined there) end the worker with exit 2 before it judges a record.
+        """
+        try:
+            counts = bounded(  # IndefiniteOutcome: transient, checked again
+                lambda: check_topics(self.consumer, self.settings, refresh=True),
+                self.settings.commit_timeout_s,
+                "topic metadata",
+            )
+        except TopicMissing:
+            if not (missing_ok and self._checked):
+                raise
+            return {}
+        self._checked = True
+        now = consumer_cluster_id(self.consumer)
+        if self.cluster_id is None:
+            self.cluster_id = now
+        elif now is not None and now != self.cluster_id:
+            raise cluster_changed(self.settings.bootstrap_servers, self.cluster_id, now)
+        return counts
 
     def loaded(
         self, batch: Mapping[TopicPartition, Sequence[Record]]

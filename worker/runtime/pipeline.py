@@ -141,6 +141,9 @@ class Pipeline:
         self.backoff_s = (0.5, 10.0)  # first and longest wait after a transient failure
         self.failure: str | None = None  # the operator's line when the loop ended on a fatal failure
         self.idle_exited = False  # ended by CLAIMS_EXIT_WHEN_IDLE_S: done, not coming back (leave the group)
+        # Asked before an internal error ends the loop: the operator fault behind it, if one is (a topic
+        # gone or shrunk, another cluster: ``GroupWatch.diagnose``), whose own line and code are reported.
+        self.explain: Callable[[], Exception | None] = lambda: None
 
     def _slot_membership(self) -> Membership:
         """Ask the group coordinator whether this process still holds its slot (``slot_membership``).
@@ -268,6 +271,10 @@ class Pipeline:
         """Log one line for a failure that ends the process and return its exit code."""
         kind = classify(exc)
         cause = exc.__cause__ if isinstance(exc, BatchAborted) and exc.__cause__ is not None else exc
+        named = self.explain() if kind is Kind.INTERNAL else None
+        if named is not None:  # not a bug: e.g. an offset that "went back" on a fresh cluster
+            self.log.warning("internal_error_explained", error=type(cause).__name__)
+            kind, cause = classify(named), named
         if kind is Kind.INTERNAL:
             topic, partition, offset = self._current or ("", -1, -1)
             self.log.error(
@@ -330,9 +337,8 @@ class Pipeline:
             self._abort_for_rebalance(gone)
             batch = {}  # rewound with the rest: its records come again
         self.partitions.settle()
-        if len(self._committed) > len(self.partitions.assigned):
-            # Partitions that left: their forward-only check starts afresh if they come back.
-            self._committed = {tp: o for tp, o in self._committed.items() if tp in self.partitions.assigned}
+        for tp in gone:  # partitions that left (even if back in the same poll: a claims topic recreated)
+            self._committed.pop(tp, None)  # their forward-only check starts afresh
         self._update_lag()
         if batch:
             batch = self.partitions.loaded(batch)

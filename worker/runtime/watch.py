@@ -20,6 +20,11 @@ static members removes its own member (``heal``): one worker acts, the others se
 wait, and the alert (``ClaimsWorkerPartitionsUnowned``) fires only if the rebalance did not help. Each
 worker's own removal costs it only its open transaction, which is aborted and replayed like after any
 lost partition; the heal is counted in ``claims_worker_group_heals_total``.
+
+With a ``Sentinel`` (``worker.runtime.sentinel``) each check also asks the brokers' metadata about the
+worker's topics and the cluster id, and hands both answers to it: a deleted claims topic is reported
+and never "healed" (every partition of a topic that is gone looks unowned), a topic recreated smaller,
+another cluster, or a twin on this worker's slot ends the worker with its own line and exit code.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from worker.kafka.cluster import ClusterView, cluster_view
 from worker.kafka.failures import ClientError
 from worker.kafka.io import MemberRemover, remove_static_member
 
@@ -35,6 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from structlog.typing import FilteringBoundLogger
+
+    from worker.kafka.failures import FatalError
+    from worker.runtime.sentinel import Sentinel
 
 __all__ = ["GroupWatch", "healer", "unowned_partitions"]
 
@@ -94,10 +103,12 @@ class GroupWatch:
         interval_s: float = 30.0,
         member: str | None = None,
         healed: Callable[[], None] = lambda: None,
+        sentinel: Sentinel | None = None,
     ) -> None:
         """``member``: this worker's static member id; with it the watch heals (see the module docstring).
 
-        ``healed`` is called after each removal the coordinator accepted (the metric).
+        ``healed`` is called after each removal the coordinator accepted (the metric); ``sentinel``
+        judges each check's answers for operator faults (deleted topics, another cluster, a twin).
         """
         self._admin_factory = admin_factory
         self._admin: GroupAdmin | None = None
@@ -108,16 +119,25 @@ class GroupWatch:
         self.last: set[int] | None = None
         self._warned: set[int] = set()
         self.member, self._healed = member, healed
+        self.sentinel = sentinel
 
     def check(self) -> set[int] | None:
         """Ask once; publish and log the unowned partitions; return them (None: not settled or no answer)."""
+        view = self.view()
         try:
             described = self._client().describe_groups([self.group_id]).get(self.group_id)
         except (ClientError, OSError) as exc:  # no answer now: ask again next time
             self._log.debug("group_watch_unanswered", error=type(exc).__name__)
             self._close_admin()
+            described = None
+        sentinel = self.sentinel
+        if sentinel is not None and (sentinel.look(view, described) or sentinel.claims_topic_missing):
+            self.last = None  # a vanished claims topic is not healed: every partition of it looks unowned
             return None
-        unowned = unowned_partitions(described, self.topic, self._partitions())
+        if described is None:
+            return None
+        count = view.partitions.get(self.topic) if view is not None else None
+        unowned = unowned_partitions(described, self.topic, count or self._partitions())
         if unowned is None:
             return None
         self._publish(len(unowned))
@@ -134,6 +154,46 @@ class GroupWatch:
             self.heal(unowned)
             self.last = None  # two more checks before another heal: the rebalance needs its time
         return unowned
+
+    def view(self) -> ClusterView | None:
+        """Ask the brokers about the sentinel's topics and the cluster id; None without one or no answer."""
+        if self.sentinel is None:
+            return None
+        try:
+            return cluster_view(self._client(), self.sentinel.topics)
+        except (ClientError, OSError) as exc:  # no answer now: ask again next time
+            self._log.debug("group_watch_unanswered", error=type(exc).__name__)
+            self._close_admin()
+            return None
+
+    def named_exit(self, code: int) -> tuple[int, str | None]:
+        """Return the exit code after the loop and the fault's line: the sentinel's, if one stopped it.
+
+        The sentinel's fault stops the loop as SIGTERM does (it returns 0, or whatever the stop met):
+        the fault's code (2 or 3) and line replace the loop's. Otherwise ``(code, None)``. (An internal
+        error a fresh look explains is renamed by the loop itself: ``Pipeline.explain`` is ``diagnose``.)
+        """
+        fault = None if self.sentinel is None else self.sentinel.fatal
+        if fault is None:
+            return code, None
+        return int(fault.kind.exit_code), fault.message
+
+    def diagnose(self) -> FatalError | None:
+        """Look once more, at once, with a client of its own: the operator fault that explains an exit 70."""
+        if self.sentinel is None:
+            return None
+        admin = None
+        try:
+            admin = self._admin_factory()
+            view = cluster_view(admin, self.sentinel.topics)
+        except (ClientError, OSError) as exc:
+            self._log.debug("group_watch_unanswered", error=type(exc).__name__)
+            return self.sentinel.fatal
+        finally:
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    admin.close()
+        return self.sentinel.diagnose(view)
 
     def heal(self, unowned: set[int]) -> bool:
         """Remove this worker's static member so the coordinator rebalances the group; True if accepted."""
