@@ -32,7 +32,9 @@ __all__ = ["MARKER_HEADER", "Expect", "Input", "make_inputs"]
 
 MARKER_HEADER = "campaign-seq"
 OTHER_DRUG = {"product_id": streams.CAPECITABINE, "qualifier": "03"}
-NEAR_LIMIT = 1_046_000  # a value this long still fits one 1 MiB request; its dead letter may not
+# Values this long still fit one 1 MiB request (kafka-python's max_request_size, the broker's max.message.bytes);
+# the longest ones' dead letters (the value plus ~200 bytes) do not: a TOO_LARGE dead letter without the bytes.
+NEAR_LIMIT = (1_046_000, 1_048_400)
 CONTROL = ["\x00", "\x07", "\x1b[31m", "\r\n", "\u202e", "\u2066", "\u200b", "\ufeff", "\x7f", "\u0085"]
 SCHEMA = streams.ROOT / "worker" / "contracts" / "schemas" / "claim.v2.avsc"
 
@@ -159,7 +161,7 @@ def _extra(i: int, n: int, codec: Codec, rng: random.Random, wrong: dict) -> Inp
         return Input("non-utf8-key-junk", key, rng.randbytes(rng.randint(1, 200)), [], Expect.DEAD)
     # 11: near the size limit, once in a while (each is a megabyte on every topic)
     if i % 240 == 11:
-        return Input("near-size-limit", cid.encode(), rng.randbytes(NEAR_LIMIT), [], Expect.ANSWER)
+        return Input("near-size-limit", cid.encode(), rng.randbytes(rng.randint(*NEAR_LIMIT)), [], Expect.ANSWER)
     bad = _claim_record(n, claim_id=f"{cid}\u202e{rng.choice(CONTROL)}")
     return Input("bidi-in-claim-id", cid.encode(), codec.encode_claim(bad), [], Expect.DEAD)
 
