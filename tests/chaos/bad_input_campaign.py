@@ -39,10 +39,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from deploy.kafka import broker as local_broker
 from tests.chaos.bad_inputs import MARKER_HEADER, Expect, Input, make_inputs
+from tests.chaos.run_chaos import Monitor, verdict
 from tests.integration import streams
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
@@ -66,29 +67,6 @@ def produce(bootstrap: str, topic: str, inputs: list[Input]) -> None:
         producer.flush(timeout=300)
     finally:
         producer.close(timeout=30)
-
-
-class Answers:
-    """A read_committed reader counting the records on both output topics (the run's progress)."""
-
-    def __init__(self, bootstrap: str, topics: tuple[str, str]) -> None:
-        self.seen = 0
-        self.stop = threading.Event()
-        self._bootstrap, self._topics = bootstrap, topics
-
-    def run(self) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
-        consumer.assign([TopicPartition(t, p) for t in self._topics for p in range(PARTITIONS)])
-        while not self.stop.is_set():
-            self.seen += sum(len(records) for records in consumer.poll(timeout_ms=200).values())
-        consumer.close()
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -223,7 +201,7 @@ def run_workers(
         for slot in range(WORKERS)
     ]
     sampler = RssSampler([p.pid for p in procs])
-    answers = Answers(bootstrap, (names["results"], names["dead_letter"]))
+    answers = Monitor(bootstrap, (names["results"], names["dead_letter"]), partitions=PARTITIONS)
     threading.Thread(target=sampler.run, daemon=True).start()
     threading.Thread(target=answers.run, daemon=True).start()
     failures: list[str] = []
@@ -339,14 +317,11 @@ def main() -> int:
     print_figures(figures)
     failures += rss_report(sampler, args.rss_limit_mib, args.rss_growth_mib)
     print(f"logs: {logs}\nseed: {seed}  (--seed {seed} repeats the inputs)")
-    if failures:
-        print("\nFAILED:")
-        for failure in failures:
-            print(f"  {failure}")
-        return 1
-    print("\nPASSED: one answer per input, the expected one; dead letters keep the original bytes;")
-    print("        no Traceback; both workers exit 0; RSS bounded")
-    return 0
+    return verdict(
+        failures,
+        "one answer per input, the expected one; dead letters keep the original bytes; "
+        "no Traceback; both workers exit 0; RSS bounded",
+    )
 
 
 if __name__ == "__main__":

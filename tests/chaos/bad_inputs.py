@@ -161,7 +161,9 @@ def _extra(i: int, n: int, codec: Codec, rng: random.Random, wrong: dict) -> Inp
         return Input("non-utf8-key-junk", key, rng.randbytes(rng.randint(1, 200)), [], Expect.DEAD)
     # 11: near the size limit, once in a while (each is a megabyte on every topic)
     if i % 240 == 11:
-        return Input("near-size-limit", cid.encode(), rng.randbytes(rng.randint(*NEAR_LIMIT)), [], Expect.ANSWER)
+        return Input(
+            "near-size-limit", cid.encode(), rng.randbytes(rng.randint(*NEAR_LIMIT)), [], Expect.ANSWER
+        )
     bad = _claim_record(n, claim_id=f"{cid}\u202e{rng.choice(CONTROL)}")
     return Input("bidi-in-claim-id", cid.encode(), codec.encode_claim(bad), [], Expect.DEAD)
 
