@@ -10,7 +10,7 @@ JARS     := $(KAFKA_LIBS)/.fetched
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration \
+.PHONY: help install broker-jars promtool broker-up broker-down run test test-unit test-integration chaos-input \
         bench bench-peers bench-window policy-transitions chaos install-bench lock lint format typecheck clean
 
 help: ## list the targets
@@ -99,8 +99,12 @@ policy-transitions: install ## decide one seeded claim mix under BASELINE (a com
 	$(PY) tests/bench/policy_transitions.py --baseline .cache/baseline $(BENCH_ARGS); status=$$?; \
 	  git worktree remove --force .cache/baseline; exit $$status
 
-chaos: install broker-jars ## fault harness: SIGKILLs, a broker kill, random transaction aborts, poison records; read_committed checker
+chaos: install broker-jars ## fault harness (SIGKILLs, a broker kill, random aborts, poison records), then chaos-input
 	$(PY) tests/chaos/run_chaos.py $(CHAOS_ARGS)
+	$(MAKE) chaos-input
+
+chaos-input: install broker-jars ## bad-input campaign: 10k malformed records of every kind among 10k valid, 2 workers; answers, bytes, RSS
+	$(PY) tests/chaos/bad_input_campaign.py $(CAMPAIGN_ARGS)
 
 lint: install ## ruff check, ruff format --check, mypy --strict, the import layers (import-linter)
 	$(PY) -m ruff check .

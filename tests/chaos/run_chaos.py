@@ -278,6 +278,7 @@ class Monitor:
 
     bootstrap: str
     topics: tuple[str, str]
+    partitions: int = PARTITIONS
     seen: int = 0
     arrivals: dict[int, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     stop: threading.Event = field(default_factory=threading.Event)
@@ -292,7 +293,7 @@ class Monitor:
             fetch_max_wait_ms=100,
             reconnect_backoff_max_ms=1000,
         )
-        consumer.assign([TopicPartition(t, p) for t in self.topics for p in range(PARTITIONS)])
+        consumer.assign([TopicPartition(t, p) for t in self.topics for p in range(self.partitions)])
         while not self.stop.is_set():
             try:
                 polled = consumer.poll(timeout_ms=200)
@@ -487,6 +488,17 @@ def abort_expected(transactions: int, rate: float, miss: float = 0.001) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- the run
+def verdict(failures: list[str], passed: str) -> int:
+    """Print the failures (exit status 1) or the ``passed`` line (exit status 0), and return the status."""
+    if failures:
+        print("\nFAILED:")
+        for failure in failures:
+            print(f"  {failure}")
+        return 1
+    print(f"\nPASSED: {passed}")
+    return 0
+
+
 def _check_deadline(deadline: float, what: str) -> None:
     if time.monotonic() > deadline:
         raise TimeoutError(f"deadline passed: {what}")
@@ -750,15 +762,10 @@ def main() -> int:  # noqa: PLR0912
         print(f"  {key:<20} {value}")
     print(f"logs: {logs}")
     print(f"seed: {seed}  (python tests/chaos/run_chaos.py --seed {seed} repeats the schedule)")
-    if failures:
-        print("\nFAILED:")
-        for f in failures:
-            print(f"  {f}")
-        return 1
-    print(
-        "\nPASSED: lost 0, duplicates 0, order kept, dead letters = undecodable poison, REJECTED = invalid claims, no open transaction"
+    return verdict(
+        failures,
+        "lost 0, duplicates 0, order kept, dead letters = undecodable poison, REJECTED = invalid claims, no open transaction",
     )
-    return 0
 
 
 if __name__ == "__main__":

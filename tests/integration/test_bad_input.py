@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import random
-import struct
 from collections import Counter
 
 import pytest
 
 from tests.integration import streams
-from worker.contracts.codec import CONFLUENT_MAGIC, SINGLE_OBJECT_MARKER, Codec
+from tests.integration.malformed import malformed
+from worker.contracts.codec import Codec
 from worker.runtime.pipeline import ExitCode
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -25,59 +25,11 @@ VALID = 2_000
 SEED = 20261130
 
 
-def _invalid_fields(record: dict, rng: random.Random) -> dict:
-    """A claim dict that still fits the Avro schema but breaks one validation rule."""
-    bad = dict(record)
-    choice = rng.randrange(5)
-    if choice == 0:
-        bad["prescriber"] = record["prescriber"] | {"npi": "1234567890"}  # wrong check digit
-    elif choice == 1:
-        bad["days_supply"] = rng.choice([-1, 1000, 10**6])
-    elif choice == 2:
-        bad["fill_number"] = rng.choice([-3, 100])
-    elif choice == 3:
-        bad["quantity"] = rng.choice([-1.0, float("nan"), float("inf")])
-    else:
-        bad["diagnoses"] = [{"code": "", "qualifier": "02"}] * rng.randint(1, 3)
-    return bad
-
-
-def _malformed(n: int, codec: Codec, rng: random.Random) -> list[tuple[str, bytes | None]]:
-    """``n`` malformed values, each tagged with how it was made."""
-    template = streams.claim(0).model_dump()
-    out: list[tuple[str, bytes | None]] = []
-    for i in range(n):
-        good = codec.encode_claim(streams.claim(500_000 + i))
-        kind = i % 8
-        if kind == 0:
-            out.append(("random", rng.randbytes(rng.randint(0, 300))))
-        elif kind == 1:
-            out.append(("random-marker", SINGLE_OBJECT_MARKER + rng.randbytes(rng.randint(0, 300))))
-        elif kind == 2:
-            out.append(("wrong-fingerprint", SINGLE_OBJECT_MARKER + rng.randbytes(8) + good[10:]))
-        elif kind == 3:
-            out.append(("truncated", good[: rng.randint(0, len(good) - 1)]))
-        elif kind == 4:
-            schema_id = struct.pack(">I", rng.randrange(1 << 32))
-            out.append(("confluent-unknown-id", CONFLUENT_MAGIC + schema_id + good[10:]))
-        elif kind == 5:
-            flipped = bytearray(good)
-            for _ in range(rng.randint(1, 4)):
-                flipped[rng.randrange(10, len(flipped))] ^= 1 << rng.randrange(8)
-            out.append(("bit-flip", bytes(flipped)))
-        elif kind == 6:
-            record = template | {"event_id": f"bad-{i:06d}", "claim_id": f"bad-{i:06d}"}
-            out.append(("invalid-field", codec.encode_claim(_invalid_fields(record, rng))))
-        else:
-            out.append(("empty" if i % 16 == 7 else "tombstone", b"" if i % 16 == 7 else None))
-    return out
-
-
 def test_malformed_flood_is_answered_record_by_record_without_a_restart(kafka_bootstrap, topics, tmp_path):
     """10k malformed records among 2k valid: records in = results + dead letters, one process, exit 0."""
     rng = random.Random(SEED)
     codec = Codec()
-    bad = _malformed(MALFORMED, codec, rng)
+    bad = malformed(MALFORMED, codec, rng)
     valid = [(f"valid-{i}".encode(), codec.encode_claim(streams.claim(i))) for i in range(VALID)]
     records = [(f"bad-{kind}-{i}".encode(), value) for i, (kind, value) in enumerate(bad)] + valid
     rng.shuffle(records)
