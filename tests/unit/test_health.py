@@ -139,7 +139,7 @@ class TestLifecycle:
         waits: list[float | None] = []
 
         class _Recording(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
-            def select(self, timeout=None):  # noqa: ANN001, ANN202 - the selector's own signature
+            def select(self, timeout=None):
                 waits.append(timeout)
                 return super().select(timeout)
 
