@@ -42,7 +42,7 @@ from worker.contracts.wire import WireFormat
 from worker.errors import ConfigError, DeadLetterClass, DecodeError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from worker.contracts.model import Decision
@@ -54,6 +54,8 @@ SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 _SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MARKER) + 8
 _CONFLUENT_HEADER = len(CONFLUENT_MAGIC) + 4
+# ``Claim.model_validate`` without its Python wrapper (same validator, same errors), once per claim.
+_validate_claim: Callable[[object], Claim] = Claim.__pydantic_validator__.validate_python
 # Kafka's default max.message.bytes; a larger value is refused before fastavro sees it.
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
@@ -134,7 +136,7 @@ class Codec:
         known, pending = self._parts.substitute(record)
         clean_key = key_is_clean(key)
         try:
-            claim = Claim.model_validate(known)
+            claim = _validate_claim(known)
         except ValidationError as exc:
             raise malformed_claim_from(exc, record, clean_key=clean_key) from exc
         if not clean_key:

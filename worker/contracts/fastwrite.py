@@ -53,6 +53,8 @@ def _long(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:  # noqa: PLR2004 - one varint byte
         return _SMALL[z]
+    if z < 0x4000:  # noqa: PLR2004 - two varint bytes (lengths of long strings, offsets): no loop
+        return bytes(((z & 0x7F) | 0x80, z >> 7))
     out = bytearray()
     while z >= 0x80:  # noqa: PLR2004 - varint continuation
         out.append((z & 0x7F) | 0x80)
@@ -223,6 +225,36 @@ _INLINE = {
     ],
 }
 _INLINE["int"] = _INLINE["long"]
+# Dates and timestamps with ``_date``'s and ``_timestamp_millis``'s arithmetic.
+_DATE = [
+    "if type(v) is not _date:",
+    "    raise _Unsupported",
+    "ap(_long(v.toordinal() - _EPOCH_DAY))",
+]
+_TIMESTAMP_MILLIS = [
+    "if type(v) is not _datetime or v.tzinfo is None:",
+    "    raise _Unsupported",
+    "t = v - _EPOCH",
+    "ap(_long((t.days * 86_400 + t.seconds) * 1000 + int(t.microseconds / 1000)))",
+]
+_LOGICAL_INLINE = {("date", "int"): _DATE, ("timestamp-millis", "long"): _TIMESTAMP_MILLIS}
+
+
+def _scope() -> dict[str, Any]:
+    """Return the names the generated writers use."""
+    return {
+        "_Unsupported": Unsupported,
+        "_SMALL": _SMALL,
+        "_long": _long,
+        "_NULL": _NULL,
+        "_SECOND_BRANCH": _SECOND_BRANCH,
+        "_LONG_MIN": _LONG_MIN,
+        "_LONG_MAX": _LONG_MAX,
+        "_date": date,
+        "_EPOCH_DAY": _EPOCH_DAY,
+        "_datetime": datetime,
+        "_EPOCH": _EPOCH,
+    }
 
 
 def _inline(node: object, scope: dict[str, Any], named: dict[str, Any]) -> list[str]:
@@ -233,6 +265,8 @@ def _inline(node: object, scope: dict[str, Any], named: dict[str, Any]) -> list[
         branch = _inline(node[1], scope, named)
         indented = ["    " + line for line in branch]
         return ["if v is None:", "    ap(_NULL)", "else:", "    ap(_SECOND_BRANCH)", *indented]
+    if isinstance(node, dict) and (node.get("logicalType"), node["type"]) in _LOGICAL_INLINE:
+        return _LOGICAL_INLINE[node["logicalType"], node["type"]]
     if isinstance(node, dict) and node.get("type") == "enum" and node.get("logicalType") is None:
         name = f"_E{len(scope)}"
         scope[name] = {symbol: _long(i) for i, symbol in enumerate(node["symbols"])}
@@ -249,15 +283,7 @@ def compile_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], b
     ``write`` raises ``Unsupported`` for a record it cannot write exactly as fastavro would.
     """
     named: dict[str, Any] = dict(schema.get("__named_schemas", {}))
-    scope: dict[str, Any] = {
-        "_Unsupported": Unsupported,
-        "_SMALL": _SMALL,
-        "_long": _long,
-        "_NULL": _NULL,
-        "_SECOND_BRANCH": _SECOND_BRANCH,
-        "_LONG_MIN": _LONG_MIN,
-        "_LONG_MAX": _LONG_MAX,
-    }
+    scope = _scope()
     lines = ["def write(r):", "    if type(r) is not dict:", "        raise _Unsupported", "    out = []"]
     lines += ["    ap = out.append", "    try:"]
     try:
@@ -273,14 +299,8 @@ def compile_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], b
     return writer
 
 
-# In a splice (below), the variable fields' records and timestamps are written inline too: a record's
-# fields one after another (a record has no framing), a timestamp with ``_timestamp_millis``'s arithmetic.
-_TIMESTAMP_MILLIS = [
-    "if type(v) is not _datetime or v.tzinfo is None:",
-    "    raise _Unsupported",
-    "t = v - _EPOCH",
-    "ap(_long((t.days * 86_400 + t.seconds) * 1000 + int(t.microseconds / 1000)))",
-]
+# In a splice (below), the variable fields' records are written inline too: a record's fields one
+# after another (a record has no framing).
 
 
 def _inline_variable(node: object, scope: dict[str, Any], named: dict[str, Any], depth: int = 0) -> list[str]:
@@ -290,8 +310,6 @@ def _inline_variable(node: object, scope: dict[str, Any], named: dict[str, Any],
     if isinstance(node, list) and len(node) == 2 and node[0] == "null":  # noqa: PLR2004 - null and one type
         branch = ["    " + line for line in _inline_variable(node[1], scope, named, depth)]
         return ["if v is None:", "    ap(_NULL)", "else:", "    ap(_SECOND_BRANCH)", *branch]
-    if isinstance(node, dict) and node.get("logicalType") == "timestamp-millis" and node["type"] == "long":
-        return _TIMESTAMP_MILLIS
     if isinstance(node, dict) and node.get("type") == "record" and node.get("logicalType") is None:
         holder = f"r{depth}"
         lines = ["if type(v) is not dict:", "    raise _Unsupported", f"{holder} = v"]
@@ -314,17 +332,7 @@ def compile_splice(
     writer would. ``None`` when the schema is not covered or lacks those fields in that order.
     """
     named: dict[str, Any] = dict(schema.get("__named_schemas", {}))
-    scope: dict[str, Any] = {
-        "_Unsupported": Unsupported,
-        "_SMALL": _SMALL,
-        "_long": _long,
-        "_NULL": _NULL,
-        "_SECOND_BRANCH": _SECOND_BRANCH,
-        "_LONG_MIN": _LONG_MIN,
-        "_LONG_MAX": _LONG_MAX,
-        "_datetime": datetime,
-        "_EPOCH": _EPOCH,
-    }
+    scope = _scope()
     gaps: list[list[tuple[str, _Write]]] = [[]]
     names = [f"v{i}" for i in range(len(variable))]
     lines = [f"def write(runs, {', '.join(names)}):", "    out = [runs[0]]", "    ap = out.append"]
