@@ -16,7 +16,6 @@ import argparse
 import inspect
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,34 +90,25 @@ def main() -> None:
         print("judge+route: " + ", ".join(f"{mix} {us:.1f} us/record" for mix, us in steps.items()))
 
 
-@dataclass
-class _Rec:
-    """A consumed record, as judge reads it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-
-
 def _judge_and_route(mix: str, n: int, rounds: int) -> float:
     """Return the best CPU µs per record of judge + route over ``mix``, in poll batches of 500."""
     from bench_peers import BATCH, _mix  # noqa: PLC0415
 
+    from tests.unit.fakes import Rec  # noqa: PLC0415
     from worker.config.settings import load_settings  # noqa: PLC0415
     from worker.runtime.judge import Decider, judge  # noqa: PLC0415
     from worker.runtime.route import route  # noqa: PLC0415
     from worker.state.dedupe import SeenEvents  # noqa: PLC0415
 
     codec = Codec()
-    records = [_Rec("claims", 0, i, key, value) for i, (key, value) in enumerate(_mix(mix, n, codec))]
+    records = [
+        Rec(value, offset=i, key=key, topic="claims") for i, (key, value) in enumerate(_mix(mix, n, codec))
+    ]
     settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
     decider, seen = Decider(default_policy()), SeenEvents(0)
     batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
 
-    def one(batch: list[_Rec]) -> None:
+    def one(batch: list[Rec]) -> None:
         at = datetime.now(UTC)
         for record in batch:
             route(

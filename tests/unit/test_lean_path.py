@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.unit.claims import NPIS, make_claim
+from tests.unit.fakes import Rec
 from worker import __version__
 from worker.config.settings import load_settings
 from worker.contracts import bad_claims
@@ -111,21 +111,11 @@ def _raw(rng: random.Random, n: int) -> dict[str, Any]:
     return claim.model_dump()
 
 
-@dataclass
-class _Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
-
-
-def _mix(codec: Codec, n: int, seed: int) -> list[_Rec]:
+def _mix(codec: Codec, n: int, seed: int) -> list[Rec]:
     """Records of the seeded mix: valid, malformed (every field), unclean keys, bad bytes, redeliveries."""
     rng = random.Random(seed)
     kinds = sorted(MALFORMED)
-    records: list[_Rec] = []
+    records: list[Rec] = []
     for i in range(n):
         raw = _raw(rng, i)
         key: bytes | None = raw["claim_id"].encode()
@@ -137,9 +127,11 @@ def _mix(codec: Codec, n: int, seed: int) -> list[_Rec]:
         value = codec.encode_claim(raw)
         if rng.random() < 0.01:
             value = value[:-3]  # truncated: a dead letter
-        records.append(_Rec("claims", i % 3, i, key, value))
+        records.append(Rec(value, offset=i, partition=i % 3, key=key, topic="claims"))
         if rng.random() < 0.02:
-            records.append(_Rec("claims", i % 3, i, key, value))  # redelivered: a duplicate
+            records.append(
+                Rec(value, offset=i, partition=i % 3, key=key, topic="claims")
+            )  # redelivered: a duplicate
     return records
 
 
@@ -169,7 +161,7 @@ def _reference(judgement: Judgement, codec: Codec, at: datetime) -> Outgoing:
     )
 
 
-def _run(records: list[_Rec], batch: int = 250) -> tuple[list[Outgoing], list[Outgoing], Counter[str]]:
+def _run(records: list[Rec], batch: int = 250) -> tuple[list[Outgoing], list[Outgoing], Counter[str]]:
     """Judge and route ``records`` in batches, each at its own decision time: (lean, reference, outcomes)."""
     codec, reference_codec = Codec(), Codec()
     seen, decider = SeenEvents(100_000), Decider(POLICY)
