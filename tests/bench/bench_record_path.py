@@ -7,7 +7,8 @@ per-record step, ``judge`` then ``route`` (decode, duplicate check, decide, the 
 on ``bench_peers.py``'s two mixes: ``realistic`` (one Ixempra claim in a hundred) and ``ixempra``,
 each poll batch of 500 at one decision time as in the worker. It also runs against an older checkout, to
 compare result v1 with v2: ``git archive <commit> | tar -x -C /tmp/old`` then, from /tmp/old,
-``PYTHONPATH=/tmp/old <venv>/bin/python <this file>`` (it adapts to the older ``decide`` signature).
+``PYTHONPATH=/tmp/old <venv>/bin/python <this file>`` (it adapts to the older ``decide`` signature;
+the judge+route line needs a checkout with ``worker.runtime.judge`` and ``route``).
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ def main() -> None:
         + ", ".join(f"{k} {v:.1f} us" for k, v in parts.items())
         + f"; total {total:.1f} us/record"
     )
-    if hasattr(codec, "encode_decided"):  # an older checkout has no judge/route of this shape
-        steps = {mix: _judge_and_route(mix, args.claims, args.rounds) for mix in ("realistic", "ixempra")}
-        print("judge+route: " + ", ".join(f"{mix} {us:.1f} us/record" for mix, us in steps.items()))
+    steps = {mix: _judge_and_route(mix, args.claims, args.rounds) for mix in ("realistic", "ixempra")}
+    print("judge+route: " + ", ".join(f"{mix} {us:.1f} us/record" for mix, us in steps.items()))
 
 
 def _judge_and_route(mix: str, n: int, rounds: int) -> float:
