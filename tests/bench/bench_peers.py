@@ -6,7 +6,10 @@ one at a time, each as its own subprocess:
 
 * ``worker``      ``python -m worker run`` (kafka-python, one transaction per batch, dedupe, metrics, logs)
 * ``quix``        a Quix Streams app, ``processing_guarantee="exactly-once"``, around the worker's own
-                  decode → decide → encode (``judge`` below: worker.contracts.codec + worker.policy)
+                  decode → decide → encode (``judge`` below: worker.contracts.codec + worker.policy);
+                  it commits as often as the worker does (``commit_interval`` = the worker's
+                  CLAIMS_COMMIT_INTERVAL_MS, ``commit_every`` = its CLAIMS_TRANSACTION_MAX_RECORDS;
+                  Quix's own default is every 5 s), so the two pay for the same number of transactions
 * ``faststream``  a FastStream (aiokafka) batch subscriber around the same ``judge``; ack_first (auto-commit), i.e.
                   at-least-once at best: it has no transactions; its per-message access log is off
 * ``kpy-pass``    a kafka-python transactional passthrough (poll → begin → send → offsets → commit), the
@@ -66,7 +69,10 @@ EXTRA_KINDS = ("worker-x2",)
 # one transaction per poll), to compare commit intervals in the same run: --kinds worker,worker-i0,quix
 # And `worker+NAME=VALUE[+NAME=VALUE...]`: the worker with those environment variables set (any setting), e.g.
 # --kinds worker,worker+CLAIMS_LINGER_MS=20,kpy-pass
+# And `worker@DIR`: the worker of another checkout (e.g. `git archive <commit> | tar -x -C DIR`), run from DIR
+# with this venv, to compare two versions in one run: --kinds worker,worker@/tmp/old,kpy-pass
 BATCH = 500
+_VARIANTS = ("worker-i", "worker+", "worker@")  # the worker with other settings or from another checkout
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OTHER_DRUG = "00093747489"  # capecitabine: not an Ixempra product, so NOT_APPLICABLE
 
@@ -117,6 +123,7 @@ def app_quix(bootstrap: str, claims: str, results: str, group: str, *, judge=Non
     from quixstreams import Application, message_context  # noqa: PLC0415
 
     judge = judge or make_judge()
+    interval_s, every = quix_commits()
     app = Application(
         broker_address=bootstrap,
         consumer_group=group,
@@ -124,6 +131,8 @@ def app_quix(bootstrap: str, claims: str, results: str, group: str, *, judge=Non
         processing_guarantee="exactly-once",
         loglevel="WARNING",
         auto_create_topics=False,
+        commit_interval=interval_s,
+        commit_every=every,
     )
     source = app.topic(claims, key_deserializer="bytes", value_deserializer="bytes")
     sink = app.topic(results, key_serializer="bytes", value_serializer="bytes")
@@ -137,6 +146,16 @@ def app_quix(bootstrap: str, claims: str, results: str, group: str, *, judge=Non
     sdf = app.dataframe(source).apply(apply)
     sdf.set_timestamp(lambda *_: int(time.time() * 1000)).to_topic(sink)
     app.run()
+
+
+def quix_commits() -> tuple[float, int]:
+    """The Quix contender's (commit_interval s, commit_every records): the worker's own commit schedule.
+
+    The worker commits its transaction CLAIMS_COMMIT_INTERVAL_MS after it opened or once it holds
+    CLAIMS_TRANSACTION_MAX_RECORDS (and when caught up); Quix commits its checkpoint by the same two rules.
+    """
+    settings = _kpy_settings("127.0.0.1:9", "c", "r", "g")
+    return settings.commit_interval_ms / 1000, settings.transaction_max_records
 
 
 def app_faststream(bootstrap: str, claims: str, results: str, group: str, *, judge=None) -> None:
@@ -326,8 +345,9 @@ def run_one(
             cmd += ["--processes", "2"]
     else:
         cmd = [sys.executable, __file__, "--app", kind, bootstrap, claims, results, group]
+    cwd = Path(kind.partition("@")[2]) if kind.startswith("worker@") else ROOT
     log = (logs / f"{tag}.log").open("wb")
-    child = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     samples: list[tuple[float, float]] = []
     done = threading.Event()
 
@@ -435,6 +455,14 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
     logs = ROOT / ".cache" / "bench-peers"
     logs.mkdir(parents=True, exist_ok=True)
     codec = Codec()
+    worker_settings = _kpy_settings(bootstrap, "c", "r", "g")
+    interval_s, every = quix_commits()
+    print(
+        f"commits: worker every {worker_settings.commit_interval_ms} ms or "
+        f"{worker_settings.transaction_max_records:,} records (CLAIMS_COMMIT_INTERVAL_MS, "
+        f"CLAIMS_TRANSACTION_MAX_RECORDS); quix commit_interval={interval_s:g} s, commit_every={every:,}",
+        flush=True,
+    )
     figures: dict[str, dict[str, list[tuple[float, float]]]] = {}
     try:
         # Warm-up, discarded: the broker's JIT and page cache make the first drains slow.
@@ -467,7 +495,7 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
                 f"  {kind:<11} {statistics.median(rates):>9,.0f} {statistics.median(c for _, c in rows):>11.0f}"
                 f"  {', '.join(f'{r:,.0f}' for r in rates)}"
             )
-        for variant in (k for k in per_kind if k.startswith(("worker-i", "worker+"))):
+        for variant in (k for k in per_kind if k.startswith(_VARIANTS)):
             for peer in (k for k in per_kind if not k.startswith("worker")):
                 ratios = [w[0] / p[0] for w, p in zip(per_kind[variant], per_kind[peer], strict=True)]
                 print(
@@ -477,7 +505,7 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
         _print_bound(per_kind)
         if "worker" in per_kind:
             work = per_kind["worker"]
-            for peer in (k for k in per_kind if k != "worker" and not k.startswith(("worker-i", "worker+"))):
+            for peer in (k for k in per_kind if k != "worker" and not k.startswith(_VARIANTS)):
                 ratios = [w[0] / p[0] for w, p in zip(work, per_kind[peer], strict=True)]
                 label = f"worker ÷ {peer:<11}"
                 if peer == "worker-x2":
@@ -485,7 +513,18 @@ def main() -> int:  # noqa: PLR0912 - child mode, the rounds and the table
                 print(
                     f"  {label} {statistics.median(ratios):.2f}  (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
                 )
+        _print_cpu_ratios(per_kind)
     return 0
+
+
+def _print_cpu_ratios(per_kind: dict[str, list[tuple[float, float]]]) -> None:
+    """Print each worker's CPU per claim over the kafka-python passthrough's (issue 29's target ratio)."""
+    if "kpy-pass" not in per_kind:
+        return
+    floor = statistics.median(c for _, c in per_kind["kpy-pass"])
+    for kind in (k for k in per_kind if k.startswith("worker")):
+        cpu = statistics.median(c for _, c in per_kind[kind])
+        print(f"  CPU/claim {kind} ÷ kpy-pass {cpu / floor:.2f}  ({cpu:.0f} / {floor:.0f} µs)")
 
 
 if __name__ == "__main__":

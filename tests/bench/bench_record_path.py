@@ -2,9 +2,13 @@
 
 Run: ``.venv/bin/python tests/bench/bench_record_path.py [--claims N] [--rounds R]``. Uses the claim mix
 of ``bench_policy.py``; figures are microseconds of this process's CPU time per record, best of R
-rounds (other load on a shared machine does not count). It also runs against an older checkout, to
+rounds (other load on a shared machine does not count). A second line times the worker's own
+per-record step, ``judge`` then ``route`` (decode, duplicate check, decide, the record to publish),
+on ``bench_peers.py``'s two mixes: ``realistic`` (one Ixempra claim in a hundred) and ``ixempra``,
+each poll batch of 500 at one decision time as in the worker. It also runs against an older checkout, to
 compare result v1 with v2: ``git archive <commit> | tar -x -C /tmp/old`` then, from /tmp/old,
-``PYTHONPATH=/tmp/old <venv>/bin/python <this file>`` (it adapts to the older ``decide`` signature).
+``PYTHONPATH=/tmp/old <venv>/bin/python <this file>`` (it adapts to the older ``decide`` signature;
+the judge+route line needs a checkout with ``worker.runtime.judge`` and ``route``).
 """
 
 from __future__ import annotations
@@ -82,6 +86,40 @@ def main() -> None:
         + ", ".join(f"{k} {v:.1f} us" for k, v in parts.items())
         + f"; total {total:.1f} us/record"
     )
+    steps = {mix: _judge_and_route(mix, args.claims, args.rounds) for mix in ("realistic", "ixempra")}
+    print("judge+route: " + ", ".join(f"{mix} {us:.1f} us/record" for mix, us in steps.items()))
+
+
+def _judge_and_route(mix: str, n: int, rounds: int) -> float:
+    """Return the best CPU µs per record of judge + route over ``mix``, in poll batches of 500."""
+    from bench_peers import BATCH, _mix  # noqa: PLC0415
+
+    from tests.unit.fakes import Rec  # noqa: PLC0415
+    from worker.config.settings import load_settings  # noqa: PLC0415
+    from worker.runtime.judge import Decider, judge  # noqa: PLC0415
+    from worker.runtime.route import route  # noqa: PLC0415
+    from worker.state.dedupe import SeenEvents  # noqa: PLC0415
+
+    codec = Codec()
+    records = [
+        Rec(value, offset=i, key=key, topic="claims") for i, (key, value) in enumerate(_mix(mix, n, codec))
+    ]
+    settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    decider, seen = Decider(default_policy()), SeenEvents(0)
+    batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+
+    def one(batch: list[Rec]) -> None:
+        at = datetime.now(UTC)
+        for record in batch:
+            route(
+                judge(record, codec=codec, seen=seen, decider=decider, decided_at=at),
+                codec=codec,
+                settings=settings,
+                at=at,
+            )
+
+    one(batches[0])  # warm the memos, as a running worker has them
+    return _best(one, batches, rounds) / BATCH
 
 
 if __name__ == "__main__":

@@ -130,6 +130,27 @@ class TestLifecycle:
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
 
+    def test_idle_server_sleeps_until_a_request_or_stop(self, monkeypatch):
+        """The serving thread waits on its sockets with no timeout (no wake-ups while idle) and still stops."""
+        import selectors  # noqa: PLC0415
+
+        from worker.ops import health  # noqa: PLC0415
+
+        waits: list[float | None] = []
+
+        class _Recording(selectors.DefaultSelector):  # type: ignore[misc, valid-type]
+            def select(self, timeout=None):
+                waits.append(timeout)
+                return super().select(timeout)
+
+        monkeypatch.setattr(health.selectors, "DefaultSelector", _Recording)
+        srv = HealthServer(CollectorRegistry(), lambda: (True, "ok"), port=0)
+        port = srv.start()
+        assert _get(port, "/healthz")[0] == 200
+        srv.stop()
+        assert waits, "the serving loop waited on its selector"
+        assert all(timeout is None for timeout in waits)
+
     def test_double_start_is_refused(self, server):
         """Starting a started server raises RuntimeError."""
         with pytest.raises(RuntimeError):

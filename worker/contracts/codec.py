@@ -22,6 +22,7 @@ from fastavro import schemaless_writer
 from pydantic import ValidationError
 
 from worker.contracts.bad_claims import malformed_claim_from, unclean_key
+from worker.contracts.decided import DecidedResults
 from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.identifiers import key_is_clean
 from worker.contracts.model import Claim
@@ -41,8 +42,11 @@ from worker.contracts.wire import WireFormat
 from worker.errors import ConfigError, DeadLetterClass, DecodeError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from pathlib import Path
+
+    from worker.contracts.model import Decision
+    from worker.contracts.results import SourceCoordinates
 
 __all__ = ["CONFLUENT_MAGIC", "DEFAULT_MAX_RECORD_BYTES", "SINGLE_OBJECT_MARKER", "Codec"]
 
@@ -50,6 +54,8 @@ SINGLE_OBJECT_MARKER = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
 _SINGLE_OBJECT_HEADER = len(SINGLE_OBJECT_MARKER) + 8
 _CONFLUENT_HEADER = len(CONFLUENT_MAGIC) + 4
+# ``Claim.model_validate`` without its Python wrapper (same validator, same errors), once per claim.
+_validate_claim: Callable[[object], Claim] = Claim.__pydantic_validator__.validate_python
 # Kafka's default max.message.bytes; a larger value is refused before fastavro sees it.
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 
@@ -63,7 +69,15 @@ class Codec:
     Raises ``ConfigError`` for a schema folder that lacks a family or, with Confluent framing, an id.
     """
 
-    __slots__ = ("_families", "_headers", "_max_record_bytes", "_parts", "_resolver", "_result_writer")
+    __slots__ = (
+        "_decided",
+        "_families",
+        "_headers",
+        "_max_record_bytes",
+        "_parts",
+        "_resolver",
+        "_result_writer",
+    )
 
     def __init__(
         self,
@@ -104,6 +118,8 @@ class Codec:
             }
         else:
             self._headers = {v.file_name: SINGLE_OBJECT_MARKER + v.fingerprint for v in versions}
+        result = self._families["result"].current
+        self._decided = DecidedResults(result.parsed, self._headers[result.file_name], self.encode_result)
 
     # -- claims ---------------------------------------------------------------------------------
 
@@ -120,7 +136,7 @@ class Codec:
         known, pending = self._parts.substitute(record)
         clean_key = key_is_clean(key)
         try:
-            claim = Claim.model_validate(known)
+            claim = _validate_claim(known)
         except ValidationError as exc:
             raise malformed_claim_from(exc, record, clean_key=clean_key) from exc
         if not clean_key:
@@ -173,6 +189,16 @@ class Codec:
             if value is not None:
                 tagged[name] = (branch, value)
         return self._encode(family.current, tagged, tuple_unions=True)
+
+    def encode_decided(
+        self, claim: Claim, decision: Decision, source: SourceCoordinates, worker_version: str
+    ) -> bytes:
+        """Encode the result of ``decision`` on ``claim``, byte for byte ``encode_result(build_result(...))``.
+
+        A decision that recurs (one NOT_APPLICABLE decision per product and batch) has its fields
+        encoded once (``contracts.decided``); raises ``ValueError`` like ``encode_result``.
+        """
+        return self._decided.encode(claim, decision, source, worker_version)
 
     def decode_result(self, value: bytes | None) -> dict[str, Any]:
         """Decode an ``AdjudicationResult`` record; raises ``DecodeError`` like ``decode_claim``."""

@@ -120,7 +120,7 @@ def _emit(src: _Source, node: object, named: dict[str, Any], indent: int, target
         src.emit(indent, f"{target} = _fromordinal(n + {_EPOCH_ORDINAL})")
     elif logical == "timestamp-millis" and kind == "long":
         _varint(src, indent, "n")
-        src.emit(indent, f"{target} = _EPOCH + _timedelta(milliseconds=n)")
+        src.emit(indent, f"{target} = _EPOCH + _timedelta(0, 0, 0, n)")  # positional: no keyword parsing
     elif logical is not None:
         raise Unreadable(logical)
     elif kind == "record":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import selectors
+import socket
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
@@ -36,8 +38,6 @@ class Readiness:
 
 
 _READY_DETAIL_MAX = 200
-# How often the serving loop looks for a stop request: `stop` waits up to this long.
-_POLL_INTERVAL_S = 0.05
 
 
 class _Server(ThreadingHTTPServer):
@@ -48,9 +48,38 @@ class _Server(ThreadingHTTPServer):
     def __init__(
         self, address: tuple[str, int], registry: CollectorRegistry, readiness: ReadinessCheck
     ) -> None:
+        # ``serve_forever`` wakes every ``poll_interval`` to look for a stop request: 20 wake-ups a
+        # second at 50 ms, each taking the GIL from the claims loop while nobody calls the server.
+        # ``serve`` instead blocks until a connection or ``wake`` (a byte on this pair) arrives.
+        # Made first: a failed bind closes the server (and this pair) inside ``super().__init__``.
+        self._wake_read, self._wake_write = socket.socketpair()
         super().__init__(address, _Handler)
         self.registry = registry
         self.readiness = readiness
+        # Non-blocking listener: ``handle_request`` then never waits on its own (a client gone before
+        # the accept must not keep ``serve`` from seeing ``wake``); each answer's socket has its own timeout.
+        self.socket.settimeout(0)
+
+    def serve(self) -> None:
+        """Answer connections until ``wake`` is called; sleeps (no timeout) between them."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_read in ready:
+                    return
+                self.handle_request()  # the listening socket is readable: accept and answer one
+
+    def wake(self) -> None:
+        """Make ``serve`` return (from any thread)."""
+        self._wake_write.send(b"\0")
+
+    def server_close(self) -> None:
+        """Close the listening socket and the wake-up pair."""
+        super().server_close()
+        self._wake_read.close()
+        self._wake_write.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -144,12 +173,7 @@ class HealthServer:
                 " (set CLAIMS_METRICS_HOST / CLAIMS_METRICS_PORT; 0 picks a free port)"
             )
             raise ConfigError(msg) from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": _POLL_INTERVAL_S},
-            name="health-server",
-            daemon=True,
-        )
+        self._thread = threading.Thread(target=self._server.serve, name="health-server", daemon=True)
         self._thread.start()
         return self.port
 
@@ -159,10 +183,10 @@ class HealthServer:
         self._server, self._thread = None, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
+        server.wake()
         if thread is not None:
             thread.join()
+        server.server_close()
 
     def __enter__(self) -> Self:
         self.start()

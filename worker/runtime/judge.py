@@ -62,9 +62,12 @@ class Judgement:
     policy: Policy | None = None  # the policy a REJECTED answer names
 
 
+_NO_FACTS = Facts()  # frozen: one serves every claim
+
+
 def no_facts(_claim: Claim) -> Facts:
     """Look nothing up (no prescriber directory configured)."""
-    return Facts()
+    return _NO_FACTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from worker import __version__
 from worker.contracts.codes import CriterionStatus, Outcome
-from worker.contracts.results import SourceCoordinates, build_dead_letter, build_rejected, build_result
+from worker.contracts.results import SourceCoordinates, build_dead_letter, build_rejected
 from worker.contracts.wire import ERROR_CLASS_HEADER, EVENT_ID_HEADER, NOT_APPROVED
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
 
@@ -62,20 +62,20 @@ def route(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetim
         msg = "judgement without a claim, a decision or an error"
         raise TypeError(msg)
     source = SourceCoordinates(record.topic, record.partition, record.offset)
-    result = build_result(claim, decision, source=source, worker_version=__version__)
-    not_approved = decision.outcome in NOT_APPROVED
+    # Most decisions (NOT_APPLICABLE) have no criteria and no rejects: no tuples to build for them.
+    criteria, rejects = decision.criteria, decision.rejects
     return Outgoing(
         topic=settings.results_topic,
         partition=record.partition,
         key=claim.claim_id.encode(),
-        value=codec.encode_result(result),
+        value=codec.encode_decided(claim, decision, source, __version__),
         headers=[(EVENT_ID_HEADER, claim.event_id.encode())],
         outcome=decision.outcome,
-        reason_codes=tuple(c.reason_code for c in decision.criteria if c.status != CriterionStatus.MET)
-        if not_approved
+        reason_codes=tuple([c.reason_code for c in criteria if c.status != CriterionStatus.MET])
+        if criteria and decision.outcome in NOT_APPROVED
         else (),
-        reject_codes=decision.reject_codes,
-        criteria=tuple((c.criterion_id, c.status) for c in decision.criteria),
+        reject_codes=tuple([reject.code for reject in rejects]) if rejects else (),
+        criteria=tuple([(c.criterion_id, c.status) for c in criteria]) if criteria else (),
         claim_id=claim.claim_id,
         event_id=claim.event_id,
         event_time=claim.event_time,

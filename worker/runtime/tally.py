@@ -64,9 +64,13 @@ def tally(outgoing: list[Outgoing], open_: OpenTransaction) -> None:
         if out.outcome is not None:
             open_.outcomes[out.outcome.value] += 1
             open_.decide_s.append(out.decide_s)
-            open_.criteria.update(out.criteria)
-            open_.reasons.update(out.reason_codes)
-            open_.rejects.update(out.reject_codes)
+            # Counter.update is Python code: skipped for the empty tuples of most results.
+            if out.criteria:
+                open_.criteria.update(out.criteria)
+            if out.reason_codes:
+                open_.reasons.update(out.reason_codes)
+            if out.reject_codes:
+                open_.rejects.update(out.reject_codes)
             if out.event_time is not None:
                 open_.event_times.append(out.event_time)
             if out.outcome in NOT_APPROVED:
