@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from html import escape
+from html import escape as _html
 from typing import Any
 
 from worker.ops.escaping import printable
@@ -22,6 +22,11 @@ CSV_COLUMNS = (
     "claims", "approvals_gained", "approvals_lost", "members", "prescribers",
 )  # fmt: skip
 _COUNTS = ("claims", "approvals_gained", "approvals_lost", "members", "prescribers")
+
+
+def escape(value: object) -> str:
+    """Return ``value`` for the page: unprintable characters escaped, then HTML-escaped (quotes too)."""
+    return _html(printable(value), quote=True)
 
 
 def _members(value: int | None) -> str:
@@ -77,13 +82,22 @@ def _csv_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _cell(value: object) -> object:
+    """Return a CSV cell: ``""`` for none; text a spreadsheet would run as a formula gets a leading quote."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in {"=", "+", "@", "\t", "\r"}:
+        return "'" + value
+    return value
+
+
 def impact_csv(figures: dict[str, Any]) -> str:
     """Return the figures as one long CSV table (``table`` names the section), for a spreadsheet pivot."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, restval="", lineterminator="\n")
     writer.writeheader()
     for row in _csv_rows(figures):
-        writer.writerow({key: ("" if value is None else value) for key, value in row.items()})
+        writer.writerow({key: _cell(value) for key, value in row.items()})
     return out.getvalue()
 
 
