@@ -109,6 +109,13 @@ class TestChangedCriteria:
         )
         assert changed_criteria(None, _verdict("APPROVED", criteria=())) == (("-", "(none) -> APPROVED"),)
 
+    def test_an_on_file_change_is_one_decision_source_row_whatever_its_criteria(self):
+        """Paid on file evaluates no criterion: its change is not spread over the criteria it skipped."""
+        before = _verdict("PENDED", "INFORMATION_MISSING", (("A", "UNKNOWN", "MISSING"), ("B", "MET", "OK")))
+        after = _verdict("APPROVED", "ON_FILE", ())
+        assert changed_criteria(before, after, Cause.ON_FILE) == (("-", "INFORMATION_MISSING -> ON_FILE"),)
+        assert len(changed_criteria(before, after)) == 2
+
 
 def _impact(members_counted=True) -> Impact:
     impact = Impact(members_counted=members_counted, decided=12, unchanged=6)

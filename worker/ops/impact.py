@@ -93,11 +93,14 @@ def classify(before: Compared | None, after: Compared) -> Cause:
     return Cause.CRITERIA
 
 
-def changed_criteria(before: Compared | None, after: Compared) -> tuple[tuple[str, str], ...]:
+def changed_criteria(
+    before: Compared | None, after: Compared, cause: Cause | None = None
+) -> tuple[tuple[str, str], ...]:
     """Return ``(criterion, "WAS(reason) -> NOW(reason)")`` for each criterion that differs, sorted.
 
-    A change with no differing criterion (paid on file, a dead letter) is one ``("-", ...)`` row naming
-    the decision source (or the outcome) before and after, so every change has a row.
+    A change with no differing criterion (a dead letter), or caused ``ON_FILE`` (an on-file decision
+    evaluates no criterion, so comparing criteria says nothing), is one ``("-", ...)`` row naming the
+    decision source (or the outcome) before and after, so every change has exactly the rows it earns.
     """
     old = {cid: f"{status}({reason})" for cid, status, reason in (before.criteria if before else ())}
     new = {cid: f"{status}({reason})" for cid, status, reason in after.criteria}
@@ -106,7 +109,7 @@ def changed_criteria(before: Compared | None, after: Compared) -> tuple[tuple[st
         for cid in sorted(old.keys() | new.keys())
         if old.get(cid) != new.get(cid)
     )
-    if rows:
+    if rows and cause is not Cause.ON_FILE:
         return rows
     if before is None:
         return (("-", f"(none) -> {after.outcome}"),)

@@ -512,7 +512,7 @@ def _compare(
             cause=cause,
             before=before_outcome,
             after=after.outcome,
-            criteria=changed_criteria(before, after),
+            criteria=changed_criteria(before, after, cause),
             member=who[0],
             prescriber=who[1],
             week=after.week if after.week != "(unknown)" or before is None else before.week,
