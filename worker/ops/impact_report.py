@@ -139,8 +139,10 @@ def _bars(rows: list[tuple[str, int, str]], *, label_width: int = 330) -> str:
         y = 4 + i * (bar_h + 6)
         w = max(1, round(width * value / top))
         colour = _COLOURS.get(cause, "#444")
+        shown = label if len(label) <= label_width // 7 else label[: label_width // 7 - 1] + "\u2026"
         parts.append(
-            f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end">{escape(label)}</text>'
+            f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end">{escape(shown)}'
+            f"<title>{escape(label)}</title></text>"
             f'<rect x="{label_width}" y="{y}" width="{w}" height="{bar_h}" fill="{colour}">'
             f"<title>{escape(cause)}: {value}</title></rect>"
             f'<text x="{label_width + w + 4}" y="{y + 13}">{value}</text>'
