@@ -98,22 +98,31 @@ def test_the_report_counts_criteria_changes_and_their_on_file_followers_apart(
     assert _html_causes(page) == {"CRITERIA": k, "ON_FILE": m}
     by_claim = {r["claim_id"]: r["cause"] for r in map(json.loads, changes.read_text().splitlines())}
     assert by_claim == {c.claim_id: "CRITERIA" for c in firsts} | {c.claim_id: "ON_FILE" for c in later}
+    on_file_rows = [r for r in figures["criteria"] if r["cause"] == "ON_FILE"]
+    assert [(r["criterion"], r["claims"]) for r in on_file_rows] == [("-", m)]  # not spread over A and B
     for text in (page, changes.read_text(), (tmp_path / "impact.csv").read_text(), done.stdout):
         assert "SYNTHMEM" not in text  # members only as counts of pseudonyms
+
+
+def _refused(bootstrap, topics, tmp_path) -> str:
+    """Run a diff that must be refused: assert exit 2 and exactly one error line; return that line."""
+    done = _replay(
+        bootstrap, topics, "--diff", "--from", WINDOW.isoformat(), "--policy", NEW,
+        "--changes", str(tmp_path / "c.jsonl"), check=False,
+    )  # fmt: skip
+    assert done.returncode == ExitCode.BAD_SETTINGS, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert not (tmp_path / "c.impact.html").exists()  # refused before anything is written
+    return errors[0]
 
 
 def test_a_diff_against_an_empty_baseline_is_refused_with_one_line(kafka_bootstrap, topics, tmp_path):
     """No live result or dead letter for the range: exit 2, one error line, no report."""
     codec = Codec()
     _produce_at(kafka_bootstrap, topics["claims"], streams.encoded([streams.claim(1)], codec), WINDOW)
-    done = _replay(
-        kafka_bootstrap, topics, "--diff", "--from", WINDOW.isoformat(), "--policy", NEW,
-        "--changes", str(tmp_path / "c.jsonl"), check=False,
-    )  # fmt: skip
-    assert done.returncode == ExitCode.BAD_SETTINGS, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, done.stderr
-    assert "holds no result or dead letter for the range" in errors[0]
+    error = _refused(kafka_bootstrap, topics, tmp_path)
+    assert "holds no result or dead letter for the range" in error
     assert not (tmp_path / "c.jsonl").exists()
 
 
@@ -127,11 +136,5 @@ def test_a_diff_against_another_streams_results_is_refused_with_one_line(
     other = {**topics, "claims": f"other-claims-{unique}"}
     make_topics(other["claims"], partitions=2)
     _produce_at(kafka_bootstrap, other["claims"], streams.encoded([streams.claim(2)], codec), WINDOW)
-    done = _replay(
-        kafka_bootstrap, other, "--diff", "--from", WINDOW.isoformat(), "--policy", NEW,
-        "--changes", str(tmp_path / "c.jsonl"), check=False,
-    )  # fmt: skip
-    assert done.returncode == ExitCode.BAD_SETTINGS, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, done.stderr
-    assert f"answer claims topic {topics['claims']!r}, not {other['claims']!r}" in errors[0]
+    error = _refused(kafka_bootstrap, other, tmp_path)
+    assert f"answer claims topic {topics['claims']!r}, not {other['claims']!r}" in error

@@ -7,12 +7,16 @@ import io
 import json
 import re
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 
+from worker.config.settings import load_settings
+from worker.errors import ConfigError
+from worker.kafka.io import TopicPartition
 from worker.ops.impact import DIRECT, Cause, Change, Impact, changed_criteria, classify
 from worker.ops.impact_report import CSV_COLUMNS, headline, impact_csv, impact_html, impact_json, impact_lines
-from worker.runtime.verdicts import Verdict
+from worker.runtime.verdicts import Verdict, refuse_baseline
 
 DIR = "prescriber-directory"
 
@@ -235,3 +239,25 @@ class TestWriters:
         assert "  CRITERIA: 3, +2, -1, 3, 2" in lines
         assert "  ON_FILE: 2, +2, -0, 2, 2" in lines
         assert "  [CRITERIA] A: UNKNOWN(NEEDED) -> MET(CODES): 2, +2, -0, 2, 1" in lines
+
+
+class TestRefuseBaseline:
+    """A diff refuses a baseline that answers nothing of its range, with one line naming why."""
+
+    settings = load_settings({"CLAIMS_CLAIMS_TOPIC": "claims", "CLAIMS_RESULTS_TOPIC": "results"})
+    ranges: ClassVar = {TopicPartition("claims", 0): (10, 20)}
+
+    def test_no_live_output_for_a_non_empty_range_is_refused(self):
+        """Nothing for the range, nothing foreign: the results topic is empty or wrong."""
+        with pytest.raises(ConfigError, match="'results' holds no result or dead letter for the range"):
+            refuse_baseline(self.settings, self.ranges, {}, set())
+
+    def test_results_of_another_claims_topic_are_refused_naming_it(self):
+        """Results whose source names another claims topic: the line names both topics."""
+        with pytest.raises(ConfigError, match="answer claims topic 'other', not 'claims'"):
+            refuse_baseline(self.settings, self.ranges, {}, {"other"})
+
+    def test_a_baseline_with_any_verdict_or_an_empty_range_passes(self):
+        """One live verdict in range is a baseline; an empty range has nothing to compare."""
+        refuse_baseline(self.settings, self.ranges, {("claims", 0, 12): _verdict()}, {"other"})
+        refuse_baseline(self.settings, {TopicPartition("claims", 0): (5, 5)}, {}, set())

@@ -22,7 +22,10 @@ partition, offset). A record the live worker dead-lettered as a duplicate keeps 
 writes the duplicate dead letter again with ``claims-worker.replay-inherited: live-duplicate``.
 
 ``diff`` decides the same range and compares each record with what the live worker published for the
-same source coordinates; it publishes nothing.
+same source coordinates; it publishes nothing. It refuses (``ConfigError``, exit 2) a baseline with no
+live output for a non-empty range, or results that answer another claims topic; each changed claim gets
+its cause (``worker.ops.impact.classify``) and is counted in the summary's ``impact`` with the claim's
+member pseudonym (only when a store is pinned) and prescriber NPI, which the changes file never holds.
 
 Authorizations on file (docs/authorizations.md): when ``CLAIMS_AUTHORIZATIONS_TOPIC`` is set, a replay
 builds its own store in memory, pinned to the range start: the store topic's committed records with
