@@ -15,7 +15,15 @@ from worker.config.settings import load_settings
 from worker.errors import ConfigError
 from worker.kafka.io import TopicPartition
 from worker.ops.impact import DIRECT, Cause, Change, Impact, changed_criteria, classify
-from worker.ops.impact_report import CSV_COLUMNS, headline, impact_csv, impact_html, impact_json, impact_lines
+from worker.ops.impact_report import (
+    CSV_COLUMNS,
+    headline,
+    impact_csv,
+    impact_html,
+    impact_json,
+    impact_lines,
+    write_report,
+)
 from worker.runtime.verdicts import Verdict, refuse_baseline
 
 DIR = "prescriber-directory"
@@ -211,6 +219,14 @@ class TestWriters:
         impact = Impact().extend([Change(Cause.CRITERIA, "PENDED", "APPROVED", (("=HYPERLINK(1)", "x"),))])
         rows = list(csv.DictReader(io.StringIO(impact_csv(impact.figures()))))
         assert {r["criterion"] for r in rows if r["table"] == "criterion"} == {"'=HYPERLINK(1)"}
+
+    def test_write_report_puts_the_three_forms_side_by_side(self, tmp_path):
+        """PREFIX.html, .csv and .json hold exactly what the writers return for the same figures."""
+        figures = _impact().figures()
+        write_report(tmp_path / "out" / "diff.impact", figures, "t")
+        assert (tmp_path / "out" / "diff.impact.html").read_text() == impact_html(figures, "t")
+        assert (tmp_path / "out" / "diff.impact.csv").read_text() == impact_csv(figures)
+        assert json.loads((tmp_path / "out" / "diff.impact.json").read_text()) == figures
 
     def test_the_page_is_self_contained(self):
         """Inline CSS and SVG: no script, no external link, font or image."""

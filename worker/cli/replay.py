@@ -27,7 +27,7 @@ from worker.cli.exits import exit_epilog
 from worker.cli.selectors import natural, offsets
 from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo, printable
-from worker.ops.impact_report import headline, impact_csv, impact_html, impact_json, impact_lines
+from worker.ops.impact_report import headline, impact_lines, write_report
 
 if TYPE_CHECKING:
     import argparse
@@ -376,14 +376,7 @@ def _figures(summary: ReplaySummary) -> dict[str, Any]:
 
 def write_impact(prefix: Path, summary: ReplaySummary, title: str) -> None:
     """Write the impact report as ``prefix``.html, .csv and .json: the same figures in each."""
-    figures = _figures(summary)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in (
-        (".html", impact_html(figures, title)),
-        (".csv", impact_csv(figures)),
-        (".json", impact_json(figures)),
-    ):
-        prefix.with_name(prefix.name + suffix).write_text(text, encoding="utf-8")
+    write_report(prefix, _figures(summary), title)
 
 
 def _write_changes(path: Path, changes: list[dict[str, Any]]) -> None:

@@ -1,4 +1,6 @@
-"""Write a diff's impact figures (``Impact.figures()``) as a table, CSV, JSON or one HTML page: pure.
+"""Write a diff's impact figures (``Impact.figures()``) as a table, CSV, JSON or one HTML page.
+
+Each writer is pure (figures in, text out); ``write_report`` only puts the three files on disk.
 
 Every writer reads the same figures, so the table, the spreadsheet and the page never disagree. The
 HTML page is self-contained (inline CSS, inline SVG charts, no script, no font, no link) and escapes
@@ -11,11 +13,22 @@ import csv
 import io
 import json
 from html import escape as _html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.ops.escaping import printable
 
-__all__ = ["CSV_COLUMNS", "headline", "impact_csv", "impact_html", "impact_json", "impact_lines"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = [
+    "CSV_COLUMNS",
+    "headline",
+    "impact_csv",
+    "impact_html",
+    "impact_json",
+    "impact_lines",
+    "write_report",
+]
 
 CSV_COLUMNS = (
     "table", "cause", "criterion", "reason", "before", "after", "week",
@@ -205,3 +218,14 @@ def impact_html(figures: dict[str, Any], title: str) -> str:
             "</body></html>\n",
         ]
     )
+
+
+def write_report(prefix: Path, figures: dict[str, Any], title: str) -> None:
+    """Write ``figures`` as ``prefix``.html, .csv and .json (UTF-8), creating the folder: the one I/O here."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, text in (
+        (".html", impact_html(figures, title)),
+        (".csv", impact_csv(figures)),
+        (".json", impact_json(figures)),
+    ):
+        prefix.with_name(prefix.name + suffix).write_text(text, encoding="utf-8")
