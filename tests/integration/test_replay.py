@@ -58,9 +58,9 @@ def _mix(first: int, n: int):
     return claims
 
 
-def _replay(bootstrap, topics, *args, check=True):
-    """Run ``claims-worker replay`` against the test topics; return the completed process."""
-    env = streams.worker_env(bootstrap, topics)
+def _replay(bootstrap, topics, *args, check=True, **extra):
+    """Run ``claims-worker replay`` against the test topics (``extra``: more settings); return the process."""
+    env = streams.worker_env(bootstrap, topics, **extra)
     done = subprocess.run(
         [sys.executable, "-m", "worker", "replay", "--progress", "off", *args],
         env=env,
@@ -75,9 +75,9 @@ def _replay(bootstrap, topics, *args, check=True):
     return done
 
 
-def _live(bootstrap, topics, tmp_path, policy=OLD):
-    """Run the live worker until idle over everything on the claims topic."""
-    env = streams.worker_env(bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3", CLAIMS_POLICY=policy)
+def _live(bootstrap, topics, tmp_path, policy=OLD, **extra):
+    """Run the live worker until idle over everything on the claims topic (``extra``: more settings)."""
+    env = streams.worker_env(bootstrap, topics, CLAIMS_EXIT_WHEN_IDLE_S="3", CLAIMS_POLICY=policy, **extra)
     log = tmp_path / "live.log"
     assert streams.start_worker(env, log).wait(timeout=120) == ExitCode.OK, log.read_text()[-3000:]
 
@@ -251,8 +251,9 @@ def test_diff_between_policy_versions_reports_expected_transitions(kafka_bootstr
 
     done = _replay(
         kafka_bootstrap, topics, "--diff", "--from", WINDOW.isoformat(), "--policy", NEW,
-        "--changes", str(changes),
+        "--changes", str(changes), check=False,
     )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]  # a diff that found changes, as `diff`
     assert "PENDED -> APPROVED: 4" in done.stdout
     assert "REFERRED -> PENDED: 1" in done.stdout
     assert "A: UNKNOWN(DISEASE_STATUS_NEEDED) -> MET(METASTATIC_BY_CODES): 4" in done.stdout
@@ -260,9 +261,12 @@ def test_diff_between_policy_versions_reports_expected_transitions(kafka_bootstr
     assert sorted(r["claim_id"] for r in rows) == sorted(
         [c.claim_id for c in claims if any(d.code == "C77.2" for d in c.diagnoses)] + ["clm-000099"]
     )
-    assert all(set(r) == {"claim_id", "topic", "partition", "offset", "before", "after", "why"} for r in rows)
+    keys = {"claim_id", "topic", "partition", "offset", "before", "after", "why", "cause"}
+    assert all(set(r) == keys for r in rows)
+    assert {r["cause"] for r in rows} == {"CRITERIA"}
     assert "SYNTHMEM" not in changes.read_text()
     assert "21 records decided" in done.stdout
+    assert "5 changed: 5 direct (criteria 5, reference data 0), 0 on file after them, 0 other" in done.stdout
     assert "16 unchanged" in done.stdout
 
 
@@ -337,7 +341,8 @@ def test_diff_pins_the_authorizations_so_a_fill_paid_on_file_is_no_change(
     )  # fmt: skip
     assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     assert "2 records decided" in done.stdout
-    assert "0 changed, 2 unchanged" in done.stdout
+    assert "0 changed: 0 direct (criteria 0, reference data 0), 0 on file after them" in done.stdout
+    assert "2 unchanged" in done.stdout
     assert f"authorizations as of {WINDOW.isoformat()}: 0 on file at the range start, 1 issued" in done.stdout
     assert len(_records(kafka_bootstrap, store)) == on_file  # the replay never writes the live store
 

@@ -21,6 +21,7 @@ from worker.directory.index import Directory
 from worker.errors import ConfigError, DeadLetterClass, ExitCode
 from worker.kafka.io import TopicPartition
 from worker.kafka.ranges import plan_ranges
+from worker.ops.impact import Cause, Change
 from worker.policy import default_policy
 from worker.runtime import replay as replay_module
 from worker.runtime import replay_job
@@ -163,6 +164,10 @@ def test_diff_report_prints_transitions_by_reason(tmp_path):
         reasons=Counter({("PENDED", "APPROVED", "A: x -> y"): 2, ("REFERRED", "PENDED", "A: p -> q"): 1}),
         changes=[{}, {}, {}],
     )
+    summary.impact.extend(
+        [Change(Cause.CRITERIA, "PENDED", "APPROVED", (("A", "x -> y"),))] * 2
+        + [Change(Cause.ON_FILE, "REFERRED", "PENDED", (("A", "p -> q"),))]
+    )
     text = diff_report(summary, "IXEMPRA-PA/2020.09-2", tmp_path / "c.jsonl").splitlines()
     assert text[1:5] == [
         "PENDED -> APPROVED: 2",
@@ -170,7 +175,10 @@ def test_diff_report_prints_transitions_by_reason(tmp_path):
         "REFERRED -> PENDED: 1",
         "    A: p -> q: 1",
     ]
-    assert "3 changed, 7 unchanged" in text[0]
+    assert text[0].endswith(
+        "3 changed: 2 direct (criteria 2, reference data 0), 1 on file after them, 0 other; 7 unchanged"
+    )
+    assert "  CRITERIA: 2, +2, -0, n/a, 0" in text
 
 
 def test_changes_file_as_csv_has_no_phi_columns(tmp_path):
@@ -185,12 +193,13 @@ def test_changes_file_as_csv_has_no_phi_columns(tmp_path):
         "before": Verdict.of_result(_result()).brief(),
         "after": after.brief(),
         "why": ["A: changed"],
+        "cause": "CRITERIA",
     }
     _write_changes(path, [change])
     rows = list(csv.reader(path.open()))
     assert rows == [
-        ["claim_id", "topic", "partition", "offset", "before", "after", "why"],
-        ["clm-1", "claims", "0", "4", "PENDED", "APPROVED", "A: changed"],
+        ["claim_id", "topic", "partition", "offset", "before", "after", "cause", "why"],
+        ["clm-1", "claims", "0", "4", "PENDED", "APPROVED", "CRITERIA", "A: changed"],
     ]
 
 

@@ -1,9 +1,10 @@
 """``claims-worker replay``: decide a time range again into a replay topic, or ``--diff`` it against live.
 
 ``--partition`` and ``--offsets`` narrow the time range to some claims partitions and offsets (the
-parsers ``show-results`` uses). Exit codes (the worker's, see ``claims-worker --help``): 0 done (a diff
-exits 0 whatever changed); 2 bad arguments or settings (a bad time, an unknown policy or partition, the
-live results topic without ``--allow-live-topic``, a missing claims topic); 3 fenced (another run of
+parsers ``show-results`` uses). Exit codes (the worker's, see ``claims-worker --help``): 0 done (a diff:
+no change); 1 a diff found changes; 2 bad arguments or settings (a bad time, an unknown policy or
+partition, the live results topic without ``--allow-live-topic``, a missing claims topic, a diff's
+baseline with no result for the range or answering another claims topic); 3 fenced (another run of
 the same replay id); 4 Kafka unreachable; 5 not authorized; 70 unexpected internal error; 130 stopped
 by SIGINT/SIGTERM before the end, with one stderr line holding the command that resumes it (the same
 arguments and its replay id: it resumes from its own committed progress). See docs/operations.md.
@@ -26,6 +27,7 @@ from worker.cli.exits import exit_epilog
 from worker.cli.selectors import natural, offsets
 from worker.errors import ConfigError, ExitCode
 from worker.ops.escaping import echo, printable
+from worker.ops.impact_report import headline, impact_lines, write_report
 
 if TYPE_CHECKING:
     import argparse
@@ -36,9 +38,10 @@ if TYPE_CHECKING:
     from worker.policy.facts import Facts
     from worker.runtime.replay_job import ReplaySummary
 
-__all__ = ["parse_time", "register"]
+__all__ = ["diff_report", "parse_time", "register", "write_impact"]
 
 _REPLAY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CHANGED = 1  # a diff found changes (as `diff`): 0 no change, 1 changes, 2 trouble
 
 
 def parse_time(text: str) -> datetime:
@@ -57,8 +60,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "replay",
         help="decide a time range of the claims topic again (into a replay topic), or --diff it",
         epilog=exit_epilog(
-            (ExitCode.OK, "done (a diff exits 0 whatever changed)"),
-            (ExitCode.BAD_SETTINGS, "bad arguments or settings, a missing claims topic or partition"),
+            (ExitCode.OK, "done (a diff: no claim changed)"),
+            (_CHANGED, "a diff found changed claims"),
+            (
+                ExitCode.BAD_SETTINGS,
+                (
+                    "bad arguments or settings, a missing claims topic or partition, a diff's baseline"
+                    " results with nothing for the range or answering another claims topic"
+                ),
+            ),
             (ExitCode.FENCED, "fenced (the same replay id runs elsewhere)"),
             (ExitCode.UNREACHABLE, "Kafka unreachable (no broker answer within CLAIMS_ADMIN_TIMEOUT_S)"),
             (ExitCode.NOT_AUTHORIZED, "not authorized"),
@@ -103,6 +113,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--changes",
         type=Path,
         help="diff: changed claims file, .jsonl or .csv [default: replay-diff-<id>.jsonl]",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="diff: impact report PREFIX: writes PREFIX.html, PREFIX.csv, PREFIX.json"
+        " [default: the --changes path without its suffix, plus .impact]",
     )
     parser.add_argument(
         "--metrics-file", type=Path, help="write the run's Prometheus metrics here (textfile)"
@@ -183,6 +199,7 @@ def resume_command(args: argparse.Namespace, replay_id: str) -> str:
         ("--output-topic", args.output_topic),
         ("--dead-letter-topic", args.dead_letter_topic),
         ("--changes", args.changes),
+        ("--report", args.report),
         ("--metrics-file", args.metrics_file),
     ):
         argv += [flag, str(value)] if value is not None else []
@@ -247,7 +264,9 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.diff:
         changes = args.changes or Path(f"replay-diff-{replay_id}.jsonl")
         _write_changes(changes, summary.changes)
-        echo(diff_report(summary, policy.ref, changes))
+        report = args.report or changes.with_name(f"{changes.stem}.impact")
+        write_impact(report, summary, f"Impact of {policy.ref} (diff {replay_id})")
+        echo(diff_report(summary, policy.ref, changes, report))
     else:
         echo(replay_report(summary, policy.ref, output or "", dead_letters or ""))
     if stop.is_set() and not summary.finished:
@@ -258,7 +277,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return ExitCode.INTERRUPTED
-    return ExitCode.OK
+    return _CHANGED if args.diff and summary.changes else ExitCode.OK
 
 
 def _claims_partitions(settings: Settings) -> int:
@@ -311,13 +330,17 @@ def replay_report(summary: ReplaySummary, policy_ref: str, output: str, dead_let
     return "\n".join(lines)
 
 
-def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path) -> str:
-    """Return the transition table a diff prints: ``BEFORE -> AFTER: n``, then each reason and count."""
+def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path, report: Path | None = None) -> str:
+    """Return what a diff prints: the headline (direct changes first), the impact, then each transition.
+
+    Each transition ``BEFORE -> AFTER: n`` is followed by each reason and its count.
+    """
     rate = summary.done / summary.seconds if summary.seconds > 0 else 0.0
+    figures = _figures(summary)
     lines = [
         (
             f"diff {summary.replay_id}: {summary.done} records decided under {policy_ref} "
-            f"({rate:.0f} records/s); {len(summary.changes)} changed, {summary.unchanged} unchanged"
+            f"({rate:.0f} records/s); {headline(figures)}; {summary.unchanged} unchanged"
         )
     ]
     if summary.inherited_duplicates:
@@ -327,7 +350,10 @@ def diff_report(summary: ReplaySummary, policy_ref: str, changes: Path) -> str:
         for (b, a, reason), m in sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             if (b, a) == (before, after):
                 lines.append(f"    {printable(reason)}: {m}")
+    lines += impact_lines(figures) if summary.changes else []
     lines.append(f"changed claims: {changes}")
+    if report is not None:
+        lines.append(f"impact report: {report}.html, {report}.csv, {report}.json")
     lines.append(_authorizations_line(summary))
     return "\n".join(lines)
 
@@ -342,13 +368,24 @@ def _authorizations_line(summary: ReplaySummary) -> str:
     )
 
 
+def _figures(summary: ReplaySummary) -> dict[str, Any]:
+    impact = summary.impact
+    impact.decided, impact.unchanged = summary.done, summary.unchanged
+    return impact.figures()
+
+
+def write_impact(prefix: Path, summary: ReplaySummary, title: str) -> None:
+    """Write the impact report as ``prefix``.html, .csv and .json: the same figures in each."""
+    write_report(prefix, _figures(summary), title)
+
+
 def _write_changes(path: Path, changes: list[dict[str, Any]]) -> None:
     """Write the changed claims (claim id, coordinates, before, after, why; no PHI) as JSON Lines or CSV."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["claim_id", "topic", "partition", "offset", "before", "after", "why"])
+            writer.writerow(["claim_id", "topic", "partition", "offset", "before", "after", "cause", "why"])
             for change in changes:
                 before = change["before"]
                 writer.writerow(
@@ -359,6 +396,7 @@ def _write_changes(path: Path, changes: list[dict[str, Any]]) -> None:
                         change["offset"],
                         before["outcome"] if before else "",
                         change["after"]["outcome"],
+                        change.get("cause", ""),
                         "; ".join(change["why"]),
                     ]
                 )

@@ -22,7 +22,10 @@ partition, offset). A record the live worker dead-lettered as a duplicate keeps 
 writes the duplicate dead letter again with ``claims-worker.replay-inherited: live-duplicate``.
 
 ``diff`` decides the same range and compares each record with what the live worker published for the
-same source coordinates; it publishes nothing.
+same source coordinates; it publishes nothing. It refuses (``ConfigError``, exit 2) a baseline with no
+live output for a non-empty range, or results that answer another claims topic; each changed claim gets
+its cause (``worker.ops.impact.classify``) and is counted in the summary's ``impact`` with the claim's
+member pseudonym (only when a store is pinned) and prescriber NPI, which the changes file never holds.
 
 Authorizations on file (docs/authorizations.md): when ``CLAIMS_AUTHORIZATIONS_TOPIC`` is set, a replay
 builds its own store in memory, pinned to the range start: the store topic's committed records with
@@ -55,6 +58,7 @@ from worker.errors import DeadLetterClass
 from worker.kafka.clients import Role, new_consumer, new_producer
 from worker.kafka.io import OffsetAndMetadata, TopicPartition, bounded
 from worker.kafka.ranges import Stall, narrow, plan_ranges
+from worker.ops.impact import Change, changed_criteria, classify
 from worker.runtime.judge import Decider, DuplicateEvent, Judgement, judge
 from worker.runtime.replay_job import (
     ReplayJob,
@@ -65,7 +69,7 @@ from worker.runtime.replay_job import (
 )
 from worker.runtime.route import route
 from worker.runtime.session import send_within_limit
-from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, why
+from worker.runtime.verdicts import Coordinates, Verdict, read_live_verdicts, refuse_baseline, why
 from worker.state.dedupe import SeenEvents
 
 if TYPE_CHECKING:
@@ -87,7 +91,7 @@ METRICS_FILE_PERIOD_S = 10.0
 """How often a running replay rewrites its ``--metrics-file`` (always once more at the end)."""
 
 
-def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps in order
+def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901, PLR0912 - the run's steps in order
     """Run ``job`` to the end of its range; return what it did. Raises what failed (the caller maps it)."""
     settings = job.settings
     summary = ReplaySummary(job.replay_id)
@@ -109,8 +113,14 @@ def run_replay(job: ReplayJob) -> ReplaySummary:  # noqa: C901 - the run's steps
         )
         if not job.diff:
             ranges = _resume(consumer, ranges)
-        verdicts, duplicates = read_live_verdicts(settings, job.codec, ranges, job.start, results=job.diff)
+        foreign: set[str] = set()
+        verdicts, duplicates = read_live_verdicts(
+            settings, job.codec, ranges, job.start, results=job.diff, foreign=foreign
+        )
+        if job.diff:
+            refuse_baseline(settings, ranges, verdicts, foreign)  # an empty or wrong baseline: exit 2
         store = seed_authorizations(settings, job.start)
+        summary.impact.members_counted = store is not None  # members only by the store's pseudonym
         if store is not None:
             summary.authorizations_as_of = job.start.isoformat()
             summary.authorizations_seeded = len(store.table)
@@ -414,7 +424,10 @@ class _Pass:
         self.summary.authorizations_issued += issued
         out = route(judgement, codec=job.codec, settings=self.out_settings, at=decided_at)
         if job.diff:
-            _compare(job, record, out, self.verdicts, self.summary)
+            claim = judgement.claim
+            member = self.store.pseudonym(claim.patient) if self.store and claim else None
+            prescriber = claim.prescriber.npi if claim is not None else None
+            _compare(job, record, out, self.verdicts, self.summary, who=(member, prescriber))
         else:
             extra = [(INHERITED_HEADER, b"live-duplicate")] if inherited else []
             headers = [*self.headers, *extra]
@@ -470,8 +483,14 @@ def _compare(
     out: Outgoing,
     verdicts: Mapping[Coordinates, Verdict],
     summary: ReplaySummary,
+    *,
+    who: tuple[str | None, str | None] = (None, None),
 ) -> None:
-    """Compare one decided record with the live verdict for its coordinates; keep it when it changed."""
+    """Compare one decided record with the live verdict for its coordinates; keep it when it changed.
+
+    ``who`` is the claim's member pseudonym (``None`` without a store) and prescriber NPI: the impact
+    report counts them, the changes file never holds them.
+    """
     at = (record.topic, record.partition, record.offset)
     if at in verdicts and verdicts[at].outcome == f"DEAD_LETTER:{DeadLetterClass.DUPLICATE_EVENT.value}":
         summary.unchanged += 1  # inherited: the live verdict stands (counted by the loop)
@@ -490,6 +509,18 @@ def _compare(
     for reason in reasons:
         summary.reasons[before_outcome, after.outcome, reason] += 1
     job.metrics.changed.inc()
+    cause = classify(before, after)
+    summary.impact.add(
+        Change(
+            cause=cause,
+            before=before_outcome,
+            after=after.outcome,
+            criteria=changed_criteria(before, after, cause),
+            member=who[0],
+            prescriber=who[1],
+            week=after.week if after.week != "(unknown)" or before is None else before.week,
+        )
+    )
     summary.changes.append(
         {
             "claim_id": after.claim_id or (before.claim_id if before else ""),
@@ -499,5 +530,6 @@ def _compare(
             "before": before.brief() if before is not None else None,
             "after": after.brief(),
             "why": reasons,
+            "cause": cause.value,
         }
     )

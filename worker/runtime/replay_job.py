@@ -14,6 +14,7 @@ from prometheus_client import Counter as PromCounter
 from worker.contracts.codes import Outcome
 from worker.errors import DeadLetterClass
 from worker.kafka.ranges import scan as _scan
+from worker.ops.impact import Impact
 from worker.runtime.judge import no_facts
 from worker.state.authorization import BadAuthorization, decode_authorization
 from worker.state.authorizations import Authorizations
@@ -140,6 +141,7 @@ class ReplaySummary:
     authorizations_as_of: str = "none"  # the range start when a store was pinned; "none": no store
     authorizations_seeded: int = 0  # authorizations on file at the range start
     authorizations_issued: int = 0  # approvals the replay put on file in its own store
+    impact: Impact = field(default_factory=Impact)  # diff: each change's cause and who it touches
 
 
 @dataclass

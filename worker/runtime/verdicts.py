@@ -7,24 +7,23 @@ version); outputs are matched by the source coordinates of the claim they answer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from worker.contracts.codes import DecisionSource
 from worker.contracts.wire import ERROR_CLASS_HEADER
-from worker.errors import DeadLetterClass
+from worker.errors import ConfigError, DeadLetterClass
 from worker.kafka.ranges import scan
 from worker.state.authorizations import ON_FILE_SUMMARY as _ON_FILE_SUMMARY
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from datetime import datetime
 
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
     from worker.kafka.io import TopicPartition
 
-__all__ = ["Coordinates", "Verdict", "read_live_verdicts", "why"]
+__all__ = ["Coordinates", "Verdict", "read_live_verdicts", "refuse_baseline", "why"]
 
 # Results and dead letters are written after their claim: read the live outputs from a little before
 # the range's start, in case the producers' clocks disagree.
@@ -44,6 +43,8 @@ class Verdict:
     window: tuple[str, str] = ("", "")
     claim_id: str = ""
     source: str = ""
+    references: tuple[tuple[str, str], ...] = ()  # reference data read, for the cause; not in key()
+    week: str = "(unknown)"  # ISO week of the claim's event time, for the impact report; not in key()
 
     @classmethod
     def of_result(cls, result: Mapping[str, Any]) -> Verdict:
@@ -68,6 +69,10 @@ class Verdict:
             reject_codes=tuple(str(code) for code in result.get("reject_codes") or ()),
             window=(str(effective or ""), str(expiration or "")),
             claim_id=str(result.get("claim_id") or ""),
+            references=tuple(
+                sorted((str(k), str(v)) for k, v in (result.get("reference_versions") or {}).items())
+            ),
+            week=_week(result.get("event_time")),
         )
 
     @classmethod
@@ -88,6 +93,14 @@ class Verdict:
             "window": list(self.window) if any(self.window) else None,
             "decision_source": self.source or None,
         }
+
+
+def _week(moment: object) -> str:
+    """Return the ISO week of an event time (``2026-W49``), or ``(unknown)``."""
+    if not isinstance(moment, datetime):
+        return "(unknown)"
+    year, week, _day = moment.isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def why(before: Verdict | None, after: Verdict) -> list[str]:
@@ -123,14 +136,17 @@ def read_live_verdicts(  # noqa: C901 - two topics, one filter
     since: datetime,
     *,
     results: bool,
+    foreign: set[str] | None = None,
 ) -> tuple[dict[Coordinates, Verdict], set[Coordinates]]:
     """Read what the live worker published for the range: verdicts by source coordinates, and duplicates.
 
     Reads the live dead-letter topic (and, when ``results``, the live results topic) from a little before
     ``since``; keeps only outputs whose source coordinates fall in ``ranges``. Duplicates are the
-    coordinates the live worker dead-lettered as ``DUPLICATE_EVENT``.
+    coordinates the live worker dead-lettered as ``DUPLICATE_EVENT``. ``foreign`` (when given) gets the
+    claims topics named by results that answer a topic outside ``ranges`` (a baseline of another stream).
     """
     wanted = {(tp.topic, tp.partition): span for tp, span in ranges.items()}
+    topics = {tp.topic for tp in ranges}
 
     def in_range(source: Mapping[str, Any] | None) -> Coordinates | None:
         if not source:
@@ -157,7 +173,37 @@ def read_live_verdicts(  # noqa: C901 - two topics, one filter
     if results:
         for _partition, _offset, record in scan(settings, settings.results_topic, start):
             result = codec.decode_result(record.value)
-            at = in_range(result.get("source"))
+            source = result.get("source")
+            at = in_range(source)
             if at is not None:
                 verdicts[at] = Verdict.of_result(result)
+            elif foreign is not None and source and source["topic"] not in topics:
+                foreign.add(str(source["topic"]))
     return verdicts, duplicates
+
+
+def refuse_baseline(
+    settings: Settings,
+    ranges: Mapping[TopicPartition, tuple[int, int]],
+    verdicts: Mapping[Coordinates, Verdict],
+    foreign: set[str],
+) -> None:
+    """Raise ``ConfigError`` (one line) when a diff's range has claims and the live outputs answer none.
+
+    Results that name another claims topic say the results topic belongs to another stream; none at
+    all says it is empty or wrong for the range. Either way a diff would call every claim changed.
+    """
+    if not verdicts and any(stop > first for first, stop in ranges.values()):
+        claims, results = settings.claims_topic, settings.results_topic
+        if foreign:
+            others = ", ".join(repr(topic) for topic in sorted(foreign)[:3])
+            msg = (
+                f"refusing the diff: the results on {results!r} answer claims topic {others}, not {claims!r}"
+                " (CLAIMS_RESULTS_TOPIC names another stream's results)"
+            )
+        else:
+            msg = (
+                f"refusing the diff: {results!r} holds no result or dead letter for the range of {claims!r}"
+                " (an empty or wrong baseline would call every claim changed)"
+            )
+        raise ConfigError(msg)
