@@ -26,6 +26,7 @@ from worker.policy.ndc import hcpcs_code, ndc_candidates, product_key
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
+    from datetime import date
 
     from worker.contracts.model import Product
 
@@ -68,6 +69,7 @@ class Policy:
 
     policy_id: str
     version: str
+    effective_from: date
     title: str
     source_document: str
     product_name: str
@@ -91,6 +93,9 @@ class Policy:
     max_days_after_submission: int = 1
     max_days_supply: int = 365
     reject_authorization_not_found: str = "3X"
+    effective_until: date | None = None
+    review_date: date | None = None
+    change_summary: str | None = None
     _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -214,6 +219,10 @@ def _compile(doc: PolicyDoc) -> Policy:
     return Policy(
         policy_id=doc.policy_id,
         version=doc.version,
+        effective_from=doc.effective_from,
+        effective_until=doc.effective_until,
+        review_date=doc.review_date,
+        change_summary=doc.change_summary,
         title=doc.title,
         source_document=doc.source_document,
         product_name=doc.product.name,

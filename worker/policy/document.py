@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -149,6 +150,12 @@ class PolicyDoc(BaseModel):
 
     policy_id: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")]
+    # Effective dating (issue 28): first and last date of service the version decides (inclusive);
+    # effective_until omitted = until the next version of the policy id starts (worker.policy.catalog).
+    effective_from: date
+    effective_until: date | None = None
+    review_date: date | None = None
+    change_summary: _Text | None = None
     title: _Text
     source_document: _Text
     notes: _Notes = ()
@@ -159,6 +166,14 @@ class PolicyDoc(BaseModel):
     approval_duration_years: int = Field(ge=1, le=10)
     reject_codes: RejectCodesDoc
     edits: EditsDoc = EditsDoc()
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> PolicyDoc:
+        """Refuse a version that ends before it starts."""
+        if self.effective_until is not None and self.effective_until < self.effective_from:
+            msg = f"effective_until {self.effective_until} is before effective_from {self.effective_from}"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _unique_criteria(self) -> PolicyDoc:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from worker.contracts.codes import PolicySelection
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
 from worker.policy import decide
 from worker.policy.facts import Facts
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim, Decision
-    from worker.policy import Policy
+    from worker.policy import Policy, PolicyChoice
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
@@ -59,7 +60,11 @@ class Judgement:
     decision: Decision | None = None
     error: BadRecord | None = None
     decide_s: float = 0.0
-    policy: Policy | None = None  # the policy a REJECTED answer names
+    policy: Policy | None = None  # the policy that decided, or the one a REJECTED answer names
+    selection: PolicySelection | None = None  # why ``policy`` decided (None: no version was applied)
+
+
+_PINNED = PolicySelection.PINNED
 
 
 def no_facts(_claim: Claim) -> Facts:
@@ -71,9 +76,11 @@ def no_facts(_claim: Claim) -> Facts:
 class Decider:
     """What a decision needs besides the claim and its time, bound once per worker (live and replay alike).
 
-    ``policy`` decides; ``lookup_facts`` is the reference-data lookup (``no_facts`` without a
-    directory); ``automated_denials`` the plan's opt-in to final denials; ``authorizations`` the store
-    on file (``None``: no store); ``dispensed`` false for a door whose claims carry no quantity (PA
+    ``policies`` chooses the version that decides each claim (``worker.policy.catalog``: by its date of
+    service, or a pin); ``None`` pins ``policy``, which is also the one a malformed claim's REJECTED
+    answer names (``PolicyChoice.named``); ``lookup_facts`` is the reference-data lookup (``no_facts``
+    without a directory); ``automated_denials`` the plan's opt-in to final denials; ``authorizations``
+    the store on file (``None``: no store); ``dispensed`` false for a door whose claims carry no quantity (PA
     requests: no quantity or days-supply edits).
     """
 
@@ -82,16 +89,26 @@ class Decider:
     automated_denials: bool = False
     authorizations: Authorizations | None = None
     dispensed: bool = True
+    policies: PolicyChoice | None = None
 
-    def decide(self, claim: Claim, decided_at: datetime) -> Decision:
-        """Decide ``claim``: on file when the store holds an authorization, else by the policy.
+    def choose(self, claim: Claim) -> tuple[Policy, PolicySelection]:
+        """Return the version that decides ``claim`` and why: by its date of service, or the pin."""
+        policies = self.policies
+        if policies is None:
+            return self.policy, _PINNED
+        return policies.select(claim.date_of_service)
+
+    def decide(self, claim: Claim, decided_at: datetime, policy: Policy | None = None) -> Decision:
+        """Decide ``claim`` under ``policy`` (default ``choose``): on file if the store holds one, else by it.
 
         The facts are looked up once, before the store is asked: an authorization on file does not
         validate the claim's prescriber, so the store reads the directory's answer, and the policy
         decides with the same facts when nothing on file pays; the store never pays a claim that fails
         a plausibility edit (the policy then REJECTS it). The only call to ``decide`` in the worker.
         """
-        policy, dispensed = self.policy, self.dispensed
+        if policy is None:
+            policy = self.choose(claim)[0]
+        dispensed = self.dispensed
         facts = self.lookup_facts(claim)
 
         def usual() -> Decision:
@@ -143,7 +160,13 @@ def judge(
 def judged(record: Record, claim: Claim, *, decider: Decider, decided_at: datetime) -> Judgement:
     """Decide a decoded claim (or a PA request's claim) and return the timed ``Judgement``."""
     tick = time.perf_counter()
-    decision = decider.decide(claim, decided_at)
+    policy, selection = decider.choose(claim)
+    decision = decider.decide(claim, decided_at, policy)
     return Judgement(
-        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=decider.policy
+        record,
+        claim=claim,
+        decision=decision,
+        decide_s=time.perf_counter() - tick,
+        policy=policy,
+        selection=selection,
     )

@@ -62,7 +62,9 @@ def route(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetim
         msg = "judgement without a claim, a decision or an error"
         raise TypeError(msg)
     source = SourceCoordinates(record.topic, record.partition, record.offset)
-    result = build_result(claim, decision, source=source, worker_version=__version__)
+    result = build_result(
+        claim, decision, source=source, worker_version=__version__, selection=judgement.selection
+    )
     not_approved = decision.outcome in NOT_APPROVED
     return Outgoing(
         topic=settings.results_topic,
