@@ -162,6 +162,8 @@ def judged(record: Record, claim: Claim, *, decider: Decider, decided_at: dateti
     tick = time.perf_counter()
     policy, selection = decider.choose(claim)
     decision = decider.decide(claim, decided_at, policy)
+    if decision.policy_version != policy.version:
+        selection = PolicySelection.CONTINUITY  # paid on file under the version that issued it
     return Judgement(
         record,
         claim=claim,
