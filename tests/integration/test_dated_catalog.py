@@ -28,11 +28,17 @@ def test_a_version_takes_over_at_its_date_while_the_worker_runs(kafka_bootstrap,
     folder = write_catalog(
         tmp_path / "catalog",
         [
-            ("2020.09-1", OLD, {"effective_from": (change - timedelta(days=90)).isoformat(),
-                                "effective_until": (change - timedelta(days=1)).isoformat()}),
+            (
+                "2020.09-1",
+                OLD,
+                {
+                    "effective_from": (change - timedelta(days=90)).isoformat(),
+                    "effective_until": (change - timedelta(days=1)).isoformat(),
+                },
+            ),
             ("2020.09-3", NEW, {"effective_from": change.isoformat()}),
         ],
-    )  # fmt: skip
+    )
     settings = load_settings(streams.worker_env(kafka_bootstrap, topics))
     worker = build_worker(
         settings, policies=load_catalog_dir(folder), registry=CollectorRegistry(), log=structlog.get_logger()
@@ -48,7 +54,9 @@ def test_a_version_takes_over_at_its_date_while_the_worker_runs(kafka_bootstrap,
             streams.produce(kafka_bootstrap, topics["claims"], streams.encoded([claim]))
 
             def answered(claim_id: str = claim.claim_id) -> bool:
-                results = streams.read_outputs(kafka_bootstrap, topics["results"], topics["dead_letter"]).results
+                results = streams.read_outputs(
+                    kafka_bootstrap, topics["results"], topics["dead_letter"]
+                ).results
                 seen[:] = results
                 return any(r["claim_id"] == claim_id for r in results)
 
