@@ -9,7 +9,6 @@ import pytest
 
 from tests.unit.claims import make_claim
 from tests.unit.dated_catalogs import CHANGE_DAY, NEW, OLD, write_catalog, write_two_versions
-from tests.unit.fakes import FakeCluster
 from tests.unit.worker_runs import results_of
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
@@ -19,7 +18,6 @@ from worker.policy import PolicyChoice, catalog_choice, catalog_policy, load_cat
 from worker.runtime.judge import Decider, judged
 from worker.runtime.replay import _Pass as Pass
 from worker.runtime.replay_job import ReplayJob, ReplaySummary
-from worker.state.authorizations import Authorizations
 
 DAY = timedelta(days=1)
 # Z85.3 + C50 without an attested status: the old terms approve it, the new ones pend it.
@@ -243,45 +241,3 @@ class TestDecisions:
             (NEW, "PENDED", "IN_EFFECT"),
         ]
         assert ("claims-worker.replay-policy", b"IXEMPRA-PA") in outputs[0].headers
-
-
-class TestContinuity:
-    """An authorization issued under the old version keeps paying after the new one takes over."""
-
-    def test_a_fill_after_the_change_day_pays_on_file_under_the_issuing_version(self, tmp_path):
-        """Approved under OLD the day before; a fill ten days into NEW pays on file, CONTINUITY, OLD named."""
-        choice = load_catalog_dir(write_two_versions(tmp_path / "catalog"))
-        codec = Codec()
-        cluster = FakeCluster(partitions=2)
-        served = CHANGE_DAY - DAY
-        cluster.append(0, codec.encode_claim(make_claim(claim_id="c-approve", event_id="e1", dos=served)))
-        fill = make_claim(claim_id="c-fill", event_id="e2", dos=CHANGE_DAY + 10 * DAY, dx=())
-        cluster.append(1, codec.encode_claim(fill))
-        store = Authorizations(b"unit-test-secret-0123456789", "pharmacy.authorizations")
-        results = results_of(
-            at=datetime.combine(CHANGE_DAY + 10 * DAY, datetime.min.time(), UTC) + timedelta(hours=12),
-            cluster=cluster,
-            policies=choice,
-            authorizations=store,
-        )
-        approved, paid = results["c-approve"], results["c-fill"]
-        assert (approved["policy_version"], approved["policy_selection"]) == (OLD, "IN_EFFECT")
-        assert (paid["outcome"], paid["decision_source"]) == ("APPROVED", "ON_FILE")
-        assert paid["authorization_number"] == approved["authorization_number"]
-        assert (paid["policy_version"], paid["policy_selection"]) == (OLD, "CONTINUITY")
-        assert f"Continuity of care: issued under {OLD}, not {NEW}" in paid["summary"]
-
-    def test_without_an_authorization_the_same_fill_is_decided_under_the_new_version(self, tmp_path):
-        """The control: no store, the fill is decided afresh under NEW (it carries no diagnosis: pended)."""
-        choice = load_catalog_dir(write_two_versions(tmp_path / "catalog"))
-        fill = make_claim(claim_id="c-fill", event_id="e2", dos=CHANGE_DAY + 10 * DAY, dx=())
-        results = results_of(
-            [fill],
-            at=datetime.combine(CHANGE_DAY + 10 * DAY, datetime.min.time(), UTC) + timedelta(hours=12),
-            policies=choice,
-        )
-        assert (results["c-fill"]["policy_version"], results["c-fill"]["policy_selection"]) == (
-            NEW,
-            "IN_EFFECT",
-        )
-        assert results["c-fill"]["outcome"] == "PENDED"

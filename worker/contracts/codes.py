@@ -137,7 +137,8 @@ class PolicySelection(StrEnum):
     IN_EFFECT: the version in effect on the claim's date of service (``CLAIMS_POLICY`` names a policy
     id, the default). PINNED: ``CLAIMS_POLICY`` or ``replay --policy`` named the version.
     CONTINUITY: continuity of care: paid on file against an authorization issued under another
-    version than the date's, kept to its expiry (the result names the issuing version).
+    version than the date's, or decided under the prior terms a new version declares for members on
+    therapy (the result names the version whose terms applied).
     EARLIEST_VERSION: the date of service precedes every version; the earliest decided it.
     """
 

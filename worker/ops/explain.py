@@ -56,7 +56,7 @@ _NO_CRITERIA = {
 _SELECTION_TEXT = {
     PolicySelection.IN_EFFECT: "in effect on the date of service",
     PolicySelection.PINNED: "pinned by CLAIMS_POLICY or replay --policy",
-    PolicySelection.CONTINUITY: "continuity of care: the authorization's version, kept to its expiry",
+    PolicySelection.CONTINUITY: "continuity of care: an earlier version's terms kept",
     PolicySelection.EARLIEST_VERSION: "the earliest version: the date of service precedes every version",
 }
 _WIDTH = 100  # text lines are wrapped here (the explanation and summary are free text)

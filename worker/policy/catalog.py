@@ -59,6 +59,16 @@ def _check_chain(versions: Sequence[Policy]) -> None:
                 f"{(newer.effective_from - _DAY).isoformat()}, between {_span(older)} and {_span(newer)}"
             )
             raise ConfigError(msg)
+    known = {policy.version: policy for policy in versions}
+    for policy in versions:
+        continuity = policy.continuity
+        prior = None if continuity is None else known.get(continuity.prior_version)
+        if continuity is not None and (prior is None or prior.effective_from >= policy.effective_from):
+            msg = (
+                f"policy {ids[0]}: {policy.ref} declares continuity under {continuity.prior_version}, "
+                "which is no earlier version of the chain"
+            )
+            raise ConfigError(msg)
     newest = versions[-1]
     if newest.effective_until is not None:
         msg = (
@@ -76,7 +86,7 @@ class PolicyChoice:
     ``criterion_ids`` and ``reason_codes`` are the union over the versions (the metric label sets).
     """
 
-    __slots__ = ("_starts", "criterion_ids", "pinned", "reason_codes", "ref", "versions")
+    __slots__ = ("_by_version", "_starts", "criterion_ids", "pinned", "reason_codes", "ref", "versions")
 
     def __init__(self, versions: Sequence[Policy], *, pinned: bool) -> None:
         ordered = tuple(sorted(versions, key=lambda policy: policy.effective_from))
@@ -89,6 +99,7 @@ class PolicyChoice:
         self.pinned = pinned
         self.ref = ordered[0].ref if pinned else ordered[0].policy_id
         self._starts = tuple(policy.effective_from for policy in ordered)
+        self._by_version = {policy.version: policy for policy in ordered}
         self.criterion_ids = tuple(dict.fromkeys(c for policy in ordered for c in policy.criterion_ids))
         self.reason_codes = tuple(dict.fromkeys(r for policy in ordered for r in policy.reason_codes))
 
@@ -125,6 +136,17 @@ class PolicyChoice:
         if index < 0:
             return self.versions[0], PolicySelection.EARLIEST_VERSION
         return self.versions[index], PolicySelection.IN_EFFECT
+
+    def prior_terms(self, policy: Policy, served: date) -> Policy | None:
+        """Return the prior version whose terms ``policy``'s continuity keeps on ``served``, if any.
+
+        None when pinned (a pin decides every claim), when ``policy`` declares no continuity, or after
+        its ``until``. Whether the member is on therapy is the caller's question (the store's).
+        """
+        continuity = policy.continuity
+        if self.pinned or continuity is None or served > continuity.until:
+            return None
+        return self._by_version.get(continuity.prior_version)
 
 
 @functools.cache

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_POLICY_REF",
+    "Continuity",
     "Policy",
     "ProductScope",
     "catalog_policy",
@@ -53,6 +54,15 @@ class ProductScope(StrEnum):
     MATCHED = "MATCHED"
     OTHER_PRODUCT = "OTHER_PRODUCT"
     UNIDENTIFIED = "UNIDENTIFIED"
+
+
+@dataclass(frozen=True, slots=True)
+class Continuity:
+    """A version's continuity of care: members on therapy keep ``prior_version``'s terms through ``until``."""
+
+    prior_version: str
+    on_therapy_days: int
+    until: date
 
 
 _MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, the least recently used is forgotten
@@ -96,6 +106,7 @@ class Policy:
     effective_until: date | None = None
     review_date: date | None = None
     change_summary: str | None = None
+    continuity: Continuity | None = None
     _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -223,6 +234,9 @@ def _compile(doc: PolicyDoc) -> Policy:
         effective_until=doc.effective_until,
         review_date=doc.review_date,
         change_summary=doc.change_summary,
+        continuity=None
+        if doc.continuity is None
+        else Continuity(doc.continuity.prior_version, doc.continuity.on_therapy_days, doc.continuity.until),
         title=doc.title,
         source_document=doc.source_document,
         product_name=doc.product.name,

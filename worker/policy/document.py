@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CodesDoc",
+    "ContinuityDoc",
     "DiseaseCriterionDoc",
     "EditsDoc",
     "PolicyDoc",
@@ -143,6 +144,19 @@ class EditsDoc(BaseModel):
     notes: _Notes = ()
 
 
+class ContinuityDoc(BaseModel):
+    """Continuity of care a version declares: members already on therapy keep a prior version's terms."""
+
+    model_config = _DOC
+
+    prior_version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")]
+    # On therapy: an authorization of the member's for this policy held a day within these days before
+    # the date of service (the store records approvals, not each fill).
+    on_therapy_days: int = Field(ge=1, le=365)
+    until: date  # the last date of service decided under the prior version's terms
+    notes: _Notes = ()
+
+
 class PolicyDoc(BaseModel):
     """The whole policy file."""
 
@@ -156,6 +170,7 @@ class PolicyDoc(BaseModel):
     effective_until: date | None = None
     review_date: date | None = None
     change_summary: _Text | None = None
+    continuity: ContinuityDoc | None = None
     title: _Text
     source_document: _Text
     notes: _Notes = ()
@@ -172,6 +187,13 @@ class PolicyDoc(BaseModel):
         """Refuse a version that ends before it starts."""
         if self.effective_until is not None and self.effective_until < self.effective_from:
             msg = f"effective_until {self.effective_until} is before effective_from {self.effective_from}"
+            raise ValueError(msg)
+        continuity = self.continuity
+        if continuity is not None and continuity.until < self.effective_from:
+            msg = f"continuity.until {continuity.until} is before effective_from {self.effective_from}"
+            raise ValueError(msg)
+        if continuity is not None and continuity.prior_version == self.version:
+            msg = "continuity.prior_version names this version itself"
             raise ValueError(msg)
         return self
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from worker.contracts.codes import PolicySelection
@@ -92,11 +93,25 @@ class Decider:
     policies: PolicyChoice | None = None
 
     def choose(self, claim: Claim) -> tuple[Policy, PolicySelection]:
-        """Return the version that decides ``claim`` and why: by its date of service, or the pin."""
+        """Return the version that decides ``claim`` and why: by its date of service, or the pin.
+
+        A version that declares continuity of care gives way to its prior version for a member on
+        therapy (``Authorizations.on_therapy``) through the declared date: CONTINUITY.
+        """
         policies = self.policies
         if policies is None:
             return self.policy, _PINNED
-        return policies.select(claim.date_of_service)
+        served = claim.date_of_service
+        policy, why = policies.select(served)
+        continuity, store = policy.continuity, self.authorizations
+        if continuity is None or store is None:
+            return policy, why
+        prior = policies.prior_terms(policy, served)
+        if prior is not None and store.on_therapy(
+            claim, policy.policy_id, served - timedelta(days=continuity.on_therapy_days)
+        ):
+            return prior, PolicySelection.CONTINUITY
+        return policy, why
 
     def decide(self, claim: Claim, decided_at: datetime, policy: Policy | None = None) -> Decision:
         """Decide ``claim`` under ``policy`` (default ``choose``): on file if the store holds one, else by it.
@@ -126,6 +141,22 @@ class Decider:
             return usual()
         # An authorization on file pays without re-evaluation (docs/authorizations.md).
         return authorizations.decide(claim, facts, policy, decided_at, usual, dispensed=dispensed)
+
+
+def continued(decision: Decision, policies: PolicyChoice | None, claim: Claim) -> Decision:
+    """Return ``decision`` (under a prior version's terms) with the summary naming the continuity applied."""
+    if policies is None:  # pragma: no cover - CONTINUITY is chosen only from a PolicyChoice
+        return decision
+    declaring = policies.select(claim.date_of_service)[0]
+    continuity = declaring.continuity
+    if continuity is None:  # pragma: no cover - chosen only when the version declares one
+        return decision
+    note = (
+        f" Continuity of care declared by {declaring.ref}: the member is on therapy (authorized within "
+        f"{continuity.on_therapy_days} days before the date of service), so {decision.policy_version}'s "
+        f"terms apply through {continuity.until.isoformat()}."
+    )
+    return decision.model_copy(update={"summary": decision.summary + note})
 
 
 def judge(
@@ -164,6 +195,8 @@ def judged(record: Record, claim: Claim, *, decider: Decider, decided_at: dateti
     decision = decider.decide(claim, decided_at, policy)
     if decision.policy_version != policy.version:
         selection = PolicySelection.CONTINUITY  # paid on file under the version that issued it
+    elif selection is PolicySelection.CONTINUITY:
+        decision = continued(decision, decider.policies, claim)
     return Judgement(
         record,
         claim=claim,
