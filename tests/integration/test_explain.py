@@ -122,7 +122,11 @@ def test_explain_by_coordinates_shows_the_decisions_criteria_and_evidence(decide
         "expiration": approved["authorization_expiration"].isoformat(),
     }
     assert shown["paid_on_file"] is False
-    assert shown["policy"] == {"id": approved["policy_id"], "version": approved["policy_version"]}
+    assert shown["policy"] == {
+        "id": approved["policy_id"],
+        "version": approved["policy_version"],
+        "selection": approved["policy_selection"],
+    }
     assert shown["reference_versions"] == approved["reference_versions"]
     assert shown["source"] == approved["source"]
     assert f"1 result for source {at}" in proc.stderr

@@ -247,12 +247,14 @@ def test_identity_floor_holds_in_every_version(ref, consult, reason):
 
 
 def test_the_default_is_the_newest_version():
-    """The default policy and the CLAIMS_POLICY default are 2020.09-3."""
+    """The default policy is 2020.09-3; the CLAIMS_POLICY default is the dated catalog, whose newest is 2020.09-3."""
     from worker.config.settings import load_settings  # noqa: PLC0415
-    from worker.policy import DEFAULT_POLICY_REF, default_policy  # noqa: PLC0415
+    from worker.policy import DEFAULT_POLICY_REF, catalog_choice, default_policy  # noqa: PLC0415
 
     assert DEFAULT_POLICY_REF == V3 == default_policy().ref
-    assert load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}).policy == V3
+    setting = load_settings({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}).policy
+    assert setting == "IXEMPRA-PA"
+    assert catalog_choice(setting).named is default_policy()
 
 
 @pytest.mark.parametrize(

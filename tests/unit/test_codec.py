@@ -27,6 +27,7 @@ from worker.contracts.codes import (
     DiseaseStatus,
     InformationNeed,
     Outcome,
+    PolicySelection,
     ProductCodeSystem,
     ProductReading,
     Recommendation,
@@ -372,14 +373,15 @@ class TestSchemasMirrorModel:
             ("claim.v2.avsc", "TransactionCode", TransactionCode),
             ("claim.v2.avsc", "DiseaseStatus", DiseaseStatus),
             ("claim.v2.avsc", "TriState", TriState),
-            ("result.v3.avsc", "TransactionCode", TransactionCode),
-            ("result.v3.avsc", "Outcome", Outcome),
-            ("result.v3.avsc", "CriterionStatus", CriterionStatus),
-            ("result.v3.avsc", "InformationNeed", InformationNeed),
-            ("result.v3.avsc", "DecisionSource", DecisionSource),
-            ("result.v3.avsc", "Recommendation", Recommendation),
-            ("result.v3.avsc", "ProductCodeSystem", ProductCodeSystem),
-            ("result.v3.avsc", "ProductReading", ProductReading),
+            ("result.v4.avsc", "TransactionCode", TransactionCode),
+            ("result.v4.avsc", "Outcome", Outcome),
+            ("result.v4.avsc", "CriterionStatus", CriterionStatus),
+            ("result.v4.avsc", "InformationNeed", InformationNeed),
+            ("result.v4.avsc", "DecisionSource", DecisionSource),
+            ("result.v4.avsc", "Recommendation", Recommendation),
+            ("result.v4.avsc", "ProductCodeSystem", ProductCodeSystem),
+            ("result.v4.avsc", "ProductReading", ProductReading),
+            ("result.v4.avsc", "PolicySelection", PolicySelection),
             ("dead_letter.v2.avsc", "DeadLetterClass", DeadLetterClass),
         ],
     )
@@ -397,7 +399,7 @@ class TestSchemasMirrorModel:
 
     def test_result_fields_mirror_decision(self, raw_schemas):
         """The v3 result carries every Decision field (rejects as reject_codes and ncpdp) and CriterionResult field."""
-        schema = raw_schemas["result.v3.avsc"]
+        schema = raw_schemas["result.v4.avsc"]
         names = [f["name"] for f in schema["fields"]]
         assert set(_field_names(Decision)) - {"rejects"} <= set(names)
         assert {"reject_codes", "ncpdp", "event_time"} <= set(names)
@@ -1097,7 +1099,7 @@ class TestFastResultWriter:
 
         from worker.contracts.registry import load_schemas  # noqa: PLC0415
 
-        schema = next(v for v in load_schemas() if v.file_name == "result.v3.avsc").parsed
+        schema = next(v for v in load_schemas() if v.file_name == "result.v4.avsc").parsed
         buffer = io.BytesIO()
         schemaless_writer(buffer, schema, record, disable_tuple_notation=True)
         return buffer.getvalue()

@@ -122,7 +122,11 @@ class TestExplanation:
             "effective": result["authorization_effective"].isoformat(),
             "expiration": result["authorization_expiration"].isoformat(),
         }
-        assert explained["policy"] == {"id": POLICY.policy_id, "version": POLICY.version}
+        assert explained["policy"] == {
+            "id": POLICY.policy_id,
+            "version": POLICY.version,
+            "selection": "PINNED",
+        }
         assert explained["reference_versions"] == result["reference_versions"]
         assert explained["source"] == {"topic": "claims", "partition": 0, "offset": 7}
         assert explained["record"]["topic"] == "results"
@@ -227,7 +231,8 @@ class TestText:
             f"  PA            {result['authorization_number']}, window {window} (498-PY, 498-PS/PT)" in lines
         )
         assert "  paid on file  no: the criteria were evaluated for this claim" in lines
-        assert f"  policy        {POLICY.policy_id} {POLICY.version}" in lines
+        pinned = "pinned by CLAIMS_POLICY or replay --policy"
+        assert f"  policy        {POLICY.policy_id} {POLICY.version}, {pinned}" in lines
         assert any(line.startswith("  source        claims partition 0 offset 7 (src 0:7") for line in lines)
 
     def test_on_file_text_says_paid_on_file(self):

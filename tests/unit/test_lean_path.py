@@ -141,7 +141,9 @@ def _reference(judgement: Judgement, codec: Codec, at: datetime) -> Outgoing:
         return route(judgement, codec=codec, settings=SETTINGS, at=at)
     claim, decision, record = judgement.claim, judgement.decision, judgement.record
     source = SourceCoordinates(record.topic, record.partition, record.offset)
-    result = build_result(claim, decision, source=source, worker_version=__version__)
+    result = build_result(
+        claim, decision, source=source, worker_version=__version__, selection=judgement.selection
+    )
     return Outgoing(
         topic=SETTINGS.results_topic,
         partition=record.partition,
@@ -219,6 +221,25 @@ class TestLeanPath:
         want = codec.encode_result(build_result(claim, decision, source=source, worker_version=__version__))
         for _ in range(3):  # first sight, second (runs made), third (runs reused)
             assert codec.encode_decided(claim, decision, source, __version__) == want
+
+
+def test_one_decision_under_two_selections_writes_each_its_own_bytes():
+    """The remembered runs are per selection: IN_EFFECT and PINNED results of one decision differ where they should."""
+    from worker.contracts.codes import PolicySelection  # noqa: PLC0415
+
+    codec = Codec()
+    claim = make_claim(ndc=_OTHER[0])
+    decision = Decider(POLICY).decide(claim, START)
+    source = SourceCoordinates("claims", 0, 5)
+    wanted = {
+        selection: codec.encode_result(
+            build_result(claim, decision, source=source, worker_version=__version__, selection=selection)
+        )
+        for selection in (PolicySelection.IN_EFFECT, PolicySelection.PINNED)
+    }
+    assert wanted[PolicySelection.IN_EFFECT] != wanted[PolicySelection.PINNED]
+    for selection in (PolicySelection.IN_EFFECT, PolicySelection.PINNED) * 3:  # runs made, then reused
+        assert codec.encode_decided(claim, decision, source, __version__, selection) == wanted[selection]
 
 
 @pytest.fixture(scope="module")

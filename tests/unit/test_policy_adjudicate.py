@@ -11,7 +11,7 @@ from tests.unit.claims import make_claim
 from worker.config.settings import load_settings
 from worker.contracts.codec import Codec
 from worker.contracts.codes import Outcome
-from worker.policy import catalog_policy, default_policy
+from worker.policy import catalog_choice, default_policy
 from worker.runtime.judge import Decider, judge
 from worker.runtime.route import route
 from worker.state.dedupe import SeenEvents
@@ -118,7 +118,7 @@ def test_not_met_is_referred_unless_the_plan_opts_in(codec, env, outcome):
         codec=codec,
         settings=settings,
         seen=SeenEvents(100),
-        policy=catalog_policy(settings.policy),
+        policy=catalog_choice(settings.policy).named,
         decided_at=DECIDED_AT,
     )
     assert out.outcome is outcome

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from worker.contracts.codec import Codec
-from worker.contracts.codes import CriterionStatus, DecisionSource, InformationNeed, Outcome
+from worker.contracts.codes import CriterionStatus, DecisionSource, InformationNeed, Outcome, PolicySelection
 from worker.contracts.model import Claim, CriterionResult, Decision, Reject
 from worker.contracts.registry import SCHEMAS_DIR
 from worker.contracts.results import (
@@ -40,7 +40,8 @@ PHI_DOB = date(1901, 2, 3)
 @pytest.fixture(scope="module")
 def raw_result_schemas():
     return {
-        name: json.loads((SCHEMAS_DIR / name).read_text()) for name in ("result.v2.avsc", "result.v3.avsc")
+        name: json.loads((SCHEMAS_DIR / name).read_text())
+        for name in ("result.v2.avsc", "result.v3.avsc", "result.v4.avsc")
     }
 
 
@@ -103,7 +104,7 @@ class TestBuildResult:
     def test_fields_match_schema(self):
         """The record has exactly the schema's fields."""
         record = build_result(CLAIMS["approve-codes"], _decision(), source=SOURCE, worker_version="1.2.3")
-        assert list(record) == _schema_fields("result.v3.avsc")
+        assert list(record) == _schema_fields("result.v4.avsc")
 
     def test_values(self, codec):
         """Identifiers come from the claim, the rest from the decision, enums as their string values."""
@@ -326,7 +327,7 @@ class TestResultV3:
             date(2027, 10, 31),
         )
         family = codec._families["result"]
-        assert family.current.file_name == "result.v3.avsc"
+        assert family.current.file_name == "result.v4.avsc"
         buffer = io.BytesIO()
         fastavro.schemaless_writer(buffer, family.versions[3].parsed, record)
         buffer.seek(0)
@@ -341,6 +342,74 @@ class TestResultV3:
         decoded = codec.decode_result(codec._encode(v2, record))
         assert decoded["claim_id"] == record["claim_id"]
         assert decoded["decision_source"] == record["decision_source"]
+
+
+class TestResultV4:
+    """Result v4 adds policy_selection (why the version applied); v3 results still read, and v3 readers read v4."""
+
+    def test_v4_is_v3_plus_the_optional_selection(self, raw_result_schemas):
+        """v4 keeps every v3 field as it was and appends policy_selection, nullable with a null default."""
+        v3, v4 = raw_result_schemas["result.v3.avsc"], raw_result_schemas["result.v4.avsc"]
+        assert v4["fields"][:-1] == v3["fields"]
+        added = v4["fields"][-1]
+        assert (added["name"], added["default"], added["type"][0]) == ("policy_selection", None, "null")
+        assert added["type"][1]["symbols"] == [member.value for member in PolicySelection]
+
+    @pytest.mark.parametrize("selection", [*PolicySelection, None], ids=str)
+    def test_the_selection_round_trips(self, codec, selection):
+        """The codec writes v4: the selection the worker passed reads back; None reads back as null."""
+        record = build_result(
+            CLAIMS["approve-codes"], _decision(), source=SOURCE, worker_version="t", selection=selection
+        )
+        decoded = codec.decode_result(codec.encode_result(record))
+        assert decoded["policy_selection"] == (None if selection is None else selection.value)
+        assert codec._families["result"].current.file_name == "result.v4.avsc"
+
+    def test_a_v3_result_reads_with_a_null_selection_and_a_v3_reader_reads_v4(self, codec):
+        """A v3-written result decodes under v4 with policy_selection null; a v3 reader skips the new field."""
+        import io  # noqa: PLC0415
+
+        import fastavro  # noqa: PLC0415
+
+        record = build_result(
+            CLAIMS["approve-codes"],
+            _decision(),
+            source=SOURCE,
+            worker_version="t",
+            selection=PolicySelection.IN_EFFECT,
+        )
+        family = codec._families["result"]
+        v3_record = {key: value for key, value in record.items() if key != "policy_selection"}
+        decoded = codec.decode_result(codec._encode(family.versions[3], v3_record))
+        assert decoded["policy_selection"] is None
+        assert decoded["claim_id"] == record["claim_id"]
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, family.versions[4].parsed, record)
+        buffer.seek(0)
+        old = fastavro.schemaless_reader(buffer, family.versions[4].parsed, family.versions[3].parsed)
+        assert "policy_selection" not in old
+        assert old["policy_version"] == record["policy_version"]
+
+    def test_a_rejected_answer_names_no_selection(self):
+        """A malformed claim's REJECTED answer applied no version: its policy_selection is null."""
+        error = MalformedClaim(
+            "claim_id: ok",
+            claim_id="C1",
+            event_id="E1",
+            transaction_code="B1",
+            event_time=NOW,
+            fields=("prescriber.npi",),
+            reject_codes=("25",),
+        )
+        record = build_rejected(
+            error,
+            source=SOURCE,
+            policy_id="IXEMPRA-PA",
+            policy_version="2020.09-3",
+            decided_at=NOW,
+            worker_version="1",
+        )
+        assert record["policy_selection"] is None
 
 
 class TestBuildRejected:
@@ -368,7 +437,7 @@ class TestBuildRejected:
             decided_at=NOW,
             worker_version="1",
         )
-        assert list(record) == _schema_fields("result.v3.avsc")
+        assert list(record) == _schema_fields("result.v4.avsc")
         assert record["outcome"] == "REJECTED"
         assert record["decision_source"] == "FIELD_EDIT"
         assert record["reject_codes"] == ["25", "39"]

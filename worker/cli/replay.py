@@ -99,7 +99,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=offsets,
         help="only claims offsets A-B of the range (inclusive; A- or -B open), in each partition",
     )
-    parser.add_argument("--policy", help="catalog policy ID/VERSION [default: CLAIMS_POLICY]")
+    parser.add_argument(
+        "--policy",
+        help="catalog policy ID (each claim under the version in effect on its date of service) or "
+        "ID/VERSION (pinned) [default: CLAIMS_POLICY]",
+    )
     parser.add_argument("--output-topic", help="replay results topic [default: <results topic>.replay.<id>]")
     parser.add_argument(
         "--dead-letter-topic", help="replay dead letters [default: <output topic>.dead-letter]"
@@ -215,7 +219,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     from worker.contracts.codec import Codec  # noqa: PLC0415
     from worker.kafka.failures import Kind, classify, describe  # noqa: PLC0415
     from worker.kafka.topics import create_topics  # noqa: PLC0415
-    from worker.policy import catalog_policy  # noqa: PLC0415
+    from worker.policy import catalog_choice  # noqa: PLC0415
     from worker.runtime.replay import run_replay  # noqa: PLC0415
     from worker.runtime.replay_job import ReplayJob  # noqa: PLC0415
 
@@ -223,8 +227,8 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     end = parse_time(args.end) if args.end else None
     if end is not None and end <= start:
         raise ConfigError("--to must be after --from")
-    policy = catalog_policy(args.policy or settings.policy)
-    replay_id, output, dead_letters = _targets(args, settings, start, end, policy.ref)
+    policies = catalog_choice(args.policy or settings.policy)  # --policy <id>/<version> pins one version
+    replay_id, output, dead_letters = _targets(args, settings, start, end, policies.ref)
     lookup, directory_version = _directory(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -232,7 +236,8 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     job = ReplayJob(
         settings=settings,
         codec=Codec(resolver=_schema_resolver(settings), wire_format=settings.wire_format.value),
-        policy=policy,
+        policy=policies.named,
+        policies=policies,
         replay_id=replay_id,
         start=start,
         end=end,
@@ -265,10 +270,10 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         changes = args.changes or Path(f"replay-diff-{replay_id}.jsonl")
         _write_changes(changes, summary.changes)
         report = args.report or changes.with_name(f"{changes.stem}.impact")
-        write_impact(report, summary, f"Impact of {policy.ref} (diff {replay_id})")
-        echo(diff_report(summary, policy.ref, changes, report))
+        write_impact(report, summary, f"Impact of {policies.ref} (diff {replay_id})")
+        echo(diff_report(summary, policies.ref, changes, report))
     else:
-        echo(replay_report(summary, policy.ref, output or "", dead_letters or ""))
+        echo(replay_report(summary, policies.ref, output or "", dead_letters or ""))
     if stop.is_set() and not summary.finished:
         again = "start it over" if args.diff else "resume from its last committed batch"
         echo(

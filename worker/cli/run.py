@@ -154,7 +154,7 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     from worker.ops.health import HealthServer, Readiness  # noqa: PLC0415
     from worker.ops.logs import configure_logging, get_logger, log_startup_warnings  # noqa: PLC0415
     from worker.ops.metrics import WorkerMetrics  # noqa: PLC0415
-    from worker.policy import catalog_policy  # noqa: PLC0415
+    from worker.policy import catalog_choice  # noqa: PLC0415
     from worker.runtime.compose import build_worker  # noqa: PLC0415
     from worker.runtime.reference import open_reference  # noqa: PLC0415
 
@@ -163,10 +163,13 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     bootstrap = settings.require_bootstrap()
     # First: InitProducerId runs while the rest starts (the restart stall after a SIGKILL, issue 14).
     early = _EarlyProducer(lambda: kafka_io.make_producer(settings))
-    policy = catalog_policy(settings.policy)  # ConfigError (exit 2) names the catalog's entries
+    # ConfigError (exit 2) names the catalog's entries, or the versions whose dates overlap or leave a gap.
+    policies = catalog_choice(settings.policy)
     registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
-    metrics.set_policy_info(policy.policy_id, policy.version, __version__)
+    metrics = WorkerMetrics(
+        registry, criterion_ids=policies.criterion_ids, reason_codes=policies.reason_codes
+    )
+    metrics.set_policy_info(policies.named.policy_id, policies.version_label, __version__)
     codec = Codec(resolver=_schema_resolver(settings), wire_format=settings.wire_format.value)
     stop = threading.Event()
 
@@ -191,8 +194,8 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
     log.info(
         "starting",
         worker_version=__version__,
-        policy_id=policy.policy_id,
-        policy_version=policy.version,
+        policy_id=policies.named.policy_id,
+        policy_version=policies.version_label,
         bootstrap_servers=bootstrap,
         group_id=settings.group_id,
         transactional_id=settings.transactional_id,
@@ -233,7 +236,7 @@ def run(settings: Settings, *, fault_hook: FaultHook | None = None) -> int:  # n
             settings,
             consumer=consumer,
             codec=codec,
-            policy=policy,
+            policies=policies,
             metrics=metrics,
             registry=registry,
             log=log,

@@ -272,9 +272,10 @@ class Settings(BaseSettings):
 
     # -- end of prior authorizations ---------------------------------------------------------------------
     policy: str = Field(
-        "IXEMPRA-PA/2020.09-3",
-        pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}/[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$",
-        description="Active catalog policy <POLICY-ID>/<version> (worker/policies/<id>/<version>.json).",
+        "IXEMPRA-PA",
+        pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}(/[0-9A-Za-z][0-9A-Za-z.\-]{0,39})?$",
+        description="Catalog policy <POLICY-ID>: each claim is decided under the version in effect on its "
+        "date of service; <POLICY-ID>/<version> pins one version (an override) (worker/policies/<id>/).",
     )
     automated_denials: bool = Field(
         False,  # noqa: FBT003 - pydantic Field default

@@ -22,6 +22,7 @@ from fastavro import schemaless_writer
 from pydantic import ValidationError
 
 from worker.contracts.bad_claims import malformed_claim_from, unclean_key
+from worker.contracts.codes import PolicySelection
 from worker.contracts.decided import DecidedResults
 from worker.contracts.fastwrite import Unsupported, compile_writer
 from worker.contracts.identifiers import key_is_clean
@@ -191,14 +192,20 @@ class Codec:
         return self._encode(family.current, tagged, tuple_unions=True)
 
     def encode_decided(
-        self, claim: Claim, decision: Decision, source: SourceCoordinates, worker_version: str
+        self,
+        claim: Claim,
+        decision: Decision,
+        source: SourceCoordinates,
+        worker_version: str,
+        selection: PolicySelection | None = PolicySelection.PINNED,
     ) -> bytes:
         """Encode the result of ``decision`` on ``claim``, byte for byte ``encode_result(build_result(...))``.
 
         A decision that recurs (one NOT_APPLICABLE decision per product and batch) has its fields
-        encoded once (``contracts.decided``); raises ``ValueError`` like ``encode_result``.
+        encoded once (``contracts.decided``); raises ``ValueError`` like ``encode_result``. ``selection``
+        says why the decision's policy version applied (``results.build_result``).
         """
-        return self._decided.encode(claim, decision, source, worker_version)
+        return self._decided.encode(claim, decision, source, worker_version, selection)
 
     def decode_result(self, value: bytes | None) -> dict[str, Any]:
         """Decode an ``AdjudicationResult`` record; raises ``DecodeError`` like ``decode_claim``."""

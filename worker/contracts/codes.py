@@ -10,6 +10,7 @@ __all__ = [
     "DiseaseStatus",
     "InformationNeed",
     "Outcome",
+    "PolicySelection",
     "ProductCodeSystem",
     "ProductReading",
     "ReasonCode",
@@ -128,6 +129,23 @@ class DecisionSource(StrEnum):
     PRODUCT_NOT_IDENTIFIED = "PRODUCT_NOT_IDENTIFIED"
     FIELD_EDIT = "FIELD_EDIT"
     ON_FILE = "ON_FILE"
+
+
+class PolicySelection(StrEnum):
+    """Why a catalog version decided a claim (closed set; result schema v4 ``PolicySelection``).
+
+    IN_EFFECT: the version in effect on the claim's date of service (``CLAIMS_POLICY`` names a policy
+    id, the default). PINNED: ``CLAIMS_POLICY`` or ``replay --policy`` named the version.
+    CONTINUITY: continuity of care: paid on file against an authorization issued under another
+    version than the date's, or decided under the prior terms a new version declares for members on
+    therapy (the result names the version whose terms applied).
+    EARLIEST_VERSION: the date of service precedes every version; the earliest decided it.
+    """
+
+    IN_EFFECT = "IN_EFFECT"
+    PINNED = "PINNED"
+    CONTINUITY = "CONTINUITY"
+    EARLIEST_VERSION = "EARLIEST_VERSION"
 
 
 class Recommendation(StrEnum):

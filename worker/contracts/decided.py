@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from worker.contracts.codes import PolicySelection
 from worker.contracts.fastwrite import Unsupported, compile_splice
 from worker.contracts.results import build_result
 
@@ -50,29 +51,38 @@ class DecidedResults:
         self._splice = compile_splice(schema, CLAIM_FIELDS)
         self._header = header
         self._encode_result = encode_result
-        # (id(decision), worker version) -> (decision, runs or None when seen once); the decision is held
-        # so its id stays its own.
-        self._runs: dict[tuple[int, str], tuple[Decision, tuple[bytes, ...] | None]] = {}
+        # (id(decision), worker version, selection) -> (decision, runs or None when seen once); the
+        # decision is held so its id stays its own.
+        self._runs: dict[
+            tuple[int, str, PolicySelection | None], tuple[Decision, tuple[bytes, ...] | None]
+        ] = {}
 
     def encode(
-        self, claim: Claim, decision: Decision, source: SourceCoordinates, worker_version: str
+        self,
+        claim: Claim,
+        decision: Decision,
+        source: SourceCoordinates,
+        worker_version: str,
+        selection: PolicySelection | None = PolicySelection.PINNED,
     ) -> bytes:
-        """Return ``encode_result(build_result(claim, decision, source=..., worker_version=...))``."""
+        """Return ``encode_result(build_result(claim, decision, source=..., ..., selection=...))``."""
         splice = self._splice
         if splice is None:
-            return self._whole(claim, decision, source, worker_version)
-        key = (id(decision), worker_version)
+            return self._whole(claim, decision, source, worker_version, selection)
+        key = (id(decision), worker_version, selection)
         known = self._runs.get(key)
         if known is None or known[0] is not decision:
             if len(self._runs) >= _LIMIT:
                 self._runs.clear()
             self._runs[key] = (decision, None)
-            return self._whole(claim, decision, source, worker_version)
+            return self._whole(claim, decision, source, worker_version, selection)
         runs = known[1]
         record = None
         try:
             if runs is None:  # the second claim of this decision: its runs are worth making
-                record = build_result(claim, decision, source=source, worker_version=worker_version)
+                record = build_result(
+                    claim, decision, source=source, worker_version=worker_version, selection=selection
+                )
                 runs = splice[0](record)
                 self._runs[key] = (decision, runs)
             body = splice[1](
@@ -85,12 +95,19 @@ class DecidedResults:
             )
         except Unsupported:
             if record is None:
-                return self._whole(claim, decision, source, worker_version)
+                return self._whole(claim, decision, source, worker_version, selection)
             return self._encode_result(record)
         return self._header + body
 
     def _whole(
-        self, claim: Claim, decision: Decision, source: SourceCoordinates, worker_version: str
+        self,
+        claim: Claim,
+        decision: Decision,
+        source: SourceCoordinates,
+        worker_version: str,
+        selection: PolicySelection | None,
     ) -> bytes:
-        record = build_result(claim, decision, source=source, worker_version=worker_version)
+        record = build_result(
+            claim, decision, source=source, worker_version=worker_version, selection=selection
+        )
         return self._encode_result(record)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from worker.contracts.codes import DecisionSource, InformationNeed, Outcome
+from worker.contracts.codes import DecisionSource, InformationNeed, Outcome, PolicySelection
 from worker.contracts.fastwrite import share
 from worker.contracts.icd10cm import ICD10CM_REFERENCE
 from worker.contracts.icd10cm import RELEASE as ICD10CM_RELEASE
@@ -197,12 +197,18 @@ def _ncpdp_answer(
 
 
 def build_result(
-    claim: Claim, decision: Decision, *, source: SourceCoordinates, worker_version: str
+    claim: Claim,
+    decision: Decision,
+    *,
+    source: SourceCoordinates,
+    worker_version: str,
+    selection: PolicySelection | None = PolicySelection.PINNED,
 ) -> dict[str, Any]:
-    """Return the v2 ``AdjudicationResult`` record for ``decision`` on ``claim``.
+    """Return the v4 ``AdjudicationResult`` record for ``decision`` on ``claim``.
 
-    Only ``claim_id``, ``event_id``, ``event_time`` and ``transaction_code`` are taken from the
-    claim, so the result carries no PHI; everything else comes from the decision, which has none.
+    ``selection`` says why the decision's policy version applied (``worker.policy.catalog``). Only
+    ``claim_id``, ``event_id``, ``event_time`` and ``transaction_code`` are taken from the claim, so
+    the result carries no PHI; everything else comes from the decision, which has none.
     """
     matched = decision.matched_product
     return {
@@ -229,6 +235,7 @@ def build_result(
         "decided_at": decision.decided_at,
         "worker_version": worker_version,
         "source": source.as_record(),
+        "policy_selection": None if selection is None else selection.value,
     }
 
 
@@ -241,11 +248,12 @@ def build_rejected(
     decided_at: datetime,
     worker_version: str,
 ) -> dict[str, Any]:
-    """Return the v2 ``AdjudicationResult`` that answers a malformed claim: outcome REJECTED.
+    """Return the v4 ``AdjudicationResult`` that answers a malformed claim: outcome REJECTED.
 
     The NCPDP answer is R with the error's M/I reject codes (each with its 546-4F occurrence and
     field path) and a fixed message per code. Identifiers come from the error, which holds field
-    paths and codes only, never a value; the policy named is the active one (it was not applied).
+    paths and codes only, never a value; the policy named is the active one (it was not applied, so
+    ``policy_selection`` is null).
     An unreadable event id is written as "" (the codec guarantees claim id, transaction code and
     event time).
     """
@@ -283,6 +291,7 @@ def build_rejected(
         "decided_at": decided_at,
         "worker_version": worker_version,
         "source": source.as_record(),
+        "policy_selection": None,
     }
 
 

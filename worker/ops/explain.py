@@ -14,7 +14,7 @@ import textwrap
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.contracts.codes import DecisionSource, InformationNeed, Outcome
+from worker.contracts.codes import DecisionSource, InformationNeed, Outcome, PolicySelection
 from worker.contracts.results import NEED_MESSAGES
 from worker.contracts.wire import (
     REPLAY_AUTHORIZATIONS_HEADER,
@@ -51,6 +51,13 @@ _NO_CRITERIA = {
     DecisionSource.ON_FILE: "none evaluated: paid against the authorization on file",
     DecisionSource.FIELD_EDIT: "none evaluated: the claim was rejected at the field edits",
     DecisionSource.PRODUCT_NOT_IDENTIFIED: "none evaluated: the product was not identified",
+}
+# Why the version applied (result v4 ``policy_selection``; absent before v4 and for REJECTED answers).
+_SELECTION_TEXT = {
+    PolicySelection.IN_EFFECT: "in effect on the date of service",
+    PolicySelection.PINNED: "pinned by CLAIMS_POLICY or replay --policy",
+    PolicySelection.CONTINUITY: "continuity of care: an earlier version's terms kept",
+    PolicySelection.EARLIEST_VERSION: "the earliest version: the date of service precedes every version",
 }
 _WIDTH = 100  # text lines are wrapped here (the explanation and summary are free text)
 _LABEL = 13  # width of the labels of the first block
@@ -172,7 +179,11 @@ def explain(row: Row, replay: Mapping[str, str] | None = None) -> dict[str, Any]
         "source_criteria": list(result["source_criteria"]),
         "needed": _needed(result),
         "authorization": authorization,
-        "policy": {"id": result["policy_id"], "version": result["policy_version"]},
+        "policy": {
+            "id": result["policy_id"],
+            "version": result["policy_version"],
+            "selection": result.get("policy_selection"),
+        },
         "reference_versions": dict(sorted(result["reference_versions"].items())),
         "product": None if result["matched_product"] is None else dict(result["matched_product"]),
         "pharmacy": {
@@ -273,10 +284,19 @@ def _versions(explained: Mapping[str, Any]) -> list[str]:
     references = explained["reference_versions"]
     shown = ", ".join(f"{printable(name)} {printable(version)}" for name, version in references.items())
     return [
-        _line("policy", f"{printable(policy['id'])} {printable(policy['version'])}"),
+        _line(
+            "policy", f"{printable(policy['id'])} {printable(policy['version'])}{_why(policy['selection'])}"
+        ),
         _line("references", shown or "none read"),
         _line("worker", f"claims-worker {printable(explained['worker_version'])}"),
     ]
+
+
+def _why(selection: str | None) -> str:
+    """Return ", <why the version applied>" for a known selection, else nothing."""
+    if selection is None or selection not in PolicySelection.__members__:
+        return ""
+    return f", {_SELECTION_TEXT[PolicySelection(selection)]}"
 
 
 def _product(explained: Mapping[str, Any]) -> str:

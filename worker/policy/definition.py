@@ -26,11 +26,13 @@ from worker.policy.ndc import hcpcs_code, ndc_candidates, product_key
 if TYPE_CHECKING:
     import os
     from collections.abc import Mapping
+    from datetime import date
 
     from worker.contracts.model import Product
 
 __all__ = [
     "DEFAULT_POLICY_REF",
+    "Continuity",
     "Policy",
     "ProductScope",
     "catalog_policy",
@@ -54,6 +56,15 @@ class ProductScope(StrEnum):
     UNIDENTIFIED = "UNIDENTIFIED"
 
 
+@dataclass(frozen=True, slots=True)
+class Continuity:
+    """A version's continuity of care: members on therapy keep ``prior_version``'s terms through ``until``."""
+
+    prior_version: str
+    on_therapy_days: int
+    until: date
+
+
 _MEMO_LIMIT = 65_536  # distinct product IDs remembered; past it, the least recently used is forgotten
 
 
@@ -68,6 +79,7 @@ class Policy:
 
     policy_id: str
     version: str
+    effective_from: date
     title: str
     source_document: str
     product_name: str
@@ -91,6 +103,10 @@ class Policy:
     max_days_after_submission: int = 1
     max_days_supply: int = 365
     reject_authorization_not_found: str = "3X"
+    effective_until: date | None = None
+    review_date: date | None = None
+    change_summary: str | None = None
+    continuity: Continuity | None = None
     _product_memo: LruMemo[tuple[str, str], tuple[ProductScope, ProductMatch | None]] = field(
         default_factory=lambda: LruMemo(_MEMO_LIMIT), repr=False, compare=False
     )
@@ -214,6 +230,13 @@ def _compile(doc: PolicyDoc) -> Policy:
     return Policy(
         policy_id=doc.policy_id,
         version=doc.version,
+        effective_from=doc.effective_from,
+        effective_until=doc.effective_until,
+        review_date=doc.review_date,
+        change_summary=doc.change_summary,
+        continuity=None
+        if doc.continuity is None
+        else Continuity(doc.continuity.prior_version, doc.continuity.on_therapy_days, doc.continuity.until),
         title=doc.title,
         source_document=doc.source_document,
         product_name=doc.product.name,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "CodesDoc",
+    "ContinuityDoc",
     "DiseaseCriterionDoc",
     "EditsDoc",
     "PolicyDoc",
@@ -142,6 +144,19 @@ class EditsDoc(BaseModel):
     notes: _Notes = ()
 
 
+class ContinuityDoc(BaseModel):
+    """Continuity of care a version declares: members already on therapy keep a prior version's terms."""
+
+    model_config = _DOC
+
+    prior_version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")]
+    # On therapy: an authorization of the member's for this policy held a day within these days before
+    # the date of service (the store records approvals, not each fill).
+    on_therapy_days: int = Field(ge=1, le=365)
+    until: date  # the last date of service decided under the prior version's terms
+    notes: _Notes = ()
+
+
 class PolicyDoc(BaseModel):
     """The whole policy file."""
 
@@ -149,6 +164,13 @@ class PolicyDoc(BaseModel):
 
     policy_id: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{0,39}$")]
     version: Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.\-]{0,39}$")]
+    # Effective dating (issue 28): first and last date of service the version decides (inclusive);
+    # effective_until omitted = until the next version of the policy id starts (worker.policy.catalog).
+    effective_from: date
+    effective_until: date | None = None
+    review_date: date | None = None
+    change_summary: _Text | None = None
+    continuity: ContinuityDoc | None = None
     title: _Text
     source_document: _Text
     notes: _Notes = ()
@@ -159,6 +181,21 @@ class PolicyDoc(BaseModel):
     approval_duration_years: int = Field(ge=1, le=10)
     reject_codes: RejectCodesDoc
     edits: EditsDoc = EditsDoc()
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> PolicyDoc:
+        """Refuse a version that ends before it starts."""
+        if self.effective_until is not None and self.effective_until < self.effective_from:
+            msg = f"effective_until {self.effective_until} is before effective_from {self.effective_from}"
+            raise ValueError(msg)
+        continuity = self.continuity
+        if continuity is not None and continuity.until < self.effective_from:
+            msg = f"continuity.until {continuity.until} is before effective_from {self.effective_from}"
+            raise ValueError(msg)
+        if continuity is not None and continuity.prior_version == self.version:
+            msg = "continuity.prior_version names this version itself"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _unique_criteria(self) -> PolicyDoc:

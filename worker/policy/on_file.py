@@ -108,7 +108,9 @@ def on_file_decision(
     """Return the APPROVED, ON_FILE decision paying a claim against ``auth``: its number and original window.
 
     No criteria are evaluated and no new window is issued; ``note`` (e.g. why a quoted number did not
-    count) ends the summary.
+    count) ends the summary. The decision names the version the authorization was issued under: an
+    authorization from another version than ``policy`` (the one in effect on the date of service) is
+    kept to its expiry, continuity of care, and the summary says so (docs/policy.md, "Effective dating").
     """
     summary = (
         f"{ON_FILE_SUMMARY} prior authorization {auth.number} issued under {auth.policy_id} "
@@ -116,6 +118,11 @@ def on_file_decision(
         f"{auth.source_id}) holds the date of service, window {auth.effective.isoformat()} through "
         f"{auth.expiration.isoformat()}; the claim was not re-evaluated and no new window was issued."
     )
+    if auth.policy_version != policy.version:
+        summary += (
+            f" Continuity of care: issued under {auth.policy_version}, not {policy.version} (the version "
+            "for the date of service), it is kept to its expiry."
+        )
     fields: dict[str, object] = {"matched_product": matched} if matched is not None else {}
     return Decision(
         outcome=Outcome.APPROVED,
@@ -124,7 +131,7 @@ def on_file_decision(
         authorization_number=auth.number,
         decision_source=DecisionSource.ON_FILE,
         policy_id=policy.policy_id,
-        policy_version=policy.version,
+        policy_version=auth.policy_version,
         decided_at=decided_at,
         summary=f"{summary} {note}" if note else summary,
         **fields,

@@ -16,7 +16,7 @@ from worker.contracts.codec import Codec
 from worker.kafka import io as kafka_io
 from worker.ops.logs import get_logger
 from worker.ops.metrics import WorkerMetrics
-from worker.policy import catalog_policy
+from worker.policy import PolicyChoice, catalog_choice
 from worker.runtime.doors import CLAIMS
 from worker.runtime.pipeline import Pipeline
 from worker.runtime.requests import REQUESTS
@@ -70,6 +70,7 @@ def build_worker(
     producer_factory: Callable[[], KafkaProducer] | None = None,
     codec: Codec | None = None,
     policy: Policy | None = None,
+    policies: PolicyChoice | None = None,
     registry: CollectorRegistry | None = None,
     metrics: WorkerMetrics | None = None,
     log: FilteringBoundLogger | None = None,
@@ -89,13 +90,16 @@ def build_worker(
     ``facts`` is the lookup and its ``refresh`` runs once per loop pass; the caller closes it. With
     ``CLAIMS_AUTHORIZATIONS_TOPIC`` set the authorization store is built too (its follower reads the
     store topic on the worker's first pass); its metrics go on ``registry`` when one is given.
-    ``membership`` replaces the group-coordinator check made before a producer replacement
-    (``kafka_io.slot_membership``; tests pass a fake); ``fault`` is the test-only abort hook
-    (``tests.chaos.faults``), None in production.
+    ``policies`` is the catalog a claim's version is chosen from (``worker.policy.catalog``); without
+    it a given ``policy`` is pinned, else ``CLAIMS_POLICY`` names the choice. ``membership`` replaces
+    the group-coordinator check made before a producer replacement (``kafka_io.slot_membership``;
+    tests pass a fake); ``fault`` is the test-only abort hook (``tests.chaos.faults``), None in
+    production.
     """
     if reference is not None and lookup_facts is None:
         lookup_facts = reference.facts
-    policy = policy or catalog_policy(settings.policy)
+    if policies is None:
+        policies = PolicyChoice.pin(policy) if policy is not None else catalog_choice(settings.policy)
     if authorizations is None and settings.authorizations_topic is not None:
         authorizations = Authorizations.connect(
             settings,
@@ -105,8 +109,8 @@ def build_worker(
     if metrics is None:
         metrics = WorkerMetrics(
             registry if registry is not None else CollectorRegistry(),
-            criterion_ids=policy.criterion_ids,
-            reason_codes=policy.reason_codes,
+            criterion_ids=policies.criterion_ids,
+            reason_codes=policies.reason_codes,
         )
     return Pipeline(
         settings,
@@ -118,7 +122,7 @@ def build_worker(
         seen=SeenEvents(
             settings.dedup_window, readback if readback is not None else event_id_reader(settings)
         ),
-        policy=policy,
+        policies=policies,
         lookup_facts=lookup_facts,
         clock=clock,
         claims_partitions=claims_partitions,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from worker.contracts.codes import PolicySelection
 from worker.errors import BadRecord, DeadLetterClass, MalformedClaim
 from worker.policy import decide
 from worker.policy.facts import Facts
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim, Decision
-    from worker.policy import Policy
+    from worker.policy import Policy, PolicyChoice
     from worker.state.authorizations import Authorizations
     from worker.state.dedupe import SeenEvents
 
@@ -59,7 +61,11 @@ class Judgement:
     decision: Decision | None = None
     error: BadRecord | None = None
     decide_s: float = 0.0
-    policy: Policy | None = None  # the policy a REJECTED answer names
+    policy: Policy | None = None  # the policy that decided, or the one a REJECTED answer names
+    selection: PolicySelection | None = None  # why ``policy`` decided (None: no version was applied)
+
+
+_PINNED = PolicySelection.PINNED
 
 
 _NO_FACTS = Facts()  # frozen: one serves every claim
@@ -74,9 +80,11 @@ def no_facts(_claim: Claim) -> Facts:
 class Decider:
     """What a decision needs besides the claim and its time, bound once per worker (live and replay alike).
 
-    ``policy`` decides; ``lookup_facts`` is the reference-data lookup (``no_facts`` without a
-    directory); ``automated_denials`` the plan's opt-in to final denials; ``authorizations`` the store
-    on file (``None``: no store); ``dispensed`` false for a door whose claims carry no quantity (PA
+    ``policies`` chooses the version that decides each claim (``worker.policy.catalog``: by its date of
+    service, or a pin); ``None`` pins ``policy``, which is also the one a malformed claim's REJECTED
+    answer names (``PolicyChoice.named``); ``lookup_facts`` is the reference-data lookup (``no_facts``
+    without a directory); ``automated_denials`` the plan's opt-in to final denials; ``authorizations``
+    the store on file (``None``: no store); ``dispensed`` false for a door whose claims carry no quantity (PA
     requests: no quantity or days-supply edits).
     """
 
@@ -85,16 +93,40 @@ class Decider:
     automated_denials: bool = False
     authorizations: Authorizations | None = None
     dispensed: bool = True
+    policies: PolicyChoice | None = None
 
-    def decide(self, claim: Claim, decided_at: datetime) -> Decision:
-        """Decide ``claim``: on file when the store holds an authorization, else by the policy.
+    def choose(self, claim: Claim) -> tuple[Policy, PolicySelection]:
+        """Return the version that decides ``claim`` and why: by its date of service, or the pin.
+
+        A version that declares continuity of care gives way to its prior version for a member on
+        therapy (``Authorizations.on_therapy``) through the declared date: CONTINUITY.
+        """
+        policies = self.policies
+        if policies is None:
+            return self.policy, _PINNED
+        served = claim.date_of_service
+        policy, why = policies.select(served)
+        continuity, store = policy.continuity, self.authorizations
+        if continuity is None or store is None:
+            return policy, why
+        prior = policies.prior_terms(policy, served)
+        if prior is not None and store.on_therapy(
+            claim, policy.policy_id, served - timedelta(days=continuity.on_therapy_days)
+        ):
+            return prior, PolicySelection.CONTINUITY
+        return policy, why
+
+    def decide(self, claim: Claim, decided_at: datetime, policy: Policy | None = None) -> Decision:
+        """Decide ``claim`` under ``policy`` (default ``choose``): on file if the store holds one, else by it.
 
         The facts are looked up once, before the store is asked: an authorization on file does not
         validate the claim's prescriber, so the store reads the directory's answer, and the policy
         decides with the same facts when nothing on file pays; the store never pays a claim that fails
         a plausibility edit (the policy then REJECTS it). The only call to ``decide`` in the worker.
         """
-        policy, dispensed = self.policy, self.dispensed
+        if policy is None:
+            policy = self.choose(claim)[0]
+        dispensed = self.dispensed
         facts = self.lookup_facts(claim)
 
         def usual() -> Decision:
@@ -112,6 +144,22 @@ class Decider:
             return usual()
         # An authorization on file pays without re-evaluation (docs/authorizations.md).
         return authorizations.decide(claim, facts, policy, decided_at, usual, dispensed=dispensed)
+
+
+def continued(decision: Decision, policies: PolicyChoice | None, claim: Claim) -> Decision:
+    """Return ``decision`` (under a prior version's terms) with the summary naming the continuity applied."""
+    if policies is None:  # pragma: no cover - CONTINUITY is chosen only from a PolicyChoice
+        return decision
+    declaring = policies.select(claim.date_of_service)[0]
+    continuity = declaring.continuity
+    if continuity is None:  # pragma: no cover - chosen only when the version declares one
+        return decision
+    note = (
+        f" Continuity of care declared by {declaring.ref}: the member is on therapy (authorized within "
+        f"{continuity.on_therapy_days} days before the date of service), so {decision.policy_version}'s "
+        f"terms apply through {continuity.until.isoformat()}."
+    )
+    return decision.model_copy(update={"summary": decision.summary + note})
 
 
 def judge(
@@ -146,7 +194,17 @@ def judge(
 def judged(record: Record, claim: Claim, *, decider: Decider, decided_at: datetime) -> Judgement:
     """Decide a decoded claim (or a PA request's claim) and return the timed ``Judgement``."""
     tick = time.perf_counter()
-    decision = decider.decide(claim, decided_at)
+    policy, selection = decider.choose(claim)
+    decision = decider.decide(claim, decided_at, policy)
+    if decision.policy_version != policy.version:
+        selection = PolicySelection.CONTINUITY  # paid on file under the version that issued it
+    elif selection is PolicySelection.CONTINUITY:
+        decision = continued(decision, decider.policies, claim)
     return Judgement(
-        record, claim=claim, decision=decision, decide_s=time.perf_counter() - tick, policy=decider.policy
+        record,
+        claim=claim,
+        decision=decision,
+        decide_s=time.perf_counter() - tick,
+        policy=policy,
+        selection=selection,
     )

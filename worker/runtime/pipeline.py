@@ -38,7 +38,7 @@ from worker.kafka.failures import (
     recorded_error,
 )
 from worker.kafka.io import Membership, OffsetAndMetadata, slot_membership
-from worker.policy import catalog_policy
+from worker.policy import PolicyChoice, catalog_choice
 from worker.runtime.doors import CLAIMS
 from worker.runtime.judge import Decider, no_facts
 from worker.runtime.partitions import Listener, PartitionState
@@ -87,6 +87,7 @@ class Pipeline:
         *,
         seen: SeenEvents,
         policy: Policy | None = None,
+        policies: PolicyChoice | None = None,
         lookup_facts: Callable[[Claim], Facts] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         claims_partitions: int | None = None,
@@ -102,7 +103,11 @@ class Pipeline:
         self.codec = codec
         self.metrics = metrics
         self.log = log
-        self.policy = policy if policy is not None else catalog_policy(settings.policy)
+        # The versions a claim may be decided under: given, a pinned ``policy``, or CLAIMS_POLICY's.
+        if policies is None:
+            policies = PolicyChoice.pin(policy) if policy is not None else catalog_choice(settings.policy)
+        self.policies = policies
+        self.policy = policies.named
         self.seen = seen
         self._refresh = refresh  # once per pass: reference data updates (worker.runtime.reference)
         self._clock = clock
@@ -114,6 +119,7 @@ class Pipeline:
             automated_denials=settings.automated_denials,
             authorizations=authorizations,
             dispensed=door.dispensed,
+            policies=policies,
         )
         stores: tuple[PartitionStore, ...] = (seen,) if authorizations is None else (seen, authorizations)
         self.partitions = PartitionState(

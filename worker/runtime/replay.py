@@ -266,7 +266,7 @@ class _Pass:
         )
         self.headers = [
             (REPLAY_ID_HEADER, job.replay_id.encode()),
-            (REPLAY_POLICY_HEADER, job.policy.ref.encode()),
+            (REPLAY_POLICY_HEADER, job.policy_ref.encode()),
             (REPLAY_DIRECTORY_HEADER, job.directory_version.encode()),
             (REPLAY_AUTHORIZATIONS_HEADER, self.summary.authorizations_as_of.encode()),
         ]
@@ -276,6 +276,7 @@ class _Pass:
             job.lookup_facts,
             automated_denials=settings.automated_denials,
             authorizations=self.store,
+            policies=job.policies,
         )
 
     def run(self) -> None:

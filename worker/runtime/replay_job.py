@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from worker.config.settings import Settings
     from worker.contracts.codec import Codec
     from worker.contracts.model import Claim
-    from worker.policy import Policy
+    from worker.policy import Policy, PolicyChoice
     from worker.policy.facts import Facts
 
 __all__ = [
@@ -166,6 +166,12 @@ class ReplayJob:
     stop: Callable[[], bool] = lambda: False
     metrics_file: Path | None = None
     batch_hook: Callable[[int], None] = lambda _n: None  # tests: called after each committed batch
+    policies: PolicyChoice | None = None  # the version per claim's date of service; None: ``policy`` pinned
+
+    @property
+    def policy_ref(self) -> str:
+        """What the replay decides under: ``<id>`` (by date of service) or ``<id>/<version>`` (pinned)."""
+        return self.policy.ref if self.policies is None else self.policies.ref
 
     @property
     def diff(self) -> bool:

@@ -23,27 +23,29 @@ if TYPE_CHECKING:
 
     from worker.config.settings import Settings
     from worker.contracts.model import Claim
-    from worker.policy import Policy
+    from worker.policy import PolicyChoice
     from worker.policy.facts import Facts
 
 __all__ = ["serve_requests"]
 
 
-def _request_metrics(view: Settings) -> tuple[Policy, CollectorRegistry, WorkerMetrics]:
-    """Return the policy and the claims worker's metrics on a fresh registry (counting requests, answers).
+def _request_metrics(view: Settings) -> tuple[PolicyChoice, CollectorRegistry, WorkerMetrics]:
+    """Return the policy choice and the claims worker's metrics on a fresh registry (requests, answers).
 
-    ``catalog_policy`` raises ``ConfigError`` (exit 2) naming the catalog's entries.
+    ``catalog_choice`` raises ``ConfigError`` (exit 2) naming the catalog's entries or a bad chain.
     """
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from worker import __version__  # noqa: PLC0415
-    from worker.policy import catalog_policy  # noqa: PLC0415
+    from worker.policy import catalog_choice  # noqa: PLC0415
 
-    policy = catalog_policy(view.policy)
+    policies = catalog_choice(view.policy)
     registry = CollectorRegistry()
-    metrics = WorkerMetrics(registry, criterion_ids=policy.criterion_ids, reason_codes=policy.reason_codes)
-    metrics.set_policy_info(policy.policy_id, policy.version, __version__)
-    return policy, registry, metrics
+    metrics = WorkerMetrics(
+        registry, criterion_ids=policies.criterion_ids, reason_codes=policies.reason_codes
+    )
+    metrics.set_policy_info(policies.named.policy_id, policies.version_label, __version__)
+    return policies, registry, metrics
 
 
 def serve_requests(
@@ -64,7 +66,7 @@ def serve_requests(
     ``claims-worker run`` does).
     """
     view = request_settings(settings)
-    policy, registry, metrics = _request_metrics(view)
+    policies, registry, metrics = _request_metrics(view)
     reference = None
     if lookup_facts is None:  # before any Kafka client: a bad index is exit 2
         directory = DirectoryMetrics(registry) if view.directory_path is not None else None
@@ -89,7 +91,7 @@ def serve_requests(
             settings,
             consumer=consumer,
             log=log,
-            policy=policy,
+            policies=policies,
             metrics=metrics,
             registry=registry,
             lookup_facts=lookup_facts,

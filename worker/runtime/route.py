@@ -68,7 +68,7 @@ def route(judgement: Judgement, *, codec: Codec, settings: Settings, at: datetim
         topic=settings.results_topic,
         partition=record.partition,
         key=claim.claim_id.encode(),
-        value=codec.encode_decided(claim, decision, source, __version__),
+        value=codec.encode_decided(claim, decision, source, __version__, judgement.selection),
         headers=[(EVENT_ID_HEADER, claim.event_id.encode())],
         outcome=decision.outcome,
         reason_codes=tuple([c.reason_code for c in criteria if c.status != CriterionStatus.MET])

@@ -210,6 +210,18 @@ class Authorizations(AuthorizationFollower):
                 found[auth.number] = auth
         return list(found.values())
 
+    def on_therapy(self, claim: Claim, policy_id: str, since: date) -> bool:
+        """Tell whether ``claim``'s member is on therapy under ``policy_id`` (continuity of care).
+
+        On therapy: an authorization of theirs, not revoked, began before the date of service and held
+        a day from ``since`` on (the store records approvals, not each fill).
+        """
+        member, day = self.pseudonym(claim.patient), claim.date_of_service
+        return any(
+            not auth.revoked and auth.effective < day and auth.expiration >= since
+            for auth in self._of_member(member, policy_id)
+        )
+
     def pseudonym(self, patient: Patient) -> str:
         """Return ``patient``'s member pseudonym under this store's secret."""
         return self._pseudonym(patient)
