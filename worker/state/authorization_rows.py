@@ -93,10 +93,6 @@ def _micros(moment: datetime) -> int | None:
     return None
 
 
-def _is_text(*values: object) -> bool:
-    return all(type(value) is str for value in values)
-
-
 class AuthorizationRows:
     """Append-only columns, one row per authorization; a row is rewritten in place by a later record."""
 
@@ -175,18 +171,17 @@ class AuthorizationRows:
         """Return the ``ODD``/``DEAD`` flags of ``row``."""
         return self._flags[row]
 
-    def same_keys(self, row: int, auth: Authorization) -> bool:
-        """Tell whether ``auth`` has ``row``'s member and policy (then it can be written over the row)."""
+    def same_keys(self, row: int, auth: Authorization, member: bytes) -> bool:
+        """Tell whether ``auth`` (its member's key bytes ``member``) has ``row``'s member and policy."""
         code = self._policies.known(auth.policy_id)
-        member = member_key(auth.member)[0]
         return code is not None and self.keyed(row, member, code) and self.belongs_to(row, auth.member)
 
     # --- rows ------------------------------------------------------------------------------------
-    def append(self, auth: Authorization, number: int) -> int:
-        """Add a row for ``auth`` (its number column ``number``) and return it."""
+    def append(self, auth: Authorization, number: int, member: tuple[bytes, bool]) -> int:
+        """Add a row for ``auth`` (its number column ``number``, its ``member_key``) and return it."""
         row = len(self._flags)
         self._numbers.append(number)
-        self._members += member_key(auth.member)[0]
+        self._members += member[0]
         self._policy.append(self._policies.code(auth.policy_id))
         self._shared_codes.append(0)
         self._days.extend((0, 0))
@@ -194,22 +189,27 @@ class AuthorizationRows:
         self._sources.append(0)
         self._flags.append(0)
         self.next_of_member.append(-1)
-        self.write(row, auth)
+        self.write(row, auth, pseudonym=member[1])
         return row
 
-    def write(self, row: int, auth: Authorization) -> None:
-        """Write ``auth`` over ``row`` (same number, member and policy: ``same_keys``)."""
+    def write(self, row: int, auth: Authorization, *, pseudonym: bool) -> None:
+        """Write ``auth`` over ``row`` (same number, member and policy: ``same_keys``).
+
+        ``pseudonym``: the member is a pseudonym's 64 lower-case hex digits (``member_key``).
+        """
         decided = _micros(auth.decided_at)
         revoked = None if auth.revoked_at is None else _micros(auth.revoked_at)
-        source = auth.source_id.encode("utf-8", "surrogatepass") if _is_text(auth.source_id) else None
+        source = auth.source_id.encode("utf-8", "surrogatepass") if type(auth.source_id) is str else None
         compact = (
-            member_key(auth.member)[1]
+            pseudonym
             and decided is not None
             and (revoked is not None or auth.revoked_at is None)
             and source is not None
             and len(source) < 1 << _LENGTH_BITS
-            and _is_text(auth.policy_version, auth.product, auth.source_kind)
-            and (auth.revoked_reason is None or _is_text(auth.revoked_reason))
+            and type(auth.policy_version) is str
+            and type(auth.product) is str
+            and type(auth.source_kind) is str
+            and (auth.revoked_reason is None or type(auth.revoked_reason) is str)
             and self._numbers[row] >= 0
         )
         self._days[2 * row] = auth.effective.toordinal()

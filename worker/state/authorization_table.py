@@ -75,8 +75,9 @@ class AuthorizationTable:
         assert number is not None  # noqa: S101 - add=True gives every number a key
         slot, row = self._by_number.find(mix(number), lambda r: rows.number_at(r) == number)
         counts, day = self._counts, None if self._day is None else self._day.toordinal()
+        member = member_key(auth.member)
         if row == -1:
-            row = self._add(auth, number)
+            row = self._add(auth, number, member)
             self._by_number.add(slot, row)
         elif rows.is_revoked(row) and not auth.revoked:
             return
@@ -84,20 +85,20 @@ class AuthorizationTable:
             if counts is not None and day is not None:
                 counts[rows.state(row, day)] -= 1
             self._loaded.pop(row, None)
-            if rows.same_keys(row, auth):
-                rows.write(row, auth)
+            if rows.same_keys(row, auth, member[0]):
+                rows.write(row, auth, pseudonym=member[1])
             else:
                 rows.kill(row)
-                row = self._add(auth, number)
+                row = self._add(auth, number, member)
                 self._by_number.replace(slot, row)
         if counts is not None and day is not None:
             counts[rows.state(row, day)] += 1
 
-    def _add(self, auth: Authorization, number: int) -> int:
+    def _add(self, auth: Authorization, number: int, key: tuple[bytes, bool]) -> int:
         """Append a row for ``auth`` and put it first under its member and policy; return the row."""
         rows = self._rows
-        row = rows.append(auth, number)
-        member, policy = rows.member_at(row), rows.policy_at(row)
+        row = rows.append(auth, number, key)
+        member, policy = key[0], rows.policy_at(row)
         slot, latest = self._by_member.find(
             _member_hash(member, policy), lambda r: rows.keyed(r, member, policy)
         )
