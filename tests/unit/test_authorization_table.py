@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.unit.claims import NPIS, make_claim
 from tests.unit.reference_authorization_table import ReferenceTable
+from tests.unit.test_authorizations import NOW, POLICY, SECRET
 from worker.contracts.codes import Outcome
-from worker.policy import decide, default_policy
+from worker.policy import decide
 from worker.policy.decision import authorization_number
 from worker.policy.facts import Facts, ProviderFacts, ProviderStatus
 from worker.state.authorization import (
@@ -28,9 +29,6 @@ from worker.state.authorization import (
 from worker.state.authorization_table import AuthorizationMetrics, AuthorizationTable
 from worker.state.authorizations import Authorizations
 
-POLICY = default_policy()
-NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-SECRET = b"unit-test-secret-0123456789"
 PHARMACY = "1234567893"  # make_claim's service provider
 
 
