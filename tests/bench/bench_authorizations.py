@@ -2,8 +2,9 @@
 
 Starts (or uses $KAFKA_BOOTSTRAP_SERVERS) a real broker, writes N authorization records to a fresh
 compacted store topic, then, in a fresh child process, catches the store up from the topic the way a
-starting worker does and reports the wall time and the child's RSS before and after. Also reports the
-on-file lookup cost per claim.
+starting worker does and reports the wall time and the child's RSS before and after, and the RSS curve:
+bytes per authorization over the child's baseline as the table passes 100,000, 250,000 and 500,000
+authorizations and after the catch-up. Also reports the on-file lookup cost per claim.
 
 Then, on the same broker, end to end: each round produces the same M claims to two fresh claims
 topics and drains one with the worker as the CLI builds it with the store off and the other with the
@@ -29,7 +30,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from worker.contracts.model import Claim
 
 _E2E_SECRET = "bench-secret-0123456789"  # noqa: S105 - a bench key, not a credential
+_CURVE = (100_000, 250_000, 500_000)  # RSS noted as the catch-up passes these (and after it, at --count)
 
 _CHILD = r"""
 import json, sys, time
@@ -67,11 +69,23 @@ def rss_kib(field="VmRSS:"):
     return 0
 
 bootstrap, topic = sys.argv[1], sys.argv[2]
+points = sorted(int(n) for n in sys.argv[3].split(",") if n)
 settings = load_settings({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "CLAIMS_AUTHORIZATIONS_TOPIC": topic,
                           "CLAIMS_MEMBER_PSEUDONYM_SECRET": "bench-secret-0123456789",
                           "CLAIMS_AUTHORIZATIONS_CATCH_UP_TIMEOUT_S": "3600"})
 before = rss_kib()
 store = Authorizations.connect(settings)
+curve = []
+
+class Probe(type(store.table)):
+    # The worker's table, noting the RSS as it reaches each point (one poll's records in flight then).
+
+    def apply(self, auth):
+        super().apply(auth)
+        if points and len(self) >= points[0]:
+            curve.append((points.pop(0), rss_kib() / 1024))
+
+store.table = Probe()
 started = time.perf_counter()
 store.catch_up()
 elapsed = time.perf_counter() - started
@@ -86,7 +100,7 @@ lookup = (time.perf_counter() - t) / len(claims)
 store.close()
 print(json.dumps({"records": len(store.table), "catch_up_s": elapsed, "rss_before_mib": before / 1024,
                   "rss_after_mib": after / 1024, "rss_peak_mib": rss_kib("VmHWM:") / 1024,
-                  "decide_with_store_us": lookup * 1e6}))
+                  "decide_with_store_us": lookup * 1e6, "curve": curve}))
 """
 
 
@@ -289,8 +303,9 @@ def _restore(bootstrap: str, args: argparse.Namespace) -> None:
     topic = f"bench-authorizations-{uuid.uuid4().hex[:6]}"
     ensure_topic(settings, topic, args.partitions)
     written_s = _write(settings, topic, _records(args.count), args.partitions)
+    points = ",".join(str(n) for n in _CURVE if n < args.count)
     child = subprocess.run(
-        [sys.executable, "-c", _CHILD, bootstrap, topic],
+        [sys.executable, "-c", _CHILD, bootstrap, topic, points],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -311,6 +326,22 @@ def _restore(bootstrap: str, args: argparse.Namespace) -> None:
         f"  decide with the store (no match):  {figures['decide_with_store_us']:.1f} us per claim",
         flush=True,
     )
+    _print_curve(figures)
+
+
+def _print_curve(figures: dict[str, Any]) -> None:
+    """Print RSS over the child's baseline per authorization as the table grows, then after the catch-up."""
+    before = figures["rss_before_mib"]
+    points = [*figures["curve"], (figures["records"], figures["rss_after_mib"])]
+    print(f"  RSS curve (baseline: the child before connecting, {before:.0f} MiB):")
+    for n, (records, rss) in enumerate(points):
+        when = "after the catch-up" if n == len(points) - 1 else "during the catch-up"
+        print(
+            f"    {records:>9,} authorizations: {rss:6.0f} MiB, "
+            f"{(rss - before) * 2**20 / max(records, 1):5.0f} bytes per authorization over the baseline "
+            f"({when})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AuthorizationFollower"]
 
+# Records a catch-up poll hands over at once: each is a few hundred bytes until applied, and what a
+# large batch took stays with the process (250,000 records: 219 MiB RSS after reading 50,000 at a
+# time, 160 MiB after 5,000 at a time, at the same speed; tests/bench/bench_authorizations.py).
+_CATCH_UP_RECORDS = 5_000
+
 
 class AuthorizationFollower:
     """The table of the store topic, kept up to date by one consumer (``None``: held in memory only).
@@ -88,7 +93,7 @@ class AuthorizationFollower:
         applied = read_to_end(
             consumer,
             self._tps,
-            lambda: self._poll(timeout_ms=200, max_records=50_000),
+            lambda: self._poll(timeout_ms=200, max_records=_CATCH_UP_RECORDS),
             self._timeout_s,
             f"authorization store {self.topic}",
         )

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from worker.policy.facts import ProviderStatus
+from worker.state.authorization_rows import DEAD, AuthorizationRows, member_key
+from worker.state.row_index import RowIndex, mix
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
     from worker.state.authorization import Authorization
 
 __all__ = ["AuthorizationMetrics", "AuthorizationTable", "NotHonoured", "OnFileVia"]
+
+_LOADED = 1024  # authorizations built from rows kept for the next asks (well under a MiB)
 
 
 class OnFileVia(StrEnum):
@@ -37,69 +41,137 @@ class NotHonoured(StrEnum):
 
 
 class AuthorizationTable:
-    """Authorizations by PA number and by (member pseudonym, policy id). A revocation is final."""
+    """Authorizations by PA number and by (member pseudonym, policy id). A revocation is final.
 
-    __slots__ = ("_by_member", "_by_number", "_counts", "_day")
+    Held as packed rows (``AuthorizationRows``, about 110 bytes each) under two ``RowIndex`` hash
+    indexes (about 8 to 16 bytes each): by number, and by member and policy, whose slot holds the
+    latest row and each row the one issued before it (``next_of_member``). ``get`` and ``of_member``
+    build the ``Authorization`` objects they return; nothing else keeps one.
+    """
+
+    __slots__ = ("_by_member", "_by_number", "_counts", "_day", "_loaded", "_rows")
 
     def __init__(self) -> None:
-        self._by_number: dict[str, Authorization] = {}
-        self._by_member: dict[tuple[str, str], str | list[str]] = {}
+        rows = self._rows = AuthorizationRows()
+        self._by_number = RowIndex(lambda row: mix(rows.number_at(row)))
+        self._by_member = RowIndex(lambda row: _member_hash(rows.member_at(row), rows.policy_at(row)))
         # The counts by state as of ``_day``, kept up to date by ``apply`` (the metrics gauge).
         self._counts: dict[str, int] | None = None
         self._day: date | None = None
+        # Rows built lately: a fill paid on file asks for its authorization two or three times.
+        self._loaded: dict[int, Authorization] = {}
 
     def __len__(self) -> int:
         return len(self._by_number)
 
     def apply(self, auth: Authorization) -> None:
-        """Install ``auth``; a record that would undo a revocation (an older copy read late) is ignored."""
-        old = self._by_number.get(auth.number)
-        if old is not None and old.revoked and not auth.revoked:
+        """Install ``auth``; a record that would undo a revocation (an older copy read late) is ignored.
+
+        A later record for a number on file is written over its row; one that names another member or
+        policy (no worker writes that) is filed under those instead, the old row left behind as dead.
+        """
+        rows = self._rows
+        number = rows.key_of_number(auth.number, add=True)
+        assert number is not None  # noqa: S101 - add=True gives every number a key
+        slot, row = self._by_number.find(mix(number), lambda r: rows.number_at(r) == number)
+        counts, day = self._counts, None if self._day is None else self._day.toordinal()
+        member = member_key(auth.member)
+        if row == -1:
+            row = self._add(auth, number, member)
+            self._by_number.add(slot, row)
+        elif rows.is_revoked(row) and not auth.revoked:
             return
-        self._by_number[auth.number] = auth
-        counts, day = self._counts, self._day
-        if counts is not None and day is not None:
-            if old is not None:
-                counts[_state(old, day)] -= 1
-            counts[_state(auth, day)] += 1
-        if old is None:
-            key = (auth.member, auth.policy_id)
-            held = self._by_member.get(key)
-            # Most members hold one authorization: keep its number, not a list of one (memory).
-            if held is None:
-                self._by_member[key] = auth.number
-            elif isinstance(held, str):
-                self._by_member[key] = [held, auth.number]
+        else:
+            if counts is not None and day is not None:
+                counts[rows.state(row, day)] -= 1
+            self._loaded.pop(row, None)
+            if rows.same_keys(row, auth, member[0]):
+                rows.write(row, auth, pseudonym=member[1])
             else:
-                held.append(auth.number)
+                rows.kill(row)
+                row = self._add(auth, number, member)
+                self._by_number.replace(slot, row)
+        if counts is not None and day is not None:
+            counts[rows.state(row, day)] += 1
+
+    def _add(self, auth: Authorization, number: int, key: tuple[bytes, bool]) -> int:
+        """Append a row for ``auth`` and put it first under its member and policy; return the row."""
+        rows = self._rows
+        row = rows.append(auth, number, key)
+        member, policy = key[0], rows.policy_at(row)
+        slot, latest = self._by_member.find(
+            _member_hash(member, policy), lambda r: rows.keyed(r, member, policy)
+        )
+        if latest == -1:
+            self._by_member.add(slot, row)
+        else:
+            rows.next_of_member[row] = latest
+            self._by_member.replace(slot, row)
+        return row
 
     def get(self, number: str) -> Authorization | None:
         """Return the authorization numbered ``number``, or ``None``."""
-        return self._by_number.get(number)
+        rows = self._rows
+        key = rows.key_of_number(number)
+        if key is None:
+            return None
+        _, row = self._by_number.find(mix(key), lambda r: rows.number_at(r) == key)
+        return None if row == -1 else self._load(row)
 
-    def of_member(self, member: str, policy_id: str) -> list[Authorization]:
-        """Return the member's authorizations under ``policy_id`` (revoked and expired ones included)."""
-        held = self._by_member.get((member, policy_id))
-        if held is None:
+    def of_member(self, member: str, policy_id: str, day: date | None = None) -> list[Authorization]:
+        """Return the member's authorizations under ``policy_id`` in the order they were first filed.
+
+        All of them (revoked and expired ones included), or with ``day`` only those that hold it:
+        the others are ruled out on their columns, never built.
+        """
+        rows = self._rows
+        policy = rows.policy_code(policy_id)
+        if policy is None:
             return []
-        return [self._by_number[held]] if isinstance(held, str) else [self._by_number[n] for n in held]
+        key = member_key(member)[0]
+        _, row = self._by_member.find(_member_hash(key, policy), lambda r: rows.keyed(r, key, policy))
+        ordinal = None if day is None else day.toordinal()
+        found = []
+        while row != -1:
+            if (
+                not rows.flags(row) & DEAD
+                and (ordinal is None or rows.state(row, ordinal) == "active")
+                and rows.belongs_to(row, member)
+            ):
+                found.append(self._load(row))
+            row = rows.next_of_member[row]
+        found.reverse()
+        return found
+
+    def _load(self, row: int) -> Authorization:
+        auth = self._loaded.get(row)
+        if auth is None:
+            if len(self._loaded) >= _LOADED:
+                self._loaded.clear()
+            auth = self._loaded[row] = self._rows.load(row)
+        return auth
 
     def counts(self, today: date) -> dict[str, int]:
         """Return how many authorizations are active, expired (or not yet effective) and revoked.
 
-        Counted in one pass over the table when ``today`` is a new day (about a second for 1M), then
-        kept up to date by ``apply``: a loop pass that read new records costs nothing here.
+        Counted in one pass over the columns when ``today`` is a new day (a fraction of a second for
+        1M), then kept up to date by ``apply``: a loop pass that read new records costs nothing here.
         """
         if self._counts is None or self._day != today:
             counts = {"active": 0, "inactive": 0, "revoked": 0}
-            for auth in self._by_number.values():
-                counts[_state(auth, today)] += 1
+            for state in self._rows.states(today.toordinal()):
+                counts[state] += 1
             self._counts, self._day = counts, today
         return dict(self._counts)
 
+    def nbytes(self) -> int:
+        """Return the bytes of the columns and the two indexes' slots (intern tables aside)."""
+        return self._rows.nbytes() + self._by_number.nbytes() + self._by_member.nbytes()
 
-def _state(auth: Authorization, day: date) -> str:
-    return "revoked" if auth.revoked else "active" if auth.holds(day) else "inactive"
+
+def _member_hash(member: bytes, policy: int) -> int:
+    # All 32 bytes (SipHash): a pseudonym is random, but test and bench members share long prefixes.
+    return mix(hash(member) ^ policy)
 
 
 class AuthorizationMetrics:

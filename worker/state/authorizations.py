@@ -203,10 +203,12 @@ class Authorizations(AuthorizationFollower):
     def _get(self, number: str) -> Authorization | None:
         return self._staged.get(number) or self.table.get(number)
 
-    def _of_member(self, member: str, policy_id: str) -> list[Authorization]:
-        found = {a.number: a for a in self.table.of_member(member, policy_id)}
-        for auth in self._staged.values():
-            if auth.member == member and auth.policy_id == policy_id:
+    def _holding(self, member: str, policy_id: str, day: date) -> list[Authorization]:
+        """Return the member's authorizations under ``policy_id`` holding ``day`` (staged over the table)."""
+        staged = self._staged
+        found = {a.number: a for a in self.table.of_member(member, policy_id, day) if a.number not in staged}
+        for auth in staged.values():
+            if auth.member == member and auth.policy_id == policy_id and auth.holds(day):
                 found[auth.number] = auth
         return list(found.values())
 
@@ -294,7 +296,7 @@ class Authorizations(AuthorizationFollower):
                 self._staged_not_honoured.append(why)
             elif quoted is not None:
                 return self._get(quoted), OnFileVia.QUOTED_NUMBER, quoted, None
-        holding = [a for a in self._of_member(member, policy_id) if a.holds(day)]
+        holding = self._holding(member, policy_id, day)
         found = max(holding, key=lambda a: (a.expiration, a.number)) if holding else None
         return found, OnFileVia.MEMBER_PRODUCT, quoted, why
 
