@@ -203,12 +203,15 @@ class Authorizations(AuthorizationFollower):
     def _get(self, number: str) -> Authorization | None:
         return self._staged.get(number) or self.table.get(number)
 
-    def _holding(self, member: str, policy_id: str, day: date) -> list[Authorization]:
-        """Return the member's authorizations under ``policy_id`` holding ``day`` (staged over the table)."""
+    def _holding(self, member: str, policy_id: str, day: date | None) -> list[Authorization]:
+        """Return the member's authorizations under ``policy_id`` holding ``day`` (``None``: all of them).
+
+        Staged ones over the table's: a batch's own approvals count before they are committed.
+        """
         staged = self._staged
         found = {a.number: a for a in self.table.of_member(member, policy_id, day) if a.number not in staged}
         for auth in staged.values():
-            if auth.member == member and auth.policy_id == policy_id and auth.holds(day):
+            if auth.member == member and auth.policy_id == policy_id and (day is None or auth.holds(day)):
                 found[auth.number] = auth
         return list(found.values())
 
@@ -221,7 +224,7 @@ class Authorizations(AuthorizationFollower):
         member, day = self.pseudonym(claim.patient), claim.date_of_service
         return any(
             not auth.revoked and auth.effective < day and auth.expiration >= since
-            for auth in self._of_member(member, policy_id)
+            for auth in self._holding(member, policy_id, None)
         )
 
     def pseudonym(self, patient: Patient) -> str:
