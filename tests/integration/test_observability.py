@@ -27,6 +27,7 @@ from worker.contracts.codes import CriterionStatus, Outcome
 from worker.errors import DeadLetterClass
 from worker.kafka.reads import read_topic
 from worker.policy import Facts, decide, default_policy
+from worker.policy.catalog import catalog_choice
 from worker.runtime.pipeline import ExitCode
 
 if TYPE_CHECKING:
@@ -319,12 +320,14 @@ def test_metrics_move_as_claims_flow(kafka_bootstrap, topics, tmp_path):
         > before[_key("claims_worker_last_commit_timestamp_seconds")]
     )
     assert after[_key("claims_worker_last_commit_timestamp_seconds")] <= datetime.now(UTC).timestamp()
-    policy = default_policy()
+    # The default CLAIMS_POLICY selects by date of service: the worker reports the version as "dated".
+    choice = catalog_choice(load_settings({}).policy)
     info = {
-        "policy_id": policy.policy_id,
-        "policy_version": policy.version,
+        "policy_id": choice.named.policy_id,
+        "policy_version": choice.version_label,
         "worker_version": __version__,
     }
+    assert info["policy_version"] == "dated"
     assert after[_key("claims_worker_policy_info", **info)] == 1
     assert after[_key("claims_worker_up")] == 1
     not_approved = {e["claim_id"] for e in _log_events(log) if e.get("event") == "not_approved"}

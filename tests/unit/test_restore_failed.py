@@ -40,7 +40,9 @@ class _Reader:
         return Restored(partition, [])
 
 
-def _state(cluster: FakeCluster, reader: _Reader) -> tuple[PartitionState, FakeConsumer]:
+def _state(
+    cluster: FakeCluster, reader: _Reader, claims_partitions: int | None = 2
+) -> tuple[PartitionState, FakeConsumer]:
     consumer = FakeConsumer(cluster)
     state = PartitionState(
         _settings(),
@@ -48,7 +50,7 @@ def _state(cluster: FakeCluster, reader: _Reader) -> tuple[PartitionState, FakeC
         (SeenEvents(10, reader=reader),),
         WorkerMetrics(CollectorRegistry()),
         get_logger("test"),
-        claims_partitions=2,
+        claims_partitions=claims_partitions,
     )
     return state, consumer
 
@@ -118,12 +120,21 @@ class TestTopicCheckWhileRunning:
         consumer.partitions_for_topic = lambda topic: set() if topic == RESULTS else shown(topic)
 
     def test_the_first_check_fails_at_once(self):
-        """Before any check passed, a missing topic is exit 2, as at start."""
-        state, consumer = _state(FakeCluster(partitions=1), _Reader())
+        """Before any check passed (no start-up count handed in), a missing topic is exit 2, as at start."""
+        state, consumer = _state(FakeCluster(partitions=1), _Reader(), claims_partitions=None)
         self._missing_results(consumer)
         state.assigned_now([TopicPartition(CLAIMS, 0)])
         with pytest.raises(ConfigError, match=f"topic '{RESULTS}' does not exist"):
             state.settle()
+
+    def test_a_topic_deleted_between_the_start_up_check_and_the_first_assignment_waits_for_the_watch(self):
+        """The start-up check passed (its count handed in): a deletion before the first assignment's check
+        is the group watch's to name ("deleted while the worker ran"), not "does not exist"."""
+        state, consumer = _state(FakeCluster(partitions=1), _Reader(), claims_partitions=1)
+        self._missing_results(consumer)
+        state.assigned_now([TopicPartition(CLAIMS, 0)])
+        state.settle()
+        assert state.claims_partitions == 1
 
     def test_a_topic_deleted_after_a_passed_check_waits_for_the_watch(self):
         """Deleted while running: the check passes it over (the sentinel's limit decides), counts unchanged."""

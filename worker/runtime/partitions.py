@@ -77,7 +77,9 @@ class PartitionState:
         )
         self._check_pending = False
         self.cluster_id: str | None = None  # the cluster id at the first assignment's check
-        self._checked = False  # a check passed: a topic missing later is the group watch's to judge
+        # A check passed (the start-up one, when it counted the claims partitions): a topic missing later
+        # is the group watch's to judge, even if it goes before the first assignment's own check.
+        self._checked = claims_partitions is not None
         self.grew = False  # the claims topic gained partitions: the producer's metadata is stale
         # Partitions revoked or lost since the loop last looked (``take_gone``): an open transaction
         # that holds their records must not commit.
